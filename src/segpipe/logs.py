@@ -1,0 +1,57 @@
+"""Logging set-up for rule scripts, and progress that suits both a terminal and a log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> None:
+    """Send log records to ``log_file`` (the rule's ``log:``) and to stderr.
+
+    Called once by each script in ``scripts/``; the package itself only uses
+    ``logging.getLogger(__name__)``.
+    """
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+    logging.basicConfig(level=level, format=FORMAT, handlers=handlers, force=True)
+    logging.captureWarnings(True)
+
+
+def progress(
+    iterable: Iterable[T],
+    *,
+    desc: str,
+    total: int | None = None,
+    logger: logging.Logger | None = None,
+    every_s: float = 10.0,
+) -> Iterator[T]:
+    """Iterate with a tqdm bar on an interactive terminal and plain log lines otherwise.
+
+    The log gets a line at most every ``every_s`` seconds plus one at the end, so log files stay
+    readable (no carriage-return bars) while long loops still show they are alive.
+    """
+    log = logger or logging.getLogger("segpipe")
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    bar = tqdm(iterable, desc=desc, total=total, disable=not sys.stderr.isatty(), leave=False)
+    last = start = time.monotonic()
+    n = 0
+    for n, item in enumerate(bar, start=1):
+        yield item
+        now = time.monotonic()
+        if now - last >= every_s:
+            last = now
+            log.info("%s: %d/%s (%.1f/s)", desc, n, total or "?", n / (now - start))
+    log.info("%s: done, %d items in %.1f s", desc, n, time.monotonic() - start)
