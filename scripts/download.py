@@ -1,0 +1,17 @@
+"""Rule download: see segpipe.download.download_dataset."""
+
+import json
+from pathlib import Path
+
+from segpipe.download import download_dataset
+from segpipe.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+resources = snakemake.params.resources or json.loads(Path(snakemake.input.resources).read_text())
+download_dataset(
+    resources,
+    snakemake.output.dataset,
+    cache_dir=snakemake.params.cache_dir,
+    retries=snakemake.params.retries,
+    timeout=snakemake.params.timeout,
+)

@@ -1,0 +1,27 @@
+"""Rule report: see segpipe.report.build_report."""
+
+from pathlib import Path
+
+from segpipe.logs import setup_logging
+from segpipe.report import build_report
+
+setup_logging(snakemake.log[0])
+inp, params = snakemake.input, snakemake.params
+build_report(
+    snakemake.output.html,
+    Path(snakemake.output.confusion).parent,
+    metrics_json=inp.metrics,
+    val_metrics_json=inp.val_metrics,
+    per_class_csv=inp.per_class,
+    confusion_csv=inp.confusion,
+    per_image_csv=inp.per_image,
+    history_csv=inp.history,
+    manifest_csv=inp.manifest,
+    predictions_dir=inp.predictions,
+    class_names=params.classes,
+    ignore_index=params.ignore_index,
+    config=params.config,
+    benchmarks=params.benchmarks,
+    repo_dir=snakemake.scriptdir + "/..",
+    **params.report,
+)

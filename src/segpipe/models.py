@@ -1,0 +1,148 @@
+"""Model and loss registries keyed by the names users write in config.
+
+Unknown names fail with the list of valid choices, as segmentation-models-pytorch does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from segpipe.net import unreachable_reason
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    cls.__name__: cls for cls in smp.MODEL_ARCHITECTURES_MAPPING.values()
+}
+LOSSES = ("ce", "dice", "ce+dice", "focal")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained encoder weights could not be fetched or found in the local cache."""
+
+
+def check_model_names(arch: str, encoder: str, encoder_weights: str | None) -> None:
+    """Raise ValueError naming the option and listing valid choices for an unknown name."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"config option 'train.arch': unknown '{arch}'; valid: {sorted(ARCHITECTURES)}"
+        )
+    if encoder.startswith("tu-"):
+        import timm
+
+        if not timm.list_models(encoder[3:]):
+            raise ValueError(
+                f"config option 'train.encoder': timm has no model '{encoder[3:]}' "
+                "(see timm.list_models())"
+            )
+        return
+    names = smp.encoders.get_encoder_names()
+    if encoder not in names:
+        raise ValueError(
+            f"config option 'train.encoder': unknown '{encoder}'; valid: {sorted(names)} "
+            "(or 'tu-<timm model>')"
+        )
+    if encoder_weights is not None:
+        available = sorted(smp.encoders.encoders[encoder]["pretrained_settings"])
+        if encoder_weights not in available:
+            raise ValueError(
+                f"config option 'train.encoder_weights': '{encoder_weights}' is not available for "
+                f"encoder '{encoder}'; valid: {available} or null"
+            )
+
+
+def _weights_hint(encoder: str, weights: str) -> str:
+    settings = smp.encoders.encoders.get(encoder, {}).get("pretrained_settings", {}).get(weights)
+    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+    )
+    if settings is None:
+        return f"pre-download the timm weights for '{encoder}' into the Hugging Face cache {cache}"
+    repo, rev = settings["repo_id"], settings["revision"]
+    return (
+        f"on a machine with network run `hf download {repo} --revision {rev}` (or "
+        f'`python -c "from huggingface_hub import snapshot_download; '
+        f"snapshot_download('{repo}', revision='{rev}')\"`), then copy the cache folder {cache} "
+        "to this machine (or point HF_HOME at it); or set train.encoder_weights: null"
+    )
+
+
+def build_model(
+    arch: str,
+    encoder: str,
+    num_classes: int,
+    *,
+    encoder_weights: str | None = None,
+    in_channels: int = 3,
+    decoder_dropout: float = 0.0,
+) -> nn.Module:
+    """Create an smp model; fail fast with a clear message when pretrained weights are missing."""
+    check_model_names(arch, encoder, encoder_weights)
+    kwargs = dict(encoder_name=encoder, in_channels=in_channels, classes=num_classes)
+    if encoder_weights is None:
+        model = ARCHITECTURES[arch](encoder_weights=None, **kwargs)
+    else:
+        model = _with_pretrained(ARCHITECTURES[arch], encoder, encoder_weights, kwargs)
+    if decoder_dropout > 0:
+        model.segmentation_head = nn.Sequential(
+            nn.Dropout2d(decoder_dropout), model.segmentation_head
+        )
+    return model
+
+
+def _with_pretrained(cls, encoder: str, weights: str, kwargs: dict) -> nn.Module:
+    """Build with hub weights; with the hub unreachable, use the local cache only (no retries)."""
+    from huggingface_hub import constants
+
+    offline = constants.HF_HUB_OFFLINE
+    reason = None if offline else unreachable_reason(constants.ENDPOINT)
+    if reason:
+        logger.warning("Hugging Face hub unreachable (%s): using the local cache only", reason)
+        constants.HF_HUB_OFFLINE = True
+    try:
+        return cls(encoder_weights=weights, **kwargs)
+    except Exception as exc:  # hub/network errors come in many types
+        raise WeightsUnavailableError(
+            f"cannot load '{weights}' weights for encoder '{encoder}' "
+            f"({type(exc).__name__}: {exc}). No network or HF_HUB_OFFLINE=1 with an empty cache? "
+            + _weights_hint(encoder, weights)
+        ) from exc
+    finally:
+        constants.HF_HUB_OFFLINE = offline
+
+
+class _CEDice(nn.Module):
+    def __init__(self, ce: nn.Module, dice: nn.Module):
+        super().__init__()
+        self.ce, self.dice = ce, dice
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.ce(logits, target) + self.dice(logits, target)
+
+
+def build_loss(
+    name: str, *, class_weights: list[float] | None = None, ignore_index: int = 255
+) -> nn.Module:
+    """Loss by config name: ce, dice, ce+dice or focal (all multiclass, ignoring ``ignore_index``)."""
+    weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+
+    def ce() -> nn.Module:
+        return nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
+
+    def dice() -> nn.Module:
+        return smp.losses.DiceLoss(mode="multiclass", ignore_index=ignore_index)
+
+    if name == "ce":
+        return ce()
+    if name == "dice":
+        return dice()
+    if name == "ce+dice":
+        return _CEDice(ce(), dice())
+    if name == "focal":
+        return smp.losses.FocalLoss(mode="multiclass", ignore_index=ignore_index)
+    raise ValueError(f"config option 'train.loss': unknown '{name}'; valid: {list(LOSSES)}")

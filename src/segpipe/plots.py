@@ -1,0 +1,166 @@
+"""Report figures: confusion-matrix heatmap, learning curves and per-class scores.
+
+Figures are built with :class:`matplotlib.figure.Figure` on an Agg canvas rather than through
+pyplot: no GUI backend is ever selected, and since pyplot's global figure registry never holds
+them there is nothing left open after saving; a figure is freed once it goes out of scope.
+Each PNG is written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from segpipe.io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+DPI = 110
+_MISSING_NOTE = "n/a: class absent from both ground truth and prediction"
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    """A figure attached to an Agg canvas, independent of pyplot."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> None:
+    """Write ``fig`` to ``path`` as PNG atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    logger.info("wrote figure %s", path)
+
+
+def plot_confusion(
+    matrix: np.ndarray | pd.DataFrame,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    normalized: bool = True,
+) -> None:
+    """Heatmap of a confusion matrix (rows: true class, columns: predicted class).
+
+    ``matrix`` holds pixel counts. With ``normalized`` each row is divided by its sum, so a cell is
+    the fraction of that true class's pixels predicted as the column's class; a class with no true
+    pixels has an empty (grey) row. Otherwise the raw counts are drawn. Every cell carries its
+    value as text.
+    """
+    counts = np.asarray(matrix, dtype=float)
+    n = len(class_names)
+    if counts.shape != (n, n):
+        raise ValueError(f"confusion matrix has shape {counts.shape}, expected ({n}, {n})")
+    if normalized:
+        totals = counts.sum(axis=1, keepdims=True)
+        values = np.divide(counts, totals, out=np.full_like(counts, np.nan), where=totals > 0)
+        vmax = 1.0
+    else:
+        values = counts
+        vmax = max(float(np.nanmax(counts)), 1.0) if n else 1.0
+
+    side = min(max(4.0, 0.6 * n + 2.5), 16.0)
+    fig = _new_figure(side + 1.2, side)
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="0.85")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=vmax)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of true pixels" if normalized else None)
+
+    rotate = n > 4
+    ax.set_xticks(
+        range(n),
+        labels=class_names,
+        rotation=45 if rotate else 0,
+        ha="right" if rotate else "center",
+    )
+    ax.set_yticks(range(n), labels=class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix" + (" (row-normalised)" if normalized else " (pixel counts)"))
+
+    fontsize = 10 if n <= 8 else 7 if n <= 30 else 5
+    for i in range(n):
+        for j in range(n):
+            value = values[i, j]
+            if np.isnan(value):
+                text, color = "n/a", "0.3"
+            else:
+                text = f"{value:.2f}" if normalized else f"{value:,.0f}"
+                color = "white" if value > 0.6 * vmax else "black"
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=fontsize)
+    _save(fig, path)
+
+
+def plot_learning_curves(history: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Three stacked panels over epochs: train/val loss, val mIoU/Dice, and the learning rate.
+
+    ``history`` has the columns of ``history.csv``: ``epoch``, ``train_loss``, ``val_loss``,
+    ``val_miou``, ``val_dice`` and ``lr``. The learning rate uses a log axis when it is positive
+    and spans more than a factor of ten.
+    """
+    epochs = history["epoch"]
+    marker = "o" if len(history) <= 30 else None
+    fig = _new_figure(7.0, 8.0)
+    loss_ax, score_ax, lr_ax = fig.subplots(3, 1, sharex=True, height_ratios=[3, 3, 2])
+
+    loss_ax.plot(epochs, history["train_loss"], marker=marker, label="train loss")
+    loss_ax.plot(epochs, history["val_loss"], marker=marker, label="val loss")
+    loss_ax.set_ylabel("loss")
+    loss_ax.set_title("Learning curves")
+
+    score_ax.plot(epochs, history["val_miou"], marker=marker, color="C2", label="val mIoU")
+    score_ax.plot(epochs, history["val_dice"], marker=marker, color="C3", label="val Dice")
+    score_ax.set_ylabel("score")
+
+    lr = history["lr"]
+    lr_ax.plot(epochs, lr, marker=marker, color="C4", label="learning rate")
+    if (lr > 0).all() and lr.max() > 10 * lr.min():
+        lr_ax.set_yscale("log")
+    lr_ax.set_ylabel("learning rate")
+    lr_ax.set_xlabel("epoch")
+    lr_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+    for ax in (loss_ax, score_ax, lr_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    _save(fig, path)
+
+
+def plot_per_class(per_class: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Grouped bars of IoU and Dice per class.
+
+    ``per_class`` has the columns ``class_name``, ``iou`` and ``dice`` (as in ``per_class.csv``);
+    a NaN score gets no bar but an "n/a" label, explained by a note under the axes.
+    """
+    names = per_class["class_name"].astype(str).tolist()
+    n = len(names)
+    x = np.arange(n)
+    width = 0.4
+    fig = _new_figure(min(max(5.0, 0.7 * n + 2.0), 18.0), 4.5)
+    ax = fig.add_subplot()
+
+    any_missing = False
+    for offset, column, label in ((-width / 2, "iou", "IoU"), (width / 2, "dice", "Dice")):
+        scores = per_class[column].to_numpy(dtype=float)
+        bars = ax.bar(x + offset, np.nan_to_num(scores, nan=0.0), width, label=label)
+        labels = ["n/a" if np.isnan(s) else (f"{s:.2f}" if n <= 12 else "") for s in scores]
+        ax.bar_label(bars, labels=labels, fontsize=8, padding=2)
+        any_missing = any_missing or bool(np.isnan(scores).any())
+
+    ax.set_xticks(x, labels=names, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center")
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("score")
+    ax.set_title("Per-class IoU and Dice")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper right", ncols=2)
+    if any_missing:
+        fig.supxlabel(_MISSING_NOTE, fontsize=9, color="0.35")
+    _save(fig, path)

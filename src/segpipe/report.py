@@ -1,0 +1,353 @@
+"""Self-contained HTML evaluation report: run summary, metrics, figures and example predictions.
+
+:func:`build_report` reads the outputs of the train/predict/evaluate steps, draws the figures
+(:mod:`segpipe.plots`) and renders ``templates/report.html.j2`` into one HTML file whose images are
+all inlined as base64 data URIs, so the file can be mailed or archived on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import importlib.metadata
+import io
+import json
+import logging
+import math
+import numbers
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+import yaml
+from PIL import Image
+
+from segpipe import plots
+from segpipe.colors import colorize, palette
+from segpipe.io import write_text
+
+logger = logging.getLogger(__name__)
+
+VERSIONED_PACKAGES = (
+    "torch",
+    "torchvision",
+    "segmentation_models_pytorch",
+    "snakemake",
+    "numpy",
+    "segpipe",
+)
+NOT_A_CHECKOUT = "not a git checkout"
+GALLERY_MAX_HEIGHT = 256
+ERROR_COLOR = (255, 0, 0)
+_PANEL_GAP = 4
+
+
+def build_report(
+    out_html: str | os.PathLike,
+    figures_dir: str | os.PathLike,
+    *,
+    metrics_json: str | os.PathLike,
+    per_class_csv: str | os.PathLike,
+    confusion_csv: str | os.PathLike,
+    per_image_csv: str | os.PathLike,
+    history_csv: str | os.PathLike,
+    manifest_csv: str | os.PathLike,
+    predictions_dir: str | os.PathLike,
+    class_names: Sequence[str],
+    config: Mapping[str, Any],
+    benchmarks: Mapping[str, str | os.PathLike | None],
+    title: str = "segpipe report",
+    gallery_size: int = 3,
+    val_metrics_json: str | os.PathLike | None = None,
+    repo_dir: str | os.PathLike = ".",
+    ignore_index: int = 255,
+) -> None:
+    """Write ``confusion.png``, ``learning_curves.png``, ``per_class.png`` and the HTML report.
+
+    The test-split inputs (``metrics_json``, the CSVs, the split manifest and the
+    ``predictions_dir`` holding ``masks/<id>.png``) and ``history_csv`` are required: a missing
+    one raises :class:`FileNotFoundError` naming it. ``val_metrics_json`` and the files in
+    ``benchmarks`` (rule name -> Snakemake benchmark TSV) are optional and shown as "n/a" when
+    absent. The gallery shows the ``gallery_size`` best, median and worst test images by
+    per-image mean IoU.
+    """
+    required = {
+        "metrics_json": metrics_json,
+        "per_class_csv": per_class_csv,
+        "confusion_csv": confusion_csv,
+        "per_image_csv": per_image_csv,
+        "history_csv": history_csv,
+        "manifest_csv": manifest_csv,
+        "predictions_dir": predictions_dir,
+    }
+    for name, path in required.items():
+        if not Path(path).exists():
+            raise FileNotFoundError(errno.ENOENT, f"report input {name} not found", str(path))
+
+    test_metrics = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
+    per_class = pd.read_csv(per_class_csv)
+    confusion = pd.read_csv(confusion_csv, index_col="true")
+    per_image = pd.read_csv(per_image_csv, dtype={"id": str})
+    history = pd.read_csv(history_csv)
+    manifest = pd.read_csv(manifest_csv, dtype={"id": str}).set_index("id")
+
+    figures_dir = Path(figures_dir)
+    figure_paths = {
+        "confusion": figures_dir / "confusion.png",
+        "learning_curves": figures_dir / "learning_curves.png",
+        "per_class": figures_dir / "per_class.png",
+    }
+    plots.plot_confusion(confusion.to_numpy(), class_names, figure_paths["confusion"])
+    plots.plot_learning_curves(history, figure_paths["learning_curves"])
+    plots.plot_per_class(per_class, figure_paths["per_class"])
+
+    splits = [("test", test_metrics)]
+    if val_metrics_json is not None:
+        splits.append(("val", _read_optional_json(val_metrics_json)))
+
+    context = {
+        "title": title,
+        "dataset": _describe_dataset(config.get("dataset")),
+        "config_yaml": yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=False),
+        "versions": package_versions(),
+        "git": git_revision(repo_dir),
+        "training": _training_summary(history),
+        "benchmarks": [
+            {"rule": rule, **_read_benchmark(path)} for rule, path in benchmarks.items()
+        ],
+        "overall": [{**metrics, "split": split} for split, metrics in splits],
+        "show_foreground": any(m.get("foreground_iou") is not None for _, m in splits),
+        "per_class": per_class.to_dict("records"),
+        "figures": {name: _data_uri(path.read_bytes()) for name, path in figure_paths.items()},
+        "legend": [
+            {"name": name, "rgb": ",".join(str(int(c)) for c in color)}
+            for name, color in zip(class_names, palette(len(class_names)), strict=True)
+        ],
+        "galleries": _galleries(
+            per_image, manifest, Path(predictions_dir), gallery_size, len(class_names), ignore_index
+        ),
+    }
+    write_text(out_html, _environment().get_template("report.html.j2").render(context))
+    logger.info("wrote report %s", out_html)
+
+
+def package_versions() -> dict[str, str]:
+    """Python's version and the installed versions of the packages the pipeline depends on."""
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_revision(repo_dir: str | os.PathLike) -> str:
+    """The commit checked out in ``repo_dir``, with " (dirty)" for uncommitted changes.
+
+    Returns :data:`NOT_A_CHECKOUT` when git is missing or ``repo_dir`` is not inside a repository
+    with at least one commit.
+    """
+    try:
+        commit = _git(repo_dir, "rev-parse", "HEAD")
+        changes = _git(repo_dir, "status", "--porcelain")
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.info("no git revision for %s: %s", repo_dir, getattr(exc, "stderr", None) or exc)
+        return NOT_A_CHECKOUT
+    return f"{commit} (dirty)" if changes else commit
+
+
+def _git(repo_dir: str | os.PathLike, *args: str) -> str:
+    """Run a git command in ``repo_dir`` and return its stripped standard output."""
+    result = subprocess.run(
+        ["git", *args], cwd=repo_dir, capture_output=True, text=True, check=True, timeout=30
+    )
+    return result.stdout.strip()
+
+
+def _read_optional_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path``, or an empty dict (rendered as "n/a") if the file is missing."""
+    if not Path(path).is_file():
+        logger.warning("optional report input %s is missing; shown as n/a", path)
+        return {}
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
+    """Wall-clock seconds and peak RSS (MB) from a Snakemake benchmark TSV, averaged over repeats.
+
+    A missing or unreadable file gives ``None`` for both, rendered as "n/a".
+    """
+    if path is None or not Path(path).is_file():
+        logger.warning("benchmark file %s is missing; shown as n/a", path)
+        return {"seconds": None, "max_rss": None}
+    try:
+        table = pd.read_csv(path, sep="\t")
+        seconds = pd.to_numeric(table["s"], errors="coerce").mean()
+        max_rss = pd.to_numeric(table["max_rss"], errors="coerce").mean()
+    except (ValueError, KeyError) as exc:
+        logger.warning("cannot read benchmark file %s (%s); shown as n/a", path, exc)
+        return {"seconds": None, "max_rss": None}
+    return {"seconds": seconds, "max_rss": max_rss}
+
+
+def _describe_dataset(dataset: Any) -> str:
+    """A one-line description of ``config["dataset"]``, whether a name or a mapping."""
+    if dataset is None:
+        return "n/a"
+    if isinstance(dataset, Mapping):
+        return yaml.safe_dump(dict(dataset), sort_keys=True, default_flow_style=True).strip()
+    return str(dataset)
+
+
+def _training_summary(history: pd.DataFrame) -> dict[str, Any]:
+    """Epoch count, total time, mean throughput and the best validation mIoU from the history."""
+    summary: dict[str, Any] = {
+        "epochs": len(history),
+        "seconds": history["seconds"].sum(),
+        "images_per_s": history["images_per_s"].mean(),
+        "best_val_miou": None,
+        "best_epoch": None,
+    }
+    if history["val_miou"].notna().any():
+        best = history.loc[history["val_miou"].idxmax()]
+        summary["best_val_miou"] = best["val_miou"]
+        summary["best_epoch"] = int(best["epoch"])
+    return summary
+
+
+def _galleries(
+    per_image: pd.DataFrame,
+    manifest: pd.DataFrame,
+    predictions_dir: Path,
+    size: int,
+    num_classes: int,
+    ignore_index: int,
+) -> list[dict[str, Any]]:
+    """The best, median and worst ``size`` test images by mean IoU, as captioned composites.
+
+    With fewer than ``3 * size`` scored images the three selections overlap.
+    """
+    ranked = (
+        per_image.dropna(subset=["mean_iou"])
+        .sort_values("mean_iou", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )
+    size = min(size, len(ranked))
+    middle = (len(ranked) - size) // 2
+    selections = {
+        "Best": ranked.iloc[:size],
+        "Median": ranked.iloc[middle : middle + size],
+        "Worst": ranked.iloc[len(ranked) - size :].iloc[::-1],
+    }
+    galleries = []
+    for name, rows in selections.items():
+        items = []
+        for image_id, miou in zip(rows["id"], rows["mean_iou"], strict=True):
+            if image_id not in manifest.index:
+                raise KeyError(f"image {image_id!r} from per_image.csv is not in the manifest")
+            entry = manifest.loc[image_id]
+            composite = _composite(
+                Path(entry["image"]),
+                Path(entry["mask"]),
+                predictions_dir / "masks" / f"{image_id}.png",
+                num_classes,
+                ignore_index,
+            )
+            items.append({"id": image_id, "miou": miou, "src": _data_uri(_png_bytes(composite))})
+        galleries.append({"name": name, "items": items})
+    return galleries
+
+
+def _composite(
+    image_path: Path, truth_path: Path, pred_path: Path, num_classes: int, ignore_index: int
+) -> Image.Image:
+    """Image | truth | prediction | error map side by side, at most GALLERY_MAX_HEIGHT px high.
+
+    The error map is the image in dimmed grey with wrongly predicted pixels in red and ignored
+    pixels in black.
+    """
+    with Image.open(image_path) as img:
+        image = np.asarray(img.convert("RGB"))
+    truth = _read_mask(truth_path)
+    pred = _read_mask(pred_path)
+    if not image.shape[:2] == truth.shape == pred.shape:
+        raise ValueError(
+            f"size mismatch: image {image_path} {image.shape[:2]}, truth {truth_path} "
+            f"{truth.shape}, prediction {pred_path} {pred.shape}"
+        )
+
+    ignored = truth == ignore_index
+    grey = (image.mean(axis=2) * 0.45).astype(np.uint8)
+    error = np.repeat(grey[..., None], 3, axis=2)
+    error[(pred != truth) & ~ignored] = ERROR_COLOR
+    error[ignored] = 0
+
+    height, width = truth.shape
+    scale = min(1.0, GALLERY_MAX_HEIGHT / height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    panels = [Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)] + [
+        Image.fromarray(panel).resize(size, Image.Resampling.NEAREST)
+        for panel in (
+            colorize(truth, num_classes, ignore_index),
+            colorize(pred, num_classes, ignore_index),
+            error,
+        )
+    ]
+    sheet = Image.new("RGB", (4 * size[0] + 3 * _PANEL_GAP, size[1]), "white")
+    for i, panel in enumerate(panels):
+        sheet.paste(panel, (i * (size[0] + _PANEL_GAP), 0))
+    return sheet
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A class-id mask as an (H, W) uint8 array (palette PNGs give their indices)."""
+    with Image.open(path) as mask:
+        return np.asarray(mask, dtype=np.uint8)
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, numbers.Real) and math.isnan(value))
+
+
+def _format_number(value: Any, spec: str = ".3f") -> str:
+    """Jinja filter: ``value`` formatted with ``spec``, or "n/a" for None/NaN."""
+    return "n/a" if _is_missing(value) else format(value, spec)
+
+
+def _format_duration(seconds: Any) -> str:
+    """Jinja filter: seconds as H:MM:SS, or "n/a" for None/NaN."""
+    if _is_missing(seconds):
+        return "n/a"
+    minutes, secs = divmod(round(float(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("segpipe", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _format_number
+    env.filters["duration"] = _format_duration
+    return env

@@ -1,0 +1,75 @@
+"""Seeded, stratified train/val/test split, persisted as CSV manifests."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from segpipe.io import write_csv
+
+logger = logging.getLogger(__name__)
+MANIFEST_COLUMNS = ["id", "image", "mask", "group", "height", "width"]
+
+
+def _carve(frame: pd.DataFrame, fraction: float, rng: np.random.Generator, stratify: bool):
+    """Split ``frame`` into (rest, carved) with ``fraction`` of each group (or of all) carved."""
+    groups = frame.groupby("group", sort=True) if stratify else [("", frame)]
+    carved = []
+    for _, part in groups:
+        ids = part["id"].to_numpy()
+        n = int(round(fraction * len(ids)))
+        carved.extend(rng.permutation(ids)[:n])
+    if not carved and len(frame) > 1:  # tiny data: at least one item
+        carved = [rng.permutation(frame["id"].to_numpy())[0]]
+    mask = frame["id"].isin(carved)
+    return frame[~mask], frame[mask]
+
+
+def split_dataset(
+    index: pd.DataFrame,
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    use_official: bool = True,
+    stratify: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Return train/val/test frames. The same index and seed always give the same split.
+
+    With ``use_official`` and an ``official_split`` column naming a test list, that list is the
+    test set and validation is carved from the rest; otherwise test is carved first.
+    """
+    frame = index.sort_values("id").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    official = use_official and (frame["official_split"].fillna("") == "test").any()
+    if official:
+        is_test = frame["official_split"] == "test"
+        pool, test = frame[~is_test], frame[is_test]
+    else:
+        pool, test = _carve(frame, test_fraction, rng, stratify)
+    train, val = _carve(pool, val_fraction, rng, stratify)
+    parts = {"train": train, "val": val, "test": test}
+    for name, part in parts.items():
+        if part.empty:
+            raise ValueError(
+                f"split '{name}' is empty: {len(frame)} pairs are too few for the fractions"
+            )
+    logger.info(
+        "split (%s test list, seed %d): %s",
+        "official" if official else "carved",
+        seed,
+        ", ".join(f"{k} {len(v)}" for k, v in parts.items()),
+    )
+    return {
+        k: v[MANIFEST_COLUMNS].sort_values("id").reset_index(drop=True) for k, v in parts.items()
+    }
+
+
+def write_split(index_csv: str, out: dict[str, str], **kwargs) -> None:
+    """Read the remap index, split it, and write one manifest CSV per split (keys of ``out``)."""
+    index = pd.read_csv(index_csv, dtype={"id": str, "group": str, "official_split": str})
+    index[["group", "official_split"]] = index[["group", "official_split"]].fillna("")
+    for name, frame in split_dataset(index, **kwargs).items():
+        write_csv(out[name], frame)

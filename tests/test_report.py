@@ -1,0 +1,306 @@
+"""Tests for segpipe.report and segpipe.plots on small fake pipeline outputs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from segpipe.report import NOT_A_CHECKOUT, build_report
+
+CLASSES = ["pet", "background", "border"]
+N_IMAGES = 7
+GALLERY_SIZE = 2
+TEST_MIOU = 0.71234
+
+
+def _write_split(root: Path) -> dict[str, Path]:
+    """Images, truth masks, predictions, manifest and per-image scores for N_IMAGES tiny images.
+
+    Image ``img<i>`` has i wrongly predicted pixels, so its mean IoU falls with i.
+    """
+    rng = np.random.default_rng(0)
+    predictions = root / "pred"
+    (predictions / "masks").mkdir(parents=True)
+    (root / "data").mkdir()
+    manifest, scores = [], []
+    for i in range(N_IMAGES):
+        image_id = f"img{i}"
+        truth = np.zeros((12, 16), dtype=np.uint8)
+        truth[:, 8:] = 1
+        truth[0, :] = 255
+        pred = truth.copy()
+        pred[0, :] = 0
+        pred[1, :i] = 2
+        rgb = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+        # Any Pillow-readable format: alternate JPEG and PNG originals.
+        image_path = root / "data" / f"{image_id}.{'jpg' if i % 2 else 'png'}"
+        Image.fromarray(rgb).save(image_path)
+        mask_path = root / "data" / f"{image_id}_mask.png"
+        Image.fromarray(truth).save(mask_path)
+        Image.fromarray(pred).save(predictions / "masks" / f"{image_id}.png")
+        manifest.append({"id": image_id, "image": image_path, "mask": mask_path, "group": "a"})
+        miou = 0.9 - 0.1 * i
+        scores.append(
+            {
+                "id": image_id,
+                "pixel_accuracy": 0.95,
+                "mean_iou": miou,
+                "mean_dice": miou + 0.05,
+                "foreground_iou": miou,
+                "iou_pet": miou,
+                "iou_background": 0.9,
+                "iou_border": float("nan"),
+            }
+        )
+    pd.DataFrame(manifest).to_csv(root / "test.csv", index=False)
+    # Shuffled rows: the gallery must rank them itself.
+    pd.DataFrame(scores).sample(frac=1, random_state=1).to_csv(root / "per_image.csv", index=False)
+    return {
+        "manifest_csv": root / "test.csv",
+        "per_image_csv": root / "per_image.csv",
+        "predictions_dir": predictions,
+    }
+
+
+def _metrics(split: str, mean_iou: float) -> dict:
+    return {
+        "split": split,
+        "n_images": N_IMAGES,
+        "pixel_accuracy": 0.93,
+        "mean_iou": mean_iou,
+        "mean_dice": 0.8,
+        "foreground_iou": 0.85,
+        "classes": CLASSES,
+        "per_class": {
+            "pet": {"iou": 0.8, "dice": 0.9},
+            "background": {"iou": 0.62, "dice": 0.7},
+            "border": {"iou": None, "dice": None},
+        },
+    }
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict:
+    """Keyword arguments for build_report, with every input written under tmp_path."""
+    root = tmp_path / "inputs"
+    root.mkdir()
+    (root / "metrics.json").write_text(json.dumps(_metrics("test", TEST_MIOU)))
+    (root / "val_metrics.json").write_text(json.dumps(_metrics("val", 0.65)))
+    (root / "per_class.csv").write_text(
+        "class_id,class_name,iou,dice,true_pixels,predicted_pixels\n"
+        "0,pet,0.8,0.9,1200,1100\n"
+        "1,background,0.62,0.7,3000,3100\n"
+        "2,border,,,0,0\n"
+    )
+    (root / "confusion.csv").write_text(
+        "true,pet,background,border\npet,1000,150,50\nbackground,100,2900,0\nborder,0,0,0\n"
+    )
+    (root / "history.csv").write_text(
+        "epoch,train_loss,val_loss,val_miou,val_dice,lr,seconds,images_per_s\n"
+        "1,1.2,1.1,0.40,0.50,0.001,60.5,20.1\n"
+        "2,0.8,0.9,0.55,0.62,0.0005,59.5,21.0\n"
+        "3,0.6,0.85,0.52,0.60,0.0001,61.0,20.4\n"
+    )
+    (root / "train.tsv").write_text(
+        "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+        "3723.5\t1:02:03\t2048.3\t4096.0\t1900.0\t1950.0\t10.0\t5.0\t180.0\t6000.0\n"
+    )
+    return {
+        "metrics_json": root / "metrics.json",
+        "val_metrics_json": root / "val_metrics.json",
+        "per_class_csv": root / "per_class.csv",
+        "confusion_csv": root / "confusion.csv",
+        "history_csv": root / "history.csv",
+        **_write_split(root),
+        "class_names": CLASSES,
+        "config": {"dataset": "oxford_pets", "train": {"epochs": 3, "lr": 0.001}},
+        "benchmarks": {"train": root / "train.tsv"},
+        "gallery_size": GALLERY_SIZE,
+        "repo_dir": tmp_path,
+    }
+
+
+class _Tables(HTMLParser):
+    """Collects the cell texts of each <table id=...> as a list of rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._current: list[list[str]] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "table":
+            self._current = self.tables.setdefault(dict(attrs).get("id", ""), [])
+        elif tag == "tr" and self._current is not None:
+            self._current.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._current = None
+        elif tag in ("td", "th") and self._current is not None and self._cell is not None:
+            self._current[-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _tables(html: str) -> dict[str, list[list[str]]]:
+    parser = _Tables()
+    parser.feed(html)
+    return parser.tables
+
+
+def _build(tmp_path: Path, inputs: dict) -> str:
+    out = tmp_path / "report" / "report.html"
+    build_report(out, tmp_path / "report" / "figures", **inputs)
+    return out.read_text(encoding="utf-8")
+
+
+def test_report_is_self_contained_with_metrics_figures_and_gallery(tmp_path, inputs):
+    html = _build(tmp_path, inputs)
+
+    assert not re.search(r'(src|href)="http', html)
+    assert all(
+        src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', html)
+    )
+    for name in CLASSES:
+        assert name in html
+
+    tables = _tables(html)
+    overall = {row[0]: row[1:] for row in tables["overall-metrics"][1:]}
+    assert overall["test"] == [str(N_IMAGES), "0.930", "0.712", "0.800", "0.850"]
+    assert overall["val"][2] == "0.650"
+    per_class = {row[1]: row[2:] for row in tables["per-class-metrics"][1:]}
+    assert per_class["background"] == ["0.620", "0.700", "3,000", "3,100"]
+    assert per_class["border"] == ["n/a", "n/a", "0", "0"]
+
+    summary = dict(tables["run-summary"])
+    assert summary["Dataset"] == "oxford_pets"
+    assert summary["Git commit"] == NOT_A_CHECKOUT
+    assert summary["Epochs trained"] == "3"
+    assert summary["Training time"] == "0:03:01"
+    assert summary["Best val mIoU"] == "0.550 (epoch 2)"
+    assert tables["benchmarks"][1] == ["train", "1:02:04", "3723.5", "2048"]
+    versions = dict(tables["versions"][1:])
+    assert set(versions) >= {"python", "torch", "numpy", "segmentation_models_pytorch", "segpipe"}
+    assert "epochs: 3" in html  # the config, as YAML
+
+    figures = tmp_path / "report" / "figures"
+    for name in ("confusion", "learning_curves", "per_class"):
+        with Image.open(figures / f"{name}.png") as figure:
+            assert figure.format == "PNG"
+            assert figure.width > 300 and figure.height > 300
+
+    gallery = re.findall(r'<img class="gallery" src="data:image/png;base64,', html)
+    assert len(gallery) == 3 * GALLERY_SIZE
+    captions = re.findall(r"<code>(img\d)</code> — mIoU ([\d.]+)", html)
+    assert captions == [
+        ("img0", "0.900"),
+        ("img1", "0.800"),  # best
+        ("img2", "0.700"),
+        ("img3", "0.600"),  # median of 7
+        ("img6", "0.300"),
+        ("img5", "0.400"),  # worst first
+    ]
+
+
+def test_gallery_composite_shows_image_truth_prediction_and_errors(tmp_path, inputs):
+    html = _build(tmp_path, inputs)
+
+    # The first "Worst" row is img6: 6 wrong pixels in row 1, row 0 ignored (truth 255).
+    worst = re.findall(r'<img class="gallery" src="data:image/png;base64,([^"]+)"', html)[4]
+    with Image.open(io.BytesIO(base64.b64decode(worst))) as composite:
+        sheet = np.asarray(composite.convert("RGB"))
+    width = 16
+    gap = (sheet.shape[1] - 4 * width) // 3
+    assert sheet.shape[0] == 12 and gap > 0
+    truth, pred, error = (
+        sheet[:, i * (width + gap) : i * (width + gap) + width] for i in (1, 2, 3)
+    )
+    red = np.all(error == (255, 0, 0), axis=2)
+    assert red.sum() == 6 and red[1, :6].all()
+    assert (error[0] == 0).all()  # ignored pixels black, though predicted as class 0
+    assert (truth[0] == 0).all() and not (pred[0] == 0).all()
+    assert not (error[2:] == 0).all()  # the dimmed image shows through elsewhere
+
+
+def test_missing_optional_inputs_are_shown_as_na(tmp_path, inputs):
+    inputs["val_metrics_json"] = tmp_path / "nowhere" / "val_metrics.json"
+    inputs["benchmarks"] = {"train": tmp_path / "nowhere" / "train.tsv", "predict": None}
+
+    tables = _tables(_build(tmp_path, inputs))
+
+    overall = {row[0]: row[1:] for row in tables["overall-metrics"][1:]}
+    assert overall["val"] == ["n/a"] * 5
+    assert overall["test"][2] == "0.712"
+    assert tables["benchmarks"][1:] == [["train", "n/a", "n/a", "n/a"], ["predict"] + ["n/a"] * 3]
+
+
+def test_without_val_metrics_only_test_row(tmp_path, inputs):
+    del inputs["val_metrics_json"]
+
+    tables = _tables(_build(tmp_path, inputs))
+
+    assert [row[0] for row in tables["overall-metrics"][1:]] == ["test"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "metrics_json",
+        "per_class_csv",
+        "confusion_csv",
+        "per_image_csv",
+        "history_csv",
+        "manifest_csv",
+        "predictions_dir",
+    ],
+)
+def test_missing_required_input_raises_naming_it(tmp_path, inputs, name):
+    inputs[name] = tmp_path / "gone" / f"missing_{name}"
+
+    with pytest.raises(FileNotFoundError, match=f"{name}.*missing_{name}"):
+        _build(tmp_path, inputs)
+    assert not (tmp_path / "report" / "report.html").exists()
+
+
+def test_git_commit_of_repo_dir_is_shown(tmp_path, inputs):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README").write_text("x\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("add", "README")
+    git("commit", "-q", "-m", "init")
+    commit = git("rev-parse", "HEAD")
+    inputs["repo_dir"] = repo
+
+    assert dict(_tables(_build(tmp_path, inputs))["run-summary"])["Git commit"] == commit
+
+    (repo / "README").write_text("changed\n")
+    summary = dict(_tables(_build(tmp_path, inputs))["run-summary"])
+    assert summary["Git commit"] == f"{commit} (dirty)"
