@@ -64,7 +64,20 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         raise ConfigError("invalid config:\n  " + "\n  ".join(_option(e) for e in errors))
     cfg["remap"]["table"] = {int(k): int(v) for k, v in cfg["remap"]["table"].items()}
     check_semantics(cfg)
-    return cfg
+    return canonical(cfg)
+
+
+def canonical(value: Any) -> Any:
+    """Sort mapping keys recursively.
+
+    Snakemake compares a rule's params by their text, so two configs that differ only in key
+    order must give identical params, or reordering a YAML file would rerun the pipeline.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value, key=lambda k: (str(type(k)), k))}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
 
 
 def check_semantics(cfg: Mapping[str, Any]) -> None:

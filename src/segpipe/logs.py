@@ -27,6 +27,17 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> Non
         handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
     logging.basicConfig(level=level, format=FORMAT, handlers=handlers, force=True)
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(exc_type, exc, tb) -> None:
+    """Put the error that ends a rule's script into its log file, where users look first.
+
+    The stderr handler prints the same record, so the default hook is not called again.
+    """
+    logging.getLogger("segpipe").critical(
+        "%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb)
+    )
 
 
 def progress(

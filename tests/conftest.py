@@ -1,0 +1,66 @@
+"""Shared test set-up: offline hubs, the real datasets beside the checkout, workflow runners."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for pretrained weights in tests
+os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SEGPIPE_SHARED_DATA", REPO.parent / "shared" / "data"))
+WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles"]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real datasets in ../shared/data: skipped on a user's clone, required in CI."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have the real datasets at {SHARED_DATA}")
+        pytest.skip(f"real datasets not found at {SHARED_DATA} (they sit beside the checkout in CI)")
+    return SHARED_DATA
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow (not results) into ``dest`` so a test runs it as a user would."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the venv's snakemake in ``workdir``; output captured as text."""
+    return subprocess.run(
+        [str(BIN / "snakemake"), *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
+
+
+def planned_rules(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule name -> job count that ``snakemake -n`` plans (empty when nothing is to be done)."""
+    proc = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}

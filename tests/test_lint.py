@@ -1,0 +1,26 @@
+"""Lint is part of the test command: snakefmt, snakemake --lint, ruff check, ruff format."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import BIN, REPO
+
+CHECKS = {
+    "snakefmt": [str(BIN / "snakefmt"), "--check", "Snakefile", "rules/"],
+    "snakemake-lint": [str(BIN / "snakemake"), "--lint"],
+    "ruff-check": [str(BIN / "ruff"), "check", "."],
+    "ruff-format": [str(BIN / "ruff"), "format", "--check", "."],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_lint(name: str) -> None:
+    proc = subprocess.run(CHECKS[name], cwd=REPO, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{name} failed:\n{output}"
+    if name == "snakemake-lint":
+        # snakemake --lint exits 0 even when it has advice; the all-clear line is the verdict.
+        assert "Congratulations, your workflow is in a good condition!" in output, output
