@@ -20,7 +20,9 @@ def _replace_tables_from_command_line(cfg):
 
 _replace_tables_from_command_line(config)
 try:
-    _validated = validate_config(config, load_schema(Path(workflow.basedir) / "config/schema.yaml"))
+    _validated = validate_config(
+        config, load_schema(Path(workflow.basedir) / "config/schema.yaml")
+    )
 except ConfigError as exc:
     raise ValueError(str(exc)) from None
 config.clear()

@@ -9,18 +9,18 @@ rule synthesize:
         images="results/synthesize/images.tar.gz",
         annotations="results/synthesize/annotations.tar.gz",
         resources="results/synthesize/resources.json",
-    params:
-        synthetic=config["dataset"]["synthetic"],
     log:
         "logs/synthesize/synthesize.log",
     benchmark:
         "benchmarks/synthesize/synthesize.tsv"
+    conda:
+        "../envs/segpipe.yaml"
     threads: 1
     resources:
         mem_mb=res("download", "mem_mb"),
         runtime=res("download", "runtime"),
-    conda:
-        "../envs/segpipe.yaml"
+    params:
+        synthetic=config["dataset"]["synthetic"],
     script:
         "../scripts/synthesize.py"
 
@@ -31,20 +31,20 @@ rule download:
         resources=(rules.synthesize.output.resources if SOURCE == "synthetic" else []),
     output:
         dataset=directory("results/download/dataset"),
+    log:
+        "logs/download/download.log",
+    benchmark:
+        "benchmarks/download/download.tsv"
+    conda:
+        "../envs/segpipe.yaml"
+    threads: res("download", "threads")
+    resources:
+        mem_mb=res("download", "mem_mb"),
+        runtime=res("download", "runtime"),
     params:
         resources=download_resources(),
         cache_dir="results/download/archives",
         retries=config["dataset"]["retries"],
         timeout=config["dataset"]["timeout"],
-    log:
-        "logs/download/download.log",
-    benchmark:
-        "benchmarks/download/download.tsv"
-    threads: res("download", "threads")
-    resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
-    conda:
-        "../envs/segpipe.yaml"
     script:
         "../scripts/download.py"

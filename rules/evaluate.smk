@@ -9,19 +9,19 @@ rule evaluate:
         confusion="results/evaluate/{split}/confusion.csv",
         confusion_normalized="results/evaluate/{split}/confusion_normalized.csv",
         per_image="results/evaluate/{split}/per_image.csv",
-    params:
-        classes=config["classes"],
-        ignore_index=config["ignore_index"],
-        foreground_classes=config["evaluate"]["foreground_classes"],
     log:
         "logs/evaluate/{split}.log",
     benchmark:
         "benchmarks/evaluate/{split}.tsv"
+    conda:
+        "../envs/segpipe.yaml"
     threads: res("evaluate", "threads")
     resources:
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
-    conda:
-        "../envs/segpipe.yaml"
+    params:
+        classes=config["classes"],
+        ignore_index=config["ignore_index"],
+        foreground_classes=config["evaluate"]["foreground_classes"],
     script:
         "../scripts/evaluate.py"

@@ -5,18 +5,18 @@ rule predict:
         manifest="results/split/{split}.csv",
     output:
         predictions=directory("results/predict/{split}"),
-    params:
-        predict=config["predict"],
-        device=config["train"]["device"],
     log:
         "logs/predict/{split}.log",
     benchmark:
         "benchmarks/predict/{split}.tsv"
+    conda:
+        "../envs/segpipe.yaml"
     threads: res("predict", "threads")
     resources:
         mem_mb=res("predict", "mem_mb"),
         runtime=res("predict", "runtime"),
-    conda:
-        "../envs/segpipe.yaml"
+    params:
+        predict=config["predict"],
+        device=config["train"]["device"],
     script:
         "../scripts/predict.py"

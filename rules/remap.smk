@@ -6,6 +6,16 @@ rule remap:
         masks=directory("results/remap/masks"),
         index="results/remap/index.csv",
         quarantine="results/remap/quarantine.csv",
+    log:
+        "logs/remap/remap.log",
+    benchmark:
+        "benchmarks/remap/remap.tsv"
+    conda:
+        "../envs/segpipe.yaml"
+    threads: res("remap", "threads")
+    resources:
+        mem_mb=res("remap", "mem_mb"),
+        runtime=res("remap", "runtime"),
     params:
         layout=dataset_layout(),
         images_dir=config["dataset"]["images_dir"],
@@ -15,15 +25,5 @@ rule remap:
         unmapped=config["remap"]["unmapped"],
         max_quarantine_fraction=config["remap"]["max_quarantine_fraction"],
         ignore_index=config["ignore_index"],
-    log:
-        "logs/remap/remap.log",
-    benchmark:
-        "benchmarks/remap/remap.tsv"
-    threads: res("remap", "threads")
-    resources:
-        mem_mb=res("remap", "mem_mb"),
-        runtime=res("remap", "runtime"),
-    conda:
-        "../envs/segpipe.yaml"
     script:
         "../scripts/remap.py"

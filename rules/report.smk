@@ -30,6 +30,16 @@ rule report:
             caption="captions/per_class.rst",
             category="Evaluation",
         ),
+    log:
+        "logs/report/report.log",
+    benchmark:
+        "benchmarks/report/report.tsv"
+    conda:
+        "../envs/segpipe.yaml"
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
     params:
         report=config["report"],
         classes=config["classes"],
@@ -44,15 +54,5 @@ rule report:
             "predict (test)": "benchmarks/predict/test.tsv",
             "evaluate (test)": "benchmarks/evaluate/test.tsv",
         },
-    log:
-        "logs/report/report.log",
-    benchmark:
-        "benchmarks/report/report.tsv"
-    threads: res("report", "threads")
-    resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
-    conda:
-        "../envs/segpipe.yaml"
     script:
         "../scripts/report.py"

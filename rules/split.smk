@@ -6,17 +6,17 @@ rule split:
         train="results/split/train.csv",
         val="results/split/val.csv",
         test="results/split/test.csv",
-    params:
-        split=config["split"],
     log:
         "logs/split/split.log",
     benchmark:
         "benchmarks/split/split.tsv"
+    conda:
+        "../envs/segpipe.yaml"
     threads: res("split", "threads")
     resources:
         mem_mb=res("split", "mem_mb"),
         runtime=res("split", "runtime"),
-    conda:
-        "../envs/segpipe.yaml"
+    params:
+        split=config["split"],
     script:
         "../scripts/split.py"

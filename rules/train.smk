@@ -7,21 +7,21 @@ rule train:
         best="results/train/best.pt",
         last="results/train/last.pt",
         history="results/train/history.csv",
+    log:
+        "logs/train/train.log",
+    benchmark:
+        "benchmarks/train/train.tsv"
+    conda:
+        "../envs/segpipe.yaml"
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
     params:
         train=config["train"],
         classes=config["classes"],
         ignore_index=config["ignore_index"],
         # Not an output: Snakemake must not delete it before a rerun, so training resumes.
         resume_dir="results/train/resume",
-    log:
-        "logs/train/train.log",
-    benchmark:
-        "benchmarks/train/train.tsv"
-    threads: res("train", "threads")
-    resources:
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
-    conda:
-        "../envs/segpipe.yaml"
     script:
         "../scripts/train.py"
