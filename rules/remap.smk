@@ -1,5 +1,5 @@
 rule remap:
-    """Map raw mask values to class ids; write uint8 PNG masks, an index and a quarantine list."""
+    """Check every pair (full decode), map mask values to class ids; masks, index, quarantine list."""
     input:
         dataset=dataset_dir(),
     output:
@@ -17,13 +17,6 @@ rule remap:
         mem_mb=res("remap", "mem_mb"),
         runtime=res("remap", "runtime"),
     params:
-        layout=dataset_layout(),
-        images_dir=config["dataset"]["images_dir"],
-        masks_dir=config["dataset"]["masks_dir"],
-        table=config["remap"]["table"],
-        ignore_value=config["remap"]["ignore_value"],
-        unmapped=config["remap"]["unmapped"],
-        max_quarantine_fraction=config["remap"]["max_quarantine_fraction"],
-        ignore_index=config["ignore_index"],
+        options=remap_params(),
     script:
         "../scripts/remap.py"

@@ -13,6 +13,7 @@ rule report:
         history="results/train/history.csv",
         manifest="results/split/test.csv",
         predictions="results/predict/test",
+        quarantine="results/remap/quarantine.csv",
     output:
         html="results/report/report.html",
         confusion=report(

@@ -10,5 +10,5 @@ remap_dataset(
     snakemake.output.index,
     snakemake.output.quarantine,
     threads=snakemake.threads,
-    **snakemake.params,
+    **snakemake.params.options,
 )

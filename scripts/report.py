@@ -18,6 +18,7 @@ build_report(
     history_csv=inp.history,
     manifest_csv=inp.manifest,
     predictions_dir=inp.predictions,
+    quarantine_csv=inp.quarantine,
     class_names=params.classes,
     ignore_index=params.ignore_index,
     config=params.config,

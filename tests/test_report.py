@@ -304,3 +304,31 @@ def test_git_commit_of_repo_dir_is_shown(tmp_path, inputs):
     (repo / "README").write_text("changed\n")
     summary = dict(_tables(_build(tmp_path, inputs))["run-summary"])
     assert summary["Git commit"] == f"{commit} (dirty)"
+
+
+def test_quarantine_list_is_shown_as_a_table(tmp_path, inputs):
+    (tmp_path / "quarantine.csv").write_text(
+        "file,problem\n"
+        "data/images/Abyssinian_100.mat,not an image file (suffix .mat)\n"
+        "data/images/beagle_116.jpg,unreadable image (OSError: image file is truncated)\n"
+    )
+    inputs["quarantine_csv"] = tmp_path / "quarantine.csv"
+
+    html = _build(tmp_path, inputs)
+
+    assert _tables(html)["quarantine"] == [
+        ["File", "Problem"],
+        ["data/images/Abyssinian_100.mat", "not an image file (suffix .mat)"],
+        ["data/images/beagle_116.jpg", "unreadable image (OSError: image file is truncated)"],
+    ]
+    assert "2 file(s) were left out of the run" in html and 'href="#data"' in html
+
+
+def test_empty_quarantine_list_says_so(tmp_path, inputs):
+    (tmp_path / "quarantine.csv").write_text("file,problem\n")
+    inputs["quarantine_csv"] = tmp_path / "quarantine.csv"
+
+    html = _build(tmp_path, inputs)
+
+    assert "quarantine" not in _tables(html)
+    assert "No file was quarantined" in html

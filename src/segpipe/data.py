@@ -12,31 +12,18 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segpipe.images import load_rgb  # lives in segpipe.images, free of torch
+
+__all__ = ["SegmentationDataset", "build_augment", "load_mask", "load_rgb", "read_manifest"]
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open any image Pillow reads as 8-bit RGB, whatever its real format or mode.
-
-    16-bit and float greyscale images are scaled by their maximum rather than clipped; palette,
-    greyscale, CMYK and alpha images go through Pillow's own conversions.
-    """
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            arr = np.asarray(img, dtype=np.float32)
-            peak = float(arr.max()) or 1.0
-            img = Image.fromarray(np.clip(arr / peak * 255.0, 0, 255).astype(np.uint8), mode="L")
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            img = img.convert("RGBA")
-        return img.convert("RGB")
 
 
 def load_mask(path: str | Path) -> np.ndarray:
     """A class-id mask written by the remap step: (H, W) uint8."""
     with Image.open(path) as img:
-        return np.asarray(img, dtype=np.uint8)
+        return np.array(img, dtype=np.uint8)
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:

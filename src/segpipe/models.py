@@ -5,6 +5,7 @@ Unknown names fail with the list of valid choices, as segmentation-models-pytorc
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 
@@ -80,10 +81,17 @@ def build_model(
     encoder_weights: str | None = None,
     in_channels: int = 3,
     decoder_dropout: float = 0.0,
+    encoder_depth: int = 5,
+    decoder_channels: list[int] | None = None,
 ) -> nn.Module:
-    """Create an smp model; fail fast with a clear message when pretrained weights are missing."""
+    """Create an smp model; fail fast with a clear message when pretrained weights are missing.
+
+    ``encoder_depth`` and ``decoder_channels`` (e.g. 3 and [64, 32, 16] for a mini UNet) are
+    passed to architectures that take them; smp's defaults otherwise.
+    """
     check_model_names(arch, encoder, encoder_weights)
     kwargs = dict(encoder_name=encoder, in_channels=in_channels, classes=num_classes)
+    kwargs.update(_shape_options(arch, encoder_depth, decoder_channels))
     if encoder_weights is None:
         model = ARCHITECTURES[arch](encoder_weights=None, **kwargs)
     else:
@@ -93,6 +101,29 @@ def build_model(
             nn.Dropout2d(decoder_dropout), model.segmentation_head
         )
     return model
+
+
+def _shape_options(arch: str, encoder_depth: int, decoder_channels: list[int] | None) -> dict:
+    """encoder_depth/decoder_channels for smp, checked against what ``arch`` accepts."""
+    accepted = inspect.signature(ARCHITECTURES[arch]).parameters
+    options = {}
+    if encoder_depth != 5:
+        if "encoder_depth" not in accepted:
+            raise ValueError(f"config option 'train.encoder_depth': {arch} has a fixed depth")
+        options["encoder_depth"] = encoder_depth
+    if decoder_channels is not None:
+        if "decoder_channels" not in accepted:
+            raise ValueError(f"config option 'train.decoder_channels': {arch} does not take it")
+        if (
+            isinstance(accepted["decoder_channels"].default, list | tuple)
+            and len(decoder_channels) != encoder_depth
+        ):
+            raise ValueError(
+                f"config option 'train.decoder_channels': {len(decoder_channels)} stages for "
+                f"encoder_depth {encoder_depth}"
+            )
+        options["decoder_channels"] = list(decoder_channels)
+    return options
 
 
 def _with_pretrained(cls, encoder: str, weights: str, kwargs: dict) -> nn.Module:

@@ -46,6 +46,7 @@ NOT_A_CHECKOUT = "not a git checkout"
 GALLERY_MAX_HEIGHT = 256
 ERROR_COLOR = (255, 0, 0)
 _PANEL_GAP = 4
+QUARANTINE_MAX_ROWS = 500
 
 
 def build_report(
@@ -67,6 +68,7 @@ def build_report(
     val_metrics_json: str | os.PathLike | None = None,
     repo_dir: str | os.PathLike = ".",
     ignore_index: int = 255,
+    quarantine_csv: str | os.PathLike | None = None,
 ) -> None:
     """Write ``confusion.png``, ``learning_curves.png``, ``per_class.png`` and the HTML report.
 
@@ -75,7 +77,8 @@ def build_report(
     one raises :class:`FileNotFoundError` naming it. ``val_metrics_json`` and the files in
     ``benchmarks`` (rule name -> Snakemake benchmark TSV) are optional and shown as "n/a" when
     absent. The gallery shows the ``gallery_size`` best, median and worst test images by
-    per-image mean IoU.
+    per-image mean IoU. ``quarantine_csv`` (file, problem), written by the remap step, is shown
+    as a table of the files left out of the run.
     """
     required = {
         "metrics_json": metrics_json,
@@ -129,6 +132,7 @@ def build_report(
             {"name": name, "rgb": ",".join(str(int(c)) for c in color)}
             for name, color in zip(class_names, palette(len(class_names)), strict=True)
         ],
+        "quarantine": _read_quarantine(quarantine_csv),
         "galleries": _galleries(
             per_image, manifest, Path(predictions_dir), gallery_size, len(class_names), ignore_index
         ),
@@ -195,6 +199,18 @@ def _read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
         logger.warning("cannot read benchmark file %s (%s); shown as n/a", path, exc)
         return {"seconds": None, "max_rss": None}
     return {"seconds": seconds, "max_rss": max_rss}
+
+
+def _read_quarantine(path: str | os.PathLike | None) -> dict[str, Any] | None:
+    """Rows of the remap step's quarantine CSV (file, problem); None when no file was given."""
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        logger.warning("quarantine list %s is missing; not shown", path)
+        return {"rows": [], "total": None, "shown": 0}
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    rows = table[["file", "problem"]].head(QUARANTINE_MAX_ROWS).to_dict("records")
+    return {"rows": rows, "total": len(table), "shown": len(rows)}
 
 
 def _describe_dataset(dataset: Any) -> str:

@@ -1,0 +1,219 @@
+"""The ``segpipe`` command. ``segpipe verify`` checks a dataset before training.
+
+Examples::
+
+    segpipe verify --layout folder data/cells --masks-dir labels --table 0=0,255=1
+    segpipe verify --layout voc VOCdevkit/VOC2012 --table 0=0,1=1,... --ignore-value 255
+    segpipe verify --configfile config/examples/isbi_membrane_unet.yaml
+
+Exit status: 0 when every file is usable, 1 when problems were found, 2 for a usage or config
+error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from segpipe.datasets import LAYOUTS
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _table(items: list[str] | None) -> dict[int, int] | None:
+    """``["0=0,255=1", "7=2"]`` -> ``{0: 0, 255: 1, 7: 2}``."""
+    if not items:
+        return None
+    table = {}
+    for item in items:
+        for pair in filter(None, item.split(",")):
+            raw, _, cls = pair.partition("=")
+            try:
+                table[int(raw)] = int(cls)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"--table: '{pair}' is not RAW=CLASS (integers)"
+                ) from None
+    return table
+
+
+def _colors(items: list[str] | None) -> list[dict] | None:
+    """``["128,0,0=1"]`` -> ``[{"color": [128, 0, 0], "class": 1}]``."""
+    if not items:
+        return None
+    out = []
+    for item in items:
+        rgb, _, cls = item.partition("=")
+        try:
+            color = [int(v) for v in rgb.split(",")]
+            out.append({"color": color, "class": int(cls)})
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--color: '{item}' is not R,G,B=CLASS") from None
+        if len(color) != 3:
+            raise argparse.ArgumentTypeError(f"--color: '{item}' is not R,G,B=CLASS")
+    return out
+
+
+def _split_lists(items: list[str] | None) -> dict[str, str] | None:
+    if not items:
+        return None
+    lists = {}
+    for item in items:
+        name, _, path = item.partition("=")
+        if name not in ("trainval", "test") or not path:
+            raise argparse.ArgumentTypeError(
+                f"--split-list: '{item}' is not trainval=FILE or test=FILE"
+            )
+        lists[name] = path
+    return lists
+
+
+def _find_schema(configfile: Path) -> Path:
+    for folder in (
+        configfile.resolve().parent,
+        *configfile.resolve().parents,
+        Path.cwd() / "config",
+    ):
+        candidate = folder / "schema.yaml"
+        if candidate.is_file():
+            return candidate
+        candidate = folder / "config" / "schema.yaml"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no schema.yaml found near {configfile}; pass --schema")
+
+
+def _from_config(path: Path, schema: Path | None) -> dict[str, Any]:
+    """verify_dataset arguments taken from a pipeline config (validated, defaults filled in)."""
+    import yaml
+
+    from segpipe.config import load_schema, validate_config
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cfg = validate_config(raw, load_schema(schema or _find_schema(path)))
+    ds, remap = cfg["dataset"], cfg["remap"]
+    return {
+        "root": ds.get("root"),
+        "layout": ds["layout"] if ds["source"] == "folder" else "oxford",
+        "images_dir": ds["images_dir"],
+        "masks_dir": ds["masks_dir"],
+        "mask_suffix": ds["mask_suffix"],
+        "split_lists": ds["split_lists"],
+        "table": None if remap["colors"] else remap["table"],
+        "colors": remap["colors"] or None,
+        "ignore_value": remap["ignore_value"],
+        "unmapped": remap["unmapped"],
+        "ignore_index": cfg["ignore_index"],
+        "class_names": cfg["classes"],
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segpipe", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    verify = sub.add_parser(
+        "verify",
+        help="check a dataset before training and print a summary",
+        description=(
+            "Decode every image and mask, pair them, check sizes and mask values against the "
+            "remap table, and print counts, sizes, real formats, class pixel shares, warnings and "
+            "problems. Nothing is written. Options override the --configfile's values."
+        ),
+    )
+    verify.add_argument("root", nargs="?", help="dataset directory (default: dataset.root)")
+    verify.add_argument(
+        "--configfile", type=Path, help="take the dataset and remap options from a pipeline config"
+    )
+    verify.add_argument(
+        "--schema", type=Path, help="config schema (default: found beside the configfile)"
+    )
+    verify.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: folder)")
+    verify.add_argument("--images-dir", help="image directory relative to ROOT (layout default)")
+    verify.add_argument("--masks-dir", help="mask directory relative to ROOT (layout default)")
+    verify.add_argument("--mask-suffix", help="masks are named <image stem><suffix>, e.g. _mask")
+    verify.add_argument(
+        "--split-list",
+        action="append",
+        metavar="NAME=FILE",
+        help="trainval=FILE or test=FILE, relative to ROOT (repeatable)",
+    )
+    verify.add_argument(
+        "--table",
+        action="append",
+        metavar="RAW=CLASS,...",
+        help="remap table, e.g. 0=0,255=1 (repeatable)",
+    )
+    verify.add_argument(
+        "--color", action="append", metavar="R,G,B=CLASS", help="colour table entry (repeatable)"
+    )
+    verify.add_argument("--ignore-value", type=int, help="raw value to ignore (e.g. 255 for VOC)")
+    verify.add_argument("--ignore-index", type=int, help="class id of ignored pixels (default 255)")
+    verify.add_argument(
+        "--unmapped",
+        choices=["error", "ignore", "quarantine"],
+        help="values outside the table (default error: reported as problems)",
+    )
+    verify.add_argument("--classes", help="class names in id order, comma-separated")
+    verify.add_argument("--threads", type=int, default=1, help="processes (default 1)")
+    verify.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    verify.add_argument(
+        "--max-lines", type=int, default=50, help="warnings/problems listed (default 50)"
+    )
+    return parser
+
+
+def verify_main(args: argparse.Namespace) -> int:
+    from segpipe.verify import format_summary, verify_dataset
+
+    options: dict[str, Any] = {"layout": "folder", "root": None, "unmapped": "error"}
+    if args.configfile:
+        options.update(_from_config(args.configfile, args.schema))
+    given = {
+        "root": args.root,
+        "layout": args.layout,
+        "images_dir": args.images_dir,
+        "masks_dir": args.masks_dir,
+        "mask_suffix": args.mask_suffix,
+        "split_lists": _split_lists(args.split_list),
+        "table": _table(args.table),
+        "colors": _colors(args.color),
+        "ignore_value": args.ignore_value,
+        "ignore_index": args.ignore_index,
+        "unmapped": args.unmapped,
+        "class_names": args.classes.split(",") if args.classes else None,
+    }
+    options.update({k: v for k, v in given.items() if v is not None})
+    if given["colors"]:
+        options["table"] = None
+    elif given["table"]:
+        options["colors"] = None
+    if not options["root"]:
+        raise FileNotFoundError("no dataset directory: give ROOT (or dataset.root in --configfile)")
+    summary = verify_dataset(threads=args.threads, **options)
+    print(format_summary(summary, max_lines=args.max_lines))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK if summary["ok"] else EXIT_PROBLEMS
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "verify":
+            return verify_main(args)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"segpipe {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Every example config under config/examples/ runs end to end at tiny scale.
+
+Each test loads an example, shrinks only its scale (1 epoch, 32-64 px, few images, no pretrained
+weights, CPU, small resources), writes it over the example in a copy of the workflow and runs
+``snakemake --configfile config/examples/<name>.yaml`` there, as a user would. The model,
+loss, class weights, augmentation, layout and remap table stay as shipped, and the checkpoint
+must show them. Data (``../shared/data``, read-only, never copied into the repo):
+
+1. unet_7class_grayscale: CamVid pairs with the 12 ids grouped into 7 classes, stored by the
+   test as greyscale intensities (0, 40, ... 240; void 255), images as JPEG, masks as PNG;
+2. oxford_pets_mobilenetv2: the synthetic Oxford-layout dataset (no real Oxford in CI);
+3. membrane_mini_unet, membrane_mobilenet_unet and 4. membrane_unet_augment: the ISBI 2012 stack,
+   read in place;
+5. voc_vgg16_unet: a VOC-layout copy of CamVid the test builds (palette PNGs, 255 = void,
+   ImageSets lists, detection-only images in JPEGImages).
+
+No input file may change: every test compares the inputs' hashes before and after its run.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+from test_faults import tree_digest
+from test_layouts import save_palette_mask
+
+from segpipe.config import load_schema, validate_config
+
+from conftest import REPO, copy_workflow, snakemake
+
+EXAMPLES = REPO / "config" / "examples"
+NAMES = [
+    "unet_7class_grayscale",
+    "oxford_pets_mobilenetv2",
+    "membrane_mini_unet",
+    "membrane_mobilenet_unet",
+    "membrane_unet_augment",
+    "voc_vgg16_unet",
+]
+RULES = ["download", "remap", "split", "preprocess", "train", "predict", "evaluate", "report"]
+
+# CamVid ids (SegNet order) -> the 7 classes of example 1; 11 (void) -> None.
+CAMVID_TO_7 = {0: 0, 1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 1, 7: 1, 8: 5, 9: 6, 10: 6, 11: None}
+# CamVid ids -> Pascal VOC ids for example 5: car, person, bicycle; the rest background.
+CAMVID_TO_VOC = {8: 7, 9: 15, 10: 2, 11: 255}
+SMALL = (96, 72)  # CamVid's 480x360, downscaled 5x by the tests
+
+
+def load_example(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def tiny(cfg: dict, **dataset) -> dict:
+    """The example at CI scale: only epochs, sizes, batch, weights, device and resources change."""
+    cfg = copy.deepcopy(cfg)
+    cfg["dataset"].update(dataset)
+    cfg["train"].update(
+        epochs=1,
+        image_size=32,
+        batch_size=4,
+        encoder_weights=None,  # tests are offline (HF_HUB_OFFLINE=1)
+        device="cpu",
+        num_workers=0,
+        warmup_epochs=0,
+    )
+    cfg["predict"]["batch_size"] = 8
+    cfg["report"]["gallery_size"] = 1
+    # One thread per job: two jobs run side by side on the 2 CI cores (the jobs are short and
+    # mostly interpreter start-up).
+    cfg["resources"] = {rule: {"threads": 1, "mem_mb": 500, "runtime": 10} for rule in RULES}
+    return cfg
+
+
+def run_example(work: Path, name: str, cfg: dict) -> Path:
+    """Write ``cfg`` as the example in ``work`` and run the whole workflow; return results/."""
+    path = work / "config" / "examples" / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    proc = snakemake(work, "--configfile", str(path.relative_to(work)), "--cores", "2")
+    log = work / "logs" / "remap" / "remap.log"
+    assert proc.returncode == 0, (
+        proc.stdout[-3000:]
+        + proc.stderr[-6000:]
+        + (log.read_text()[-3000:] if log.exists() else "")
+    )
+    return work / "results"
+
+
+def check_outputs(results: Path, cfg: dict, n_quarantined: int = 0) -> None:
+    """Predictions saved as images at the original size, metrics per class, the report with its
+    quarantine section, and a checkpoint trained with exactly the configured options."""
+    from segpipe.train import load_checkpoint
+
+    test = pd.read_csv(results / "split" / "test.csv", dtype={"id": str})
+    assert len(test) > 0
+    for row in test.itertuples():
+        with Image.open(results / "predict" / "test" / "masks" / f"{row.id}.png") as pred:
+            assert pred.size == (row.width, row.height)
+        assert (results / "predict" / "test" / "overlays" / f"{row.id}.jpg").is_file()
+    for split in ("val", "test"):
+        metrics = yaml.safe_load((results / "evaluate" / split / "metrics.json").read_text())
+        assert list(metrics["per_class"]) == cfg["classes"]
+    quarantine = pd.read_csv(results / "remap" / "quarantine.csv")
+    assert len(quarantine) == n_quarantined, quarantine
+    html = (results / "report" / "report.html").read_text(encoding="utf-8")
+    assert cfg["report"]["title"] in html and 'id="data"' in html
+
+    trained = load_checkpoint(results / "train" / "best.pt")["config"]
+    assert trained["classes"] == cfg["classes"]
+    for key, value in cfg["train"].items():
+        if key == "augment":
+            for option, amount in value.items():
+                assert trained["train"]["augment"][option] == amount, option
+            # nothing leaked in from config/config.yaml's augmentation
+            assert all(
+                amount == 0
+                for option, amount in trained["train"]["augment"].items()
+                if option not in value
+            ), trained["train"]["augment"]
+        else:
+            assert trained["train"][key] == value, key
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_example_is_a_complete_valid_config(name):
+    schema = load_schema(REPO / "config" / "schema.yaml")
+    raw = load_example(name)
+    cfg = validate_config(raw, schema)
+    # Complete: every section config/config.yaml sets is set, so nothing merges in from it.
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for section, value in default.items():
+        assert section in raw, section
+        if isinstance(value, dict) and section != "resources":
+            assert set(value) <= set(raw[section]), section
+    assert cfg["run_name"] == raw["run_name"]
+
+
+def test_examples_reproduce_their_setups():
+    one, two, mini, mobile, aug, voc = (load_example(n)["train"] for n in NAMES)
+    ex1 = load_example("unet_7class_grayscale")
+    assert len(ex1["classes"]) == 7 and one["image_size"] == 256 and one["loss"] == "ce"
+    assert one["decoder_dropout"] > 0 and len(ex1["remap"]["table"]) == 7
+    ex2 = load_example("oxford_pets_mobilenetv2")
+    assert two["encoder"] == "mobilenet_v2" and two["image_size"] == 128
+    assert two["class_weights"] == [2.0, 2.0, 1.0] and two["augment"] == {"hflip": 0.5}
+    assert ex2["classes"] == ["pet", "background", "border"]
+    assert mini["encoder_depth"] == 3 and mini["decoder_channels"] == [64, 32, 16]
+    assert mobile["encoder"] == "mobilenet_v2"
+    assert {"rotate", "translate", "shear", "scale", "hflip"} <= {
+        k for k, v in aug["augment"].items() if v
+    }
+    ex5 = load_example("voc_vgg16_unet")
+    assert voc["encoder"] == "vgg16" and voc["loss"] == "ce+dice"
+    assert ex5["dataset"]["layout"] == "voc" and ex5["remap"]["ignore_value"] == 255
+
+
+# --------------------------------------------------------------------------- data builders
+
+
+def camvid_pairs(shared: Path, split: str, n: int) -> list[tuple[Path, Path]]:
+    images = sorted((shared / "camvid" / split).glob("*.png"))[:n]
+    return [(p, shared / "camvid" / f"{split}annot" / p.name) for p in images]
+
+
+def small_pair(image: Path, mask: Path) -> tuple[Image.Image, np.ndarray]:
+    with Image.open(image) as img:
+        rgb = img.convert("RGB").resize(SMALL, Image.BILINEAR)
+    with Image.open(mask) as m:
+        ids = np.asarray(m.resize(SMALL, Image.NEAREST))
+    return rgb, ids
+
+
+def build_camvid_7_grey(shared: Path, root: Path) -> list[Path]:
+    """Example 1's data: JPEG images, 8-bit greyscale masks with one intensity per class."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    lut = np.array([255 if c is None else 40 * c for c in CAMVID_TO_7.values()], dtype=np.uint8)
+    sources = camvid_pairs(shared, "train", 8)
+    for image, mask in sources:
+        rgb, ids = small_pair(image, mask)
+        rgb.save(root / "images" / f"{image.stem}.jpg", quality=95)
+        Image.fromarray(lut[ids], mode="L").save(root / "masks" / f"{image.stem}.png")
+    return [p for pair in sources for p in pair]
+
+
+def build_camvid_voc(shared: Path, root: Path) -> list[Path]:
+    """Example 5's data: a VOC tree (JPEGImages, palette SegmentationClass, ImageSets lists)."""
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    lut = np.zeros(256, dtype=np.uint8)
+    for camvid, voc in CAMVID_TO_VOC.items():
+        lut[camvid] = voc
+    sources = []
+    for split, list_name, n in (("train", "train", 7), ("val", "val", 3)):
+        pairs = camvid_pairs(shared, split, n)
+        for image, mask in pairs:
+            rgb, ids = small_pair(image, mask)
+            rgb.save(root / "JPEGImages" / f"{image.stem}.jpg", quality=95)
+            save_palette_mask(root / "SegmentationClass" / f"{image.stem}.png", lut[ids])
+        names = "\n".join(image.stem for image, _ in pairs)
+        (root / "ImageSets" / "Segmentation" / f"{list_name}.txt").write_text(names + "\n")
+        sources += [p for pair in pairs for p in pair]
+    for image, _ in camvid_pairs(shared, "val", 5)[3:]:  # detection-only images, no mask
+        small_pair(image, image)[0].save(root / "JPEGImages" / f"{image.stem}.jpg")
+    return sources
+
+
+def digest_files(paths: list[Path]) -> dict[str, str]:
+    import hashlib
+
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_example_1_seven_class_grayscale_unet(shared_data, tmp_path):
+    data = tmp_path / "seven_classes"
+    sources = build_camvid_7_grey(shared_data, data)
+    before, source_digest = tree_digest(data), digest_files(sources)
+    cfg = tiny(load_example("unet_7class_grayscale"), root=str(data))
+    results = run_example(copy_workflow(tmp_path / "work"), "unet_7class_grayscale", cfg)
+    check_outputs(results, cfg)
+    # The intensities became the 7 class ids, void the ignore index.
+    mask = np.asarray(Image.open(next((results / "remap" / "masks").iterdir())))
+    assert set(np.unique(mask)) <= set(range(7)) | {255}
+    assert tree_digest(data) == before and digest_files(sources) == source_digest
+
+
+@pytest.mark.slow
+def test_example_2_oxford_pets_mobilenetv2(tmp_path):
+    cfg = tiny(load_example("oxford_pets_mobilenetv2"))
+    cfg["dataset"] = {
+        "source": "synthetic",
+        "name": "synthetic Oxford-layout pets",
+        "synthetic": {"n_images": 16, "seed": 1, "min_size": 40, "max_size": 56},
+    }
+    results = run_example(copy_workflow(tmp_path / "work"), "oxford_pets_mobilenetv2", cfg)
+    check_outputs(results, cfg)
+
+
+@pytest.fixture(scope="module")
+def isbi_work(tmp_path_factory) -> Path:
+    """One workflow copy for the three ISBI examples: remap, split and preprocess (same data, same
+    32 px size) run once and are shared; train, predict, evaluate and report rerun per example."""
+    return copy_workflow(tmp_path_factory.mktemp("isbi"))
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    "name", ["membrane_mini_unet", "membrane_mobilenet_unet", "membrane_unet_augment"]
+)
+def test_examples_3_4_isbi_membranes(shared_data, isbi_work, name):
+    isbi = shared_data / "isbi2012_membrane" / "train"
+    before = tree_digest(isbi)
+    cfg = tiny(load_example(name), root=str(isbi))
+    results = run_example(isbi_work, name, cfg)
+    check_outputs(results, cfg)
+    index = pd.read_csv(results / "remap" / "index.csv")
+    assert len(index) == 30 and set(index["width"]) == {512}
+    assert tree_digest(isbi) == before
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_example_5_voc_vgg16_unet(shared_data, tmp_path):
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    sources = build_camvid_voc(shared_data, root)
+    before, source_digest = tree_digest(root), digest_files(sources)
+    cfg = tiny(load_example("voc_vgg16_unet"), root=str(root))
+    results = run_example(copy_workflow(tmp_path / "work"), "voc_vgg16_unet", cfg)
+    check_outputs(results, cfg)
+    test = pd.read_csv(results / "split" / "test.csv")
+    assert len(test) == 3  # VOC's val list is the test split
+    remap_log = (results.parent / "logs" / "remap" / "remap.log").read_text()
+    assert "2 images in" in remap_log and "have no mask and are in no split list" in remap_log
+    assert tree_digest(root) == before and digest_files(sources) == source_digest
