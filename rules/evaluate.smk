@@ -8,6 +8,7 @@ rule evaluate:
         per_class="results/evaluate/{split}/per_class.csv",
         confusion="results/evaluate/{split}/confusion.csv",
         confusion_normalized="results/evaluate/{split}/confusion_normalized.csv",
+        confusion_counts="results/evaluate/{split}/confusion_counts.csv",
         per_image="results/evaluate/{split}/per_image.csv",
     log:
         "logs/evaluate/{split}.log",

@@ -12,6 +12,7 @@ evaluate_split(
     per_class_csv=out.per_class,
     confusion_csv=out.confusion,
     confusion_normalized_csv=out.confusion_normalized,
+    confusion_counts_csv=out.confusion_counts,
     per_image_csv=out.per_image,
     split=snakemake.wildcards.split,
     **snakemake.params,

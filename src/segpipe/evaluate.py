@@ -24,6 +24,7 @@ def evaluate_split(
     per_class_csv: str | Path,
     confusion_csv: str | Path,
     confusion_normalized_csv: str | Path,
+    confusion_counts_csv: str | Path | None = None,
     per_image_csv: str | Path,
     classes: list[str],
     ignore_index: int = 255,
@@ -34,6 +35,8 @@ def evaluate_split(
 
     Dataset-level scores come from the summed confusion matrix (so large images weigh more, as
     in the usual benchmark definitions); per-image scores are in the per-image CSV.
+    ``confusion_counts_csv`` gets the same summed matrix in long form (actual, predicted, count:
+    one row per cell), which plotting tools such as ``dvc plots`` aggregate directly.
     """
     n = len(classes)
     manifest = read_manifest(manifest_csv)
@@ -93,6 +96,8 @@ def evaluate_split(
     write_csv(per_class_csv, per_class)
     write_csv(confusion_csv, counts)
     write_csv(confusion_normalized_csv, normalized)
+    if confusion_counts_csv is not None:
+        write_csv(confusion_counts_csv, confusion_long(total, classes))
     write_csv(per_image_csv, pd.DataFrame(rows))
     logger.info(
         "%s: mIoU %.4f, mean Dice %.4f, pixel accuracy %.4f over %d images",
@@ -103,3 +108,15 @@ def evaluate_split(
         len(manifest),
     )
     return metrics
+
+
+def confusion_long(matrix: torch.Tensor, classes: list[str]) -> pd.DataFrame:
+    """A confusion matrix (rows = truth) as one ``actual, predicted, count`` row per cell."""
+    return pd.DataFrame(
+        [
+            {"actual": actual, "predicted": predicted, "count": int(matrix[i, j])}
+            for i, actual in enumerate(classes)
+            for j, predicted in enumerate(classes)
+        ],
+        columns=["actual", "predicted", "count"],
+    )
