@@ -1,0 +1,140 @@
+"""Seeded, stratified train/val/test split."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from segpipe.split import MANIFEST_COLUMNS, split_dataset, write_split
+
+GROUPS = {"abyssinian": 40, "beagle": 60, "pug": 20}
+
+
+def make_index(official: bool = True) -> pd.DataFrame:
+    """120 pairs in three groups; with ``official``, every 4th pair of each group is on the test list."""
+    rows = []
+    for group, n in GROUPS.items():
+        for i in range(n):
+            image_id = f"{group}_{i:03d}"
+            rows.append(
+                {
+                    "id": image_id,
+                    "image": f"images/{image_id}.jpg",
+                    "mask": f"masks/{image_id}.png",
+                    "raw_mask": f"trimaps/{image_id}.png",
+                    "group": group,
+                    "official_split": ("test" if i % 4 == 0 else "trainval") if official else "",
+                    "height": 100 + i,
+                    "width": 120,
+                }
+            )
+    # Shuffled rows: the split must not depend on the order of the index.
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+def ids(parts: dict[str, pd.DataFrame]) -> dict[str, set[str]]:
+    return {name: set(frame["id"]) for name, frame in parts.items()}
+
+
+SPLIT_KW = dict(val_fraction=0.2, test_fraction=0.25)
+
+
+def test_same_seed_same_split_regardless_of_row_order():
+    index = make_index()
+    a = split_dataset(index, seed=42, **SPLIT_KW)
+    b = split_dataset(index.iloc[::-1].reset_index(drop=True), seed=42, **SPLIT_KW)
+    for name in ("train", "val", "test"):
+        pd.testing.assert_frame_equal(a[name], b[name])
+
+
+def test_different_seed_different_split():
+    index = make_index(official=False)
+    a = ids(split_dataset(index, seed=1, **SPLIT_KW))
+    b = ids(split_dataset(index, seed=2, **SPLIT_KW))
+    assert a["val"] != b["val"]
+    assert a["test"] != b["test"]
+
+
+@pytest.mark.parametrize("official", [True, False])
+def test_no_overlap_and_full_coverage(official):
+    index = make_index(official)
+    parts = split_dataset(index, seed=0, **SPLIT_KW)
+    sets = ids(parts)
+    assert not sets["train"] & sets["val"]
+    assert not sets["train"] & sets["test"]
+    assert not sets["val"] & sets["test"]
+    assert sets["train"] | sets["val"] | sets["test"] == set(index["id"])
+    for frame in parts.values():
+        assert list(frame.columns) == MANIFEST_COLUMNS
+        assert list(frame["id"]) == sorted(frame["id"])
+
+
+def test_official_test_list_is_honoured():
+    index = make_index()
+    parts = split_dataset(index, seed=0, **SPLIT_KW)
+    official_test = set(index.loc[index["official_split"] == "test", "id"])
+    assert ids(parts)["test"] == official_test
+    # Validation is carved from trainval only: 20% of each group's trainval pairs.
+    trainval = index[index["official_split"] == "trainval"]
+    val = parts["val"]
+    for group, n in trainval.groupby("group").size().items():
+        assert (val["group"] == group).sum() == round(0.2 * n)
+
+
+def test_use_official_false_ignores_the_list():
+    index = make_index()
+    parts = split_dataset(index, seed=0, use_official=False, **SPLIT_KW)
+    official_test = set(index.loc[index["official_split"] == "test", "id"])
+    assert ids(parts)["test"] != official_test
+    assert len(parts["test"]) == sum(round(0.25 * n) for n in GROUPS.values())
+
+
+def test_carving_without_official_list_is_stratified():
+    index = make_index(official=False)
+    parts = split_dataset(index, seed=5, **SPLIT_KW)
+    for group, n in GROUPS.items():
+        n_test = (parts["test"]["group"] == group).sum()
+        n_val = (parts["val"]["group"] == group).sum()
+        assert n_test == round(0.25 * n), group
+        assert n_val == round(0.2 * (n - n_test)), group
+        assert (parts["train"]["group"] == group).sum() == n - n_test - n_val
+
+
+def test_unstratified_split_uses_overall_fractions():
+    index = make_index(official=False)
+    parts = split_dataset(index, seed=5, stratify=False, **SPLIT_KW)
+    assert len(parts["test"]) == round(0.25 * 120)
+    assert len(parts["val"]) == round(0.2 * (120 - 30))
+
+
+def test_too_few_pairs_fail_clearly():
+    index = make_index(official=False).head(2)
+    with pytest.raises(ValueError, match="is empty"):
+        split_dataset(index, seed=0, **SPLIT_KW)
+
+
+def test_write_split_is_byte_identical(tmp_path):
+    index_csv = tmp_path / "index.csv"
+    make_index().to_csv(index_csv, index=False)
+    outputs = []
+    for run in ("a", "b"):
+        out = {name: str(tmp_path / run / f"{name}.csv") for name in ("train", "val", "test")}
+        write_split(str(index_csv), out, seed=42, **SPLIT_KW)
+        outputs.append(out)
+    for name in ("train", "val", "test"):
+        first = (tmp_path / "a" / f"{name}.csv").read_bytes()
+        assert first == (tmp_path / "b" / f"{name}.csv").read_bytes()
+        assert first.splitlines()[0].decode() == ",".join(MANIFEST_COLUMNS)
+    train = pd.read_csv(outputs[0]["train"], dtype={"id": str})
+    test = pd.read_csv(outputs[0]["test"], dtype={"id": str})
+    assert len(train) + len(pd.read_csv(outputs[0]["val"])) + len(test) == 120
+    assert len(test) == 30  # the official list
+
+
+def test_write_split_reads_empty_official_column(tmp_path):
+    # An index from a dataset without test lists has an empty official_split column.
+    index_csv = tmp_path / "index.csv"
+    make_index(official=False).to_csv(index_csv, index=False)
+    out = {name: str(tmp_path / f"{name}.csv") for name in ("train", "val", "test")}
+    write_split(str(index_csv), out, seed=42, **SPLIT_KW)
+    assert len(pd.read_csv(out["test"])) == sum(round(0.25 * n) for n in GROUPS.values())

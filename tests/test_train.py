@@ -1,0 +1,486 @@
+"""Training on a tiny dataset: checkpoints, history, determinism, resume; then predict and evaluate.
+
+The tiny dataset (PNG images of different sizes, class-id masks, manifests) is preprocessed into
+split arrays as the pipeline does. One uninterrupted reference run (module fixture) is shared by
+the checkpoint, determinism, resume, prediction and evaluation tests; each test that trains again
+does so into its own directory with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import segpipe.train
+from segpipe.arrays import preprocess_split
+from segpipe.evaluate import evaluate_split
+from segpipe.models import build_model
+from segpipe.predict import predict_split
+from segpipe.train import (
+    HISTORY_COLUMNS,
+    StopRequest,
+    TrainingInterrupted,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    train_model,
+)
+
+CLASSES = ["pet", "background", "border"]
+IGNORE = 255
+IMAGE_SIZE = 32
+SIZES = [(40, 40), (36, 44), (44, 36), (48, 40)]  # (height, width)
+OPTIONS = dict(
+    arch="Unet",
+    encoder="resnet18",
+    encoder_weights=None,
+    decoder_dropout=0.2,  # randomness that a resumed run must replay
+    loss="ce+dice",
+    lr=0.003,
+    scheduler="cosine",
+    epochs=2,
+    batch_size=2,
+    image_size=IMAGE_SIZE,
+    seed=0,
+    device="cpu",
+    num_workers=0,
+    augment={"hflip": 0.5},
+)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """train_model and predict_split set torch's thread count; leave it as found."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def make_pair(rng: np.random.Generator, height: int, width: int, ignore_rows: int = 0):
+    """A noisy image with one bright rectangle; mask 0 inside, 2 on its 2-pixel rim, 1 outside."""
+    image = rng.integers(0, 80, size=(height, width, 3), dtype=np.uint8)
+    mask = np.ones((height, width), dtype=np.uint8)
+    top = rng.integers(2, height // 3)
+    left = rng.integers(2, width // 3)
+    bottom = top + rng.integers(height // 3, height // 2)
+    right = left + rng.integers(width // 3, width // 2)
+    image[top:bottom, left:right] = rng.integers(150, 256, size=3, dtype=np.uint8)
+    mask[top:bottom, left:right] = 2
+    mask[top + 2 : bottom - 2, left + 2 : right - 2] = 0
+    mask[:ignore_rows] = IGNORE
+    return image, mask
+
+
+def write_split(root: Path, name: str, n: int, seed: int, ignore_rows: int = 0) -> dict[str, Path]:
+    """Images, masks and the manifest of one split, and its preprocessed array."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        height, width = SIZES[i % len(SIZES)]
+        image, mask = make_pair(rng, height, width, ignore_rows)
+        image_id = f"{name}_{i:02d}"
+        image_path = root / "images" / f"{image_id}.png"
+        mask_path = root / "masks" / f"{image_id}.png"
+        Image.fromarray(image).save(image_path)
+        Image.fromarray(mask, mode="L").save(mask_path)
+        rows.append(
+            {
+                "id": image_id,
+                "image": str(image_path),
+                "mask": str(mask_path),
+                "group": f"g{i % 2}",
+                "height": height,
+                "width": width,
+            }
+        )
+    manifest = root / f"{name}.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    array = preprocess_split(manifest, root / f"{name}.npy", image_size=IMAGE_SIZE)
+    return {"manifest": manifest, "array": array}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    root = tmp_path_factory.mktemp("data")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    return {
+        "train": write_split(root, "train", 4, seed=1),
+        "val": write_split(root, "val", 4, seed=2),
+        "test": write_split(root, "test", 4, seed=3, ignore_rows=3),
+    }
+
+
+def train(data: dict[str, dict[str, Path]], out: Path, **overrides):
+    """train_model with the tiny options into ``out``; returns (checkpoint, paths)."""
+    paths = {
+        "best_path": out / "best.pt",
+        "last_path": out / "last.pt",
+        "history_path": out / "history.csv",
+        "resume_dir": out / "resume",
+    }
+    ckpt = train_model(
+        data["train"]["array"],
+        data["val"]["array"],
+        **paths,
+        classes=CLASSES,
+        ignore_index=IGNORE,
+        threads=1,
+        **{**OPTIONS, **overrides},
+    )
+    return ckpt, paths
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """One uninterrupted two-epoch run."""
+    out = tmp_path_factory.mktemp("reference")
+    n = torch.get_num_threads()
+    ckpt, paths = train(data, out)
+    torch.set_num_threads(n)
+    return ckpt, paths
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+# Checkpoints and history -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["best_path", "last_path"])
+def test_checkpoint_contents(reference, name):
+    _, paths = reference
+    ckpt = load_checkpoint(paths[name])
+    for key in ("model", "optimizer", "scheduler", "epoch", "best_score", "config", "history"):
+        assert key in ckpt, key
+    assert ckpt["config"]["classes"] == CLASSES
+    assert ckpt["config"]["ignore_index"] == IGNORE
+    train_cfg = ckpt["config"]["train"]
+    for key, value in OPTIONS.items():
+        assert train_cfg[key] == value, key
+    assert ckpt["optimizer"]["state"], "optimizer state (AdamW moments) must be saved"
+    assert ckpt["scheduler"]["last_epoch"] == 2 * ckpt["epoch"]  # 4 images, 2 batches per epoch
+    assert all(t.device.type == "cpu" for t in ckpt["model"].values())
+
+
+def test_last_and_best_epochs(reference):
+    returned, paths = reference
+    last, best = load_checkpoint(paths["last_path"]), load_checkpoint(paths["best_path"])
+    assert last["epoch"] == 2
+    assert [row["epoch"] for row in last["history"]] == [1, 2]
+    scores = [row["val_miou"] for row in last["history"]]
+    assert best["epoch"] == last["best_epoch"] == 1 + int(np.argmax(scores))
+    assert best["best_score"] == pytest.approx(max(scores))
+    # train_model returns the last checkpoint.
+    assert returned["epoch"] == 2
+    assert_same_weights(returned["model"], last["model"])
+
+
+def test_history_csv(reference):
+    _, paths = reference
+    history = pd.read_csv(paths["history_path"])
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert history["epoch"].tolist() == [1, 2]
+    assert history[HISTORY_COLUMNS].notna().all().all()
+    assert (history["train_loss"] > 0).all() and (history["val_loss"] > 0).all()
+    assert history["val_miou"].between(0, 1).all() and history["val_dice"].between(0, 1).all()
+    assert (history["images_per_s"] > 0).all() and (history["seconds"] > 0).all()
+    # Cosine schedule stepped per batch: the rate falls over the run.
+    assert history["lr"].iloc[1] < history["lr"].iloc[0] < OPTIONS["lr"]
+    saved = pd.DataFrame(load_checkpoint(paths["last_path"])["history"])
+    pd.testing.assert_frame_equal(history, saved[HISTORY_COLUMNS], check_dtype=False)
+
+
+def test_model_from_checkpoint_round_trip(reference, tmp_path):
+    _, paths = reference
+    ckpt = load_checkpoint(paths["best_path"])
+    model = model_from_checkpoint(ckpt).eval()
+    assert_same_weights(model.state_dict(), ckpt["model"])
+
+    # Save and reload once more: the same outputs, bit for bit.
+    save_checkpoint(tmp_path / "copy.pt", {**ckpt, "model": model.state_dict()})
+    again = model_from_checkpoint(load_checkpoint(tmp_path / "copy.pt")).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(x)
+        assert torch.equal(out, again(x))
+        # ...and not the outputs of an untrained model.
+        torch.manual_seed(123)
+        fresh = build_model("Unet", "resnet18", 3, decoder_dropout=0.2).eval()
+        assert not torch.allclose(out, fresh(x))
+
+
+def test_unreadable_checkpoint_names_the_file(tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="broken.pt"):
+        load_checkpoint(bad)
+
+
+# Determinism and resume --------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_weights(data, reference, tmp_path):
+    ckpt, _ = train(data, tmp_path)
+    assert_same_weights(ckpt["model"], reference[0]["model"])
+    assert [r["train_loss"] for r in ckpt["history"]] == [
+        r["train_loss"] for r in reference[0]["history"]
+    ]
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(
+    data, reference, tmp_path, monkeypatch, caplog
+):
+    real_validate = segpipe.train.validate
+    calls = []
+
+    def validate_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed during epoch 2
+        return real_validate(*args, **kwargs)
+
+    def counting_validate(*args, **kwargs):
+        calls.append(1)
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(segpipe.train, "validate", validate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(data, tmp_path)
+    resume = tmp_path / "resume"
+    assert load_checkpoint(resume / "last.pt")["epoch"] == 1
+    assert load_checkpoint(resume / "best.pt")["epoch"] == 1
+    for name in ("best.pt", "last.pt", "history.csv"):
+        assert not (tmp_path / name).exists(), f"{name} must not appear for an interrupted run"
+    assert not list(resume.glob(".*.tmp")), "no temporary files left behind"
+
+    calls.clear()
+    monkeypatch.setattr(segpipe.train, "validate", counting_validate)
+    caplog.set_level(logging.INFO, logger="segpipe.train")
+    ckpt, paths = train(data, tmp_path)
+    assert "resuming from" in caplog.text and "the end of epoch 1" in caplog.text
+    # Only epoch 2 ran (a restart from scratch would also end with the reference weights).
+    assert len(calls) == 1
+    assert ckpt["epoch"] == 2
+    assert_same_weights(ckpt["model"], reference[0]["model"])
+    expected = pd.read_csv(reference[1]["history_path"])
+    history = pd.read_csv(paths["history_path"])
+    cols = ["epoch", "train_loss", "val_loss", "val_miou", "val_dice", "lr"]
+    pd.testing.assert_frame_equal(history[cols], expected[cols])
+
+
+def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(
+    data, reference, tmp_path, monkeypatch, caplog
+):
+    # Slurm's SIGUSR1/SIGTERM: checkpoint at the next step, stop, and replay exactly on rerun.
+    real_agreed = StopRequest.agreed
+    steps = []
+
+    def signal_at_epoch_2_step_1(self, device):
+        steps.append(1)
+        if len(steps) == 3:  # 2 steps per epoch: the first step of epoch 2
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return real_agreed(self, device)
+
+    monkeypatch.setattr(StopRequest, "agreed", signal_at_epoch_2_step_1)
+    handler_before = signal.getsignal(signal.SIGUSR1)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data, tmp_path)
+    assert info.value.code == 128 + signal.SIGTERM  # as if ended by SIGTERM
+    assert signal.getsignal(signal.SIGUSR1) == handler_before  # the handler is put back
+    state = load_checkpoint(tmp_path / "resume" / "last.pt")
+    assert state["epoch"] == 1
+    assert (state["partial"]["epoch"], state["partial"]["steps"]) == (2, 1)
+    assert not (tmp_path / "last.pt").exists()
+
+    monkeypatch.setattr(StopRequest, "agreed", real_agreed)
+    caplog.set_level(logging.INFO, logger="segpipe.train")
+    ckpt, paths = train(data, tmp_path)
+    assert "epoch 2 step 1" in caplog.text
+    assert ckpt["epoch"] == 2
+    assert_same_weights(ckpt["model"], reference[0]["model"])
+    expected = pd.read_csv(reference[1]["history_path"])
+    history = pd.read_csv(paths["history_path"])
+    cols = ["epoch", "train_loss", "val_loss", "val_miou", "val_dice", "lr"]
+    pd.testing.assert_frame_equal(history[cols], expected[cols])
+
+
+def test_finished_run_is_not_trained_again(data, reference, tmp_path, caplog):
+    # A rerun of a finished training (same config and data) resumes after the last epoch.
+    shutil.copytree(reference[1]["resume_dir"], tmp_path / "resume")
+    caplog.set_level(logging.INFO, logger="segpipe.train")
+    ckpt, paths = train(data, tmp_path)
+    assert "the end of epoch 2" in caplog.text
+    assert "train_loss" not in caplog.text  # no epoch was trained
+    assert_same_weights(ckpt["model"], reference[0]["model"])
+    assert len(pd.read_csv(paths["history_path"])) == 2
+
+
+def test_changed_config_ignores_stale_resume_dir(data, reference, tmp_path, caplog):
+    shutil.copytree(reference[1]["resume_dir"], tmp_path / "resume")
+    caplog.set_level(logging.INFO, logger="segpipe.train")
+    ckpt, paths = train(data, tmp_path, lr=0.001)
+    assert "ignoring" in caplog.text
+    assert "resuming" not in caplog.text
+    assert ckpt["config"]["train"]["lr"] == 0.001
+    history = pd.read_csv(paths["history_path"])
+    assert history["epoch"].tolist() == [1, 2]  # trained from scratch
+    assert history["lr"].iloc[0] < 0.001
+
+
+# Predict and evaluate ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def predictions(reference, data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("predict") / "test"
+    n = torch.get_num_threads()
+    predict_split(
+        reference[1]["best_path"],
+        data["test"]["manifest"],
+        data["test"]["array"],
+        out,
+        batch_size=3,
+        threads=1,
+        device="cpu",
+    )
+    torch.set_num_threads(n)
+    return out
+
+
+def test_predictions_at_original_size(predictions, data):
+    manifest = pd.read_csv(data["test"]["manifest"])
+    assert sorted(p.stem for p in (predictions / "masks").glob("*.png")) == sorted(manifest["id"])
+    sizes = set()
+    for row in manifest.itertuples():
+        with Image.open(predictions / "masks" / f"{row.id}.png") as mask:
+            assert mask.mode == "L"
+            assert mask.size == (row.width, row.height), row.id
+            assert np.asarray(mask).max() < len(CLASSES)
+        with Image.open(predictions / "overlays" / f"{row.id}.jpg") as overlay:
+            assert overlay.format == "JPEG"
+            assert overlay.mode == "RGB"
+            assert overlay.size == (row.width, row.height), row.id
+        sizes.add((row.height, row.width))
+    assert len(sizes) > 1, "the test images must differ in size for this test to mean anything"
+    assert not list(predictions.parent.glob(".*.tmp")), "no temporary directory left behind"
+
+
+def evaluate(manifest: Path, predictions: Path, out: Path, classes=CLASSES, **kwargs) -> dict:
+    return evaluate_split(
+        manifest,
+        predictions,
+        metrics_json=out / "metrics.json",
+        per_class_csv=out / "per_class.csv",
+        confusion_csv=out / "confusion.csv",
+        confusion_normalized_csv=out / "confusion_normalized.csv",
+        per_image_csv=out / "per_image.csv",
+        classes=classes,
+        ignore_index=IGNORE,
+        **kwargs,
+    )
+
+
+def strict_json(path: Path):
+    def no_nan(constant):
+        raise AssertionError(f"{path} is not valid JSON: it contains {constant}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=no_nan)
+
+
+def test_evaluate_model_predictions(predictions, data, tmp_path):
+    returned = evaluate(data["test"]["manifest"], predictions, tmp_path, foreground_classes=[0, 2])
+    manifest = pd.read_csv(data["test"]["manifest"])
+
+    metrics = strict_json(tmp_path / "metrics.json")
+    assert metrics["n_images"] == 4
+    assert metrics["classes"] == CLASSES
+    assert set(metrics["per_class"]) == set(CLASSES)
+    for key in ("pixel_accuracy", "mean_iou", "mean_dice", "foreground_iou"):
+        assert 0 <= metrics[key] <= 1, key
+        assert metrics[key] == pytest.approx(returned[key])
+
+    non_ignored = 0
+    for path in manifest["mask"]:
+        truth = np.asarray(Image.open(path))
+        assert (truth == IGNORE).any()  # the test masks do have ignored pixels
+        non_ignored += int((truth != IGNORE).sum())
+    confusion = pd.read_csv(tmp_path / "confusion.csv")
+    assert confusion["true"].tolist() == CLASSES
+    assert list(confusion.columns[1:]) == CLASSES
+    assert confusion[CLASSES].to_numpy().sum() == non_ignored
+    correct = np.trace(confusion[CLASSES].to_numpy())
+    assert metrics["pixel_accuracy"] == pytest.approx(correct / non_ignored)
+
+    per_class = pd.read_csv(tmp_path / "per_class.csv")
+    assert per_class["class_name"].tolist() == CLASSES
+    assert per_class["true_pixels"].sum() == non_ignored
+    assert per_class["iou"].tolist() == pytest.approx(
+        [metrics["per_class"][c]["iou"] for c in CLASSES]
+    )
+
+    normalized = pd.read_csv(tmp_path / "confusion_normalized.csv")
+    np.testing.assert_allclose(normalized[CLASSES].to_numpy().sum(1), 1.0)
+
+    per_image = pd.read_csv(tmp_path / "per_image.csv", dtype={"id": str})
+    assert per_image["id"].tolist() == manifest["id"].tolist()
+    assert {"mean_iou", "mean_dice", "pixel_accuracy", "foreground_iou"} <= set(per_image.columns)
+    assert {f"iou_{c}" for c in CLASSES} <= set(per_image.columns)
+
+
+@pytest.fixture
+def perfect_predictions(data, tmp_path) -> Path:
+    """Predictions equal to the truth (ignored pixels predicted as class 1)."""
+    out = tmp_path / "perfect"
+    (out / "masks").mkdir(parents=True)
+    for row in pd.read_csv(data["test"]["manifest"]).itertuples():
+        truth = np.asarray(Image.open(row.mask)).copy()
+        truth[truth == IGNORE] = 1
+        Image.fromarray(truth, mode="L").save(out / "masks" / f"{row.id}.png")
+    return out
+
+
+def test_evaluate_perfect_predictions_and_nan_as_null(data, perfect_predictions, tmp_path):
+    # A fourth class that occurs in neither truth nor prediction: its IoU is NaN -> null.
+    classes = [*CLASSES, "unused"]
+    evaluate(data["test"]["manifest"], perfect_predictions, tmp_path, classes=classes)
+    metrics = strict_json(tmp_path / "metrics.json")
+    assert metrics["per_class"]["unused"] == {"iou": None, "dice": None}
+    for name in CLASSES:
+        assert metrics["per_class"][name] == {"iou": 1.0, "dice": 1.0}
+    assert metrics["mean_iou"] == 1.0  # the NaN is skipped, not counted as 0
+    assert metrics["pixel_accuracy"] == 1.0
+    assert metrics["foreground_iou"] is None  # not asked for
+    per_image = pd.read_csv(tmp_path / "per_image.csv")
+    assert (per_image["mean_iou"] == 1.0).all()
+    assert per_image["iou_unused"].isna().all()
+
+
+def test_prediction_of_the_wrong_size_names_the_file(data, perfect_predictions, tmp_path):
+    victim = pd.read_csv(data["test"]["manifest"])["id"].iloc[1]
+    path = perfect_predictions / "masks" / f"{victim}.png"
+    Image.fromarray(np.zeros((10, 12), dtype=np.uint8), mode="L").save(path)
+    with pytest.raises(ValueError, match=f"{victim}.png") as info:
+        evaluate(data["test"]["manifest"], perfect_predictions, tmp_path / "out")
+    assert "(10, 12)" in str(info.value)
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_missing_prediction_names_the_file(data, perfect_predictions, tmp_path):
+    victim = pd.read_csv(data["test"]["manifest"])["id"].iloc[2]
+    (perfect_predictions / "masks" / f"{victim}.png").unlink()
+    with pytest.raises(FileNotFoundError, match=f"{victim}.png"):
+        evaluate(data["test"]["manifest"], perfect_predictions, tmp_path / "out")
