@@ -10,10 +10,12 @@ include: "rules/common.smk"
 include: "rules/download.smk"
 include: "rules/remap.smk"
 include: "rules/split.smk"
+include: "rules/preprocess.smk"
 include: "rules/train.smk"
 include: "rules/predict.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/dvc.smk"
 
 
 rule all:

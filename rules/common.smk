@@ -6,19 +6,29 @@ from segpipe.config import ConfigError, load_schema, validate_config
 from segpipe.download import OXFORD_PETS_RESOURCES
 
 
-def _replace_tables_from_command_line(cfg):
-    """A remap table given in a --configfile/--config replaces config.yaml's table whole.
+def _replace_whole_options_from_command_line(cfg):
+    """Table-like options given in a --configfile/--config replace config.yaml's whole.
 
-    Snakemake merges dicts key by key, which would silently add config.yaml's trimap values
-    to a user's table.
+    Snakemake merges dicts key by key, which would silently add config.yaml's trimap values to
+    a user's table, or config.yaml's rotation and colour jitter to an example's flips-only
+    augmentation. remap.table and remap.colors are alternatives: when either is given, both come
+    from the command line only.
     """
     override = workflow.config_settings.overwrite_config or {}
-    table = (override.get("remap") or {}).get("table")
-    if table is not None:
-        cfg["remap"]["table"] = table
+    remap = override.get("remap") or {}
+    if "table" in remap or "colors" in remap:
+        cfg.setdefault("remap", {})
+        for key in ("table", "colors"):
+            cfg["remap"].pop(key, None)
+            if remap.get(key) is not None:
+                cfg["remap"][key] = remap[key]
+    for section, key in (("train", "augment"), ("dataset", "split_lists")):
+        value = (override.get(section) or {}).get(key)
+        if value is not None:
+            cfg.setdefault(section, {})[key] = value
 
 
-_replace_tables_from_command_line(config)
+_replace_whole_options_from_command_line(config)
 try:
     _validated = validate_config(
         config, load_schema(Path(workflow.basedir) / "config/schema.yaml")
@@ -33,7 +43,7 @@ SOURCE = config["dataset"]["source"]
 
 
 wildcard_constraints:
-    split="|".join(EVAL_SPLITS),
+    split="train|val|test",
 
 
 def res(rule_name, key):
@@ -49,7 +59,27 @@ def dataset_dir():
 
 
 def dataset_layout():
-    return "folder" if SOURCE == "folder" else "oxford"
+    """folder, voc or oxford for a user's folder (dataset.layout); oxford for the downloads."""
+    return config["dataset"]["layout"] if SOURCE == "folder" else "oxford"
+
+
+def remap_params():
+    """Dataset layout and mask remapping options of rule remap (see segpipe.remap)."""
+    dataset, remap = config["dataset"], config["remap"]
+    return {
+        "layout": dataset_layout(),
+        "images_dir": dataset["images_dir"],
+        "masks_dir": dataset["masks_dir"],
+        "mask_suffix": dataset["mask_suffix"],
+        "split_lists": dataset["split_lists"],
+        "table": remap["table"],
+        "colors": remap["colors"],
+        "ignore_value": remap["ignore_value"],
+        "unmapped": remap["unmapped"],
+        "max_quarantine_fraction": remap["max_quarantine_fraction"],
+        "ignore_index": config["ignore_index"],
+        "class_names": config["classes"],
+    }
 
 
 def download_resources():

@@ -3,6 +3,7 @@ rule predict:
     input:
         checkpoint="results/train/best.pt",
         manifest="results/split/{split}.csv",
+        array="results/preprocess/{split}.npy",
     output:
         predictions=directory("results/predict/{split}"),
     log:
@@ -15,8 +16,12 @@ rule predict:
     resources:
         mem_mb=res("predict", "mem_mb"),
         runtime=res("predict", "runtime"),
+        # Slurm: --gpus=[gpu_model:]1 (one process, one GPU); ignored locally.
+        gpu=1,
+        gpu_model=res("predict", "gpu_model"),
     params:
         predict=config["predict"],
         device=config["train"]["device"],
+        amp=config["train"]["amp"],
     script:
         "../scripts/predict.py"

@@ -1,8 +1,8 @@
 rule train:
     """Train the smp model; best (by val mIoU) and last checkpoints plus per-epoch history."""
     input:
-        train="results/split/train.csv",
-        val="results/split/val.csv",
+        train="results/preprocess/train.npy",
+        val="results/preprocess/val.npy",
     output:
         best="results/train/best.pt",
         last="results/train/last.pt",
@@ -17,6 +17,11 @@ rule train:
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
+        # Slurm: --gpus=[gpu_model:]gpus on one node (snakemake-executor-plugin-slurm): the
+        # DistributedDataParallel ranks are processes of this job. Ignored locally.
+        gpu=config["train"]["gpus"],
+        gpu_model=res("train", "gpu_model"),
+        nodes=1,
     params:
         train=config["train"],
         classes=config["classes"],

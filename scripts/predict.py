@@ -7,8 +7,10 @@ setup_logging(snakemake.log[0])
 predict_split(
     snakemake.input.checkpoint,
     snakemake.input.manifest,
+    snakemake.input.array,
     snakemake.output.predictions,
     threads=snakemake.threads,
     device=snakemake.params.device,
+    amp=snakemake.params.amp,
     **snakemake.params.predict,
 )

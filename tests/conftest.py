@@ -27,7 +27,9 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"CI must have the real datasets at {SHARED_DATA}")
-        pytest.skip(f"real datasets not found at {SHARED_DATA} (they sit beside the checkout in CI)")
+        pytest.skip(
+            f"real datasets not found at {SHARED_DATA} (they sit beside the checkout in CI)"
+        )
     return SHARED_DATA
 
 

@@ -78,7 +78,7 @@ def test_nothing_to_do_after_complete_run(done_run: Path) -> None:
         (
             "split_seed",
             lambda c: c["split"].update(seed=7),
-            {"split", "train", "predict", "evaluate", "report"},
+            {"split", "preprocess", "train", "predict", "evaluate", "report"},
         ),
         (
             "train_option",

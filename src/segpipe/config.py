@@ -58,13 +58,32 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
     table = cfg.get("remap", {}).get("table") if isinstance(cfg.get("remap"), dict) else None
     if isinstance(table, dict):
         cfg["remap"]["table"] = {str(k): v for k, v in table.items()}
+    table_given = bool(table)
     validator_cls = _with_defaults(jsonschema.validators.validator_for(schema))
     errors = sorted(validator_cls(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_option(e) for e in errors))
     cfg["remap"]["table"] = {int(k): int(v) for k, v in cfg["remap"]["table"].items()}
+    if cfg["remap"]["colors"]:
+        if table_given:
+            raise ConfigError(
+                "invalid config:\n  config option 'remap.colors': give remap.table (single-channel "
+                "masks) or remap.colors (RGB masks), not both"
+            )
+        cfg["remap"]["table"] = {}  # the colour table replaces the default trimap table
+    _fill_layout_defaults(cfg["dataset"])
     check_semantics(cfg)
     return canonical(cfg)
+
+
+def _fill_layout_defaults(dataset: dict) -> None:
+    """images_dir/masks_dir left null get the layout's directories (download sources: oxford)."""
+    from segpipe.datasets import LAYOUT_DIRS
+
+    layout = dataset["layout"] if dataset["source"] == "folder" else "oxford"
+    images, masks = LAYOUT_DIRS[layout]
+    dataset["images_dir"] = dataset["images_dir"] or images
+    dataset["masks_dir"] = dataset["masks_dir"] or masks
 
 
 def canonical(value: Any) -> Any:
@@ -97,6 +116,24 @@ def check_semantics(cfg: Mapping[str, Any]) -> None:
                 f"config option 'remap.table': value {raw} maps to class {cls}, but 'classes' "
                 f"has only {n} entries (ids 0..{n - 1}; {ignore} = ignore)"
             )
+    for entry in cfg["remap"]["colors"]:
+        if entry["class"] >= n and entry["class"] != ignore:
+            problems.append(
+                f"config option 'remap.colors': colour {entry['color']} maps to class "
+                f"{entry['class']}, but 'classes' has only {n} entries (ids 0..{n - 1}; "
+                f"{ignore} = ignore)"
+            )
+    colors = [tuple(e["color"]) for e in cfg["remap"]["colors"]]
+    twice = sorted({c for c in colors if colors.count(c) > 1})
+    if twice:
+        problems.append(f"config option 'remap.colors': colours listed twice: {twice}")
+    train = cfg["train"]
+    channels = train["decoder_channels"]
+    if channels is not None and len(channels) != train["encoder_depth"]:
+        problems.append(
+            f"config option 'train.decoder_channels': {len(channels)} stages, but "
+            f"train.encoder_depth is {train['encoder_depth']} (one channel count per stage)"
+        )
     weights = cfg["train"]["class_weights"]
     if weights is not None and len(weights) != n:
         problems.append(

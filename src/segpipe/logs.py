@@ -15,7 +15,9 @@ T = TypeVar("T")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> None:
+def setup_logging(
+    log_file: str | None = None, level: int = logging.INFO, *, append: bool = False
+) -> None:
     """Send log records to ``log_file`` (the rule's ``log:``) and to stderr.
 
     Called once by each script in ``scripts/``; the package itself only uses
@@ -24,10 +26,19 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> Non
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+        handlers.append(
+            logging.FileHandler(log_file, mode="a" if append else "w", encoding="utf-8")
+        )
     logging.basicConfig(level=level, format=FORMAT, handlers=handlers, force=True)
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
+
+
+def inherited_log_files() -> list[str]:
+    """Files the root logger writes to, for child processes that must log to the same place."""
+    return [
+        h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)
+    ]
 
 
 def _log_uncaught(exc_type, exc, tb) -> None:

@@ -1,13 +1,20 @@
-"""Training: one function, readable top to bottom.
+"""Training, readable top to bottom: data, model, optimiser, resume, the epoch loop, publish.
 
-Every epoch is seeded from (seed, epoch), so a run resumed at an epoch boundary replays exactly
-the batches, augmentations and dropout of an uninterrupted run. ``resume_dir`` holds ``last.pt``
-(written after every epoch) and ``best.pt`` (written when validation mIoU improves), atomically;
-it is not a rule output, so Snakemake does not delete it before a rerun, and the next run of the
-rule continues from it when the training config and the data manifests are unchanged.
+Data comes from preprocessed, memory-mapped split arrays (:mod:`segpipe.arrays`); batches are
+normalised on the device. Randomness is tied to (seed, epoch, sample), so a resumed run replays
+exactly what an uninterrupted run would have done.
 
-Checkpoints (best, last, resume) share one format: model, optimizer, scheduler, epoch, best
-score, the resolved config and the history so far.
+``resume_dir`` holds ``last.pt`` (after every epoch, and mid-epoch when the job is told to stop
+by SIGTERM or SIGUSR1, as Slurm does at its time limit or on preemption) and ``best.pt`` (when the
+validation mIoU improves). It is not a rule output, so Snakemake does not delete it before a
+rerun: the next run of the rule continues from it when the training config (the number of
+epochs aside, which may grow) and the data are unchanged.
+
+Checkpoints share one format: model, optimizer, scheduler, epoch, best score, the resolved
+config and the history so far.
+
+With ``gpus > 1`` the same loop runs in one process per GPU under DistributedDataParallel
+(nccl on CUDA, gloo on the CPU); rank 0 alone writes checkpoints, history and logs.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import logging
 import math
 import os
 import shutil
+import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +34,13 @@ from typing import Any
 
 import pandas as pd
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from segpipe.data import SegmentationDataset, build_augment, read_manifest
+from segpipe.arrays import ArrayDataset, EpochSampler
+from segpipe.data import IMAGENET_MEAN, IMAGENET_STD, build_augment
 from segpipe.io import atomic_path, write_csv
-from segpipe.logs import progress
+from segpipe.logs import inherited_log_files, progress, setup_logging
 from segpipe.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.models import build_loss, build_model
 
@@ -44,6 +55,17 @@ HISTORY_COLUMNS = [
     "seconds",
     "images_per_s",
 ]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the exit status of a process ended by SIGTERM
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised after a stop signal, once the resumable checkpoint is safely on disk."""
+
+    def __init__(self):
+        super().__init__(EXIT_INTERRUPTED)
 
 
 @dataclass
@@ -53,6 +75,8 @@ class TrainConfig:
     arch: str = "Unet"
     encoder: str = "resnet34"
     encoder_weights: str | None = None
+    encoder_depth: int = 5
+    decoder_channels: list[int] | None = None
     decoder_dropout: float = 0.0
     loss: str = "ce+dice"
     class_weights: list[float] | None = None
@@ -66,15 +90,26 @@ class TrainConfig:
     image_size: int = 256
     seed: int = 0
     device: str = "auto"
+    gpus: int = 1
     num_workers: int | None = None
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
     augment: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
+# ----------------------------------------------------------------------------- helpers
+
+
+def resolve_device(name: str, rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config option 'train.device' is 'cuda' but no CUDA device is visible")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "config option 'train.device' is 'cuda' but no CUDA device is visible"
+            )
+        return torch.device("cuda", rank)
     return torch.device(name)
 
 
@@ -84,21 +119,24 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:
+        raise RuntimeError(f"{path}: not a readable segpipe checkpoint ({exc})") from exc
+
+
 def publish(src: str | Path, dst: str | Path) -> None:
-    """Make ``dst`` a hard link to ``src`` (a copy across file systems), atomically."""
+    """Make ``dst`` a hard link to ``src`` (a copy across file systems), atomically.
+
+    Safe because checkpoints are only ever replaced by rename, never rewritten in place.
+    """
     with atomic_path(dst) as tmp:
         tmp.unlink()
         try:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:
-        raise RuntimeError(f"{path}: not a readable segpipe checkpoint ({exc})") from exc
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
@@ -111,16 +149,37 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
         len(cfg["classes"]),
         encoder_weights=None,
         decoder_dropout=train["decoder_dropout"],
+        encoder_depth=train.get("encoder_depth", 5),
+        decoder_channels=train.get("decoder_channels"),
     )
     model.load_state_dict(ckpt["model"])
     return model
 
 
-def _file_digest(*paths: str | Path) -> str:
+def file_digest(*paths: str | Path) -> str:
     h = hashlib.sha256()
     for p in paths:
-        h.update(Path(p).read_bytes())
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
     return h.hexdigest()
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: ``auto`` is bf16 on CUDA (fp16 where bf16 is unsupported), off on CPU."""
+    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+        return None
+    if setting == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[setting]
+
+
+def normalize(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 (B, 3, H, W) on the device -> float, ImageNet-normalised, as smp encoders expect."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
+    out = (images.float() - mean) / std
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 def _make_scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
@@ -134,31 +193,90 @@ def _make_scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
     def cosine(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress_ = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
+        done = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, cosine)
 
 
+class StopRequest:
+    """Records SIGTERM/SIGUSR1 so the loop can checkpoint at the next step, then stop."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def agreed(self, device: torch.device) -> bool:
+        """True on every rank as soon as any rank was signalled (all ranks stop at one step)."""
+        flag = torch.tensor([1 if self.signum is not None else 0], device=device)
+        if dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
 @torch.no_grad()
-def validate(model, loader, loss_fn, num_classes: int, ignore_index: int, device) -> dict[str, Any]:
-    """Validation loss and the confusion-matrix metrics (mean IoU, mean Dice, per class)."""
+def validate(
+    model,
+    loader,
+    loss_fn,
+    num_classes: int,
+    ignore_index: int,
+    device,
+    *,
+    amp=None,
+    channels_last=False,
+) -> dict[str, Any]:
+    """Validation loss and confusion-matrix metrics, summed over all data-parallel ranks."""
     model.eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
-    loss_sum, n = 0.0, 0
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, n
     for images, masks in loader:
-        images, masks = images.to(device), masks.to(device)
-        logits = model(images)
-        loss_sum += loss_fn(logits, masks).item() * len(images)
-        n += len(images)
+        images = normalize(images.to(device, non_blocking=True), channels_last)
+        masks = masks.to(device, non_blocking=True).long()
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = model(images)
+        logits = logits.float()
+        sums += torch.tensor(
+            [loss_fn(logits, masks).item() * len(images), len(images)],
+            dtype=torch.float64,
+            device=device,
+        )
         cm += confusion_matrix(logits.argmax(1), masks, num_classes, ignore_index)
+    if dist.is_initialized():
+        dist.all_reduce(cm)
+        dist.all_reduce(sums)
     cm = cm.cpu()
-    return {"loss": loss_sum / max(n, 1), **summarize(cm), "per_class": per_class_scores(cm)}
+    return {
+        "loss": (sums[0] / sums[1].clamp(min=1)).item(),
+        **summarize(cm),
+        "per_class": per_class_scores(cm),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------- entry point
 
 
 def train_model(
-    train_csv: str | Path,
-    val_csv: str | Path,
+    train_data: str | Path,
+    val_data: str | Path,
     *,
     best_path: str | Path,
     last_path: str | Path,
@@ -169,152 +287,338 @@ def train_model(
     threads: int = 1,
     **options: Any,
 ) -> dict[str, Any]:
-    """Train a segmentation model on the train manifest, select the best epoch by val mean IoU.
+    """Train on a preprocessed split array, select the best epoch by validation mean IoU.
 
-    ``options`` are the fields of :class:`TrainConfig`. Writes the best and last checkpoints, the
-    per-epoch history CSV; keeps its resumable state in ``resume_dir``.
-    Returns the final checkpoint dict.
+    ``train_data`` / ``val_data`` are ``.npy`` arrays written by
+    :func:`segpipe.arrays.preprocess_split`; ``options`` are the fields of :class:`TrainConfig`.
+    Writes the best and last checkpoints and the per-epoch history CSV; returns the last
+    checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1.
     """
     cfg = TrainConfig(**options)
+    args = (
+        cfg,
+        str(train_data),
+        str(val_data),
+        str(best_path),
+        str(last_path),
+        str(history_path),
+        str(resume_dir),
+        list(classes),
+        ignore_index,
+        threads,
+    )
+    if cfg.gpus == 1:
+        _train(0, 1, None, *args)
+    else:
+        port = _free_port()
+        logger.info("starting %d data-parallel processes (DistributedDataParallel)", cfg.gpus)
+        with StopRequest():  # the ranks handle the signal; the parent waits for their checkpoint
+            try:
+                torch.multiprocessing.start_processes(
+                    _train,
+                    args=(cfg.gpus, port, *args, inherited_log_files()),
+                    nprocs=cfg.gpus,
+                    join=True,
+                    # fork, not spawn: spawn re-runs the unguarded __main__ of a Snakemake
+                    # script. The parent has not initialised CUDA, so forking is safe.
+                    start_method="fork",
+                )
+            except torch.multiprocessing.ProcessExitedException as exc:
+                if exc.exit_code == EXIT_INTERRUPTED:
+                    raise TrainingInterrupted() from None
+                raise
+    return load_checkpoint(last_path)
+
+
+def _train(
+    rank: int,
+    world_size: int,
+    port: int | None,
+    cfg: TrainConfig,
+    train_data: str,
+    val_data: str,
+    best_path: str,
+    last_path: str,
+    history_path: str,
+    resume_dir: str,
+    classes: list[str],
+    ignore_index: int,
+    threads: int,
+    log_files: list[str] | None = None,
+) -> None:
+    """The training loop of one rank (the only one when ``world_size`` is 1)."""
+    distributed = world_size > 1
+    device = resolve_device(cfg.device, rank if distributed else 0)
+    if distributed:
+        if rank == 0 and log_files:
+            setup_logging(log_files[0], append=True)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=world_size,
+        )
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    is_main = rank == 0
     num_classes = len(classes)
+    threads_per_rank = max(1, threads // world_size)
+    torch.set_num_threads(threads_per_rank)
+    workers = (
+        cfg.num_workers if cfg.num_workers is not None else min(8, max(0, threads_per_rank - 1))
+    )
+    amp = amp_dtype(cfg.amp, device)
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     resolved = {
         "train": dataclasses.asdict(cfg),
         "classes": list(classes),
         "ignore_index": ignore_index,
     }
-    data_digest = _file_digest(train_csv, val_csv)
-    device = resolve_device(cfg.device)
-    torch.set_num_threads(threads)
-    workers = cfg.num_workers if cfg.num_workers is not None else min(8, max(0, threads - 1))
-    logger.info(
-        "training %s-%s on %s, %d threads, %d loader workers",
-        cfg.arch,
-        cfg.encoder,
-        device,
-        threads,
-        workers,
-    )
+    data_digest = file_digest(train_data, val_data)
+    if is_main:
+        logger.info(
+            "training %s-%s on %s x%d, %d threads and %d loader workers per process, amp %s, channels_last %s, compile %s",
+            cfg.arch,
+            cfg.encoder,
+            device.type,
+            world_size,
+            threads_per_rank,
+            workers,
+            amp,
+            channels_last,
+            cfg.compile,
+        )
 
-    # Data
+    # Data: memory-mapped arrays, per-sample seeded augmentation in the loader workers.
     augment = build_augment(**cfg.augment, ignore_index=ignore_index)
-    train_set = SegmentationDataset(read_manifest(train_csv), cfg.image_size, augment=augment)
-    val_set = SegmentationDataset(read_manifest(val_csv), cfg.image_size)
-    generator = torch.Generator()
+    train_set = ArrayDataset(train_data, augment=augment)
+    val_set = ArrayDataset(val_data)
+    sampler = EpochSampler(len(train_set), seed=cfg.seed, rank=rank, world_size=world_size)
+    val_sampler = EpochSampler(
+        len(val_set),
+        seed=cfg.seed,
+        shuffle=False,
+        rank=rank,
+        world_size=world_size,
+        drop_tail=False,
+    )
     loader_kw = dict(
+        # Own generators: a DataLoader otherwise draws its base seed from the global RNG,
+        # which would shift dropout after a resume.
+        generator=torch.Generator().manual_seed(cfg.seed),
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=False,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
     )
+    drop_last = len(sampler) > cfg.batch_size
     train_loader = DataLoader(
-        train_set,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=len(train_set) > cfg.batch_size,
-        generator=generator,
-        **loader_kw,
+        train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last, **loader_kw
     )
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=val_sampler, **loader_kw)
+    steps_per_epoch = (
+        len(sampler) // cfg.batch_size if drop_last else math.ceil(len(sampler) / cfg.batch_size)
+    )
 
-    # Model, loss, optimiser, schedule
+    # Model, loss, optimiser, schedule.
     torch.manual_seed(cfg.seed)
-    model = build_model(
+    raw_model = build_model(
         cfg.arch,
         cfg.encoder,
         num_classes,
         encoder_weights=cfg.encoder_weights,
         decoder_dropout=cfg.decoder_dropout,
+        encoder_depth=cfg.encoder_depth,
+        decoder_channels=cfg.decoder_channels,
     ).to(device)
+    if channels_last:
+        raw_model = raw_model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg.loss, class_weights=cfg.class_weights, ignore_index=ignore_index).to(
         device
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = _make_scheduler(opt, cfg, len(train_loader))
+    opt = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = _make_scheduler(opt, cfg, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    model = raw_model
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            raw_model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # A shallower encoder keeps smp's unused deeper stages, which get no gradient.
+            find_unused_parameters=cfg.encoder_depth < 5,
+        )
+    if cfg.compile:
+        model = torch.compile(model)
 
-    # Resume when the same config and data were interrupted before
-    start_epoch, best_score, best_epoch, history = 1, -1.0, 0, []
+    # Resume: same config (epochs may grow) and same data.
+    done_epochs, best_score, best_epoch, history, partial = 0, -1.0, 0, [], None
     resume_last, resume_best = Path(resume_dir) / "last.pt", Path(resume_dir) / "best.pt"
     if resume_last.exists() and resume_best.exists():
         state = load_checkpoint(resume_last, map_location=device)
-        if state.get("config") == resolved and state.get("data_digest") == data_digest:
-            model.load_state_dict(state["model"])
+        saved = state.get("config", {})
+        same = {**saved, "train": {**saved.get("train", {}), "epochs": cfg.epochs}} == resolved
+        if same and state.get("data_digest") == data_digest and state["epoch"] <= cfg.epochs:
+            raw_model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            start_epoch = state["epoch"] + 1
-            best_score, best_epoch, history = (
+            if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR):
+                sched.total_steps = cfg.epochs * steps_per_epoch
+            scaler.load_state_dict(state["scaler"])
+            done_epochs, best_score, best_epoch = (
+                state["epoch"],
                 state["best_score"],
                 state["best_epoch"],
-                state["history"],
             )
-            logger.info("resuming from %s after epoch %d", resume_last, state["epoch"])
-        else:
+            history, partial = state["history"], state.get("partial")
+            if is_main:
+                where = (
+                    f"epoch {partial['epoch']} step {partial['steps']}"
+                    if partial
+                    else f"the end of epoch {done_epochs}"
+                )
+                logger.info("resuming from %s at %s", resume_last, where)
+                if saved["train"]["epochs"] != cfg.epochs:
+                    logger.info(
+                        "extending training from %d to %d epochs",
+                        saved["train"]["epochs"],
+                        cfg.epochs,
+                    )
+        elif is_main:
             logger.warning("ignoring %s: it was written for another config or data", resume_dir)
 
-    def checkpoint(epoch: int) -> dict[str, Any]:
+    def checkpoint(epoch: int, partial_state: dict | None = None) -> dict[str, Any]:
         return {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "model": {k: v.detach().cpu() for k, v in raw_model.state_dict().items()},
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(),
             "epoch": epoch,
             "best_score": best_score,
             "best_epoch": best_epoch,
             "config": resolved,
             "history": history,
             "data_digest": data_digest,
+            "partial": partial_state,
         }
 
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        # Seed per epoch so that resuming replays the same randomness as a straight run.
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
-        generator.manual_seed(cfg.seed * 100_003 + epoch)
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        for images, masks in progress(
-            train_loader, desc=f"epoch {epoch}/{cfg.epochs}", logger=logger
-        ):
-            images, masks = (
-                images.to(device, non_blocking=True),
-                masks.to(device, non_blocking=True),
+    with StopRequest() as stop:
+        for epoch in range(done_epochs + 1, cfg.epochs + 1):
+            # Seed per epoch (dropout etc.); samples and augmentations are seeded per sample.
+            torch.manual_seed(cfg.seed * 100_003 + epoch)
+            steps, loss_sum, seen, elapsed = 0, 0.0, 0, 0.0
+            if partial and partial["epoch"] == epoch:
+                steps, loss_sum, seen, elapsed = (
+                    partial["steps"],
+                    partial["loss_sum"],
+                    partial["seen"],
+                    partial["elapsed"],
+                )
+                torch.set_rng_state(partial["rng"])
+            partial = None
+            sampler.set_epoch(epoch, skip=steps * cfg.batch_size)
+            model.train()
+            t0 = time.perf_counter()
+            batches = (
+                progress(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", logger=logger)
+                if is_main
+                else train_loader
             )
-            loss = loss_fn(model(images), masks)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * len(images)
-            seen += len(images)
-        train_seconds = time.perf_counter() - t0
-        val = validate(model, val_loader, loss_fn, num_classes, ignore_index, device)
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum / max(seen, 1),
-            "val_loss": val["loss"],
-            "val_miou": val["mean_iou"],
-            "val_dice": val["mean_dice"],
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t0,
-            "images_per_s": seen / train_seconds if train_seconds else float("nan"),
-        }
-        history.append(row)
-        logger.info(
-            "epoch %d/%d train_loss %.4f val_loss %.4f val_mIoU %.4f val_Dice %.4f lr %.2e "
-            "%.1f s (%.1f img/s)",
-            epoch,
-            cfg.epochs,
-            *(row[k] for k in HISTORY_COLUMNS[1:]),
-        )
-        score = val["mean_iou"] if not math.isnan(val["mean_iou"]) else -1.0
-        state = None
-        if score > best_score or best_epoch == 0:
-            best_score, best_epoch = score, epoch
-            state = checkpoint(epoch)
-            save_checkpoint(resume_best, state)
-        save_checkpoint(resume_last, state or checkpoint(epoch))
+            for images, masks in batches:
+                images = normalize(images.to(device, non_blocking=True), channels_last)
+                masks = masks.to(device, non_blocking=True).long()
+                with torch.autocast(
+                    device.type, dtype=amp or torch.float32, enabled=amp is not None
+                ):
+                    logits = model(images)
+                loss = loss_fn(logits.float(), masks)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                steps += 1
+                loss_sum += loss.item() * len(images)
+                seen += len(images)
+                if stop.agreed(device):
+                    mid = {
+                        "epoch": epoch,
+                        "steps": steps,
+                        "loss_sum": loss_sum,
+                        "seen": seen,
+                        "rng": torch.get_rng_state(),
+                        "elapsed": elapsed + time.perf_counter() - t0,
+                    }
+                    if is_main:
+                        save_checkpoint(resume_last, checkpoint(epoch - 1, mid))
+                        logger.warning(
+                            "signal %s: saved a resumable checkpoint at epoch %d step %d in %s; rerun the rule to resume",
+                            stop.signum,
+                            epoch,
+                            steps,
+                            resume_last,
+                        )
+                    if distributed:
+                        dist.barrier()
+                        dist.destroy_process_group()
+                    raise TrainingInterrupted()
+            t_end = time.perf_counter()
+            train_seconds = elapsed + t_end - t0
+            stats = torch.tensor([loss_sum, seen], dtype=torch.float64, device=device)
+            if distributed:
+                dist.all_reduce(stats)
+            val = validate(
+                model,
+                val_loader,
+                loss_fn,
+                num_classes,
+                ignore_index,
+                device,
+                amp=amp,
+                channels_last=channels_last,
+            )
+            row = {
+                "epoch": epoch,
+                "train_loss": (stats[0] / stats[1].clamp(min=1)).item(),
+                "val_loss": val["loss"],
+                "val_miou": val["mean_iou"],
+                "val_dice": val["mean_dice"],
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": train_seconds + time.perf_counter() - t_end,
+                "images_per_s": stats[1].item() / train_seconds if train_seconds else float("nan"),
+            }
+            history.append(row)
+            score = val["mean_iou"] if not math.isnan(val["mean_iou"]) else -1.0
+            improved = score > best_score or best_epoch == 0
+            if improved:
+                best_score, best_epoch = score, epoch
+            if is_main:
+                logger.info(
+                    "epoch %d/%d train_loss %.4f val_loss %.4f val_mIoU %.4f val_Dice %.4f lr %.2e %.1f s (%.1f img/s)",
+                    epoch,
+                    cfg.epochs,
+                    *(row[k] for k in HISTORY_COLUMNS[1:]),
+                )
+                state = checkpoint(epoch)
+                if improved:
+                    save_checkpoint(resume_best, state)
+                save_checkpoint(resume_last, state)
 
-    # Publish the resume state as the rule outputs. A hard link costs no space and is safe: the
-    # resume files are only ever replaced by rename, never rewritten in place.
-    for src, dst in ((resume_best, best_path), (resume_last, last_path)):
-        publish(src, dst)
+    if distributed:
+        samples = [None] * world_size
+        dist.all_gather_object(samples, sampler.indices())
+        dist.barrier()
+        dist.destroy_process_group()
+    if not is_main:
+        return
+    # Publish the resume state as the rule outputs (hard links, each an atomic rename).
+    final = load_checkpoint(resume_last)
+    if distributed:
+        # Which train samples each rank used in the last epoch: disjoint by construction.
+        final["rank_samples"] = samples
+        save_checkpoint(resume_last, final)
+    publish(resume_best, best_path)
+    publish(resume_last, last_path)
     write_csv(history_path, pd.DataFrame(history, columns=HISTORY_COLUMNS))
     logger.info("best val mIoU %.4f at epoch %d", best_score, best_epoch)
-    return load_checkpoint(last_path)

@@ -1,0 +1,12 @@
+"""Rule preprocess: see segpipe.arrays.preprocess_split."""
+
+from segpipe.arrays import preprocess_split
+from segpipe.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+preprocess_split(
+    snakemake.input.manifest,
+    snakemake.output.array,
+    image_size=snakemake.params.image_size,
+    threads=snakemake.threads,
+)
