@@ -7,7 +7,7 @@ CORES ?= all
 BIN := $(VENV)/bin
 CONFIG ?= config/config.yaml
 
-.PHONY: venv demo run test lint report clean
+.PHONY: venv demo run test lint report clean slurm-start slurm-stop
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ run: venv  ## the pipeline on $(CONFIG) (default: the real Oxford-IIIT Pet confi
 
 test: venv  ## lint + all tests, as CI runs them
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+slurm-start:  ## single-node Slurm on localhost to try `snakemake --profile slurm` (root, Debian)
+	tools/slurm/local-slurm.sh start
+
+slurm-stop:  ## stop the daemons that slurm-start started
+	tools/slurm/local-slurm.sh stop
 
 lint: venv
 	$(BIN)/snakefmt --check Snakefile rules/

@@ -31,7 +31,10 @@ def _replace_whole_options_from_command_line(cfg):
 _replace_whole_options_from_command_line(config)
 try:
     _validated = validate_config(
-        config, load_schema(Path(workflow.basedir) / "config/schema.yaml")
+        config,
+        load_schema(Path(workflow.basedir) / "config/schema.yaml"),
+        # Jobs on a cluster node: the submitting process checked the model names already.
+        check_models=not workflow.remote_exec,
     )
 except ConfigError as exc:
     raise ValueError(str(exc)) from None

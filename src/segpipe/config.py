@@ -49,8 +49,13 @@ def load_schema(path: str | Path) -> dict:
         return yaml.safe_load(fh)
 
 
-def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict:
+def validate_config(
+    config: Mapping[str, Any], schema: Mapping[str, Any], *, check_models: bool = True
+) -> dict:
     """Return a validated copy of ``config`` with defaults filled in, or raise ConfigError.
+
+    ``check_models=False`` skips checking model names against smp (an import of several
+    seconds), for Slurm job processes whose config the submitting process already checked.
 
     Integer keys of ``remap.table`` (as YAML writes them) are accepted and kept as ints.
     """
@@ -72,7 +77,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
             )
         cfg["remap"]["table"] = {}  # the colour table replaces the default trimap table
     _fill_layout_defaults(cfg["dataset"])
-    check_semantics(cfg)
+    check_semantics(cfg, check_models=check_models)
     return canonical(cfg)
 
 
@@ -99,10 +104,8 @@ def canonical(value: Any) -> Any:
     return value
 
 
-def check_semantics(cfg: Mapping[str, Any]) -> None:
+def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> None:
     """Cross-field checks: class ids in range, list lengths, model names known to smp."""
-    from segpipe.models import check_model_names
-
     n = len(cfg["classes"])
     ignore = cfg["ignore_index"]
     problems = []
@@ -147,6 +150,10 @@ def check_semantics(cfg: Mapping[str, Any]) -> None:
         problems.append("config option 'dataset.synthetic.min_size' is larger than max_size")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    if not check_models:
+        return
+    from segpipe.models import check_model_names
+
     try:
         check_model_names(
             cfg["train"]["arch"], cfg["train"]["encoder"], cfg["train"]["encoder_weights"]
