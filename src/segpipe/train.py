@@ -226,6 +226,20 @@ class StopRequest:
         return bool(flag.item())
 
 
+def train_step(model, loss_fn, opt, scaler, images, masks, device, amp, channels_last):
+    """One optimisation step on a uint8 batch from the loader; returns the loss (a tensor)."""
+    images = normalize(images.to(device, non_blocking=True), channels_last)
+    masks = masks.to(device, non_blocking=True).long()
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = model(images)
+    loss = loss_fn(logits.float(), masks)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach()
+
+
 @torch.no_grad()
 def validate(
     model,
@@ -526,17 +540,9 @@ def _train(
                 else train_loader
             )
             for images, masks in batches:
-                images = normalize(images.to(device, non_blocking=True), channels_last)
-                masks = masks.to(device, non_blocking=True).long()
-                with torch.autocast(
-                    device.type, dtype=amp or torch.float32, enabled=amp is not None
-                ):
-                    logits = model(images)
-                loss = loss_fn(logits.float(), masks)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
+                loss = train_step(
+                    model, loss_fn, opt, scaler, images, masks, device, amp, channels_last
+                )
                 sched.step()
                 steps += 1
                 loss_sum += loss.item() * len(images)

@@ -1,0 +1,303 @@
+"""Training-speed benchmark: does segpipe's data path keep the model fed? Writes one JSON file.
+
+In one run, on one machine, model and batch size, it measures images/s for
+  (a) naive:     a DataLoader decoding and resizing each JPEG in __getitem__ (as smp's pets example),
+  (b) loader:    segpipe's loader alone (memory-mapped preprocessed array, seeded augmentation),
+  (c) model:     model-only training steps on tensors already on the device (the data-path ceiling),
+  (d) train:     segpipe's end-to-end training step (loader + the same train_step as training),
+and on CUDA also (d) with fp32 eager vs the fast settings (bf16 autocast, channels_last, optional
+torch.compile). Also: remap and preprocess throughput with 1 vs all cores, and peak memory (RSS)
+of training on two dataset sizes, to show it does not grow beyond the memory-mapped arrays.
+
+    python benchmarks/bench_train.py --out benchmarks/results/cpu.json            # defaults for CPU
+    python benchmarks/bench_train.py --image-size 256 --batch-size 64 --out benchmarks/results/h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from segpipe.arrays import ArrayDataset, EpochSampler, preprocess_split
+from segpipe.data import SegmentationDataset, build_augment, read_manifest
+from segpipe.models import build_loss, build_model
+from segpipe.remap import remap_dataset
+from segpipe.synthetic import make_oxford_like
+from segpipe.train import amp_dtype, normalize, resolve_device, train_step
+
+AUGMENT = {"hflip": 0.5}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def rate(fn, steps: int, batch: int, device: torch.device, warmup: int = 2) -> float:
+    """Images per second of ``steps`` calls of ``fn`` (after ``warmup`` calls)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def cycling(loader):
+    while True:
+        yield from loader
+
+
+def make_dataset(root: Path, n_images: int, threads: int) -> dict:
+    """Synthetic Oxford-layout data, remapped and split into one manifest; remap timed 1 vs N."""
+    make_oxford_like(root / "raw", n_images=n_images, seed=0, min_size=200, max_size=500)
+    timings = {}
+    for t in sorted({1, threads}):
+        t0 = time.perf_counter()
+        index = remap_dataset(
+            root / "raw", root / "masks", root / "index.csv", root / "quarantine.csv",
+            layout="oxford", table={1: 0, 2: 1, 3: 2}, threads=t,
+        )  # fmt: skip
+        timings[t] = len(index) / (time.perf_counter() - t0)
+    index[["id", "image", "mask", "group", "height", "width"]].to_csv(root / "all.csv", index=False)
+    return {"manifest": root / "all.csv", "remap_images_per_s": timings}
+
+
+def model_and_opt(args, device, channels_last):
+    model = build_model("Unet", args.encoder, 3).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return model, opt
+
+
+def measure_training(args, device, array: Path, *, amp, channels_last, compile_, workers) -> dict:
+    """(c) model-only and (d) end-to-end training step with the given fast settings."""
+    loss_fn = build_loss("ce+dice").to(device)
+    model, opt = model_and_opt(args, device, channels_last)
+    step_model = torch.compile(model) if compile_ else model
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    data = ArrayDataset(array, augment=build_augment(**AUGMENT))
+    sampler = EpochSampler(len(data), seed=0)
+    loader = DataLoader(
+        data, batch_size=args.batch_size, sampler=sampler, drop_last=True,
+        num_workers=workers, pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+    )  # fmt: skip
+    first = next(iter(loader))
+    images, masks = first[0].to(device), first[1].to(device)
+
+    def model_only():
+        train_step(step_model, loss_fn, opt, scaler, images, masks, device, amp, channels_last)
+
+    batches = cycling(loader)
+
+    def end_to_end():
+        x, y = next(batches)
+        train_step(step_model, loss_fn, opt, scaler, x, y, device, amp, channels_last)
+
+    # Interleave the two measurements so drift in machine load hits both alike.
+    c, d = [], []
+    for _ in range(args.repeats):
+        c.append(rate(model_only, args.steps, args.batch_size, device))
+        d.append(rate(end_to_end, args.steps, args.batch_size, device))
+    return {"model_only": float(np.median(c)), "end_to_end": float(np.median(d))}
+
+
+def loader_rates(args, device, manifest: Path, array: Path, workers: int) -> dict:
+    """(a) naive per-item JPEG decoding vs (b) segpipe's loader, both delivering device batches."""
+    naive = DataLoader(
+        SegmentationDataset(read_manifest(manifest), args.image_size, augment=build_augment(**AUGMENT)),
+        batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+    )  # fmt: skip
+    data = ArrayDataset(array, augment=build_augment(**AUGMENT))
+    ours = DataLoader(
+        data, batch_size=args.batch_size, sampler=EpochSampler(len(data), seed=0), drop_last=True,
+        num_workers=workers, pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+    )  # fmt: skip
+    naive_it, ours_it = cycling(naive), cycling(ours)
+
+    def take_naive():
+        x, _ = next(naive_it)
+        x.to(device)
+
+    def take_ours():
+        x, _ = next(ours_it)
+        normalize(x.to(device, non_blocking=True), False)
+
+    # Many batches, after a warm-up that drains the prefetch buffers: steady-state throughput.
+    steps, warmup = args.loader_steps, 4 * max(1, workers) + 2
+    return {
+        "naive_loader": rate(take_naive, steps, args.batch_size, device, warmup=warmup),
+        "segpipe_loader": rate(take_ours, steps, args.batch_size, device, warmup=warmup),
+    }
+
+
+def peak_rss_mb(args, array: Path) -> float:
+    """Peak RSS of one epoch of training on ``array`` in a fresh process, in MB."""
+    code = (
+        "import resource, sys, torch\n"
+        "from segpipe.train import train_model\n"
+        "import tempfile, os\n"
+        "d = tempfile.mkdtemp()\n"
+        f"train_model({str(array)!r}, {str(array)!r}, best_path=d+'/b.pt', last_path=d+'/l.pt',"
+        " history_path=d+'/h.csv', resume_dir=d+'/r', classes=['a','b','c'], threads=1,"
+        f" arch='Unet', encoder={args.encoder!r}, epochs=1, batch_size={args.batch_size},"
+        f" image_size={args.image_size}, device='cpu', num_workers=0)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--images", type=int, default=96, help="synthetic images (varied sizes 200-500 px)"
+    )
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--encoder", default="resnet34")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
+    parser.add_argument("--loader-steps", type=int, default=60, help="timed batches per loader")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="loader workers (default: cores - 1)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="include torch.compile in the CUDA fast settings"
+    )
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+
+    cores = len(os.sched_getaffinity(0))
+    workers = args.workers if args.workers is not None else max(0, min(8, cores - 1))
+    torch.set_num_threads(cores)
+    device = resolve_device("auto")
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    result: dict = {
+        "device": torch.cuda.get_device_name(0)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {cores} cores)",
+        "versions": {
+            p: importlib.metadata.version(p)
+            for p in ("torch", "torchvision", "segmentation_models_pytorch", "segpipe")
+        },
+        "python": platform.python_version(),
+        "settings": {
+            **vars(args),
+            "workers": workers,
+            "cores": cores,
+            "model": f"Unet-{args.encoder}",
+            "augment": AUGMENT,
+        },
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data = make_dataset(root, args.images, cores)
+        result["remap_images_per_s"] = {
+            "1_core": data["remap_images_per_s"][1],
+            f"{cores}_cores": data["remap_images_per_s"][cores],
+        }
+        pre = {}
+        for t in sorted({1, cores}):
+            t0 = time.perf_counter()
+            preprocess_split(
+                data["manifest"], root / "all.npy", image_size=args.image_size, threads=t
+            )
+            pre[f"{t}_core{'s' if t > 1 else ''}"] = args.images / (time.perf_counter() - t0)
+        result["preprocess_images_per_s"] = pre
+        array = root / "all.npy"
+
+        result.update(loader_rates(args, device, data["manifest"], array, workers))
+        amp, channels_last = (
+            (amp_dtype("auto", device), True) if device.type == "cuda" else (None, False)
+        )
+        fast = measure_training(
+            args,
+            device,
+            array,
+            amp=amp,
+            channels_last=channels_last,
+            compile_=args.compile and device.type == "cuda",
+            workers=workers,
+        )
+        result["model_only"], result["end_to_end"] = fast["model_only"], fast["end_to_end"]
+        result["ratios"] = {
+            "b_over_a": result["segpipe_loader"] / result["naive_loader"],
+            "d_over_c": result["end_to_end"] / result["model_only"],
+        }
+        if device.type == "cuda":
+            fp32 = measure_training(
+                args, device, array, amp=None, channels_last=False, compile_=False, workers=workers
+            )
+            result["fp32_eager"] = fp32
+            result["fast_settings"] = {
+                "amp": str(amp),
+                "channels_last": True,
+                "compile": args.compile,
+            }
+            result["ratios"]["fast_over_fp32"] = result["end_to_end"] / fp32["end_to_end"]
+
+        if not args.skip_memory:
+            big = root / "big.npy"
+            arr = np.load(array, mmap_mode="r")
+            np.save(big, np.concatenate([arr] * 4))
+            sizes = {"small": (array, arr.nbytes), "4x": (big, arr.nbytes * 4)}
+            result["peak_rss_mb"] = {
+                name: {
+                    "samples": len(np.load(p, mmap_mode="r")),
+                    "array_mb": nbytes / 2**20,
+                    "peak_rss_mb": peak_rss_mb(args, p),
+                }
+                for name, (p, nbytes) in sizes.items()
+            }
+            grow = (
+                result["peak_rss_mb"]["4x"]["peak_rss_mb"]
+                - result["peak_rss_mb"]["small"]["peak_rss_mb"]
+            )
+            result["peak_rss_mb"]["growth_beyond_arrays_mb"] = (
+                grow - (sizes["4x"][1] - sizes["small"][1]) / 2**20
+            )
+    result["max_rss_of_benchmark_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "device",
+                    "naive_loader",
+                    "segpipe_loader",
+                    "model_only",
+                    "end_to_end",
+                    "ratios",
+                )
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
