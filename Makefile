@@ -6,8 +6,9 @@ VENV ?= .venv
 CORES ?= all
 BIN := $(VENV)/bin
 CONFIG ?= config/config.yaml
+BENCH ?= local
 
-.PHONY: venv demo run test lint report clean slurm-start slurm-stop
+.PHONY: venv demo run test lint clean slurm-start slurm-stop pull record dvc-yaml bench
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,18 @@ run: venv  ## the pipeline on $(CONFIG) (default: the real Oxford-IIIT Pet confi
 
 test: venv  ## lint + all tests, as CI runs them
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+pull: venv  ## fetch recorded results (dvc pull) and re-stamp them so Snakemake sees them up to date
+	$(BIN)/python -m segpipe.dvc pull
+
+record: venv  ## store the current results' hashes in dvc.lock (when a run wasn't recorded)
+	$(BIN)/python -m segpipe.dvc record
+
+dvc-yaml: venv  ## regenerate dvc.yaml from the Snakemake DAG
+	$(BIN)/python -m segpipe.dvc generate
+
+bench: venv  ## training-speed benchmark on this machine -> benchmarks/results/$(BENCH).json
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_train.py --out benchmarks/results/$(BENCH).json
 
 slurm-start:  ## single-node Slurm on localhost to try `snakemake --profile slurm` (root, Debian)
 	tools/slurm/local-slurm.sh start
