@@ -320,6 +320,7 @@ def train_model(
         list(classes),
         ignore_index,
         threads,
+        file_digest(train_data, val_data),  # once here, not once per rank
     )
     if cfg.gpus == 1:
         _train(0, 1, None, *args)
@@ -358,6 +359,7 @@ def _train(
     classes: list[str],
     ignore_index: int,
     threads: int,
+    data_digest: str,
     log_files: list[str] | None = None,
 ) -> None:
     """The training loop of one rank (the only one when ``world_size`` is 1)."""
@@ -390,7 +392,6 @@ def _train(
         "classes": list(classes),
         "ignore_index": ignore_index,
     }
-    data_digest = file_digest(train_data, val_data)
     if is_main:
         logger.info(
             "training %s-%s on %s x%d, %d threads and %d loader workers per process, amp %s, channels_last %s, compile %s",
