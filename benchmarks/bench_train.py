@@ -2,7 +2,10 @@
 
 In one run, on one machine, model and batch size, it measures images/s for
   (a) naive:     a DataLoader decoding and resizing each JPEG in __getitem__ (as smp's pets example),
-  (b) loader:    segpipe's loader alone (memory-mapped preprocessed array, seeded augmentation),
+                 at its best number of workers,
+  (b) loader:    segpipe's loader alone: batches read from the memory-mapped preprocessed array,
+                 moved to the device, augmented (per-sample seeds) and normalised there, ready for
+                 the model, as training gets them,
   (c) model:     model-only training steps on tensors already on the device (the data-path ceiling),
   (d) train:     segpipe's end-to-end training step (loader + the same train_step as training),
 and on CUDA also (d) with fp32 eager vs the fast settings (bf16 autocast, channels_last, optional
@@ -30,15 +33,26 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
-from segpipe.arrays import ArrayDataset, EpochSampler, preprocess_split
-from segpipe.data import SegmentationDataset, build_augment, read_manifest
+from segpipe.arrays import ArrayDataset, EpochSampler, batch_loader, preprocess_split
+from segpipe.augment import BatchAugment
+from segpipe.data import SegmentationDataset, read_manifest
 from segpipe.models import build_loss, build_model
 from segpipe.remap import remap_dataset
 from segpipe.synthetic import make_oxford_like
-from segpipe.train import amp_dtype, normalize, resolve_device, train_step
+from segpipe.train import (
+    amp_dtype,
+    default_workers,
+    prepare_batch,
+    resolve_device,
+    train_step,
+)
 
+# The same augmentation on both sides: a torchvision v2 transform per item for the naive loader,
+# segpipe's batched one for segpipe's.
 AUGMENT = {"hflip": 0.5}
+NAIVE_AUGMENT = v2.RandomHorizontalFlip(AUGMENT["hflip"])
 
 
 def sync(device: torch.device) -> None:
@@ -92,24 +106,19 @@ def measure_training(args, device, array: Path, *, amp, channels_last, compile_,
     model, opt = model_and_opt(args, device, channels_last)
     step_model = torch.compile(model) if compile_ else model
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    data = ArrayDataset(array, augment=build_augment(**AUGMENT))
-    sampler = EpochSampler(len(data), seed=0)
-    loader = DataLoader(
-        data, batch_size=args.batch_size, sampler=sampler, drop_last=True,
-        num_workers=workers, pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
-    )  # fmt: skip
-    first = next(iter(loader))
-    images, masks = first[0].to(device), first[1].to(device)
+    augment = BatchAugment(**AUGMENT)
+    loader = segpipe_loader(args, device, array, workers)
+    # (c) trains on one batch, prepared once and kept on the device.
+    images, masks = prepare_batch(next(iter(loader)), device, channels_last, augment)
 
     def model_only():
-        train_step(step_model, loss_fn, opt, scaler, images, masks, device, amp, channels_last)
+        train_step(step_model, loss_fn, opt, scaler, images, masks, device, amp)
 
     batches = cycling(loader)
 
     def end_to_end():
-        x, y = next(batches)
-        train_step(step_model, loss_fn, opt, scaler, x, y, device, amp, channels_last)
+        x, y = prepare_batch(next(batches), device, channels_last, augment)
+        train_step(step_model, loss_fn, opt, scaler, x, y, device, amp)
 
     # Interleave the two measurements so drift in machine load hits both alike.
     c, d = [], []
@@ -119,34 +128,48 @@ def measure_training(args, device, array: Path, *, amp, channels_last, compile_,
     return {"model_only": float(np.median(c)), "end_to_end": float(np.median(d))}
 
 
-def loader_rates(args, device, manifest: Path, array: Path, workers: int) -> dict:
-    """(a) naive per-item JPEG decoding vs (b) segpipe's loader, both delivering device batches."""
-    naive = DataLoader(
-        SegmentationDataset(read_manifest(manifest), args.image_size, augment=build_augment(**AUGMENT)),
-        batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+def segpipe_loader(args, device, array: Path, workers: int) -> DataLoader:
+    """The loader training builds (segpipe.train): same sampler, workers, pinning, prefetch."""
+    data = ArrayDataset(array)
+    return batch_loader(
+        data, batch_size=args.batch_size, sampler=EpochSampler(len(data), seed=0),
+        workers=workers, pin_memory=device.type == "cuda", drop_last=True,
     )  # fmt: skip
-    data = ArrayDataset(array, augment=build_augment(**AUGMENT))
-    ours = DataLoader(
-        data, batch_size=args.batch_size, sampler=EpochSampler(len(data), seed=0), drop_last=True,
-        num_workers=workers, pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
-    )  # fmt: skip
-    naive_it, ours_it = cycling(naive), cycling(ours)
 
-    def take_naive():
-        x, _ = next(naive_it)
-        x.to(device)
 
-    def take_ours():
-        x, _ = next(ours_it)
-        normalize(x.to(device, non_blocking=True), False)
+def loader_rates(args, device, manifest: Path, array: Path, worker_counts, channels_last) -> dict:
+    """(a) naive per-item JPEG decoding vs (b) segpipe's loader, both delivering augmented,
+    normalised batches on the device, ready for the model; images/s per number of workers.
 
-    # Many batches, after a warm-up that drains the prefetch buffers: steady-state throughput.
-    steps, warmup = args.loader_steps, 4 * max(1, workers) + 2
-    return {
-        "naive_loader": rate(take_naive, steps, args.batch_size, device, warmup=warmup),
-        "segpipe_loader": rate(take_ours, steps, args.batch_size, device, warmup=warmup),
-    }
+    Both keep their workers alive across epochs (generous to the naive loader: smp's example
+    does not), and each figure is the median of ``repeats`` runs of ``loader_steps`` batches
+    after a warm-up that drains the prefetch buffers, the two loaders interleaved.
+    """
+    augment = BatchAugment(**AUGMENT)
+    rates: dict = {"naive": {}, "segpipe": {}}
+    for workers in worker_counts:
+        naive = DataLoader(
+            SegmentationDataset(read_manifest(manifest), args.image_size, augment=NAIVE_AUGMENT),
+            batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+            pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        )  # fmt: skip
+        naive_it = cycling(naive)
+        ours_it = cycling(segpipe_loader(args, device, array, workers))
+
+        def take_naive(naive_it=naive_it):
+            x, y = next(naive_it)
+            x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+        def take_ours(ours_it=ours_it):
+            prepare_batch(next(ours_it), device, channels_last, augment)
+
+        warmup, a, b = 4 * max(1, workers) + 2, [], []
+        for _ in range(args.repeats):
+            a.append(rate(take_naive, args.loader_steps, args.batch_size, device, warmup=warmup))
+            b.append(rate(take_ours, args.loader_steps, args.batch_size, device, warmup=warmup))
+        rates["naive"][str(workers)] = float(np.median(a))
+        rates["segpipe"][str(workers)] = float(np.median(b))
+    return rates
 
 
 def peak_rss_mb(args, array: Path) -> float:
@@ -178,10 +201,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--encoder", default="resnet34")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
-    parser.add_argument("--loader-steps", type=int, default=60, help="timed batches per loader")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--loader-steps", type=int, default=150, help="timed batches per loader")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--workers", type=int, default=None, help="loader workers (default: cores - 1)"
+        "--workers",
+        type=int,
+        default=None,
+        help="segpipe's loader workers (default: what training picks, segpipe.train.default_workers)",
     )
     parser.add_argument(
         "--compile", action="store_true", help="include torch.compile in the CUDA fast settings"
@@ -190,9 +216,11 @@ def main() -> None:
     args = parser.parse_args()
 
     cores = len(os.sched_getaffinity(0))
-    workers = args.workers if args.workers is not None else max(0, min(8, cores - 1))
-    torch.set_num_threads(cores)
     device = resolve_device("auto")
+    workers = args.workers if args.workers is not None else default_workers(device, cores)
+    # Both loaders with no workers and with one per spare core; (a) is the naive loader's best.
+    worker_counts = sorted({0, max(0, min(8, cores - 1)), workers})
+    torch.set_num_threads(cores)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     result: dict = {
         "device": torch.cuda.get_device_name(0)
@@ -206,6 +234,7 @@ def main() -> None:
         "settings": {
             **vars(args),
             "workers": workers,
+            "loader_worker_counts": worker_counts,
             "cores": cores,
             "model": f"Unet-{args.encoder}",
             "augment": AUGMENT,
@@ -228,10 +257,15 @@ def main() -> None:
         result["preprocess_images_per_s"] = pre
         array = root / "all.npy"
 
-        result.update(loader_rates(args, device, data["manifest"], array, workers))
         amp, channels_last = (
             (amp_dtype("auto", device), True) if device.type == "cuda" else (None, False)
         )
+        by_workers = loader_rates(
+            args, device, data["manifest"], array, worker_counts, channels_last
+        )
+        result["loader_images_per_s_by_workers"] = by_workers
+        result["naive_loader"] = max(by_workers["naive"].values())
+        result["segpipe_loader"] = by_workers["segpipe"][str(workers)]
         fast = measure_training(
             args,
             device,

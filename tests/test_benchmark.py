@@ -28,4 +28,11 @@ def test_benchmark_writes_all_figures(tmp_path):
         result["segpipe_loader"] / result["naive_loader"]
     )
     assert len(result["remap_images_per_s"]) == len(result["preprocess_images_per_s"]) >= 1
+    # Both loaders at every worker count tried; (a) is the naive loader's best, (b) segpipe's
+    # at the workers training would use (here forced to 0).
+    by_workers = result["loader_images_per_s_by_workers"]
+    counts = [str(w) for w in result["settings"]["loader_worker_counts"]]
+    assert set(by_workers["naive"]) == set(by_workers["segpipe"]) == set(counts) >= {"0"}
+    assert result["naive_loader"] == max(by_workers["naive"].values())
+    assert result["segpipe_loader"] == by_workers["segpipe"]["0"]
     assert result["device"].startswith("cpu") and result["versions"]["torch"]

@@ -1,4 +1,4 @@
-"""Image reading in every mode, augmentation applied alike to image and mask, the Dataset."""
+"""Image reading in every mode, the per-file Dataset, and the preprocessed arrays and their loader."""
 
 from __future__ import annotations
 
@@ -7,16 +7,20 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from torchvision import tv_tensors
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
-from segpipe.arrays import ArrayDataset, load_array, preprocess_split
-from segpipe.data import (
-    SegmentationDataset,
-    build_augment,
-    load_mask,
-    load_rgb,
-    to_model_input,
+from segpipe.arrays import (
+    ArrayDataset,
+    Batch,
+    EpochSampler,
+    batch_loader,
+    load_array,
+    preprocess_split,
 )
+from segpipe.augment import BatchAugment
+from segpipe.data import SegmentationDataset, load_mask, load_rgb, to_model_input
+from segpipe.train import prepare_batch
 
 IGNORE = 255
 
@@ -102,81 +106,6 @@ def test_png_with_a_jpg_name(tmp_path):
     assert (out[..., 0] == 200).all()  # lossless: it was read as the PNG it is
 
 
-# Augmentation ------------------------------------------------------------------------------
-
-
-def asymmetric_pair(size: int = 8):
-    """An image and mask whose left and right (and top and bottom) halves differ."""
-    image = torch.zeros(3, size, size, dtype=torch.uint8)
-    image[0, :, : size // 4] = 255  # red stripe on the left
-    image[1, : size // 4, :] = 200  # green stripe on top
-    image[2] = torch.arange(size * size, dtype=torch.uint8).reshape(size, size)
-    mask = torch.zeros(size, size, dtype=torch.uint8)
-    mask[:, : size // 4] = 1
-    mask[: size // 4, :] = 2
-    return tv_tensors.Image(image), tv_tensors.Mask(mask)
-
-
-def test_no_augmentation_is_none():
-    assert build_augment() is None
-
-
-def test_hflip_flips_image_and_mask_identically():
-    image, mask = asymmetric_pair()
-    out_image, out_mask = build_augment(hflip=1.0)(image, mask)
-    assert torch.equal(out_image, image.flip(-1))
-    assert torch.equal(out_mask, mask.flip(-1))
-    assert out_mask[0, -1] == 2 and out_mask[-1, -1] == 1  # the left stripe is now on the right
-    assert isinstance(out_mask, tv_tensors.Mask)
-
-
-def test_vflip_flips_image_and_mask_identically():
-    image, mask = asymmetric_pair()
-    out_image, out_mask = build_augment(vflip=1.0)(image, mask)
-    assert torch.equal(out_image, image.flip(-2))
-    assert torch.equal(out_mask, mask.flip(-2))
-
-
-def test_random_flip_keeps_image_and_mask_together():
-    image, mask = asymmetric_pair()
-    augment = build_augment(hflip=0.5)
-    torch.manual_seed(0)
-    flipped = 0
-    for _ in range(20):
-        out_image, out_mask = augment(image, mask)
-        if torch.equal(out_image, image):
-            assert torch.equal(out_mask, mask)
-        else:
-            assert torch.equal(out_image, image.flip(-1))
-            assert torch.equal(out_mask, mask.flip(-1))
-            flipped += 1
-    assert 0 < flipped < 20
-
-
-def test_affine_fills_the_mask_border_with_ignore_index():
-    size = 32
-    image = tv_tensors.Image(torch.full((3, size, size), 180, dtype=torch.uint8))
-    mask = tv_tensors.Mask(torch.ones(size, size, dtype=torch.uint8))
-    augment = build_augment(rotate=60, translate=0.2, ignore_index=IGNORE)
-    torch.manual_seed(1)
-    for _ in range(5):
-        out_image, out_mask = augment(image, mask)
-        values = set(out_mask.unique().tolist())
-        assert values <= {1, IGNORE}  # nearest neighbour: no blended class ids
-        assert IGNORE in values  # the corners moved in from outside
-        outside = out_mask == IGNORE
-        assert (out_image[:, outside] == 0).all()  # the image is filled with 0 there
-        assert (out_image[:, ~outside] > 0).any()
-
-
-def test_color_jitter_changes_the_image_only():
-    image, mask = asymmetric_pair(16)
-    torch.manual_seed(0)
-    out_image, out_mask = build_augment(color_jitter=0.8)(image, mask)
-    assert torch.equal(out_mask, mask)
-    assert not torch.equal(out_image, image)
-
-
 # Dataset -----------------------------------------------------------------------------------
 
 
@@ -222,7 +151,9 @@ def test_dataset_items(manifest):
 
 
 def test_dataset_with_augment_returns_same_types(manifest):
-    dataset = SegmentationDataset(manifest, 32, augment=build_augment(hflip=1.0, rotate=30))
+    dataset = SegmentationDataset(
+        manifest, 32, augment=v2.Compose([v2.RandomHorizontalFlip(1.0), v2.RandomRotation(30)])
+    )
     image, mask = dataset[0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
     assert mask.shape == (32, 32) and mask.dtype == torch.int64
@@ -256,16 +187,59 @@ def test_preprocessed_array_matches_the_dataset(manifest, tmp_path):
         assert torch.equal(mask.long(), plain_mask)
 
 
-def test_array_augmentation_is_seeded_per_sample(manifest, tmp_path):
+def split_array(manifest, tmp_path):
     manifest_csv = tmp_path / "split.csv"
     manifest.to_csv(manifest_csv, index=False)
-    preprocess_split(manifest_csv, tmp_path / "split.npy", image_size=32)
-    dataset = ArrayDataset(tmp_path / "split.npy", augment=build_augment(hflip=0.5, rotate=20))
-    rng_before = torch.get_rng_state()
-    first = dataset[(0, 1234)]
-    assert torch.equal(torch.get_rng_state(), rng_before)  # the global RNG is left alone
-    torch.manual_seed(99)  # whatever the global RNG holds, the sample's seed decides
-    again = dataset[(0, 1234)]
-    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
-    others = [dataset[(0, seed)][0] for seed in range(5)]
-    assert any(not torch.equal(first[0], other) for other in others)
+    return preprocess_split(manifest_csv, tmp_path / "split.npy", image_size=32)
+
+
+def test_a_batch_is_one_packed_tensor_with_its_seeds(manifest, tmp_path):
+    dataset = ArrayDataset(split_array(manifest, tmp_path))
+    array = load_array(tmp_path / "split.npy")
+    batch = dataset.__getitems__([(1, 11), (0, 22), (1, 33)])
+    assert isinstance(batch, Batch) and batch.seeds == (11, 22, 33)
+    assert batch.samples.dtype == torch.uint8 and batch.samples.shape == (3, 32, 32, 4)
+    assert np.array_equal(batch.samples.numpy(), array[[1, 0, 1]])
+    images, masks = batch.unpack("cpu")
+    assert images.shape == (3, 3, 32, 32) and masks.shape == (3, 32, 32)
+    assert torch.equal(images[1], torch.from_numpy(np.array(array[0, ..., :3])).permute(2, 0, 1))
+    assert torch.equal(masks[0], torch.from_numpy(np.array(array[1, ..., 3])))
+    assert dataset.__getitems__([0, 1]).seeds == ()  # plain indices: nothing to augment with
+
+
+def test_prepare_batch_normalises_like_the_reference_dataset(manifest, tmp_path):
+    dataset = ArrayDataset(split_array(manifest, tmp_path))
+    images, masks = prepare_batch(dataset.__getitems__([0, 1]), torch.device("cpu"), False)
+    plain = SegmentationDataset(manifest, 32)
+    for i in range(2):
+        torch.testing.assert_close(images[i], plain[i][0])
+        assert torch.equal(masks[i], plain[i][1])
+    assert masks.dtype == torch.int64
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_batches_do_not_depend_on_workers(manifest, tmp_path, workers):
+    """Same batches, in the same order, with the same seeds, whatever the number of workers."""
+    path = split_array(pd.concat([manifest] * 5, ignore_index=True), tmp_path)
+    data = ArrayDataset(path)
+
+    def epoch(num_workers):
+        sampler = EpochSampler(len(data), seed=3)
+        sampler.set_epoch(2)
+        loader = batch_loader(data, batch_size=4, sampler=sampler, workers=num_workers)
+        assert isinstance(loader, DataLoader)
+        return list(loader)
+
+    ours, reference = epoch(workers), epoch(0)
+    assert len(ours) == 3  # 10 samples in batches of 4, the last one short
+    for a, b in zip(ours, reference, strict=True):
+        assert torch.equal(a.samples, b.samples) and a.seeds == b.seeds
+
+
+def test_prepare_batch_augments_with_the_batch_seeds(manifest, tmp_path):
+    dataset = ArrayDataset(split_array(manifest, tmp_path))
+    augment = BatchAugment(hflip=1.0)
+    batch = dataset.__getitems__([(0, 5), (1, 6)])
+    flipped, flipped_masks = prepare_batch(batch, torch.device("cpu"), False, augment)
+    plain, plain_masks = prepare_batch(batch, torch.device("cpu"), False)
+    assert torch.equal(flipped, plain.flip(-1)) and torch.equal(flipped_masks, plain_masks.flip(-1))

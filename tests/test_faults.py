@@ -316,13 +316,15 @@ def test_single_value_mask_is_kept_with_a_warning(remapped):
     )
 
 
-def test_training_only_meets_decodable_pairs(remapped):
-    from segpipe.data import SegmentationDataset
+def test_training_only_meets_decodable_pairs(remapped, tmp_path):
+    from segpipe.arrays import ArrayDataset, preprocess_split
 
-    dataset = SegmentationDataset(remapped["index"], 32)
-    for i in range(len(dataset)):
-        image, mask = dataset[i]
-        assert tuple(image.shape) == (3, 32, 32) and tuple(mask.shape) == (32, 32)
+    remapped["index"].to_csv(tmp_path / "all.csv", index=False)
+    preprocess_split(tmp_path / "all.csv", tmp_path / "all.npy", image_size=32)
+    dataset = ArrayDataset(tmp_path / "all.npy")
+    images, masks = dataset.__getitems__(list(range(len(dataset)))).unpack("cpu")
+    assert len(dataset) == len(remapped["index"])
+    assert tuple(images.shape[1:]) == (3, 32, 32) and tuple(masks.shape[1:]) == (32, 32)
 
 
 def test_no_input_file_is_modified(remapped):

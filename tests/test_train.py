@@ -289,11 +289,11 @@ def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(
     real_agreed = StopRequest.agreed
     steps = []
 
-    def signal_at_epoch_2_step_1(self, device):
-        steps.append(1)
+    def signal_at_epoch_2_step_1(self, device, step):
+        steps.append(step)
         if len(steps) == 3:  # 2 steps per epoch: the first step of epoch 2
             os.kill(os.getpid(), signal.SIGUSR1)
-        return real_agreed(self, device)
+        return real_agreed(self, device, step)
 
     monkeypatch.setattr(StopRequest, "agreed", signal_at_epoch_2_step_1)
     handler_before = signal.getsignal(signal.SIGUSR1)
@@ -484,3 +484,11 @@ def test_missing_prediction_names_the_file(data, perfect_predictions, tmp_path):
     (perfect_predictions / "masks" / f"{victim}.png").unlink()
     with pytest.raises(FileNotFoundError, match=f"{victim}.png"):
         evaluate(data["test"]["manifest"], perfect_predictions, tmp_path / "out")
+
+
+def test_a_single_process_stops_at_the_step_it_was_signalled():
+    """No device round trip per step outside DDP: the flag alone decides, at any step."""
+    with StopRequest() as stop:
+        assert not any(stop.agreed(torch.device("cpu"), step) for step in range(1, 25))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.agreed(torch.device("cpu"), 7) and stop.signum == signal.SIGUSR1

@@ -5,10 +5,14 @@ class-id mask in channel 3, in the order of the split manifest. Training reads s
 from the memory map, so it never decodes a JPEG per step, and its memory does not grow with the
 dataset beyond the pages of the map the OS keeps cached.
 
+Loader workers read whole batches (one fancy-indexing copy per batch, no per-sample Python) and
+hand over one packed uint8 tensor per batch; augmentation and normalisation run batched on the
+device (:mod:`segpipe.augment`).
+
 Sampling is deterministic per (seed, epoch, index): :class:`EpochSampler` yields (index, sample
-seed) pairs, and :class:`ArrayDataset` seeds the augmentation of each sample from its own seed.
-The result does not depend on the number of loader workers, and a run resumed in the middle of an
-epoch sees exactly the samples and augmentations of an uninterrupted one.
+seed) pairs, and each sample's augmentation is drawn from its own seed. The result does not
+depend on the number of loader workers or the batch, and a run resumed in the middle of an epoch
+sees exactly the samples and augmentations of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,13 +21,12 @@ import logging
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
-from torchvision import tv_tensors
-from torchvision.transforms import v2
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segpipe.data import load_mask, load_rgb, read_manifest
 from segpipe.io import atomic_path
@@ -131,31 +134,77 @@ class EpochSampler(Sampler):
         return max(0, len(self.indices()) - self.start)
 
 
-class ArrayDataset(Dataset):
-    """Samples of a preprocessed split as uint8 (3, S, S) image and (S, S) mask tensors.
+class Batch(NamedTuple):
+    """What the loader delivers: ``samples`` (B, S, S, 4) uint8, RGB + class-id mask packed as in
+    the array (one tensor to share between processes, pin and copy to the device), and ``seeds``,
+    one augmentation seed per sample (empty for plain indices)."""
 
-    Items are addressed by (index, sample seed) from :class:`EpochSampler`; a plain int index
-    works too (no augmentation seed needed). Normalisation happens on the device, in batches.
+    samples: torch.Tensor
+    seeds: tuple[int, ...]
+
+    def unpack(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images (B, 3, S, S) and masks (B, S, S) on ``device``."""
+        samples = self.samples.to(device, non_blocking=True)
+        return samples[..., :3].permute(0, 3, 1, 2), samples[..., 3]
+
+
+def keep_batch(batch: Batch) -> Batch:
+    """The collate function: :meth:`ArrayDataset.__getitems__` already built the batch."""
+    return batch
+
+
+class ArrayDataset(Dataset):
+    """A preprocessed split, read a batch at a time.
+
+    The loader asks for a list of items (``__getitems__``): plain indices, or (index, sample seed)
+    pairs from :class:`EpochSampler`. One fancy-indexing read of the memory map copies those
+    samples into one tensor; augmentation and normalisation happen later, on the device, for the
+    whole batch (:func:`segpipe.train.prepare_batch`). Build the loader with :func:`batch_loader`.
     """
 
-    def __init__(self, path: str | Path, *, augment: v2.Transform | None = None):
+    def __init__(self, path: str | Path):
         self.path = str(path)
-        self.augment = augment
         self.length = len(load_array(path))
         self._array: np.ndarray | None = None  # opened lazily, once per worker process
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, item):
-        index, seed = item if isinstance(item, tuple) else (item, None)
+    def __getitems__(self, items: list) -> Batch:
+        pairs = [item if isinstance(item, tuple) else (item, None) for item in items]
         if self._array is None:
             self._array = load_array(self.path)
-        sample = torch.from_numpy(np.array(self._array[index]))
-        image = tv_tensors.Image(sample[..., :3].permute(2, 0, 1))
-        mask = tv_tensors.Mask(sample[..., 3])
-        if self.augment is not None and seed is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                image, mask = self.augment(image, mask)
-        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+        samples = torch.from_numpy(np.asarray(self._array[[i for i, _ in pairs]]))
+        seeds = tuple(s for _, s in pairs if s is not None)
+        return Batch(samples, seeds if len(seeds) == len(pairs) else ())
+
+    def __getitem__(self, item) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sample as uint8 image (3, S, S) and mask (S, S)."""
+        images, masks = self.__getitems__([item]).unpack("cpu")
+        return images[0], masks[0]
+
+
+def batch_loader(
+    dataset: ArrayDataset,
+    *,
+    batch_size: int,
+    sampler: Sampler | None = None,
+    workers: int = 0,
+    pin_memory: bool = False,
+    drop_last: bool = False,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
+    """A DataLoader of :class:`Batch` es: workers read whole batches from the memory map, keep
+    running between epochs and prefetch; batches are pinned for the copy to a GPU."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        collate_fn=keep_batch,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        generator=generator,
+    )

@@ -1,4 +1,4 @@
-"""Reading images and masks, and the torch Dataset used by training and prediction."""
+"""Reading images, masks and split manifests, and the per-file reference Dataset."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torchvision.transforms import v2
 
 from segpipe.images import load_rgb  # lives in segpipe.images, free of torch
 
-__all__ = ["SegmentationDataset", "build_augment", "load_mask", "load_rgb", "read_manifest"]
+__all__ = ["SegmentationDataset", "load_mask", "load_rgb", "read_manifest"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,43 +30,6 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"id": str, "group": str}, keep_default_na=False)
 
 
-def build_augment(
-    *,
-    hflip: float = 0.0,
-    vflip: float = 0.0,
-    rotate: float = 0.0,
-    translate: float = 0.0,
-    scale: float = 0.0,
-    shear: float = 0.0,
-    color_jitter: float = 0.0,
-    ignore_index: int = 255,
-) -> v2.Transform | None:
-    """Augmentation applied identically to image and mask (torchvision v2 tv_tensors).
-
-    Geometric transforms move the mask with nearest-neighbour interpolation; pixels shifted in
-    from outside are ``ignore_index`` in the mask so they never count in loss or metrics.
-    Colour jitter touches the image only.
-    """
-    steps: list[v2.Transform] = []
-    if hflip:
-        steps.append(v2.RandomHorizontalFlip(hflip))
-    if vflip:
-        steps.append(v2.RandomVerticalFlip(vflip))
-    if rotate or translate or scale or shear:
-        steps.append(
-            v2.RandomAffine(
-                degrees=rotate,
-                translate=(translate, translate) if translate else None,
-                scale=(1 - scale, 1 + scale) if scale else None,
-                shear=shear or None,
-                fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index},
-            )
-        )
-    if color_jitter:
-        steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
-    return v2.Compose(steps) if steps else None
-
-
 def to_model_input(image: torch.Tensor) -> torch.Tensor:
     """uint8 (C, H, W) -> float normalised with ImageNet statistics (what smp encoders expect)."""
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -76,6 +39,11 @@ def to_model_input(image: torch.Tensor) -> torch.Tensor:
 
 class SegmentationDataset(Dataset):
     """Rows of a split manifest (id, image, mask) as (image, mask) tensors at ``image_size``².
+
+    Decodes and resizes the files of each item in ``__getitem__``, with an optional per-sample
+    torchvision v2 ``augment``: the textbook loader (smp's examples do this). Training and
+    prediction read preprocessed arrays instead (:mod:`segpipe.arrays`); this class is the
+    reference those arrays are tested against and the naive baseline of the benchmark.
 
     With ``with_mask=False`` items are (image, id, original height, original width), for prediction.
     """

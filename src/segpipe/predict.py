@@ -9,9 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader
 
-from segpipe.arrays import ArrayDataset
+from segpipe.arrays import ArrayDataset, batch_loader
 from segpipe.colors import overlay
 from segpipe.data import load_rgb, read_manifest
 from segpipe.io import atomic_dir
@@ -20,7 +19,7 @@ from segpipe.train import (
     amp_dtype,
     load_checkpoint,
     model_from_checkpoint,
-    normalize,
+    prepare_batch,
     resolve_device,
 )
 
@@ -62,23 +61,23 @@ def predict_split(
         raise ValueError(
             f"{array_path} holds {len(dataset)} samples but {manifest_csv} lists {len(rows)}"
         )
-    loader = DataLoader(
+    loader = batch_loader(
         dataset,
         batch_size=batch_size,
-        num_workers=min(4, max(0, threads - 1)),
+        workers=min(4, max(0, threads - 1)),
         pin_memory=dev.type == "cuda",
     )
     with atomic_dir(out_dir) as tmp:
         (tmp / "masks").mkdir()
         (tmp / "overlays").mkdir()
         start = 0
-        for images, _ in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
-            x = normalize(images.to(dev, non_blocking=True), channels_last)
+        for batch in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
+            x, _ = prepare_batch(batch, dev, channels_last)
             with torch.autocast(
                 dev.type, dtype=autocast or torch.float32, enabled=autocast is not None
             ):
                 logits = model(x)
-            for one, row in zip(logits.float(), rows[start : start + len(images)], strict=True):
+            for one, row in zip(logits.float(), rows[start : start + len(x)], strict=True):
                 size = (int(row["height"]), int(row["width"]))
                 full = F.interpolate(one[None], size=size, mode="bilinear", align_corners=False)
                 mask = full[0].argmax(0).to(torch.uint8).cpu().numpy()
@@ -87,5 +86,5 @@ def predict_split(
                 Image.fromarray(overlay(rgb, mask, num_classes, overlay_alpha)).save(
                     tmp / "overlays" / f"{row['id']}.jpg", quality=90
                 )
-            start += len(images)
+            start += len(x)
     logger.info("wrote %d predictions to %s", len(rows), out_dir)

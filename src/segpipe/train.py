@@ -35,10 +35,10 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
 
-from segpipe.arrays import ArrayDataset, EpochSampler
-from segpipe.data import IMAGENET_MEAN, IMAGENET_STD, build_augment
+from segpipe.arrays import ArrayDataset, Batch, EpochSampler, batch_loader
+from segpipe.augment import BatchAugment
+from segpipe.data import IMAGENET_MEAN, IMAGENET_STD
 from segpipe.io import atomic_path, write_csv
 from segpipe.logs import inherited_log_files, progress, setup_logging
 from segpipe.metrics import confusion_matrix, per_class_scores, summarize
@@ -56,6 +56,7 @@ HISTORY_COLUMNS = [
     "images_per_s",
 ]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_CHECK_EVERY = 10  # steps between the ranks' agreement on a stop signal (DDP only)
 
 
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the exit status of a process ended by SIGTERM
@@ -111,6 +112,17 @@ def resolve_device(name: str, rank: int = 0) -> torch.device:
             )
         return torch.device("cuda", rank)
     return torch.device(name)
+
+
+def default_workers(device: torch.device, threads: int) -> int:
+    """Loader workers when the config leaves them to segpipe.
+
+    A batch read from the page-cached memory map costs tens of microseconds, while handing a
+    batch from a worker process to the trainer costs about a millisecond (shared memory, pickling;
+    ``benchmarks/bench_train.py`` measures both), so on the CPU the trainer reads its own batches.
+    On CUDA the workers read and pin large batches while the main process keeps the GPU busy.
+    """
+    return 0 if device.type == "cpu" else min(8, max(0, threads - 1))
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -175,11 +187,32 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
 
 
 def normalize(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """uint8 (B, 3, H, W) on the device -> float, ImageNet-normalised, as smp encoders expect."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
-    out = (images.float() - mean) / std
+    """uint8 (B, 3, H, W), or float in [0, 1] after augmentation -> float, ImageNet-normalised,
+    as smp encoders expect (a new tensor; one conversion pass, then in place)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    out = images.to(torch.float32, copy=True)
+    out.mul_(1 / (std * scale)).sub_(mean / std)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+def prepare_batch(
+    batch: Batch,
+    device: torch.device,
+    channels_last: bool,
+    augment: BatchAugment | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loader batch -> model-ready images and long masks on the device, augmented there
+    (per-sample seeds) when ``augment`` is given."""
+    images, masks = batch.unpack(device)
+    # One gather out of the packed RGB+mask layout into the layout the model wants; the passes
+    # after it run over dense memory.
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    images = images.contiguous(memory_format=layout)
+    if augment:
+        images, masks = augment(images, masks, batch.seeds)
+    return normalize(images, channels_last), masks.long()
 
 
 def _make_scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
@@ -218,18 +251,24 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def agreed(self, device: torch.device) -> bool:
-        """True on every rank as soon as any rank was signalled (all ranks stop at one step)."""
+    def agreed(self, device: torch.device, step: int) -> bool:
+        """True on every rank as soon as any rank was signalled (all ranks stop at one step).
+
+        A single process reads its own flag. Data-parallel ranks agree through an all-reduce,
+        which makes the host wait for the device, so they do it only every
+        ``STOP_CHECK_EVERY`` steps (a signal arrives minutes before the time limit).
+        """
+        if not dist.is_initialized():
+            return self.signum is not None
+        if step % STOP_CHECK_EVERY:
+            return False
         flag = torch.tensor([1 if self.signum is not None else 0], device=device)
-        if dist.is_initialized():
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
 
-def train_step(model, loss_fn, opt, scaler, images, masks, device, amp, channels_last):
-    """One optimisation step on a uint8 batch from the loader; returns the loss (a tensor)."""
-    images = normalize(images.to(device, non_blocking=True), channels_last)
-    masks = masks.to(device, non_blocking=True).long()
+def train_step(model, loss_fn, opt, scaler, images, masks, device, amp):
+    """One optimisation step on a prepared batch (:func:`prepare_batch`); returns the loss."""
     with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
         logits = model(images)
     loss = loss_fn(logits.float(), masks)
@@ -256,9 +295,8 @@ def validate(
     model.eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, n
-    for images, masks in loader:
-        images = normalize(images.to(device, non_blocking=True), channels_last)
-        masks = masks.to(device, non_blocking=True).long()
+    for batch in loader:
+        images, masks = prepare_batch(batch, device, channels_last)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(images)
         logits = logits.float()
@@ -381,7 +419,9 @@ def _train(
     threads_per_rank = max(1, threads // world_size)
     torch.set_num_threads(threads_per_rank)
     workers = (
-        cfg.num_workers if cfg.num_workers is not None else min(8, max(0, threads_per_rank - 1))
+        cfg.num_workers
+        if cfg.num_workers is not None
+        else default_workers(device, threads_per_rank)
     )
     amp = amp_dtype(cfg.amp, device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
@@ -406,9 +446,10 @@ def _train(
             cfg.compile,
         )
 
-    # Data: memory-mapped arrays, per-sample seeded augmentation in the loader workers.
-    augment = build_augment(**cfg.augment, ignore_index=ignore_index)
-    train_set = ArrayDataset(train_data, augment=augment)
+    # Data: memory-mapped arrays read a batch at a time; augmentation (seeded per sample) and
+    # normalisation run batched on the device.
+    augment = BatchAugment(**cfg.augment, ignore_index=ignore_index)
+    train_set = ArrayDataset(train_data)
     val_set = ArrayDataset(val_data)
     sampler = EpochSampler(len(train_set), seed=cfg.seed, rank=rank, world_size=world_size)
     val_sampler = EpochSampler(
@@ -420,19 +461,16 @@ def _train(
         drop_tail=False,
     )
     loader_kw = dict(
+        batch_size=cfg.batch_size,
+        workers=workers,
+        pin_memory=device.type == "cuda",
         # Own generators: a DataLoader otherwise draws its base seed from the global RNG,
         # which would shift dropout after a resume.
         generator=torch.Generator().manual_seed(cfg.seed),
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
     )
     drop_last = len(sampler) > cfg.batch_size
-    train_loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last, **loader_kw
-    )
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=val_sampler, **loader_kw)
+    train_loader = batch_loader(train_set, sampler=sampler, drop_last=drop_last, **loader_kw)
+    val_loader = batch_loader(val_set, sampler=val_sampler, **loader_kw)
     steps_per_epoch = (
         len(sampler) // cfg.batch_size if drop_last else math.ceil(len(sampler) / cfg.batch_size)
     )
@@ -531,6 +569,9 @@ def _train(
                     partial["elapsed"],
                 )
                 torch.set_rng_state(partial["rng"])
+            # Summed on the device: reading the loss back every step would make the host wait
+            # for the GPU at each step.
+            loss_total = torch.tensor(loss_sum, dtype=torch.float64, device=device)
             partial = None
             sampler.set_epoch(epoch, skip=steps * cfg.batch_size)
             model.train()
@@ -540,19 +581,18 @@ def _train(
                 if is_main
                 else train_loader
             )
-            for images, masks in batches:
-                loss = train_step(
-                    model, loss_fn, opt, scaler, images, masks, device, amp, channels_last
-                )
+            for batch in batches:
+                images, masks = prepare_batch(batch, device, channels_last, augment)
+                loss = train_step(model, loss_fn, opt, scaler, images, masks, device, amp)
                 sched.step()
                 steps += 1
-                loss_sum += loss.item() * len(images)
+                loss_total += loss.double() * len(images)
                 seen += len(images)
-                if stop.agreed(device):
+                if stop.agreed(device, steps):
                     mid = {
                         "epoch": epoch,
                         "steps": steps,
-                        "loss_sum": loss_sum,
+                        "loss_sum": loss_total.item(),
                         "seen": seen,
                         "rng": torch.get_rng_state(),
                         "elapsed": elapsed + time.perf_counter() - t0,
@@ -572,7 +612,9 @@ def _train(
                     raise TrainingInterrupted()
             t_end = time.perf_counter()
             train_seconds = elapsed + t_end - t0
-            stats = torch.tensor([loss_sum, seen], dtype=torch.float64, device=device)
+            stats = torch.stack(
+                [loss_total, torch.tensor(seen, dtype=torch.float64, device=device)]
+            )
             if distributed:
                 dist.all_reduce(stats)
             val = validate(
