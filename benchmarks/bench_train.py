@@ -172,21 +172,42 @@ def loader_rates(args, device, manifest: Path, array: Path, worker_counts, chann
     return rates
 
 
-def peak_rss_mb(args, array: Path) -> float:
-    """Peak RSS of one epoch of training on ``array`` in a fresh process, in MB."""
-    code = (
-        "import resource, sys, torch\n"
-        "from segpipe.train import train_model\n"
-        "import tempfile, os\n"
-        "d = tempfile.mkdtemp()\n"
-        f"train_model({str(array)!r}, {str(array)!r}, best_path=d+'/b.pt', last_path=d+'/l.pt',"
-        " history_path=d+'/h.csv', resume_dir=d+'/r', classes=['a','b','c'], threads=1,"
-        f" arch='Unet', encoder={args.encoder!r}, epochs=1, batch_size={args.batch_size},"
-        f" image_size={args.image_size}, device='cpu', num_workers=0)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+MEMORY_PROBE = """
+import json, resource, sys, tempfile, threading, time
+from segpipe.train import train_model
+
+peak = {"RssAnon": 0, "RssFile": 0}
+done = threading.Event()
+
+def sample():  # the largest anonymous (heap) and file-backed (mapped arrays) resident memory
+    while not done.is_set():
+        for line in open("/proc/self/status"):
+            key, _, value = line.partition(":")
+            if key in peak:
+                peak[key] = max(peak[key], int(value.split()[0]))
+        time.sleep(0.005)
+
+thread = threading.Thread(target=sample, daemon=True)
+thread.start()
+d = tempfile.mkdtemp()
+train_model(sys.argv[1], sys.argv[2], best_path=d + "/b.pt", last_path=d + "/l.pt",
+            history_path=d + "/h.csv", resume_dir=d + "/r", classes=["a", "b", "c"], threads=1,
+            arch="Unet", encoder=sys.argv[3], epochs=1, batch_size=int(sys.argv[4]),
+            image_size=int(sys.argv[5]), device="cpu", num_workers=0)
+done.set()
+thread.join()
+print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_anon_mb": peak["RssAnon"] / 1024, "peak_file_mb": peak["RssFile"] / 1024}))
+"""
+
+
+def peak_memory_mb(args, train_array: Path, val_array: Path) -> dict:
+    """Peak resident memory of one training epoch in a fresh process, in MB: in all (ru_maxrss),
+    anonymous (heap: what grows if anything holds on to data) and file-backed (mapped pages)."""
+    cmd = [sys.executable, "-c", MEMORY_PROBE, str(train_array), str(val_array), args.encoder,
+           str(args.batch_size), str(args.image_size)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -293,25 +314,20 @@ def main() -> None:
             result["ratios"]["fast_over_fp32"] = result["end_to_end"] / fp32["end_to_end"]
 
         if not args.skip_memory:
-            big = root / "big.npy"
+            # Train on the array and on 4 copies of it, validating on the same small array.
             arr = np.load(array, mmap_mode="r")
+            val, big = root / "val.npy", root / "big.npy"
+            np.save(val, arr[: max(1, len(arr) // 8)])
             np.save(big, np.concatenate([arr] * 4))
-            sizes = {"small": (array, arr.nbytes), "4x": (big, arr.nbytes * 4)}
-            result["peak_rss_mb"] = {
-                name: {
-                    "samples": len(np.load(p, mmap_mode="r")),
-                    "array_mb": nbytes / 2**20,
-                    "peak_rss_mb": peak_rss_mb(args, p),
-                }
-                for name, (p, nbytes) in sizes.items()
+            memory = {
+                name: {"train_samples": len(a), "train_array_mb": a.nbytes / 2**20}
+                | peak_memory_mb(args, path, val)
+                for name, path, a in (("1x", array, arr), ("4x", big, np.load(big, mmap_mode="r")))
             }
-            grow = (
-                result["peak_rss_mb"]["4x"]["peak_rss_mb"]
-                - result["peak_rss_mb"]["small"]["peak_rss_mb"]
-            )
-            result["peak_rss_mb"]["growth_beyond_arrays_mb"] = (
-                grow - (sizes["4x"][1] - sizes["small"][1]) / 2**20
-            )
+            grown = {k: memory["4x"][k] - memory["1x"][k] for k in memory["1x"]}
+            memory["growth_4x_over_1x_mb"] = grown
+            memory["rss_growth_beyond_arrays_mb"] = grown["peak_rss_mb"] - grown["train_array_mb"]
+            result["peak_memory"] = memory
     result["max_rss_of_benchmark_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

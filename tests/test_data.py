@@ -243,3 +243,16 @@ def test_prepare_batch_augments_with_the_batch_seeds(manifest, tmp_path):
     flipped, flipped_masks = prepare_batch(batch, torch.device("cpu"), False, augment)
     plain, plain_masks = prepare_batch(batch, torch.device("cpu"), False)
     assert torch.equal(flipped, plain.flip(-1)) and torch.equal(flipped_masks, plain_masks.flip(-1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_pinned_batches_reach_the_gpu(manifest, tmp_path):
+    data = ArrayDataset(split_array(manifest, tmp_path))
+    loader = batch_loader(
+        data, batch_size=2, sampler=EpochSampler(2, seed=0), workers=1, pin_memory=True
+    )
+    batch = next(iter(loader))
+    assert isinstance(batch, Batch) and batch.samples.is_pinned() and len(batch.seeds) == 2
+    images, masks = prepare_batch(batch, torch.device("cuda"), True, BatchAugment(hflip=0.5))
+    assert images.is_cuda and images.is_contiguous(memory_format=torch.channels_last)
+    assert masks.is_cuda and masks.dtype == torch.int64

@@ -142,6 +142,10 @@ class Batch(NamedTuple):
     samples: torch.Tensor
     seeds: tuple[int, ...]
 
+    def pin_memory(self) -> Batch:
+        """Called by the DataLoader's pinning thread (pin_memory=True), for a fast copy to a GPU."""
+        return Batch(self.samples.pin_memory(), self.seeds)
+
     def unpack(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images (B, 3, S, S) and masks (B, S, S) on ``device``."""
         samples = self.samples.to(device, non_blocking=True)

@@ -34,11 +34,17 @@ HFLIP, VFLIP, ANGLE, SHIFT_X, SHIFT_Y, SCALE, SHEAR, BRIGHTNESS, CONTRAST, SATUR
 DRAWS = 10
 
 
-def sample_draws(seeds: Sequence[int]) -> torch.Tensor:
-    """(B, DRAWS) uniform [0, 1) numbers, row i from ``seeds[i]`` alone (on the CPU)."""
-    return torch.stack(
+def sample_draws(seeds: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, DRAWS) uniform [0, 1) numbers, row i from ``seeds[i]`` alone.
+
+    Drawn on the CPU; on a GPU they travel from pinned memory without making the host wait.
+    """
+    draws = torch.stack(
         [torch.rand(DRAWS, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
     )
+    if torch.device(device).type == "cuda":
+        draws = draws.pin_memory().to(device, non_blocking=True)
+    return draws.to(device)
 
 
 def _symmetric(u: torch.Tensor, limit: float) -> torch.Tensor:
@@ -88,7 +94,7 @@ class BatchAugment:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self:
             return images, masks
-        u = sample_draws(seeds).to(images.device)
+        u = sample_draws(seeds, images.device)
         images, masks = self._flip(images, masks, u)
         if not (self.geometric or self.color_jitter):
             return images, masks
@@ -108,12 +114,17 @@ class BatchAugment:
         return images, masks
 
     def _affine(self, x, masks, u):
+        # Built from the draws and Python numbers only: no host-to-device copies.
         batch, _, height, width = x.shape
-        size = torch.tensor([width, height], dtype=x.dtype, device=x.device)
         zoom = 1 + _symmetric(u[:, SCALE], self.scale)
+        shift = _symmetric(u[:, SHIFT_X : SHIFT_Y + 1], self.translate)
+        shift[:, 0] *= width
+        shift[:, 1] *= height
+        center = torch.empty_like(shift)
+        center[:, 0], center[:, 1] = width / 2 - 0.5, height / 2 - 0.5
         matrix = get_affine_matrix2d(
-            translations=_symmetric(u[:, [SHIFT_X, SHIFT_Y]], self.translate) * size,
-            center=(size / 2 - 0.5).expand(batch, 2),
+            translations=shift,
+            center=center,
             scale=zoom[:, None].expand(batch, 2),
             angle=_symmetric(u[:, ANGLE], self.rotate),
             sx=_symmetric(u[:, SHEAR], self.shear) * (math.pi / 180),

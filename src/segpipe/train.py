@@ -20,6 +20,7 @@ With ``gpus > 1`` the same loop runs in one process per GPU under DistributedDat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -186,14 +187,21 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[setting]
 
 
+@functools.cache
+def _normalize_constants(device: torch.device, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 / (std * scale), mean / std) as (1, 3, 1, 1) tensors, made once per device: building
+    them from Python lists every step would be a host-to-device copy that waits for the GPU."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (1 / (std * scale)).to(device), (mean / std).to(device)
+
+
 def normalize(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """uint8 (B, 3, H, W), or float in [0, 1] after augmentation -> float, ImageNet-normalised,
     as smp encoders expect (a new tensor; one conversion pass, then in place)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    mul, sub = _normalize_constants(images.device, 255.0 if images.dtype == torch.uint8 else 1.0)
     out = images.to(torch.float32, copy=True)
-    out.mul_(1 / (std * scale)).sub_(mean / std)
+    out.mul_(mul).sub_(sub)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
