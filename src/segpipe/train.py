@@ -308,11 +308,8 @@ def validate(
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(images)
         logits = logits.float()
-        sums += torch.tensor(
-            [loss_fn(logits, masks).item() * len(images), len(images)],
-            dtype=torch.float64,
-            device=device,
-        )
+        sums[0] += loss_fn(logits, masks).double() * len(images)
+        sums[1] += len(images)
         cm += confusion_matrix(logits.argmax(1), masks, num_classes, ignore_index)
     if dist.is_initialized():
         dist.all_reduce(cm)
