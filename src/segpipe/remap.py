@@ -320,6 +320,39 @@ def lost_fraction(
     return unpaired + failed, len(frame) + unpaired
 
 
+def index_with_spec(
+    layout: str,
+    root: str | Path,
+    *,
+    table: dict[int, int] | None,
+    colors: list[dict] | None = None,
+    ignore_value: int | None = None,
+    unmapped: str = "error",
+    ignore_index: int = 255,
+    images_dir: str | None = None,
+    masks_dir: str | None = None,
+    mask_suffix: str = "",
+    split_lists: dict[str, str | None] | None = None,
+) -> tuple[RemapSpec, pd.DataFrame, list[tuple[str, str]]]:
+    """The remap spec and the pairs of ``root`` in ``layout``, as remap and verify both start."""
+    spec = make_spec(
+        table,
+        colors=colors,
+        ignore_value=ignore_value,
+        unmapped=unmapped,
+        ignore_index=ignore_index,
+    )
+    frame, index_quarantine = index_dataset(
+        layout,
+        Path(root),
+        images_dir=images_dir,
+        masks_dir=masks_dir,
+        mask_suffix=mask_suffix,
+        split_lists=split_lists,
+    )
+    return spec, frame, index_quarantine
+
+
 def remap_dataset(
     dataset_dir: str | Path,
     masks_out: str | Path,
@@ -350,16 +383,14 @@ def remap_dataset(
     """
     from segpipe.verify import format_summary, summarize
 
-    spec = make_spec(
-        table,
+    spec, frame, index_quarantine = index_with_spec(
+        layout,
+        dataset_dir,
+        table=table,
         colors=colors,
         ignore_value=ignore_value,
         unmapped=unmapped,
         ignore_index=ignore_index,
-    )
-    frame, index_quarantine = index_dataset(
-        layout,
-        Path(dataset_dir),
         images_dir=images_dir,
         masks_dir=masks_dir,
         mask_suffix=mask_suffix,

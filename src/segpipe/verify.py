@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from segpipe.datasets import LAYOUT_DIRS, index_dataset, is_lost_pair
+from segpipe.datasets import LAYOUT_DIRS, is_lost_pair
 
 logger = logging.getLogger(__name__)
 
@@ -166,18 +166,16 @@ def verify_dataset(
 ) -> dict[str, Any]:
     """Check ``root`` as the remap step would, write nothing, and return :func:`summarize`'s
     summary. Without ``table`` or ``colors`` the raw mask values are counted, not mapped."""
-    from segpipe.remap import check_pairs, make_spec
+    from segpipe.remap import check_pairs, index_with_spec
 
-    spec = make_spec(
-        table,
+    spec, frame, index_quarantine = index_with_spec(
+        layout,
+        root,
+        table=table,
         colors=colors,
         ignore_value=ignore_value,
         unmapped=unmapped,
         ignore_index=ignore_index,
-    )
-    frame, index_quarantine = index_dataset(
-        layout,
-        Path(root),
         images_dir=images_dir,
         masks_dir=masks_dir,
         mask_suffix=mask_suffix,
