@@ -230,6 +230,41 @@ def test_unreadable_checkpoint_names_the_file(tmp_path):
         load_checkpoint(bad)
 
 
+# Fast settings: mixed precision, channels_last, torch.compile --------------------------------
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@pytest.mark.parametrize(
+    ("device", "amp", "compile_"),
+    [
+        ("cpu", "bf16", False),  # CPU autocast: the same code path, runnable everywhere
+        pytest.param("cuda", "auto", False, marks=CUDA),
+        pytest.param("cuda", "fp16", False, marks=CUDA),  # with the gradient scaler
+        pytest.param("cuda", "auto", True, marks=CUDA),
+    ],
+)
+def test_fast_settings_train_and_keep_fp32_weights(data, tmp_path, device, amp, compile_):
+    """Autocast, channels_last and torch.compile change how training runs, not what it stores:
+    finite, falling losses, fp32 weights on the CPU in the checkpoint (the optimizer's master
+    copy, not the autocast dtype) and a model that predict loads."""
+    ckpt, paths = train(
+        data, tmp_path, device=device, amp=amp, channels_last=True, compile=compile_, epochs=4
+    )
+    losses = [row["train_loss"] for row in ckpt["history"]]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    assert ckpt["config"]["train"]["amp"] == amp
+    assert all(t.device.type == "cpu" for t in ckpt["model"].values())
+    assert all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())
+    scaler = ckpt["scaler"]
+    assert bool(scaler) == (amp == "fp16"), scaler  # the scaler's state exists only for fp16
+    # The checkpoint loads without torch.compile's prefixes and predicts on the CPU.
+    model = model_from_checkpoint(load_checkpoint(paths["best_path"])).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    assert out.shape == (1, len(CLASSES), IMAGE_SIZE, IMAGE_SIZE) and torch.isfinite(out).all()
+
+
 # Determinism and resume --------------------------------------------------------------------
 
 
