@@ -51,6 +51,8 @@ lint: venv
 	$(BIN)/snakemake --lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/shellcheck .ci/run tools/*/*.sh
+	$(BIN)/shfmt --diff .ci/run tools/*/*.sh
 
 clean:  ## remove pipeline outputs (keeps .venv)
 	rm -rf results logs .snakemake

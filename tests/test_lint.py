@@ -1,4 +1,5 @@
-"""Lint is part of the test command: snakefmt, snakemake --lint, ruff check, ruff format."""
+"""Lint is part of the test command: snakefmt, snakemake --lint, ruff check, ruff format, and
+shellcheck and shfmt on the shell scripts."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import pytest
 
 from conftest import BIN, REPO
 
+SHELL_SCRIPTS = [".ci/run", *sorted(str(p.relative_to(REPO)) for p in REPO.glob("tools/**/*.sh"))]
 CHECKS = {
     "snakefmt": [str(BIN / "snakefmt"), "--check", "Snakefile", "rules/"],
     "snakemake-lint": [str(BIN / "snakemake"), "--lint"],
     "ruff-check": [str(BIN / "ruff"), "check", "."],
     "ruff-format": [str(BIN / "ruff"), "format", "--check", "."],
+    "shellcheck": [str(BIN / "shellcheck"), *SHELL_SCRIPTS],
+    "shfmt": [str(BIN / "shfmt"), "--diff", *SHELL_SCRIPTS],
 }
 
 
