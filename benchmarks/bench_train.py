@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
+import segpipe
 from segpipe.arrays import ArrayDataset, EpochSampler, batch_loader, preprocess_split
 from segpipe.augment import BatchAugment
 from segpipe.data import SegmentationDataset, read_manifest
@@ -249,8 +250,10 @@ def main() -> None:
         else f"cpu ({platform.processor() or platform.machine()}, {cores} cores)",
         "versions": {
             p: importlib.metadata.version(p)
-            for p in ("torch", "torchvision", "segmentation_models_pytorch", "segpipe")
-        },
+            for p in ("torch", "torchvision", "segmentation_models_pytorch", "kornia")
+        }
+        # From the module: on a GPU machine segpipe runs from src/ without being installed.
+        | {"segpipe": segpipe.__version__},
         "python": platform.python_version(),
         "settings": {
             **vars(args),

@@ -21,6 +21,18 @@ WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles"]
 BIN = Path(sys.executable).parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip, with the reason, where torch sees no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device on this machine")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The real datasets in ../shared/data: skipped on a user's clone, required in CI."""

@@ -138,7 +138,7 @@ def test_draws_are_uniform_and_stable():
     assert torch.equal(sample_draws([7, 3])[1], sample_draws([3])[0])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.cuda
 def test_on_the_gpu_matches_the_cpu():
     augment = BatchAugment(hflip=0.5, rotate=20, translate=0.1, color_jitter=0.3)
     images, masks = blocks(4)

@@ -245,7 +245,7 @@ def test_prepare_batch_augments_with_the_batch_seeds(manifest, tmp_path):
     assert torch.equal(flipped, plain.flip(-1)) and torch.equal(flipped_masks, plain_masks.flip(-1))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.cuda
 def test_pinned_batches_reach_the_gpu(manifest, tmp_path):
     data = ArrayDataset(split_array(manifest, tmp_path))
     loader = batch_loader(

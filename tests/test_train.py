@@ -232,16 +232,14 @@ def test_unreadable_checkpoint_names_the_file(tmp_path):
 
 # Fast settings: mixed precision, channels_last, torch.compile --------------------------------
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-
 
 @pytest.mark.parametrize(
     ("device", "amp", "compile_"),
     [
         ("cpu", "bf16", False),  # CPU autocast: the same code path, runnable everywhere
-        pytest.param("cuda", "auto", False, marks=CUDA),
-        pytest.param("cuda", "fp16", False, marks=CUDA),  # with the gradient scaler
-        pytest.param("cuda", "auto", True, marks=CUDA),
+        pytest.param("cuda", "auto", False, marks=pytest.mark.cuda),
+        pytest.param("cuda", "fp16", False, marks=pytest.mark.cuda),  # with the gradient scaler
+        pytest.param("cuda", "auto", True, marks=pytest.mark.cuda),
     ],
 )
 def test_fast_settings_train_and_keep_fp32_weights(data, tmp_path, device, amp, compile_):
