@@ -10,7 +10,8 @@ In one run, on one machine, model and batch size, it measures images/s for
   (d) train:     segpipe's end-to-end training step (loader + the same train_step as training),
 and on CUDA also (d) with fp32 eager vs the fast settings (bf16 autocast, channels_last, optional
 torch.compile). Also: remap and preprocess throughput with 1 vs all cores, and peak memory (RSS)
-of training on two dataset sizes, to show it does not grow beyond the memory-mapped arrays.
+of training on two dataset sizes (bench_memory.py), to show it does not grow beyond the
+memory-mapped arrays.
 
     python benchmarks/bench_train.py --out benchmarks/results/cpu.json            # defaults for CPU
     python benchmarks/bench_train.py --image-size 256 --batch-size 64 --out benchmarks/results/h100.json
@@ -24,8 +25,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +48,8 @@ from segpipe.train import (
     resolve_device,
     train_step,
 )
+
+from bench_memory import growth
 
 # The same augmentation on both sides: a torchvision v2 transform per item for the naive loader,
 # segpipe's batched one for segpipe's.
@@ -173,44 +174,6 @@ def loader_rates(args, device, manifest: Path, array: Path, worker_counts, chann
     return rates
 
 
-MEMORY_PROBE = """
-import json, resource, sys, tempfile, threading, time
-from segpipe.train import train_model
-
-peak = {"RssAnon": 0, "RssFile": 0}
-done = threading.Event()
-
-def sample():  # the largest anonymous (heap) and file-backed (mapped arrays) resident memory
-    while not done.is_set():
-        for line in open("/proc/self/status"):
-            key, _, value = line.partition(":")
-            if key in peak:
-                peak[key] = max(peak[key], int(value.split()[0]))
-        time.sleep(0.005)
-
-thread = threading.Thread(target=sample, daemon=True)
-thread.start()
-d = tempfile.mkdtemp()
-train_model(sys.argv[1], sys.argv[2], best_path=d + "/b.pt", last_path=d + "/l.pt",
-            history_path=d + "/h.csv", resume_dir=d + "/r", classes=["a", "b", "c"], threads=1,
-            arch="Unet", encoder=sys.argv[3], epochs=1, batch_size=int(sys.argv[4]),
-            image_size=int(sys.argv[5]), device="cpu", num_workers=0)
-done.set()
-thread.join()
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "peak_anon_mb": peak["RssAnon"] / 1024, "peak_file_mb": peak["RssFile"] / 1024}))
-"""
-
-
-def peak_memory_mb(args, train_array: Path, val_array: Path) -> dict:
-    """Peak resident memory of one training epoch in a fresh process, in MB: in all (ru_maxrss),
-    anonymous (heap: what grows if anything holds on to data) and file-backed (mapped pages)."""
-    cmd = [sys.executable, "-c", MEMORY_PROBE, str(train_array), str(val_array), args.encoder,
-           str(args.batch_size), str(args.image_size)]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -322,15 +285,9 @@ def main() -> None:
             val, big = root / "val.npy", root / "big.npy"
             np.save(val, arr[: max(1, len(arr) // 8)])
             np.save(big, np.concatenate([arr] * 4))
-            memory = {
-                name: {"train_samples": len(a), "train_array_mb": a.nbytes / 2**20}
-                | peak_memory_mb(args, path, val)
-                for name, path, a in (("1x", array, arr), ("4x", big, np.load(big, mmap_mode="r")))
-            }
-            grown = {k: memory["4x"][k] - memory["1x"][k] for k in memory["1x"]}
-            memory["growth_4x_over_1x_mb"] = grown
-            memory["rss_growth_beyond_arrays_mb"] = grown["peak_rss_mb"] - grown["train_array_mb"]
-            result["peak_memory"] = memory
+            options = {"encoder": args.encoder, "batch_size": args.batch_size,
+                       "image_size": args.image_size}  # fmt: skip
+            result["peak_memory"] = growth({"1x": array, "4x": big}, val, options)
     result["max_rss_of_benchmark_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

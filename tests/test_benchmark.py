@@ -37,3 +37,26 @@ def test_benchmark_writes_all_figures(tmp_path):
     assert result["segpipe_loader"] == by_workers["segpipe"]["0"]
     assert result["device"].startswith("cpu")
     assert set(result["versions"]) >= {"torch", "segmentation_models_pytorch", "kornia", "segpipe"}
+
+
+def test_memory_benchmark_measures_two_dataset_sizes(tmp_path):
+    out = tmp_path / "memory.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_memory.py"), "--out", str(out),
+           "--train-samples", "16", "--val-samples", "4", "--fraction", "0.5", "--image-size", "32",
+           "--batch-size", "4", "--encoder", "resnet18", "--source-images", "6"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    memory = result["peak_memory"]
+    small, full = memory["8_samples"], memory["16_samples"]
+    assert (small["train_samples"], full["train_samples"]) == (8, 16)
+    assert full["train_array_mb"] == pytest.approx(2 * small["train_array_mb"])  # 32² x 4 B each
+    for run in (small, full):
+        assert 0 < run["peak_file_mb"] < run["peak_rss_mb"]
+        assert 0 < run["peak_anon_mb"] < run["peak_rss_mb"] and run["seconds"] > 0
+    grown = memory["growth_mb"]
+    assert grown["peak_anon_mb"] == pytest.approx(full["peak_anon_mb"] - small["peak_anon_mb"])
+    assert memory["rss_growth_beyond_arrays_mb"] == pytest.approx(
+        grown["peak_rss_mb"] - grown["train_array_mb"]
+    )
+    assert result["settings"]["train_options"]["augment"]  # the Oxford config's augmentation
