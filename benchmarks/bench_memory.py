@@ -102,7 +102,6 @@ def growth(arrays: dict[str, Path], val_array: Path, options: dict, threads: int
     grown = {k: last[k] - first[k] for k in first if k != "seconds"}
     memory["growth_mb"] = grown
     memory["rss_growth_beyond_arrays_mb"] = grown["peak_rss_mb"] - grown["train_array_mb"]
-    memory["anon_growth_mb"] = grown["peak_anon_mb"]
     return memory
 
 

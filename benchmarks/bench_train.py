@@ -49,7 +49,7 @@ from segpipe.train import (
     train_step,
 )
 
-from bench_memory import growth
+from bench_memory import growth, tiled
 
 # The same augmentation on both sides: a torchvision v2 transform per item for the naive loader,
 # segpipe's batched one for segpipe's.
@@ -284,7 +284,7 @@ def main() -> None:
             arr = np.load(array, mmap_mode="r")
             val, big = root / "val.npy", root / "big.npy"
             np.save(val, arr[: max(1, len(arr) // 8)])
-            np.save(big, np.concatenate([arr] * 4))
+            tiled(arr, 4 * len(arr), big)
             options = {"encoder": args.encoder, "batch_size": args.batch_size,
                        "image_size": args.image_size}  # fmt: skip
             result["peak_memory"] = growth({"1x": array, "4x": big}, val, options)
