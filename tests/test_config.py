@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
 
 from segpipe.config import ConfigError, load_schema, validate_config
 
-from conftest import REPO
+from conftest import REPO, copy_workflow, snakemake
 
 CONFIGS = ["config.yaml", "demo.yaml", "test.yaml"]
 
@@ -196,3 +197,49 @@ def test_every_train_option_reaches_train_model(schema):
     train = TrainConfig(**cfg["train"])
     assert train.encoder == "resnet18"
     assert train.augment["vflip"] == 0
+
+
+def test_duplicate_class_names_are_rejected(schema, base):
+    base["classes"] = ["bg", "bg", "border"]
+    with pytest.raises(ConfigError, match=r"'classes': \['bg', 'bg', 'border'\] has non-unique"):
+        validate_config(base, schema)
+
+
+def test_nested_command_line_values_are_parsed(schema, base):
+    """Snakemake gives --config 'train={image_size: 64, lr: 0.01}' values as strings."""
+    base["train"].update(image_size="64", lr="0.01", augment={"hflip": "0.2"})
+    base["remap"] = {"table": {"1": "0", "2": "1", "3": "2"}}
+    cfg = validate_config(base, schema)
+    assert cfg["train"]["image_size"] == 64 and cfg["train"]["lr"] == 0.01
+    assert cfg["train"]["augment"]["hflip"] == 0.2
+    assert cfg["remap"]["table"] == {1: 0, 2: 1, 3: 2}
+    base["classes"] = ["0", "1", "2"]  # strings where strings belong stay strings
+    assert validate_config(base, schema)["classes"] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-64", "'train.image_size': -64 is less than the minimum of 32"),
+        ("abc", "'train.image_size': 'abc' is not of type 'integer'"),
+        ("48", "'train.image_size': 48 is not a multiple of 32"),
+    ],
+)
+def test_nested_command_line_values_fail_by_their_value(schema, base, value, message):
+    base["train"]["image_size"] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(base, schema)
+
+
+def test_nested_override_on_the_command_line(tmp_path):
+    """The real command line: a nested numeric override works, a negative one names the minimum."""
+    work = copy_workflow(tmp_path)
+    ok = snakemake(
+        work, "-n", "--configfile", "config/test.yaml", "--config", "train={image_size: 64}"
+    )
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    bad = snakemake(
+        work, "-n", "--configfile", "config/test.yaml", "--config", "train={image_size: -64}"
+    )
+    assert bad.returncode != 0
+    assert "'train.image_size': -64 is less than the minimum of 32" in bad.stdout + bad.stderr

@@ -65,6 +65,7 @@ def validate_config(
         cfg["remap"]["table"] = {str(k): v for k, v in table.items()}
     table_given = bool(table)
     validator_cls = _with_defaults(jsonschema.validators.validator_for(schema))
+    _parse_typed_strings(cfg, validator_cls(schema))
     errors = sorted(validator_cls(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_option(e) for e in errors))
@@ -79,6 +80,50 @@ def validate_config(
     _fill_layout_defaults(cfg["dataset"])
     check_semantics(cfg, check_models=check_models)
     return canonical(cfg)
+
+
+_JSON_TYPES = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def _parse_typed_strings(cfg: dict, validator) -> None:
+    """Strings where the schema wants a number, boolean or null become that value if they are
+    one in YAML, in place.
+
+    Snakemake reads the values of a nested ``--config 'train={image_size: 64, lr: 0.01}'`` as
+    strings ('64', '0.01'); parsed here, they are checked like values from a config file, so
+    '-64' is "less than the minimum", not "not an integer". Strings that are no such value stay
+    as they are and fail validation, naming the option.
+    """
+    for _ in range(8):  # a parsed value can uncover a deeper one (a list given as a string)
+        changed = False
+        for error in validator.iter_errors(cfg):
+            if error.validator != "type" or not isinstance(error.instance, str):
+                continue
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            wanted = error.validator_value
+            wanted = [wanted] if isinstance(wanted, str) else wanted
+            if any(_JSON_TYPES.get(t, lambda v: False)(value) for t in wanted):
+                _set_at(cfg, list(error.absolute_path), value)
+                changed = True
+        if not changed:
+            return
+
+
+def _set_at(cfg: dict, path: list, value: Any) -> None:
+    *parents, last = path
+    for key in parents:
+        cfg = cfg[key]
+    cfg[last] = value
 
 
 def _fill_layout_defaults(dataset: dict) -> None:
