@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from segpipe.config import ConfigError, load_schema, validate_config
+from segpipe.datasets import dataset_files
 from segpipe.download import OXFORD_PETS_RESOURCES
 
 
@@ -59,6 +60,22 @@ def dataset_dir():
     if SOURCE == "folder":
         return config["dataset"]["root"]
     return "results/download/dataset"
+
+
+def dataset_contents(wildcards):
+    """The files of a user's folder that remap reads, so that editing, adding, removing or
+    renaming one reruns remap (downloads: the download rule's output directory stands for them).
+    """
+    if SOURCE != "folder":
+        return []
+    dataset = config["dataset"]
+    return dataset_files(
+        dataset_layout(),
+        dataset["root"],
+        images_dir=dataset["images_dir"],
+        masks_dir=dataset["masks_dir"],
+        split_lists=dataset["split_lists"],
+    )
 
 
 def dataset_layout():

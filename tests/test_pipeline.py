@@ -81,6 +81,13 @@ def test_nothing_to_do_after_complete_run(done_run: Path) -> None:
             {"split", "preprocess", "train", "predict", "evaluate", "report"},
         ),
         (
+            # A download source's archives change: everything from the download on reruns.
+            "synthetic_archives",
+            lambda c: c["dataset"]["synthetic"].update(seed=5),
+            {"synthesize", "download", "remap", "split", "preprocess", "train", "predict"}
+            | {"evaluate", "report"},
+        ),
+        (
             "train_option",
             lambda c: c["train"].update(lr=0.01),
             {"train", "predict", "evaluate", "report"},
