@@ -13,6 +13,8 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ import torch
 from PIL import Image
 
 import segpipe.train
-from segpipe.arrays import preprocess_split
+from segpipe.arrays import EpochSampler, preprocess_split
 from segpipe.evaluate import evaluate_split
 from segpipe.models import build_model
 from segpipe.predict import predict_split
@@ -38,6 +40,7 @@ from segpipe.train import (
 
 CLASSES = ["pet", "background", "border"]
 IGNORE = 255
+CAPTURE = dict(capture_output=True, text=True, timeout=120)
 IMAGE_SIZE = 32
 SIZES = [(40, 40), (36, 44), (44, 36), (48, 40)]  # (height, width)
 OPTIONS = dict(
@@ -372,6 +375,150 @@ def test_changed_config_ignores_stale_resume_dir(data, reference, tmp_path, capl
     history = pd.read_csv(paths["history_path"])
     assert history["epoch"].tolist() == [1, 2]  # trained from scratch
     assert history["lr"].iloc[0] < 0.001
+
+
+KILLED_WRITER = """
+import sys, time
+from segpipe.io import atomic_path
+
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half a checkpoint")
+    print(tmp, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_rerun_removes_what_a_killed_checkpoint_write_left_in_the_resume_dir(
+    data, reference, tmp_path, caplog
+):
+    """A checkpoint write killed with kill -9 leaves its temporary in the resume folder; the next
+    run removes it at its start, even when it writes no checkpoint (training was finished)."""
+    resume = shutil.copytree(reference[1]["resume_dir"], tmp_path / "resume")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(resume / "last.pt")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with writer:
+        stale = Path(writer.stdout.readline().strip())
+        os.kill(writer.pid, signal.SIGKILL)
+    assert stale.parent == resume and stale.exists()
+    caplog.set_level(logging.INFO, logger="segpipe")
+    train(data, tmp_path)
+    assert "train_loss" not in caplog.text  # no epoch was trained, no checkpoint written
+    assert sorted(p.name for p in resume.iterdir()) == ["best.pt", "last.pt"]
+    assert f"removed {stale}" in caplog.text
+
+
+# Batches of one: BatchNorm cannot train on a single sample ---------------------------------
+
+
+def with_train_split(data, root: Path, n_train: int, n_val: int = 4) -> dict:
+    """The tiny data with ``n_train`` train and ``n_val`` val samples (samples repeated)."""
+    pool = np.concatenate([np.load(data["train"]["array"]), np.load(data["val"]["array"])])
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, n in [("train", n_train), ("val", n_val)]:
+        np.save(root / f"{name}.npy", pool[np.arange(n) % len(pool)])
+        out[name] = {**data[name], "array": root / f"{name}.npy"}
+    return {**data, **out}
+
+
+@pytest.mark.parametrize(
+    ("samples", "batch_size", "expected"),
+    [
+        (17, 16, (True, 1)),
+        (33, 16, (True, 2)),
+        (32, 16, (True, 2)),
+        (16, 16, (False, 1)),
+        (5, 16, (False, 1)),
+    ],
+)
+def test_an_incomplete_last_training_batch_is_dropped(samples, batch_size, expected):
+    assert segpipe.train.train_batches(samples, batch_size) == expected
+
+
+def test_a_last_batch_of_one_trains_and_validates(data, tmp_path):
+    """5 train samples in batches of 4: the lone fifth is dropped, a different one each epoch (the
+    sampler reshuffles), instead of a BatchNorm error; validation runs in eval mode and keeps
+    its last batch of one."""
+    small = with_train_split(data, tmp_path / "data", 5, 5)
+    ckpt, _ = train(small, tmp_path / "out", batch_size=4, epochs=2)
+    assert [row["epoch"] for row in ckpt["history"]] == [1, 2]
+    assert all(np.isfinite([row["train_loss"] for row in ckpt["history"]]))
+    sampler, trained = EpochSampler(5, seed=0), set()
+    for epoch in (1, 2, 3):
+        sampler.set_epoch(epoch)
+        trained |= set(sampler.indices()[:4])  # the full batch; the fifth sample is dropped
+    assert trained == set(range(5))
+
+
+def test_batch_size_one_fails_before_training_naming_the_option(data, tmp_path):
+    from segpipe.logs import UserError
+
+    with pytest.raises(ValueError, match="config option 'train.batch_size': 1") as info:
+        train(data, tmp_path, batch_size=1, epochs=1)
+    message = str(info.value)
+    assert "BatchNorm needs at least 2 samples per batch; use 2 or more" in message
+    assert "\n" not in message and isinstance(info.value, UserError)
+    assert not (tmp_path / "resume").exists()  # nothing trained
+
+
+@pytest.mark.parametrize(
+    ("samples", "gpus", "expected"),
+    [
+        (1, 1, "the train split has 1 samples, 1 per training process"),
+        (3, 2, "the train split has 3 samples, 1 per training process"),  # DDP: checked first
+        (1, 2, "the train split has 1 samples, fewer than the 2 training processes"),
+    ],
+)
+def test_a_train_split_of_one_sample_per_process_fails_before_training(
+    data, tmp_path, samples, gpus, expected
+):
+    small = with_train_split(data, tmp_path / "data", samples)
+    with pytest.raises(ValueError, match=expected) as info:
+        train(small, tmp_path / "out", gpus=gpus, epochs=1)
+    assert "config option 'train.gpus'" in str(info.value)
+    assert not (tmp_path / "out" / "resume").exists()
+
+
+def without_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with each BatchNorm layer replaced by an identity."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, torch.nn.Identity())
+        else:
+            without_batchnorm(child)
+    return module
+
+
+def test_batch_size_one_trains_a_model_without_batchnorm(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        segpipe.train, "build_model", lambda *a, **kw: without_batchnorm(build_model(*a, **kw))
+    )
+    ckpt, _ = train(data, tmp_path, batch_size=1, epochs=1)
+    assert len(ckpt["history"]) == 1 and np.isfinite(ckpt["history"][0]["train_loss"])
+
+
+def test_an_expected_error_ends_the_rule_script_with_one_log_line(tmp_path):
+    """A rule script that ends with a UserError (a config or data problem) logs one line, no
+    traceback, and exits with status 1; anything else keeps its traceback."""
+    log = tmp_path / "train.log"
+    script = (
+        "from segpipe.logs import UserError, setup_logging\n"
+        f"setup_logging({str(log)!r})\n"
+        "class BatchTooSmallError(UserError, ValueError): pass\n"
+        "raise BatchTooSmallError(\"config option 'train.batch_size': 1 is too small\")\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], **CAPTURE)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(
+        "CRITICAL segpipe: BatchTooSmallError: config option 'train.batch_size': 1 is too small"
+    )
+    proc = subprocess.run([sys.executable, "-c", script.replace("UserError, ", "")], **CAPTURE)
+    assert proc.returncode == 1 and "Traceback" in log.read_text()
 
 
 # Predict and evaluate ----------------------------------------------------------------------

@@ -1,19 +1,114 @@
-"""Atomic file writes: a reader or a killed job never sees a half-written output."""
+"""Atomic file writes: a reader or a killed job never sees a half-written output.
+
+A write goes to a temporary ``.{name}.{host}-{pid}.XXXXXXXX{suffix}`` beside the target and is
+renamed onto it at the end. A writer killed with SIGKILL cannot remove its temporary, so the next
+write of the same target removes the temporaries of that target whose writer is gone (see
+:func:`remove_stale_temporaries`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+logger = logging.getLogger(__name__)
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+_RANDOM = r"[a-z0-9_]{8}"  # the random part tempfile puts between prefix and suffix
+
+
+def _temporary_pattern(target: str | None, *, with_writer: bool = True) -> re.Pattern:
+    """The names of the temporaries of ``target`` (of any target when None): the target's name,
+    the writer's host and pid, tempfile's random part, the suffix; ``with_writer=False``, the
+    names written before host and pid were part of them, ``.{name}.XXXXXXXX{suffix}``."""
+    name = re.escape(target) if target else ".+"
+    writer = r"(?P<host>[A-Za-z0-9_-]+)-(?P<pid>[0-9]+)\." if with_writer else ""
+    return re.compile(rf"\.(?P<target>{name})\.{writer}{_RANDOM}(?:\..*)?")
+
+
+def _prefix(path: Path) -> str:
+    """The start of the name of this process's temporaries for ``path``."""
+    return f".{path.name}.{_HOST}-{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _stale_reason(name: str, target: str | None) -> str | None:
+    """Why the directory entry ``name`` is a temporary left by a dead writer, or None.
+
+    With ``target``, only temporaries of that target count, in the old name format too (any
+    suffix); without, those of any target, old-format ones only when they end in ``.tmp``.
+    """
+    match = _temporary_pattern(target).fullmatch(name)
+    if match:
+        host, pid = match["host"], int(match["pid"])
+        if host != _HOST:
+            return f"written on host {host}"
+        return None if _pid_alive(pid) else f"its writer, process {pid}, is gone"
+    if target and _temporary_pattern(None).fullmatch(name):
+        return None  # a temporary of another target whose name starts like this one
+    if _temporary_pattern(target, with_writer=False).fullmatch(name) and (
+        target or name.endswith(".tmp")
+    ):
+        return "an old-style temporary without its writer's pid"
+    return None
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, target: str | None = None) -> list[Path]:
+    """Remove the temporaries in ``directory`` whose writer is not a live process on this host.
+
+    A writer killed with SIGKILL (the kernel's OOM killer, Slurm after its KillWait) leaves its
+    temporary file or folder behind. Those of live processes on this host stay; a temporary
+    written on another host or without a pid in its name counts as stale, since Snakemake runs
+    one job per output at a time: call this only on a directory whose outputs the calling job
+    owns, or give ``target``, the name of the output about to be written, to clean only its
+    temporaries. Logs each removal; returns the removed paths.
+    """
+    directory = Path(directory)
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in entries:
+        if not entry.name.startswith(".") or not entry.name.startswith(f".{target or ''}"):
+            continue
+        reason = _stale_reason(entry.name, target)
+        if reason is None:
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        logger.info("removed %s, a temporary left by an interrupted write (%s)", path, reason)
+        removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -21,12 +116,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary file lives in the same directory so ``os.replace`` is an atomic rename. On any
-    exception the temporary file is removed and ``path`` is left as it was.
+    exception the temporary file is removed and ``path`` is left as it was; temporaries of
+    ``path`` that killed writers left are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes) + ".tmp", dir=path.parent
+        prefix=_prefix(path), suffix=suffix or "".join(path.suffixes) + ".tmp", dir=path.parent
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -43,10 +140,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary directory beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    Temporary directories of ``path`` that killed writers left are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path.parent, path.name)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_UMASK)
@@ -88,3 +189,44 @@ def save_png(path: str | os.PathLike, image) -> None:
     """Save a PIL image as PNG atomically."""
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+TEXT_COLUMNS = (
+    "id",
+    "image",
+    "mask",
+    "raw_mask",
+    "group",
+    "official_split",
+    "classes",
+    "file",
+    "problem",
+    "class_name",
+    "true",
+    "actual",
+    "predicted",
+)
+"""Columns of the pipeline's tables that hold text (ids, paths, class names): read as written."""
+
+
+def read_table(path: str | os.PathLike, text=TEXT_COLUMNS, **kwargs):
+    """Read a CSV (or, with ``sep="\\t"``, a TSV) table written by this pipeline.
+
+    Columns named in ``text`` (all columns with ``text=True``) are read as ``str`` exactly as
+    written: an id such as ``NA``, ``nan``, ``None``, ``null``, ``#N/A``, ``-nan``, ``007`` or
+    ``" "`` stays that string (pandas' defaults would turn most of these into NaN or a number).
+    In the other columns only an empty cell is missing (NaN), which is how :func:`write_csv`
+    writes NaN. Other keyword arguments go to :func:`pandas.read_csv`.
+    """
+    import pandas as pd
+
+    sep = kwargs.get("sep", ",")
+    columns = list(pd.read_csv(path, sep=sep, nrows=0).columns)
+    texts = columns if text is True else [c for c in columns if c in set(text)]
+    return pd.read_csv(
+        path,
+        dtype={c: str for c in texts},
+        keep_default_na=False,
+        na_values={c: [""] for c in columns if c not in texts},
+        **kwargs,
+    )

@@ -41,13 +41,22 @@ def inherited_log_files() -> list[str]:
     ]
 
 
+class UserError(Exception):
+    """An expected failure that the user fixes in the config or the data, not a bug.
+
+    A rule script that ends with one logs its message as one line, without a traceback.
+    """
+
+
 def _log_uncaught(exc_type, exc, tb) -> None:
     """Put the error that ends a rule's script into its log file, where users look first.
 
-    The stderr handler prints the same record, so the default hook is not called again.
+    A :class:`UserError` is one line; anything else comes with its traceback. The stderr handler
+    prints the same record, so the default hook is not called again.
     """
+    expected = issubclass(exc_type, UserError)
     logging.getLogger("segpipe").critical(
-        "%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb)
+        "%s: %s", exc_type.__name__, exc, exc_info=None if expected else (exc_type, exc, tb)
     )
 
 

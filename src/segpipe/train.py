@@ -40,8 +40,8 @@ import torch.distributed as dist
 from segpipe.arrays import ArrayDataset, Batch, EpochSampler, batch_loader
 from segpipe.augment import BatchAugment
 from segpipe.data import IMAGENET_MEAN, IMAGENET_STD
-from segpipe.io import atomic_path, write_csv
-from segpipe.logs import inherited_log_files, progress, setup_logging
+from segpipe.io import atomic_path, remove_stale_temporaries, write_csv
+from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
 from segpipe.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.models import build_loss, build_model
 
@@ -61,6 +61,10 @@ STOP_CHECK_EVERY = 10  # steps between the ranks' agreement on a stop signal (DD
 
 
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the exit status of a process ended by SIGTERM
+
+
+class BatchTooSmallError(UserError, ValueError):
+    """A training batch would hold a single sample, which BatchNorm cannot normalise."""
 
 
 class TrainingInterrupted(SystemExit):
@@ -124,6 +128,62 @@ def default_workers(device: torch.device, threads: int) -> int:
     On CUDA the workers read and pin large batches while the main process keeps the GPU busy.
     """
     return 0 if device.type == "cpu" else min(8, max(0, threads - 1))
+
+
+def train_batches(samples_per_rank: int, batch_size: int) -> tuple[bool, int]:
+    """(drop_last, steps per epoch) of one rank's training loader.
+
+    With more samples than one batch holds, the incomplete last batch is dropped, as is usual
+    for training in PyTorch: it could hold a single sample, which BatchNorm cannot normalise in
+    train mode. The sampler reshuffles every epoch, so every sample still takes part across
+    epochs. A split that fits in one batch is that batch. Validation keeps every batch (eval
+    mode: BatchNorm uses its running statistics, a batch of one is fine).
+    """
+    if samples_per_rank > batch_size:
+        return True, samples_per_rank // batch_size
+    return False, math.ceil(samples_per_rank / batch_size)
+
+
+def has_batchnorm(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has BatchNorm layers (they need 2 or more samples per batch to train)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def check_batch_size(cfg: TrainConfig, train_samples: int, num_classes: int) -> None:
+    """Fail before training, naming the option, where a training batch would hold one sample.
+
+    Each of the ``train.gpus`` processes trains on ``train_samples // gpus`` samples; its
+    smallest batch holds ``min(batch_size, samples per process)`` (see :func:`train_batches`).
+    BatchNorm in train mode fails on a batch of one ("Expected more than 1 value per channel"),
+    so that is refused unless the model has no BatchNorm (built without weights to find out).
+    """
+    per_rank = train_samples // cfg.gpus
+    if per_rank == 0:
+        raise BatchTooSmallError(
+            f"the train split has {train_samples} samples, fewer than the {cfg.gpus} training "
+            f"processes of config option 'train.gpus'"
+        )
+    if min(cfg.batch_size, per_rank) >= 2:
+        return
+    model = build_model(
+        cfg.arch,
+        cfg.encoder,
+        num_classes,
+        encoder_depth=cfg.encoder_depth,
+        decoder_channels=cfg.decoder_channels,
+    )
+    if not has_batchnorm(model):
+        return
+    why = f"the {cfg.arch}-{cfg.encoder} model's BatchNorm needs at least 2 samples per batch"
+    if cfg.batch_size < 2:
+        raise BatchTooSmallError(
+            f"config option 'train.batch_size': {cfg.batch_size} is too small: {why}; use 2 or more"
+        )
+    raise BatchTooSmallError(
+        f"the train split has {train_samples} samples, {per_rank} per training process "
+        f"(config option 'train.gpus': {cfg.gpus}), but {why}; add training samples or use "
+        "fewer gpus"
+    )
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -349,9 +409,13 @@ def train_model(
     ``train_data`` / ``val_data`` are ``.npy`` arrays written by
     :func:`segpipe.arrays.preprocess_split`; ``options`` are the fields of :class:`TrainConfig`.
     Writes the best and last checkpoints and the per-epoch history CSV; returns the last
-    checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1.
+    checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
+    :class:`BatchTooSmallError` before training where a batch would hold a single sample.
+    Temporaries that killed checkpoint writes left in ``resume_dir`` are removed first.
     """
     cfg = TrainConfig(**options)
+    check_batch_size(cfg, len(ArrayDataset(train_data)), len(classes))
+    remove_stale_temporaries(resume_dir)
     args = (
         cfg,
         str(train_data),
@@ -473,12 +537,9 @@ def _train(
         # which would shift dropout after a resume.
         generator=torch.Generator().manual_seed(cfg.seed),
     )
-    drop_last = len(sampler) > cfg.batch_size
+    drop_last, steps_per_epoch = train_batches(len(sampler), cfg.batch_size)
     train_loader = batch_loader(train_set, sampler=sampler, drop_last=drop_last, **loader_kw)
     val_loader = batch_loader(val_set, sampler=val_sampler, **loader_kw)
-    steps_per_epoch = (
-        len(sampler) // cfg.batch_size if drop_last else math.ceil(len(sampler) / cfg.batch_size)
-    )
 
     # Model, loss, optimiser, schedule.
     torch.manual_seed(cfg.seed)

@@ -1,0 +1,150 @@
+"""Atomic writes after a writer was killed with SIGKILL: its temporary does not stay forever.
+
+Each stale temporary is made the way it happens in a run: a real process enters ``atomic_path``
+or ``atomic_dir``, writes part of its output and is killed with ``kill -9`` mid-write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from segpipe.io import atomic_dir, atomic_path
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from segpipe.io import atomic_dir, atomic_path
+
+target, kind = Path(sys.argv[1]), sys.argv[2]
+with (atomic_path if kind == "file" else atomic_dir)(target) as tmp:
+    if kind == "file":
+        tmp.write_bytes(b"half a checkpoint" * 1000)
+    else:
+        (tmp / "a.png").write_bytes(b"half a mask")
+    print(tmp, flush=True)
+    time.sleep(60)
+"""
+
+
+@contextlib.contextmanager
+def writer(target: Path, kind: str = "file") -> Iterator[tuple[subprocess.Popen, Path]]:
+    """A process in the middle of an atomic write of ``target``, and its temporary."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target), kind], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        assert line, f"the writer exited with {proc.wait()}"
+        yield proc, Path(line)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def killed_writer(target: Path, kind: str = "file") -> Path:
+    """The temporary of a writer of ``target`` killed with SIGKILL mid-write."""
+    with writer(target, kind) as (proc, tmp):
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert tmp.exists()
+    return tmp
+
+
+def wait_for_zombie(pid: int, timeout: float = 5.0) -> None:
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + timeout
+    while stat.read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the killed writer did not become a zombie"
+        time.sleep(0.01)
+
+
+def test_the_next_write_removes_the_temporary_of_a_writer_killed_mid_write(tmp_path, caplog):
+    """A checkpoint writer killed with kill -9 leaves ``.last.pt.<host>-<pid>.XXXX.pt.tmp``;
+    the next write of last.pt removes it (logged, naming it) and completes."""
+    target = tmp_path / "resume" / "last.pt"
+    stale = killed_writer(target)
+    assert stale.name.startswith(".last.pt.") and stale.name.endswith(".pt.tmp")
+    with caplog.at_level(logging.INFO, logger="segpipe.io"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"complete checkpoint")
+    assert not stale.exists()
+    assert target.read_bytes() == b"complete checkpoint"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last.pt"]
+    assert any(
+        r.levelno == logging.INFO and stale.name in r.getMessage() for r in caplog.records
+    ), caplog.text
+
+
+def test_the_next_atomic_dir_removes_the_partial_folder_of_a_killed_writer(tmp_path):
+    """A remap killed with kill -9 leaves a partial ``.masks.<host>-<pid>.XXXX.tmp`` folder."""
+    target = tmp_path / "remap" / "masks"
+    stale = killed_writer(target, "dir")
+    assert (stale / "a.png").exists()
+    with atomic_dir(target) as tmp:
+        (tmp / "a.png").write_bytes(b"a whole mask")
+    assert not stale.exists()
+    assert (target / "a.png").read_bytes() == b"a whole mask"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["masks"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_writer_not_yet_reaped_counts_as_gone(tmp_path):
+    """A zombie (killed, its parent has not waited for it yet) still has its pid: it is gone."""
+    target = tmp_path / "last.pt"
+    with writer(target) as (proc, stale):
+        os.kill(proc.pid, signal.SIGKILL)
+        wait_for_zombie(proc.pid)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"complete")
+    assert not stale.exists() and target.read_bytes() == b"complete"
+
+
+def test_a_live_writers_temporary_is_kept(tmp_path):
+    """A writer that still runs keeps its temporary, through a write of the same target and a
+    cleanup of the whole folder; once it is killed, the cleanup removes it."""
+    from segpipe.io import remove_stale_temporaries
+
+    target = tmp_path / "last.pt"
+    with writer(target) as (proc, live):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"mine")
+        assert remove_stale_temporaries(tmp_path) == []
+        assert live.exists() and target.read_bytes() == b"mine"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert remove_stale_temporaries(tmp_path) == [live]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_old_style_and_other_host_temporaries_are_stale_and_nothing_else(tmp_path):
+    """Temporaries without a pid (written before it was in the name) and from another host are
+    stale; other hidden files, outputs and another target's temporaries (given ``target``)
+    stay."""
+    from segpipe.io import remove_stale_temporaries
+
+    old_file = tmp_path / ".last.pt.k2x_9abc.pt.tmp"
+    old_dir = tmp_path / ".masks.ab12cd34.tmp"
+    other_host = tmp_path / ".best.pt.gpu-node-07-4242.zz99yy88.pt.tmp"
+    old_npy = tmp_path / ".train.npy.q1w2e3r4.npy"  # old preprocess temporary: no .tmp ending
+    keep = [tmp_path / ".gitignore", tmp_path / "last.pt", tmp_path / ".snakemake_timestamp"]
+    for path in [old_file, other_host, old_npy, *keep]:
+        path.write_bytes(b"x")
+    old_dir.mkdir()
+    (old_dir / "a.png").write_bytes(b"x")
+
+    assert remove_stale_temporaries(tmp_path, "best.pt") == [other_host]
+    assert set(remove_stale_temporaries(tmp_path)) == {old_file, old_dir}
+    assert old_npy.exists()  # without a target, only names ending in .tmp count as old-style
+    assert remove_stale_temporaries(tmp_path, "train.npy") == [old_npy]
+    assert sorted(tmp_path.iterdir()) == sorted(keep)
+    assert remove_stale_temporaries(tmp_path / "missing") == []
