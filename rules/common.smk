@@ -1,5 +1,6 @@
 """Config validation and helpers shared by the rule files."""
 
+import functools
 from pathlib import Path
 
 from segpipe.config import ConfigError, load_schema, validate_config
@@ -62,12 +63,9 @@ def dataset_dir():
     return "results/download/dataset"
 
 
-def dataset_contents(wildcards):
-    """The files of a user's folder that remap reads, so that editing, adding, removing or
-    renaming one reruns remap (downloads: the download rule's output directory stands for them).
-    """
-    if SOURCE != "folder":
-        return []
+@functools.cache
+def _dataset_files():
+    """The files of a user's folder that remap reads (see segpipe.datasets.DatasetFiles)."""
     dataset = config["dataset"]
     return dataset_files(
         dataset_layout(),
@@ -76,6 +74,22 @@ def dataset_contents(wildcards):
         masks_dir=dataset["masks_dir"],
         split_lists=dataset["split_lists"],
     )
+
+
+def dataset_input():
+    """Remap's input: the download rule's directory, or the newest file of a user's folder (any
+    edit or addition below the root makes it newer than remap's outputs)."""
+    if SOURCE != "folder":
+        return dataset_dir()
+    # Braces in a file name are not wildcards.
+    return [p.replace("{", "{{").replace("}", "}}") for p in _dataset_files().newest()]
+
+
+def dataset_fingerprint():
+    """Names and sizes of a user's folder's files, a param of remap: a removal or a rename
+    reruns it too. Downloads: their archives' checksums, in the download rule's params.
+    """
+    return _dataset_files().fingerprint() if SOURCE == "folder" else None
 
 
 def dataset_layout():

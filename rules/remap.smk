@@ -1,11 +1,8 @@
 rule remap:
     """Check every pair (full decode), map mask values to class ids; masks, index, quarantine list."""
     input:
-        # Downloads: the dataset directory the download rule wrote. A user's folder: each file
-        # remap reads (not the root: its timestamp misses edits below it, and catches files remap
-        # never reads).
-        dataset=(dataset_dir() if SOURCE != "folder" else []),
-        files=dataset_contents,
+        # Not a folder's root: its timestamp misses edits below it (see dataset_input).
+        dataset=dataset_input(),
     output:
         masks=directory("results/remap/masks"),
         index="results/remap/index.csv",
@@ -22,6 +19,7 @@ rule remap:
         runtime=res("remap", "runtime"),
     params:
         root=dataset_dir(),
+        files=dataset_fingerprint(),
         options=remap_params(),
     script:
         "../scripts/remap.py"

@@ -60,3 +60,16 @@ def test_memory_benchmark_measures_two_dataset_sizes(tmp_path):
         grown["peak_rss_mb"] - grown["train_array_mb"]
     )
     assert result["settings"]["train_options"]["augment"]  # the Oxford config's augmentation
+
+
+def test_dag_benchmark_measures_each_dataset_size(tmp_path):
+    out = tmp_path / "dag.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_dag.py"), "--out", str(out),
+           "--pairs", "4", "12", "--repeats", "1"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [r["pairs"] for r in result["runs"]] == [4, 12]
+    assert [r["files"] for r in result["runs"]] == [10, 26]
+    assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 for r in result["runs"])
+    assert result["machine"] and result["date"]

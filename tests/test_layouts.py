@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import yaml
 from PIL import Image
 
 from segpipe.config import ConfigError, load_schema, validate_config
-from segpipe.datasets import index_dataset, pair_by_stem
+from segpipe.datasets import SplitListError, index_dataset, pair_by_stem
 from segpipe.remap import UnmappedValuesError, make_spec, remap_array, remap_dataset
 from segpipe.split import split_dataset
 from segpipe.synthetic import make_oxford_like
@@ -62,8 +63,8 @@ def read(path) -> np.ndarray:
 
 @pytest.fixture
 def voc(tmp_path: Path) -> Path:
-    """A VOC-layout tree: 6 annotated images (4 train, 2 val), 3 detection-only images, one val
-    id without files, palette masks with a 255 boundary."""
+    """A VOC-layout tree: 6 annotated images (4 train, 2 val), 3 detection-only images, palette
+    masks with a 255 boundary."""
     root = tmp_path / "VOCdevkit" / "VOC2012"
     for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True)
@@ -83,7 +84,7 @@ def voc(tmp_path: Path) -> Path:
         )
     lists = root / "ImageSets" / "Segmentation"
     (lists / "train.txt").write_text("\n".join(ids[:4]) + "\n")
-    (lists / "val.txt").write_text("\n".join(ids[4:] + ["2009_999999"]) + "\n")
+    (lists / "val.txt").write_text("\n".join(ids[4:]) + "\n")
     (lists / "trainval.txt").write_text("\n".join(ids) + "\n")
     return root
 
@@ -91,8 +92,10 @@ def voc(tmp_path: Path) -> Path:
 VOC_TABLE = {i: i for i in range(21)}
 
 
-def test_voc_index_pairs_lists_and_detection_only_images(voc, caplog):
+def test_voc_index_pairs_lists_and_detection_only_images(voc, caplog, tmp_path):
     caplog.set_level(logging.INFO, logger="segpipe")
+    val = voc / "ImageSets/Segmentation/val.txt"
+    val.write_text(val.read_text() + "2009_999999\n")
     frame, quarantine = index_dataset("voc", voc)
     assert len(frame) == 6
     assert frame.set_index("id")["official_split"].to_dict() == {
@@ -103,14 +106,13 @@ def test_voc_index_pairs_lists_and_detection_only_images(voc, caplog):
         "2007_000004": "test",
         "2007_000005": "test",
     }
-    # The listed id without files is quarantined; detection-only images are only counted.
-    assert quarantine == [
-        (
-            str(voc / "ImageSets/Segmentation/val.txt"),
-            "listed, but there is neither an image nor a mask named '2009_999999' (split test)",
-        )
-    ]
+    # The listed id without files is a quarantine row, which stops remap (the split would not
+    # be the list's); detection-only images are only counted.
+    problem = "line 3: id '2009_999999' matches no image/mask pair (split test)"
+    assert quarantine == [(str(val), problem)]
     assert "3 images in" in caplog.text and "have no mask and are in no split list" in caplog.text
+    with pytest.raises(SplitListError, match=re.escape(f"{val} {problem}")):
+        remap(voc, tmp_path / "out", layout="voc", table=VOC_TABLE, ignore_value=255)
 
 
 def test_voc_palette_indices_are_class_ids_and_255_is_ignored(voc, tmp_path):
@@ -120,7 +122,6 @@ def test_voc_palette_indices_are_class_ids_and_255_is_ignored(voc, tmp_path):
         layout="voc",
         table=VOC_TABLE,
         ignore_value=255,
-        max_quarantine_fraction=0.5,  # the listed id without files
     )
     mask = read(index.set_index("id").loc["2007_000001", "mask"])
     assert mask[5, 5] == 15 and mask[0, 0] == 0 and mask[3, 5] == 255

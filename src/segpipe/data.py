@@ -13,6 +13,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from segpipe.images import load_rgb  # lives in segpipe.images, free of torch
+from segpipe.io import read_table
 
 __all__ = ["SegmentationDataset", "load_mask", "load_rgb", "read_manifest"]
 
@@ -27,7 +28,8 @@ def load_mask(path: str | Path) -> np.ndarray:
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"id": str, "group": str}, keep_default_na=False)
+    """A split manifest; ids, groups and paths as written (``NA`` or ``nan`` stay strings)."""
+    return read_table(path)
 
 
 def to_model_input(image: torch.Tensor) -> torch.Tensor:

@@ -13,12 +13,20 @@ Layouts (``root`` is the dataset directory):
   (``a.jpg`` + ``a.png``); split lists are optional.
 
 Pairs that cannot be used are not dropped silently: they are returned as quarantine rows
-(file, problem) that the remap step writes out and the report shows.
+(file, problem) that the remap step writes out and the report shows. A split-list line that names
+no pair is a quarantine row too, and it stops the remap step (:func:`check_split_lists`): the
+image it meant would otherwise silently join another split.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import hashlib
 import logging
+import os
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -47,8 +55,12 @@ LAYOUT_LISTS = {
 
 NO_MASK = "no mask for this image"
 NO_IMAGE = "no image for this mask"
-LISTED_MISSING = "listed, but there is neither an image nor a mask named"
-_LOST_PAIR = (NO_MASK, NO_IMAGE, LISTED_MISSING)
+LISTED_MISSING = "matches no image/mask pair"
+_LOST_PAIR = (NO_MASK, NO_IMAGE)
+
+
+class SplitListError(ValueError):
+    """A split list names an id that matches no image or mask: the split cannot be trusted."""
 
 
 def is_lost_pair(problem: str) -> bool:
@@ -58,7 +70,12 @@ def is_lost_pair(problem: str) -> bool:
     archive, duplicate stems) are listed in the quarantine but are not pairs: they do not count
     towards ``remap.max_quarantine_fraction``.
     """
-    return problem.startswith(_LOST_PAIR)
+    return problem.startswith(_LOST_PAIR) or _is_unmatched_list_line(problem)
+
+
+def _is_unmatched_list_line(problem: str) -> bool:
+    """Whether a quarantine problem is a split-list line whose id matches no pair."""
+    return problem.startswith("line ") and LISTED_MISSING in problem
 
 
 def _files_by_stem(
@@ -126,23 +143,71 @@ def pair_by_stem(
     return _rows(images, masks), quarantine
 
 
-def read_list(path: Path) -> list[str]:
-    """Ids in a split list: the first field of each line; blank lines and # comments skipped.
+@dataclass(frozen=True)
+class ListEntry:
+    """One id line of a split list: line number (from 1), id, and whether the id names files."""
 
-    Works for Oxford's ``Name CLASS-ID SPECIES BREED-ID`` lines and VOC's one id per line.
+    line: int
+    id: str
+    found: bool
+
+
+def _decode_list(path: Path) -> str:
+    """A split list's text: UTF-8 with or without a byte-order mark, or UTF-16 with one (what
+    Windows Notepad calls "Unicode"); other encodings raise :class:`SplitListError`."""
+    data = path.read_bytes()
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    try:
+        return data.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SplitListError(
+            f"{path}: split list is not UTF-8 text ({exc.reason} at byte {exc.start}): "
+            "save it as UTF-8"
+        ) from None
+
+
+def list_entries(
+    path: Path, known: Collection[str] = (), *, first_field: bool = False
+) -> list[ListEntry]:
+    """The id lines of a split list, as ordinary editors save it.
+
+    The file is read as UTF-8 with or without a byte-order mark (or UTF-16 with one), with LF,
+    CRLF or CR line ends. A line's id is the first of these that names an image or a mask (a
+    stem in ``known``): the line as written, the line without leading and trailing spaces and
+    tabs, and the line's first whitespace-separated field. So ``my image 1`` is the id of ``my image 1.png``, and Oxford's
+    ``Abyssinian_1 1 1 1`` (``Name CLASS-ID SPECIES BREED-ID``) is ``Abyssinian_1``. Blank lines
+    and ``#`` comments (a line starting with ``#`` that names no file) are skipped.
+
+    A line that names no file gives ``found=False`` and, as its id, the stripped line (its first
+    field with ``first_field``, for lists of ``Name other-columns`` lines such as Oxford's).
     """
-    ids = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        fields = line.split()
-        if fields and not fields[0].startswith("#"):
-            ids.append(fields[0])
-    return ids
+    known = set(known)
+    text = _decode_list(Path(path))
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        fields = stripped.split()
+        match = next((c for c in (line, stripped, *fields[:1]) if c in known), None)
+        if match is not None:
+            entries.append(ListEntry(number, match, True))
+        elif fields and not stripped.startswith("#"):
+            entries.append(ListEntry(number, fields[0] if first_field else stripped, False))
+    return entries
+
+
+def read_list(path: Path, known: Collection[str] = (), *, first_field: bool = False) -> list[str]:
+    """Ids in a split list, one per id line (see :func:`list_entries` for the format)."""
+    return [e.id for e in list_entries(path, known, first_field=first_field)]
 
 
 def _read_lists(
-    root: Path, lists: dict[str, str | None], required: bool
-) -> dict[str, tuple[Path, list[str]]]:
-    """split name -> (list file, ids) for each list that exists (a missing one raises if
+    root: Path,
+    lists: dict[str, str | None],
+    required: bool,
+    known: Collection[str] = (),
+    first_field: bool = False,
+) -> dict[str, tuple[Path, list[ListEntry]]]:
+    """split name -> (list file, entries) for each list that exists (a missing one raises if
     ``required``, i.e. the user named it)."""
     found = {}
     for name, rel in lists.items():
@@ -150,12 +215,46 @@ def _read_lists(
             continue
         path = root / rel
         if path.is_file():
-            found[name] = (path, read_list(path))
+            found[name] = (path, list_entries(path, known, first_field=first_field))
         elif required:
             raise FileNotFoundError(f"split list for '{name}' not found: {path}")
         else:
             logger.info("no %s list at %s", name, path)
     return found
+
+
+def _listed_splits(lists: dict[str, tuple[Path, list[ListEntry]]]) -> dict[str, str]:
+    """id -> split name for the listed ids that name files. An id in the test list and in
+    another list is a test id, with a warning: test images must not leak into training."""
+    listed: dict[str, str] = {}
+    for name, (_, entries) in lists.items():
+        for entry in (e for e in entries if e.found):
+            other = listed.get(entry.id)
+            if other not in (None, name):
+                logger.warning("%r is in both the %s and the %s list", entry.id, other, name)
+            if other != "test":
+                listed[entry.id] = name
+    return listed
+
+
+def check_split_lists(quarantine: list[tuple[str, str]]) -> None:
+    """Raise :class:`SplitListError` when a split list names an id that matches no pair.
+
+    Such a line usually means the list and the files disagree in a way the eye misses (a
+    byte-order mark in the middle of a file, a zero-width or no-break space, a typo): the image
+    meant by it would silently join another split, e.g. a test image join training. Ids are
+    shown with ``repr()`` so that invisible characters appear as escapes.
+    """
+    rows = [f"{file} {problem}" for file, problem in quarantine if _is_unmatched_list_line(problem)]
+    if rows:
+        more = f"\n  ... and {len(rows) - 20} more" if len(rows) > 20 else ""
+        raise SplitListError(
+            f"{len(rows)} split-list line(s) name no image/mask pair:\n  "
+            + "\n  ".join(rows[:20])
+            + more
+            + "\nids are shown quoted, invisible characters escaped (e.g. '\\ufeff', '\\u200b'):"
+            " fix the lines or delete them"
+        )
 
 
 def index_oxford(root: Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
@@ -178,7 +277,9 @@ def index_dataset(
     (``{"trainval": file, "test": file}`` relative to ``root``) to the layout's
     (:data:`LAYOUT_LISTS`; a layout's own list may be absent, a list named here must exist).
     Returns the pairs (``official_split`` is "trainval", "test" or "" for pairs in no list) and
-    the quarantine rows (file, problem).
+    the quarantine rows (file, problem). List lines are read by :func:`list_entries`; a line
+    that names no image or mask is a row ``(list, "line N: id '...' matches no image/mask
+    pair (split S)")``, which :func:`check_split_lists` turns into an error.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown dataset layout '{layout}'; valid: {list(LAYOUTS)}")
@@ -186,12 +287,18 @@ def index_dataset(
     default_images, default_masks = LAYOUT_DIRS[layout]
     images_path = root / (images_dir or default_images)
     masks_path = root / (masks_dir or default_masks)
-    lists = _read_lists(root, split_lists or LAYOUT_LISTS[layout], required=bool(split_lists))
-    listed = {i: name for name, (_, ids) in lists.items() for i in ids}
 
     quarantine: list[tuple[str, str]] = []
     images = _files_by_stem(images_path, IMAGE_SUFFIXES, "image", quarantine)
     masks = _files_by_stem(masks_path, MASK_SUFFIXES, "mask", quarantine, mask_suffix)
+    lists = _read_lists(
+        root,
+        split_lists or LAYOUT_LISTS[layout],
+        required=bool(split_lists),
+        known=images.keys() | masks.keys(),
+        first_field=layout == "oxford",
+    )
+    listed = _listed_splits(lists)
     unannotated = 0
     for stem in sorted(images.keys() - masks.keys()):
         if layout == "voc" and stem not in listed:
@@ -207,10 +314,12 @@ def index_dataset(
             unannotated,
             images_path,
         )
-    for name, (path, ids) in lists.items():
-        for i in ids:
-            if i not in images and i not in masks:
-                quarantine.append((str(path), f"{LISTED_MISSING} '{i}' (split {name})"))
+    for name, (path, entries) in lists.items():
+        quarantine += [
+            (str(path), f"line {e.line}: id {e.id!r} {LISTED_MISSING} (split {name})")
+            for e in entries
+            if not e.found
+        ]
 
     frame = _rows(images, masks)
     frame["official_split"] = [listed.get(i, "") for i in frame["id"]]
@@ -224,3 +333,67 @@ def index_dataset(
             sorted(str(p) for p, _ in lists.values()),
         )
     return frame, quarantine
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """The files that indexing a dataset reads, with their sizes and modification times.
+
+    Rule remap is rerun when any of them changes, through two cheap signs (the DAG of a
+    7,349-pair dataset stays as fast to build as that of a small one):
+
+    - :meth:`newest` is remap's input: Snakemake reruns a job whose input is newer than its
+      outputs, and the newest file is newer whenever any file was edited or added since;
+    - :meth:`fingerprint` is one of remap's params: the names and sizes of all files, which
+      change when a file is removed or renamed (neither changes a timestamp).
+
+    Timestamps stay out of the fingerprint, so files restored with new timestamps (``dvc pull``,
+    a copy) and then re-stamped rerun nothing.
+    """
+
+    root: str
+    entries: tuple[tuple[str, int, int], ...]  # (path, size, mtime_ns), sorted by path
+
+    def newest(self) -> list[str]:
+        """The most recently modified file, as a one-element list (empty when there are none)."""
+        if not self.entries:
+            return []
+        return [max(self.entries, key=lambda e: (e[2], e[0]))[0]]
+
+    def fingerprint(self) -> str:
+        """'<n> files, sha256:<hash of relative names and sizes>'."""
+        digest = hashlib.sha256()
+        for path, size, _ in self.entries:
+            digest.update(f"{os.path.relpath(path, self.root)}\t{size}\n".encode())
+        return f"{len(self.entries)} files, sha256:{digest.hexdigest()[:16]}"
+
+
+def dataset_files(
+    layout: str,
+    root: str | Path,
+    *,
+    images_dir: str | None = None,
+    masks_dir: str | None = None,
+    split_lists: dict[str, str | None] | None = None,
+) -> DatasetFiles:
+    """Every file that indexing ``root`` reads: the image and mask directories' files (hidden
+    ones too: remap lists them in the quarantine) and the split lists that exist. A missing
+    directory gives no files here; remap then fails, naming it.
+    """
+    root = Path(root)
+    default_images, default_masks = LAYOUT_DIRS[layout]
+    entries: list[tuple[str, int, int]] = []
+    for sub in (images_dir or default_images, masks_dir or default_masks):
+        with (
+            contextlib.suppress(FileNotFoundError, NotADirectoryError),
+            os.scandir(root / sub) as found,
+        ):
+            for entry in found:
+                if entry.is_file():
+                    stat = entry.stat()
+                    entries.append((entry.path, stat.st_size, stat.st_mtime_ns))
+    for rel in (split_lists or LAYOUT_LISTS[layout]).values():
+        if rel and (root / rel).is_file():
+            stat = (root / rel).stat()
+            entries.append((str(root / rel), stat.st_size, stat.st_mtime_ns))
+    return DatasetFiles(str(root), tuple(sorted(entries)))
