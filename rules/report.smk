@@ -14,6 +14,7 @@ rule report:
         manifest="results/split/test.csv",
         predictions="results/predict/test",
         quarantine="results/remap/quarantine.csv",
+        classes="results/split/classes.csv",
     output:
         html="results/report/report.html",
         confusion=report(

@@ -6,6 +6,7 @@ rule split:
         train="results/split/train.csv",
         val="results/split/val.csv",
         test="results/split/test.csv",
+        classes="results/split/classes.csv",
     log:
         "logs/split/split.log",
     benchmark:
@@ -18,5 +19,6 @@ rule split:
         runtime=res("split", "runtime"),
     params:
         split=config["split"],
+        classes=config["classes"],
     script:
         "../scripts/split.py"

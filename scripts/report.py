@@ -19,6 +19,7 @@ build_report(
     manifest_csv=inp.manifest,
     predictions_dir=inp.predictions,
     quarantine_csv=inp.quarantine,
+    class_presence_csv=inp.classes,
     class_names=params.classes,
     ignore_index=params.ignore_index,
     config=params.config,

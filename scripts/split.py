@@ -4,4 +4,11 @@ from segpipe.logs import setup_logging
 from segpipe.split import write_split
 
 setup_logging(snakemake.log[0])
-write_split(snakemake.input.index, dict(snakemake.output.items()), **snakemake.params.split)
+out = snakemake.output
+write_split(
+    snakemake.input.index,
+    {"train": out.train, "val": out.val, "test": out.test},
+    out.classes,
+    class_names=snakemake.params.classes,
+    **snakemake.params.split,
+)

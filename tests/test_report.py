@@ -332,3 +332,24 @@ def test_empty_quarantine_list_says_so(tmp_path, inputs):
 
     assert "quarantine" not in _tables(html)
     assert "No file was quarantined" in html
+
+
+def test_classes_missing_from_train_or_val_are_shown_under_data_quality(tmp_path, inputs):
+    (tmp_path / "classes.csv").write_text(
+        "class_id,class_name,train,val,test\n0,pet,10,3,4\n1,background,10,3,4\n2,border,0,0,2\n"
+    )
+    inputs["class_presence_csv"] = tmp_path / "classes.csv"
+
+    html = _build(tmp_path, inputs)
+
+    assert _tables(html)["missing-classes"] == [
+        ["Class", "Missing from", "Images (train / val / test)"],
+        ["border", "train, val", "0 / 0 / 2"],
+    ]
+    assert 'href="#data"' in html and "classes missing from a split" in html
+
+
+def test_no_missing_class_no_section(tmp_path, inputs):
+    (tmp_path / "classes.csv").write_text("class_id,class_name,train,val,test\n0,a,1,1,1\n")
+    inputs["class_presence_csv"] = tmp_path / "classes.csv"
+    assert "missing-classes" not in _tables(_build(tmp_path, inputs))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -26,6 +28,8 @@ def make_index(official: bool = True) -> pd.DataFrame:
                     "official_split": ("test" if i % 4 == 0 else "trainval") if official else "",
                     "height": 100 + i,
                     "width": 120,
+                    # Class 2 ('rare') only on the test list of the official split.
+                    "classes": "0 1 2" if group == "pug" and i % 4 == 0 else "0 1",
                 }
             )
     # Shuffled rows: the split must not depend on the order of the index.
@@ -37,6 +41,7 @@ def ids(parts: dict[str, pd.DataFrame]) -> dict[str, set[str]]:
 
 
 SPLIT_KW = dict(val_fraction=0.2, test_fraction=0.25)
+NAMES = ["bg", "pet", "rare", "never"]
 
 
 def test_same_seed_same_split_regardless_of_row_order():
@@ -119,8 +124,10 @@ def test_write_split_is_byte_identical(tmp_path):
     outputs = []
     for run in ("a", "b"):
         out = {name: str(tmp_path / run / f"{name}.csv") for name in ("train", "val", "test")}
-        write_split(str(index_csv), out, seed=42, **SPLIT_KW)
+        classes = str(tmp_path / run / "classes.csv")
+        write_split(str(index_csv), out, classes, class_names=NAMES, seed=42, **SPLIT_KW)
         outputs.append(out)
+        assert Path(classes).read_bytes() == (tmp_path / "a" / "classes.csv").read_bytes()
     for name in ("train", "val", "test"):
         first = (tmp_path / "a" / f"{name}.csv").read_bytes()
         assert first == (tmp_path / "b" / f"{name}.csv").read_bytes()
@@ -136,5 +143,23 @@ def test_write_split_reads_empty_official_column(tmp_path):
     index_csv = tmp_path / "index.csv"
     make_index(official=False).to_csv(index_csv, index=False)
     out = {name: str(tmp_path / f"{name}.csv") for name in ("train", "val", "test")}
-    write_split(str(index_csv), out, seed=42, **SPLIT_KW)
+    write_split(
+        str(index_csv), out, str(tmp_path / "c.csv"), class_names=NAMES, seed=42, **SPLIT_KW
+    )
     assert len(pd.read_csv(out["test"])) == sum(round(0.25 * n) for n in GROUPS.values())
+
+
+def test_a_class_missing_from_train_or_val_is_warned_by_name(tmp_path, caplog):
+    index_csv = tmp_path / "index.csv"
+    make_index().to_csv(index_csv, index=False)
+    out = {name: str(tmp_path / f"{name}.csv") for name in ("train", "val", "test")}
+    classes = tmp_path / "classes.csv"
+    write_split(str(index_csv), out, str(classes), class_names=NAMES, seed=42, **SPLIT_KW)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "class 'rare' (id 2) appears in no mask of the train and val splits" in warnings
+    assert "class 'never' (id 3) appears in no mask of the train and val splits" in warnings
+    assert not any("'bg'" in w or "'pet'" in w for w in warnings)
+    table = pd.read_csv(classes).set_index("class_name")
+    assert list(table.columns) == ["class_id", "train", "val", "test"]
+    assert table.loc["rare", "test"] == 5 and table.loc["rare", ["train", "val"]].sum() == 0
+    assert table.loc["bg", ["train", "val", "test"]].sum() == 120

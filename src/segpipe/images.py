@@ -14,6 +14,18 @@ Conversions to RGB:
 - 16-bit, 32-bit integer and float greyscale (I;16, I, F): scaled by the image's own maximum to
   0..255 (not clipped, so 12-bit data does not turn white);
 - multi-frame files (animated GIF, multi-page TIFF): the first frame.
+
+Orientation: images are decoded the way image viewers show them. A file whose EXIF orientation
+tag (0x0112; JPEGs from phones and cameras, also PNG eXIf, TIFF and WebP) says 2..8 is rotated
+and/or mirrored by :func:`PIL.ImageOps.exif_transpose` wherever an image is read for
+remapping, verification, preprocessing, prediction and the report (:func:`load_rgb`,
+:func:`inspect_image`, :func:`oriented`), and :func:`inspect_image` notes it per file
+("EXIF orientation 6: rotated as viewers show it"), a warning because a mask drawn on the stored
+pixels of a square image cannot be told apart. Widths and heights everywhere (index, predictions)
+are those of the viewed image. Masks are read the same way: their values as stored, but a mask
+that carries an EXIF orientation itself is rotated too, so that image and mask stay aligned as an
+annotation tool showing both would have drawn them. An orientation outside 1..8 is ignored (read
+as stored, with a warning), as viewers do.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +52,53 @@ EXPECTED_FORMATS = {
 }
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+ORIENTATION_TAG = 0x0112
+# EXIF orientation -> what viewers do to the stored pixels (1: nothing).
+ORIENTATIONS = {
+    2: "mirrored left-right",
+    3: "rotated 180°",
+    4: "mirrored top-bottom",
+    5: "mirrored along the main diagonal",
+    6: "rotated 90° clockwise",
+    7: "mirrored along the anti-diagonal",
+    8: "rotated 90° counter-clockwise",
+}
+SWAPS_AXES = (5, 6, 7, 8)
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag of an opened image, 1 when it has none or its EXIF is unreadable
+    (viewers then show the stored pixels too)."""
+    try:
+        return int(img.getexif().get(ORIENTATION_TAG, 1))
+    except Exception:  # a malformed EXIF block does not make the pixels unusable
+        return 1
+
+
+def oriented(img: Image.Image) -> tuple[Image.Image, int]:
+    """A loaded image as viewers show it, and its EXIF orientation (the image itself when the
+    orientation is 1 or not a valid 1..8 value)."""
+    orientation = exif_orientation(img)
+    if orientation not in ORIENTATIONS:
+        return img, orientation
+    return ImageOps.exif_transpose(img), orientation
+
+
+def orientation_note(orientation: int) -> tuple[int, str] | None:
+    """The (level, text) note for an EXIF orientation, or None for 1 (as stored)."""
+    if orientation == 1:
+        return None
+    if orientation not in ORIENTATIONS:
+        return (
+            logging.WARNING,
+            f"EXIF orientation {orientation} is not a valid value (1..8): read as stored",
+        )
+    return (
+        logging.WARNING,
+        f"EXIF orientation {orientation}: rotated as viewers show it ({ORIENTATIONS[orientation]})",
+    )
 
 
 def _has_alpha(img: Image.Image) -> bool:
@@ -59,10 +118,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Open any image Pillow reads as 8-bit RGB, whatever its real format or mode."""
+    """Open any image Pillow reads as 8-bit RGB, whatever its real format or mode, oriented as
+    viewers show it (EXIF orientation applied)."""
     with Image.open(path) as img:
         img.load()
-        return to_rgb(img)
+        return to_rgb(oriented(img)[0])
 
 
 @dataclass
@@ -71,14 +131,22 @@ class ImageInfo:
 
     format: str  # Pillow's format name from the file's content, e.g. "JPEG", "PNG", "GIF"
     mode: str  # Pillow mode as stored, e.g. "RGB", "L", "P", "RGBA", "CMYK", "I;16"
-    width: int
+    width: int  # as viewers show it (EXIF orientation applied)
     height: int
     # (logging level, text) for each conversion or oddity worth a log line.
     notes: list[tuple[int, str]] = field(default_factory=list)
+    orientation: int = 1  # EXIF orientation tag, 1 when none
+    stored_size: tuple[int, int] | None = None  # (width, height) of the pixels as stored
+
+    @property
+    def swaps_axes(self) -> bool:
+        """Whether the EXIF orientation swaps width and height (90° rotations, transposes)."""
+        return self.orientation in SWAPS_AXES
 
 
 def inspect_image(path: str | Path) -> ImageInfo:
-    """Decode ``path`` completely and convert it to RGB, as training will; describe what happened.
+    """Decode ``path`` completely, orient it as viewers show it and convert it to RGB, as training
+    will; describe what happened (sizes are the viewed ones; ``stored_size`` is the stored one).
 
     Raises whatever Pillow raises for an unreadable, truncated or corrupt file (callers catch
     ``Exception`` and quarantine the file).
@@ -92,7 +160,9 @@ def inspect_image(path: str | Path) -> ImageInfo:
         peak = None
         if mode in HIGH_BIT_MODES:
             peak = float(np.asarray(img, dtype=np.float32).max())
-        rgb = to_rgb(img)
+        stored_size = img.size
+        viewed, orientation = oriented(img)
+        rgb = to_rgb(viewed)
         width, height = rgb.size
     notes: list[tuple[int, str]] = []
     expected = EXPECTED_FORMATS.get(path.suffix.lower())
@@ -121,4 +191,7 @@ def inspect_image(path: str | Path) -> ImageInfo:
         notes.append((logging.INFO, f"mode {mode}: converted to RGB"))
     if frames > 1:
         notes.append((logging.WARNING, f"{frames} frames: the first frame is used"))
-    return ImageInfo(fmt, mode, width, height, notes)
+    note = orientation_note(orientation)
+    if note:
+        notes.append(note)
+    return ImageInfo(fmt, mode, width, height, notes, orientation, stored_size)

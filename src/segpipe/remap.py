@@ -13,6 +13,13 @@ Every image is decoded completely here, in a process pool, so training never mee
 corrupt file; what a file really is (a PNG named ``.jpg``, CMYK, 16-bit...) is logged, naming it.
 Pairs that cannot be used are quarantined (file, problem) and the run fails when more than
 ``max_quarantine_fraction`` of the pairs are lost. Input files are only ever read.
+
+Float masks (TIFF mode F) whose values are all integers are read as those integers; a float mask
+holding other values (a probability map, NaN) has its non-integer pixels handled like unmapped
+values, by ``remap.unmapped``: 'error' stops the run, 'quarantine' quarantines the pair, 'ignore'
+maps those pixels to ``ignore_index``; each names the file and the values. Masks are oriented like
+their images (see :mod:`segpipe.images`): values as stored, EXIF orientation applied if a mask
+carries one.
 """
 
 from __future__ import annotations
@@ -28,23 +35,40 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from segpipe.datasets import index_dataset, is_lost_pair
-from segpipe.images import inspect_image
-from segpipe.io import atomic_dir, write_csv
+from segpipe.datasets import check_split_lists, index_dataset, is_lost_pair
+from segpipe.images import SWAPS_AXES, ImageInfo, inspect_image, orientation_note, oriented
+from segpipe.io import atomic_dir, remove_stale_temporaries, write_csv
 from segpipe.logs import progress
 
 logger = logging.getLogger(__name__)
 UNMAPPED = -1
 UNMAPPED_POLICIES = ("error", "ignore", "quarantine")
-INDEX_COLUMNS = ["id", "image", "mask", "raw_mask", "group", "official_split", "height", "width"]
+INDEX_COLUMNS = [
+    "id",
+    "image",
+    "mask",
+    "raw_mask",
+    "group",
+    "official_split",
+    "height",
+    "width",
+    "classes",  # class ids present in the mask, space-separated (ignore_index left out)
+]
+# Float mask values beyond this are no class id (and would overflow int64): counted as non-integer.
+MAX_FLOAT_VALUE = 2.0**31
+SHOWN_VALUES = 5  # offending float values named in a message
 
 
 class UnmappedValuesError(ValueError):
-    """A mask holds values that the remap table does not cover."""
+    """A mask holds values that the remap table does not cover, or non-integer float values."""
 
 
 class MaskError(ValueError):
     """A mask that can be decoded but not used as it is (colour mask without remap.colors...)."""
+
+
+class NonIntegerMaskError(MaskError):
+    """A float mask (e.g. a probability map) holding values that are not integers."""
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -133,37 +157,82 @@ def make_spec(
     return RemapSpec(table, ignore_value, unmapped, ignore_index, color_map)
 
 
-def read_mask_values(path: str | Path) -> np.ndarray:
-    """Raw mask values as a 2-D integer array.
-
-    Palette PNGs give palette indices, 1-bit masks 0/255; an RGB(A) mask is accepted only when its
-    channels are equal (a greyscale mask saved as RGB); alpha is dropped.
-    """
-    with Image.open(path) as img:
-        img.load()
-        if img.mode == "1":
-            img = img.convert("L")
-        elif img.mode in ("LA", "La"):
-            img = img.getchannel(0)
-        arr = np.asarray(img)
+def _raw_values(img: Image.Image, path: str | Path) -> np.ndarray:
+    """A loaded mask's values as stored (float for float masks): palette PNGs give palette
+    indices, 1-bit masks 0/255; an RGB(A) mask is accepted only when its channels are equal (a
+    greyscale mask saved as RGB); alpha is dropped."""
+    if img.mode == "1":
+        img = img.convert("L")
+    elif img.mode in ("LA", "La"):
+        img = img.getchannel(0)
+    arr = np.asarray(img)
     if arr.ndim == 3:
         if not (arr[..., :3] == arr[..., :1]).all():
             raise MaskError(
                 f"{path}: colour mask (R, G and B differ): map its colours with remap.colors"
             )
         arr = arr[..., 0]
-    return arr.astype(np.int64)
+    return arr
+
+
+def _packed_colors(img: Image.Image) -> np.ndarray:
+    """A loaded mask's colours as packed RGB keys (palette and greyscale masks as their colours;
+    alpha dropped)."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return pack_rgb(np.asarray(img.convert("RGB")))
+
+
+def read_mask(path: str | Path, *, colors: bool = False) -> tuple[np.ndarray, int]:
+    """A mask's raw values (float for a float mask) or, with ``colors``, packed colours, oriented
+    like its image (EXIF orientation applied if it has one); and that orientation (1: none)."""
+    with Image.open(path) as img:
+        img.load()
+        img, orientation = oriented(img)
+        arr = _packed_colors(img) if colors else _raw_values(img, path)
+    return arr, orientation
+
+
+def split_non_integer(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw values as int64, and where a float mask holds no integer (None when every value is
+    one, always for integer masks); those pixels are 0 in the int64 values."""
+    if not np.issubdtype(raw.dtype, np.floating):
+        return raw.astype(np.int64), None
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(raw) | (raw != np.round(raw)) | (np.abs(raw) >= MAX_FLOAT_VALUE)
+    values = np.where(bad, 0, raw).astype(np.int64)
+    return values, (bad if bad.any() else None)
+
+
+def _non_integer_message(source: str | Path, raw: np.ndarray, bad: np.ndarray) -> str:
+    found = np.unique(raw[bad])  # sorted, NaN last
+    shown = [f"{v:.6g}" for v in found[:SHOWN_VALUES].tolist()]
+    if len(found) > SHOWN_VALUES:
+        shown.append(f"... {len(found)} distinct")
+    return (
+        f"{source}: non-integer mask values [{', '.join(shown)}] in {int(bad.sum())} pixels "
+        "(a float mask, e.g. a probability map: save class ids as integers, "
+        "or remap.unmapped: ignore/quarantine)"
+    )
+
+
+def read_mask_values(path: str | Path) -> np.ndarray:
+    """Raw mask values as a 2-D int64 array, oriented like the image (see :func:`read_mask`).
+
+    A float mask whose values are all integers gives those integers; any other value raises
+    :class:`NonIntegerMaskError` naming the file and the values.
+    """
+    raw, _ = read_mask(path)
+    values, bad = split_non_integer(raw)
+    if bad is not None:
+        raise NonIntegerMaskError(_non_integer_message(path, raw, bad))
+    return values
 
 
 def read_mask_colors(path: str | Path) -> np.ndarray:
-    """A mask's pixel colours as packed RGB keys (palette and greyscale masks as their colours;
-    alpha dropped)."""
-    with Image.open(path) as img:
-        img.load()
-        if img.mode == "P" and "transparency" in img.info:
-            img = img.convert("RGBA")
-        rgb = np.asarray(img.convert("RGB"))
-    return pack_rgb(rgb)
+    """A mask's pixel colours as packed RGB keys, oriented like the image (see
+    :func:`read_mask`)."""
+    return read_mask(path, colors=True)[0]
 
 
 def remap_array(values: np.ndarray, spec: RemapSpec, source: str = "mask") -> np.ndarray:
@@ -183,16 +252,24 @@ class _Mapped:
     missing: list  # unmapped keys as users write them
 
 
-def _map(values: np.ndarray, spec: RemapSpec) -> _Mapped:
-    if values.size and values.min() < 0:
-        raise MaskError(f"negative mask values {sorted(set(values[values < 0].tolist()))}")
-    keys, inverse, counts = np.unique(values.ravel(), return_inverse=True, return_counts=True)
+def _map(values: np.ndarray, spec: RemapSpec, skip: np.ndarray | None = None) -> _Mapped:
+    """Map raw keys to class ids; ``skip`` pixels (non-integer float values) are neither counted
+    nor mapped: they become ``ignore_index``."""
+    used = values.ravel() if skip is None else values[~skip]
+    if used.size and used.min() < 0:
+        raise MaskError(f"negative mask values {sorted(set(used[used < 0].tolist()))}")
+    keys, inverse, counts = np.unique(used, return_inverse=True, return_counts=True)
     classes = spec.lookup(keys)
     missing = classes == UNMAPPED
     classes[missing] = spec.ignore_index
     if (classes > 255).any() and not spec.counts_only:
         raise MaskError(f"class ids above 255 {sorted(set(classes[classes > 255].tolist()))}")
-    out = classes[inverse.ravel()].reshape(values.shape).astype(np.uint8)
+    mapped = classes[inverse.ravel()].astype(np.uint8)
+    if skip is None:
+        out = mapped.reshape(values.shape)
+    else:
+        out = np.full(values.shape, spec.ignore_index, dtype=np.uint8)
+        out[~skip] = mapped
     return _Mapped(out, keys, counts, spec.describe(keys[missing]))
 
 
@@ -204,6 +281,32 @@ def _unmapped_message(source: str, found: list, spec: RemapSpec) -> str:
     )
 
 
+def _size_problem(info: ImageInfo, shape: tuple[int, ...], mask_orientation: int) -> str:
+    """Why a mask and its image differ in size, naming an EXIF orientation that caused it."""
+    height, width = shape
+    text = f"mask {width}x{height} and image {info.width}x{info.height} differ in size"
+    if info.swaps_axes and info.stored_size == (width, height):
+        verb = "rotates" if info.orientation in (6, 8) else "transposes"
+        return text + (
+            f" (the image's EXIF orientation {info.orientation} {verb} it; its stored size "
+            f"{width}x{height} matches the mask: fix the orientation tag or rotate the mask)"
+        )
+    if mask_orientation in SWAPS_AXES and (height, width) == (info.width, info.height):
+        return text + (
+            f" (the mask's EXIF orientation {mask_orientation} rotates it; its stored size "
+            f"{height}x{width} matches the image: fix the mask's orientation tag)"
+        )
+    return text
+
+
+def _value_problems(mask: str, raw: np.ndarray, skip, mapped: _Mapped, spec: RemapSpec) -> list:
+    """Messages for values the table cannot map: non-integer float values, unmapped values."""
+    messages = [] if skip is None else [_non_integer_message(mask, raw, skip)]
+    if mapped.missing:
+        messages.append(_unmapped_message(mask, mapped.missing, spec))
+    return messages
+
+
 def check_pair(row: dict, spec: RemapSpec) -> tuple[dict, np.ndarray | None]:
     """Decode one image and its mask completely and remap the mask.
 
@@ -211,7 +314,7 @@ def check_pair(row: dict, spec: RemapSpec) -> tuple[dict, np.ndarray | None]:
     ``image_mode``, ``width``, ``height``, ``value_counts`` (raw value or (r, g, b) -> pixels),
     ``class_counts`` (class id -> pixels) and ``notes`` ((level, message) log lines); a pair
     that cannot be used has ``problem`` and ``problem_file`` instead of a mask, and ``fatal``
-    when it must stop the run (unmapped values with ``unmapped='error'``).
+    when it must stop the run (unmapped or non-integer values with ``unmapped='error'``).
     """
     result: dict[str, Any] = {**row, "notes": [], "fatal": False}
     image, mask = row["image"], row["raw_mask"]
@@ -228,29 +331,28 @@ def check_pair(row: dict, spec: RemapSpec) -> tuple[dict, np.ndarray | None]:
     )
     result["notes"] += [(level, f"{image}: {text}") for level, text in info.notes]
     try:
-        values = read_mask_colors(mask) if spec.by_color else read_mask_values(mask)
-        mapped = _map(values, spec)
+        raw, mask_orientation = read_mask(mask, colors=spec.by_color)
+        values, skip = split_non_integer(raw)
+        mapped = _map(values, spec, skip)
     except MaskError as exc:
         return problem(mask, str(exc).removeprefix(f"{mask}: "))
     except Exception as exc:
         return problem(mask, f"unreadable mask ({type(exc).__name__}: {exc})")
     if values.shape != (info.height, info.width):
-        return problem(
-            mask,
-            f"mask {values.shape[1]}x{values.shape[0]} and image {info.width}x{info.height} "
-            "differ in size",
-        )
+        return problem(mask, _size_problem(info, values.shape, mask_orientation))
+    note = orientation_note(mask_orientation)
+    if note:
+        result["notes"].append((note[0], f"{mask}: mask {note[1]}"))
     described = spec.describe(mapped.keys)
     result["value_counts"] = {
         (tuple(k) if spec.by_color else k): c
         for k, c in zip(described, mapped.counts.tolist(), strict=True)
     }
-    if mapped.missing:
-        message = _unmapped_message(mask, mapped.missing, spec)
-        if spec.unmapped == "error":
-            return problem(mask, message, fatal=True)
-        if spec.unmapped == "quarantine":
-            return problem(mask, message.removeprefix(f"{mask}: "))
+    for message in _value_problems(mask, raw, skip, mapped, spec):
+        if spec.unmapped in ("error", "quarantine"):
+            # 'error' stops the run (remap) or is a problem (verify); the text names no file,
+            # which problem_file does.
+            return problem(mask, message.removeprefix(f"{mask}: "), spec.unmapped == "error")
         result["notes"].append((logging.WARNING, message + ": marked as ignored"))
     classes, class_counts = np.unique(mapped.out, return_counts=True)
     result["class_counts"] = dict(zip(classes.tolist(), class_counts.tolist(), strict=True))
@@ -378,11 +480,13 @@ def remap_dataset(
 
     The masks directory is written atomically (temp dir, then rename). Pairs that cannot be used go
     to the quarantine CSV; if more than ``max_quarantine_fraction`` of the pairs are lost, or any
-    mask has unmapped values with ``unmapped='error'``, it raises (the quarantine CSV is still
+    mask has unmapped or non-integer values with ``unmapped='error'``, it raises (the quarantine CSV is still
     written, so the report of a later fixed run and the user see every problem).
     """
     from segpipe.verify import format_summary, summarize
 
+    # The outputs' folder is this step's alone: clear what a killed earlier run left there.
+    remove_stale_temporaries(Path(masks_out).parent)
     spec, frame, index_quarantine = index_with_spec(
         layout,
         dataset_dir,
@@ -396,6 +500,7 @@ def remap_dataset(
         mask_suffix=mask_suffix,
         split_lists=split_lists,
     )
+    check_split_lists(index_quarantine)  # a listed id with no pair: the split is not to be trusted
     if frame.empty:
         for file, problem in index_quarantine[:20]:
             logger.warning("quarantined %s: %s", file, problem)
@@ -411,11 +516,11 @@ def remap_dataset(
         quarantine = quarantine_rows(index_quarantine, results)
         log_results(results, quarantine)
         write_csv(quarantine_out, pd.DataFrame(quarantine, columns=["file", "problem"]))
-        fatal = [r["problem"] for r in results if r.get("fatal")]
+        fatal = [f"{r['problem_file']}: {r['problem']}" for r in results if r.get("fatal")]
         if fatal:
             raise UnmappedValuesError(
-                f"{len(fatal)} mask(s) hold values outside the remap table:\n  "
-                + "\n  ".join(fatal[:10])
+                f"{len(fatal)} mask(s) hold values outside the remap table or non-integer "
+                "values:\n  " + "\n  ".join(fatal[:10])
             )
         lost, total = lost_fraction(frame, index_quarantine, results)
         if lost > max_quarantine_fraction * total:
@@ -430,6 +535,9 @@ def remap_dataset(
     good = [r for r in results if "problem" not in r]
     index = pd.DataFrame(good)
     index["mask"] = [str(masks_out / Path(p).name) for p in index["mask"]]
+    index["classes"] = [
+        " ".join(str(c) for c in sorted(r["class_counts"]) if c != ignore_index) for r in good
+    ]
     write_csv(index_out, index[INDEX_COLUMNS])
     logger.info(
         "remapped %d masks into %s (%d files quarantined)", len(index), masks_out, len(quarantine)

@@ -30,7 +30,8 @@ from PIL import Image
 
 from segpipe import plots
 from segpipe.colors import colorize, palette
-from segpipe.io import write_text
+from segpipe.images import load_rgb
+from segpipe.io import read_table, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def build_report(
     repo_dir: str | os.PathLike = ".",
     ignore_index: int = 255,
     quarantine_csv: str | os.PathLike | None = None,
+    class_presence_csv: str | os.PathLike | None = None,
 ) -> None:
     """Write ``confusion.png``, ``learning_curves.png``, ``per_class.png`` and the HTML report.
 
@@ -78,7 +80,8 @@ def build_report(
     ``benchmarks`` (rule name -> Snakemake benchmark TSV) are optional and shown as "n/a" when
     absent. The gallery shows the ``gallery_size`` best, median and worst test images by
     per-image mean IoU. ``quarantine_csv`` (file, problem), written by the remap step, is shown
-    as a table of the files left out of the run.
+    as a table of the files left out of the run; ``class_presence_csv`` (images per class and
+    split, written by the split step) as the classes that no train or val mask holds.
     """
     required = {
         "metrics_json": metrics_json,
@@ -94,11 +97,12 @@ def build_report(
             raise FileNotFoundError(errno.ENOENT, f"report input {name} not found", str(path))
 
     test_metrics = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
-    per_class = pd.read_csv(per_class_csv)
-    confusion = pd.read_csv(confusion_csv, index_col="true")
-    per_image = pd.read_csv(per_image_csv, dtype={"id": str})
-    history = pd.read_csv(history_csv)
-    manifest = pd.read_csv(manifest_csv, dtype={"id": str}).set_index("id")
+    # Ids and class names as written: an image 'NA' or a class 'None' stays a string.
+    per_class = read_table(per_class_csv)
+    confusion = read_table(confusion_csv, index_col="true")
+    per_image = read_table(per_image_csv)
+    history = read_table(history_csv)
+    manifest = read_table(manifest_csv).set_index("id")
 
     figures_dir = Path(figures_dir)
     figure_paths = {
@@ -133,6 +137,7 @@ def build_report(
             for name, color in zip(class_names, palette(len(class_names)), strict=True)
         ],
         "quarantine": _read_quarantine(quarantine_csv),
+        "missing_classes": _missing_classes(class_presence_csv),
         "galleries": _galleries(
             per_image, manifest, Path(predictions_dir), gallery_size, len(class_names), ignore_index
         ),
@@ -192,7 +197,7 @@ def _read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
         logger.warning("benchmark file %s is missing; shown as n/a", path)
         return {"seconds": None, "max_rss": None}
     try:
-        table = pd.read_csv(path, sep="\t")
+        table = pd.read_csv(path, sep="\t")  # numbers only; Snakemake writes NA for unmeasured
         seconds = pd.to_numeric(table["s"], errors="coerce").mean()
         max_rss = pd.to_numeric(table["max_rss"], errors="coerce").mean()
     except (ValueError, KeyError) as exc:
@@ -208,9 +213,24 @@ def _read_quarantine(path: str | os.PathLike | None) -> dict[str, Any] | None:
     if not Path(path).is_file():
         logger.warning("quarantine list %s is missing; not shown", path)
         return {"rows": [], "total": None, "shown": 0}
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_table(path, text=True)
     rows = table[["file", "problem"]].head(QUARANTINE_MAX_ROWS).to_dict("records")
     return {"rows": rows, "total": len(table), "shown": len(rows)}
+
+
+def _missing_classes(path: str | os.PathLike | None) -> list[dict[str, Any]] | None:
+    """Classes that no mask of the train or val split holds, with the splits they miss from;
+    None when no table was given."""
+    if path is None:
+        return None
+    table = read_table(path)
+    missing = []
+    for row in table.to_dict("records"):
+        splits = [s for s in ("train", "val") if s in row and row[s] == 0]
+        if splits:
+            counts = {s: int(row[s]) for s in ("train", "val", "test") if s in row}
+            missing.append({"class_name": row["class_name"], "splits": splits, "counts": counts})
+    return missing
 
 
 def _describe_dataset(dataset: Any) -> str:
@@ -289,8 +309,7 @@ def _composite(
     The error map is the image in dimmed grey with wrongly predicted pixels in red and ignored
     pixels in black.
     """
-    with Image.open(image_path) as img:
-        image = np.asarray(img.convert("RGB"))
+    image = np.asarray(load_rgb(image_path))  # as remap and training read it (EXIF orientation)
     truth = _read_mask(truth_path)
     pred = _read_mask(pred_path)
     if not image.shape[:2] == truth.shape == pred.shape:

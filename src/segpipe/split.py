@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from segpipe.io import write_csv
+from segpipe.io import read_table, write_csv
 
 logger = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ["id", "image", "mask", "group", "height", "width"]
@@ -67,9 +67,49 @@ def split_dataset(
     }
 
 
-def write_split(index_csv: str, out: dict[str, str], **kwargs) -> None:
-    """Read the remap index, split it, and write one manifest CSV per split (keys of ``out``)."""
-    index = pd.read_csv(index_csv, dtype={"id": str, "group": str, "official_split": str})
-    index[["group", "official_split"]] = index[["group", "official_split"]].fillna("")
-    for name, frame in split_dataset(index, **kwargs).items():
-        write_csv(out[name], frame)
+def class_presence(
+    index: pd.DataFrame, parts: dict[str, pd.DataFrame], class_names: list[str]
+) -> pd.DataFrame:
+    """Images of each split whose mask holds each class (the remap index's ``classes`` column).
+
+    A class that no train or val mask holds cannot be learnt or validated: it is logged as a
+    warning naming the class and the splits, and the report shows it under data quality.
+    """
+    present = {i: set(c.split()) for i, c in zip(index["id"], index["classes"], strict=True)}
+    rows = []
+    for class_id, name in enumerate(class_names):
+        row = {"class_id": class_id, "class_name": name}
+        for split, frame in parts.items():
+            row[split] = sum(str(class_id) in present[i] for i in frame["id"])
+        missing = [s for s in ("train", "val") if s in parts and row[s] == 0]
+        if missing:
+            logger.warning(
+                "class '%s' (id %d) appears in no mask of the %s split%s",
+                name,
+                class_id,
+                " and ".join(missing),
+                "s" if len(missing) > 1 else "",
+            )
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["class_id", "class_name", *parts])
+
+
+def write_split(
+    index_csv: str,
+    manifests: dict[str, str],
+    classes_csv: str,
+    *,
+    class_names: list[str],
+    **kwargs,
+) -> None:
+    """Read the remap index, split it, and write one manifest CSV per split (keys of
+    ``manifests``) and the images per class and split (:func:`class_presence`).
+
+    Ids, groups and paths are read as written (:func:`segpipe.io.read_table`): an id such as
+    ``NA`` or ``nan`` stays that id.
+    """
+    index = read_table(index_csv)
+    parts = split_dataset(index, **kwargs)
+    for name, frame in parts.items():
+        write_csv(manifests[name], frame)
+    write_csv(classes_csv, class_presence(index, parts, class_names))
