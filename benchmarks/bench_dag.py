@@ -70,7 +70,14 @@ def dry_run(pairs: int, repeats: int) -> dict:
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             proc = subprocess.run(
-                [str(BIN / "snakemake"), "-n", "--quiet", "rules", "--configfile", "config/bench.yaml"],
+                [
+                    str(BIN / "snakemake"),
+                    "-n",
+                    "--quiet",
+                    "rules",
+                    "--configfile",
+                    "config/bench.yaml",
+                ],
                 cwd=work,
                 capture_output=True,
                 text=True,

@@ -1,7 +1,10 @@
 """Config validation and helpers shared by the rule files."""
 
 import functools
+import os
 from pathlib import Path
+
+from snakemake.io import contains_wildcard
 
 from segpipe.config import ConfigError, load_schema, validate_config
 from segpipe.datasets import dataset_files
@@ -56,6 +59,13 @@ def res(rule_name, key):
     return config["resources"][rule_name][key]
 
 
+def verbatim(value):
+    """A param that Snakemake passes as it is: a plain string (or list of strings) param is
+    formatted with the job's wildcards, so the braces of a dataset root or a class name such as
+    `data {v1}` would fail the DAG with a WildcardError."""
+    return lambda wildcards: value
+
+
 def dataset_dir():
     """Where the dataset lives: the download output, or the user's own folder."""
     if SOURCE == "folder":
@@ -78,18 +88,30 @@ def _dataset_files():
 
 def dataset_input():
     """Remap's input: the download rule's directory, or the newest file of a user's folder (any
-    edit or addition below the root makes it newer than remap's outputs)."""
+    edit or addition below the root makes it newer than remap's outputs).
+
+    A path with a `{name}` in it (a file `{x}.png`, a root `data {v1}`) cannot be an input:
+    Snakemake takes it for a wildcard, escaped as `{{x}}` or not. Its modification time goes
+    into dataset_fingerprint instead.
+    """
     if SOURCE != "folder":
         return dataset_dir()
-    # Braces in a file name are not wildcards.
-    return [p.replace("{", "{{").replace("}", "}}") for p in _dataset_files().newest()]
+    return [p for p in _dataset_files().newest() if not contains_wildcard(p)]
 
 
 def dataset_fingerprint():
     """Names and sizes of a user's folder's files, a param of remap: a removal or a rename
-    reruns it too. Downloads: their archives' checksums, in the download rule's params.
+    reruns it too; and the modification time of a newest file that cannot be remap's input
+    (see dataset_input). Downloads: their archives' checksums, in the download rule's params.
     """
-    return _dataset_files().fingerprint() if SOURCE == "folder" else None
+    if SOURCE != "folder":
+        return None
+    files = _dataset_files()
+    unnamed = [p for p in files.newest() if contains_wildcard(p)]
+    stamps = "".join(
+        f", newest file modified at {os.stat(p).st_mtime_ns} ns" for p in unnamed
+    )
+    return files.fingerprint() + stamps
 
 
 def dataset_layout():

@@ -21,7 +21,7 @@ rule evaluate:
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
     params:
-        classes=config["classes"],
+        classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         foreground_classes=config["evaluate"]["foreground_classes"],
     script:

@@ -18,8 +18,8 @@ rule remap:
         mem_mb=res("remap", "mem_mb"),
         runtime=res("remap", "runtime"),
     params:
-        root=dataset_dir(),
-        files=dataset_fingerprint(),
+        root=verbatim(dataset_dir()),
+        files=verbatim(dataset_fingerprint()),
         options=remap_params(),
     script:
         "../scripts/remap.py"

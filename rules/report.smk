@@ -44,7 +44,7 @@ rule report:
         runtime=res("report", "runtime"),
     params:
         report=config["report"],
-        classes=config["classes"],
+        classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # Shown in the run summary. Resources only change where jobs run, not the results.
         config={k: v for k, v in config.items() if k != "resources"},

@@ -19,6 +19,6 @@ rule split:
         runtime=res("split", "runtime"),
     params:
         split=config["split"],
-        classes=config["classes"],
+        classes=verbatim(config["classes"]),
     script:
         "../scripts/split.py"

@@ -24,7 +24,7 @@ rule train:
         nodes=1,
     params:
         train=config["train"],
-        classes=config["classes"],
+        classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # Not an output: Snakemake must not delete it before a rerun, so training resumes.
         resume_dir="results/train/resume",

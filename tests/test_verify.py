@@ -67,7 +67,7 @@ def test_summary_counts_sizes_formats_and_class_shares(dataset):
     for line in (
         "Pairs: 5 found, 4 usable, 1 unusable; 1 unpaired files, 1 stray files",
         "Image formats (from content): JPEG RGB 3, PNG L 1",
-        "Image sizes (WxH): 30x20 4; min 30x20, max 30x20",
+        "Image sizes (WxH): 30x20 4; width 30, height 20",
         "Mask values (share of pixels): 0 75.0%, 255 25.0%",
         "Classes (share of pixels): 0 background 75.0%, 1 cell 25.0%",
         "Problems (3):",

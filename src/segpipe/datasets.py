@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,12 +107,25 @@ def _files_by_stem(
         elif name_suffix and not path.stem.endswith(name_suffix):
             quarantine.append((str(path), f"{what} name does not end with '{name_suffix}'"))
         else:
-            stem = path.stem[: len(path.stem) - len(name_suffix)]
+            stem = nfc(path.stem[: len(path.stem) - len(name_suffix)])
             if stem in found:
-                quarantine.append((str(path), f"duplicate stem '{stem}' (also {found[stem]})"))
+                quarantine.append((str(path), _duplicate_problem(stem, found[stem])))
             else:
                 found[stem] = path
     return found
+
+
+def nfc(name: str) -> str:
+    """A file stem or list id in Unicode NFC: macOS writes names decomposed (NFD), so the
+    ``café`` of an image and the ``café`` of its mask or a split list may differ in their bytes."""
+    return unicodedata.normalize("NFC", name)
+
+
+def _duplicate_problem(stem: str, used: Path) -> str:
+    return (
+        f"duplicate stem '{stem}': {used.name} is used for it, this file is not "
+        "(rename it to use it too)"
+    )
 
 
 def _rows(images: dict[str, Path], masks: dict[str, Path]) -> pd.DataFrame:
@@ -154,11 +168,12 @@ class ListEntry:
 
 def _decode_list(path: Path) -> str:
     """A split list's text: UTF-8 with or without a byte-order mark, or UTF-16 with one (what
-    Windows Notepad calls "Unicode"); other encodings raise :class:`SplitListError`."""
+    Windows Notepad calls "Unicode"), in Unicode NFC as file stems are (:func:`nfc`); other
+    encodings raise :class:`SplitListError`."""
     data = path.read_bytes()
     utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     try:
-        return data.decode("utf-16" if utf16 else "utf-8-sig")
+        return nfc(data.decode("utf-16" if utf16 else "utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise SplitListError(
             f"{path}: split list is not UTF-8 text ({exc.reason} at byte {exc.start}): "

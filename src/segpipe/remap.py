@@ -36,7 +36,14 @@ import pandas as pd
 from PIL import Image
 
 from segpipe.datasets import check_split_lists, index_dataset, is_lost_pair
-from segpipe.images import SWAPS_AXES, ImageInfo, inspect_image, orientation_note, oriented
+from segpipe.images import (
+    HIGH_BIT_MODES,
+    SWAPS_AXES,
+    ImageInfo,
+    inspect_image,
+    orientation_note,
+    oriented,
+)
 from segpipe.io import atomic_dir, remove_stale_temporaries, write_csv
 from segpipe.logs import progress
 
@@ -158,13 +165,13 @@ def make_spec(
 
 
 def _raw_values(img: Image.Image, path: str | Path) -> np.ndarray:
-    """A loaded mask's values as stored (float for float masks): palette PNGs give palette
-    indices, 1-bit masks 0/255; an RGB(A) mask is accepted only when its channels are equal (a
-    greyscale mask saved as RGB); alpha is dropped."""
+    """A loaded mask's values as stored (float for float masks): palette PNGs (with or without
+    alpha) give palette indices, 1-bit masks 0/255; an RGB(A) mask is accepted only when its
+    channels are equal (a greyscale mask saved as RGB); alpha is dropped."""
     if img.mode == "1":
         img = img.convert("L")
-    elif img.mode in ("LA", "La"):
-        img = img.getchannel(0)
+    elif img.mode in ("LA", "La", "PA"):
+        img = img.getchannel(0)  # the value, or the palette index; alpha dropped
     arr = np.asarray(img)
     if arr.ndim == 3:
         if not (arr[..., :3] == arr[..., :1]).all():
@@ -303,8 +310,27 @@ def _value_problems(mask: str, raw: np.ndarray, skip, mapped: _Mapped, spec: Rem
     """Messages for values the table cannot map: non-integer float values, unmapped values."""
     messages = [] if skip is None else [_non_integer_message(mask, raw, skip)]
     if mapped.missing:
-        messages.append(_unmapped_message(mask, mapped.missing, spec))
+        hint = "" if spec.by_color else _mode_hint(mask, mapped.missing)
+        messages.append(_unmapped_message(mask, mapped.missing, spec) + hint)
     return messages
+
+
+def _mode_hint(mask: str, missing: list) -> str:
+    """What the values of a palette, 1-bit or high-bit-depth mask are, for a message about
+    unmapped values (a viewer shows a palette mask's colours, not its values)."""
+    with Image.open(mask) as img:
+        mode, palette = img.mode, img.getpalette() if img.mode in ("P", "PA") else None
+    if palette is not None:
+        shown = [f"{v}: {palette[3 * v : 3 * v + 3]}" for v in missing[:SHOWN_VALUES]]
+        return (
+            f"; a palette mask: the values are palette indices, not colours (index: colour "
+            f"{', '.join(shown)}); to map its colours use remap.colors"
+        )
+    if mode == "1":
+        return "; a 1-bit mask: its pixels read as 0 and 255"
+    if mode in HIGH_BIT_MODES:
+        return f"; a {mode} mask: values are read as stored, not scaled to 8 bits"
+    return ""
 
 
 def check_pair(row: dict, spec: RemapSpec) -> tuple[dict, np.ndarray | None]:

@@ -100,6 +100,11 @@ def _lines(title: str, items: list[str], limit: int) -> list[str]:
     return out
 
 
+def _span(low: int, high: int) -> str:
+    """'30' or '2..300': per axis, as a 2x300 and a 300x2 image have no '300x300' maximum."""
+    return str(low) if low == high else f"{low}..{high}"
+
+
 def format_summary(summary: dict[str, Any], max_lines: int = 50) -> str:
     """The summary as readable text, one section per line group."""
     s = summary
@@ -124,9 +129,9 @@ def format_summary(summary: dict[str, Any], max_lines: int = 50) -> str:
     if sizes:
         shown = ", ".join(f"{k} {v}" for k, v in sizes[:5])
         more = f", ... ({len(sizes)} sizes)" if len(sizes) > 5 else ""
+        (w0, h0), (w1, h1) = s["min_size"], s["max_size"]
         out.append(
-            f"Image sizes (WxH): {shown}{more}; min {s['min_size'][0]}x{s['min_size'][1]}, "
-            f"max {s['max_size'][0]}x{s['max_size'][1]}"
+            f"Image sizes (WxH): {shown}{more}; width {_span(w0, w1)}, height {_span(h0, h1)}"
         )
     values = s["mask_values"]
     shown = ", ".join(f"{v['value']} {100 * v['share']:.1f}%" for v in values[:20])
