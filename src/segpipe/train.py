@@ -11,7 +11,9 @@ rerun: the next run of the rule continues from it when the training config (the 
 epochs aside, which may grow) and the data are unchanged.
 
 Checkpoints share one format: model, optimizer, scheduler, epoch, best score, the resolved
-config and the history so far.
+config and the history so far. ``resume_dir/history.csv`` is the history of the epochs in
+``last.pt``, rewritten after every epoch, to read while the job runs; ``train.log_to`` adds
+TensorBoard and/or DVCLive logs beside ``resume_dir`` (see :mod:`segpipe.monitor`).
 
 With ``gpus > 1`` the same loop runs in one process per GPU under DistributedDataParallel
 (nccl on CUDA, gloo on the CPU); rank 0 alone writes checkpoints, history and logs.
@@ -19,6 +21,7 @@ With ``gpus > 1`` the same loop runs in one process per GPU under DistributedDat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -33,17 +36,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 
 from segpipe.arrays import ArrayDataset, Batch, EpochSampler, batch_loader
 from segpipe.augment import BatchAugment
+from segpipe.colors import colorize
 from segpipe.data import IMAGENET_MEAN, IMAGENET_STD
 from segpipe.io import atomic_path, remove_stale_temporaries, write_csv
 from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
 from segpipe.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.models import build_loss, build_model
+from segpipe.monitor import TrainingMonitor, open_monitor
 
 logger = logging.getLogger(__name__)
 HISTORY_COLUMNS = [
@@ -56,6 +62,11 @@ HISTORY_COLUMNS = [
     "seconds",
     "images_per_s",
 ]
+LIVE_HISTORY = "history.csv"  # in resume_dir: the history so far, readable while training runs
+# Options that change how training is watched, not what it computes: not part of the config a
+# checkpoint records, so changing them keeps the resume state.
+MONITOR_OPTIONS = ("log_to", "log_images_every")
+PREVIEW_SAMPLES = 4  # validation samples whose predictions the loggers show as images
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 STOP_CHECK_EVERY = 10  # steps between the ranks' agreement on a stop signal (DDP only)
 
@@ -102,6 +113,8 @@ class TrainConfig:
     channels_last: bool | None = None
     compile: bool = False
     augment: dict[str, float] = field(default_factory=dict)
+    log_to: list[str] = field(default_factory=list)
+    log_images_every: int = 5
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -382,10 +395,56 @@ def validate(
     }
 
 
+@torch.no_grad()
+def preview_predictions(
+    model,
+    dataset: ArrayDataset,
+    count: int,
+    num_classes: int,
+    ignore_index: int,
+    device,
+    *,
+    amp=None,
+    channels_last=False,
+) -> list[np.ndarray]:
+    """The first ``count`` samples of ``dataset`` as RGB uint8 (H, W, 3) panels: the image, the
+    true mask and the predicted mask side by side (class colours as in the report)."""
+    batch = dataset.__getitems__(list(range(min(count, len(dataset)))))
+    raw_images, masks = batch.unpack("cpu")
+    images, _ = prepare_batch(batch, device, channels_last)
+    model.eval()
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = model(images)
+    predicted = logits.float().argmax(1).cpu().numpy()
+    panels = []
+    for image, mask, pred in zip(
+        raw_images.permute(0, 2, 3, 1).numpy(), masks.numpy(), predicted, strict=True
+    ):
+        gap = np.full((image.shape[0], 2, 3), 255, dtype=np.uint8)
+        true_rgb = colorize(mask, num_classes, ignore_index)
+        pred_rgb = colorize(pred, num_classes, ignore_index)
+        panels.append(np.concatenate([image, gap, true_rgb, gap, pred_rgb], axis=1))
+    return panels
+
+
+def write_live_history(resume_dir: str | Path, history: list[dict[str, Any]]) -> None:
+    """``resume_dir/history.csv``: the epochs of the resume state, same columns as history.csv."""
+    write_csv(Path(resume_dir) / LIVE_HISTORY, pd.DataFrame(history, columns=HISTORY_COLUMNS))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _closing(monitor: TrainingMonitor):
+    """Close the loggers however the loop ends (a stop signal included), flushing what they hold."""
+    try:
+        yield monitor
+    finally:
+        monitor.close()
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -497,7 +556,7 @@ def _train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     resolved = {
-        "train": dataclasses.asdict(cfg),
+        "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MONITOR_OPTIONS},
         "classes": list(classes),
         "ignore_index": ignore_index,
     }
@@ -607,6 +666,18 @@ def _train(
         elif is_main:
             logger.warning("ignoring %s: it was written for another config or data", resume_dir)
 
+    # Watching: the live history and the loggers continue from the resume state (rank 0 only).
+    monitor = TrainingMonitor()
+    if is_main:
+        write_live_history(resume_dir, history)
+        monitor = open_monitor(
+            cfg.log_to,
+            Path(resume_dir).parent,
+            start_epoch=done_epochs,
+            history=history,
+            images_every=cfg.log_images_every,
+        )
+
     def checkpoint(epoch: int, partial_state: dict | None = None) -> dict[str, Any]:
         return {
             "model": {k: v.detach().cpu() for k, v in raw_model.state_dict().items()},
@@ -622,7 +693,7 @@ def _train(
             "partial": partial_state,
         }
 
-    with StopRequest() as stop:
+    with StopRequest() as stop, _closing(monitor):
         for epoch in range(done_epochs + 1, cfg.epochs + 1):
             # Seed per epoch (dropout etc.); samples and augmentations are seeded per sample.
             torch.manual_seed(cfg.seed * 100_003 + epoch)
@@ -715,10 +786,28 @@ def _train(
                     cfg.epochs,
                     *(row[k] for k in HISTORY_COLUMNS[1:]),
                 )
+                # Logged before the checkpoint: a logger discards what it logged after the
+                # epoch a rerun resumes from (see segpipe.monitor).
+                images = None
+                if monitor.wants_images(epoch, cfg.epochs):
+                    images = preview_predictions(
+                        raw_model,
+                        val_set,
+                        PREVIEW_SAMPLES,
+                        num_classes,
+                        ignore_index,
+                        device,
+                        amp=amp,
+                        channels_last=channels_last,
+                    )
+                monitor.log_epoch(
+                    epoch, row, dict(zip(classes, val["per_class"]["iou"], strict=True)), images
+                )
                 state = checkpoint(epoch)
                 if improved:
                     save_checkpoint(resume_best, state)
                 save_checkpoint(resume_last, state)
+                write_live_history(resume_dir, history)
 
     if distributed:
         samples = [None] * world_size
