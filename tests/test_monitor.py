@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_distributed_and_preemption import make_array
 
 import segpipe.train
 from segpipe.logs import UserError
@@ -50,21 +51,6 @@ def _restore_torch_threads():
 def _outside_the_checkout(tmp_path, monkeypatch):
     """DVCLive looks for a DVC repo from the working directory: give it none to touch."""
     monkeypatch.chdir(tmp_path)
-
-
-def make_array(path: Path, n: int, seed: int) -> Path:
-    """(n, 32, 32, 4) uint8: a bright square (class 0) with a rim (class 2) on noise (class 1)."""
-    rng = np.random.default_rng(seed)
-    arr = np.zeros((n, 32, 32, 4), dtype=np.uint8)
-    arr[..., :3] = rng.integers(0, 90, size=(n, 32, 32, 3))
-    arr[..., 3] = 1
-    for i in range(n):
-        y, x, s = *rng.integers(2, 14, size=2), int(rng.integers(8, 16))
-        arr[i, y : y + s, x : x + s, :3] = 200
-        arr[i, y : y + s, x : x + s, 3] = 2
-        arr[i, y + 1 : y + s - 1, x + 1 : x + s - 1, 3] = 0
-    np.save(path, arr)
-    return path
 
 
 @pytest.fixture(scope="module")
