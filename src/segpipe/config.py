@@ -54,8 +54,9 @@ def validate_config(
 ) -> dict:
     """Return a validated copy of ``config`` with defaults filled in, or raise ConfigError.
 
-    ``check_models=False`` skips checking model names against smp (an import of several
-    seconds), for Slurm job processes whose config the submitting process already checked.
+    ``check_models=False`` skips checking model names against smp's (segpipe.model_names; a
+    cached list, built once per installed smp version), for Slurm job processes whose config the
+    submitting process already checked.
 
     Integer keys of ``remap.table`` (as YAML writes them) are accepted and kept as ints.
     """
@@ -197,7 +198,7 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     if not check_models:
         return
-    from segpipe.models import check_model_names
+    from segpipe.model_names import check_model_names
 
     try:
         check_model_names(

@@ -27,7 +27,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-import pooch
 import requests
 import urllib3
 
@@ -312,9 +311,17 @@ def _split_hash(known_hash: str) -> tuple[str, str]:
     return (alg or "sha256").lower(), digest.lower()
 
 
+def _file_hash(path: Path, alg: str) -> str:
+    """Hex digest of ``path`` as pooch computes it. pooch is imported here, not with the module:
+    the Snakemake process that builds the DAG imports this module for its resource list only."""
+    import pooch
+
+    return pooch.file_hash(str(path), alg=alg)
+
+
 def _hash_matches(path: Path, known_hash: str) -> bool:
     alg, digest = _split_hash(known_hash)
-    return pooch.file_hash(str(path), alg=alg) == digest
+    return _file_hash(path, alg) == digest
 
 
 def _corrupt_path(dest: Path) -> Path:
@@ -328,12 +335,10 @@ def _verify(path: Path, url: str, known_hash: str | None, dest: Path) -> None:
     moved to ``<dest>.corrupt`` and :class:`DownloadError` is raised.
     """
     if known_hash is None:
-        logger.info(
-            "%s: no known hash given; sha256:%s", url, pooch.file_hash(str(path), alg="sha256")
-        )
+        logger.info("%s: no known hash given; sha256:%s", url, _file_hash(path, "sha256"))
         return
     alg, digest = _split_hash(known_hash)
-    actual = pooch.file_hash(str(path), alg=alg)
+    actual = _file_hash(path, alg)
     if actual == digest:
         logger.info("%s: checksum OK (%s)", url, known_hash)
         return

@@ -1,6 +1,7 @@
 """Model and loss registries keyed by the names users write in config.
 
-Unknown names fail with the list of valid choices, as segmentation-models-pytorch does.
+Unknown names fail with the list of valid choices, as segmentation-models-pytorch does
+(:func:`check_model_names`, from :mod:`segpipe.model_names`, which checks them without torch).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from segpipe.model_names import check_model_names
 from segpipe.net import unreachable_reason
 
 logger = logging.getLogger(__name__)
@@ -25,36 +27,6 @@ LOSSES = ("ce", "dice", "ce+dice", "focal")
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained encoder weights could not be fetched or found in the local cache."""
-
-
-def check_model_names(arch: str, encoder: str, encoder_weights: str | None) -> None:
-    """Raise ValueError naming the option and listing valid choices for an unknown name."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(
-            f"config option 'train.arch': unknown '{arch}'; valid: {sorted(ARCHITECTURES)}"
-        )
-    if encoder.startswith("tu-"):
-        import timm
-
-        if not timm.list_models(encoder[3:]):
-            raise ValueError(
-                f"config option 'train.encoder': timm has no model '{encoder[3:]}' "
-                "(see timm.list_models())"
-            )
-        return
-    names = smp.encoders.get_encoder_names()
-    if encoder not in names:
-        raise ValueError(
-            f"config option 'train.encoder': unknown '{encoder}'; valid: {sorted(names)} "
-            "(or 'tu-<timm model>')"
-        )
-    if encoder_weights is not None:
-        available = sorted(smp.encoders.encoders[encoder]["pretrained_settings"])
-        if encoder_weights not in available:
-            raise ValueError(
-                f"config option 'train.encoder_weights': '{encoder_weights}' is not available for "
-                f"encoder '{encoder}'; valid: {available} or null"
-            )
 
 
 def _weights_hint(encoder: str, weights: str) -> str:
