@@ -1,5 +1,7 @@
-"""Tiny fake pipeline outputs for segpipe.report.build_report, shared by the report tests
-(tests/test_report.py, and tests/test_report_browser.py, which opens the report in Chromium)."""
+"""Tiny fake pipeline outputs, shared by the report tests: :func:`report_inputs` for
+segpipe.report.build_report (tests/test_report.py), :func:`make_run` and :func:`three_runs` for
+segpipe.compare.build_comparison (tests/test_compare.py); tests/test_report_browser.py opens both
+reports in Chromium."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from segpipe.compare import RunResult
 
 CLASSES = ["pet", "background", "border"]
 N_IMAGES = 7
@@ -120,3 +124,83 @@ def report_inputs(tmp_path: Path) -> dict:
         "gallery_size": GALLERY_SIZE,
         "repo_dir": tmp_path,
     }
+
+
+# Pixels (of rows 2..11) where run "deep" predicts otherwise than run "wide", per image.
+DEEP_CHANGES = {"img0": 0, "img1": 5, "img2": 20, "img3": 20, "img4": 3, "img5": 10, "img6": 1}
+
+
+def make_run(
+    tmp_path: Path,
+    name: str,
+    *,
+    val: float,
+    test: float,
+    overrides: dict,
+    shift: np.ndarray | float = 0.0,
+    changes: dict[str, int] | None = None,
+    parameters: int | None = None,
+) -> RunResult:
+    """One run's outputs under tmp_path/name, from report_inputs' fake outputs: val and test
+    mIoU as given, per-image mean IoU that of report_inputs plus ``shift`` (per image, by id
+    order), and in each image ``changes[id]`` labelled pixels predicted as another class."""
+    (tmp_path / name).mkdir()
+    inputs = report_inputs(tmp_path / name)
+    for key, value in (("val_metrics_json", val), ("metrics_json", test)):
+        metrics = json.loads(inputs[key].read_text())
+        inputs[key].write_text(json.dumps({**metrics, "mean_iou": value}))
+    per_image = pd.read_csv(inputs["per_image_csv"]).sort_values("id")
+    per_image["mean_iou"] += shift
+    per_image.to_csv(inputs["per_image_csv"], index=False)
+    masks = inputs["predictions_dir"] / "masks"
+    for image_id, count in (changes or {}).items():
+        pred = np.asarray(Image.open(masks / f"{image_id}.png")).copy()
+        pred[0, :] = 1  # ignored in the truth: never counts as disagreement
+        body = pred[2:].reshape(-1)
+        body[:count] = 1 - body[:count]  # classes 0 and 1 swapped
+        Image.fromarray(pred).save(masks / f"{image_id}.png")
+    model_json = tmp_path / name / "model.json"
+    if parameters is not None:
+        model_json.write_text(
+            json.dumps({"arch": "unet", "encoder": "x", "parameters": parameters})
+        )
+    return RunResult(
+        name=name,
+        overrides=overrides,
+        report_html=f"../runs/{name}/report/report.html",
+        val_metrics=inputs["val_metrics_json"],
+        test_metrics=inputs["metrics_json"],
+        test_per_class=inputs["per_class_csv"],
+        test_per_image=inputs["per_image_csv"],
+        history=inputs["history_csv"],
+        model_json=model_json,
+        test_manifest=inputs["manifest_csv"],
+        test_predictions=inputs["predictions_dir"],
+    )
+
+
+def three_runs(tmp_path: Path) -> list[RunResult]:
+    """Three runs whose test order (deep, base, wide) is not their validation order (wide,
+    deep, base): run "wide" is selected."""
+    noise = np.random.default_rng(3).normal(0.0, 0.01, N_IMAGES)
+    return [
+        make_run(tmp_path, "base", val=0.60, test=0.80, overrides={}, shift=-0.05),
+        make_run(
+            tmp_path,
+            "wide",
+            val=0.70,
+            test=0.70,
+            overrides={"train.encoder": "resnet50", "train.lr": 0.0005},
+            parameters=1234567,
+        ),
+        make_run(
+            tmp_path,
+            "deep",
+            val=0.65,
+            test=0.90,
+            overrides={"model.depth": 5, "train.augment": {"flip": True}},
+            shift=0.1 + noise,
+            changes=DEEP_CHANGES,
+            parameters=89,
+        ),
+    ]

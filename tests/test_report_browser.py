@@ -2,9 +2,11 @@
 
 Chromium (Debian's ``chromium``; .ci/run installs it) talks the Chrome DevTools Protocol over a
 pipe (``--remote-debugging-pipe``: commands in on fd 3, replies and events out on fd 4, each a
-JSON message ending in a NUL byte), so no WebDriver and no port are needed. The test opens a
-report built from tiny inputs and checks what only a browser shows: no console errors, every
-image decoded, no request leaving the file, a page that fits 1,280 pixels. Without a browser it
+JSON message ending in a NUL byte), so no WebDriver and no port are needed. The tests open the
+run report and the comparison report, built from tiny inputs (tests/report_inputs.py), and check
+what only a browser shows: no console errors, every image decoded, no request leaving the file, a
+page that fits 1,280 pixels; for the comparison also the leaderboard's rows, the selected run's
+mark and the galleries' images. Without a browser it
 skips, with the reason; in CI (``CI`` set) it fails instead.
 """
 
@@ -24,8 +26,9 @@ import time
 from pathlib import Path
 
 import pytest
-from report_inputs import report_inputs
+from report_inputs import CLASSES, GALLERY_SIZE, make_run, report_inputs, three_runs
 
+from segpipe.compare import RunResult, build_comparison
 from segpipe.report import build_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -44,6 +47,12 @@ FLAGS = [
     "--remote-debugging-pipe",
 ]
 TIMEOUT = 20.0  # seconds for any one reply or event
+# Classes beyond report_inputs' three, for a comparison leaderboard wider than the window.
+MORE_CLASSES = [
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+]  # fmt: skip
 
 
 def find_browser() -> str:
@@ -172,11 +181,11 @@ def browser(tmp_path):
     devtools.close()
 
 
-def test_report_in_headless_chromium(tmp_path, browser):
-    report = tmp_path / "report" / "report.html"
-    build_report(report, tmp_path / "report" / "figures", **report_inputs(tmp_path))
-    url = report.resolve().as_uri()
-
+def check_in_browser(browser: DevTools, html: Path, screenshot: Path) -> str:
+    """Open ``html`` in a new tab at WIDTH pixels and check what only a browser shows: every
+    image decoded, nothing loaded but the file itself, no horizontal scrolling, no console
+    errors; save a screenshot to ``screenshot``. Returns the tab's session, for more checks."""
+    url = html.resolve().as_uri()
     target = browser.send("Target.createTarget", url="about:blank")["targetId"]
     session = browser.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
     for domain in ("Runtime", "Log", "Page", "Network"):
@@ -237,6 +246,95 @@ def test_report_in_headless_chromium(tmp_path, browser):
         captureBeyondViewport=True,
         clip={"x": 0, "y": 0, "width": WIDTH, "height": min(height, 8000), "scale": 1},
     )
-    png = tmp_path / "report.png"
-    png.write_bytes(base64.b64decode(shot["data"]))
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    screenshot.write_bytes(base64.b64decode(shot["data"]))
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return session
+
+
+def test_report_in_headless_chromium(tmp_path, browser):
+    report = tmp_path / "report" / "report.html"
+    build_report(report, tmp_path / "report" / "figures", **report_inputs(tmp_path))
+
+    check_in_browser(browser, report, tmp_path / "report.png")
+
+
+def _add_classes(runs: list[RunResult], names: list[str]) -> None:
+    """Test IoU and Dice of the classes ``names`` added to each run's per_class.csv."""
+    for i, run in enumerate(runs):
+        with Path(run.test_per_class).open("a") as table:
+            for j, name in enumerate(names, start=len(CLASSES)):
+                iou = 0.3 + 0.6 * ((i + j) % 7) / 7
+                table.write(f"{j},{name},{iou:.4f},{iou + 0.05:.4f},100,{90 + i}\n")
+
+
+def test_comparison_in_headless_chromium(tmp_path, browser):
+    """The comparison of four runs, with a leaderboard of 22 class columns (wider than the
+    window: it scrolls inside its own box, the page does not)."""
+    runs = [
+        *three_runs(tmp_path),
+        make_run(
+            tmp_path,
+            "long",
+            val=0.55,
+            test=0.75,
+            overrides={
+                "data.root": "/scratch/segpipe/datasets/oxford_iiit_pet/images_and_trimaps",
+                "train.schedule": {"name": "cosine", "warmup_epochs": 2, "min_lr": 1e-6},
+            },
+            changes={"img1": 7, "img4": 12, "img6": 2},
+            parameters=24_000_000,
+        ),
+    ]
+    _add_classes(runs, MORE_CLASSES)
+    out = tmp_path / "compare"
+    build_comparison(
+        out / "report.html",
+        out / "figures",
+        out / "leaderboard.csv",
+        runs,
+        class_names=[*CLASSES, *MORE_CLASSES],
+        gallery_size=GALLERY_SIZE,
+        n_resamples=500,
+    )
+
+    session = check_in_browser(browser, out / "report.html", tmp_path / "compare.png")
+
+    # One leaderboard row per run, ranked by validation mIoU; the selected run's row (only it)
+    # is marked: its class, its badge, and a background that the other rows do not have.
+    rows = browser.evaluate(
+        session,
+        """Array.from(document.querySelectorAll("#leaderboard tr"))
+            .filter(tr => tr.querySelector("td"))
+            .map(tr => [tr.cells[1].querySelector("a").textContent, tr.className,
+                        tr.querySelector(".badge") !== null,
+                        getComputedStyle(tr.cells[1]).backgroundColor])""",
+    )
+    assert [row[0] for row in rows] == ["wide", "deep", "base", "long"]
+    assert [row[1:3] for row in rows] == [["selected", True]] + [["", False]] * 3
+    assert rows[0][3] not in {row[3] for row in rows[1:]}, rows
+
+    # The wide leaderboard scrolls in its own box, narrower than the window.
+    board = browser.evaluate(
+        session,
+        """(() => { const t = document.getElementById("leaderboard");
+            return [t.rows[0].cells.length, t.scrollWidth, t.parentElement.clientWidth]; })()""",
+    )
+    assert board[0] == 5 + len(CLASSES) + len(MORE_CLASSES) + 6, board
+    assert board[1] > WIDTH >= board[2], board
+
+    # Every gallery shows its images: GALLERY_SIZE for "deep" and "long", none for "base"
+    # (it predicts like "wide"), each decoded to a non-zero natural width.
+    galleries = browser.evaluate(
+        session,
+        """Array.from(document.querySelectorAll("h4.pair"), h => {
+            const images = [];
+            for (let e = h.nextElementSibling; e && e.tagName !== "H4"; e = e.nextElementSibling)
+                images.push(...Array.from(e.querySelectorAll("img.gallery"), i => i.naturalWidth));
+            return [h.textContent, images]; })""",
+    )
+    assert [(title, len(widths)) for title, widths in galleries] == [
+        ("deep vs wide", GALLERY_SIZE),
+        ("base vs wide", 0),
+        ("long vs wide", GALLERY_SIZE),
+    ]
+    assert all(width > 0 for _, widths in galleries for width in widths), galleries

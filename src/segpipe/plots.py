@@ -1,4 +1,5 @@
-"""Report figures: confusion-matrix heatmap, learning curves and per-class scores.
+"""Report figures: confusion-matrix heatmap, learning curves and per-class scores, and the
+comparison report's figures of several runs overlaid.
 
 Figures are built with :class:`matplotlib.figure.Figure` on an Agg canvas rather than through
 pyplot: no GUI backend is ever selected, and since pyplot's global figure registry never holds
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -163,4 +164,76 @@ def plot_per_class(per_class: pd.DataFrame, path: str | os.PathLike) -> None:
     ax.legend(loc="upper right", ncols=2)
     if any_missing:
         fig.supxlabel(_MISSING_NOTE, fontsize=9, color="0.35")
+    _save(fig, path)
+
+
+def run_colors(count: int) -> list:
+    """``count`` distinct colours, one per run: tab10 up to 10 runs, tab20 up to 20, then an
+    even spread over a continuous colormap."""
+    if count <= 10:
+        return [matplotlib.colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(count)]
+    return [matplotlib.colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, count)]
+
+
+def plot_runs_learning_curves(
+    histories: Mapping[str, pd.DataFrame], path: str | os.PathLike
+) -> None:
+    """Validation mIoU, training loss and validation loss over epochs, one line per run.
+
+    ``histories`` maps a run's name to its ``history.csv`` table, in legend order; a run keeps
+    its colour in all three panels, and the legend (one, beside the panels) names them.
+    """
+    fig = _new_figure(9.0, 9.0)
+    axes = fig.subplots(3, 1, sharex=True)
+    panels = (("val_miou", "val mIoU"), ("train_loss", "train loss"), ("val_loss", "val loss"))
+    colors = run_colors(len(histories))
+    for (name, history), color in zip(histories.items(), colors, strict=True):
+        for ax, (column, _) in zip(axes, panels, strict=True):
+            ax.plot(history["epoch"], history[column], color=color, linewidth=1.4, label=name)
+    for ax, (_, label) in zip(axes, panels, strict=True):
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("Learning curves of the runs")
+    axes[-1].set_xlabel("epoch")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    if histories:
+        fig.legend(
+            *axes[0].get_legend_handles_labels(),
+            loc="outside right upper",
+            ncols=1 if len(histories) <= 20 else 2,
+            fontsize=8,
+        )
+    _save(fig, path)
+
+
+def plot_runs_per_class(iou: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Grouped bars of test IoU: one group per class, one bar per run.
+
+    ``iou`` has one row per run (the index names it, in legend order) and one column per class;
+    a NaN score gets no bar, and a note under the axes says what that means.
+    """
+    runs = [str(name) for name in iou.index]
+    classes = [str(name) for name in iou.columns]
+    x = np.arange(len(classes))
+    width = 0.8 / max(len(runs), 1)
+    fig = _new_figure(min(max(6.0, 0.25 * len(runs) * len(classes) + 3.0), 18.0), 4.8)
+    ax = fig.add_subplot()
+    scores = iou.to_numpy(dtype=float)
+    for i, (name, color) in enumerate(zip(runs, run_colors(len(runs)), strict=True)):
+        offset = (i - (len(runs) - 1) / 2) * width
+        ax.bar(x + offset, np.nan_to_num(scores[i], nan=0.0), width, color=color, label=name)
+    rotate = len(classes) > 6
+    ax.set_xticks(
+        x, labels=classes, rotation=45 if rotate else 0, ha="right" if rotate else "center"
+    )
+    ax.set_ylim(0, 1.0)
+    ax.set_ylabel("test IoU")
+    ax.set_title("Per-class test IoU by run")
+    ax.grid(axis="y", alpha=0.3)
+    if runs:
+        fig.legend(loc="outside right upper", ncols=1 if len(runs) <= 20 else 2, fontsize=8)
+    if np.isnan(scores).any():
+        fig.supxlabel(_MISSING_NOTE + " (no bar)", fontsize=9, color="0.35")
     _save(fig, path)

@@ -124,14 +124,14 @@ def build_report(
         "config_yaml": yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=False),
         "versions": package_versions(),
         "git": git_revision(repo_dir),
-        "training": _training_summary(history),
+        "training": training_summary(history),
         "benchmarks": [
             {"rule": rule, **_read_benchmark(path)} for rule, path in benchmarks.items()
         ],
         "overall": [{**metrics, "split": split} for split, metrics in splits],
         "show_foreground": any(m.get("foreground_iou") is not None for _, m in splits),
         "per_class": per_class.to_dict("records"),
-        "figures": {name: _data_uri(path.read_bytes()) for name, path in figure_paths.items()},
+        "figures": {name: data_uri(path.read_bytes()) for name, path in figure_paths.items()},
         "legend": [
             {"name": name, "rgb": ",".join(str(int(c)) for c in color)}
             for name, color in zip(class_names, palette(len(class_names)), strict=True)
@@ -142,7 +142,7 @@ def build_report(
             per_image, manifest, Path(predictions_dir), gallery_size, len(class_names), ignore_index
         ),
     }
-    write_text(out_html, _environment().get_template("report.html.j2").render(context))
+    write_text(out_html, template_environment().get_template("report.html.j2").render(context))
     logger.info("wrote report %s", out_html)
 
 
@@ -242,7 +242,7 @@ def _describe_dataset(dataset: Any) -> str:
     return str(dataset)
 
 
-def _training_summary(history: pd.DataFrame) -> dict[str, Any]:
+def training_summary(history: pd.DataFrame) -> dict[str, Any]:
     """Epoch count, total time, mean throughput and the best validation mIoU from the history."""
     summary: dict[str, Any] = {
         "epochs": len(history),
@@ -296,7 +296,7 @@ def _galleries(
                 num_classes,
                 ignore_index,
             )
-            items.append({"id": image_id, "miou": miou, "src": _data_uri(_png_bytes(composite))})
+            items.append({"id": image_id, "miou": miou, "src": data_uri(png_bytes(composite))})
         galleries.append({"name": name, "items": items})
     return galleries
 
@@ -310,8 +310,8 @@ def _composite(
     pixels in black.
     """
     image = np.asarray(load_rgb(image_path))  # as remap and training read it (EXIF orientation)
-    truth = _read_mask(truth_path)
-    pred = _read_mask(pred_path)
+    truth = read_mask(truth_path)
+    pred = read_mask(pred_path)
     if not image.shape[:2] == truth.shape == pred.shape:
         raise ValueError(
             f"size mismatch: image {image_path} {image.shape[:2]}, truth {truth_path} "
@@ -323,59 +323,70 @@ def _composite(
     error = np.repeat(grey[..., None], 3, axis=2)
     error[(pred != truth) & ~ignored] = ERROR_COLOR
     error[ignored] = 0
+    masks = [colorize(truth, num_classes, ignore_index), colorize(pred, num_classes, ignore_index)]
+    return panel_sheet(image, [*masks, error])
 
-    height, width = truth.shape
+
+def panel_sheet(image: np.ndarray, panels: Sequence[np.ndarray]) -> Image.Image:
+    """An RGB ``image`` and RGB ``panels`` of its height and width side by side, white gaps
+    between, scaled to at most GALLERY_MAX_HEIGHT px high.
+
+    The image is scaled smoothly, the panels (colourised masks, error maps) by nearest neighbour
+    so that a mask keeps its exact class colours.
+    """
+    height, width = image.shape[:2]
     scale = min(1.0, GALLERY_MAX_HEIGHT / height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    panels = [Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)] + [
-        Image.fromarray(panel).resize(size, Image.Resampling.NEAREST)
-        for panel in (
-            colorize(truth, num_classes, ignore_index),
-            colorize(pred, num_classes, ignore_index),
-            error,
-        )
+    scaled = [Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)] + [
+        Image.fromarray(panel).resize(size, Image.Resampling.NEAREST) for panel in panels
     ]
-    sheet = Image.new("RGB", (4 * size[0] + 3 * _PANEL_GAP, size[1]), "white")
-    for i, panel in enumerate(panels):
+    count = len(scaled)
+    sheet = Image.new("RGB", (count * size[0] + (count - 1) * _PANEL_GAP, size[1]), "white")
+    for i, panel in enumerate(scaled):
         sheet.paste(panel, (i * (size[0] + _PANEL_GAP), 0))
     return sheet
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path) -> np.ndarray:
     """A class-id mask as an (H, W) uint8 array (palette PNGs give their indices)."""
     with Image.open(path) as mask:
         return np.asarray(mask, dtype=np.uint8)
 
 
-def _png_bytes(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as an optimised PNG."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
-def _data_uri(png: bytes) -> str:
+def data_uri(png: bytes) -> str:
+    """A ``data:`` URI of PNG bytes, to inline an image in a self-contained HTML file."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """Whether ``value`` is None or a NaN number, both shown as "n/a"."""
     return value is None or (isinstance(value, numbers.Real) and math.isnan(value))
 
 
-def _format_number(value: Any, spec: str = ".3f") -> str:
+def format_number(value: Any, spec: str = ".3f") -> str:
     """Jinja filter: ``value`` formatted with ``spec``, or "n/a" for None/NaN."""
-    return "n/a" if _is_missing(value) else format(value, spec)
+    return "n/a" if is_missing(value) else format(value, spec)
 
 
-def _format_duration(seconds: Any) -> str:
+def format_duration(seconds: Any) -> str:
     """Jinja filter: seconds as H:MM:SS, or "n/a" for None/NaN."""
-    if _is_missing(seconds):
+    if is_missing(seconds):
         return "n/a"
     minutes, secs = divmod(round(float(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
+    """The Jinja environment of the package's HTML templates, with the ``num`` and ``duration``
+    filters; autoescaping on, and an undefined name is an error rather than an empty string."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("segpipe", "templates"),
         autoescape=True,
@@ -383,6 +394,6 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = _format_number
-    env.filters["duration"] = _format_duration
+    env.filters["num"] = format_number
+    env.filters["duration"] = format_duration
     return env

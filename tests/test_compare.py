@@ -1,0 +1,354 @@
+"""Tests for segpipe.compare: the comparison report of several runs, on small fake run outputs."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from report_inputs import CLASSES, N_IMAGES, make_run, three_runs
+
+from segpipe.compare import (
+    REQUIRED_INPUTS,
+    RunResult,
+    bootstrap_mean,
+    build_comparison,
+    most_disagreeing,
+    paired_difference,
+)
+
+GALLERY_SIZE = 2
+LABELLED = 11 * 16  # report_inputs' truth masks are 12 x 16 with row 0 ignored
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> list[RunResult]:
+    return three_runs(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, str]:
+    """The comparison of the three runs, built once: its folder's parent and its HTML."""
+    root = tmp_path_factory.mktemp("built")
+    return root, _build(root, three_runs(root))
+
+
+class _Tables(HTMLParser):
+    """Collects the cell texts of each <table id=...> as rows, and each row's class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.row_classes: dict[str, list[str | None]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = attrs.get("id", "")
+            self.tables.setdefault(self._table, [])
+            self.row_classes.setdefault(self._table, [])
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+            self.row_classes[self._table].append(attrs.get("class"))
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th") and self._table is not None and self._cell is not None:
+            self.tables[self._table][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(html: str) -> _Tables:
+    parser = _Tables()
+    parser.feed(html)
+    return parser
+
+
+def _build(tmp_path: Path, runs: list[RunResult], **options) -> str:
+    out = tmp_path / "compare"
+    build_comparison(
+        out / "report.html",
+        out / "figures",
+        out / "leaderboard.csv",
+        runs,
+        **{"class_names": CLASSES, "gallery_size": GALLERY_SIZE, "n_resamples": 2000, **options},
+    )
+    return (out / "report.html").read_text(encoding="utf-8")
+
+
+def _decode(src: str) -> np.ndarray:
+    assert src.startswith("data:image/png;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(src.partition(",")[2]))) as image:
+        assert image.format == "PNG"
+        return np.asarray(image.convert("RGB"))
+
+
+def test_leaderboard_ranks_and_selects_by_validation_not_test(built):
+    parsed = _parse(built[1])
+
+    board = parsed.tables["leaderboard"]
+    assert board[0][:5] == ["Rank", "Run", "Val mIoU", "Test mIoU", "Test mean Dice"]
+    assert [row[1] for row in board[1:]] == ["wide selected", "deep", "base"]
+    assert [row[3] for row in board[1:]] == ["0.700", "0.900", "0.800"]  # not the test order
+    assert parsed.row_classes["leaderboard"] == [None, "selected", None, None]
+    header = board[0]
+    wide = dict(zip(header, board[1], strict=True))
+    assert wide["Test IoU background"] == "0.620" and wide["Test IoU border"] == "n/a"
+    assert wide["Test foreground IoU"] == "0.850"
+    assert wide["Best epoch"] == "2 of 3"
+    assert wide["Training time"] == "0:03:01"
+    assert wide["Images/s"] == "20.5"
+    assert wide["Parameters"] == "1,234,567"
+    assert dict(zip(header, board[3], strict=True))["Parameters"] == "n/a"  # no model.json
+
+
+def test_leaderboard_csv_columns_and_values(built):
+    table = pd.read_csv(built[0] / "compare" / "leaderboard.csv")
+
+    assert list(table.columns) == [
+        "rank",
+        "run",
+        "selected",
+        "val_miou",
+        "test_miou",
+        "test_mean_dice",
+        "test_foreground_iou",
+        "test_pixel_accuracy",
+        "iou_pet",
+        "iou_background",
+        "iou_border",
+        "best_epoch",
+        "epochs",
+        "train_seconds",
+        "images_per_s",
+        "parameters",
+    ]
+    assert table["run"].tolist() == ["wide", "deep", "base"]
+    assert table["rank"].tolist() == [1, 2, 3]
+    assert table["selected"].tolist() == [True, False, False]
+    assert table["iou_border"].isna().all()
+    assert table.loc[0, "parameters"] == 1234567 and pd.isna(table.loc[2, "parameters"])
+    text = (built[0] / "compare" / "leaderboard.csv").read_text()
+    assert text.splitlines()[1].endswith(",2,3,181.0,20.5,1234567")  # integers stay integers
+
+
+def test_report_is_self_contained_with_overrides_links_and_figures(built):
+    root, html = built
+    parsed = _parse(html)
+
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == 2 + GALLERY_SIZE  # figures, deep vs wide (base agrees with wide)
+    for src in sources:
+        _decode(src)
+    for name in ("base", "wide", "deep"):  # the leaderboard's, the overrides table's and more
+        assert html.count(f'href="../runs/{name}/report/report.html"') >= 2
+    differs = {row[0]: row[1] for row in parsed.tables["overrides"][1:]}
+    assert differs == {
+        "wide": "train.encoder = resnet50train.lr = 0.0005",
+        "deep": 'model.depth = 5train.augment = {"flip": true}',
+        "base": "base config",
+    }
+    assert "selected, by <strong>validation</strong> mIoU" in html
+    for name in ("learning_curves", "per_class"):
+        with Image.open(root / "compare" / "figures" / f"{name}.png") as figure:
+            assert figure.format == "PNG" and figure.width > 300
+
+
+def test_paired_table_against_the_selected_run(built):
+    parsed = _parse(built[1])
+
+    rows = {row[0]: row[1:] for row in parsed.tables["paired-differences"][1:]}
+    assert set(rows) == {"deep", "base"}
+    assert rows["deep"][0] == str(N_IMAGES) and rows["deep"][-1] == "better"
+    assert float(rows["deep"][1]) == pytest.approx(0.1, abs=0.01)
+    assert float(rows["deep"][2]) > 0 and float(rows["deep"][2]) <= float(rows["deep"][1])
+    assert rows["base"][1] == "-0.0500" and rows["base"][-1] == "worse"
+
+
+def test_gallery_shows_the_images_where_predictions_disagree_most(built):
+    html = built[1]
+
+    deep_section = html.split("deep vs wide</h4>")[1].split("<h4")[0]
+    captions = re.findall(r"<code>(img\d)</code> — disagreement ([\d.]+)", deep_section)
+    fraction = f"{20 / LABELLED:.3f}"
+    assert captions == [("img2", fraction), ("img3", fraction)]  # tie: by id
+    # Run "base" predicts like "wide" everywhere: no image to show.
+    base_section = html.split("base vs wide</h4>")[1]
+    assert "<img" not in base_section and "same class on every labelled pixel" in base_section
+
+    src = re.search(r'<img class="gallery" src="([^"]+)"', deep_section)[1]
+    sheet = _decode(src)
+    width = 16
+    gap = (sheet.shape[1] - 4 * width) // 3
+    assert sheet.shape[0] == 12 and gap > 0
+    image, truth, selected, other = (
+        sheet[:, i * (width + gap) : i * (width + gap) + width] for i in range(4)
+    )
+    differ = np.any(selected != other, axis=2)
+    assert differ[2:].sum() == 20  # the changed labelled pixels
+    assert differ[0].all()  # the ignored row, predicted differently, shown but not counted
+    assert (truth[0] == 0).all()  # ignored truth pixels are black
+
+
+def test_single_run_has_leaderboard_but_nothing_to_compare(tmp_path, runs):
+    html = _build(tmp_path, runs[:1])
+    parsed = _parse(html)
+
+    assert [row[1] for row in parsed.tables["leaderboard"][1:]] == ["base selected"]
+    assert "paired-differences" not in parsed.tables
+    assert 'id="nothing-to-compare"' in html and "nothing to compare" in html
+    assert '<img class="gallery"' not in html
+
+
+def test_tied_validation_scores_keep_the_declared_order(tmp_path):
+    runs = [
+        make_run(tmp_path, name, val=0.5, test=test, overrides={})
+        for name, test in (("second", 0.6), ("first", 0.9))
+    ]
+    _build(tmp_path, runs)
+
+    table = pd.read_csv(tmp_path / "compare" / "leaderboard.csv")
+    assert table["run"].tolist() == ["second", "first"]
+    assert table["selected"].tolist() == [True, False]
+
+
+@pytest.mark.parametrize("field", REQUIRED_INPUTS)
+def test_missing_input_raises_naming_it_and_its_run(tmp_path, runs, field):
+    missing = tmp_path / "gone" / f"missing_{field}"
+    runs[2] = dataclasses.replace(runs[2], **{field: missing})
+
+    with pytest.raises(FileNotFoundError, match=f"{field} of run 'deep'.*missing_{field}"):
+        _build(tmp_path, runs)
+    assert not (tmp_path / "compare").exists()
+
+
+def test_run_result_from_mapping():
+    fields = {
+        "name": "a",
+        "report_html": "../runs/a/report/report.html",
+        **{field: f"results/runs/a/{field}" for field in REQUIRED_INPUTS},
+    }
+    run = RunResult.from_mapping(fields)
+    assert run.overrides == {} and run.model_json is None and run.history == fields["history"]
+    with pytest.raises(ValueError, match=r"unknown fields \['colour'\], missing \['history'\]"):
+        RunResult.from_mapping({**{k: v for k, v in fields.items() if k != "history"}, "colour": 1})
+
+
+def test_bootstrap_is_seeded_and_contains_the_mean():
+    differences = np.random.default_rng(0).normal(0.02, 0.05, 40)
+
+    first = bootstrap_mean(differences, seed=7, n_resamples=2000)
+    again = bootstrap_mean(differences, seed=7, n_resamples=2000)
+    other_seed = bootstrap_mean(differences, seed=8, n_resamples=2000)
+
+    assert first == again
+    assert (other_seed.low, other_seed.high) != (first.low, first.high)
+    assert first.n_images == 40 and first.mean == pytest.approx(differences.mean())
+    assert first.low < first.mean < first.high
+    assert first.high - first.low == pytest.approx(4 * 0.05 / np.sqrt(40), rel=0.3)
+
+
+def test_bootstrap_degenerate_samples():
+    equal = bootstrap_mean(np.full(5, -0.25))
+    assert (equal.n_images, equal.mean, equal.low, equal.high) == (5, -0.25, -0.25, -0.25)
+    assert equal.verdict == "worse"
+    assert bootstrap_mean(np.zeros(3)).verdict == "no clear difference"
+    one = bootstrap_mean(np.array([0.3]))
+    assert (one.n_images, one.mean, one.low, one.high, one.verdict) == (1, 0.3, None, None, "n/a")
+    none = bootstrap_mean(np.array([]))
+    assert (none.n_images, none.mean, none.low) == (0, None, None)
+
+
+def test_paired_difference_pairs_by_id_over_images_scored_in_both():
+    selected = pd.DataFrame({"id": ["a", "b", "c", "d"], "mean_iou": [0.5, 0.6, np.nan, 0.2]})
+    other = pd.DataFrame({"id": ["d", "c", "b", "e"], "mean_iou": [0.4, 0.9, 0.7, 0.1]})
+
+    result = paired_difference(selected, other, seed=0)
+
+    # Paired: b (0.7 - 0.6) and d (0.4 - 0.2); a and e are in one run only, c has no score.
+    assert result.n_images == 2
+    assert result.mean == pytest.approx(0.15)
+    assert result.low == pytest.approx(0.1) and result.high == pytest.approx(0.2)
+    assert result.verdict == "better"
+
+
+def test_most_disagreeing_orders_by_fraction_then_id_and_skips_agreement():
+    fractions = pd.Series({"z": 0.5, "a": 0.1, "m": 0.5, "q": 0.0, "n": np.nan, "b": 0.3})
+    assert most_disagreeing(fractions, 3) == [("m", 0.5), ("z", 0.5), ("b", 0.3)]
+    assert most_disagreeing(fractions, 10)[-1] == ("a", 0.1)
+
+
+def test_gallery_size_zero_keeps_the_paired_table_without_galleries(tmp_path, runs):
+    html = _build(tmp_path, runs, gallery_size=0)
+
+    assert len(_parse(html).tables["paired-differences"]) == 3
+    assert '<img class="gallery"' not in html and "disagree most" not in html
+
+
+def test_rule_script_builds_the_comparison_from_snakemake_params(tmp_path, runs):
+    """scripts/compare.py, in a process of its own (it sets up logging), with the rule's
+    output, log and params (rules/compare.smk) in a stand-in for Snakemake's object."""
+    out = tmp_path / "results" / "compare"
+    job = {
+        "output": {
+            "html": str(out / "report.html"),
+            "leaderboard": str(out / "leaderboard.csv"),
+            "curves": str(out / "figures" / "learning_curves.png"),
+            "per_class": str(out / "figures" / "per_class.png"),
+        },
+        "log": [str(tmp_path / "logs" / "compare.log")],
+        "params": {
+            "runs": [
+                {k: str(v) if isinstance(v, Path) else v for k, v in vars(run).items()}
+                for run in runs
+            ],
+            "classes": CLASSES,
+            "ignore_index": 255,
+            "compare": {
+                "title": "pets (comparison)",
+                "gallery_size": 1,
+                "seed": 0,
+                "bootstrap_resamples": 500,
+            },
+        },
+    }
+    stand_in = (
+        "import json, runpy, sys, types\n"
+        "job = json.loads(sys.argv[1])\n"
+        "snakemake = types.SimpleNamespace(\n"
+        "    output=types.SimpleNamespace(**job['output']),\n"
+        "    params=types.SimpleNamespace(**job['params']),\n"
+        "    log=job['log'])\n"
+        "runpy.run_path(sys.argv[2], init_globals={'snakemake': snakemake})\n"
+    )
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compare.py"
+    subprocess.run(
+        [sys.executable, "-c", stand_in, json.dumps(job), str(script)], check=True, cwd=tmp_path
+    )
+
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<title>pets (comparison)</title>" in html
+    assert len(re.findall(r'<img class="gallery"', html)) == 1
+    assert pd.read_csv(out / "leaderboard.csv")["run"].tolist() == ["wide", "deep", "base"]
+    assert (out / "figures" / "per_class.png").is_file()
+    assert "selected wide" in (tmp_path / "logs" / "compare.log").read_text()
