@@ -15,10 +15,16 @@ include: "rules/train.smk"
 include: "rules/predict.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/compare.smk"
 include: "rules/dvc.smk"
 
 
 rule all:
     input:
-        "results/report/report.html",
-        expand("results/evaluate/{split}/metrics.json", split=EVAL_SPLITS),
+        expand("results/runs/{run}/report/report.html", run=RUNS),
+        expand(
+            "results/runs/{run}/evaluate/{split}/metrics.json",
+            run=RUNS,
+            split=EVAL_SPLITS,
+        ),
+        "results/compare/report.html" if COMPARE else [],

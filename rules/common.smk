@@ -2,6 +2,7 @@
 
 import functools
 import os
+import re
 from pathlib import Path
 
 from snakemake.io import contains_wildcard
@@ -9,6 +10,7 @@ from snakemake.io import contains_wildcard
 from segpipe.config import ConfigError, load_schema, validate_config
 from segpipe.datasets import dataset_files
 from segpipe.download import OXFORD_PETS_RESOURCES
+from segpipe.experiments import expand_runs
 
 
 def _replace_whole_options_from_command_line(cfg):
@@ -34,17 +36,26 @@ def _replace_whole_options_from_command_line(cfg):
 
 
 _replace_whole_options_from_command_line(config)
+_schema = load_schema(Path(workflow.basedir) / "config/schema.yaml")
+
+
+def _validate(cfg):
+    # Jobs on a cluster node: the submitting process checked the model names already.
+    return validate_config(cfg, _schema, check_models=not workflow.remote_exec)
+
+
 try:
-    _validated = validate_config(
-        config,
-        load_schema(Path(workflow.basedir) / "config/schema.yaml"),
-        # Jobs on a cluster node: the submitting process checked the model names already.
-        check_models=not workflow.remote_exec,
-    )
+    _validated = _validate(config)
+    # The runs the config declares (experiments, grid), or the one run named by run_name.
+    RUNS = {run.name: run for run in expand_runs(config, _validated, _validate)}
 except ConfigError as exc:
     raise ValueError(str(exc)) from None
 config.clear()
 config.update(_validated)
+# Split settings of the runs: results/split/<splitting>/, computed once each.
+SPLITTINGS = {run.splitting: run.config["split"] for run in RUNS.values()}
+# Experiments and grids compare their runs in results/compare/.
+COMPARE = config["experiments"] is not None or config["grid"] is not None
 
 EVAL_SPLITS = ["val", "test"]
 SOURCE = config["dataset"]["source"]
@@ -52,11 +63,47 @@ SOURCE = config["dataset"]["source"]
 
 wildcard_constraints:
     split="train|val|test",
+    run="|".join(re.escape(name) for name in RUNS),
+    splitting="|".join(re.escape(name) for name in SPLITTINGS),
+    size="[0-9]+",
 
 
 def res(rule_name, key):
     """Threads / mem_mb / runtime of a rule, from config['resources']."""
     return config["resources"][rule_name][key]
+
+
+def run_res(rule_name, key):
+    """Threads / mem_mb / runtime / gpu_model of a per-run rule, from the run's resources."""
+    return lambda wildcards: RUNS[wildcards.run].config["resources"][rule_name][key]
+
+
+def run_option(*keys):
+    """A param of a per-run rule: the run's config at ``keys`` (a section, or an option)."""
+
+    def get(wildcards):
+        value = RUNS[wildcards.run].config
+        for key in keys:
+            value = value[key]
+        return value
+
+    return get
+
+
+def run_dir(run):
+    """Where a run's train, predict, evaluate and report outputs go."""
+    return f"results/runs/{run}"
+
+
+def split_manifest(run, split):
+    """The manifest of ``split`` in the split setting the run uses (rule split)."""
+    return f"results/split/{RUNS[run].splitting}/{split}.csv"
+
+
+def preprocessed(run, split):
+    """The array of ``split`` at the run's image size (rule preprocess)."""
+    size = RUNS[run].config["train"]["image_size"]
+    return f"results/preprocess/{RUNS[run].splitting}/{size}/{split}.npy"
 
 
 def verbatim(value):
@@ -144,3 +191,54 @@ def download_resources():
     if SOURCE == "oxford_pets":
         return config["dataset"].get("urls") or OXFORD_PETS_RESOURCES
     return []
+
+
+def run_benchmarks(run):
+    """Job name -> Snakemake benchmark file of every job a run's report depends on."""
+    size = RUNS[run].config["train"]["image_size"]
+    splitting = RUNS[run].splitting
+    jobs = {
+        "download": "benchmarks/download/download.tsv",
+        "remap": "benchmarks/remap/remap.tsv",
+    }
+    jobs["split"] = f"benchmarks/split/{splitting}.tsv"
+    for split in ("train", "val", "test"):
+        jobs[f"preprocess ({split})"] = (
+            f"benchmarks/preprocess/{splitting}/{size}/{split}.tsv"
+        )
+    jobs["train"] = f"benchmarks/train/{run}.tsv"
+    for rule_name in ("predict", "evaluate"):
+        for split in EVAL_SPLITS:
+            jobs[f"{rule_name} ({split})"] = f"benchmarks/{rule_name}/{run}/{split}.tsv"
+    return jobs
+
+
+def compare_run(run):
+    """What rule compare reads of a run (see segpipe.compare.RunResult), paths relative to the
+    workflow; ``report_html`` relative to the comparison report."""
+    out = run_dir(run)
+    return {
+        "name": run,
+        "overrides": RUNS[run].overrides,
+        "report_html": f"../runs/{run}/report/report.html",
+        "val_metrics": f"{out}/evaluate/val/metrics.json",
+        "test_metrics": f"{out}/evaluate/test/metrics.json",
+        "test_per_class": f"{out}/evaluate/test/per_class.csv",
+        "test_per_image": f"{out}/evaluate/test/per_image.csv",
+        "history": f"{out}/train/history.csv",
+        "model_json": f"{out}/train/model.json",
+        "test_manifest": split_manifest(run, "test"),
+        "test_predictions": f"{out}/predict/test",
+    }
+
+
+def compare_inputs():
+    """Every file rule compare reads, and each run's report (linked from the comparison)."""
+    files = []
+    for run in RUNS:
+        entry = compare_run(run)
+        files += [
+            v for k, v in entry.items() if k not in ("name", "overrides", "report_html")
+        ]
+        files.append(f"{run_dir(run)}/report/report.html")
+    return sorted(set(files))

@@ -1,28 +1,29 @@
 rule evaluate:
-    """Per-class IoU/Dice, pixel accuracy, confusion matrix and per-image metrics for one split."""
+    """Per-class IoU/Dice, pixel accuracy, confusion matrix and per-image metrics for one split of
+    one run."""
     input:
-        manifest="results/split/{split}.csv",
-        predictions="results/predict/{split}",
+        manifest=lambda wildcards: split_manifest(wildcards.run, wildcards.split),
+        predictions="results/runs/{run}/predict/{split}",
     output:
-        metrics="results/evaluate/{split}/metrics.json",
-        per_class="results/evaluate/{split}/per_class.csv",
-        confusion="results/evaluate/{split}/confusion.csv",
-        confusion_normalized="results/evaluate/{split}/confusion_normalized.csv",
-        confusion_counts="results/evaluate/{split}/confusion_counts.csv",
-        per_image="results/evaluate/{split}/per_image.csv",
+        metrics="results/runs/{run}/evaluate/{split}/metrics.json",
+        per_class="results/runs/{run}/evaluate/{split}/per_class.csv",
+        confusion="results/runs/{run}/evaluate/{split}/confusion.csv",
+        confusion_normalized="results/runs/{run}/evaluate/{split}/confusion_normalized.csv",
+        confusion_counts="results/runs/{run}/evaluate/{split}/confusion_counts.csv",
+        per_image="results/runs/{run}/evaluate/{split}/per_image.csv",
     log:
-        "logs/evaluate/{split}.log",
+        "logs/evaluate/{run}/{split}.log",
     benchmark:
-        "benchmarks/evaluate/{split}.tsv"
+        "benchmarks/evaluate/{run}/{split}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: res("evaluate", "threads")
+    threads: run_res("evaluate", "threads")
     resources:
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+        mem_mb=run_res("evaluate", "mem_mb"),
+        runtime=run_res("evaluate", "runtime"),
     params:
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
-        foreground_classes=config["evaluate"]["foreground_classes"],
+        foreground_classes=run_option("evaluate", "foreground_classes"),
     script:
         "../scripts/evaluate.py"

@@ -3,58 +3,56 @@ localrules:
 
 
 rule report:
-    """One self-contained HTML report; key figures also go into `snakemake --report`."""
+    """One run's self-contained HTML report; key figures also go into `snakemake --report`."""
     input:
-        metrics="results/evaluate/test/metrics.json",
-        val_metrics="results/evaluate/val/metrics.json",
-        per_class="results/evaluate/test/per_class.csv",
-        confusion="results/evaluate/test/confusion.csv",
-        per_image="results/evaluate/test/per_image.csv",
-        history="results/train/history.csv",
-        manifest="results/split/test.csv",
-        predictions="results/predict/test",
+        metrics="results/runs/{run}/evaluate/test/metrics.json",
+        val_metrics="results/runs/{run}/evaluate/val/metrics.json",
+        per_class="results/runs/{run}/evaluate/test/per_class.csv",
+        confusion="results/runs/{run}/evaluate/test/confusion.csv",
+        per_image="results/runs/{run}/evaluate/test/per_image.csv",
+        history="results/runs/{run}/train/history.csv",
+        manifest=lambda wildcards: split_manifest(wildcards.run, "test"),
+        predictions="results/runs/{run}/predict/test",
         quarantine="results/remap/quarantine.csv",
-        classes="results/split/classes.csv",
+        classes=lambda wildcards: split_manifest(wildcards.run, "classes"),
     output:
-        html="results/report/report.html",
+        html="results/runs/{run}/report/report.html",
         confusion=report(
-            "results/report/figures/confusion.png",
+            "results/runs/{run}/report/figures/confusion.png",
             caption="captions/confusion.rst",
             category="Evaluation",
+            subcategory="{run}",
         ),
         curves=report(
-            "results/report/figures/learning_curves.png",
+            "results/runs/{run}/report/figures/learning_curves.png",
             caption="captions/learning_curves.rst",
             category="Training",
+            subcategory="{run}",
         ),
         per_class=report(
-            "results/report/figures/per_class.png",
+            "results/runs/{run}/report/figures/per_class.png",
             caption="captions/per_class.rst",
             category="Evaluation",
+            subcategory="{run}",
         ),
     log:
-        "logs/report/report.log",
+        "logs/report/{run}.log",
     benchmark:
-        "benchmarks/report/report.tsv"
+        "benchmarks/report/{run}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: res("report", "threads")
+    threads: run_res("report", "threads")
     resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
+        mem_mb=run_res("report", "mem_mb"),
+        runtime=run_res("report", "runtime"),
     params:
-        report=config["report"],
+        report=run_option("report"),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # Shown in the run summary. Resources only change where jobs run, not the results.
-        config={k: v for k, v in config.items() if k != "resources"},
-        benchmarks={
-            "download": "benchmarks/download/download.tsv",
-            "remap": "benchmarks/remap/remap.tsv",
-            "split": "benchmarks/split/split.tsv",
-            "train": "benchmarks/train/train.tsv",
-            "predict (test)": "benchmarks/predict/test.tsv",
-            "evaluate (test)": "benchmarks/evaluate/test.tsv",
+        config=lambda wildcards: {
+            k: v for k, v in RUNS[wildcards.run].config.items() if k != "resources"
         },
+        benchmarks=lambda wildcards: run_benchmarks(wildcards.run),
     script:
         "../scripts/report.py"

@@ -1,16 +1,17 @@
 rule split:
-    """Seeded, stratified train/val/test manifests (honouring official lists when present)."""
+    """Seeded, stratified train/val/test manifests (honouring official lists when present), once
+    per distinct split setting of the runs."""
     input:
         index="results/remap/index.csv",
     output:
-        train="results/split/train.csv",
-        val="results/split/val.csv",
-        test="results/split/test.csv",
-        classes="results/split/classes.csv",
+        train="results/split/{splitting}/train.csv",
+        val="results/split/{splitting}/val.csv",
+        test="results/split/{splitting}/test.csv",
+        classes="results/split/{splitting}/classes.csv",
     log:
-        "logs/split/split.log",
+        "logs/split/{splitting}.log",
     benchmark:
-        "benchmarks/split/split.tsv"
+        "benchmarks/split/{splitting}.tsv"
     conda:
         "../envs/segpipe.yaml"
     threads: res("split", "threads")
@@ -18,7 +19,7 @@ rule split:
         mem_mb=res("split", "mem_mb"),
         runtime=res("split", "runtime"),
     params:
-        split=config["split"],
+        split=lambda wildcards: SPLITTINGS[wildcards.splitting],
         classes=verbatim(config["classes"]),
     script:
         "../scripts/split.py"

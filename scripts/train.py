@@ -10,6 +10,7 @@ train_model(
     best_path=snakemake.output.best,
     last_path=snakemake.output.last,
     history_path=snakemake.output.history,
+    model_path=snakemake.output.model,
     resume_dir=snakemake.params.resume_dir,
     classes=snakemake.params.classes,
     ignore_index=snakemake.params.ignore_index,

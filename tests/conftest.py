@@ -78,3 +78,16 @@ def planned_rules(workdir: Path, *args: str) -> dict[str, int]:
         return {}
     table = out.split("Job stats:", 1)[1].split("total", 1)[0]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job ``snakemake -n`` plans, ``all`` left out."""
+    proc = snakemake(workdir, "-n", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = []
+    for m in re.finditer(r"^(?:localrule|rule) (\w+):\n((?:    .*\n)+)", proc.stdout, re.M):
+        fields = re.search(r"^    wildcards: (.*)$", m[2], re.M)
+        wildcards = dict(re.findall(r"(\w+)=([^,]+)", fields[1])) if fields else {}
+        if m[1] != "all":
+            jobs.append((m[1], wildcards))
+    return jobs

@@ -387,7 +387,8 @@ def test_pipeline_on_a_folder_whose_names_hold_spaces_non_ascii_and_braces(tmp_p
     proc = snakemake(work, "--configfile", "config/run.yaml", "--cores", "2", timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     results = work / "results"
-    assert "fore {ground}" in (results / "report" / "report.html").read_text()
+    report = results / "runs" / "ci-tiny" / "report" / "report.html"
+    assert "fore {ground}" in report.read_text()
     assert read_table(results / "remap" / "index.csv")["id"].tolist() == sorted(ODD_NAMES)
     assert planned_rules(work, "--configfile", "config/run.yaml") == {}
     # The newest file, {x}.png, cannot be remap's input: its modification time is in its params.
@@ -399,8 +400,8 @@ def _run_until(work: Path, ready, timeout: float = 300) -> subprocess.Popen:
     """Start Snakemake (up to the trained model) in its own process group; return once
     ``ready()`` holds."""
     proc = subprocess.Popen(
-        [str(BIN / "snakemake"), "results/train/best.pt", "--configfile", "config/run.yaml"]
-        + ["--cores", "2"],
+        [str(BIN / "snakemake"), "results/runs/ci-tiny/train/best.pt"]
+        + ["--configfile", "config/run.yaml", "--cores", "2"],
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -425,9 +426,10 @@ def test_kill_9_of_snakemake_during_remap_and_train_then_unlock_and_rerun(tmp_pa
     names = [f"p{i}" for i in range(16)]
     work = folder_workflow(tmp_path, tmp_path / "data", names, size=256, epochs=3)
     # Options taking many values (--quiet, --configfile) last, the target after --cores.
-    target = ("--cores", "2", "results/train/best.pt", "--configfile", "config/run.yaml")
+    target = ("--cores", "2", "results/runs/ci-tiny/train/best.pt")
+    target += ("--configfile", "config/run.yaml")
     remap_writing = lambda: any((work / "results" / "remap").glob(".masks.*.tmp"))  # noqa: E731
-    last_epoch_saved = (work / "results" / "train" / "resume" / "last.pt").is_file
+    last_epoch_saved = (work / "results/runs/ci-tiny/train/resume/last.pt").is_file
     for ready in (remap_writing, last_epoch_saved):
         proc = _run_until(work, ready)
         os.killpg(proc.pid, signal.SIGKILL)
@@ -441,6 +443,6 @@ def test_kill_9_of_snakemake_during_remap_and_train_then_unlock_and_rerun(tmp_pa
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-6000:]
     assert not list((work / "results" / "remap").glob(".masks.*"))
     assert sorted(read_table(work / "results" / "remap" / "index.csv")["id"]) == sorted(names)
-    log = (work / "logs" / "train" / "train.log").read_text()
-    assert "resuming from results/train/resume/last.pt at the end of epoch" in log
+    log = (work / "logs" / "train" / "ci-tiny.log").read_text()
+    assert "resuming from results/runs/ci-tiny/train/resume/last.pt at the end of epoch" in log
     assert planned_rules(work, *target) == {}

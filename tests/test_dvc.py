@@ -29,21 +29,21 @@ RECORDED = "recorded the artifacts' hashes in dvc.lock"
 SUMMARY = """\
 Using workflow specific profile profiles/default for setting default command line arguments.
 output_file\tdate\trule\tlog-file(s)\tstatus\tplan
-results/report/report.html\tSun Nov 22 03:17:30 2026\treport\t-\tok\tno update
+results/runs/ci-tiny/report/report.html\tSun Nov 22 03:17:30 2026\treport\t-\tok\tno update
 results/remap/masks\t-\tremap\t-\tmissing\tupdate pending
 """
 
 OUTPUTS = [
     "results/download/dataset",
     "results/remap/masks",
-    "results/train/best.pt",
-    "results/train/last.pt",
-    "results/train/history.csv",
-    "results/evaluate/val/metrics.json",
-    "results/evaluate/test/metrics.json",
-    "results/evaluate/val/confusion_counts.csv",
-    "results/evaluate/test/confusion_counts.csv",
-    "results/report/report.html",
+    "results/runs/ci-tiny/train/best.pt",
+    "results/runs/ci-tiny/train/last.pt",
+    "results/runs/ci-tiny/train/history.csv",
+    "results/runs/ci-tiny/evaluate/val/metrics.json",
+    "results/runs/ci-tiny/evaluate/test/metrics.json",
+    "results/runs/ci-tiny/evaluate/val/confusion_counts.csv",
+    "results/runs/ci-tiny/evaluate/test/confusion_counts.csv",
+    "results/runs/ci-tiny/report/report.html",
 ]
 
 
@@ -52,7 +52,10 @@ OUTPUTS = [
 
 def test_parse_summary() -> None:
     rows = sdvc.parse_summary(SUMMARY)
-    assert [r["output_file"] for r in rows] == ["results/report/report.html", "results/remap/masks"]
+    assert [r["output_file"] for r in rows] == [
+        "results/runs/ci-tiny/report/report.html",
+        "results/remap/masks",
+    ]
     assert [r["plan"] for r in rows] == ["no update", "update pending"]
     with pytest.raises(sdvc.DvcError, match="no table"):
         sdvc.parse_summary("Building DAG of jobs...\n")
@@ -66,19 +69,44 @@ def test_build_dvc_yaml_tracks_every_output() -> None:
     assert stage["params"] == [{"config/config.yaml": None}]  # the whole file
     outs = [next(iter(o)) for o in stage["outs"]]
     metrics = [next(iter(m)) for m in stage["metrics"]]
-    assert metrics == ["results/evaluate/test/metrics.json", "results/evaluate/val/metrics.json"]
+    assert metrics == [
+        "results/runs/ci-tiny/evaluate/test/metrics.json",
+        "results/runs/ci-tiny/evaluate/val/metrics.json",
+    ]
     assert sorted(outs + metrics) == sorted(OUTPUTS)  # every DAG output, nothing else
     assert all(opts == {"persist": True} for o in stage["outs"] for opts in o.values())
     plots = {name: spec for p in content["plots"] for name, spec in p.items()}
-    assert plots["loss"]["y"] == {"results/train/history.csv": ["train_loss", "val_loss"]}
+    assert plots["loss"]["y"] == {
+        "results/runs/ci-tiny/train/history.csv": ["train_loss", "val_loss"]
+    }
     assert plots["confusion"]["template"] == "confusion_counts"
     assert set(plots["confusion"]["y"]) == {
-        "results/evaluate/val/confusion_counts.csv",
-        "results/evaluate/test/confusion_counts.csv",
+        "results/runs/ci-tiny/evaluate/val/confusion_counts.csv",
+        "results/runs/ci-tiny/evaluate/test/confusion_counts.csv",
     }
-    assert content["artifacts"]["model"]["path"] == "results/train/best.pt"
+    assert content["artifacts"]["model"]["path"] == "results/runs/ci-tiny/train/best.pt"
     with pytest.raises(sdvc.DvcError, match="history.csv"):
         sdvc.build_dvc_yaml([o for o in OUTPUTS if "history" not in o])
+
+
+def test_build_dvc_yaml_records_every_run() -> None:
+    runs = ["encoder-resnet18_loss-ce+dice", "mini"]
+    outputs = [
+        f"results/runs/{run}/{path}"
+        for run in runs
+        for path in ("train/best.pt", "train/history.csv", "evaluate/test/metrics.json")
+    ]
+    content = sdvc.build_dvc_yaml([*outputs, "results/compare/report.html"], code=["Snakefile"])
+    metrics = [next(iter(m)) for m in content["stages"][sdvc.STAGE]["metrics"]]
+    assert metrics == [f"results/runs/{run}/evaluate/test/metrics.json" for run in runs]
+    plots = {name: spec for p in content["plots"] for name, spec in p.items()}
+    assert set(plots["validation"]["y"]) == {
+        f"results/runs/{run}/train/history.csv" for run in runs
+    }
+    assert {name: a["path"] for name, a in content["artifacts"].items()} == {
+        "model-encoder-resnet18-loss-ce-dice": "results/runs/encoder-resnet18_loss-ce+dice/train/best.pt",
+        "model-mini": "results/runs/mini/train/best.pt",
+    }
 
 
 def test_render_writes_a_wholly_tracked_params_file() -> None:
@@ -237,7 +265,7 @@ def test_record_push_pull_then_compare_commits(tmp_path: Path) -> None:
     # Recording did not re-stamp the outputs (dvc commit --no-relink): nothing to rerun.
     assert planned_rules(repo) == {}
     paths = tracked_paths(repo)
-    assert {"results/train/best.pt", "results/synthesize/resources.json"} <= set(paths)
+    assert {"results/runs/ci-tiny/train/best.pt", "results/synthesize/resources.json"} <= set(paths)
     git(repo, "add", "-A")
     assert {"dvc.yaml", "dvc.lock"} <= set(git(repo, "diff", "--cached", "--name-only").split())
     git(repo, "commit", "-q", "-m", "run: 2 epochs")
@@ -264,7 +292,7 @@ def test_record_push_pull_then_compare_commits(tmp_path: Path) -> None:
     assert proc.returncode == 0, out[-8000:]
     assert job_stats(out) == {"train": 1, "predict": 2, "evaluate": 2, "report": 1, "all": 1}
     assert RECORDED in out
-    assert "results/train/best.pt" in git(clone, "diff", "dvc.lock")
+    assert "results/runs/ci-tiny/train/best.pt" in git(clone, "diff", "dvc.lock")
     git(clone, "commit", "-q", "-am", "run: 3 epochs")
 
     params = json.loads(dvc(clone, "params", "diff", "HEAD~2", "HEAD", "--json"))
@@ -273,8 +301,8 @@ def test_record_push_pull_then_compare_commits(tmp_path: Path) -> None:
     assert params["config/config.yaml"]["train.epochs"].items() >= {"old": 2, "new": 3}.items()
     metrics = json.loads(dvc(clone, "metrics", "diff", "HEAD~2", "HEAD", "--json"))
     assert set(metrics) == {
-        "results/evaluate/val/metrics.json",
-        "results/evaluate/test/metrics.json",
+        "results/runs/ci-tiny/evaluate/val/metrics.json",
+        "results/runs/ci-tiny/evaluate/test/metrics.json",
     }
     assert any(v["old"] != v["new"] for m in metrics.values() for v in m.values())
 

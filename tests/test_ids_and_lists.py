@@ -172,12 +172,12 @@ def test_pipeline_with_na_like_ids(tmp_path):
     cfg["split"].update(val_fraction=0.25, test_fraction=0.35)
     (work / "config" / "na.yaml").write_text(yaml.safe_dump(cfg))
     splits = ("train", "val", "test")
-    targets = [f"results/split/{s}.csv" for s in splits]
+    targets = [f"results/split/base/{s}.csv" for s in splits]
     proc = snakemake(work, "--configfile", "config/na.yaml", "--cores", "2", *targets, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     results = work / "results"
     assert read_table(results / "remap" / "index.csv")["id"].tolist() == sorted(ids)
-    split = {s: read_table(results / "split" / f"{s}.csv")["id"].tolist() for s in splits}
+    split = {s: read_table(results / "split" / "base" / f"{s}.csv")["id"].tolist() for s in splits}
     assert sorted(sum(split.values(), [])) == sorted(ids)
 
 

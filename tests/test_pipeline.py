@@ -35,12 +35,13 @@ def variant(work: Path, name: str, edit) -> str:
 
 
 def test_outputs_of_every_step(done_run: Path) -> None:
-    r = done_run / "results"
+    r = done_run / "results" / "runs" / "ci-tiny"
+    splits = done_run / "results" / "split" / "base"
     for split in ("train", "val", "test"):
-        manifest = pd.read_csv(r / "split" / f"{split}.csv")
+        manifest = pd.read_csv(splits / f"{split}.csv")
         assert list(manifest.columns) == ["id", "image", "mask", "group", "height", "width"]
         assert len(manifest) > 0
-    test = pd.read_csv(r / "split" / "test.csv")
+    test = pd.read_csv(splits / "test.csv")
     for row in test.itertuples():
         pred = Image.open(r / "predict" / "test" / "masks" / f"{row.id}.png")
         assert pred.size == (row.width, row.height)  # original size, not the training size

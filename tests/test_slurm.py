@@ -9,6 +9,7 @@ fails instead.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -32,6 +33,8 @@ GPU_PARTITION = os.environ.get("SEGPIPE_SLURM_GPU_PARTITION") or "gpu"
 # Hard limit (SIGKILL) of the snakemake call; the whole run takes ~5-7 min on 2 cores.
 HARD_TIMEOUT = int(os.environ.get("SEGPIPE_SLURM_TEST_TIMEOUT", "1500"))
 REQUIRE_SLURM = os.environ.get("SEGPIPE_REQUIRE_SLURM", "") not in ("", "0")
+# Two runs of the tiny config, to train at the same time on the two fake GPUs.
+TWO_RUNS = {"experiments": {"base": {}, "high-lr": {"train": {"lr": 0.01}}}}
 
 
 def _env() -> dict[str, str]:
@@ -207,16 +210,19 @@ def megabytes(mem: str) -> int:
 
 
 def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
+    """Two runs of the tiny config: each run's train job is its own GPU job, both at once."""
     work = slurm_workflow(tmp_path / "slurm")
     ref = copy_workflow(tmp_path / "local")
     cfg = yaml.safe_load((work / TINY).read_text())
     assert cfg["train"]["device"] == "cpu", "the fake GPUs are /dev/null: train on the CPU"
+    for root in (work, ref):
+        (root / "config" / "runs.yaml").write_text(yaml.safe_dump(TWO_RUNS))
 
     # The same config run locally, as the reference for the metrics (in parallel: the Slurm run
     # mostly waits for its status checks).
     local_log = (tmp_path / "local.log").open("w")
     local = subprocess.Popen(
-        [str(BIN / "snakemake"), "--configfile", TINY, "--cores", "2"],
+        [str(BIN / "snakemake"), "--configfile", TINY, "config/runs.yaml", "--cores", "2"],
         cwd=ref,
         stdout=local_log,
         stderr=subprocess.STDOUT,
@@ -226,7 +232,7 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
     # Exactly the user's command, plus the tiny config and a short first status check (the
     # profile keeps the plugin's 40 s, sized for real jobs).
     cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake")]
-    cmd += ["--profile", "slurm", "--configfile", TINY]
+    cmd += ["--profile", "slurm", "--configfile", TINY, "config/runs.yaml"]
     cmd += ["--slurm-init-seconds-before-status-checks", "10"]
     log_path = tmp_path / "slurm.log"
     t0 = time.monotonic()
@@ -269,7 +275,7 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
 
     jobs = job_blocks(output)
     ran = {job["rule"] for job in jobs}
-    assert {"remap", "split", "train", "predict", "evaluate", "report"} <= ran, ran
+    assert {"remap", "split", "train", "predict", "evaluate", "report", "compare"} <= ran, ran
     remote = {job["jobid"] for job in jobs if job["rule"] not in LOCAL_RULES | {"all"}}
     assert set(submitted) == remote, f"sbatch jobs {submitted} for Snakemake jobs {remote}"
     for job in jobs:
@@ -302,9 +308,20 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
             assert info["Partition"] == CPU_PARTITION, name
             assert "gpu" not in tres, f"{name} asked for a GPU: {tres!r}"
 
+    # The two runs' train jobs ran at the same time, each with its own GPU request.
+    trains = [submitted[job["jobid"]] for job in jobs if job["rule"] == "train"]
+    assert len(trains) == 2, trains
+    (start_a, end_a), (start_b, end_b) = (
+        (watcher.jobs[i]["StartTime"], watcher.jobs[i]["EndTime"]) for i in trains
+    )
+    assert start_a < end_b and start_b < end_a, f"train jobs did not overlap: {trains}"
+
     # Same config, same results as the local run.
-    for split in ("val", "test"):
-        got = json.loads((work / "results" / "evaluate" / split / "metrics.json").read_text())
-        want = json.loads((ref / "results" / "evaluate" / split / "metrics.json").read_text())
-        assert got == want, f"{split} metrics differ between the Slurm and the local run"
-    assert (work / "results" / "report" / "report.html").exists()
+    for run, split in itertools.product(TWO_RUNS["experiments"], ("val", "test")):
+        metrics = Path("results/runs", run, "evaluate", split, "metrics.json")
+        got = json.loads((work / metrics).read_text())
+        want = json.loads((ref / metrics).read_text())
+        assert got == want, f"{run} {split} metrics differ between the Slurm and the local run"
+    for run in TWO_RUNS["experiments"]:
+        assert (work / "results" / "runs" / run / "report" / "report.html").exists()
+    assert (work / "results" / "compare" / "report.html").exists()

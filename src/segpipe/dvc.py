@@ -28,6 +28,7 @@ import argparse
 import fnmatch
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -47,11 +48,12 @@ CODE = ("Snakefile", "rules", "scripts", "src/segpipe", "envs", SCHEMA_FILE)
 # Config sections that change where and how fast jobs run, never what they compute: a run whose
 # config differs from config/config.yaml only there is still recorded.
 NOT_PARAMS = frozenset({"resources"})
-METRICS = "results/evaluate/*/metrics.json"
-HISTORY = "results/train/history.csv"
-CONFUSION_COUNTS = "results/evaluate/*/confusion_counts.csv"
+# Every run's outputs: results/runs/<run>/ (segpipe.experiments).
+METRICS = "results/runs/*/evaluate/*/metrics.json"
+HISTORY = "results/runs/*/train/history.csv"
+CONFUSION_COUNTS = "results/runs/*/evaluate/*/confusion_counts.csv"
 CONFUSION_TEMPLATE = "confusion_counts"  # .dvc/plots/confusion_counts.json
-MODEL = "results/train/best.pt"
+MODEL = "results/runs/*/train/best.pt"
 SNAKEMAKE_CMD = "snakemake --cores all"
 
 HEADER = """\
@@ -125,9 +127,10 @@ def build_dvc_yaml(outputs: Sequence[str], code: Sequence[str] = CODE) -> dict[s
     sections would break ``dvc params diff``. ``resources`` is therefore tracked too.
     """
     outputs = sorted(set(outputs))
-    missing = [p for p in (HISTORY, MODEL) if p not in outputs]
-    if missing:
-        raise DvcError(f"the Snakemake DAG has no {', '.join(missing)}: dvc.yaml needs them")
+    histories = [p for p in outputs if fnmatch.fnmatch(p, HISTORY)]
+    models = [p for p in outputs if fnmatch.fnmatch(p, MODEL)]
+    if not histories or not models:
+        raise DvcError(f"the Snakemake DAG has no {HISTORY} or {MODEL}: dvc.yaml needs them")
     metrics = [p for p in outputs if fnmatch.fnmatch(p, METRICS)]
     confusion = [p for p in outputs if fnmatch.fnmatch(p, CONFUSION_COUNTS)]
     outs = [p for p in outputs if p not in metrics]
@@ -139,12 +142,21 @@ def build_dvc_yaml(outputs: Sequence[str], code: Sequence[str] = CODE) -> dict[s
     stage["outs"] = [{p: {"persist": True}} for p in outs]
     if metrics:
         stage["metrics"] = [{p: {"persist": True}} for p in metrics]
+    return {
+        "stages": {STAGE: stage},
+        "plots": _plots(histories, confusion),
+        "artifacts": _models(models),
+    }
+
+
+def _plots(histories: Sequence[str], confusion: Sequence[str]) -> list[dict[str, Any]]:
+    """Learning curves of every run (one line per run and column) and the confusion matrices."""
     plots: list[dict[str, Any]] = [
         {
             "loss": {
                 "title": "Loss per epoch",
                 "x": "epoch",
-                "y": {HISTORY: ["train_loss", "val_loss"]},
+                "y": {h: ["train_loss", "val_loss"] for h in histories},
                 "x_label": "epoch",
                 "y_label": "loss",
             }
@@ -153,7 +165,7 @@ def build_dvc_yaml(outputs: Sequence[str], code: Sequence[str] = CODE) -> dict[s
             "validation": {
                 "title": "Validation mIoU and Dice per epoch",
                 "x": "epoch",
-                "y": {HISTORY: ["val_miou", "val_dice"]},
+                "y": {h: ["val_miou", "val_dice"] for h in histories},
                 "x_label": "epoch",
                 "y_label": "score",
             }
@@ -172,17 +184,25 @@ def build_dvc_yaml(outputs: Sequence[str], code: Sequence[str] = CODE) -> dict[s
                 }
             }
         )
-    return {
-        "stages": {STAGE: stage},
-        "plots": plots,
-        "artifacts": {
-            "model": {
-                "path": MODEL,
-                "type": "model",
-                "desc": "Segmentation model, best epoch by validation mIoU",
-            }
-        },
-    }
+    return plots
+
+
+def _models(models: Sequence[str]) -> dict[str, Any]:
+    """One model artifact per run: ``model``, or ``model-<run>`` (as DVC's names allow) for
+    several runs."""
+    artifacts: dict[str, Any] = {}
+    for i, path in enumerate(models, start=1):
+        run = Path(path).parts[2]  # results/runs/<run>/train/best.pt
+        slug = re.sub(r"[^a-z0-9]+", "-", run.lower()).strip("-")
+        name = "model" if len(models) == 1 else f"model-{slug}"
+        if name in artifacts:  # runs Encoder-A and encoder_a
+            name = f"{name}-{i}"
+        artifacts[name] = {
+            "path": path,
+            "type": "model",
+            "desc": f"Segmentation model of run {run}, best epoch by validation mIoU",
+        }
+    return artifacts
 
 
 class _Dumper(yaml.SafeDumper):

@@ -45,7 +45,7 @@ from segpipe.arrays import ArrayDataset, Batch, EpochSampler, batch_loader
 from segpipe.augment import BatchAugment
 from segpipe.colors import colorize
 from segpipe.data import IMAGENET_MEAN, IMAGENET_STD
-from segpipe.io import atomic_path, remove_stale_temporaries, write_csv
+from segpipe.io import atomic_path, remove_stale_temporaries, write_csv, write_json
 from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
 from segpipe.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.models import build_loss, build_model
@@ -461,14 +461,15 @@ def train_model(
     classes: list[str],
     ignore_index: int = 255,
     threads: int = 1,
+    model_path: str | Path | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Train on a preprocessed split array, select the best epoch by validation mean IoU.
 
     ``train_data`` / ``val_data`` are ``.npy`` arrays written by
     :func:`segpipe.arrays.preprocess_split`; ``options`` are the fields of :class:`TrainConfig`.
-    Writes the best and last checkpoints and the per-epoch history CSV; returns the last
-    checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
+    Writes the best and last checkpoints, the per-epoch history CSV and, given ``model_path``, the
+    model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
     :class:`BatchTooSmallError` before training where a batch would hold a single sample.
     Temporaries that killed checkpoint writes left in ``resume_dir`` are removed first.
     """
@@ -508,7 +509,25 @@ def train_model(
                 if exc.exit_code == EXIT_INTERRUPTED:
                     raise TrainingInterrupted() from None
                 raise
+    if model_path is not None:
+        write_model_card(model_path, load_checkpoint(best_path))
     return load_checkpoint(last_path)
+
+
+def write_model_card(path: str | Path, ckpt: dict[str, Any]) -> None:
+    """``model.json``: architecture, encoder and parameter counts of a checkpoint's model."""
+    model = model_from_checkpoint(ckpt)
+    train = ckpt["config"]["train"]
+    params = list(model.parameters())
+    write_json(
+        path,
+        {
+            "arch": train["arch"],
+            "encoder": train["encoder"],
+            "parameters": sum(p.numel() for p in params),
+            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+        },
+    )
 
 
 def _train(

@@ -1,0 +1,45 @@
+localrules:
+    compare,
+
+
+rule compare:
+    """All runs side by side: leaderboard (ranked by validation mIoU), what each run changes,
+    learning curves, per-class IoU, paired statistics against the selected run on the test split.
+    """
+    input:
+        lambda wildcards: compare_inputs(),
+    output:
+        html="results/compare/report.html",
+        leaderboard="results/compare/leaderboard.csv",
+        curves=report(
+            "results/compare/figures/learning_curves.png",
+            caption="captions/compare_curves.rst",
+            category="Comparison",
+        ),
+        per_class=report(
+            "results/compare/figures/per_class.png",
+            caption="captions/compare_per_class.rst",
+            category="Comparison",
+        ),
+    log:
+        "logs/compare/compare.log",
+    benchmark:
+        "benchmarks/compare/compare.tsv"
+    conda:
+        "../envs/segpipe.yaml"
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    params:
+        runs=verbatim([compare_run(run) for run in RUNS]),
+        classes=verbatim(config["classes"]),
+        ignore_index=config["ignore_index"],
+        # compare.* of the config, the title resolved (null: "<report.title> (comparison)").
+        compare={
+            **config["compare"],
+            "title": config["compare"]["title"]
+            or f"{config['report']['title']} (comparison)",
+        },
+    script:
+        "../scripts/compare.py"
