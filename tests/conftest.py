@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets in ../shared/data: skipped on a user's clone, required in CI."""
     if not SHARED_DATA.is_dir():

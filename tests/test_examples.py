@@ -31,6 +31,7 @@ from test_faults import tree_digest
 from test_layouts import save_palette_mask
 
 from segpipe.config import load_schema, validate_config
+from segpipe.experiments import expand_runs
 
 from conftest import REPO, copy_workflow, snakemake
 
@@ -43,6 +44,7 @@ NAMES = [
     "membrane_unet_augment",
     "voc_vgg16_unet",
 ]
+COMPARISONS = ["compare_membrane_unets", "compare_class_imbalance"]
 RULES = ["download", "remap", "split", "preprocess", "train", "predict", "evaluate", "report"]
 
 # CamVid ids (SegNet order) -> the 7 classes of example 1; 11 (void) -> None.
@@ -96,21 +98,22 @@ def check_outputs(results: Path, cfg: dict, n_quarantined: int = 0) -> None:
     quarantine section, and a checkpoint trained with exactly the configured options."""
     from segpipe.train import load_checkpoint
 
-    test = pd.read_csv(results / "split" / "test.csv", dtype={"id": str})
+    run = results / "runs" / cfg["run_name"]
+    test = pd.read_csv(results / "split" / "base" / "test.csv", dtype={"id": str})
     assert len(test) > 0
     for row in test.itertuples():
-        with Image.open(results / "predict" / "test" / "masks" / f"{row.id}.png") as pred:
+        with Image.open(run / "predict" / "test" / "masks" / f"{row.id}.png") as pred:
             assert pred.size == (row.width, row.height)
-        assert (results / "predict" / "test" / "overlays" / f"{row.id}.jpg").is_file()
+        assert (run / "predict" / "test" / "overlays" / f"{row.id}.jpg").is_file()
     for split in ("val", "test"):
-        metrics = yaml.safe_load((results / "evaluate" / split / "metrics.json").read_text())
+        metrics = yaml.safe_load((run / "evaluate" / split / "metrics.json").read_text())
         assert list(metrics["per_class"]) == cfg["classes"]
     quarantine = pd.read_csv(results / "remap" / "quarantine.csv")
     assert len(quarantine) == n_quarantined, quarantine
-    html = (results / "report" / "report.html").read_text(encoding="utf-8")
+    html = (run / "report" / "report.html").read_text(encoding="utf-8")
     assert cfg["report"]["title"] in html and 'id="data"' in html
 
-    trained = load_checkpoint(results / "train" / "best.pt")["config"]
+    trained = load_checkpoint(run / "train" / "best.pt")["config"]
     assert trained["classes"] == cfg["classes"]
     for key, value in cfg["train"].items():
         if key == "augment":
@@ -126,10 +129,33 @@ def check_outputs(results: Path, cfg: dict, n_quarantined: int = 0) -> None:
             assert trained["train"][key] == value, key
 
 
+def check_comparison(results: Path, cfg: dict) -> None:
+    """Each run of a comparison has its outputs and was trained with the base config plus its
+    override; the comparison ranks them all and links their reports."""
+    from segpipe.train import load_checkpoint
+
+    runs = list(cfg["experiments"])
+    for name, override in cfg["experiments"].items():
+        run = results / "runs" / name
+        for split in ("val", "test"):
+            metrics = yaml.safe_load((run / "evaluate" / split / "metrics.json").read_text())
+            assert list(metrics["per_class"]) == cfg["classes"]
+        assert (run / "report" / "report.html").is_file()
+        trained = load_checkpoint(run / "train" / "best.pt")["config"]["train"]
+        for key, value in {**cfg["train"], **(override or {}).get("train", {})}.items():
+            if key != "augment":
+                assert trained[key] == value, (name, key)
+    board = pd.read_csv(results / "compare" / "leaderboard.csv")
+    assert sorted(board["run"]) == sorted(runs)
+    assert board["val_miou"].is_monotonic_decreasing and board["selected"].sum() == 1
+    html = (results / "compare" / "report.html").read_text(encoding="utf-8")
+    assert all(f'href="../runs/{name}/report/report.html"' in html for name in runs)
+
+
 # --------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + COMPARISONS)
 def test_example_is_a_complete_valid_config(name):
     schema = load_schema(REPO / "config" / "schema.yaml")
     raw = load_example(name)
@@ -160,6 +186,30 @@ def test_examples_reproduce_their_setups():
     ex5 = load_example("voc_vgg16_unet")
     assert voc["encoder"] == "vgg16" and voc["loss"] == "ce+dice"
     assert ex5["dataset"]["layout"] == "voc" and ex5["remap"]["ignore_value"] == 255
+
+
+def test_comparisons_declare_their_runs():
+    schema = load_schema(REPO / "config" / "schema.yaml")
+
+    def runs(name: str) -> dict:
+        raw = load_example(name)
+        validate = lambda cfg: validate_config(cfg, schema)  # noqa: E731
+        return {r.name: r.config["train"] for r in expand_runs(raw, validate(raw), validate)}
+
+    membranes = runs("compare_membrane_unets")
+    assert list(membranes) == ["mini-unet", "mobilenet-unet"]
+    mini = validate_config(load_example("membrane_mini_unet"), schema)["train"]
+    assert membranes["mini-unet"] == mini
+    assert membranes["mobilenet-unet"]["encoder"] == "mobilenet_v2"
+    assert membranes["mobilenet-unet"]["decoder_channels"] is None
+    imbalance = runs("compare_class_imbalance")
+    assert list(imbalance) == ["ce", "ce-weighted", "ce-dice", "focal"]
+    assert [t["loss"] for t in imbalance.values()] == ["ce", "ce", "ce+dice", "focal"]
+    assert len(imbalance["ce-weighted"]["class_weights"]) == 7
+    assert imbalance["ce"]["class_weights"] is None
+    base = load_example("unet_7class_grayscale")
+    assert load_example("compare_class_imbalance")["classes"] == base["classes"]
+    assert load_example("compare_class_imbalance")["remap"] == base["remap"]
 
 
 # --------------------------------------------------------------------------- data builders
@@ -222,19 +272,36 @@ def digest_files(paths: list[Path]) -> dict[str, str]:
 # --------------------------------------------------------------------------- end to end
 
 
-@pytest.mark.slow
-@pytest.mark.shared_data
-def test_example_1_seven_class_grayscale_unet(shared_data, tmp_path):
-    data = tmp_path / "seven_classes"
+@pytest.fixture(scope="module")
+def seven_classes(shared_data, tmp_path_factory) -> tuple[Path, Path]:
+    """Example 1's data and one workflow copy for it and the class-imbalance comparison (same
+    data and sizes: remap, split and preprocess run once)."""
+    tmp = tmp_path_factory.mktemp("seven")
+    data = tmp / "seven_classes"
     sources = build_camvid_7_grey(shared_data, data)
     before, source_digest = tree_digest(data), digest_files(sources)
+    yield data, copy_workflow(tmp / "work")
+    assert tree_digest(data) == before and digest_files(sources) == source_digest
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_example_1_seven_class_grayscale_unet(seven_classes):
+    data, work = seven_classes
     cfg = tiny(load_example("unet_7class_grayscale"), root=str(data))
-    results = run_example(copy_workflow(tmp_path / "work"), "unet_7class_grayscale", cfg)
+    results = run_example(work, "unet_7class_grayscale", cfg)
     check_outputs(results, cfg)
     # The intensities became the 7 class ids, void the ignore index.
     mask = np.asarray(Image.open(next((results / "remap" / "masks").iterdir())))
     assert set(np.unique(mask)) <= set(range(7)) | {255}
-    assert tree_digest(data) == before and digest_files(sources) == source_digest
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_comparison_b_class_imbalance(seven_classes):
+    data, work = seven_classes
+    cfg = tiny(load_example("compare_class_imbalance"), root=str(data))
+    check_comparison(run_example(work, "compare_class_imbalance", cfg), cfg)
 
 
 @pytest.mark.slow
@@ -274,6 +341,14 @@ def test_examples_3_4_isbi_membranes(shared_data, isbi_work, name):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+def test_comparison_a_membrane_unets(shared_data, isbi_work):
+    isbi = shared_data / "isbi2012_membrane" / "train"
+    cfg = tiny(load_example("compare_membrane_unets"), root=str(isbi))
+    check_comparison(run_example(isbi_work, "compare_membrane_unets", cfg), cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
 def test_example_5_voc_vgg16_unet(shared_data, tmp_path):
     root = tmp_path / "VOCdevkit" / "VOC2012"
     sources = build_camvid_voc(shared_data, root)
@@ -281,7 +356,7 @@ def test_example_5_voc_vgg16_unet(shared_data, tmp_path):
     cfg = tiny(load_example("voc_vgg16_unet"), root=str(root))
     results = run_example(copy_workflow(tmp_path / "work"), "voc_vgg16_unet", cfg)
     check_outputs(results, cfg)
-    test = pd.read_csv(results / "split" / "test.csv")
+    test = pd.read_csv(results / "split" / "base" / "test.csv")
     assert len(test) == 3  # VOC's val list is the test split
     remap_log = (results.parent / "logs" / "remap" / "remap.log").read_text()
     assert "2 images in" in remap_log and "have no mask and are in no split list" in remap_log
