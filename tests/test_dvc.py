@@ -4,6 +4,7 @@ a push/pull round trip that Snakemake does not rerun, and metrics/params/plots a
 from __future__ import annotations
 
 import filecmp
+import itertools
 import json
 import logging
 import os
@@ -319,3 +320,39 @@ def test_record_push_pull_then_compare_commits(tmp_path: Path) -> None:
     dvc(clone, "plots", "show", "--out", str(tmp_path / "plots"), "--quiet")
     html = (tmp_path / "plots" / "index.html").read_text()
     assert "train_loss" in html and "val_miou" in html
+
+    # 4. A second run declared in config/config.yaml (experiments): the existing run is kept, the
+    # new one trains, both are recorded; dvc shows the new run's metrics and history.
+    cfg["experiments"] = {"ci-tiny": {}, "high-lr": {"train": {"lr": 0.01}}}
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    git(clone, "commit", "-q", "-am", "a second run")
+    proc = snakemake(clone, "--cores", "2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-8000:]
+    assert job_stats(out) == {
+        "train": 1,
+        "predict": 2,
+        "evaluate": 2,
+        "report": 1,
+        "compare": 1,
+        "all": 1,
+    }
+    assert RECORDED in out
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", "run: two runs")
+    new = {f"results/runs/high-lr/evaluate/{s}/metrics.json" for s in ("val", "test")}
+    metrics = json.loads(dvc(clone, "metrics", "diff", "HEAD~2", "HEAD", "--json"))
+    assert new <= set(metrics)
+    assert all(v["old"] is None for path in new for v in metrics[path].values())
+    shown = dvc(clone, "metrics", "show", "--json")
+    for name, split in itertools.product(("ci-tiny", "high-lr"), ("val", "test")):
+        assert f"results/runs/{name}/evaluate/{split}/metrics.json" in shown
+    plots = json.loads(dvc(clone, "plots", "show", "--json"))["data"]
+    points = plots["loss"][0]["content"]["data"]["values"]
+    # DVC names each series by file (without the common prefix results/runs/) and field.
+    series = {p["filename::field"].split("::")[0] for p in points}
+    assert series == {"ci-tiny/train/history.csv", "high-lr/train/history.csv"}
+    assert set(yaml.safe_load((clone / "dvc.yaml").read_text())["artifacts"]) == {
+        "model-ci-tiny",
+        "model-high-lr",
+    }

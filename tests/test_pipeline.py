@@ -54,6 +54,9 @@ def test_outputs_of_every_step(done_run: Path) -> None:
     assert list(history["epoch"]) == [1, 2]
     html = (r / "report" / "report.html").read_text()
     assert "segpipe CI run" in html and "data:image/png;base64," in html
+    assert "<th>Run</th><td>ci-tiny</td>" in html
+    for job in ("preprocess (train)", "predict (val)", "evaluate (test)"):  # every job timed
+        assert f"<td>{job}</td>" in html
     for rule in ("download", "remap", "split", "train", "report"):
         assert list((done_run / "logs" / rule).iterdir()), f"no log for {rule}"
         assert list((done_run / "benchmarks" / rule).iterdir()), f"no benchmark for {rule}"

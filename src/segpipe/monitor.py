@@ -3,8 +3,9 @@
 ``train.log_to`` (config/schema.yaml) names the loggers; the training loop opens them on rank 0
 with :func:`open_monitor` and calls :meth:`TrainingMonitor.log_epoch` after every epoch, before
 that epoch's checkpoint is saved. Each logger writes one directory next to the training outputs
-(``results/train/tensorboard/``, ``results/train/dvclive/``), so ``tensorboard --logdir results/``
-and ``dvc plots show results/train/dvclive/plots/metrics`` read a running job's files.
+(``results/runs/<run>/train/tensorboard/``, ``.../dvclive/``), so ``tensorboard --logdir results/``
+(every run) and ``dvc plots show results/runs/<run>/train/dvclive/plots/metrics`` read a running
+job's files.
 
 Resume: the loggers continue at the checkpoint's epoch ``k``. What they logged after it (an
 epoch logged, then killed before its checkpoint was saved) is discarded: TensorBoard by

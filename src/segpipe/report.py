@@ -120,6 +120,7 @@ def build_report(
 
     context = {
         "title": title,
+        "run_name": config.get("run_name", "n/a"),
         "dataset": _describe_dataset(config.get("dataset")),
         "config_yaml": yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=False),
         "versions": package_versions(),
