@@ -18,9 +18,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-demo: venv  ## the whole pipeline on synthetic data, offline, CPU, a few minutes
+demo: venv  ## two runs side by side on synthetic data, offline, CPU, a few minutes
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES)
-	@echo "Report: results/report/report.html"
+	@$(BIN)/python -m segpipe.experiments --reports config/config.yaml config/demo.yaml
 
 run: venv  ## the pipeline on $(CONFIG) (default: the real Oxford-IIIT Pet config)
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES)

@@ -11,6 +11,7 @@ import yaml
 
 from segpipe.config import ConfigError, load_schema, validate_config
 from segpipe.experiments import expand_runs
+from segpipe.experiments import main as experiments_main
 
 from conftest import REPO, copy_workflow, planned_jobs, snakemake
 
@@ -130,6 +131,20 @@ def test_bad_runs_fail_naming_the_run_and_option(sections: dict, message: str) -
     with pytest.raises(ConfigError) as err:
         runs_of(**sections)
     assert message in str(err.value)
+
+
+def test_make_demo_prints_the_reports_of_its_runs(capsys) -> None:
+    configs = [REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml"]
+    assert experiments_main(["--reports", *map(str, configs)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Run report (encoder-resnet18): results/runs/encoder-resnet18/report/report.html",
+        "Run report (encoder-mobilenet_v2): results/runs/encoder-mobilenet_v2/report/report.html",
+        "Comparison: results/compare/report.html",
+    ]
+    assert experiments_main(["--reports", str(REPO / "config" / "test.yaml")]) == 0
+    assert (
+        capsys.readouterr().out == "Run report (ci-tiny): results/runs/ci-tiny/report/report.html\n"
+    )
 
 
 def grid_workflow(tmp_path: Path, runs: dict) -> Path:

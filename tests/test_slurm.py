@@ -26,7 +26,7 @@ from conftest import BIN, REPO, copy_workflow
 
 pytestmark = pytest.mark.slow
 TINY = "config/test.yaml"
-LOCAL_RULES = {"synthesize", "download", "report"}
+LOCAL_RULES = {"synthesize", "download", "report", "compare"}
 GPU_RULES = {"train", "predict"}
 CPU_PARTITION = os.environ.get("SEGPIPE_SLURM_PARTITION") or "cpu"
 GPU_PARTITION = os.environ.get("SEGPIPE_SLURM_GPU_PARTITION") or "gpu"

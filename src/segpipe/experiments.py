@@ -22,8 +22,10 @@ import hashlib
 import itertools
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from segpipe.config import ConfigError
@@ -211,3 +213,34 @@ def _check_split_names(runs: list[Run]) -> None:
                 f"invalid config:\n  run '{run.name}': its split options give the folder name "
                 f"'{run.splitting}' of another split setting (setting {digest}); change a value"
             )
+
+
+def run_names(cfg: Mapping[str, Any]) -> list[str]:
+    """The names of the runs a (merged) config declares, in order."""
+    declared = declared_overrides({k: cfg.get(k) for k in ("experiments", "grid")})
+    return [cfg.get("run_name", "segpipe")] if declared is None else list(declared)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m segpipe.experiments --reports CONFIG...``: the reports a run of the configs
+    (merged as Snakemake merges --configfile files) writes, one path per line."""
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--reports", nargs="+", type=Path, required=True, metavar="CONFIG")
+    args = parser.parse_args(argv)
+    merged: dict[str, Any] = {}
+    for path in args.reports:
+        merged = _merge(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    names = run_names(merged)
+    for name in names:
+        print(f"Run report ({name}): results/runs/{name}/report/report.html")
+    if merged.get("experiments") is not None or merged.get("grid") is not None:
+        print("Comparison: results/compare/report.html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
