@@ -66,11 +66,12 @@ def complete_grid(work: Path) -> tuple[str, ...]:
         shutil.copytree(source, work / "results" / "runs" / name, symlinks=True)
         targets += [f"results/runs/{name}/report/report.html"]
         targets += [f"results/runs/{name}/evaluate/{s}/metrics.json" for s in ("val", "test")]
-    (work / "config" / "grid.yaml").write_text(yaml.safe_dump({"grid": GRID}))
+    (work / "config" / "grid.yaml").write_text(yaml.safe_dump({"grid": GRID}, sort_keys=False))
     args = ("--configfile", TINY, "config/grid.yaml")
-    snakemake(work, *args, "--touch", "--cores", "1", "--quiet", "all", "--", *targets)
+    # Targets first: --configfile takes every value after it.
+    snakemake(work, *targets, "--touch", "--cores", "1", *args)
     # The comparison is built for real: it is a job of the grid like any other.
-    snakemake(work, *args, "--cores", "2", "--quiet", "all")
+    snakemake(work, "--cores", "2", *args)
     return args
 
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in WORKFLOW:
             src = REPO / name
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
-        snakemake(work, "--configfile", TINY, "--cores", "2", "--quiet", "all")
+        snakemake(work, "--cores", "2", "--configfile", TINY)
         single = noop_dry_run(work, ("--configfile", TINY), args.repeats)
         grid = noop_dry_run(work, complete_grid(work), args.repeats)
     result = {
