@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+from record import machine, write_result
 
 from segpipe.compare import RunResult, build_comparison
 
@@ -191,9 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(root / "compare", args.keep, dirs_exist_ok=True)
     result = {
         "benchmark": "segpipe.compare.build_comparison (defaults: gallery 3, 10,000 resamples)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "date": date.today().isoformat(),
-        "python": platform.python_version(),
+        **machine(),
         "runs": args.runs,
         "test_images": args.images,
         "image_size": args.size,
@@ -205,9 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_s": GOAL_S,
         "html_mb": round(html_mb, 2),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return 0
 
 

@@ -13,23 +13,17 @@ File contents do not matter to Snakemake here, so the pairs are one tiny PNG cop
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from datetime import date
 from pathlib import Path
 
 import yaml
+from record import machine, timed_snakemake, write_result
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 WORKFLOW = ["Snakefile", "rules", "scripts", "config", "envs", "profiles"]
 
 
@@ -67,27 +61,12 @@ def dry_run(pairs: int, repeats: int) -> dict:
         (work / "config" / "bench.yaml").write_text(yaml.safe_dump(cfg))
         walls, cpus = [], []
         for _ in range(repeats):
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [
-                    str(BIN / "snakemake"),
-                    "-n",
-                    "--quiet",
-                    "rules",
-                    "--configfile",
-                    "config/bench.yaml",
-                ],
-                cwd=work,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-            )
-            walls.append(time.perf_counter() - start)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            args = ("-n", "--quiet", "rules", "--configfile", "config/bench.yaml")
+            wall, cpu, proc = timed_snakemake(work, *args)
             if proc.returncode != 0 or "remap" not in proc.stdout + proc.stderr:
                 raise RuntimeError(f"dry run failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            walls.append(wall)
+            cpus.append(cpu)
     return {
         "pairs": pairs,
         "files": 2 * pairs + 2,
@@ -106,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [dry_run(n, args.repeats) for n in args.pairs]
     result = {
         "benchmark": "snakemake -n on a folder dataset (every job planned)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "date": date.today().isoformat(),
-        "python": platform.python_version(),
+        **machine(),
         "runs": runs,
         "extra_cpu_s_per_1000_pairs": (
             round(
@@ -121,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             else None
         ),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return 0
 
 

@@ -16,23 +16,17 @@ the single run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from datetime import date
 from pathlib import Path
 
 import yaml
+from record import machine, timed_snakemake, write_result
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 WORKFLOW = ["Snakefile", "rules", "scripts", "config", "envs", "profiles"]
 TINY = "config/test.yaml"
 GRID = {
@@ -42,10 +36,7 @@ GRID = {
 
 
 def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(
-        [str(BIN / "snakemake"), *args], cwd=work, capture_output=True, text=True, env=env
-    )
+    proc = timed_snakemake(work, *args)[2]
     if proc.returncode != 0:
         raise RuntimeError(f"snakemake {args} failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
     return proc
@@ -78,14 +69,11 @@ def complete_grid(work: Path) -> tuple[str, ...]:
 def noop_dry_run(work: Path, args: tuple[str, ...], repeats: int) -> dict:
     walls, cpus = [], []
     for _ in range(repeats):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        proc = snakemake(work, "-n", *args)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        if "Nothing to be done" not in proc.stdout + proc.stderr:
-            raise RuntimeError(f"not a no-op:\n{proc.stdout[-3000:]}")
+        wall, cpu, proc = timed_snakemake(work, "-n", *args)
+        if proc.returncode != 0 or "Nothing to be done" not in proc.stdout + proc.stderr:
+            raise RuntimeError(f"not a no-op:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        walls.append(wall)
+        cpus.append(cpu)
     return {
         "wall_s": round(statistics.median(walls), 3),
         "cpu_s": round(statistics.median(cpus), 3),
@@ -107,18 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         grid = noop_dry_run(work, complete_grid(work), args.repeats)
     result = {
         "benchmark": "no-op snakemake -n of a complete run and of a complete 16-run grid",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "date": date.today().isoformat(),
-        "python": platform.python_version(),
+        **machine(),
         "repeats": args.repeats,
         "single_run": single,
         "grid_16_runs": grid,
         "grid_over_single_cpu": round(grid["cpu_s"] / single["cpu_s"], 2),
         "goals": {"single_run_cpu_s": 3.0, "grid_over_single_cpu": 2.0},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return 0
 
 

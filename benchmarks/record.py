@@ -1,0 +1,47 @@
+"""What the benchmark scripts share: the machine record, timing a Snakemake call, the JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def machine() -> dict[str, str]:
+    """Where and when a figure was measured."""
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "date": date.today().isoformat(),
+        "python": platform.python_version(),
+    }
+
+
+def timed_snakemake(work: Path, *args: str) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run the venv's snakemake in ``work``: wall seconds, CPU seconds (user + system of the
+    process and its children) and the finished process."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), *args], cwd=work, capture_output=True, text=True, env=env
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, proc
+
+
+def write_result(out: Path, result: dict) -> None:
+    """Write ``result`` as indented JSON to ``out`` and print it."""
+    text = json.dumps(result, indent=2) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text, end="")
