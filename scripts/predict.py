@@ -1,13 +1,15 @@
 """Rule predict: see segpipe.predict.predict_split."""
 
+from segpipe.arrays import select_rows
 from segpipe.logs import setup_logging
 from segpipe.predict import predict_split
 
 setup_logging(snakemake.log[0])
+inp = snakemake.input
 predict_split(
-    snakemake.input.checkpoint,
-    snakemake.input.manifest,
-    snakemake.input.array,
+    list(inp.checkpoints),
+    inp.manifest,
+    select_rows(inp.manifest, list(inp.arrays), list(inp.array_manifests)),
     snakemake.output.predictions,
     threads=snakemake.threads,
     device=snakemake.params.device,

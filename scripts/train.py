@@ -1,16 +1,19 @@
 """Rule train: see segpipe.train.train_model."""
 
+from segpipe.arrays import select_rows
 from segpipe.logs import setup_logging
 from segpipe.train import train_model
 
 setup_logging(snakemake.log[0])
+inp, out = snakemake.input, snakemake.output
+arrays, manifests = list(inp.arrays), list(inp.array_manifests)
 train_model(
-    snakemake.input.train,
-    snakemake.input.val,
-    best_path=snakemake.output.best,
-    last_path=snakemake.output.last,
-    history_path=snakemake.output.history,
-    model_path=snakemake.output.model,
+    select_rows(inp.train, arrays, manifests),
+    select_rows(inp.val, arrays, manifests),
+    best_path=out.best,
+    last_path=out.last,
+    history_path=out.history,
+    model_path=out.model,
     resume_dir=snakemake.params.resume_dir,
     classes=snakemake.params.classes,
     ignore_index=snakemake.params.ignore_index,

@@ -17,9 +17,11 @@ sees exactly the samples and augmentations of an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -157,6 +159,63 @@ def keep_batch(batch: Batch) -> Batch:
     return batch
 
 
+@dataclass(frozen=True)
+class ArrayRows:
+    """Samples picked from preprocessed arrays, in order: (array, row) pairs.
+
+    A model trains and predicts on the rows its manifest lists: a split's own array, or for a
+    cross-validation fold the rows of its images in the train and val arrays of the split it
+    was cut from (:func:`select_rows`), so the folds share one preprocessed copy of the data.
+    """
+
+    paths: tuple[str, ...]
+    rows: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def whole(cls, path: str | Path) -> ArrayRows:
+        """Every row of one array."""
+        return cls((str(path),), tuple((0, i) for i in range(len(load_array(path)))))
+
+    def digest(self) -> str:
+        """Identifies the samples: the arrays' contents and the rows picked."""
+        h = hashlib.sha256()
+        for path in self.paths:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    h.update(chunk)
+        h.update(repr(self.rows).encode())
+        return h.hexdigest()
+
+
+def select_rows(
+    manifest_csv: str | Path,
+    arrays: Sequence[str | Path],
+    array_manifests: Sequence[str | Path],
+) -> ArrayRows:
+    """The rows of ``arrays`` holding the images ``manifest_csv`` lists, in its order.
+
+    Each array was written from the manifest at the same position of ``array_manifests``
+    (:func:`preprocess_split`: row i is the manifest's row i). Raises ValueError naming the
+    manifest for an id that none of the arrays holds, or an array whose length differs from
+    its manifest's.
+    """
+    where: dict[str, tuple[int, int]] = {}
+    for a, (array, listed) in enumerate(zip(arrays, array_manifests, strict=True)):
+        ids = read_manifest(listed)["id"].tolist()
+        length = len(load_array(array))
+        if length != len(ids):
+            raise ValueError(f"{array} holds {length} samples but {listed} lists {len(ids)}")
+        where.update({image_id: (a, row) for row, image_id in enumerate(ids)})
+    wanted = read_manifest(manifest_csv)["id"].tolist()
+    missing = [image_id for image_id in wanted if image_id not in where]
+    if missing:
+        raise ValueError(
+            f"{manifest_csv}: {len(missing)} images are in none of the arrays "
+            f"{', '.join(map(str, arrays))} (first: {missing[0]!r})"
+        )
+    return ArrayRows(tuple(map(str, arrays)), tuple(where[i] for i in wanted))
+
+
 class ArrayDataset(Dataset):
     """A preprocessed split, read a batch at a time.
 
@@ -166,19 +225,27 @@ class ArrayDataset(Dataset):
     whole batch (:func:`segpipe.train.prepare_batch`). Build the loader with :func:`batch_loader`.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
-        self.length = len(load_array(path))
-        self._array: np.ndarray | None = None  # opened lazily, once per worker process
+    def __init__(self, source: str | Path | ArrayRows):
+        self.source = source if isinstance(source, ArrayRows) else ArrayRows.whole(source)
+        self._arrays: list[np.ndarray] | None = None  # opened lazily, once per worker process
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.source.rows)
 
     def __getitems__(self, items: list) -> Batch:
         pairs = [item if isinstance(item, tuple) else (item, None) for item in items]
-        if self._array is None:
-            self._array = load_array(self.path)
-        samples = torch.from_numpy(np.asarray(self._array[[i for i, _ in pairs]]))
+        if self._arrays is None:
+            self._arrays = [load_array(path) for path in self.source.paths]
+        picked = [self.source.rows[i] for i, _ in pairs]
+        if len(self._arrays) == 1:
+            samples = np.asarray(self._arrays[0][[row for _, row in picked]])
+        else:  # one fancy-indexing read per array, put back in the batch's order
+            samples = np.empty((len(picked), *self._arrays[0].shape[1:]), np.uint8)
+            for a, array in enumerate(self._arrays):
+                at = [j for j, (b, _) in enumerate(picked) if b == a]
+                if at:
+                    samples[at] = array[[picked[j][1] for j in at]]
+        samples = torch.from_numpy(samples)
         seeds = tuple(s for _, s in pairs if s is not None)
         return Batch(samples, seeds if len(seeds) == len(pairs) else ())
 

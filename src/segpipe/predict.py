@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from segpipe.arrays import ArrayDataset, batch_loader
+from segpipe.arrays import ArrayDataset, ArrayRows, batch_loader
 from segpipe.colors import overlay
 from segpipe.data import load_rgb, read_manifest
 from segpipe.io import atomic_dir
@@ -27,10 +28,42 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
+def ensemble_scores(models: Sequence[torch.nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """What the prediction is the argmax of: one model's logits, or the mean of several models'
+    class probabilities (softmax over the classes) for a fold ensemble. (B, C, H, W) float."""
+    if len(models) == 1:
+        return models[0](x).float()
+    probabilities = [model(x).float().softmax(1) for model in models]
+    return torch.stack(probabilities).mean(0)
+
+
+def load_models(
+    checkpoints: Sequence[str | Path], device: torch.device, channels_last: bool
+) -> tuple[list[torch.nn.Module], dict]:
+    """The models of ``checkpoints`` in eval mode on ``device``, and the first one's config.
+    Raises ValueError naming a checkpoint whose classes differ from the first one's."""
+    models, first = [], None
+    for path in checkpoints:
+        ckpt = load_checkpoint(path)
+        if first is None:
+            first = ckpt["config"]
+        elif ckpt["config"]["classes"] != first["classes"]:
+            raise ValueError(
+                f"{path}: classes {ckpt['config']['classes']} differ from {checkpoints[0]}'s "
+                f"{first['classes']}; an ensemble averages models of the same classes"
+            )
+        model = model_from_checkpoint(ckpt).to(device).eval()
+        models.append(model.to(memory_format=torch.channels_last) if channels_last else model)
+    if first is None:
+        raise ValueError("no checkpoint to predict with")
+    return models, first
+
+
+@torch.no_grad()
 def predict_split(
-    checkpoint: str | Path,
+    checkpoints: str | Path | Sequence[str | Path],
     manifest_csv: str | Path,
-    array_path: str | Path,
+    data: str | Path | ArrayRows,
     out_dir: str | Path,
     *,
     batch_size: int = 8,
@@ -42,24 +75,24 @@ def predict_split(
     """Predict every image of a split into ``out_dir/masks/<id>.png`` (uint8 class ids, original
     size) and ``out_dir/overlays/<id>.jpg``; ``out_dir`` appears atomically when complete.
 
-    Inputs come from the split's preprocessed array (training size, same data path as training);
-    the logits are resized back to each image's own size (bilinear) before the argmax.
+    Inputs come from the split's preprocessed array, or the rows of arrays that hold its images
+    (``data``; the same data path as training). With several ``checkpoints`` (a fold ensemble)
+    the models' class probabilities are averaged (:func:`ensemble_scores`). The scores are
+    resized back to each image's own size (bilinear) before the argmax.
     """
     torch.set_num_threads(threads)
     dev = resolve_device(device)
-    ckpt = load_checkpoint(checkpoint)
-    cfg = ckpt["config"]
-    num_classes = len(cfg["classes"])
-    model = model_from_checkpoint(ckpt).to(dev).eval()
     channels_last = dev.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if isinstance(checkpoints, str | Path):
+        checkpoints = [checkpoints]
+    models, cfg = load_models(checkpoints, dev, channels_last)
+    num_classes = len(cfg["classes"])
     autocast = amp_dtype(amp, dev)
     rows = read_manifest(manifest_csv).to_dict("records")
-    dataset = ArrayDataset(array_path)
+    dataset = ArrayDataset(data)
     if len(dataset) != len(rows):
         raise ValueError(
-            f"{array_path} holds {len(dataset)} samples but {manifest_csv} lists {len(rows)}"
+            f"{data} holds {len(dataset)} samples but {manifest_csv} lists {len(rows)}"
         )
     loader = batch_loader(
         dataset,
@@ -67,6 +100,8 @@ def predict_split(
         workers=min(4, max(0, threads - 1)),
         pin_memory=dev.type == "cuda",
     )
+    if len(models) > 1:
+        logger.info("fold ensemble: mean class probabilities of %d models", len(models))
     with atomic_dir(out_dir) as tmp:
         (tmp / "masks").mkdir()
         (tmp / "overlays").mkdir()
@@ -76,8 +111,8 @@ def predict_split(
             with torch.autocast(
                 dev.type, dtype=autocast or torch.float32, enabled=autocast is not None
             ):
-                logits = model(x)
-            for one, row in zip(logits.float(), rows[start : start + len(x)], strict=True):
+                scores = ensemble_scores(models, x)
+            for one, row in zip(scores, rows[start : start + len(x)], strict=True):
                 size = (int(row["height"]), int(row["width"]))
                 full = F.interpolate(one[None], size=size, mode="bilinear", align_corners=False)
                 mask = full[0].argmax(0).to(torch.uint8).cpu().numpy()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import logging
 import math
 import os
@@ -41,7 +40,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from segpipe.arrays import ArrayDataset, Batch, EpochSampler, batch_loader
+from segpipe.arrays import ArrayDataset, ArrayRows, Batch, EpochSampler, batch_loader
 from segpipe.augment import BatchAugment
 from segpipe.colors import colorize
 from segpipe.data import IMAGENET_MEAN, IMAGENET_STD
@@ -240,15 +239,6 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
     )
     model.load_state_dict(ckpt["model"])
     return model
-
-
-def file_digest(*paths: str | Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as fh:
-            while chunk := fh.read(1 << 24):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
@@ -451,8 +441,8 @@ def _closing(monitor: TrainingMonitor):
 
 
 def train_model(
-    train_data: str | Path,
-    val_data: str | Path,
+    train_data: str | Path | ArrayRows,
+    val_data: str | Path | ArrayRows,
     *,
     best_path: str | Path,
     last_path: str | Path,
@@ -467,19 +457,24 @@ def train_model(
     """Train on a preprocessed split array, select the best epoch by validation mean IoU.
 
     ``train_data`` / ``val_data`` are ``.npy`` arrays written by
-    :func:`segpipe.arrays.preprocess_split`; ``options`` are the fields of :class:`TrainConfig`.
+    :func:`segpipe.arrays.preprocess_split`, or rows of them (:func:`segpipe.arrays.select_rows`:
+    a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`.
     Writes the best and last checkpoints, the per-epoch history CSV and, given ``model_path``, the
     model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
     :class:`BatchTooSmallError` before training where a batch would hold a single sample.
     Temporaries that killed checkpoint writes left in ``resume_dir`` are removed first.
     """
     cfg = TrainConfig(**options)
+    train_data, val_data = (
+        data if isinstance(data, ArrayRows) else ArrayRows.whole(data)
+        for data in (train_data, val_data)
+    )
     check_batch_size(cfg, len(ArrayDataset(train_data)), len(classes))
     remove_stale_temporaries(resume_dir)
     args = (
         cfg,
-        str(train_data),
-        str(val_data),
+        train_data,
+        val_data,
         str(best_path),
         str(last_path),
         str(history_path),
@@ -487,7 +482,7 @@ def train_model(
         list(classes),
         ignore_index,
         threads,
-        file_digest(train_data, val_data),  # once here, not once per rank
+        train_data.digest() + val_data.digest(),  # once here, not once per rank
     )
     if cfg.gpus == 1:
         _train(0, 1, None, *args)
@@ -535,8 +530,8 @@ def _train(
     world_size: int,
     port: int | None,
     cfg: TrainConfig,
-    train_data: str,
-    val_data: str,
+    train_data: ArrayRows,
+    val_data: ArrayRows,
     best_path: str,
     last_path: str,
     history_path: str,
