@@ -14,6 +14,7 @@ include: "rules/preprocess.smk"
 include: "rules/train.smk"
 include: "rules/predict.smk"
 include: "rules/evaluate.smk"
+include: "rules/crossval.smk"
 include: "rules/report.smk"
 include: "rules/compare.smk"
 include: "rules/dvc.smk"
@@ -22,9 +23,10 @@ include: "rules/dvc.smk"
 rule all:
     input:
         expand("results/runs/{run}/report/report.html", run=RUNS),
-        expand(
-            "results/runs/{run}/evaluate/{split}/metrics.json",
-            run=RUNS,
-            split=EVAL_SPLITS,
-        ),
+        [
+            f"results/runs/{model}/evaluate/{split}/metrics.json"
+            for model in MODELS
+            for split in MODELS[model].splits
+        ],
+        [f"results/runs/{run}/crossval/metrics.json" for run in RUNS if RUNS[run].folds],
         "results/compare/report.html" if COMPARE else [],

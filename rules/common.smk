@@ -10,7 +10,7 @@ from snakemake.io import contains_wildcard
 from segpipe.config import ConfigError, load_schema, validate_config
 from segpipe.datasets import dataset_files
 from segpipe.download import OXFORD_PETS_RESOURCES
-from segpipe.experiments import expand_runs
+from segpipe.experiments import expand_runs, split_setting
 
 
 def _replace_whole_options_from_command_line(cfg):
@@ -53,19 +53,25 @@ except ConfigError as exc:
 config.clear()
 config.update(_validated)
 # Split settings of the runs: results/split/<splitting>/, computed once each.
-SPLITTINGS = {run.splitting: run.config["split"] for run in RUNS.values()}
+SPLITTINGS = {
+    run.splitting: split_setting(run.config["split"]) for run in RUNS.values()
+}
+# The runs' models (results/runs/<model>/): a run, its folds <run>/fold<i>, its <run>/ensemble.
+MODELS = {model.name: model for run in RUNS.values() for model in run.models}
 # Experiments and grids compare their runs in results/compare/.
 COMPARE = config["experiments"] is not None or config["grid"] is not None
 
-EVAL_SPLITS = ["val", "test"]
 SOURCE = config["dataset"]["source"]
 
 
 wildcard_constraints:
     split="train|val|test",
     run="|".join(re.escape(name) for name in RUNS),
+    model="|".join(re.escape(name) for name in MODELS),
     splitting="|".join(re.escape(name) for name in SPLITTINGS),
     size="[0-9]+",
+    k="[0-9]+",
+    fold="[0-9]+",
 
 
 def res(rule_name, key):
@@ -78,11 +84,25 @@ def run_res(rule_name, key):
     return lambda wildcards: RUNS[wildcards.run].config["resources"][rule_name][key]
 
 
+def model_run(model):
+    """The run a model (a run's, a fold's, an ensemble) belongs to."""
+    return RUNS[MODELS[model].run]
+
+
+def model_res(rule_name, key):
+    """Threads / mem_mb / runtime / gpu_model of a per-model rule, from its run's resources."""
+    return lambda wildcards: model_run(wildcards.model).config["resources"][rule_name][
+        key
+    ]
+
+
 def run_option(*keys):
-    """A param of a per-run rule: the run's config at ``keys`` (a section, or an option)."""
+    """A param of a per-run or per-model rule: the run's config at ``keys`` (a section, or an
+    option)."""
 
     def get(wildcards):
-        value = RUNS[wildcards.run].config
+        run = wildcards.get("run") or MODELS[wildcards.model].run
+        value = RUNS[run].config
         for key in keys:
             value = value[key]
         return value
@@ -90,9 +110,9 @@ def run_option(*keys):
     return get
 
 
-def run_dir(run):
-    """Where a run's train, predict, evaluate and report outputs go."""
-    return f"results/runs/{run}"
+def run_dir(model):
+    """Where a model's train, predict and evaluate outputs go, and a run's report."""
+    return f"results/runs/{model}"
 
 
 def split_manifest(run, split):
@@ -100,10 +120,44 @@ def split_manifest(run, split):
     return f"results/split/{RUNS[run].splitting}/{split}.csv"
 
 
+def fold_dir(run, fold):
+    """Where fold ``fold`` of the run's k-fold cross-validation is listed (rule folds)."""
+    run = RUNS[run]
+    return f"results/folds/{run.splitting}/k{run.folds}/fold{fold}"
+
+
+def model_manifest(model, split):
+    """The images a model trains on (train), selects its epoch on (val) or is tested on: a
+    fold's own train and val parts of the pool (rule folds), else the run's split."""
+    model = MODELS[model]
+    if model.fold is None or split == "test":
+        return split_manifest(model.run, split)
+    return f"{fold_dir(model.run, model.fold)}/{split}.csv"
+
+
 def preprocessed(run, split):
     """The array of ``split`` at the run's image size (rule preprocess)."""
     size = RUNS[run].config["train"]["image_size"]
     return f"results/preprocess/{RUNS[run].splitting}/{size}/{split}.npy"
+
+
+def model_arrays(model, split):
+    """The arrays (rule preprocess) holding the images of ``model_manifest(model, split)``, and
+    the manifests they were written from: the test array, or the train and val arrays of the
+    split, which a fold's train and val parts are drawn from (segpipe.arrays.select_rows).
+    """
+    run = MODELS[model].run
+    parts = ["test"] if split == "test" else ["train", "val"]
+    return {
+        "arrays": [preprocessed(run, part) for part in parts],
+        "array_manifests": [split_manifest(run, part) for part in parts],
+    }
+
+
+def checkpoints(model):
+    """The best checkpoints a model predicts with: its own, or its fold members' (ensemble)."""
+    members = MODELS[model].members or (model,)
+    return [f"{run_dir(member)}/train/best.pt" for member in members]
 
 
 def verbatim(value):
@@ -195,40 +249,114 @@ def download_resources():
 
 def run_benchmarks(run):
     """Job name -> Snakemake benchmark file of every job a run's report depends on."""
-    size = RUNS[run].config["train"]["image_size"]
-    splitting = RUNS[run].splitting
+    run = RUNS[run]
+    size = run.config["train"]["image_size"]
     jobs = {
         "download": "benchmarks/download/download.tsv",
         "remap": "benchmarks/remap/remap.tsv",
     }
-    jobs["split"] = f"benchmarks/split/{splitting}.tsv"
+    jobs["split"] = f"benchmarks/split/{run.splitting}.tsv"
+    for fold in range(run.folds or 0):
+        jobs[f"folds (fold {fold})"] = (
+            f"benchmarks/folds/{run.splitting}/k{run.folds}/fold{fold}.tsv"
+        )
     for split in ("train", "val", "test"):
         jobs[f"preprocess ({split})"] = (
-            f"benchmarks/preprocess/{splitting}/{size}/{split}.tsv"
+            f"benchmarks/preprocess/{run.splitting}/{size}/{split}.tsv"
         )
-    jobs["train"] = f"benchmarks/train/{run}.tsv"
-    for rule_name in ("predict", "evaluate"):
-        for split in EVAL_SPLITS:
-            jobs[f"{rule_name} ({split})"] = f"benchmarks/{rule_name}/{run}/{split}.tsv"
+    for model in run.models:
+        label = model.name.removeprefix(run.name).strip("/")
+        label = f"{label}: " if label else ""
+        if model.trained:
+            jobs[f"{label}train"] = f"benchmarks/train/{model.name}.tsv"
+        for rule_name in ("predict", "evaluate"):
+            for split in model.splits:
+                jobs[f"{label}{rule_name} ({split})"] = (
+                    f"benchmarks/{rule_name}/{model.name}/{split}.tsv"
+                )
+    if run.folds:
+        jobs["crossval"] = f"benchmarks/crossval/{run.name}.tsv"
     return jobs
+
+
+def crossval_inputs(run):
+    """The inputs of rule crossval, each fold's val and test scores, in fold order, and the fold
+    ensemble's test scores when the run has one."""
+    run = RUNS[run]
+    folds = [model.name for model in run.models if model.trained]
+    files = {
+        "val_metrics": [f"{run_dir(m)}/evaluate/val/metrics.json" for m in folds],
+        "test_metrics": [f"{run_dir(m)}/evaluate/test/metrics.json" for m in folds],
+        "val_per_image": [f"{run_dir(m)}/evaluate/val/per_image.csv" for m in folds],
+    }
+    if run.primary.members:
+        files["ensemble_test_metrics"] = (
+            f"{run_dir(run.primary.name)}/evaluate/test/metrics.json"
+        )
+    return files
+
+
+def crossval_outputs(run):
+    """The cross-validation summary of a run with folds (rule crossval); none without."""
+    if not RUNS[run].folds:
+        return {}
+    out = f"{run_dir(run)}/crossval"
+    return {
+        "crossval_metrics": f"{out}/metrics.json",
+        "crossval_folds": f"{out}/folds.csv",
+        "crossval_per_image": f"{out}/per_image.csv",
+    }
+
+
+def fold_classes(run):
+    """Images per class in each fold's train and val parts (rule folds); none without folds."""
+    return [
+        f"{fold_dir(run, fold)}/classes.csv" for fold in range(RUNS[run].folds or 0)
+    ]
+
+
+def report_inputs(run):
+    """The inputs of rule report for a run, the test outputs of the model that stands for it
+    (segpipe.experiments.Run.primary), its training history (each fold's, with folds), and
+    with folds the cross-validation summary."""
+    primary, first = RUNS[run].primary.name, RUNS[run].models[0].name
+    test, val = f"{run_dir(primary)}/evaluate/test", f"{run_dir(first)}/evaluate/val"
+    trained = [m.name for m in RUNS[run].models if m.trained]
+    return {
+        "metrics": f"{test}/metrics.json",
+        "val_metrics": f"{val}/metrics.json",
+        "per_class": f"{test}/per_class.csv",
+        "confusion": f"{test}/confusion.csv",
+        "per_image": f"{test}/per_image.csv",
+        "history": [f"{run_dir(m)}/train/history.csv" for m in trained],
+        "manifest": split_manifest(run, "test"),
+        "predictions": f"{run_dir(primary)}/predict/test",
+        "quarantine": "results/remap/quarantine.csv",
+        "classes": split_manifest(run, "classes"),
+        "fold_classes": fold_classes(run),
+        **crossval_outputs(run),
+    }
 
 
 def compare_run(run):
     """What rule compare reads of a run (see segpipe.compare.RunResult), paths relative to the
-    workflow; ``report_html`` relative to the comparison report."""
-    out = run_dir(run)
+    workflow; ``report_html`` relative to the comparison report. With folds: the test outputs
+    of the fold ensemble (else fold 0), fold 0's training, the cross-validation summary.
+    """
+    primary, first = run_dir(RUNS[run].primary.name), run_dir(RUNS[run].models[0].name)
     return {
         "name": run,
         "overrides": RUNS[run].overrides,
         "report_html": f"../runs/{run}/report/report.html",
-        "val_metrics": f"{out}/evaluate/val/metrics.json",
-        "test_metrics": f"{out}/evaluate/test/metrics.json",
-        "test_per_class": f"{out}/evaluate/test/per_class.csv",
-        "test_per_image": f"{out}/evaluate/test/per_image.csv",
-        "history": f"{out}/train/history.csv",
-        "model_json": f"{out}/train/model.json",
+        "val_metrics": f"{first}/evaluate/val/metrics.json",
+        "test_metrics": f"{primary}/evaluate/test/metrics.json",
+        "test_per_class": f"{primary}/evaluate/test/per_class.csv",
+        "test_per_image": f"{primary}/evaluate/test/per_image.csv",
+        "history": f"{first}/train/history.csv",
+        "model_json": f"{first}/train/model.json",
         "test_manifest": split_manifest(run, "test"),
-        "test_predictions": f"{out}/predict/test",
+        "test_predictions": f"{primary}/predict/test",
+        **crossval_outputs(run),
     }
 
 

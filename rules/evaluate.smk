@@ -1,26 +1,26 @@
 rule evaluate:
     """Per-class IoU/Dice, pixel accuracy, confusion matrix and per-image metrics for one split of
-    one run."""
+    one model (a run's, a fold's, the fold ensemble's)."""
     input:
-        manifest=lambda wildcards: split_manifest(wildcards.run, wildcards.split),
-        predictions="results/runs/{run}/predict/{split}",
+        manifest=lambda wildcards: model_manifest(wildcards.model, wildcards.split),
+        predictions="results/runs/{model}/predict/{split}",
     output:
-        metrics="results/runs/{run}/evaluate/{split}/metrics.json",
-        per_class="results/runs/{run}/evaluate/{split}/per_class.csv",
-        confusion="results/runs/{run}/evaluate/{split}/confusion.csv",
-        confusion_normalized="results/runs/{run}/evaluate/{split}/confusion_normalized.csv",
-        confusion_counts="results/runs/{run}/evaluate/{split}/confusion_counts.csv",
-        per_image="results/runs/{run}/evaluate/{split}/per_image.csv",
+        metrics="results/runs/{model}/evaluate/{split}/metrics.json",
+        per_class="results/runs/{model}/evaluate/{split}/per_class.csv",
+        confusion="results/runs/{model}/evaluate/{split}/confusion.csv",
+        confusion_normalized="results/runs/{model}/evaluate/{split}/confusion_normalized.csv",
+        confusion_counts="results/runs/{model}/evaluate/{split}/confusion_counts.csv",
+        per_image="results/runs/{model}/evaluate/{split}/per_image.csv",
     log:
-        "logs/evaluate/{run}/{split}.log",
+        "logs/evaluate/{model}/{split}.log",
     benchmark:
-        "benchmarks/evaluate/{run}/{split}.tsv"
+        "benchmarks/evaluate/{model}/{split}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: run_res("evaluate", "threads")
+    threads: model_res("evaluate", "threads")
     resources:
-        mem_mb=run_res("evaluate", "mem_mb"),
-        runtime=run_res("evaluate", "runtime"),
+        mem_mb=model_res("evaluate", "mem_mb"),
+        runtime=model_res("evaluate", "runtime"),
     params:
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],

@@ -23,3 +23,37 @@ rule split:
         classes=verbatim(config["classes"]),
     script:
         "../scripts/split.py"
+
+
+rule folds:
+    """Fold `fold` of the k-fold cross-validation (split.folds: k) of a split's train+val pool:
+    its images are the fold model's val part, the other folds' its train part. Seeded and
+    stratified like the split; the test split is not touched."""
+    input:
+        index="results/remap/index.csv",
+        pool=[
+            "results/split/{splitting}/train.csv",
+            "results/split/{splitting}/val.csv",
+        ],
+    output:
+        train="results/folds/{splitting}/k{k}/fold{fold}/train.csv",
+        val="results/folds/{splitting}/k{k}/fold{fold}/val.csv",
+        classes="results/folds/{splitting}/k{k}/fold{fold}/classes.csv",
+    log:
+        "logs/folds/{splitting}/k{k}/fold{fold}.log",
+    benchmark:
+        "benchmarks/folds/{splitting}/k{k}/fold{fold}.tsv"
+    conda:
+        "../envs/segpipe.yaml"
+    threads: res("split", "threads")
+    resources:
+        mem_mb=res("split", "mem_mb"),
+        runtime=res("split", "runtime"),
+    params:
+        folds=lambda wildcards: int(wildcards.k),
+        fold=lambda wildcards: int(wildcards.fold),
+        seed=lambda wildcards: SPLITTINGS[wildcards.splitting]["seed"],
+        stratify=lambda wildcards: SPLITTINGS[wildcards.splitting]["stratify"],
+        classes=verbatim(config["classes"]),
+    script:
+        "../scripts/folds.py"

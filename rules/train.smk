@@ -1,35 +1,38 @@
 rule train:
-    """Train one run's smp model; best (by val mIoU) and last checkpoints plus per-epoch history.
-    Each run is its own job (on Slurm its own GPU job), so runs train at the same time.
+    """Train one model of a run (the run's, or one fold's) with smp; best (by val mIoU) and last
+    checkpoints plus per-epoch history. Each model is its own job (on Slurm its own GPU job), so
+    runs and folds train at the same time.
     """
     input:
-        train=lambda wildcards: preprocessed(wildcards.run, "train"),
-        val=lambda wildcards: preprocessed(wildcards.run, "val"),
+        # The split's train and val arrays: a fold's parts are rows of both.
+        unpack(lambda wildcards: model_arrays(wildcards.model, "train")),
+        train=lambda wildcards: model_manifest(wildcards.model, "train"),
+        val=lambda wildcards: model_manifest(wildcards.model, "val"),
     output:
-        best="results/runs/{run}/train/best.pt",
-        last="results/runs/{run}/train/last.pt",
-        history="results/runs/{run}/train/history.csv",
-        model="results/runs/{run}/train/model.json",
+        best="results/runs/{model}/train/best.pt",
+        last="results/runs/{model}/train/last.pt",
+        history="results/runs/{model}/train/history.csv",
+        model="results/runs/{model}/train/model.json",
     log:
-        "logs/train/{run}.log",
+        "logs/train/{model}.log",
     benchmark:
-        "benchmarks/train/{run}.tsv"
+        "benchmarks/train/{model}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: run_res("train", "threads")
+    threads: model_res("train", "threads")
     resources:
-        mem_mb=run_res("train", "mem_mb"),
-        runtime=run_res("train", "runtime"),
+        mem_mb=model_res("train", "mem_mb"),
+        runtime=model_res("train", "runtime"),
         # Slurm: --gpus=[gpu_model:]gpus on one node (snakemake-executor-plugin-slurm): the
         # DistributedDataParallel ranks are processes of this job. Ignored locally.
         gpu=run_option("train", "gpus"),
-        gpu_model=run_res("train", "gpu_model"),
+        gpu_model=model_res("train", "gpu_model"),
         nodes=1,
     params:
         train=run_option("train"),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # Not an output: Snakemake must not delete it before a rerun, so training resumes.
-        resume_dir=lambda wildcards: f"{run_dir(wildcards.run)}/train/resume",
+        resume_dir=lambda wildcards: f"{run_dir(wildcards.model)}/train/resume",
     script:
         "../scripts/train.py"

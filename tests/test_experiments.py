@@ -169,7 +169,7 @@ def test_dag_of_a_4_run_grid_computes_shared_stages_once(tmp_path: Path) -> None
         "report": 4,
         "compare": 1,
     }
-    assert {w["run"] for rule, w in jobs if rule == "train"} == {
+    assert {w["model"] for rule, w in jobs if rule == "train"} == {
         "encoder-resnet18_loss-ce",
         "encoder-resnet18_loss-ce+dice",
         "encoder-mobilenet_v2_loss-ce",
@@ -222,7 +222,8 @@ def jobs_by_run(work: Path, runs: dict) -> dict[str, set[str]]:
     """Run (or "shared") -> rules that ``snakemake -n`` plans for it."""
     planned: dict[str, set[str]] = {}
     for rule, wildcards in planned_jobs(work, *write_runs(work, runs)):
-        planned.setdefault(wildcards.get("run", "shared"), set()).add(rule)
+        run = wildcards.get("run", wildcards.get("model", "shared"))
+        planned.setdefault(run, set()).add(rule)
     return planned
 
 

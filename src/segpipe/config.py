@@ -191,6 +191,11 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
     fg = cfg["evaluate"]["foreground_classes"]
     if fg is not None and any(c >= n for c in fg):
         problems.append(f"config option 'evaluate.foreground_classes': ids must be < {n}")
+    if cfg["predict"]["ensemble"] == "folds" and cfg["split"]["folds"] is None:
+        problems.append(
+            "config option 'predict.ensemble': folds averages the fold models, but split.folds "
+            "is null (set split.folds: k, k >= 2)"
+        )
     syn = cfg["dataset"]["synthetic"]
     if syn["min_size"] > syn["max_size"]:
         problems.append("config option 'dataset.synthetic.min_size' is larger than max_size")

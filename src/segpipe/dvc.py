@@ -49,7 +49,9 @@ CODE = ("Snakefile", "rules", "scripts", "src/segpipe", "envs", SCHEMA_FILE)
 # config differs from config/config.yaml only there is still recorded.
 NOT_PARAMS = frozenset({"resources"})
 # Every run's outputs: results/runs/<run>/ (segpipe.experiments).
+# (fnmatch: * also matches the / of a fold's results/runs/<run>/fold<i>/.)
 METRICS = "results/runs/*/evaluate/*/metrics.json"
+CROSSVAL_METRICS = "results/runs/*/crossval/metrics.json"
 HISTORY = "results/runs/*/train/history.csv"
 CONFUSION_COUNTS = "results/runs/*/evaluate/*/confusion_counts.csv"
 CONFUSION_TEMPLATE = "confusion_counts"  # .dvc/plots/confusion_counts.json
@@ -131,7 +133,9 @@ def build_dvc_yaml(outputs: Sequence[str], code: Sequence[str] = CODE) -> dict[s
     models = [p for p in outputs if fnmatch.fnmatch(p, MODEL)]
     if not histories or not models:
         raise DvcError(f"the Snakemake DAG has no {HISTORY} or {MODEL}: dvc.yaml needs them")
-    metrics = [p for p in outputs if fnmatch.fnmatch(p, METRICS)]
+    metrics = [
+        p for p in outputs if any(fnmatch.fnmatch(p, m) for m in (METRICS, CROSSVAL_METRICS))
+    ]
     confusion = [p for p in outputs if fnmatch.fnmatch(p, CONFUSION_COUNTS)]
     outs = [p for p in outputs if p not in metrics]
     stage: dict[str, Any] = {
@@ -188,19 +192,21 @@ def _plots(histories: Sequence[str], confusion: Sequence[str]) -> list[dict[str,
 
 
 def _models(models: Sequence[str]) -> dict[str, Any]:
-    """One model artifact per run: ``model``, or ``model-<run>`` (as DVC's names allow) for
-    several runs."""
+    """One model artifact per trained model: ``model``, or ``model-<run>`` and
+    ``model-<run>-fold<i>`` (as DVC's names allow) for several."""
     artifacts: dict[str, Any] = {}
     for i, path in enumerate(models, start=1):
-        run = Path(path).parts[2]  # results/runs/<run>/train/best.pt
-        slug = re.sub(r"[^a-z0-9]+", "-", run.lower()).strip("-")
+        # results/runs/<run>/train/best.pt or results/runs/<run>/fold<i>/train/best.pt
+        model = "/".join(Path(path).parts[2:-2])
+        slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
         name = "model" if len(models) == 1 else f"model-{slug}"
         if name in artifacts:  # runs Encoder-A and encoder_a
             name = f"{name}-{i}"
+        what = model.replace("/", ", ") if "/" in model else model
         artifacts[name] = {
             "path": path,
             "type": "model",
-            "desc": f"Segmentation model of run {run}, best epoch by validation mIoU",
+            "desc": f"Segmentation model of run {what}, best epoch by validation mIoU",
         }
     return artifacts
 

@@ -11,8 +11,12 @@ A config declares its runs in two optional sections (config/schema.yaml):
 Both may be given: the runs are the named ones followed by the grid's. A config with neither is
 one run, named by ``run_name``. Every run's merged config is validated like a single config.
 Runs share the data (download, remap): an override of ``dataset``, ``classes``, ``remap`` or
-``ignore_index`` is an error. They share a split when their ``split`` sections are equal, and
-the preprocessed arrays when their split and ``train.image_size`` are.
+``ignore_index`` is an error. They share a split when their ``split`` sections are equal but for
+``split.folds``, and the preprocessed arrays when their split and ``train.image_size`` are.
+
+A run trains one model (``results/runs/<run>/``) or, with ``split.folds: k``, one per fold
+(``<run>/fold0`` ... ``<run>/fold<k-1>``), plus with ``predict.ensemble: folds`` the fold
+ensemble ``<run>/ensemble`` that averages them. These are the run's models (:class:`Model`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,32 @@ NAME_MAX = 100
 BASE_SPLIT = "base"
 
 
+# Cuts the train+val pool of a split into folds (results/folds/): not part of the split setting.
+FOLDS = "folds"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model of a run, named by its folder ``results/runs/<name>/``: the run's only model
+    (``<run>``), one fold's (``<run>/fold<i>``), or the fold ensemble (``<run>/ensemble``,
+    predicted and evaluated, never trained: ``members`` are the fold models it averages)."""
+
+    name: str
+    run: str
+    fold: int | None = None
+    members: tuple[str, ...] = ()
+
+    @property
+    def trained(self) -> bool:
+        return not self.members
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits it predicts and evaluates: an ensemble has no validation split (each
+        image of the pool trained all but one of its members)."""
+        return ("test",) if self.members else ("val", "test")
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run: its name, validated config, what it changes and the split it uses."""
@@ -49,6 +79,37 @@ class Run:
     config: dict[str, Any]
     overrides: dict[str, Any]  # dotted option -> value, as declared
     splitting: str  # results/split/<splitting>/: "base", or named by the split options changed
+
+    @property
+    def folds(self) -> int | None:
+        """k of k-fold cross-validation (split.folds), None for one model."""
+        return self.config["split"][FOLDS]
+
+    @property
+    def models(self) -> list[Model]:
+        """The run's models: itself, or its folds and (predict.ensemble: folds) their ensemble."""
+        if self.folds is None:
+            return [Model(self.name, self.name)]
+        folds = [Model(f"{self.name}/fold{i}", self.name, i) for i in range(self.folds)]
+        if self.config["predict"]["ensemble"] != "folds":
+            return folds
+        return [
+            *folds,
+            Model(f"{self.name}/ensemble", self.name, None, tuple(m.name for m in folds)),
+        ]
+
+    @property
+    def primary(self) -> Model:
+        """The model that stands for the run on the test split (report gallery, confusion,
+        comparison): the ensemble when there is one, else fold 0, else the run's only model."""
+        models = self.models
+        return models[-1] if models[-1].members else models[0]
+
+
+def split_setting(split: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of rule split: the split section without ``folds`` (a change of the folds
+    cuts the pool anew, but leaves the split, its test images and their arrays as they are)."""
+    return {k: v for k, v in split.items() if k != FOLDS}
 
 
 def expand_runs(
@@ -67,7 +128,7 @@ def expand_runs(
     runs = []
     for name, overrides in declared.items():
         cfg = _validated_run(name, _merge(base_raw, overrides), validate)
-        split = _splitting(cfg["split"], validated["split"])
+        split = _splitting(split_setting(cfg["split"]), split_setting(validated["split"]))
         runs.append(Run(name, cfg, flatten(overrides), split))
     _check_split_names(runs)
     return runs
@@ -206,7 +267,7 @@ def _check_split_names(runs: list[Run]) -> None:
     """Two different split settings never share a folder (a value's slug can repeat)."""
     settings: dict[str, str] = {}
     for run in runs:
-        text = json.dumps(run.config["split"], sort_keys=True)
+        text = json.dumps(split_setting(run.config["split"]), sort_keys=True)
         if settings.setdefault(run.splitting, text) != text:
             digest = hashlib.sha256(text.encode()).hexdigest()[:8]
             raise ConfigError(

@@ -1,4 +1,5 @@
-"""Seeded, stratified train/val/test split, persisted as CSV manifests."""
+"""Seeded, stratified train/val/test split and cross-validation folds, persisted as CSV
+manifests."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import numpy as np
 import pandas as pd
 
 from segpipe.io import read_table, write_csv
+from segpipe.logs import UserError
 
 logger = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ["id", "image", "mask", "group", "height", "width"]
+
+
+class FoldError(UserError, ValueError):
+    """More folds than images to cut them from."""
 
 
 def _carve(frame: pd.DataFrame, fraction: float, rng: np.random.Generator, stratify: bool):
@@ -67,13 +73,78 @@ def split_dataset(
     }
 
 
+def fold_assignment(
+    pool: pd.DataFrame, *, folds: int, seed: int, stratify: bool = True
+) -> pd.Series:
+    """The fold (0 .. folds - 1) of every image of ``pool`` (index: its ids), seeded.
+
+    Each group (stratified) or the whole pool is shuffled, the groups are laid end to end in
+    sorted order and dealt out to the folds in turn: every group spreads evenly over the folds
+    and the folds' sizes differ by at most one. The same pool and seed always give the same
+    folds. Raises :class:`FoldError` when the pool holds fewer images than ``folds``.
+    """
+    if folds > len(pool):
+        raise FoldError(
+            f"config option 'split.folds': {folds} folds, but the train+val pool holds only "
+            f"{len(pool)} images; use at most {len(pool)} folds"
+        )
+    frame = pool.sort_values("id")
+    rng = np.random.default_rng(seed)
+    groups = frame.groupby("group", sort=True) if stratify else [("", frame)]
+    order = np.concatenate([rng.permutation(part["id"].to_numpy()) for _, part in groups])
+    return pd.Series(np.arange(len(order)) % folds, index=order, name="fold").loc[frame["id"]]
+
+
+def write_fold(
+    index_csv: str,
+    pool_manifests: list[str],
+    fold: int,
+    manifests: dict[str, str],
+    classes_csv: str,
+    *,
+    class_names: list[str],
+    folds: int,
+    seed: int,
+    stratify: bool = True,
+) -> None:
+    """Write fold ``fold`` of the k-fold cross-validation of a split's train+val pool (the
+    ``pool_manifests``): its images as ``manifests["val"]``, the other folds' as
+    ``manifests["train"]``, and the images per class of both (:func:`class_presence`, which
+    warns for a class the fold's val part lacks). Every fold's job computes the same seeded
+    assignment (:func:`fold_assignment`) and writes its own fold.
+    """
+    index = read_table(index_csv)
+    pool = pd.concat([read_table(path) for path in pool_manifests], ignore_index=True)
+    assigned = fold_assignment(pool, folds=folds, seed=seed, stratify=stratify)
+    in_fold = pool["id"].map(assigned) == fold
+    parts = {"train": pool[~in_fold], "val": pool[in_fold]}
+    logger.info(
+        "fold %d of %d (seed %d%s): train %d, val %d",
+        fold,
+        folds,
+        seed,
+        ", stratified by group" if stratify else "",
+        len(parts["train"]),
+        len(parts["val"]),
+    )
+    for name, frame in parts.items():
+        write_csv(manifests[name], frame[MANIFEST_COLUMNS].sort_values("id"))
+    presence = class_presence(index, parts, class_names, where=f"fold {fold}")
+    write_csv(classes_csv, presence)
+
+
 def class_presence(
-    index: pd.DataFrame, parts: dict[str, pd.DataFrame], class_names: list[str]
+    index: pd.DataFrame,
+    parts: dict[str, pd.DataFrame],
+    class_names: list[str],
+    *,
+    where: str = "",
 ) -> pd.DataFrame:
     """Images of each split whose mask holds each class (the remap index's ``classes`` column).
 
     A class that no train or val mask holds cannot be learnt or validated: it is logged as a
-    warning naming the class and the splits, and the report shows it under data quality.
+    warning naming the class and the splits (of ``where``, a fold), and the report shows it
+    under data quality.
     """
     present = {i: set(c.split()) for i, c in zip(index["id"], index["classes"], strict=True)}
     rows = []
@@ -84,11 +155,12 @@ def class_presence(
         missing = [s for s in ("train", "val") if s in parts and row[s] == 0]
         if missing:
             logger.warning(
-                "class '%s' (id %d) appears in no mask of the %s split%s",
+                "class '%s' (id %d) appears in no mask of the %s split%s%s",
                 name,
                 class_id,
                 " and ".join(missing),
                 "s" if len(missing) > 1 else "",
+                f" of {where}" if where else "",
             )
         rows.append(row)
     return pd.DataFrame(rows, columns=["class_id", "class_name", *parts])

@@ -1,0 +1,18 @@
+"""Rule folds: see segpipe.split.write_fold."""
+
+from segpipe.logs import setup_logging
+from segpipe.split import write_fold
+
+setup_logging(snakemake.log[0])
+out, params = snakemake.output, snakemake.params
+write_fold(
+    snakemake.input.index,
+    list(snakemake.input.pool),
+    params.fold,
+    {"train": out.train, "val": out.val},
+    out.classes,
+    class_names=params.classes,
+    folds=params.folds,
+    seed=params.seed,
+    stratify=params.stratify,
+)
