@@ -5,16 +5,9 @@ localrules:
 rule report:
     """One run's self-contained HTML report; key figures also go into `snakemake --report`."""
     input:
-        metrics="results/runs/{run}/evaluate/test/metrics.json",
-        val_metrics="results/runs/{run}/evaluate/val/metrics.json",
-        per_class="results/runs/{run}/evaluate/test/per_class.csv",
-        confusion="results/runs/{run}/evaluate/test/confusion.csv",
-        per_image="results/runs/{run}/evaluate/test/per_image.csv",
-        history="results/runs/{run}/train/history.csv",
-        manifest=lambda wildcards: split_manifest(wildcards.run, "test"),
-        predictions="results/runs/{run}/predict/test",
-        quarantine="results/remap/quarantine.csv",
-        classes=lambda wildcards: split_manifest(wildcards.run, "classes"),
+        # The test outputs of the model that stands for the run (with folds: the ensemble, else
+        # fold 0), every trained model's history, the cross-validation summary (folds only).
+        unpack(lambda wildcards: report_inputs(wildcards.run)),
     output:
         html="results/runs/{run}/report/report.html",
         confusion=report(
@@ -54,5 +47,9 @@ rule report:
             k: v for k, v in RUNS[wildcards.run].config.items() if k != "resources"
         },
         benchmarks=lambda wildcards: run_benchmarks(wildcards.run),
+        # What the test sections show: "" for the run's only model, "ensemble" or "fold0".
+        model=lambda wildcards: RUNS[wildcards.run]
+        .primary.name.removeprefix(wildcards.run)
+        .strip("/"),
     script:
         "../scripts/report.py"

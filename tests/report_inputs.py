@@ -1,5 +1,6 @@
 """Tiny fake pipeline outputs, shared by the report tests: :func:`report_inputs` for
-segpipe.report.build_report (tests/test_report.py), :func:`make_run` and :func:`three_runs` for
+segpipe.report.build_report (tests/test_report.py) and :func:`fold_report_inputs` for a run with
+k-fold cross-validation, :func:`make_run` and :func:`three_runs` for
 segpipe.compare.build_comparison (tests/test_compare.py); tests/test_report_browser.py opens both
 reports in Chromium."""
 
@@ -13,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from segpipe.compare import RunResult
+from segpipe.crossval import write_crossval
 
 CLASSES = ["pet", "background", "border"]
 N_IMAGES = 7
@@ -123,6 +125,103 @@ def report_inputs(tmp_path: Path) -> dict:
         "benchmarks": {"train": root / "train.tsv"},
         "gallery_size": GALLERY_SIZE,
         "repo_dir": tmp_path,
+    }
+
+
+# Scores of the fold models of fold_report_inputs, per fold: validation and test.
+FOLD_VAL = [
+    {"mean_iou": 0.60, "mean_dice": 0.70, "pixel_accuracy": 0.90, "foreground_iou": 0.50},
+    {"mean_iou": 0.66, "mean_dice": 0.74, "pixel_accuracy": 0.91, "foreground_iou": 0.56},
+    {"mean_iou": 0.69, "mean_dice": 0.80, "pixel_accuracy": 0.95, "foreground_iou": 0.61},
+]
+FOLD_TEST = [
+    {"mean_iou": 0.70, "mean_dice": 0.78, "pixel_accuracy": 0.92, "foreground_iou": 0.60},
+    {"mean_iou": 0.72, "mean_dice": 0.79, "pixel_accuracy": 0.93, "foreground_iou": 0.62},
+    {"mean_iou": 0.77, "mean_dice": 0.83, "pixel_accuracy": 0.94, "foreground_iou": 0.68},
+]
+# Per-class validation IoU per fold; no fold-0 mask or prediction holds "border".
+FOLD_VAL_CLASS_IOU = [
+    {"pet": 0.8, "background": 0.5, "border": None},
+    {"pet": 0.7, "background": 0.6, "border": 0.1},
+    {"pet": 0.9, "background": 0.55, "border": 0.2},
+]
+# Each fold's history: its validation mIoU per epoch (best: epochs 2, 3, 1) and seconds.
+FOLD_HISTORY = [([0.40, 0.55, 0.52], 60.0), ([0.30, 0.50, 0.58], 40.0), ([0.61, 0.5, 0.45], 30.0)]
+# Images per class in each fold's train and val parts: fold 1's val part lacks "border".
+FOLD_CLASSES = [(9, 1), (10, 0), (8, 2)]
+
+
+def _fold_metrics(split: str, scores: dict, class_iou: dict) -> dict:
+    per_class = {name: {"iou": iou, "dice": iou} for name, iou in class_iou.items()}
+    return {"split": split, "n_images": 3, **scores, "classes": CLASSES, "per_class": per_class}
+
+
+def _write_history(path: Path, val_miou: list[float], seconds: float) -> None:
+    epochs = range(1, len(val_miou) + 1)
+    pd.DataFrame(
+        {
+            "epoch": epochs,
+            "train_loss": [1.0 / e for e in epochs],
+            "val_loss": [1.1 / e for e in epochs],
+            "val_miou": val_miou,
+            "val_dice": [v + 0.05 for v in val_miou],
+            "lr": 0.001,
+            "seconds": seconds,
+            "images_per_s": 20.0,
+        }
+    ).to_csv(path, index=False)
+
+
+def _write_fold(root: Path, fold: int) -> dict[str, Path]:
+    """Fold ``fold``'s val and test metrics.json, val per_image.csv, history.csv and
+    classes.csv under root/fold<fold>."""
+    out = root / f"fold{fold}"
+    out.mkdir()
+    paths = {name: out / name for name in ("val.json", "test.json", "per_image.csv")}
+    paths["history"], paths["classes"] = out / "history.csv", out / "classes.csv"
+    class_iou = FOLD_VAL_CLASS_IOU[fold]
+    paths["val.json"].write_text(json.dumps(_fold_metrics("val", FOLD_VAL[fold], class_iou)))
+    paths["test.json"].write_text(json.dumps(_fold_metrics("test", FOLD_TEST[fold], class_iou)))
+    ids = [f"pool{fold}_{i}" for i in range(3)]
+    pd.DataFrame({"id": ids, "mean_iou": FOLD_VAL[fold]["mean_iou"]}).to_csv(
+        paths["per_image.csv"], index=False
+    )
+    _write_history(paths["history"], *FOLD_HISTORY[fold])
+    train, val = FOLD_CLASSES[fold]
+    paths["classes"].write_text(
+        f"class_id,class_name,train,val\n0,pet,12,4\n1,background,12,4\n2,border,{train},{val}\n"
+    )
+    return paths
+
+
+def fold_report_inputs(tmp_path: Path, *, ensemble: bool = True) -> dict:
+    """Keyword arguments for build_report of a run with 3 folds (scores FOLD_VAL and FOLD_TEST)
+    and, with ``ensemble``, the fold ensemble; report_inputs' test outputs stand for the model
+    the test sections show (the ensemble, else fold 0). The cross-validation summary is
+    written by segpipe.crossval.write_crossval."""
+    inputs = report_inputs(tmp_path)
+    root = tmp_path / "folds"
+    root.mkdir()
+    folds = [_write_fold(root, fold) for fold in range(3)]
+    write_crossval(
+        root / "crossval" / "metrics.json",
+        root / "crossval" / "folds.csv",
+        root / "crossval" / "per_image.csv",
+        val_metrics=[f["val.json"] for f in folds],
+        test_metrics=[f["test.json"] for f in folds],
+        val_per_image=[f["per_image.csv"] for f in folds],
+        class_names=CLASSES,
+        ensemble_test_metrics=inputs["metrics_json"] if ensemble else None,
+    )
+    return {
+        **inputs,
+        "val_metrics_json": folds[0]["val.json"],
+        "history_csv": folds[0]["history"],
+        "fold_histories": [f["history"] for f in folds],
+        "crossval_json": root / "crossval" / "metrics.json",
+        "crossval_folds_csv": root / "crossval" / "folds.csv",
+        "model": "ensemble" if ensemble else "fold0",
+        "fold_class_presence_csvs": [f["classes"] for f in folds],
     }
 
 

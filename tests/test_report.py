@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import statistics
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -12,7 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from report_inputs import CLASSES, GALLERY_SIZE, N_IMAGES, report_inputs
+from report_inputs import (
+    CLASSES,
+    FOLD_TEST,
+    FOLD_VAL,
+    FOLD_VAL_CLASS_IOU,
+    GALLERY_SIZE,
+    N_IMAGES,
+    fold_report_inputs,
+    report_inputs,
+)
 
 from segpipe.report import NOT_A_CHECKOUT, build_report
 
@@ -246,3 +256,147 @@ def test_no_missing_class_no_section(tmp_path, inputs):
     (tmp_path / "classes.csv").write_text("class_id,class_name,train,val,test\n0,a,1,1,1\n")
     inputs["class_presence_csv"] = tmp_path / "classes.csv"
     assert "missing-classes" not in _tables(_build(tmp_path, inputs))
+
+
+ENSEMBLE = "fold ensemble (mean probabilities of 3 folds)"
+
+
+def _pm(values: list) -> str:
+    """Mean ± sample standard deviation of the values that are not None, as the report shows."""
+    present = [v for v in values if v is not None]
+    return f"{statistics.mean(present):.3f} ± {statistics.stdev(present):.3f}"
+
+
+def _column(scores: list[dict], name: str) -> list:
+    return [fold[name] for fold in scores]
+
+
+def test_fold_run_has_cross_validation_table_with_mean_and_std(tmp_path):
+    html = _build(tmp_path, fold_report_inputs(tmp_path))
+    tables = _tables(html)
+
+    rows = tables["crossval-folds"]
+    assert rows[0] == [
+        "Model",
+        "Best epoch",
+        "Val mIoU",
+        "Val Dice",
+        "Test mIoU",
+        "Test Dice",
+        "Test pixel accuracy",
+        "Test foreground IoU",
+    ]
+    assert [row[0] for row in rows[1:]] == [
+        "fold 0",
+        "fold 1",
+        "fold 2",
+        "fold ensemble",
+        "mean ± std over 3 folds",
+    ]
+    for fold, row in enumerate(rows[1:4]):
+        val, test = FOLD_VAL[fold], FOLD_TEST[fold]
+        expected = [val["mean_iou"], val["mean_dice"], test["mean_iou"], test["mean_dice"]]
+        expected += [test["pixel_accuracy"], test["foreground_iou"]]
+        assert row[2:] == [f"{v:.3f}" for v in expected]
+    assert [row[1] for row in rows[1:4]] == ["2", "3", "1"]  # each fold's best epoch
+    assert rows[4] == ["fold ensemble", "—", "—", "—", "0.712", "0.800", "0.930", "0.850"]
+    assert rows[5][2:] == [
+        _pm(_column(FOLD_VAL, "mean_iou")),
+        _pm(_column(FOLD_VAL, "mean_dice")),
+        _pm(_column(FOLD_TEST, "mean_iou")),
+        _pm(_column(FOLD_TEST, "mean_dice")),
+        _pm(_column(FOLD_TEST, "pixel_accuracy")),
+        _pm(_column(FOLD_TEST, "foreground_iou")),
+    ]
+    assert rows[5][2] == "0.650 ± 0.046"  # the formula above, checked by hand once
+    assert "sample standard deviation over the 3 folds (ddof 1)" in html
+
+    per_class = {row[0]: row[1] for row in tables["crossval-per-class"][1:]}
+    assert per_class == {name: _pm([fold[name] for fold in FOLD_VAL_CLASS_IOU]) for name in CLASSES}
+    assert per_class["border"] == "0.150 ± 0.071"  # fold 0 has no border: two folds
+
+
+def test_fold_run_overall_val_is_the_folds_mean_and_test_names_the_model(tmp_path):
+    html = _build(tmp_path, fold_report_inputs(tmp_path))
+    tables = _tables(html)
+
+    overall = {row[0]: row[1:] for row in tables["overall-metrics"][1:]}
+    assert set(overall) == {f"test — {ENSEMBLE}", "val (mean of 3 folds)"}
+    val = overall["val (mean of 3 folds)"]
+    expected = [statistics.mean(_column(FOLD_VAL, s)) for s in ("pixel_accuracy", "mean_iou")]
+    assert val[1:3] == [f"{v:.3f}" for v in expected]
+    assert val[1:3] != [f"{FOLD_VAL[0][s]:.3f}" for s in ("pixel_accuracy", "mean_iou")]
+    assert f"Per class (test) — {ENSEMBLE}</h3>" in html
+    assert f"ranked by per-image mean IoU) — {ENSEMBLE}</h2>" in html
+    assert f"Confusion matrix on the test split of the {ENSEMBLE};" in html
+
+    summary = dict(tables["run-summary"])
+    assert summary["Fold models trained"] == "3"
+    assert summary["Epochs trained"] == "9 (3 / 3 / 3 per fold)"
+    assert summary["Training time"] == "0:06:30 (sum over 3 folds)"  # 3 * (60 + 40 + 30) s
+    assert summary["Cross-validated val mIoU"].startswith(_pm(_column(FOLD_VAL, "mean_iou")))
+    assert "Best val mIoU" not in summary
+    with Image.open(tmp_path / "report" / "figures" / "learning_curves.png") as figure:
+        assert figure.format == "PNG"
+
+
+def test_fold_run_without_ensemble_shows_fold_0(tmp_path):
+    html = _build(tmp_path, fold_report_inputs(tmp_path, ensemble=False))
+    tables = _tables(html)
+
+    assert [row[0] for row in tables["crossval-folds"][1:]] == [
+        "fold 0",
+        "fold 1",
+        "fold 2",
+        "mean ± std over 3 folds",
+    ]
+    assert "test — fold 0" in {row[0] for row in tables["overall-metrics"]}
+    assert "Per class (test) — fold 0</h3>" in html and "fold ensemble" not in html
+
+
+def test_classes_missing_from_a_fold_are_listed_with_the_fold(tmp_path):
+    inputs = fold_report_inputs(tmp_path)
+    # The split's own val part lacks "border", which the pooled folds do not use as such.
+    (tmp_path / "classes.csv").write_text(
+        "class_id,class_name,train,val,test\n0,pet,10,3,4\n1,background,10,3,4\n2,border,2,0,1\n"
+    )
+    inputs["class_presence_csv"] = tmp_path / "classes.csv"
+
+    html = _build(tmp_path, inputs)
+
+    tables = _tables(html)
+    assert tables["fold-missing-classes"] == [
+        ["Fold", "Class", "Missing from", "Images (train / val)"],
+        ["fold 1", "border", "val", "10 / 0"],
+    ]
+    assert "missing-classes" not in tables
+    assert 'href="#data"' in html and 'id="data"' in html
+
+
+def test_class_missing_from_the_whole_pool_is_still_listed_in_a_fold_run(tmp_path):
+    inputs = fold_report_inputs(tmp_path)
+    (tmp_path / "classes.csv").write_text(
+        "class_id,class_name,train,val,test\n0,pet,10,3,4\n1,border,0,0,1\n"
+    )
+    inputs["class_presence_csv"] = tmp_path / "classes.csv"
+
+    tables = _tables(_build(tmp_path, inputs))
+
+    assert tables["missing-classes"][1] == ["border", "train, val", "0 / 0 / 1"]
+
+
+def test_run_without_folds_has_no_cross_validation_section(tmp_path, inputs):
+    html = _build(tmp_path, inputs)
+
+    tables = _tables(html)
+    assert "crossval-folds" not in tables and "crossval-per-class" not in tables
+    assert "Cross-validation" not in html and "fold" not in html
+    assert [row[0] for row in tables["overall-metrics"][1:]] == ["test", "val"]
+
+
+def test_missing_crossval_summary_raises_naming_it(tmp_path):
+    inputs = fold_report_inputs(tmp_path)
+    inputs["crossval_json"] = tmp_path / "gone" / "metrics.json"
+
+    with pytest.raises(FileNotFoundError, match="crossval_json"):
+        _build(tmp_path, inputs)

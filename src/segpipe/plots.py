@@ -178,12 +178,16 @@ def run_colors(count: int) -> list:
 
 
 def plot_runs_learning_curves(
-    histories: Mapping[str, pd.DataFrame], path: str | os.PathLike
+    histories: Mapping[str, pd.DataFrame],
+    path: str | os.PathLike,
+    *,
+    title: str = "Learning curves of the runs",
 ) -> None:
     """Validation mIoU, training loss and validation loss over epochs, one line per run.
 
-    ``histories`` maps a run's name to its ``history.csv`` table, in legend order; a run keeps
-    its colour in all three panels, and the legend (one, beside the panels) names them.
+    ``histories`` maps a run's (or a fold model's) name to its ``history.csv`` table, in legend
+    order; a run keeps its colour in all three panels, and the legend (one, beside the panels)
+    names them. ``title`` heads the top panel.
     """
     fig = _new_figure(9.0, 9.0)
     axes = fig.subplots(3, 1, sharex=True)
@@ -195,7 +199,7 @@ def plot_runs_learning_curves(
     for ax, (_, label) in zip(axes, panels, strict=True):
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].set_title("Learning curves of the runs")
+    axes[0].set_title(title)
     axes[-1].set_xlabel("epoch")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     if histories:

@@ -30,6 +30,7 @@ from PIL import Image
 
 from segpipe import plots
 from segpipe.colors import colorize, palette
+from segpipe.crossval import SCORES
 from segpipe.images import load_rgb
 from segpipe.io import read_table, write_text
 
@@ -71,6 +72,11 @@ def build_report(
     ignore_index: int = 255,
     quarantine_csv: str | os.PathLike | None = None,
     class_presence_csv: str | os.PathLike | None = None,
+    fold_histories: Sequence[str | os.PathLike] | None = None,
+    crossval_json: str | os.PathLike | None = None,
+    crossval_folds_csv: str | os.PathLike | None = None,
+    model: str = "",
+    fold_class_presence_csvs: Sequence[str | os.PathLike] | None = None,
 ) -> None:
     """Write ``confusion.png``, ``learning_curves.png``, ``per_class.png`` and the HTML report.
 
@@ -82,19 +88,30 @@ def build_report(
     per-image mean IoU. ``quarantine_csv`` (file, problem), written by the remap step, is shown
     as a table of the files left out of the run; ``class_presence_csv`` (images per class and
     split, written by the split step) as the classes that no train or val mask holds.
+
+    A run with k-fold cross-validation also gives ``fold_histories`` (every fold's
+    ``history.csv`` in fold order; ``history_csv`` is fold 0's), the cross-validation summary
+    ``crossval_json`` and ``crossval_folds_csv`` (:func:`segpipe.crossval.write_crossval`), and
+    ``fold_class_presence_csvs`` (per fold, images per class of its train and val parts). The
+    report then has a cross-validation section, its val row is the folds' mean, its learning
+    curves overlay the folds, and the classes missing from a fold's part are listed per fold.
+    ``model`` names the model the test sections show: "" (the run's only model), "ensemble"
+    (the fold ensemble) or "fold<i>".
     """
-    required = {
-        "metrics_json": metrics_json,
-        "per_class_csv": per_class_csv,
-        "confusion_csv": confusion_csv,
-        "per_image_csv": per_image_csv,
-        "history_csv": history_csv,
-        "manifest_csv": manifest_csv,
-        "predictions_dir": predictions_dir,
-    }
-    for name, path in required.items():
-        if not Path(path).exists():
-            raise FileNotFoundError(errno.ENOENT, f"report input {name} not found", str(path))
+    _check_required(
+        {
+            "metrics_json": metrics_json,
+            "per_class_csv": per_class_csv,
+            "confusion_csv": confusion_csv,
+            "per_image_csv": per_image_csv,
+            "history_csv": history_csv,
+            "manifest_csv": manifest_csv,
+            "predictions_dir": predictions_dir,
+            "crossval_json": crossval_json,
+            "crossval_folds_csv": crossval_folds_csv,
+            **{f"fold_histories[{i}]": path for i, path in enumerate(fold_histories or [])},
+        }
+    )
 
     test_metrics = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
     # Ids and class names as written: an image 'NA' or a class 'None' stays a string.
@@ -102,21 +119,16 @@ def build_report(
     confusion = read_table(confusion_csv, index_col="true")
     per_image = read_table(per_image_csv)
     history = read_table(history_csv)
+    histories = [read_table(path) for path in fold_histories or []]
     manifest = read_table(manifest_csv).set_index("id")
+    crossval = _crossval(crossval_json, crossval_folds_csv, histories)
+    folds = crossval["folds"] if crossval else len(histories) or None
+    shown = model_label(model, folds)
 
-    figures_dir = Path(figures_dir)
-    figure_paths = {
-        "confusion": figures_dir / "confusion.png",
-        "learning_curves": figures_dir / "learning_curves.png",
-        "per_class": figures_dir / "per_class.png",
-    }
-    plots.plot_confusion(confusion.to_numpy(), class_names, figure_paths["confusion"])
-    plots.plot_learning_curves(history, figure_paths["learning_curves"])
-    plots.plot_per_class(per_class, figure_paths["per_class"])
-
-    splits = [("test", test_metrics)]
-    if val_metrics_json is not None:
-        splits.append(("val", _read_optional_json(val_metrics_json)))
+    figure_paths = _draw_figures(
+        Path(figures_dir), confusion.to_numpy(), class_names, history, histories, per_class
+    )
+    overall = _overall_rows(test_metrics, val_metrics_json, crossval, shown)
 
     context = {
         "title": title,
@@ -125,12 +137,14 @@ def build_report(
         "config_yaml": yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=False),
         "versions": package_versions(),
         "git": git_revision(repo_dir),
-        "training": training_summary(history),
+        "training": _training(history, histories),
         "benchmarks": [
             {"rule": rule, **_read_benchmark(path)} for rule, path in benchmarks.items()
         ],
-        "overall": [{**metrics, "split": split} for split, metrics in splits],
-        "show_foreground": any(m.get("foreground_iou") is not None for _, m in splits),
+        "overall": overall,
+        "show_foreground": any(row.get("foreground_iou") is not None for row in overall),
+        "model_label": shown,
+        "crossval": crossval,
         "per_class": per_class.to_dict("records"),
         "figures": {name: data_uri(path.read_bytes()) for name, path in figure_paths.items()},
         "legend": [
@@ -138,13 +152,128 @@ def build_report(
             for name, color in zip(class_names, palette(len(class_names)), strict=True)
         ],
         "quarantine": _read_quarantine(quarantine_csv),
-        "missing_classes": _missing_classes(class_presence_csv),
+        "missing_classes": _missing_classes(class_presence_csv, pooled=bool(histories)),
+        "fold_missing_classes": _fold_missing_classes(fold_class_presence_csvs),
         "galleries": _galleries(
             per_image, manifest, Path(predictions_dir), gallery_size, len(class_names), ignore_index
         ),
     }
     write_text(out_html, template_environment().get_template("report.html.j2").render(context))
     logger.info("wrote report %s", out_html)
+
+
+def _check_required(paths: Mapping[str, str | os.PathLike | None]) -> None:
+    """Raise :class:`FileNotFoundError` naming the first given input (not None) that is missing."""
+    for name, path in paths.items():
+        if path is not None and not Path(path).exists():
+            raise FileNotFoundError(errno.ENOENT, f"report input {name} not found", str(path))
+
+
+def _draw_figures(
+    figures_dir: Path,
+    confusion: np.ndarray,
+    class_names: Sequence[str],
+    history: pd.DataFrame,
+    fold_histories: Sequence[pd.DataFrame],
+    per_class: pd.DataFrame,
+) -> dict[str, Path]:
+    """Draw the confusion matrix, the learning curves (the folds' overlaid, given) and the
+    per-class scores into ``figures_dir``; returns their paths by name."""
+    paths = {
+        "confusion": figures_dir / "confusion.png",
+        "learning_curves": figures_dir / "learning_curves.png",
+        "per_class": figures_dir / "per_class.png",
+    }
+    plots.plot_confusion(confusion, class_names, paths["confusion"])
+    if fold_histories:
+        plots.plot_runs_learning_curves(
+            {f"fold {i}": h for i, h in enumerate(fold_histories)},
+            paths["learning_curves"],
+            title="Learning curves of the folds",
+        )
+    else:
+        plots.plot_learning_curves(history, paths["learning_curves"])
+    plots.plot_per_class(per_class, paths["per_class"])
+    return paths
+
+
+def model_label(model: str, folds: int | None) -> str:
+    """How the report names the model its test sections show: "" for the run's only model,
+    the fold ensemble with its number of folds, or "fold <i>"."""
+    if model == "ensemble":
+        count = f"{folds} folds" if folds else "the folds"
+        return f"fold ensemble (mean probabilities of {count})"
+    if model.startswith("fold") and model[4:].isdigit():
+        return f"fold {int(model[4:])}"
+    return model
+
+
+def _overall_rows(
+    test_metrics: Mapping[str, Any],
+    val_metrics_json: str | os.PathLike | None,
+    crossval: Mapping[str, Any] | None,
+    model: str,
+) -> list[dict[str, Any]]:
+    """Rows of the overall metrics table: test (of ``model``), then val; with folds the val row
+    is the mean over the folds of their validation scores."""
+    rows = [{**test_metrics, "split": f"test — {model}" if model else "test"}]
+    if crossval is not None:
+        val = crossval["summary"]["val"]
+        means = {score: val.get(score, {}).get("mean") for score in SCORES}
+        rows.append(
+            {**means, "n_images": None, "split": f"val (mean of {crossval['folds']} folds)"}
+        )
+    elif val_metrics_json is not None:
+        rows.append({**_read_optional_json(val_metrics_json), "split": "val"})
+    return rows
+
+
+def _crossval(
+    metrics_json: str | os.PathLike | None,
+    folds_csv: str | os.PathLike | None,
+    histories: Sequence[pd.DataFrame],
+) -> dict[str, Any] | None:
+    """The cross-validation section: the number of folds, one row per fold model then the
+    ensemble (with each fold's best epoch from its history), the mean ± std over the folds and
+    the per-class IoU likewise; None without a summary."""
+    if metrics_json is None:
+        return None
+    summary = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
+    rows = _crossval_rows(read_table(folds_csv, text=("model",)), histories) if folds_csv else []
+    per_class = summary["val"].get("per_class_iou", {})
+    return {
+        "folds": summary["folds"],
+        "summary": summary,
+        "rows": rows,
+        "per_class": [
+            {
+                "class_name": name,
+                "val": value,
+                "test": summary["test"].get("per_class_iou", {}).get(name),
+            }
+            for name, value in per_class.items()
+        ],
+        "show_foreground": any(not is_missing(row["test_foreground_iou"]) for row in rows),
+    }
+
+
+def _crossval_rows(folds: pd.DataFrame, histories: Sequence[pd.DataFrame]) -> list[dict[str, Any]]:
+    """The rows of ``folds.csv`` as table rows: the fold models in fold order with their best
+    epoch, then the fold ensemble."""
+    rows = []
+    for record in folds.to_dict("records"):
+        ensemble = record["model"] == "ensemble"
+        fold = None if ensemble or is_missing(record["fold"]) else int(record["fold"])
+        best = None
+        if fold is not None and fold < len(histories):
+            best = training_summary(histories[fold])["best_epoch"]
+        label = "fold ensemble" if ensemble else record["model"] if fold is None else f"fold {fold}"
+        rows.append(
+            {**record, "label": label, "ensemble": ensemble, "fold": fold, "best_epoch": best}
+        )
+    return sorted(
+        rows, key=lambda row: (row["ensemble"], math.inf if row["fold"] is None else row["fold"])
+    )
 
 
 def package_versions() -> dict[str, str]:
@@ -219,12 +348,23 @@ def _read_quarantine(path: str | os.PathLike | None) -> dict[str, Any] | None:
     return {"rows": rows, "total": len(table), "shown": len(rows)}
 
 
-def _missing_classes(path: str | os.PathLike | None) -> list[dict[str, Any]] | None:
+def _missing_classes(
+    path: str | os.PathLike | None, *, pooled: bool = False
+) -> list[dict[str, Any]] | None:
     """Classes that no mask of the train or val split holds, with the splits they miss from;
-    None when no table was given."""
+    None when no table was given. With ``pooled`` (a run with folds, which trains and validates
+    on the train+val pool) only the classes that neither holds."""
     if path is None:
         return None
-    table = read_table(path)
+    missing = _missing_rows(read_table(path))
+    if pooled:
+        missing = [row for row in missing if len(row["splits"]) == 2]
+    return missing
+
+
+def _missing_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a class presence table whose class no train or val image holds: class name,
+    the splits it misses from and the images per split."""
     missing = []
     for row in table.to_dict("records"):
         splits = [s for s in ("train", "val") if s in row and row[s] == 0]
@@ -232,6 +372,15 @@ def _missing_classes(path: str | os.PathLike | None) -> list[dict[str, Any]] | N
             counts = {s: int(row[s]) for s in ("train", "val", "test") if s in row}
             missing.append({"class_name": row["class_name"], "splits": splits, "counts": counts})
     return missing
+
+
+def _fold_missing_classes(paths: Sequence[str | os.PathLike] | None) -> list[dict[str, Any]]:
+    """Per fold (in fold order), the classes that no mask of its train or val part holds."""
+    return [
+        {"fold": fold, **row}
+        for fold, path in enumerate(paths or [])
+        for row in _missing_rows(read_table(path))
+    ]
 
 
 def _describe_dataset(dataset: Any) -> str:
@@ -257,6 +406,24 @@ def training_summary(history: pd.DataFrame) -> dict[str, Any]:
         summary["best_val_miou"] = best["val_miou"]
         summary["best_epoch"] = int(best["epoch"])
     return summary
+
+
+def _training(history: pd.DataFrame, fold_histories: Sequence[pd.DataFrame]) -> dict[str, Any]:
+    """The run summary's training figures: :func:`training_summary` of ``history``, or with
+    folds the epochs and time summed over the folds and the throughput averaged over all their
+    epochs (each fold's best epoch is in the cross-validation table)."""
+    if not fold_histories:
+        return {**training_summary(history), "folds": None}
+    summaries = [training_summary(h) for h in fold_histories]
+    return {
+        "epochs": sum(s["epochs"] for s in summaries),
+        "epochs_per_fold": [s["epochs"] for s in summaries],
+        "seconds": sum(s["seconds"] for s in summaries),
+        "images_per_s": pd.concat(fold_histories)["images_per_s"].mean(),
+        "best_val_miou": None,
+        "best_epoch": None,
+        "folds": len(summaries),
+    }
 
 
 def _galleries(
@@ -376,6 +543,16 @@ def format_number(value: Any, spec: str = ".3f") -> str:
     return "n/a" if is_missing(value) else format(value, spec)
 
 
+def format_mean_std(value: Mapping[str, Any] | None, spec: str = ".3f") -> str:
+    """Jinja filter: a ``{"mean", "std"}`` pair as "mean ± std", the mean alone without a std,
+    or "n/a" without a mean."""
+    mean = None if value is None else value.get("mean")
+    if is_missing(mean):
+        return "n/a"
+    std = value.get("std")
+    return format(mean, spec) if is_missing(std) else f"{mean:{spec}} ± {std:{spec}}"
+
+
 def format_duration(seconds: Any) -> str:
     """Jinja filter: seconds as H:MM:SS, or "n/a" for None/NaN."""
     if is_missing(seconds):
@@ -386,8 +563,9 @@ def format_duration(seconds: Any) -> str:
 
 
 def template_environment() -> jinja2.Environment:
-    """The Jinja environment of the package's HTML templates, with the ``num`` and ``duration``
-    filters; autoescaping on, and an undefined name is an error rather than an empty string."""
+    """The Jinja environment of the package's HTML templates, with the ``num``, ``duration``
+    and ``pm`` (mean ± std) filters; autoescaping on, and an undefined name is an error rather
+    than an empty string."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("segpipe", "templates"),
         autoescape=True,
@@ -397,4 +575,5 @@ def template_environment() -> jinja2.Environment:
     )
     env.filters["num"] = format_number
     env.filters["duration"] = format_duration
+    env.filters["pm"] = format_mean_std
     return env
