@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import re
+import statistics
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -19,6 +20,7 @@ from PIL import Image
 from report_inputs import CLASSES, N_IMAGES, make_run, three_runs
 
 from segpipe.compare import (
+    CROSSVAL_INPUTS,
     REQUIRED_INPUTS,
     RunResult,
     bootstrap_mean,
@@ -26,9 +28,14 @@ from segpipe.compare import (
     most_disagreeing,
     paired_difference,
 )
+from segpipe.crossval import write_crossval
 
 GALLERY_SIZE = 2
 LABELLED = 11 * 16  # report_inputs' truth masks are 12 x 16 with row 0 ignored
+POOL = 9  # images of the train+val pool that the 3 folds of _with_folds partition
+FOLDS = 3
+FOLD_TEST = [0.70, 0.72, 0.77]  # test mIoU of fold i's model, in every cross-validated run
+FOLD_TEST_PET = [0.80, 0.70, 0.90]  # test IoU of class "pet" of fold i's model
 
 
 @pytest.fixture
@@ -127,8 +134,11 @@ def test_leaderboard_csv_columns_and_values(built):
     assert list(table.columns) == [
         "rank",
         "run",
+        "model",
         "selected",
+        "folds",
         "val_miou",
+        "val_miou_std",
         "test_miou",
         "test_mean_dice",
         "test_foreground_iou",
@@ -143,6 +153,8 @@ def test_leaderboard_csv_columns_and_values(built):
         "parameters",
     ]
     assert table["run"].tolist() == ["wide", "deep", "base"]
+    assert table["model"].isna().all() and table["folds"].isna().all()
+    assert table["val_miou_std"].isna().all()
     assert table["rank"].tolist() == [1, 2, 3]
     assert table["selected"].tolist() == [True, False, False]
     assert table["iou_border"].isna().all()
@@ -250,6 +262,11 @@ def test_run_result_from_mapping():
     }
     run = RunResult.from_mapping(fields)
     assert run.overrides == {} and run.model_json is None and run.history == fields["history"]
+    assert all(getattr(run, field) is None for field in CROSSVAL_INPUTS)
+    assert not run.cross_validated
+    crossval = {field: f"results/runs/a/crossval/{field}" for field in CROSSVAL_INPUTS}
+    run = RunResult.from_mapping({**fields, **crossval})
+    assert run.cross_validated and run.crossval_per_image == crossval["crossval_per_image"]
     with pytest.raises(ValueError, match=r"unknown fields \['colour'\], missing \['history'\]"):
         RunResult.from_mapping({**{k: v for k, v in fields.items() if k != "history"}, "colour": 1})
 
@@ -352,3 +369,243 @@ def test_rule_script_builds_the_comparison_from_snakemake_params(tmp_path, runs)
     assert pd.read_csv(out / "leaderboard.csv")["run"].tolist() == ["wide", "deep", "base"]
     assert (out / "figures" / "per_class.png").is_file()
     assert "selected wide" in (tmp_path / "logs" / "compare.log").read_text()
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+
+def _fold_metrics(split: str, mean_iou: float, pet_iou: float) -> dict:
+    """A fold model's metrics.json, shaped like segpipe.evaluate's."""
+    per_class = {
+        "pet": {"iou": pet_iou, "dice": pet_iou + 0.05},
+        "background": {"iou": 0.6, "dice": 0.7},
+        "border": {"iou": None, "dice": None},
+    }
+    scores = {"mean_dice": mean_iou + 0.1, "pixel_accuracy": 0.9, "foreground_iou": mean_iou - 0.1}
+    return {"split": split, "n_images": 3, "mean_iou": mean_iou, **scores, "per_class": per_class}
+
+
+def _pool_per_image(path: Path, miou: dict[str, float]) -> None:
+    """A per_image.csv, shaped like segpipe.evaluate's, with these mean IoU by image id."""
+    ids = list(miou)
+    values = np.array([miou[i] for i in ids])
+    pd.DataFrame(
+        {
+            "id": ids,
+            "pixel_accuracy": 0.9,
+            "mean_iou": values,
+            "mean_dice": values + 0.05,
+            "foreground_iou": values,
+            "iou_pet": values,
+            "iou_background": 0.8,
+            "iou_border": np.nan,
+        }
+    ).to_csv(path, index=False)
+
+
+def _with_folds(
+    tmp_path: Path,
+    run: RunResult,
+    *,
+    val: list[float],
+    out_of_fold: np.ndarray,
+    ensemble: bool = True,
+    blocks: bool = False,
+) -> RunResult:
+    """``run`` (of make_run) cross-validated with FOLDS folds, summarised by write_crossval:
+    fold i's val mIoU ``val[i]``, test mIoU FOLD_TEST[i]; pool image ``pool<j>`` scored out of
+    fold ``out_of_fold[j]`` by fold j % 3 (``blocks``: j // 3). Fold 0's val metrics stand for
+    the run's; with ``ensemble`` the run's test metrics are the ensemble's, else fold 0's."""
+    root = tmp_path / run.name / "folds"
+    root.mkdir()
+    paths = []
+    for fold in range(FOLDS):
+        out = root / f"fold{fold}"
+        out.mkdir()
+        fold_paths = {name: out / name for name in ("val.json", "test.json", "per_image.csv")}
+        for split, miou in (("val", val[fold]), ("test", FOLD_TEST[fold])):
+            metrics = _fold_metrics(split, miou, FOLD_TEST_PET[fold])
+            fold_paths[f"{split}.json"].write_text(json.dumps(metrics))
+        mine = [j for j in range(POOL) if (j // 3 if blocks else j % 3) == fold]
+        _pool_per_image(fold_paths["per_image.csv"], {f"pool{j}": out_of_fold[j] for j in mine})
+        paths.append(fold_paths)
+    crossval = {field: root / field for field in CROSSVAL_INPUTS}
+    write_crossval(
+        crossval["crossval_metrics"],
+        crossval["crossval_folds"],
+        crossval["crossval_per_image"],
+        val_metrics=[f["val.json"] for f in paths],
+        test_metrics=[f["test.json"] for f in paths],
+        val_per_image=[f["per_image.csv"] for f in paths],
+        class_names=CLASSES,
+        ensemble_test_metrics=run.test_metrics if ensemble else None,
+    )
+    test_metrics = run.test_metrics if ensemble else paths[0]["test.json"]
+    return dataclasses.replace(
+        run, val_metrics=paths[0]["val.json"], test_metrics=test_metrics, **crossval
+    )
+
+
+def _cv_run(tmp_path, name, *, val, out_of_fold, shift=0.0, changes=None, **options):
+    """A cross-validated run of make_run (test mIoU 0.8, test per-image shifted by ``shift``)."""
+    run = make_run(tmp_path, name, val=0.5, test=0.8, overrides={}, shift=shift, changes=changes)
+    return _with_folds(tmp_path, run, val=val, out_of_fold=out_of_fold, **options)
+
+
+def _paired_rows(html: str) -> dict[str, list[str]]:
+    return {row[0]: row[1:] for row in _parse(html).tables["paired-differences"][1:]}
+
+
+OUT_OF_FOLD = 0.5 + 0.04 * np.arange(POOL)  # the selected run's out-of-fold scores
+
+
+@pytest.fixture
+def ranked(tmp_path: Path) -> tuple[str, pd.DataFrame]:
+    """Runs "first-fold" (fold 0 the best val mIoU of all, CV mean 0.60, no ensemble), "plain"
+    (no folds, val 0.70) and "cv-best" (fold 0 the worst, CV mean 0.75): the comparison's HTML
+    and leaderboard."""
+    runs = [
+        _cv_run(
+            tmp_path, "first-fold", val=[0.80, 0.50, 0.50], out_of_fold=OUT_OF_FOLD, ensemble=False
+        ),
+        make_run(tmp_path, "plain", val=0.70, test=0.8, overrides={}, shift=-0.05),
+        _cv_run(tmp_path, "cv-best", val=[0.55, 0.85, 0.85], out_of_fold=OUT_OF_FOLD),
+    ]
+    html = _build(tmp_path, runs)
+    return html, pd.read_csv(tmp_path / "compare" / "leaderboard.csv", dtype={"model": str})
+
+
+def test_cross_validated_runs_rank_by_the_mean_over_folds_not_fold_0(ranked):
+    table = ranked[1]
+    main = table[table["rank"].notna()]
+
+    # By fold 0's val mIoU the order would be first-fold (0.80), plain (0.70), cv-best (0.55).
+    assert main["run"].tolist() == ["cv-best", "plain", "first-fold"]
+    assert main["rank"].tolist() == [1, 2, 3]
+    assert main["selected"].tolist() == [True, False, False]
+    assert main["model"].fillna("").tolist() == ["cv", "", "cv"]
+    assert main["folds"].tolist()[::2] == [FOLDS, FOLDS] and pd.isna(main["folds"].iloc[1])
+    best = main.iloc[0]
+    assert best["val_miou"] == pytest.approx(0.75)
+    assert best["val_miou_std"] == pytest.approx(statistics.stdev([0.55, 0.85, 0.85]))
+    assert main.iloc[2]["val_miou"] == pytest.approx(0.60)
+    assert pd.isna(main.iloc[1]["val_miou_std"]) and main.iloc[1]["val_miou"] == 0.70
+    # Test scores: the mean over the fold models, not the ensemble's (0.8).
+    assert best["test_miou"] == pytest.approx(statistics.mean(FOLD_TEST))
+    assert best["test_mean_dice"] == pytest.approx(statistics.mean(FOLD_TEST) + 0.1)
+    assert best["iou_pet"] == pytest.approx(statistics.mean(FOLD_TEST_PET))
+    assert best["iou_background"] == pytest.approx(0.6) and pd.isna(best["iou_border"])
+    assert best["best_epoch"] == 2 and best["epochs"] == 3  # fold 0's history
+
+
+def test_fold_and_ensemble_rows_follow_their_run_unranked(ranked):
+    table = ranked[1]
+
+    assert list(zip(table["run"], table["model"].fillna(""), strict=True)) == [
+        ("cv-best", "cv"),
+        ("cv-best", "fold0"),
+        ("cv-best", "fold1"),
+        ("cv-best", "fold2"),
+        ("cv-best", "ensemble"),
+        ("plain", ""),
+        ("first-fold", "cv"),
+        ("first-fold", "fold0"),
+        ("first-fold", "fold1"),
+        ("first-fold", "fold2"),
+    ]
+    sub = table[table["model"].isin(["fold0", "fold1", "fold2", "ensemble"])]
+    assert sub["rank"].isna().all() and not sub["selected"].any()
+    assert sub["folds"].isna().all() and sub["val_miou_std"].isna().all()
+    assert sub["iou_pet"].isna().all() and sub["best_epoch"].isna().all()
+    folds = sub[sub["run"] == "cv-best"].set_index("model")
+    assert folds["val_miou"].iloc[:3].tolist() == [0.55, 0.85, 0.85]
+    assert folds["test_miou"].iloc[:3].tolist() == FOLD_TEST
+    assert folds.loc["fold1", "test_mean_dice"] == pytest.approx(FOLD_TEST[1] + 0.1)
+    assert folds.loc["fold2", "test_foreground_iou"] == pytest.approx(FOLD_TEST[2] - 0.1)
+    assert folds.loc["fold0", "test_pixel_accuracy"] == 0.9
+    ensemble = folds.loc["ensemble"]
+    assert pd.isna(ensemble["val_miou"])  # no validation split
+    assert ensemble["test_miou"] == 0.8 and ensemble["test_mean_dice"] == 0.8
+    assert ensemble["test_foreground_iou"] == 0.85 and ensemble["test_pixel_accuracy"] == 0.93
+
+
+def test_html_leaderboard_shows_mean_std_and_subordinate_fold_rows(ranked):
+    html = ranked[0]
+    parsed = _parse(html)
+
+    board = parsed.tables["leaderboard"]
+    header = board[0]
+    assert all(len(row) == len(header) for row in board)
+    assert [row[:3] for row in board[1:6]] == [
+        ["1", "cv-best selected", "0.750 ± 0.173 (3 folds)"],
+        ["", "↳ fold0", "0.550"],
+        ["", "↳ fold1", "0.850"],
+        ["", "↳ fold2", "0.850"],
+        ["", "↳ ensemble", "n/a"],
+    ]
+    assert board[6][:3] == ["2", "plain", "0.700"]
+    assert board[7][:3] == ["3", "first-fold", "0.600 ± 0.173 (3 folds)"]
+    assert [row[1] for row in board[8:]] == ["↳ fold0", "↳ fold1", "↳ fold2"]
+    classes = parsed.row_classes["leaderboard"]
+    assert classes == [None, "selected", *["sub"] * 4, None, None, *["sub"] * 3]
+    text = " ".join(html.split())
+    assert "ranked by its validation mIoU <strong>averaged over its k fold models</strong>" in text
+    assert "mean ± std (sample standard deviation over the folds)" in text
+
+
+def test_paired_statistics_on_out_of_fold_images_when_every_run_has_folds(tmp_path):
+    other = OUT_OF_FOLD + 0.03 + np.random.default_rng(5).normal(0.0, 0.02, POOL)
+    changes = {"img2": 7, "img5": 3}
+    runs = [
+        _cv_run(
+            tmp_path,
+            "other",
+            val=[0.6] * 3,
+            out_of_fold=other,
+            blocks=True,
+            shift=-0.05,
+            changes=changes,
+        ),
+        _cv_run(tmp_path, "picked", val=[0.7] * 3, out_of_fold=OUT_OF_FOLD),
+    ]
+    html = _build(tmp_path, runs)
+
+    expected = other - OUT_OF_FOLD  # by pool image; the runs' folds partition it differently
+    row = _paired_rows(html)["other"]
+    assert row[0] == str(POOL)
+    assert row[1] == f"{expected.mean():+.4f}" != "-0.0500"  # not the test split's difference
+    interval = bootstrap_mean(expected, seed=0, n_resamples=2000)
+    assert row[2:4] == [f"{interval.low:+.4f}", f"{interval.high:+.4f}"]
+    assert row[4] == "better"
+    assert "Paired comparison with the selected run (picked), cross-validation</h2>" in html
+    paired_note = html.split('id="paired-data"')[1].split("</p>")[0]
+    assert "out-of-fold validation images of the train+val pool (cross-validation)" in paired_note
+    # The galleries stay on the test predictions.
+    shown = re.findall(r"<code>(\w+)</code> — disagreement", html)
+    assert shown == ["img2", "img5"]
+
+
+def test_paired_statistics_on_the_test_split_when_not_every_run_has_folds(tmp_path):
+    runs = [
+        make_run(tmp_path, "plain", val=0.60, test=0.9, overrides={}, shift=-0.05),
+        _cv_run(tmp_path, "picked", val=[0.7, 0.7, 0.7], out_of_fold=OUT_OF_FOLD),
+    ]
+    html = _build(tmp_path, runs)
+
+    row = _paired_rows(html)["plain"]
+    assert row[0] == str(N_IMAGES) and row[1] == "-0.0500" and row[-1] == "worse"
+    assert "Paired comparison with the selected run (picked), test split</h2>" in html
+    paired_note = html.split('id="paired-data"')[1].split("</p>")[0]
+    assert "<strong>test split</strong>" in paired_note and "out-of-fold" not in paired_note
+    assert "scored by its fold ensemble" in paired_note
+
+
+def test_crossval_inputs_come_together_and_must_exist(tmp_path):
+    run = _cv_run(tmp_path, "cv", val=[0.7, 0.7, 0.7], out_of_fold=OUT_OF_FOLD)
+    partial = dataclasses.replace(run, crossval_folds=None)
+    with pytest.raises(ValueError, match="run 'cv': the cross-validation inputs"):
+        _build(tmp_path, [partial])
+    gone = dataclasses.replace(run, crossval_per_image=tmp_path / "gone.csv")
+    with pytest.raises(FileNotFoundError, match="crossval_per_image of run 'cv'.*gone.csv"):
+        _build(tmp_path, [gone])
+    assert not (tmp_path / "compare").exists()

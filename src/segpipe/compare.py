@@ -1,11 +1,16 @@
 """Comparison report of several training runs: which run validation selects, and how the others
-differ from it on the test split.
+differ from it image by image.
 
-:func:`build_comparison` reads each run's outputs (train, predict, evaluate), ranks the runs by
-validation mIoU, draws the runs' learning curves and per-class test IoU side by side
-(:mod:`segpipe.plots`), compares every other run with the selected one image by image on the test
-split, and renders ``templates/compare.html.j2`` into one self-contained HTML file (inline CSS,
-images as base64 data URIs), plus the leaderboard as CSV.
+:func:`build_comparison` reads each run's outputs (train, predict, evaluate and, for a run with
+k-fold cross-validation, its summary of :mod:`segpipe.crossval`), ranks the runs by validation
+mIoU (a cross-validated run by its mean over the folds), draws the runs' learning curves and
+per-class test IoU side by side (:mod:`segpipe.plots`), compares every other run with the
+selected one image by image, and renders ``templates/compare.html.j2`` into one self-contained
+HTML file (inline CSS, images as base64 data URIs), plus the leaderboard as CSV.
+
+The paired comparison uses the test split, or, when every run is cross-validated, the
+out-of-fold validation scores of the train+val pool (every pool image scored once, by the fold
+model that did not train on it). The galleries always show the test predictions.
 
 The selection uses validation scores only: picking the run with the best test score would make
 the test score of the pick an optimistic estimate. The test split only describes the runs.
@@ -55,6 +60,8 @@ REQUIRED_INPUTS = (
     "test_manifest",
     "test_predictions",
 )
+# The cross-validation summary of a run with folds (segpipe.crossval): all three or none.
+CROSSVAL_INPUTS = ("crossval_metrics", "crossval_folds", "crossval_per_image")
 FIGURES = {"learning_curves": "learning_curves.png", "per_class": "per_class.png"}
 METRIC_COLUMNS = {  # leaderboard column -> (split, key in metrics.json)
     "val_miou": ("val", "mean_iou"),
@@ -63,8 +70,14 @@ METRIC_COLUMNS = {  # leaderboard column -> (split, key in metrics.json)
     "test_foreground_iou": ("test", "foreground_iou"),
     "test_pixel_accuracy": ("test", "pixel_accuracy"),
 }
+SCORE_COLUMNS = ("val_miou", "val_miou_std", *(c for c in METRIC_COLUMNS if c != "val_miou"))
 TRAINING_COLUMNS = ("best_epoch", "epochs", "train_seconds", "images_per_s", "parameters")
-INTEGER_COLUMNS = ("rank", "best_epoch", "epochs", "parameters")
+INTEGER_COLUMNS = ("rank", "folds", "best_epoch", "epochs", "parameters")
+# What the paired differences are computed on: all runs cross-validated, or not.
+PAIRED_DATA = {
+    True: "out-of-fold validation images of the train+val pool (cross-validation)",
+    False: "test split",
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,11 @@ class RunResult:
     other fields are paths: the val and test ``metrics.json``, the test ``per_class.csv`` and
     ``per_image.csv``, ``history.csv``, ``model.json`` (optional: may be None or missing), the
     test split manifest and the test predictions folder (holding ``masks/<id>.png``).
+
+    A run with k-fold cross-validation also has :data:`CROSSVAL_INPUTS`, its ``crossval/``
+    ``metrics.json``, ``folds.csv`` and ``per_image.csv`` (None for a run without folds); its
+    ``val_metrics``, ``history`` and ``model_json`` are then fold 0's, its test fields the fold
+    ensemble's (fold 0's without one).
     """
 
     name: str
@@ -89,13 +107,22 @@ class RunResult:
     model_json: str | os.PathLike | None
     test_manifest: str | os.PathLike
     test_predictions: str | os.PathLike
+    crossval_metrics: str | os.PathLike | None = None
+    crossval_folds: str | os.PathLike | None = None
+    crossval_per_image: str | os.PathLike | None = None
+
+    @property
+    def cross_validated(self) -> bool:
+        """Whether the run has a cross-validation summary."""
+        return self.crossval_metrics is not None
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> RunResult:
         """A RunResult from a mapping of its fields (a Snakemake param); ``overrides`` defaults
-        to none and ``model_json`` to None. An unknown or missing field raises ValueError."""
+        to none, ``model_json`` and :data:`CROSSVAL_INPUTS` to None. An unknown or missing
+        field raises ValueError."""
         names = [field.name for field in dataclasses.fields(cls)]
-        values = {"overrides": {}, "model_json": None, **mapping}
+        values = {"overrides": {}, "model_json": None, **dict.fromkeys(CROSSVAL_INPUTS), **mapping}
         unknown = sorted(set(values) - set(names))
         missing = [name for name in names if name not in values]
         if unknown or missing:
@@ -131,12 +158,16 @@ class PairedDifference:
 
 @dataclass(frozen=True)
 class _RunData:
-    """A run's inputs as read: its leaderboard row, history and per-image scores."""
+    """A run's inputs as read: its leaderboard row, history and test per-image scores; for a
+    cross-validated run also its unranked fold and ensemble rows and its out-of-fold per-image
+    validation scores."""
 
     run: RunResult
     row: dict[str, Any]
     history: pd.DataFrame
     per_image: pd.DataFrame
+    fold_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    out_of_fold: pd.DataFrame | None = None
 
 
 def build_comparison(
@@ -155,28 +186,36 @@ def build_comparison(
     """Write the leaderboard CSV, the figures (:data:`FIGURES` in ``figures_dir``) and the HTML
     comparison of ``runs``.
 
-    The run with the highest validation mIoU is selected (ties: the first declared; a run
-    without a validation mIoU ranks last). Every other run is compared with it on the test
-    split: the mean per-image mIoU difference with a ``seed``-ed bootstrap confidence interval
-    (``n_resamples`` resamples), and a gallery of the ``gallery_size`` images where the two
-    runs' predictions disagree most. A missing required input (:data:`REQUIRED_INPUTS`) raises
+    The run with the highest validation mIoU is selected (a cross-validated run: its mean over
+    the folds; ties: the first declared; a run without a validation mIoU ranks last). Every
+    other run is compared with it: the mean per-image mIoU difference with a ``seed``-ed
+    bootstrap confidence interval (``n_resamples`` resamples), on the out-of-fold validation
+    scores when every run is cross-validated, else on the test split; and a gallery of the
+    ``gallery_size`` test images where the two runs' predictions disagree most. A missing
+    required input (:data:`REQUIRED_INPUTS`, and :data:`CROSSVAL_INPUTS` where given) raises
     :class:`FileNotFoundError` naming it and its run, before anything is written.
     """
     _check_inputs(runs)
     data = _rank([_read_run(run, class_names) for run in runs])
-    write_csv(leaderboard_csv, leaderboard_frame([d.row for d in data], class_names))
+    rows = [row for d in data for row in (d.row, *d.fold_rows)]
+    write_csv(leaderboard_csv, leaderboard_frame(rows, class_names))
     figures = _figures(data, class_names, Path(figures_dir))
     selected, others = data[0], data[1:]
+    on_crossval = all(run.cross_validated for run in runs)
     options = {
         "ignore_index": ignore_index,
         "gallery_size": gallery_size,
         "seed": seed,
         "n_resamples": n_resamples,
+        "on_crossval": on_crossval,
     }
     context = {
         "title": title,
         "classes": list(class_names),
-        "rows": [d.row for d in data],
+        "rows": rows,
+        "cross_validated": any(run.cross_validated for run in runs),
+        "on_crossval": on_crossval,
+        "paired_data": PAIRED_DATA[on_crossval],
         "show_foreground": any(not is_missing(d.row["test_foreground_iou"]) for d in data),
         "selected": selected.run.name,
         "differs": [
@@ -209,7 +248,13 @@ def _check_inputs(runs: Sequence[RunResult]) -> None:
     if repeated:
         raise ValueError(f"run names must be unique; repeated: {repeated}")
     for run in runs:
-        for field in REQUIRED_INPUTS:
+        given = [field for field in CROSSVAL_INPUTS if getattr(run, field) is not None]
+        if given and len(given) < len(CROSSVAL_INPUTS):
+            raise ValueError(
+                f"run {run.name!r}: the cross-validation inputs {list(CROSSVAL_INPUTS)} come "
+                f"together; given only {given}"
+            )
+        for field in (*REQUIRED_INPUTS, *given):
             path = getattr(run, field)
             if not Path(path).exists():
                 raise FileNotFoundError(
@@ -220,9 +265,16 @@ def _check_inputs(runs: Sequence[RunResult]) -> None:
 
 
 def _read_run(run: RunResult, class_names: Sequence[str]) -> _RunData:
-    """Read one run's metrics, per-class IoU, history, model size and per-image scores."""
+    """Read one run's metrics, per-class IoU, history, model size and per-image scores, and for
+    a cross-validated run its summary (:func:`_crossval_scores`), folds and out-of-fold scores."""
     metrics = {split: _read_json(getattr(run, f"{split}_metrics")) for split in ("val", "test")}
-    row: dict[str, Any] = {"run": run.name, "report_html": run.report_html}
+    row: dict[str, Any] = {
+        "run": run.name,
+        "model": "",
+        "folds": None,
+        "report_html": run.report_html,
+        "val_miou_std": None,
+    }
     for column, (split, key) in METRIC_COLUMNS.items():
         row[column] = _number(metrics[split].get(key))
     per_class = read_table(run.test_per_class)
@@ -234,7 +286,58 @@ def _read_run(run: RunResult, class_names: Sequence[str]) -> _RunData:
     row["train_seconds"] = _number(training["seconds"])
     row["images_per_s"] = _number(training["images_per_s"])
     row["parameters"] = _parameters(run.model_json)
-    return _RunData(run, row, history, read_table(run.test_per_image))
+    per_image = read_table(run.test_per_image)
+    if not run.cross_validated:
+        return _RunData(run, row, history, per_image)
+    row.update(_crossval_scores(_read_json(run.crossval_metrics), class_names))
+    fold_rows = _fold_rows(run, read_table(run.crossval_folds), class_names)
+    return _RunData(run, row, history, per_image, fold_rows, read_table(run.crossval_per_image))
+
+
+def _crossval_scores(summary: Mapping[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
+    """The ranked row's scores of a cross-validated run, from its ``crossval/metrics.json``:
+    validation mIoU mean and std over the folds, and the folds' mean test scores and per-class
+    test IoU."""
+    val, test = summary.get("val") or {}, summary.get("test") or {}
+    per_class = test.get("per_class_iou") or {}
+    scores = {
+        column: _number((test.get(key) or {}).get("mean"))
+        for column, (split, key) in METRIC_COLUMNS.items()
+        if split == "test"
+    }
+    return {
+        "model": "cv",
+        "folds": int(summary["folds"]),
+        "val_miou": _number((val.get("mean_iou") or {}).get("mean")),
+        "val_miou_std": _number((val.get("mean_iou") or {}).get("std")),
+        **scores,
+        "iou": {name: _number((per_class.get(name) or {}).get("mean")) for name in class_names},
+    }
+
+
+def _fold_rows(
+    run: RunResult, folds: pd.DataFrame, class_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The unranked leaderboard rows of a cross-validated run, one per row of its
+    ``crossval/folds.csv`` (each fold model, then the ensemble): their val and test scores."""
+    return [
+        {
+            "rank": None,
+            "run": run.name,
+            "model": str(record["model"]),
+            "selected": False,
+            "folds": None,
+            "report_html": run.report_html,
+            **{
+                column: _number(record.get(f"{split}_{key}"))
+                for column, (split, key) in METRIC_COLUMNS.items()
+            },
+            "val_miou_std": None,
+            "iou": dict.fromkeys(class_names),
+            **dict.fromkeys(TRAINING_COLUMNS),
+        }
+        for record in folds.to_dict("records")
+    ]
 
 
 def _read_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -265,8 +368,9 @@ def _parameters(path: str | os.PathLike | None) -> int | None:
 
 
 def _rank(data: Iterable[_RunData]) -> list[_RunData]:
-    """The runs by validation mIoU, best first (stable: ties keep the declared order; no score
-    ranks last); sets each row's ``rank`` and ``selected`` (the first)."""
+    """The runs by validation mIoU (a cross-validated run's: the mean over its folds), best
+    first (stable: ties keep the declared order; no score ranks last); sets each row's ``rank``
+    and ``selected`` (the first)."""
     ranked = sorted(
         data,
         key=lambda d: (d.row["val_miou"] is None, -(d.row["val_miou"] or 0.0)),
@@ -280,9 +384,11 @@ def _rank(data: Iterable[_RunData]) -> list[_RunData]:
 def leaderboard_frame(
     rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]
 ) -> pd.DataFrame:
-    """The leaderboard as a table: rank, run, selected, the scores, ``iou_<class>`` per class
-    and the training summary; integers stay integers, missing values are empty cells."""
-    columns = ["rank", "run", "selected", *METRIC_COLUMNS]
+    """The leaderboard as a table: rank, run, model ("cv" for a cross-validated run, fold<i> or
+    "ensemble" for its unranked rows, empty otherwise), selected, folds, the scores
+    (:data:`SCORE_COLUMNS`), ``iou_<class>`` per class and the training summary; integers stay
+    integers, missing values are empty cells."""
+    columns = ["rank", "run", "model", "selected", "folds", *SCORE_COLUMNS]
     records = [
         {
             **{column: row[column] for column in columns},
@@ -444,8 +550,9 @@ def _comparisons(
     class_names: Sequence[str],
     options: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
-    """For each other run: the paired test difference and the disagreement gallery (none with
-    a ``gallery_size`` of 0, which reads no mask)."""
+    """For each other run: the paired difference (on the out-of-fold validation scores with
+    ``options["on_crossval"]``, else on the test split) and the test disagreement gallery (none
+    with a ``gallery_size`` of 0, which reads no mask)."""
     if not others:
         return []
     manifest = read_table(selected.run.test_manifest).set_index("id")
@@ -454,8 +561,8 @@ def _comparisons(
     comparisons = []
     for d in others:
         difference = paired_difference(
-            selected.per_image,
-            d.per_image,
+            _paired_scores(selected, options["on_crossval"]),
+            _paired_scores(d, options["on_crossval"]),
             seed=options["seed"],
             n_resamples=options["n_resamples"],
         )
@@ -477,6 +584,11 @@ def _comparisons(
             }
         )
     return comparisons
+
+
+def _paired_scores(data: _RunData, on_crossval: bool) -> pd.DataFrame:
+    """The per-image scores a run is paired on: out-of-fold validation or test."""
+    return data.out_of_fold if on_crossval else data.per_image
 
 
 def _pair_composite(
