@@ -315,14 +315,19 @@ def test_k_folds_of_n_runs_are_k_x_n_independent_train_jobs(tmp_path: Path) -> N
     assert not [(a, b) for a, b in edges if nodes[a] == "train" and nodes[b] == "train"]
 
 
-# --- end to end: a 2-fold run with the ensemble, and what a change reruns --------------------
+# --- end to end: a 2-fold run with its ensemble beside a plain run, and what a change reruns ---
 
-TWO_FOLDS = {"split": {"folds": 2}, "predict": {"ensemble": "folds"}}
+CV = {"split": {"folds": 2}, "predict": {"ensemble": "folds"}}
+RUNS = {"experiments": {"cv": CV, "single": {}}}
+
+
+def with_cv(**cv) -> dict:
+    return {"experiments": {"cv": cv, "single": {}}}
 
 
 @pytest.fixture(scope="module")
 def two_folds(tmp_path_factory) -> tuple[Path, tuple[str, ...]]:
-    work, args = workflow(tmp_path_factory.mktemp("folds"), TWO_FOLDS)
+    work, args = workflow(tmp_path_factory.mktemp("folds"), RUNS)
     proc = snakemake(work, *args, "--cores", "2")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
     return work, args
@@ -331,7 +336,7 @@ def two_folds(tmp_path_factory) -> tuple[Path, tuple[str, ...]]:
 @pytest.mark.slow
 def test_two_folds_and_their_ensemble_are_trained_evaluated_and_summarised(two_folds) -> None:
     work, _ = two_folds
-    run = work / "results" / "runs" / "ci-tiny"
+    run = work / "results" / "runs" / "cv"
     assert sorted(p.name for p in run.iterdir()) == [
         "crossval",
         "ensemble",
@@ -339,16 +344,11 @@ def test_two_folds_and_their_ensemble_are_trained_evaluated_and_summarised(two_f
         "fold1",
         "report",
     ]
-    pool = pd.concat(
-        pd.read_csv(work / "results" / "split" / "base" / f"{s}.csv")
-        for s in (
-            "train",
-            "val",
-        )
-    )
+    split = work / "results" / "split" / "base"
+    pool = pd.concat(pd.read_csv(split / f"{s}.csv") for s in ("train", "val"))
     vals = [pd.read_csv(work / "results/folds/base/k2" / f"fold{i}" / "val.csv") for i in (0, 1)]
     assert sorted(pd.concat(vals)["id"]) == sorted(pool["id"])
-    test_ids = set(pd.read_csv(work / "results/split/base/test.csv")["id"])
+    test_ids = set(pd.read_csv(split / "test.csv")["id"])
     assert test_ids.isdisjoint(pool["id"])
     ensemble = yaml.safe_load((run / "ensemble/evaluate/test/metrics.json").read_text())
     assert ensemble["n_images"] == len(test_ids) and 0 <= ensemble["mean_iou"] <= 1
@@ -356,15 +356,34 @@ def test_two_folds_and_their_ensemble_are_trained_evaluated_and_summarised(two_f
     folds_val = [
         yaml.safe_load((run / f"fold{i}/evaluate/val/metrics.json").read_text()) for i in (0, 1)
     ]
+    cv_mean = np.mean([m["mean_iou"] for m in folds_val])
     summary = yaml.safe_load((run / "crossval/metrics.json").read_text())
-    assert summary["val"]["mean_iou"]["mean"] == pytest.approx(
-        np.mean([m["mean_iou"] for m in folds_val])
-    )
+    assert summary["val"]["mean_iou"]["mean"] == pytest.approx(cv_mean)
     assert summary["ensemble"]["test"]["mean_iou"] == pytest.approx(ensemble["mean_iou"])
     oof = pd.read_csv(run / "crossval/per_image.csv")
     assert sorted(oof["id"]) == sorted(pool["id"])
     html = (run / "report" / "report.html").read_text()
-    assert "Cross-validation" in html and "ensemble" in html
+    assert "Cross-validation" in html and "fold ensemble" in html
+
+
+@pytest.mark.slow
+def test_the_leaderboard_ranks_the_cv_run_by_its_mean_and_lists_its_folds(two_folds) -> None:
+    work, _ = two_folds
+    board = pd.read_csv(work / "results" / "compare" / "leaderboard.csv", dtype={"model": str})
+    cv = board[board["run"] == "cv"]
+    assert cv["model"].fillna("").tolist() == ["cv", "fold0", "fold1", "ensemble"]
+    summary = yaml.safe_load((work / "results/runs/cv/crossval/metrics.json").read_text())
+    assert cv["val_miou"].iloc[0] == pytest.approx(summary["val"]["mean_iou"]["mean"])
+    ensemble = yaml.safe_load(
+        (work / "results/runs/cv/ensemble/evaluate/test/metrics.json").read_text()
+    )
+    assert cv["test_miou"].iloc[3] == pytest.approx(ensemble["mean_iou"])
+    ranked = board[board["rank"].notna()]
+    assert ranked["run"].tolist() == ranked.sort_values("val_miou", ascending=False)["run"].tolist()
+    single = yaml.safe_load((work / "results/runs/single/evaluate/val/metrics.json").read_text())
+    assert board.loc[board["run"] == "single", "val_miou"].item() == pytest.approx(
+        single["mean_iou"]
+    )
 
 
 def rules_planned(work: Path, args: tuple[str, ...], runs: dict) -> dict[str, set[str]]:
@@ -378,25 +397,34 @@ def rules_planned(work: Path, args: tuple[str, ...], runs: dict) -> dict[str, se
 @pytest.mark.slow
 def test_changing_the_folds_reruns_the_folds_never_the_data_or_test_arrays(two_folds) -> None:
     work, args = two_folds
-    assert rules_planned(work, args, TWO_FOLDS) == {}
-    three = {**TWO_FOLDS, "split": {"folds": 3}}
-    planned = rules_planned(work, args, three)
-    assert set(planned) == {"folds", "train", "predict", "evaluate", "crossval", "report"}
-    # A new partition: every fold's manifests change, so every fold trains again.
-    assert planned["train"] == {"ci-tiny/fold0", "ci-tiny/fold1", "ci-tiny/fold2"}
-    # Dropping the ensemble keeps every checkpoint and prediction of the folds.
-    no_ensemble = {"split": {"folds": 2}}
-    assert rules_planned(work, args, no_ensemble) == {
-        "crossval": {"ci-tiny"},
-        "report": {"ci-tiny"},
+    assert rules_planned(work, args, RUNS) == {}
+    planned = rules_planned(work, args, with_cv(**{**CV, "split": {"folds": 3}}))
+    assert set(planned) == {
+        "folds",
+        "train",
+        "predict",
+        "evaluate",
+        "crossval",
+        "report",
+        "compare",
     }
-    assert rules_planned(work, args, TWO_FOLDS) == {}
+    # A new partition: every fold's manifests change, so every fold trains again; the plain
+    # run is left alone.
+    assert planned["train"] == {"cv/fold0", "cv/fold1", "cv/fold2"}
+    assert planned["report"] == {"cv"}
+    # Dropping the ensemble keeps every checkpoint and prediction of the folds.
+    assert rules_planned(work, args, with_cv(split={"folds": 2})) == {
+        "crossval": {"cv"},
+        "report": {"cv"},
+        "compare": {""},
+    }
+    assert rules_planned(work, args, RUNS) == {}
 
 
 @pytest.mark.slow
 def test_more_folds_than_images_fail_in_one_line(two_folds) -> None:
     work, args = two_folds
-    (work / "config" / "runs.yaml").write_text(yaml.safe_dump({"split": {"folds": 40}}))
+    (work / "config" / "runs.yaml").write_text(yaml.safe_dump(with_cv(split={"folds": 40})))
     target = "results/folds/base/k40/fold0/val.csv"
     proc = snakemake(work, *args, "--cores", "1", target)
     assert proc.returncode != 0
@@ -404,4 +432,4 @@ def test_more_folds_than_images_fail_in_one_line(two_folds) -> None:
     log = (work / "logs" / "folds" / "base" / "k40" / "fold0.log").read_text()
     assert "FoldError" in log and "Traceback" not in log
     assert not (work / target).exists()
-    (work / "config" / "runs.yaml").write_text(yaml.safe_dump(TWO_FOLDS))
+    (work / "config" / "runs.yaml").write_text(yaml.safe_dump(RUNS))
