@@ -26,15 +26,17 @@ from conftest import BIN, REPO, copy_workflow
 
 pytestmark = pytest.mark.slow
 TINY = "config/test.yaml"
-LOCAL_RULES = {"synthesize", "download", "report", "compare"}
+LOCAL_RULES = {"synthesize", "download", "crossval", "report", "compare"}
 GPU_RULES = {"train", "predict"}
 CPU_PARTITION = os.environ.get("SEGPIPE_SLURM_PARTITION") or "cpu"
 GPU_PARTITION = os.environ.get("SEGPIPE_SLURM_GPU_PARTITION") or "gpu"
 # Hard limit (SIGKILL) of the snakemake call; the whole run takes ~5-7 min on 2 cores.
 HARD_TIMEOUT = int(os.environ.get("SEGPIPE_SLURM_TEST_TIMEOUT", "1500"))
 REQUIRE_SLURM = os.environ.get("SEGPIPE_REQUIRE_SLURM", "") not in ("", "0")
-# Two runs of the tiny config, to train at the same time on the two fake GPUs.
-TWO_RUNS = {"experiments": {"base": {}, "high-lr": {"train": {"lr": 0.01}}}}
+# Two runs of the tiny config, one of them cross-validated with 2 folds: three train jobs, all
+# submitted at once, on the two fake GPUs.
+TWO_RUNS = {"experiments": {"base": {}, "cv": {"train": {"lr": 0.01}, "split": {"folds": 2}}}}
+MODELS = ["base", "cv/fold0", "cv/fold1"]
 
 
 def _env() -> dict[str, str]:
@@ -210,7 +212,8 @@ def megabytes(mem: str) -> int:
 
 
 def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
-    """Two runs of the tiny config: each run's train job is its own GPU job, both at once."""
+    """Two runs of the tiny config, one with 2 folds: each model's train job is its own GPU job,
+    all submitted at once."""
     work = slurm_workflow(tmp_path / "slurm")
     ref = copy_workflow(tmp_path / "local")
     cfg = yaml.safe_load((work / TINY).read_text())
@@ -308,20 +311,26 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
             assert info["Partition"] == CPU_PARTITION, name
             assert "gpu" not in tres, f"{name} asked for a GPU: {tres!r}"
 
-    # The two runs' train jobs ran at the same time, each with its own GPU request.
+    # The three train jobs (a run, two folds) were all submitted before any ended, each with its
+    # own GPU request; two ran at the same time (two GPUs).
     trains = [submitted[job["jobid"]] for job in jobs if job["rule"] == "train"]
-    assert len(trains) == 2, trains
-    (start_a, end_a), (start_b, end_b) = (
-        (watcher.jobs[i]["StartTime"], watcher.jobs[i]["EndTime"]) for i in trains
+    assert len(trains) == 3, trains
+    times = {
+        i: [watcher.jobs[i][k] for k in ("SubmitTime", "StartTime", "EndTime")] for i in trains
+    }
+    first_end = min(end for _, _, end in times.values())
+    assert all(submit < first_end for submit, _, _ in times.values()), times
+    assert any(a[1] < b[2] and b[1] < a[2] for a, b in itertools.combinations(times.values(), 2)), (
+        f"no two train jobs overlapped: {times}"
     )
-    assert start_a < end_b and start_b < end_a, f"train jobs did not overlap: {trains}"
 
     # Same config, same results as the local run.
-    for run, split in itertools.product(TWO_RUNS["experiments"], ("val", "test")):
-        metrics = Path("results/runs", run, "evaluate", split, "metrics.json")
+    for model, split in itertools.product(MODELS, ("val", "test")):
+        metrics = Path("results/runs", model, "evaluate", split, "metrics.json")
         got = json.loads((work / metrics).read_text())
         want = json.loads((ref / metrics).read_text())
-        assert got == want, f"{run} {split} metrics differ between the Slurm and the local run"
+        assert got == want, f"{model} {split} metrics differ between the Slurm and the local run"
+    assert (work / "results" / "runs" / "cv" / "crossval" / "metrics.json").exists()
     for run in TWO_RUNS["experiments"]:
         assert (work / "results" / "runs" / run / "report" / "report.html").exists()
     assert (work / "results" / "compare" / "report.html").exists()
