@@ -9,8 +9,8 @@ must show them. Data (``../shared/data``, read-only, never copied into the repo)
 1. unet_7class_grayscale: CamVid pairs with the 12 ids grouped into 7 classes, stored by the
    test as greyscale intensities (0, 40, ... 240; void 255), images as JPEG, masks as PNG;
 2. oxford_pets_mobilenetv2: the synthetic Oxford-layout dataset (no real Oxford in CI);
-3. membrane_mini_unet, membrane_mobilenet_unet and 4. membrane_unet_augment: the ISBI 2012 stack,
-   read in place;
+3. membrane_mini_unet, membrane_mobilenet_unet, membrane_5fold (5 folds and their ensemble) and
+   4. membrane_unet_augment: the ISBI 2012 stack, read in place;
 5. voc_vgg16_unet: a VOC-layout copy of CamVid the test builds (palette PNGs, 255 = void,
    ImageSets lists, detection-only images in JPEGImages).
 
@@ -45,6 +45,7 @@ NAMES = [
     "voc_vgg16_unet",
 ]
 COMPARISONS = ["compare_membrane_unets", "compare_class_imbalance"]
+CROSS_VALIDATED = ["membrane_5fold"]
 RULES = ["download", "remap", "split", "preprocess", "train", "predict", "evaluate", "report"]
 
 # CamVid ids (SegNet order) -> the 7 classes of example 1; 11 (void) -> None.
@@ -155,7 +156,7 @@ def check_comparison(results: Path, cfg: dict) -> None:
 # --------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", NAMES + COMPARISONS)
+@pytest.mark.parametrize("name", NAMES + COMPARISONS + CROSS_VALIDATED)
 def test_example_is_a_complete_valid_config(name):
     schema = load_schema(REPO / "config" / "schema.yaml")
     raw = load_example(name)
@@ -345,6 +346,29 @@ def test_comparison_a_membrane_unets(shared_data, isbi_work):
     isbi = shared_data / "isbi2012_membrane" / "train"
     cfg = tiny(load_example("compare_membrane_unets"), root=str(isbi))
     check_comparison(run_example(isbi_work, "compare_membrane_unets", cfg), cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_example_3d_membrane_5_folds_and_their_ensemble(shared_data, isbi_work):
+    isbi = shared_data / "isbi2012_membrane" / "train"
+    shipped = load_example("membrane_5fold")
+    mini = load_example("membrane_mini_unet")
+    assert shipped["train"] == mini["train"] and shipped["split"]["folds"] == 5
+    assert shipped["predict"]["ensemble"] == "folds"
+    cfg = tiny(shipped, root=str(isbi))
+    results = run_example(isbi_work, "membrane_5fold", cfg)
+    run = results / "runs" / cfg["run_name"]
+    val = [pd.read_csv(results / "folds/base/k5" / f"fold{i}" / "val.csv") for i in range(5)]
+    assert sorted(len(v) for v in val) == [4, 5, 5, 5, 5]  # the 24 images after the test split
+    summary = yaml.safe_load((run / "crossval" / "metrics.json").read_text())
+    assert summary["folds"] == 5 and summary["val"]["mean_iou"]["std"] is not None
+    ensemble = yaml.safe_load((run / "ensemble" / "evaluate" / "test" / "metrics.json").read_text())
+    assert ensemble["n_images"] == 6 and list(ensemble["per_class"]) == cfg["classes"]
+    folds = pd.read_csv(run / "crossval" / "folds.csv")
+    assert folds["model"].tolist() == [*(f"fold{i}" for i in range(5)), "ensemble"]
+    html = (run / "report" / "report.html").read_text(encoding="utf-8")
+    assert cfg["report"]["title"] in html and "Cross-validation" in html
 
 
 @pytest.mark.slow
