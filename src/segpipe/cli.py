@@ -1,10 +1,12 @@
-"""The ``segpipe`` command. ``segpipe verify`` checks a dataset before training.
+"""The ``segpipe`` command. ``segpipe verify`` checks a dataset before training; ``segpipe
+predict`` applies a trained model to new images.
 
 Examples::
 
     segpipe verify --layout folder data/cells --masks-dir labels --table 0=0,255=1
     segpipe verify --layout voc VOCdevkit/VOC2012 --table 0=0,1=1,... --ignore-value 255
     segpipe verify --configfile config/examples/isbi_membrane_unet.yaml
+    segpipe predict results/runs/segpipe/train/best.pt new_images/ --out predictions/
 
 Exit status: 0 when every file is usable, 1 when problems were found, 2 for a usage or config
 error.
@@ -163,7 +165,70 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--max-lines", type=int, default=50, help="warnings/problems listed (default 50)"
     )
+    _add_predict(sub)
     return parser
+
+
+def _add_predict(sub) -> None:
+    from segpipe.inference import FLIPS, MODES
+
+    predict = sub.add_parser(
+        "predict",
+        help="predict new images with a trained model",
+        description=(
+            "Predict every image given (and every file in the folders given) with a checkpoint: "
+            "a class-id PNG mask and a colour overlay per image at its original size, and "
+            "summary.csv listing every input, skipped ones with the reason. Classes, model and "
+            "training size come from the checkpoint; no config file is read."
+        ),
+    )
+    predict.add_argument("checkpoint", type=Path, help="a run's best.pt (results/runs/.../)")
+    predict.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
+    predict.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    predict.add_argument(
+        "--mode",
+        choices=MODES,
+        default="resize",
+        help="resize: whole image at the training size (as trained); sliding: windows of the "
+        "training size at the image's own scale (default resize)",
+    )
+    predict.add_argument(
+        "--tta", nargs="+", choices=sorted(FLIPS), default=[], help="flips to average over"
+    )
+    predict.add_argument(
+        "--overlap", type=float, default=0.5, help="sliding windows' overlap (default 0.5)"
+    )
+    predict.add_argument("--batch-size", type=int, default=8, help="images or tiles per batch")
+    predict.add_argument(
+        "--probabilities", action="store_true", help="also write probabilities/<name>.npz (uint8)"
+    )
+    predict.add_argument("--device", default="auto", help="auto (CUDA if visible), cuda or cpu")
+
+
+def predict_main(args: argparse.Namespace) -> int:
+    from segpipe.infer import load_model, predict_files
+
+    logging.getLogger("segpipe").setLevel(logging.INFO)
+    if args.batch_size < 1 or not 0 <= args.overlap < 1:
+        raise ValueError("--batch-size must be at least 1 and --overlap in [0, 1)")
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+    model = load_model([args.checkpoint], device=args.device)
+    summary = predict_files(
+        model,
+        args.inputs,
+        args.out,
+        mode=args.mode,
+        tta=args.tta,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        probabilities=args.probabilities,
+    )
+    skipped = summary[summary["status"] == "skipped"]
+    print(f"{len(summary) - len(skipped)} of {len(summary)} images predicted into {args.out}")
+    for row in skipped.itertuples():
+        print(f"skipped {row.file}: {row.reason}")
+    return EXIT_OK
 
 
 def verify_main(args: argparse.Namespace) -> int:
@@ -207,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "verify":
             return verify_main(args)
+        if args.command == "predict":
+            return predict_main(args)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     except (FileNotFoundError, ValueError) as exc:

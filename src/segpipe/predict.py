@@ -14,6 +14,7 @@ from PIL import Image
 from segpipe.arrays import ArrayDataset, ArrayRows, batch_loader
 from segpipe.colors import overlay
 from segpipe.data import load_rgb, read_manifest
+from segpipe.inference import flip_views, torch_scorer, with_flips
 from segpipe.io import atomic_dir
 from segpipe.logs import progress
 from segpipe.train import (
@@ -25,16 +26,6 @@ from segpipe.train import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def ensemble_scores(models: Sequence[torch.nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """What the prediction is the argmax of: one model's logits, or the mean of several models'
-    class probabilities (softmax over the classes) for a fold ensemble. (B, C, H, W) float."""
-    if len(models) == 1:
-        return models[0](x).float()
-    probabilities = [model(x).float().softmax(1) for model in models]
-    return torch.stack(probabilities).mean(0)
 
 
 def load_models(
@@ -71,14 +62,16 @@ def predict_split(
     device: str = "auto",
     amp: str = "auto",
     overlay_alpha: float = 0.5,
+    tta: Sequence[str] = (),
 ) -> None:
     """Predict every image of a split into ``out_dir/masks/<id>.png`` (uint8 class ids, original
     size) and ``out_dir/overlays/<id>.jpg``; ``out_dir`` appears atomically when complete.
 
     Inputs come from the split's preprocessed array, or the rows of arrays that hold its images
-    (``data``; the same data path as training). With several ``checkpoints`` (a fold ensemble)
-    the models' class probabilities are averaged (:func:`ensemble_scores`). The scores are
-    resized back to each image's own size (bilinear) before the argmax.
+    (``data``; the same data path as training). The class probabilities are the mean over
+    several ``checkpoints`` (a fold ensemble) and over the ``tta`` flips
+    (:mod:`segpipe.inference`), resized back to each image's own size (bilinear) before the
+    argmax.
     """
     torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -87,7 +80,7 @@ def predict_split(
         checkpoints = [checkpoints]
     models, cfg = load_models(checkpoints, dev, channels_last)
     num_classes = len(cfg["classes"])
-    autocast = amp_dtype(amp, dev)
+    score = with_flips(torch_scorer(models, dev, autocast=amp_dtype(amp, dev)), tta)
     rows = read_manifest(manifest_csv).to_dict("records")
     dataset = ArrayDataset(data)
     if len(dataset) != len(rows):
@@ -100,19 +93,19 @@ def predict_split(
         workers=min(4, max(0, threads - 1)),
         pin_memory=dev.type == "cuda",
     )
-    if len(models) > 1:
-        logger.info("fold ensemble: mean class probabilities of %d models", len(models))
+    if len(models) > 1 or tta:
+        logger.info(
+            "mean class probabilities of %d model(s) x %d view(s)",
+            len(models),
+            len(flip_views(tta)),
+        )
     with atomic_dir(out_dir) as tmp:
         (tmp / "masks").mkdir()
         (tmp / "overlays").mkdir()
         start = 0
         for batch in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
             x, _ = prepare_batch(batch, dev, channels_last)
-            with torch.autocast(
-                dev.type, dtype=autocast or torch.float32, enabled=autocast is not None
-            ):
-                scores = ensemble_scores(models, x)
-            for one, row in zip(scores, rows[start : start + len(x)], strict=True):
+            for one, row in zip(score(x), rows[start : start + len(x)], strict=True):
                 size = (int(row["height"]), int(row["width"]))
                 full = F.interpolate(one[None], size=size, mode="bilinear", align_corners=False)
                 mask = full[0].argmax(0).to(torch.uint8).cpu().numpy()
