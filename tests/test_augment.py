@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segpipe.augment import BatchAugment, sample_draws
+from segpipe.augment import DRAWS, BatchAugment, sample_draws
 
 IGNORE = 255
 
@@ -133,7 +133,7 @@ def test_options_draw_from_their_own_slots():
 
 def test_draws_are_uniform_and_stable():
     draws = sample_draws(range(2000))
-    assert draws.shape == (2000, 10) and draws.min() >= 0 and draws.max() < 1
+    assert draws.shape == (2000, DRAWS) and draws.min() >= 0 and draws.max() < 1
     assert abs(draws.mean().item() - 0.5) < 0.02
     assert torch.equal(sample_draws([7, 3])[1], sample_draws([3])[0])
 
@@ -146,3 +146,31 @@ def test_on_the_gpu_matches_the_cpu():
     gpu = augment(images.cuda(), masks.cuda(), range(4))
     torch.testing.assert_close(gpu[0].cpu(), cpu[0], atol=1e-3, rtol=0)
     assert (gpu[1].cpu() != cpu[1]).float().mean() < 0.01
+
+
+def test_random_crops_are_windows_of_each_sample_drawn_from_its_seed():
+    images = torch.arange(2 * 3 * 10 * 12, dtype=torch.int32).view(2, 3, 10, 12).to(torch.uint8)
+    masks = torch.arange(2 * 10 * 12).view(2, 10, 12) % 7
+    augment = BatchAugment(crop=4)
+    cropped, cmasks = augment(images, masks, [5, 9])
+    assert cropped.shape == (2, 3, 4, 4) and cmasks.shape == (2, 4, 4)
+    for i in range(2):  # a window of the sample, the mask's at the same place
+        windows = [
+            (t, left)
+            for t in range(7)
+            for left in range(9)
+            if torch.equal(images[i, :, t : t + 4, left : left + 4], cropped[i])
+        ]
+        (t, left), *_ = windows
+        assert torch.equal(masks[i, t : t + 4, left : left + 4], cmasks[i])
+    again, _ = augment(images[1:], masks[1:], [9])
+    assert torch.equal(again[0], cropped[1])  # the seed alone decides
+    tops = {tuple(augment(images, masks, [s, s])[0][0, 0, 0, :2].tolist()) for s in range(30)}
+    assert len(tops) > 5
+
+
+def test_a_crop_larger_than_the_sample_pads_with_ignored_pixels():
+    images, masks = torch.ones(1, 3, 3, 5, dtype=torch.uint8), torch.zeros(1, 3, 5)
+    cropped, cmasks = BatchAugment(crop=6, ignore_index=255)(images, masks.long(), [1])
+    assert cropped.shape == (1, 3, 6, 6)
+    assert (cmasks[0, 3:] == 255).all() and (cmasks[0, :3, :5] == 0).all()

@@ -1,7 +1,8 @@
 """Preprocessed splits: every image decoded and resized once, stored as one memory-mapped array.
 
-A split becomes one ``.npy`` file of shape (N, S, S, 4), uint8: RGB in channels 0-2 and the
-class-id mask in channel 3, in the order of the split manifest. Training reads samples by index
+A split becomes one ``.npy`` file of shape (N, H, W, 4), uint8: RGB in channels 0-2 and the
+class-id mask in channel 3, in the order of the split manifest; H = W = ``train.image_size``
+when the images are squashed to it, else the largest image at ``train.image_scale``. Training reads samples by index
 from the memory map, so it never decodes a JPEG per step, and its memory does not grow with the
 dataset beyond the pages of the map the OS keeps cached.
 
@@ -37,27 +38,55 @@ from segpipe.logs import progress
 logger = logging.getLogger(__name__)
 
 
-def _decode(args: tuple[str, str | None, int]) -> np.ndarray:
-    image_path, mask_path, size = args
-    out = np.zeros((size, size, 4), dtype=np.uint8)
-    out[..., :3] = np.asarray(load_rgb(image_path).resize((size, size), Image.BILINEAR))
+def _decode(args: tuple[str, str | None, tuple[int, int]]) -> np.ndarray:
+    """One sample resized to (height, width): RGB bilinear, mask nearest."""
+    image_path, mask_path, (height, width) = args
+    out = np.zeros((height, width, 4), dtype=np.uint8)
+    out[..., :3] = np.asarray(load_rgb(image_path).resize((width, height), Image.BILINEAR))
     if mask_path:
         out[..., 3] = np.asarray(
-            Image.fromarray(load_mask(mask_path)).resize((size, size), Image.NEAREST)
+            Image.fromarray(load_mask(mask_path)).resize((width, height), Image.NEAREST)
         )
     return out
 
 
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """An image's size at ``scale``, aspect ratio kept (at least 1 x 1)."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def preprocess_split(
-    manifest_csv: str | Path, out_path: str | Path, *, image_size: int, threads: int = 1
+    manifest_csv: str | Path,
+    out_path: str | Path,
+    *,
+    image_size: int,
+    threads: int = 1,
+    scale: float | None = None,
+    ignore_index: int = 255,
 ) -> Path:
-    """Decode and resize every row of a split manifest into ``out_path`` (.npy), atomically."""
+    """Decode and resize every row of a split manifest into ``out_path`` (.npy), atomically.
+
+    Without ``scale`` every image becomes ``image_size`` x ``image_size`` (its aspect ratio
+    squashed). With ``scale`` every image keeps its aspect ratio at ``scale`` times its size
+    (:func:`scaled_size`), top-left in an array as large as the largest; the rest of each
+    sample is black with ``ignore_index`` as its mask.
+    """
     manifest = read_manifest(manifest_csv)
-    jobs = [(r["image"], r.get("mask") or None, image_size) for r in manifest.to_dict("records")]
+    records = manifest.to_dict("records")
+    if scale is None:
+        sizes = [(image_size, image_size)] * len(records)
+    else:
+        sizes = [scaled_size(int(r["height"]), int(r["width"]), scale) for r in records]
+    shape = (max(h for h, _ in sizes), max(w for _, w in sizes)) if sizes else (image_size,) * 2
+    jobs = [
+        (r["image"], r.get("mask") or None, size) for r, size in zip(records, sizes, strict=True)
+    ]
     with atomic_path(out_path, suffix=".npy") as tmp:
         arr = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(jobs), image_size, image_size, 4)
+            tmp, mode="w+", dtype=np.uint8, shape=(len(jobs), *shape, 4)
         )
+        if scale is not None:
+            arr[..., 3] = ignore_index
         with ProcessPoolExecutor(max_workers=max(1, threads)) as pool:
             chunks = pool.map(
                 _decode, jobs, chunksize=max(1, min(64, len(jobs) // (4 * max(1, threads))))
@@ -70,19 +99,20 @@ def preprocess_split(
                     logger=logger,
                 )
             ):
-                arr[i] = sample
+                arr[i, : sample.shape[0], : sample.shape[1]] = sample
         arr.flush()
         del arr
-    logger.info("wrote %d samples at %d² to %s", len(jobs), image_size, out_path)
+    how = f"at scale {scale}, aspect kept" if scale is not None else f"at {image_size}²"
+    logger.info("wrote %d samples %s (%d x %d) to %s", len(jobs), how, *shape, out_path)
     return Path(out_path)
 
 
 def load_array(path: str | Path) -> np.ndarray:
-    """The (N, S, S, 4) uint8 array of a preprocessed split, memory-mapped read-only."""
+    """The (N, H, W, 4) uint8 array of a preprocessed split, memory-mapped read-only."""
     arr = np.load(path, mmap_mode="r")
     if arr.ndim != 4 or arr.shape[-1] != 4 or arr.dtype != np.uint8:
         raise ValueError(
-            f"{path}: expected a (N, S, S, 4) uint8 array, got {arr.shape} {arr.dtype}"
+            f"{path}: expected a (N, H, W, 4) uint8 array, got {arr.shape} {arr.dtype}"
         )
     return arr
 

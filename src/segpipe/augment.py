@@ -31,7 +31,8 @@ from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 
 # Slots in each sample's uniform draws.
 HFLIP, VFLIP, ANGLE, SHIFT_X, SHIFT_Y, SCALE, SHEAR, BRIGHTNESS, CONTRAST, SATURATION = range(10)
-DRAWS = 10
+CROP_Y, CROP_X = 10, 11
+DRAWS = 12
 
 
 def sample_draws(seeds: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -53,12 +54,16 @@ def _symmetric(u: torch.Tensor, limit: float) -> torch.Tensor:
 
 
 class BatchAugment:
-    """Random flips, affine warp and colour jitter for (B, 3, H, W) images and (B, H, W) masks.
+    """Random crops, flips, affine warp and colour jitter for (B, 3, H, W) images and (B, H, W)
+    masks.
 
     Options are those of ``train.augment`` in the config: probabilities for the flips, maximum
     rotation and shear in degrees, maximum shift as a fraction of the size, zoom ``1 ± scale``,
-    and colour jitter strength. Call with uint8 images and masks and the per-sample seeds;
-    images come back uint8 when only flips are on, else float in [0, 1].
+    and colour jitter strength; ``crop`` (``train.image_size`` when ``train.resize`` is
+    ``keep_aspect``) cuts a random ``crop`` x ``crop`` window out of each sample first (images
+    smaller than that are padded, the padding ignored). Call with uint8 images and masks and the
+    per-sample seeds; images come back uint8 when only crops and flips are on, else float in
+    [0, 1].
     """
 
     def __init__(
@@ -72,7 +77,9 @@ class BatchAugment:
         shear: float = 0.0,
         color_jitter: float = 0.0,
         ignore_index: int = 255,
+        crop: int | None = None,
     ):
+        self.crop = crop
         self.hflip, self.vflip = hflip, vflip
         self.rotate, self.translate, self.scale, self.shear = rotate, translate, scale, shear
         self.color_jitter = color_jitter
@@ -83,10 +90,10 @@ class BatchAugment:
         return bool(self.rotate or self.translate or self.scale or self.shear)
 
     def __bool__(self) -> bool:
-        return bool(self.hflip or self.vflip or self.geometric or self.color_jitter)
+        return bool(self.crop or self.hflip or self.vflip or self.geometric or self.color_jitter)
 
     def __repr__(self) -> str:
-        opts = ("hflip", "vflip", "rotate", "translate", "scale", "shear", "color_jitter")
+        opts = ("crop", "hflip", "vflip", "rotate", "translate", "scale", "shear", "color_jitter")
         return f"BatchAugment({', '.join(f'{k}={getattr(self, k)}' for k in opts)})"
 
     def __call__(
@@ -95,6 +102,8 @@ class BatchAugment:
         if not self:
             return images, masks
         u = sample_draws(seeds, images.device)
+        if self.crop:
+            images, masks = self._crop(images, masks, u)
         images, masks = self._flip(images, masks, u)
         if not (self.geometric or self.color_jitter):
             return images, masks
@@ -104,6 +113,32 @@ class BatchAugment:
         if self.color_jitter:
             x = self._color(x, u)
         return x, masks
+
+    def _crop(self, images, masks, u):
+        size = self.crop
+        height, width = images.shape[-2:]
+        pad_h, pad_w = max(0, size - height), max(0, size - width)
+        if pad_h or pad_w:
+            images = torch.nn.functional.pad(images, (0, pad_w, 0, pad_h))
+            masks = torch.nn.functional.pad(masks, (0, pad_w, 0, pad_h), value=self.ignore_index)
+            height, width = height + pad_h, width + pad_w
+        tops = (u[:, CROP_Y] * (height - size + 1)).long().tolist()
+        lefts = (u[:, CROP_X] * (width - size + 1)).long().tolist()
+        crops = list(zip(tops, lefts, strict=True))
+        return (
+            torch.stack(
+                [
+                    im[:, t : t + size, left : left + size]
+                    for im, (t, left) in zip(images, crops, strict=True)
+                ]
+            ),
+            torch.stack(
+                [
+                    m[t : t + size, left : left + size]
+                    for m, (t, left) in zip(masks, crops, strict=True)
+                ]
+            ),
+        )
 
     def _flip(self, images, masks, u):
         for p, slot, dim in ((self.hflip, HFLIP, -1), (self.vflip, VFLIP, -2)):

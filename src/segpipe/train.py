@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from segpipe.arrays import ArrayDataset, ArrayRows, Batch, EpochSampler, batch_loader
 from segpipe.augment import BatchAugment
@@ -104,6 +105,8 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 16
     image_size: int = 256
+    resize: str = "squash"
+    image_scale: float = 1.0
     seed: int = 0
     device: str = "auto"
     gpus: int = 1
@@ -286,6 +289,20 @@ def prepare_batch(
     return normalize(images, channels_last), masks.long()
 
 
+def pad_to_multiple(
+    images: torch.Tensor, masks: torch.Tensor, ignore_index: int, multiple: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and masks padded at the bottom and right to a multiple of ``multiple`` (what an
+    encoder's downsampling needs; whole images kept at their scale need it), the padded mask
+    pixels ``ignore_index``; unchanged when they are already."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not (pad_h or pad_w):
+        return images, masks
+    images = F.pad(images, (0, pad_w, 0, pad_h))
+    return images, F.pad(masks, (0, pad_w, 0, pad_h), value=ignore_index)
+
+
 def _make_scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     if cfg.scheduler == "onecycle":
@@ -367,7 +384,7 @@ def validate(
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, n
     for batch in loader:
-        images, masks = prepare_batch(batch, device, channels_last)
+        images, masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), ignore_index)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(images)
         logits = logits.float()
@@ -401,11 +418,12 @@ def preview_predictions(
     true mask and the predicted mask side by side (class colours as in the report)."""
     batch = dataset.__getitems__(list(range(min(count, len(dataset)))))
     raw_images, masks = batch.unpack("cpu")
-    images, _ = prepare_batch(batch, device, channels_last)
+    images, padded_masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), 0)
     model.eval()
     with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
         logits = model(images)
-    predicted = logits.float().argmax(1).cpu().numpy()
+    height, width = masks.shape[-2:]
+    predicted = logits.float().argmax(1)[:, :height, :width].cpu().numpy()
     panels = []
     for image, mask, pred in zip(
         raw_images.permute(0, 2, 3, 1).numpy(), masks.numpy(), predicted, strict=True
@@ -590,7 +608,8 @@ def _train(
 
     # Data: memory-mapped arrays read a batch at a time; augmentation (seeded per sample) and
     # normalisation run batched on the device.
-    augment = BatchAugment(**cfg.augment, ignore_index=ignore_index)
+    crop = cfg.image_size if cfg.resize == "keep_aspect" else None
+    augment = BatchAugment(**cfg.augment, ignore_index=ignore_index, crop=crop)
     train_set = ArrayDataset(train_data)
     val_set = ArrayDataset(val_data)
     sampler = EpochSampler(len(train_set), seed=cfg.seed, rank=rank, world_size=world_size)
