@@ -1,5 +1,5 @@
 """The ``segpipe`` command. ``segpipe verify`` checks a dataset before training; ``segpipe
-predict`` applies a trained model to new images.
+predict`` applies a trained model to new images; ``segpipe export`` writes a model as ONNX.
 
 Examples::
 
@@ -7,6 +7,8 @@ Examples::
     segpipe verify --layout voc VOCdevkit/VOC2012 --table 0=0,1=1,... --ignore-value 255
     segpipe verify --configfile config/examples/isbi_membrane_unet.yaml
     segpipe predict results/runs/segpipe/train/best.pt new_images/ --out predictions/
+    segpipe export results/runs/segpipe/train/best.pt          # -> .../train/model.onnx
+    segpipe predict --onnx results/runs/segpipe/train/model.onnx new_images/ --out predictions/
 
 Exit status: 0 when every file is usable, 1 when problems were found, 2 for a usage or config
 error.
@@ -166,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-lines", type=int, default=50, help="warnings/problems listed (default 50)"
     )
     _add_predict(sub)
+    _add_export(sub)
     return parser
 
 
@@ -179,11 +182,25 @@ def _add_predict(sub) -> None:
             "Predict every image given (and every file in the folders given) with a checkpoint: "
             "a class-id PNG mask and a colour overlay per image at its original size, and "
             "summary.csv listing every input, skipped ones with the reason. Classes, model and "
-            "training size come from the checkpoint; no config file is read."
+            "training size come from the checkpoint; no config file is read. With --onnx, they "
+            "come from an ONNX file of segpipe export, run by onnxruntime on the CPU, and every "
+            "positional argument is an input."
         ),
     )
-    predict.add_argument("checkpoint", type=Path, help="a run's best.pt (results/runs/.../)")
+    predict.set_defaults(usage_error=predict.error)
+    predict.add_argument(
+        "checkpoint",
+        nargs="?",
+        type=Path,
+        help="a run's best.pt (results/runs/.../); not with --onnx",
+    )
     predict.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
+    predict.add_argument(
+        "--onnx",
+        type=Path,
+        metavar="MODEL_ONNX",
+        help="predict with this ONNX file of segpipe export (onnxruntime, CPU) instead of a checkpoint",
+    )
     predict.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     predict.add_argument(
         "--mode",
@@ -202,21 +219,62 @@ def _add_predict(sub) -> None:
     predict.add_argument(
         "--probabilities", action="store_true", help="also write probabilities/<name>.npz (uint8)"
     )
-    predict.add_argument("--device", default="auto", help="auto (CUDA if visible), cuda or cpu")
+    predict.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA if visible), cuda or cpu; --onnx runs on the CPU",
+    )
+
+
+def _add_export(sub) -> None:
+    from segpipe.export import DEFAULT_OPSET
+
+    export = sub.add_parser(
+        "export",
+        help="write a trained model as ONNX for onnxruntime",
+        description=(
+            "Export a checkpoint's model to ONNX: input 'images' (B, 3, H, W) ImageNet-normalised "
+            "float32, output 'logits' (B, C, H, W), batch, height and width free; classes, "
+            "training size, architecture, encoder and ignore_index in its metadata. Prints how "
+            "far onnxruntime's logits are from torch's on a random batch."
+        ),
+    )
+    export.add_argument("checkpoint", type=Path, help="a run's best.pt (results/runs/.../)")
+    export.add_argument(
+        "-o", "--out", type=Path, help="ONNX file to write (default: model.onnx beside CHECKPOINT)"
+    )
+    export.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
+    )
+
+
+def _predict_model(args: argparse.Namespace):
+    """The model ``segpipe predict`` was given and its inputs: the ONNX file's (--onnx, every
+    positional an input) or the checkpoint's (the first positional)."""
+    from segpipe.infer import load_model, load_onnx_model
+
+    if args.onnx is not None:
+        if not args.onnx.is_file():
+            raise FileNotFoundError(f"{args.onnx}: no such ONNX model")
+        inputs = [args.checkpoint, *args.inputs] if args.checkpoint else args.inputs
+        return load_onnx_model(args.onnx), inputs
+    if args.checkpoint is None:
+        args.usage_error("the following arguments are required: IMAGE_OR_FOLDER")
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+    return load_model([args.checkpoint], device=args.device), args.inputs
 
 
 def predict_main(args: argparse.Namespace) -> int:
-    from segpipe.infer import load_model, predict_files
+    from segpipe.infer import predict_files
 
     logging.getLogger("segpipe").setLevel(logging.INFO)
     if args.batch_size < 1 or not 0 <= args.overlap < 1:
         raise ValueError("--batch-size must be at least 1 and --overlap in [0, 1)")
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
-    model = load_model([args.checkpoint], device=args.device)
+    model, inputs = _predict_model(args)
     summary = predict_files(
         model,
-        args.inputs,
+        inputs,
         args.out,
         mode=args.mode,
         tta=args.tta,
@@ -228,6 +286,25 @@ def predict_main(args: argparse.Namespace) -> int:
     print(f"{len(summary) - len(skipped)} of {len(summary)} images predicted into {args.out}")
     for row in skipped.itertuples():
         print(f"skipped {row.file}: {row.reason}")
+    return EXIT_OK
+
+
+def export_main(args: argparse.Namespace) -> int:
+    """Export the checkpoint, then print where to and how far onnxruntime is from torch."""
+    from segpipe.export import export_onnx, parity, random_batch, read_checkpoint
+
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+    size = int(read_checkpoint(args.checkpoint)["config"]["train"]["image_size"])
+    out = export_onnx(
+        args.checkpoint, args.out or args.checkpoint.with_name("model.onnx"), opset=args.opset
+    )
+    check = parity(args.checkpoint, out, random_batch((2, 3, size, size)))
+    print(
+        f"wrote {out}; onnxruntime vs torch on 2 random {size} x {size} images: max |logit "
+        f"difference| {check['max_abs_logit_diff']:.2g}, argmax agreement "
+        f"{check['argmax_agreement']:.2%}"
+    )
     return EXIT_OK
 
 
@@ -274,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             return verify_main(args)
         if args.command == "predict":
             return predict_main(args)
+        if args.command == "export":
+            return export_main(args)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     except (FileNotFoundError, ValueError) as exc:

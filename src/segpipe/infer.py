@@ -1,8 +1,9 @@
 """Predicting new images with a trained model: ``segpipe predict``.
 
 Everything comes from the checkpoint (classes, architecture, training size); no config file is
-read. Each input image, read by its content whatever its name says (a ``.jpg`` that is a PNG,
-RGBA, greyscale, 16-bit), gets at its original size:
+read. With ``--onnx`` it all comes from an ONNX file that ``segpipe export`` wrote (its metadata),
+run by onnxruntime without torch's model. Each input image, read by its content whatever its name
+says (a ``.jpg`` that is a PNG, RGBA, greyscale, 16-bit), gets at its original size:
 
 - ``masks/<name>.png``: class ids, uint8;
 - ``overlays/<name>.jpg``: the classes' colours over the image;
@@ -27,8 +28,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from segpipe.colors import overlay
+from segpipe.export import ExportError, onnx_session, read_metadata
 from segpipe.images import load_rgb
-from segpipe.inference import Scorer, predict_images, torch_scorer, with_flips
+from segpipe.inference import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
 from segpipe.io import atomic_path, write_csv
 from segpipe.logs import UserError, progress
 from segpipe.predict import load_models
@@ -64,6 +66,18 @@ def load_model(
         raise InferError(str(exc)) from None
     score = torch_scorer(models, dev, autocast=amp_dtype(amp, dev))
     return Model(score, list(cfg["classes"]), int(cfg["train"]["image_size"]))
+
+
+def load_onnx_model(path: str | Path, *, threads: int = 0) -> Model:
+    """The model of an ONNX file that ``segpipe export`` wrote, run by onnxruntime on the CPU
+    (``threads``: 0 for onnxruntime's default); classes and training size from its metadata.
+    Raises InferError naming a file that is not such a model."""
+    try:
+        session = onnx_session(path, threads=threads)
+        info = read_metadata(session, path)
+    except ExportError as exc:
+        raise InferError(str(exc)) from None
+    return Model(onnx_scorer(session), info["classes"], info["image_size"])
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:

@@ -64,6 +64,21 @@ def torch_scorer(
     return score
 
 
+def onnx_scorer(session) -> Scorer:
+    """The softmax probabilities of an onnxruntime ``session``'s logits (its first input and
+    output, as ``segpipe export`` writes them), returned as float32 CPU tensors so flips,
+    resizing and sliding windows work on it as on :func:`torch_scorer`."""
+    name = session.get_inputs()[0].name
+    output = session.get_outputs()[0].name
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        logits = torch.from_numpy(session.run([output], {name: batch})[0])
+        return logits.float().softmax(1)
+
+    return score
+
+
 def flip_views(flips: Sequence[str]) -> list[tuple[int, ...]]:
     """The tensor dimensions to reverse for each view: none (the image itself), each flip, and
     every combination of them."""

@@ -1,0 +1,283 @@
+"""ONNX export (``segpipe export``, rule export) and predicting through onnxruntime alone
+(``segpipe predict --onnx``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+from test_train import CLASSES, IGNORE, IMAGE_SIZE, write_split
+from test_train import train as train_tiny
+
+from segpipe.cli import main
+from segpipe.export import ExportError, export_onnx, parity, random_batch
+from segpipe.infer import InferError, load_model, load_onnx_model
+from segpipe.inference import predict_sliding
+from segpipe.models import build_model
+from segpipe.train import save_checkpoint
+
+from conftest import BIN, REPO, copy_workflow, planned_rules, snakemake
+
+SHAPES = [(1, 3, 32, 32), (2, 3, 48, 64)]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("data")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    return {
+        "train": write_split(root, "train", 8, seed=1),
+        "val": write_split(root, "val", 4, seed=2),
+        "test": write_split(root, "test", 4, seed=3),
+    }
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data, tmp_path_factory) -> Path:
+    _, paths = train_tiny(data, tmp_path_factory.mktemp("model"), epochs=8, lr=0.01)
+    return paths["best_path"]
+
+
+@pytest.fixture(scope="module")
+def onnx_file(checkpoint, tmp_path_factory) -> Path:
+    return export_onnx(checkpoint, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def segpipe(*args) -> subprocess.CompletedProcess:
+    """The installed command in a process of its own."""
+    return subprocess.run(
+        [str(BIN / "segpipe"), *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+def in_process(capsys, *args) -> tuple[int, str, str]:
+    """segpipe's main in this process (no import time): exit status, stdout, stderr."""
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as exc:
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def masks(folder: Path) -> dict[str, np.ndarray]:
+    return {p.stem: np.asarray(Image.open(p)) for p in sorted((folder / "masks").iterdir())}
+
+
+# --- the file -------------------------------------------------------------------------------
+
+
+def test_export_writes_a_checked_self_describing_file(onnx_file) -> None:
+    proto = onnx.load(str(onnx_file))
+    onnx.checker.check_model(proto)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props == {
+        "classes": json.dumps(CLASSES),
+        "image_size": str(IMAGE_SIZE),
+        "arch": "Unet",
+        "encoder": "resnet18",
+        "ignore_index": str(IGNORE),
+    }
+    (images,), (logits,) = proto.graph.input, proto.graph.output
+    assert (images.name, logits.name) == ("images", "logits")
+    assert images.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    in_dims = [d.dim_param or d.dim_value for d in images.type.tensor_type.shape.dim]
+    out_dims = [d.dim_param or d.dim_value for d in logits.type.tensor_type.shape.dim]
+    assert in_dims == ["batch", 3, "height", "width"]
+    assert out_dims == ["batch", len(CLASSES), "height", "width"]
+    assert [p.name for p in onnx_file.parent.iterdir()] == ["model.onnx"]  # no temporaries
+
+
+def test_batch_height_and_width_are_free(onnx_file) -> None:
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    for b, c, h, w in SHAPES:
+        x = random_batch((b, c, h, w)).numpy()
+        (logits,) = session.run(["logits"], {"images": x})
+        assert logits.shape == (b, len(CLASSES), h, w) and logits.dtype == np.float32
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_onnxruntime_gives_torchs_logits(checkpoint, onnx_file, shape) -> None:
+    result = parity(checkpoint, onnx_file, random_batch(shape, seed=sum(shape)))
+    assert result["max_abs_logit_diff"] <= 1e-3, result
+    assert result["argmax_agreement"] >= 0.999, result
+
+
+def test_onnx_model_has_the_checkpoints_classes_size_and_probabilities(
+    checkpoint, onnx_file
+) -> None:
+    onnx_model = load_onnx_model(onnx_file, threads=1)
+    torch_model = load_model([checkpoint], device="cpu")
+    assert (onnx_model.classes, onnx_model.image_size) == (CLASSES, IMAGE_SIZE)
+    x = random_batch((2, 3, 40, 56))
+    p = onnx_model.score(x)
+    assert p.dtype == torch.float32 and p.device.type == "cpu"
+    assert torch.allclose(p.sum(1), torch.ones(2, 40, 56), atol=1e-5)
+    assert torch.allclose(p, torch_model.score(x), atol=1e-4)
+    rgb = np.random.default_rng(5).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    sliding = [predict_sliding(rgb, m.score, IMAGE_SIZE) for m in (onnx_model, torch_model)]
+    assert torch.allclose(*sliding, atol=1e-4)
+
+
+# --- segpipe export and segpipe predict --onnx ----------------------------------------------
+
+
+def test_segpipe_export_writes_model_onnx_beside_the_checkpoint(
+    checkpoint, tmp_path, capsys
+) -> None:
+    ckpt = tmp_path / "run" / "best.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(checkpoint.read_bytes())
+    proc = segpipe("export", ckpt)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run" / "model.onnx").is_file()
+    assert "argmax agreement 100.00%" in proc.stdout, proc.stdout
+    rc, _, err = in_process(
+        capsys, "export", ckpt, "-o", tmp_path / "other" / "m.onnx", "--opset", 18
+    )
+    assert rc == 0, err
+    assert onnx.load(str(tmp_path / "other" / "m.onnx")).opset_import[0].version == 18
+
+
+@pytest.mark.parametrize("options", [[], ["--mode", "sliding", "--tta", "hflip"]])
+def test_predict_onnx_gives_the_checkpoints_masks(
+    data, checkpoint, onnx_file, tmp_path, capsys, options
+) -> None:
+    images = [Path(p) for p in pd.read_csv(data["test"]["manifest"])["image"]]
+    rgb = np.random.default_rng(3).integers(0, 256, (57, 90, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "odd_size.png")
+    inputs = [*images, tmp_path / "odd_size.png"]
+    rc, torch_out, err = in_process(
+        capsys, "predict", checkpoint, *inputs, "-o", tmp_path / "torch", *options
+    )
+    assert rc == 0, err
+    rc, onnx_out, err = in_process(
+        capsys, "predict", "--onnx", onnx_file, *inputs, "-o", tmp_path / "onnx", *options
+    )
+    assert rc == 0, err
+    assert onnx_out == torch_out.replace(str(tmp_path / "torch"), str(tmp_path / "onnx"))
+    expected, got = masks(tmp_path / "torch"), masks(tmp_path / "onnx")
+    assert sorted(got) == sorted(expected) and len(got) == len(inputs)
+    for name, mask in expected.items():
+        assert (got[name] == mask).mean() >= 0.999, name
+
+
+def pickled_list(tmp_path: Path) -> Path:
+    path = tmp_path / "list.pt"
+    torch.save([1, 2, 3], path)
+    return path
+
+
+def onnx_without_metadata(tmp_path: Path) -> Path:
+    path = tmp_path / "plain.onnx"
+    node = onnx.helper.make_node("Identity", ["images"], ["logits"])
+    tensor = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph(
+        [node],
+        "plain",
+        [tensor("images", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+        [tensor("logits", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("export_an_image", "a.png: not a readable segpipe checkpoint"),
+        ("export_a_pickled_list", "list.pt: not a segpipe checkpoint"),
+        ("export_nothing", "missing.pt: no such checkpoint"),
+        ("predict_with_a_checkpoint_as_onnx", "best.pt: not a readable ONNX model"),
+        ("predict_with_text_as_onnx", "a.txt: not a readable ONNX model"),
+        ("predict_with_a_foreign_onnx", "plain.onnx: no segpipe metadata"),
+        ("predict_with_no_onnx_file", "missing.onnx: no such ONNX model"),
+    ],
+)
+def test_bad_input_is_one_line(case, message, checkpoint, tmp_path, capsys) -> None:
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    (tmp_path / "a.txt").write_text("not a model\n")
+    out = tmp_path / "out"
+    if case.startswith("export"):
+        bad = {
+            "export_an_image": image,
+            "export_a_pickled_list": pickled_list(tmp_path),
+            "export_nothing": tmp_path / "missing.pt",
+        }[case]
+        args = ["export", bad, "-o", out / "model.onnx"]
+    else:
+        bad = {
+            "predict_with_a_checkpoint_as_onnx": checkpoint,
+            "predict_with_text_as_onnx": tmp_path / "a.txt",
+            "predict_with_a_foreign_onnx": onnx_without_metadata(tmp_path),
+            "predict_with_no_onnx_file": tmp_path / "missing.onnx",
+        }[case]
+        args = ["predict", "--onnx", bad, image, "-o", out]
+    rc, _, err = in_process(capsys, *args)
+    assert rc == 2, err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"segpipe {args[0]}: error:")
+    assert not out.exists()
+
+
+def test_predict_without_onnx_still_needs_a_checkpoint_and_inputs(checkpoint, capsys) -> None:
+    rc, _, err = in_process(capsys, "predict", checkpoint, "-o", "out")
+    assert rc == 2
+    assert "segpipe predict: error: the following arguments are required: IMAGE_OR_FOLDER" in err
+
+
+def test_an_architecture_the_exporter_cannot_trace_is_named(tmp_path) -> None:
+    model = build_model("PSPNet", "resnet18", len(CLASSES))
+    train = {"arch": "PSPNet", "encoder": "resnet18", "image_size": 64, "decoder_dropout": 0.0}
+    ckpt = tmp_path / "psp.pt"
+    save_checkpoint(
+        ckpt, {"model": model.state_dict(), "config": {"classes": CLASSES, "train": train}}
+    )
+    with pytest.raises(ExportError, match=r"psp\.pt: PSPNet cannot be exported to ONNX"):
+        export_onnx(ckpt, tmp_path / "psp.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["psp.pt"]
+
+
+def test_load_onnx_model_names_a_file_that_is_not_one(tmp_path) -> None:
+    with pytest.raises(InferError, match="a.txt: not a readable ONNX model"):
+        (tmp_path / "a.txt").write_text("x")
+        load_onnx_model(tmp_path / "a.txt")
+
+
+# --- rule export ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_export_rule_writes_the_runs_onnx_on_request_only(tmp_path) -> None:
+    work = copy_workflow(tmp_path)
+    with (work / "Snakefile").open("a") as snakefile:
+        snakefile.write('\n\ninclude: "rules/export.smk"\n')
+    args = ("--configfile", "config/test.yaml")
+    assert "export" not in planned_rules(work, *args)  # rule all does not ask for it
+    target = "results/runs/ci-tiny/train/model.onnx"
+    proc = snakemake(work, target, "--cores", "2", *args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    model = load_onnx_model(work / target)
+    assert (model.classes, model.image_size) == (config["classes"], config["train"]["image_size"])
+    assert (work / "logs" / "export" / "ci-tiny.log").is_file()
+    assert (work / "benchmarks" / "export" / "ci-tiny.tsv").is_file()
+    result = parity(
+        work / "results/runs/ci-tiny/train/best.pt", work / target, random_batch((2, 3, 32, 32))
+    )
+    assert result["max_abs_logit_diff"] <= 1e-3 and result["argmax_agreement"] >= 0.999
