@@ -64,6 +64,53 @@ COMPARE = config["experiments"] is not None or config["grid"] is not None
 SOURCE = config["dataset"]["source"]
 
 
+def _check_infer_is_shared():
+    """infer.images belongs to the whole config: with experiments, the run the comparison
+    selects predicts it."""
+    for run in RUNS.values():
+        if run.config["infer"] != config["infer"]:
+            raise ValueError(
+                f"invalid config:\n  run '{run.name}': option 'infer.images' is not an option "
+                "of a run; the comparison predicts the folder with the run it selects"
+            )
+
+
+def _infer_folder_problem(folder):
+    """Why infer.images cannot be predicted as given, or None."""
+    path = Path(folder)
+    if not path.exists():
+        return f"folder '{folder}' not found"
+    if not path.is_dir():
+        return f"'{folder}' is a file, not a folder of images"
+    results = Path("results").resolve()
+    if path.resolve() == results or path.resolve() in results.parents:
+        return f"folder '{folder}' holds results/, where the predictions go; move the images"
+    return None
+
+
+def _infer_files():
+    """The files of infer.images as segpipe predict finds them (recursively, hidden files left
+    out), checked before any job runs; none when it is null."""
+    folder = config["infer"]["images"]
+    if folder is None:
+        return []
+    from segpipe.infer import InferError, find_images
+
+    problem = _infer_folder_problem(folder)
+    try:
+        files = [] if problem else find_images([folder])
+    except InferError:
+        problem = f"folder '{folder}' holds no files"
+    if problem:
+        raise ValueError(f"invalid config:\n  config option 'infer.images': {problem}")
+    return [str(path) for path in files]
+
+
+_check_infer_is_shared()
+# The images of infer.images, predicted with the trained model (rules/infer.smk); none when null.
+INFER_IMAGES = _infer_files()
+
+
 wildcard_constraints:
     split="train|val|test",
     run="|".join(re.escape(name) for name in RUNS),
@@ -152,6 +199,43 @@ def model_arrays(model, split):
         "arrays": [preprocessed(run, part) for part in parts],
         "array_manifests": [split_manifest(run, part) for part in parts],
     }
+
+
+def uses_tta(model):
+    """Whether a model's run predicts with flips (predict.tta): then also without them."""
+    return bool(model_run(model).config["predict"]["tta"])
+
+
+def evaluations():
+    """Every model's metrics on each split it is evaluated on, with the configured flips and,
+    for a run with predict.tta, without them (evaluate_no_tta)."""
+    files = []
+    for model in MODELS:
+        rule_names = (
+            ["evaluate", "evaluate_no_tta"] if uses_tta(model) else ["evaluate"]
+        )
+        files += [
+            f"{run_dir(model)}/{rule_name}/{split}/metrics.json"
+            for rule_name in rule_names
+            for split in MODELS[model].splits
+        ]
+    return files
+
+
+def predict_options(tta=True):
+    """The predict options of a model's run: batch_size, overlay_alpha and the tta flips (left
+    out when there are none, and with ``tta`` False, for predict_no_tta)."""
+
+    def get(wildcards):
+        options = run_option("predict")(wildcards)
+        flips = options["tta"] if tta else []
+        return {
+            "batch_size": options["batch_size"],
+            "overlay_alpha": options["overlay_alpha"],
+            **({"tta": flips} if flips else {}),
+        }
+
+    return get
 
 
 def checkpoints(model):
@@ -269,13 +353,18 @@ def run_benchmarks(run):
         label = f"{label}: " if label else ""
         if model.trained:
             jobs[f"{label}train"] = f"benchmarks/train/{model.name}.tsv"
-        for rule_name in ("predict", "evaluate"):
+        rule_names = ["predict", "evaluate"]
+        if uses_tta(model.name):
+            rule_names += ["predict_no_tta", "evaluate_no_tta"]
+        for rule_name in rule_names:
             for split in model.splits:
                 jobs[f"{label}{rule_name} ({split})"] = (
                     f"benchmarks/{rule_name}/{model.name}/{split}.tsv"
                 )
     if run.folds:
         jobs["crossval"] = f"benchmarks/crossval/{run.name}.tsv"
+    if INFER_IMAGES and not COMPARE:
+        jobs["infer"] = f"benchmarks/infer/{run.name}.tsv"
     return jobs
 
 
@@ -335,6 +424,26 @@ def report_inputs(run):
         "classes": split_manifest(run, "classes"),
         "fold_classes": fold_classes(run),
         **crossval_outputs(run),
+        **no_tta_inputs(run),
+        **({"infer": infer_dir()} if INFER_IMAGES and not COMPARE else {}),
+    }
+
+
+def no_tta_inputs(run):
+    """For a run with predict.tta, what its report sets beside the scores with the flips: the
+    test scores of the model that stands for it, and each trained model's val scores, with and
+    without the flips (evaluate_no_tta); none without."""
+    if not RUNS[run].config["predict"]["tta"]:
+        return {}
+    primary = run_dir(RUNS[run].primary.name)
+    trained = [run_dir(m.name) for m in RUNS[run].models if m.trained]
+    return {
+        "no_tta_metrics": f"{primary}/evaluate_no_tta/test/metrics.json",
+        "no_tta_per_class": f"{primary}/evaluate_no_tta/test/per_class.csv",
+        "tta_val_metrics": [f"{m}/evaluate/val/metrics.json" for m in trained],
+        "no_tta_val_metrics": [
+            f"{m}/evaluate_no_tta/val/metrics.json" for m in trained
+        ],
     }
 
 
@@ -369,4 +478,72 @@ def compare_inputs():
             v for k, v in entry.items() if k not in ("name", "overrides", "report_html")
         ]
         files.append(f"{run_dir(run)}/report/report.html")
-    return sorted(set(files))
+    return sorted(set(files)) + ([infer_dir()] if INFER_IMAGES else [])
+
+
+def infer_dir():
+    """Where the images of infer.images are predicted: in the run's folder, or with experiments
+    by the run the comparison selects, in results/compare/infer."""
+    if COMPARE:
+        return "results/compare/infer"
+    return f"{run_dir(next(iter(RUNS)))}/infer"
+
+
+def infer_targets():
+    """The predictions of infer.images that rule all asks for; none when it is null."""
+    return [infer_dir()] if INFER_IMAGES else []
+
+
+def infer_inputs():
+    """The files of infer.images that can be inputs (see dataset_input)."""
+    return [path for path in INFER_IMAGES if not contains_wildcard(path)]
+
+
+def infer_fingerprint():
+    """Size and modification time of each file of infer.images that cannot be an input, a param:
+    its change, addition or removal reruns the prediction too."""
+    return [
+        f"{path}: {os.stat(path).st_size} bytes, modified at {os.stat(path).st_mtime_ns} ns"
+        for path in INFER_IMAGES
+        if contains_wildcard(path)
+    ]
+
+
+def infer_options(run):
+    """How a run predicts new images: its predict options, device and amp."""
+    cfg = RUNS[run].config
+    return {
+        "batch_size": cfg["predict"]["batch_size"],
+        "overlay_alpha": cfg["predict"]["overlay_alpha"],
+        "tta": cfg["predict"]["tta"],
+        "device": cfg["train"]["device"],
+        "amp": cfg["train"]["amp"],
+    }
+
+
+def infer_models():
+    """Per run, the checkpoints of the model that stands for it (Run.primary) and its
+    infer_options: what predicting infer.images takes once the comparison selects it."""
+    return {
+        run: {"checkpoints": checkpoints(RUNS[run].primary.name), **infer_options(run)}
+        for run in RUNS
+    }
+
+
+def selection_runs():
+    """Per run, in declared order, the validation scores the comparison selects a run by
+    (segpipe.compare.validation_score): its val metrics, a cross-validated run's summary.
+    """
+    return {
+        run: {
+            "val_metrics": compare_run(run)["val_metrics"],
+            "crossval_metrics": compare_run(run).get("crossval_metrics"),
+        }
+        for run in RUNS
+    }
+
+
+def selection_inputs():
+    """The files of selection_runs."""
+    files = [path for entry in selection_runs().values() for path in entry.values()]
+    return sorted({path for path in files if path})

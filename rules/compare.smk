@@ -4,7 +4,8 @@ localrules:
 
 rule compare:
     """All runs side by side: leaderboard (ranked by validation mIoU), what each run changes,
-    learning curves, per-class IoU, paired statistics against the selected run on the test split.
+    learning curves, per-class IoU, paired statistics against the selected run on the test split,
+    and with infer.images the selected run's predictions of those images (a gallery).
     """
     input:
         lambda wildcards: compare_inputs(),
@@ -41,5 +42,14 @@ rule compare:
             "title": config["compare"]["title"]
             or f"{config['report']['title']} (comparison)",
         },
+        # The infer.images predictions of the selected run and how many to show; null without.
+        infer=verbatim(
+            {
+                "predictions": infer_dir(),
+                "gallery_size": 2 * config["report"]["gallery_size"],
+            }
+            if INFER_IMAGES
+            else None
+        ),
     script:
         "../scripts/compare.py"

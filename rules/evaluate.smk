@@ -27,3 +27,20 @@ rule evaluate:
         foreground_classes=run_option("evaluate", "foreground_classes"),
     script:
         "../scripts/evaluate.py"
+
+
+use rule evaluate as evaluate_no_tta with:
+    input:
+        manifest=lambda wildcards: model_manifest(wildcards.model, wildcards.split),
+        predictions="results/runs/{model}/predict_no_tta/{split}",
+    output:
+        metrics="results/runs/{model}/evaluate_no_tta/{split}/metrics.json",
+        per_class="results/runs/{model}/evaluate_no_tta/{split}/per_class.csv",
+        confusion="results/runs/{model}/evaluate_no_tta/{split}/confusion.csv",
+        confusion_normalized="results/runs/{model}/evaluate_no_tta/{split}/confusion_normalized.csv",
+        confusion_counts="results/runs/{model}/evaluate_no_tta/{split}/confusion_counts.csv",
+        per_image="results/runs/{model}/evaluate_no_tta/{split}/per_image.csv",
+    log:
+        "logs/evaluate_no_tta/{model}/{split}.log",
+    benchmark:
+        "benchmarks/evaluate_no_tta/{model}/{split}.tsv"

@@ -21,12 +21,23 @@ rule predict:
         gpu=1,
         gpu_model=model_res("predict", "gpu_model"),
     params:
-        predict=lambda wildcards: {
-            k: v
-            for k, v in run_option("predict")(wildcards).items()
-            if k != "ensemble"
-        },
+        # batch_size, overlay_alpha and the predict.tta flips the probabilities are averaged over.
+        predict=predict_options(),
         device=run_option("train", "device"),
         amp=run_option("train", "amp"),
     script:
         "../scripts/predict.py"
+
+
+use rule predict as predict_no_tta with:
+    output:
+        predictions=directory("results/runs/{model}/predict_no_tta/{split}"),
+    log:
+        "logs/predict_no_tta/{model}/{split}.log",
+    benchmark:
+        "benchmarks/predict_no_tta/{model}/{split}.tsv"
+    params:
+        # Without the flips: a run with predict.tta is evaluated both ways.
+        predict=predict_options(tta=False),
+        device=run_option("train", "device"),
+        amp=run_option("train", "amp"),

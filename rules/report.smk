@@ -6,7 +6,9 @@ rule report:
     """One run's self-contained HTML report; key figures also go into `snakemake --report`."""
     input:
         # The test outputs of the model that stands for the run (with folds: the ensemble, else
-        # fold 0), every trained model's history, the cross-validation summary (folds only).
+        # fold 0), every trained model's history, the cross-validation summary (folds only),
+        # the scores without the predict.tta flips (with flips only), the infer.images
+        # predictions (when given, without experiments).
         unpack(lambda wildcards: report_inputs(wildcards.run)),
     output:
         html="results/runs/{run}/report/report.html",
@@ -40,6 +42,7 @@ rule report:
         runtime=run_res("report", "runtime"),
     params:
         report=run_option("report"),
+        tta=run_option("predict", "tta"),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # Shown in the run summary. Resources only change where jobs run, not the results.

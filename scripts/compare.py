@@ -19,4 +19,5 @@ build_comparison(
     gallery_size=options["gallery_size"],
     seed=options["seed"],
     n_resamples=options["bootstrap_resamples"],
+    infer=params.infer,
 )

@@ -30,5 +30,15 @@ build_report(
     config=params.config,
     benchmarks=params.benchmarks,
     repo_dir=snakemake.scriptdir + "/..",
+    tta=params.tta,
+    no_tta={
+        "metrics": inp.no_tta_metrics,
+        "per_class": inp.no_tta_per_class,
+        "val_metrics": list(inp.tta_val_metrics),
+        "val_metrics_no_tta": list(inp.no_tta_val_metrics),
+    }
+    if params.tta
+    else None,
+    infer_dir=inp.get("infer"),
     **params.report,
 )

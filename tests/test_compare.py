@@ -347,6 +347,7 @@ def test_rule_script_builds_the_comparison_from_snakemake_params(tmp_path, runs)
                 "seed": 0,
                 "bootstrap_resamples": 500,
             },
+            "infer": None,
         },
     }
     stand_in = (

@@ -39,6 +39,7 @@ from segpipe.images import load_rgb
 from segpipe.io import read_table, write_csv, write_text
 from segpipe.report import (
     data_uri,
+    infer_gallery,
     is_missing,
     panel_sheet,
     png_bytes,
@@ -182,6 +183,7 @@ def build_comparison(
     gallery_size: int = 3,
     seed: int = 0,
     n_resamples: int = 10_000,
+    infer: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the leaderboard CSV, the figures (:data:`FIGURES` in ``figures_dir``) and the HTML
     comparison of ``runs``.
@@ -194,6 +196,10 @@ def build_comparison(
     ``gallery_size`` test images where the two runs' predictions disagree most. A missing
     required input (:data:`REQUIRED_INPUTS`, and :data:`CROSSVAL_INPUTS` where given) raises
     :class:`FileNotFoundError` naming it and its run, before anything is written.
+
+    ``infer`` (``predictions``: the folder :func:`predict_selected` wrote, ``gallery_size``) adds
+    a gallery of the selected run's predictions of new images; a folder predicted by another
+    run raises ValueError.
     """
     _check_inputs(runs)
     data = _rank([_read_run(run, class_names) for run in runs])
@@ -232,6 +238,7 @@ def build_comparison(
             {"name": name, "rgb": ",".join(str(int(c)) for c in color)}
             for name, color in zip(class_names, palette(len(class_names)), strict=True)
         ],
+        "infer": _selected_infer(infer, selected.run.name) if infer else None,
     }
     write_text(out_html, template_environment().get_template("compare.html.j2").render(context))
     logger.info(
@@ -367,18 +374,77 @@ def _parameters(path: str | os.PathLike | None) -> int | None:
     return int(value) if isinstance(value, numbers.Integral) else None
 
 
+def _rank_key(val_miou: float | None) -> tuple[bool, float]:
+    """Sorts the best validation mIoU first and a run without one last."""
+    return (val_miou is None, -(val_miou or 0.0))
+
+
 def _rank(data: Iterable[_RunData]) -> list[_RunData]:
     """The runs by validation mIoU (a cross-validated run's: the mean over its folds), best
     first (stable: ties keep the declared order; no score ranks last); sets each row's ``rank``
     and ``selected`` (the first)."""
-    ranked = sorted(
-        data,
-        key=lambda d: (d.row["val_miou"] is None, -(d.row["val_miou"] or 0.0)),
-    )
+    ranked = sorted(data, key=lambda d: _rank_key(d.row["val_miou"]))
     for i, d in enumerate(ranked):
         d.row["rank"] = i + 1
         d.row["selected"] = i == 0
     return ranked
+
+
+def validation_score(
+    val_metrics: str | os.PathLike, crossval_metrics: str | os.PathLike | None = None
+) -> float | None:
+    """What the leaderboard ranks a run by: its val mIoU, or a cross-validated run's mean over
+    its folds (its ``crossval/metrics.json``)."""
+    if crossval_metrics is not None:
+        val = _read_json(crossval_metrics).get("val") or {}
+        return _number((val.get("mean_iou") or {}).get("mean"))
+    return _number(_read_json(val_metrics).get("mean_iou"))
+
+
+def selected_run(scores: Mapping[str, float | None]) -> str:
+    """The run the leaderboard selects, of runs and their :func:`validation_score` in declared
+    order: the best (ties: the first declared; a run without a score ranks last)."""
+    return min(scores, key=lambda name: _rank_key(scores[name]))
+
+
+def predict_selected(
+    folder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    runs: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, Mapping[str, Any]],
+    *,
+    classes: Sequence[str],
+    threads: int = 1,
+) -> str:
+    """Predict the images of ``folder`` into ``out_dir`` (:func:`segpipe.predict.predict_folder`)
+    with the run the leaderboard selects, of ``runs`` (name -> the ``val_metrics`` and
+    ``crossval_metrics`` of :func:`validation_score`, in declared order); ``models[name]`` holds
+    its ``checkpoints`` and predict options. Writes ``run.json`` (run, val_miou, checkpoints)
+    and returns the run's name."""
+    from segpipe.predict import predict_folder  # torch: the comparison itself does without
+
+    scores = {name: validation_score(**paths) for name, paths in runs.items()}
+    name = selected_run(scores)
+    options = dict(models[name])
+    checkpoints = list(options.pop("checkpoints"))
+    logger.info("predicting %s with the selected run %s", folder, name)
+    predict_folder(checkpoints, folder, out_dir, classes=classes, threads=threads, **options)
+    selected = {"run": name, "val_miou": scores[name], "checkpoints": checkpoints}
+    write_text(Path(out_dir) / "run.json", json.dumps(selected, indent=2) + "\n")
+    return name
+
+
+def _selected_infer(infer: Mapping[str, Any], selected: str) -> dict[str, Any]:
+    """The gallery of the selected run's predictions of new images (``infer["predictions"]``,
+    :func:`predict_selected`); ValueError when another run predicted them."""
+    folder = Path(infer["predictions"])
+    run = _read_json(folder / "run.json")["run"]
+    if run != selected:
+        raise ValueError(
+            f"{folder} holds the predictions of run {run!r}, but the leaderboard selects "
+            f"{selected!r}; delete the folder and run the workflow again"
+        )
+    return {"run": run, **infer_gallery(folder, infer["gallery_size"])}
 
 
 def leaderboard_frame(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -116,3 +117,37 @@ def predict_split(
                 )
             start += len(x)
     logger.info("wrote %d predictions to %s", len(rows), out_dir)
+
+
+def predict_folder(
+    checkpoints: Sequence[str | Path],
+    folder: str | Path,
+    out_dir: str | Path,
+    *,
+    classes: Sequence[str],
+    threads: int = 1,
+    device: str = "auto",
+    amp: str = "auto",
+    tta: Sequence[str] = (),
+    batch_size: int = 8,
+    overlay_alpha: float = 0.5,
+) -> pd.DataFrame:
+    """Predict every image of ``folder`` with the mean of ``checkpoints`` as ``segpipe predict``
+    does (:func:`segpipe.infer.predict_files`, each image resized to the training size and its
+    probabilities back, averaged over the ``tta`` flips): ``masks/``, ``overlays/`` and
+    ``summary.csv`` (files that are no readable image skipped) in ``out_dir``. Raises
+    :class:`segpipe.infer.InferError` when the checkpoints' classes are not ``classes``."""
+    from segpipe.infer import load_model, predict_files  # segpipe.infer imports this module
+
+    torch.set_num_threads(threads)
+    model = load_model(list(checkpoints), device=device, amp=amp)
+    return predict_files(
+        model,
+        [folder],
+        out_dir,
+        mode="resize",
+        tta=tta,
+        batch_size=batch_size,
+        overlay_alpha=overlay_alpha,
+        classes=classes,
+    )

@@ -77,6 +77,9 @@ def build_report(
     crossval_folds_csv: str | os.PathLike | None = None,
     model: str = "",
     fold_class_presence_csvs: Sequence[str | os.PathLike] | None = None,
+    tta: Sequence[str] = (),
+    no_tta: Mapping[str, Any] | None = None,
+    infer_dir: str | os.PathLike | None = None,
 ) -> None:
     """Write ``confusion.png``, ``learning_curves.png``, ``per_class.png`` and the HTML report.
 
@@ -97,6 +100,11 @@ def build_report(
     curves overlay the folds, and the classes missing from a fold's part are listed per fold.
     ``model`` names the model the test sections show: "" (the run's only model), "ensemble"
     (the fold ensemble) or "fold<i>".
+
+    A run that predicts with the ``tta`` flips also gives ``no_tta``, its scores without them
+    (:func:`tta_comparison`): the report then shows both side by side. ``infer_dir``, the
+    predictions of the infer.images folder (:func:`segpipe.infer.predict_files`), adds a
+    gallery of up to ``2 * gallery_size`` of their overlays.
     """
     _check_required(
         {
@@ -157,6 +165,9 @@ def build_report(
         "galleries": _galleries(
             per_image, manifest, Path(predictions_dir), gallery_size, len(class_names), ignore_index
         ),
+        "tta": tta_comparison(tta, test_metrics, per_class, no_tta, folds),
+        "infer": infer_gallery(infer_dir, 2 * gallery_size) if infer_dir else None,
+        "infer_images": (config.get("infer") or {}).get("images"),
     }
     write_text(out_html, template_environment().get_template("report.html.j2").render(context))
     logger.info("wrote report %s", out_html)
@@ -274,6 +285,84 @@ def _crossval_rows(folds: pd.DataFrame, histories: Sequence[pd.DataFrame]) -> li
     return sorted(
         rows, key=lambda row: (row["ensemble"], math.inf if row["fold"] is None else row["fold"])
     )
+
+
+def tta_comparison(
+    flips: Sequence[str],
+    test_metrics: Mapping[str, Any],
+    per_class: pd.DataFrame,
+    no_tta: Mapping[str, Any] | None,
+    folds: int | None = None,
+) -> dict[str, Any] | None:
+    """The scores with the ``flips`` beside those without; None without flips.
+
+    ``no_tta`` holds ``metrics`` and ``per_class`` (the test metrics.json and per_class.csv
+    without the flips, of the model the test sections show), and the val metrics.json of each
+    trained model with the flips (``val_metrics``) and without (``val_metrics_no_tta``): the
+    val row is their mean, over the ``folds`` in a run with folds."""
+    if not flips:
+        return None
+    if no_tta is None:
+        raise ValueError(f"predict.tta {list(flips)}: the scores without the flips are missing")
+    test = json.loads(Path(no_tta["metrics"]).read_text(encoding="utf-8"))
+    without = read_table(no_tta["per_class"]).set_index("class_name")["iou"].to_dict()
+    val_label = f"val (mean of {folds} folds)" if folds else "val"
+    return {
+        "flips": list(flips),
+        "views": 2 ** len(flips),
+        "rows": [
+            {"split": "test", "with": test_metrics, "without": test},
+            {
+                "split": val_label,
+                "with": _mean_scores(no_tta["val_metrics"]),
+                "without": _mean_scores(no_tta["val_metrics_no_tta"]),
+            },
+        ],
+        "per_class": [
+            {"class_name": name, "with": iou, "without": without.get(name)}
+            for name, iou in zip(per_class["class_name"], per_class["iou"], strict=True)
+        ],
+    }
+
+
+def _mean_scores(paths: Sequence[str | os.PathLike]) -> dict[str, float | None]:
+    """The mean of each score over the metrics.json files (missing where none has it)."""
+    metrics = [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths]
+    means = {}
+    for score in ("pixel_accuracy", "mean_iou", "mean_dice"):
+        values = [m[score] for m in metrics if not is_missing(m.get(score))]
+        means[score] = sum(values) / len(values) if values else None
+    return means
+
+
+INFER_THUMBNAIL = (256, 192)
+
+
+def infer_gallery(infer_dir: str | os.PathLike, size: int) -> dict[str, Any]:
+    """The first ``size`` overlays of a folder's predictions (:func:`segpipe.infer.predict_files`,
+    in the order of its ``summary.csv``) as small JPEG data URIs with their file names, the
+    number of files and the skipped ones with why."""
+    folder = Path(infer_dir)
+    summary = read_table(folder / "summary.csv", text=True)
+    predicted = summary[summary["status"] == "predicted"]
+    items = []
+    for row in predicted.head(size).to_dict("records"):
+        with Image.open(folder / "overlays" / f"{Path(row['output']).stem}.jpg") as image:
+            thumbnail = image.convert("RGB")
+        thumbnail.thumbnail(INFER_THUMBNAIL)
+        buffer = io.BytesIO()
+        thumbnail.save(buffer, format="JPEG", quality=85)
+        items.append({"name": Path(row["file"]).name, "src": data_uri(buffer.getvalue(), "jpeg")})
+    skipped = summary[summary["status"] == "skipped"]
+    return {
+        "items": items,
+        "total": len(summary),
+        "predicted": len(predicted),
+        "skipped": [
+            {"name": Path(row["file"]).name, "reason": row["reason"]}
+            for row in skipped.to_dict("records")
+        ],
+    }
 
 
 def package_versions() -> dict[str, str]:
@@ -528,9 +617,10 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def data_uri(png: bytes) -> str:
-    """A ``data:`` URI of PNG bytes, to inline an image in a self-contained HTML file."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def data_uri(data: bytes, kind: str = "png") -> str:
+    """A ``data:`` URI of PNG (or ``kind``: jpeg) bytes, to inline an image in a self-contained
+    HTML file."""
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
 
 
 def is_missing(value: Any) -> bool:

@@ -1,0 +1,68 @@
+rule infer:
+    """Predict every image of the infer.images folder with the run's model (with folds: the fold
+    ensemble, else fold 0): class-id masks and overlays at each image's own size, and
+    summary.csv listing every file, those that are no readable image as skipped."""
+    input:
+        images=infer_inputs(),
+        checkpoints=lambda wildcards: checkpoints(RUNS[wildcards.run].primary.name),
+    output:
+        predictions=directory("results/runs/{run}/infer"),
+    log:
+        "logs/infer/{run}.log",
+    benchmark:
+        "benchmarks/infer/{run}.tsv"
+    conda:
+        "../envs/segpipe.yaml"
+    threads: run_res("predict", "threads")
+    resources:
+        mem_mb=run_res("predict", "mem_mb"),
+        runtime=run_res("predict", "runtime"),
+        # Slurm: --gpus=[gpu_model:]1 (one process, one GPU); ignored locally.
+        gpu=1,
+        gpu_model=run_res("predict", "gpu_model"),
+    params:
+        folder=verbatim(config["infer"]["images"]),
+        # Files whose name cannot be an input: a change reruns the prediction all the same.
+        unlisted=verbatim(infer_fingerprint()),
+        classes=verbatim(config["classes"]),
+        options=lambda wildcards: infer_options(wildcards.run),
+    script:
+        "../scripts/infer.py"
+
+
+rule infer_selected:
+    """With experiments or a grid: predict the images of infer.images with the run the
+    comparison selects (best validation mIoU; segpipe.compare.selected_run), chosen from the
+    same validation scores as its leaderboard; run.json names it."""
+    input:
+        images=infer_inputs(),
+        scores=lambda wildcards: selection_inputs(),
+        checkpoints=lambda wildcards: sorted(
+            {
+                path
+                for model in infer_models().values()
+                for path in model["checkpoints"]
+            }
+        ),
+    output:
+        predictions=directory("results/compare/infer"),
+    log:
+        "logs/infer_selected/infer_selected.log",
+    benchmark:
+        "benchmarks/infer_selected/infer_selected.tsv"
+    conda:
+        "../envs/segpipe.yaml"
+    threads: res("predict", "threads")
+    resources:
+        mem_mb=res("predict", "mem_mb"),
+        runtime=res("predict", "runtime"),
+        gpu=1,
+        gpu_model=res("predict", "gpu_model"),
+    params:
+        folder=verbatim(config["infer"]["images"]),
+        unlisted=verbatim(infer_fingerprint()),
+        classes=verbatim(config["classes"]),
+        runs=verbatim(selection_runs()),
+        models=verbatim(infer_models()),
+    script:
+        "../scripts/infer_selected.py"

@@ -1,0 +1,15 @@
+"""Rule infer: see segpipe.predict.predict_folder."""
+
+from segpipe.logs import setup_logging
+from segpipe.predict import predict_folder
+
+setup_logging(snakemake.log[0])
+params = snakemake.params
+predict_folder(
+    list(snakemake.input.checkpoints),
+    params.folder,
+    snakemake.output.predictions,
+    classes=params.classes,
+    threads=snakemake.threads,
+    **params.options,
+)

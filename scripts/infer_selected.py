@@ -1,0 +1,15 @@
+"""Rule infer_selected: see segpipe.compare.predict_selected."""
+
+from segpipe.compare import predict_selected
+from segpipe.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+params = snakemake.params
+predict_selected(
+    params.folder,
+    snakemake.output.predictions,
+    params.runs,
+    params.models,
+    classes=params.classes,
+    threads=snakemake.threads,
+)
