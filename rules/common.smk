@@ -116,7 +116,7 @@ wildcard_constraints:
     run="|".join(re.escape(name) for name in RUNS),
     model="|".join(re.escape(name) for name in MODELS),
     splitting="|".join(re.escape(name) for name in SPLITTINGS),
-    size="[0-9]+",
+    size="[0-9]+|x[0-9.e+-]+",
     k="[0-9]+",
     fold="[0-9]+",
 
@@ -182,10 +182,20 @@ def model_manifest(model, split):
     return f"{fold_dir(model.run, model.fold)}/{split}.csv"
 
 
+def preprocess_size(run):
+    """How the run's images are preprocessed: to the image size (squash), or x<scale>
+    (keep_aspect: x0.5 is half the size, aspect ratio kept)."""
+    train = RUNS[run].config["train"]
+    if train["resize"] == "keep_aspect":
+        return f"x{train['image_scale']:g}"
+    return str(train["image_size"])
+
+
 def preprocessed(run, split):
-    """The array of ``split`` at the run's image size (rule preprocess)."""
-    size = RUNS[run].config["train"]["image_size"]
-    return f"results/preprocess/{RUNS[run].splitting}/{size}/{split}.npy"
+    """The array of ``split`` at the run's image size or scale (rule preprocess)."""
+    return (
+        f"results/preprocess/{RUNS[run].splitting}/{preprocess_size(run)}/{split}.npy"
+    )
 
 
 def model_arrays(model, split):
@@ -223,16 +233,19 @@ def evaluations():
 
 
 def predict_options(tta=True):
-    """The predict options of a model's run: batch_size, overlay_alpha and the tta flips (left
-    out when there are none, and with ``tta`` False, for predict_no_tta)."""
+    """The predict options of a model's run: batch_size, overlay_alpha, the tta flips (left
+    out when there are none, and with ``tta`` False, for predict_no_tta) and sliding windows'
+    mode and overlap (left out for the default whole-image mode)."""
 
     def get(wildcards):
         options = run_option("predict")(wildcards)
         flips = options["tta"] if tta else []
+        sliding = options["mode"] == "sliding"
         return {
             "batch_size": options["batch_size"],
             "overlay_alpha": options["overlay_alpha"],
             **({"tta": flips} if flips else {}),
+            **({"mode": "sliding", "overlap": options["overlap"]} if sliding else {}),
         }
 
     return get
@@ -333,8 +346,8 @@ def download_resources():
 
 def run_benchmarks(run):
     """Job name -> Snakemake benchmark file of every job a run's report depends on."""
+    size = preprocess_size(run)
     run = RUNS[run]
-    size = run.config["train"]["image_size"]
     jobs = {
         "download": "benchmarks/download/download.tsv",
         "remap": "benchmarks/remap/remap.tsv",

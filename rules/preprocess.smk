@@ -16,6 +16,13 @@ rule preprocess:
         mem_mb=res("preprocess", "mem_mb"),
         runtime=res("preprocess", "runtime"),
     params:
-        image_size=lambda wildcards: int(wildcards.size),
+        # <size>: squashed to size x size; x<scale>: aspect kept at scale, the padding ignored.
+        image_size=lambda wildcards: (
+            0 if wildcards.size.startswith("x") else int(wildcards.size)
+        ),
+        scale=lambda wildcards: (
+            float(wildcards.size[1:]) if wildcards.size.startswith("x") else None
+        ),
+        ignore_index=config["ignore_index"],
     script:
         "../scripts/preprocess.py"

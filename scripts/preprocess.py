@@ -8,5 +8,7 @@ preprocess_split(
     snakemake.input.manifest,
     snakemake.output.array,
     image_size=snakemake.params.image_size,
+    scale=snakemake.params.scale,
+    ignore_index=snakemake.params.ignore_index,
     threads=snakemake.threads,
 )

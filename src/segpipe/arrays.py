@@ -255,8 +255,10 @@ class ArrayDataset(Dataset):
     whole batch (:func:`segpipe.train.prepare_batch`). Build the loader with :func:`batch_loader`.
     """
 
-    def __init__(self, source: str | Path | ArrayRows):
+    def __init__(self, source: str | Path | ArrayRows, ignore_index: int = 255):
         self.source = source if isinstance(source, ArrayRows) else ArrayRows.whole(source)
+        # Arrays of images kept at a scale differ in size: the smaller are padded, ignored.
+        self.ignore_index = ignore_index
         self._arrays: list[np.ndarray] | None = None  # opened lazily, once per worker process
 
     def __len__(self) -> int:
@@ -270,11 +272,15 @@ class ArrayDataset(Dataset):
         if len(self._arrays) == 1:
             samples = np.asarray(self._arrays[0][[row for _, row in picked]])
         else:  # one fancy-indexing read per array, put back in the batch's order
-            samples = np.empty((len(picked), *self._arrays[0].shape[1:]), np.uint8)
+            height = max(array.shape[1] for array in self._arrays)
+            width = max(array.shape[2] for array in self._arrays)
+            samples = np.zeros((len(picked), height, width, 4), np.uint8)
+            samples[..., 3] = self.ignore_index
             for a, array in enumerate(self._arrays):
                 at = [j for j, (b, _) in enumerate(picked) if b == a]
                 if at:
-                    samples[at] = array[[picked[j][1] for j in at]]
+                    h, w = array.shape[1:3]
+                    samples[at, :h, :w] = array[[picked[j][1] for j in at]]
         samples = torch.from_numpy(samples)
         seeds = tuple(s for _, s in pairs if s is not None)
         return Batch(samples, seeds if len(seeds) == len(pairs) else ())

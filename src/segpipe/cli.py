@@ -205,9 +205,10 @@ def _add_predict(sub) -> None:
     predict.add_argument(
         "--mode",
         choices=MODES,
-        default="resize",
-        help="resize: whole image at the training size (as trained); sliding: windows of the "
-        "training size at the image's own scale (default resize)",
+        help="resize: the whole image as trained (squashed to the training size, or at the "
+        "training scale for a keep_aspect model); sliding: windows of the training size at the "
+        "image's own scale, or the training scale (default: sliding for keep_aspect models, "
+        "else resize)",
     )
     predict.add_argument(
         "--tta", nargs="+", choices=sorted(FLIPS), default=[], help="flips to average over"
@@ -276,7 +277,7 @@ def predict_main(args: argparse.Namespace) -> int:
         model,
         inputs,
         args.out,
-        mode=args.mode,
+        mode=args.mode or ("sliding" if model.image_scale else "resize"),
         tta=args.tta,
         overlap=args.overlap,
         batch_size=args.batch_size,

@@ -196,6 +196,11 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
             "config option 'predict.ensemble': folds averages the fold models, but split.folds "
             "is null (set split.folds: k, k >= 2)"
         )
+    if cfg["predict"]["mode"] == "sliding" and cfg["train"]["resize"] != "keep_aspect":
+        problems.append(
+            "config option 'predict.mode': sliding windows need images kept at their scale "
+            "(train.resize: keep_aspect); squashed images are predicted whole (mode: resize)"
+        )
     syn = cfg["dataset"]["synthetic"]
     if syn["min_size"] > syn["max_size"]:
         problems.append("config option 'dataset.synthetic.min_size' is larger than max_size")

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 INPUT, OUTPUT = "images", "logits"
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 DEFAULT_OPSET = 17
-METADATA_KEYS = ("classes", "image_size", "arch", "encoder", "ignore_index")
+METADATA_KEYS = ("classes", "image_size", "arch", "encoder", "ignore_index", "image_scale")
 
 
 class ExportError(UserError, ValueError):
@@ -69,6 +69,8 @@ def metadata(config: dict[str, Any]) -> dict[str, str]:
         "arch": str(train["arch"]),
         "encoder": str(train["encoder"]),
         "ignore_index": str(config.get("ignore_index", "")),
+        # Trained on images kept at this scale (train.resize keep_aspect); empty: squashed.
+        "image_scale": str(train["image_scale"]) if train.get("resize") == "keep_aspect" else "",
     }
 
 
@@ -161,7 +163,13 @@ def read_metadata(session, path: str | Path) -> dict[str, Any]:
         ) from None
     if not isinstance(classes, list) or not classes:
         raise ExportError(f"{path}: metadata 'classes' is not a list of class names")
-    return {**props, "classes": [str(c) for c in classes], "image_size": size}
+    scale = props.get("image_scale") or None
+    return {
+        **props,
+        "classes": [str(c) for c in classes],
+        "image_size": size,
+        "image_scale": float(scale) if scale else None,
+    }
 
 
 def parity(

@@ -52,6 +52,7 @@ class Model:
     score: Scorer
     classes: list[str]
     image_size: int
+    image_scale: float | None = None  # trained on images kept at this scale; None: squashed
 
 
 def load_model(
@@ -65,7 +66,9 @@ def load_model(
     except RuntimeError as exc:
         raise InferError(str(exc)) from None
     score = torch_scorer(models, dev, autocast=amp_dtype(amp, dev))
-    return Model(score, list(cfg["classes"]), int(cfg["train"]["image_size"]))
+    train = cfg["train"]
+    scale = train["image_scale"] if train.get("resize") == "keep_aspect" else None
+    return Model(score, list(cfg["classes"]), int(train["image_size"]), scale)
 
 
 def load_onnx_model(path: str | Path, *, threads: int = 0) -> Model:
@@ -77,7 +80,7 @@ def load_onnx_model(path: str | Path, *, threads: int = 0) -> Model:
         info = read_metadata(session, path)
     except ExportError as exc:
         raise InferError(str(exc)) from None
-    return Model(onnx_scorer(session), info["classes"], info["image_size"])
+    return Model(onnx_scorer(session), info["classes"], info["image_size"], info["image_scale"])
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -212,6 +215,7 @@ def predict_files(
                 size=model.image_size,
                 overlap=overlap,
                 batch_size=batch_size,
+                scale=model.image_scale,
             )
             if ok
             else []

@@ -175,6 +175,32 @@ def predict_sliding(
     return (total / weights)[:, :height, :width]
 
 
+def predict_at_scale(
+    rgb: np.ndarray,
+    score: Scorer,
+    *,
+    mode: str,
+    size: int,
+    scale: float,
+    overlap: float = 0.5,
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """Probabilities (C, H, W) of an image for a model trained on images kept at ``scale``
+    (``train.resize: keep_aspect``): the image resized by ``scale`` (PIL bilinear, aspect kept,
+    as preprocess), scored whole (``resize``, padded to a multiple of 32) or in sliding windows
+    of ``size``, and the probabilities resized back to the image's own size."""
+    height, width = rgb.shape[:2]
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    small = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    if mode == "sliding":
+        p = predict_sliding(small, score, size, overlap=overlap, batch_size=batch_size)[None]
+    else:
+        x = normalized(small)
+        x = F.pad(x, (0, -w % 32, 0, -h % 32))
+        p = score(x)[:, :, :h, :w]
+    return F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
 def predict_images(
     images: Sequence[np.ndarray],
     score: Scorer,
@@ -183,15 +209,28 @@ def predict_images(
     size: int,
     overlap: float = 0.5,
     batch_size: int = 8,
+    scale: float | None = None,
 ) -> list[torch.Tensor]:
     """Probabilities (C, H, W) of each image by ``mode``: ``resize`` (:func:`predict_resized`,
     the images in one batch) or ``sliding`` (:func:`predict_sliding`, tiles of ``size`` in
-    batches of ``batch_size``)."""
-    if mode == "resize":
-        return predict_resized(images, score, size)
-    if mode == "sliding":
+    batches of ``batch_size``); for a model trained at a ``scale``, :func:`predict_at_scale`."""
+    if mode not in MODES:
+        raise ValueError(f"unknown prediction mode {mode!r}; use one of {list(MODES)}")
+    if scale is not None:
         return [
-            predict_sliding(rgb, score, size, overlap=overlap, batch_size=batch_size)
+            predict_at_scale(
+                rgb,
+                score,
+                mode=mode,
+                size=size,
+                scale=scale,
+                overlap=overlap,
+                batch_size=batch_size,
+            )
             for rgb in images
         ]
-    raise ValueError(f"unknown prediction mode {mode!r}; use one of {list(MODES)}")
+    if mode == "resize":
+        return predict_resized(images, score, size)
+    return [
+        predict_sliding(rgb, score, size, overlap=overlap, batch_size=batch_size) for rgb in images
+    ]

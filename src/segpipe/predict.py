@@ -12,16 +12,23 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from segpipe.arrays import ArrayDataset, ArrayRows, batch_loader
+from segpipe.arrays import ArrayDataset, ArrayRows, batch_loader, scaled_size
 from segpipe.colors import overlay
 from segpipe.data import load_rgb, read_manifest
-from segpipe.inference import flip_views, torch_scorer, with_flips
+from segpipe.inference import (
+    flip_views,
+    normalized,
+    predict_sliding,
+    torch_scorer,
+    with_flips,
+)
 from segpipe.io import atomic_dir
 from segpipe.logs import progress
 from segpipe.train import (
     amp_dtype,
     load_checkpoint,
     model_from_checkpoint,
+    pad_to_multiple,
     prepare_batch,
     resolve_device,
 )
@@ -64,6 +71,8 @@ def predict_split(
     amp: str = "auto",
     overlay_alpha: float = 0.5,
     tta: Sequence[str] = (),
+    mode: str = "resize",
+    overlap: float = 0.5,
 ) -> None:
     """Predict every image of a split into ``out_dir/masks/<id>.png`` (uint8 class ids, original
     size) and ``out_dir/overlays/<id>.jpg``; ``out_dir`` appears atomically when complete.
@@ -72,7 +81,9 @@ def predict_split(
     (``data``; the same data path as training). The class probabilities are the mean over
     several ``checkpoints`` (a fold ensemble) and over the ``tta`` flips
     (:mod:`segpipe.inference`), resized back to each image's own size (bilinear) before the
-    argmax.
+    argmax. Images kept at a scale (``train.resize: keep_aspect`` in the checkpoint) are
+    scored whole (``mode`` resize, padded to a multiple of 32) or in sliding windows of the
+    training size (``mode`` sliding, ``overlap``), each cut out of its padded sample first.
     """
     torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -105,8 +116,12 @@ def predict_split(
         (tmp / "overlays").mkdir()
         start = 0
         for batch in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
-            x, _ = prepare_batch(batch, dev, channels_last)
-            for one, row in zip(score(x), rows[start : start + len(x)], strict=True):
+            batch_rows = rows[start : start + len(batch.samples)]
+            for one, row in zip(
+                _scores(batch, batch_rows, score, cfg["train"], mode, overlap, dev, channels_last),
+                batch_rows,
+                strict=True,
+            ):
                 size = (int(row["height"]), int(row["width"]))
                 full = F.interpolate(one[None], size=size, mode="bilinear", align_corners=False)
                 mask = full[0].argmax(0).to(torch.uint8).cpu().numpy()
@@ -115,8 +130,28 @@ def predict_split(
                 Image.fromarray(overlay(rgb, mask, num_classes, overlay_alpha)).save(
                     tmp / "overlays" / f"{row['id']}.jpg", quality=90
                 )
-            start += len(x)
+            start += len(batch.samples)
     logger.info("wrote %d predictions to %s", len(rows), out_dir)
+
+
+def _scores(batch, rows, score, train: dict, mode: str, overlap: float, device, channels_last):
+    """The probabilities of a loader batch's images: the batch whole (squashed images), or per
+    image its region at scale of the padded sample, whole or in sliding windows."""
+    if train.get("resize", "squash") != "keep_aspect":
+        if mode == "sliding":
+            raise ValueError("sliding windows need a model trained with train.resize keep_aspect")
+        return score(prepare_batch(batch, device, channels_last)[0])
+    images, _ = batch.unpack("cpu")
+    out = []
+    for image, row in zip(images, rows, strict=True):
+        height, width = scaled_size(int(row["height"]), int(row["width"]), train["image_scale"])
+        rgb = image[:, :height, :width].permute(1, 2, 0).numpy()
+        if mode == "sliding":
+            out.append(predict_sliding(rgb, score, train["image_size"], overlap=overlap))
+        else:
+            x, _ = pad_to_multiple(normalized(rgb), torch.zeros(1, height, width), 0)
+            out.append(score(x)[0, :, :height, :width])
+    return out
 
 
 def predict_folder(

@@ -610,8 +610,8 @@ def _train(
     # normalisation run batched on the device.
     crop = cfg.image_size if cfg.resize == "keep_aspect" else None
     augment = BatchAugment(**cfg.augment, ignore_index=ignore_index, crop=crop)
-    train_set = ArrayDataset(train_data)
-    val_set = ArrayDataset(val_data)
+    train_set = ArrayDataset(train_data, ignore_index)
+    val_set = ArrayDataset(val_data, ignore_index)
     sampler = EpochSampler(len(train_set), seed=cfg.seed, rank=rank, world_size=world_size)
     val_sampler = EpochSampler(
         len(val_set),
