@@ -44,7 +44,7 @@ NAMES = [
     "membrane_unet_augment",
     "voc_vgg16_unet",
 ]
-COMPARISONS = ["compare_membrane_unets", "compare_class_imbalance"]
+COMPARISONS = ["compare_membrane_unets", "compare_class_imbalance", "compare_camvid_scale"]
 CROSS_VALIDATED = ["membrane_5fold"]
 RULES = ["download", "remap", "split", "preprocess", "train", "predict", "evaluate", "report"]
 
@@ -369,6 +369,23 @@ def test_example_3d_membrane_5_folds_and_their_ensemble(shared_data, isbi_work):
     assert folds["model"].tolist() == [*(f"fold{i}" for i in range(5)), "ensemble"]
     html = (run / "report" / "report.html").read_text(encoding="utf-8")
     assert cfg["report"]["title"] in html and "Cross-validation" in html
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_comparison_c_camvid_squashed_against_kept_at_scale(shared_data, tmp_path):
+    cfg = tiny(load_example("compare_camvid_scale"), root=str(shared_data / "camvid"))
+    scale = cfg["experiments"]["scale"]
+    assert scale["train"]["resize"] == "keep_aspect" and scale["predict"]["mode"] == "sliding"
+    scale["train"]["image_scale"] = 0.1  # 48 x 36 scenes: sliding 32 px windows over them
+    results = run_example(copy_workflow(tmp_path / "work"), "compare_camvid_scale", cfg)
+    check_comparison(results, cfg)
+    assert (results / "preprocess" / "base" / "x0.1" / "test.npy").is_file()
+    test = pd.read_csv(results / "split" / "base" / "test.csv")
+    with Image.open(
+        results / "runs" / "scale" / "predict" / "test" / "masks" / f"{test['id'][0]}.png"
+    ) as m:
+        assert m.size == (480, 360)
 
 
 @pytest.mark.slow
