@@ -32,8 +32,7 @@ from segpipe.config import load_schema, validate_config
 from segpipe.export import export_onnx
 from segpipe.infer import Model, load_model, load_onnx_model
 from segpipe.inference import predict_images, with_flips
-from segpipe.models import build_model
-from segpipe.train import save_checkpoint
+from segpipe.train import model_from_config, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TTA = {"tta_off": [], "hflip": ["hflip"]}
@@ -47,16 +46,7 @@ def default_config() -> dict:
 
 def write_models(folder: Path, config: dict) -> tuple[Path, Path]:
     """A randomly initialised checkpoint of the config's model and its ONNX export."""
-    train = config["train"]
-    model = build_model(
-        train["arch"],
-        train["encoder"],
-        len(config["classes"]),
-        encoder_weights=None,
-        decoder_dropout=train["decoder_dropout"],
-        encoder_depth=train.get("encoder_depth", 5),
-        decoder_channels=train.get("decoder_channels"),
-    )
+    model = model_from_config(config)
     checkpoint = folder / "best.pt"
     save_checkpoint(checkpoint, {"model": model.state_dict(), "config": config})
     return checkpoint, export_onnx(checkpoint, folder / "model.onnx")

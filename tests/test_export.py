@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_train import CLASSES, IGNORE, IMAGE_SIZE, write_split
+from test_train import CLASSES, IGNORE, IMAGE_SIZE, tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.cli import main
@@ -32,14 +32,7 @@ SHAPES = [(1, 3, 32, 32), (2, 3, 48, 64)]
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("data")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    return {
-        "train": write_split(root, "train", 8, seed=1),
-        "val": write_split(root, "val", 4, seed=2),
-        "test": write_split(root, "test", 4, seed=3),
-    }
+    return tiny_splits(tmp_path_factory.mktemp("data"), n_train=8)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from PIL import Image
-from test_train import CLASSES, write_split
+from test_train import CLASSES, tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.arrays import ArrayDataset, select_rows
@@ -154,15 +154,8 @@ def test_runs_with_and_without_folds_share_the_split_and_name_their_models() -> 
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, dict[str, Path]]:
-    root = tmp_path_factory.mktemp("data")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    return {
-        "train": write_split(root, "train", 4, seed=1),
-        "val": write_split(root, "val", 4, seed=2),
-        "test": write_split(root, "test", 4, seed=3),
-    }
+def data(tmp_path_factory) -> dict:
+    return tiny_splits(tmp_path_factory.mktemp("data"), n_train=4)
 
 
 def test_a_fold_reads_its_rows_from_the_split_arrays_in_manifest_order(data, tmp_path) -> None:

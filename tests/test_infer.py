@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from test_train import CLASSES, make_pair, write_split
+from test_train import CLASSES, make_pair, tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.evaluate import confusion_matrix
@@ -88,15 +88,7 @@ def test_resized_prediction_is_at_each_images_own_size() -> None:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("data")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    return {
-        "train": write_split(root, "train", 8, seed=1),
-        "val": write_split(root, "val", 4, seed=2),
-        "test": write_split(root, "test", 4, seed=3),
-        "root": root,
-    }
+    return tiny_splits(tmp_path_factory.mktemp("data"), n_train=8)
 
 
 @pytest.fixture(scope="module")

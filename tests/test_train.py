@@ -112,6 +112,19 @@ def write_split(root: Path, name: str, n: int, seed: int, ignore_rows: int = 0) 
     return {"manifest": manifest, "array": array}
 
 
+def tiny_splits(root: Path, n_train: int = 8) -> dict:
+    """A train (``n_train`` images), val (4) and test (4) split under ``root``: images, masks,
+    manifests and preprocessed arrays; ``root`` itself under "root"."""
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    return {
+        "train": write_split(root, "train", n_train, seed=1),
+        "val": write_split(root, "val", 4, seed=2),
+        "test": write_split(root, "test", 4, seed=3),
+        "root": root,
+    }
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, dict[str, Path]]:
     root = tmp_path_factory.mktemp("data")

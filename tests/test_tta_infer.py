@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 from report_inputs import report_inputs, three_runs
 from test_compare import _build, _parse
-from test_train import CLASSES, write_split
+from test_train import CLASSES, tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.arrays import ArrayDataset
@@ -149,14 +149,7 @@ def test_a_run_cannot_override_the_folder(tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("data")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    return {
-        "train": write_split(root, "train", 4, seed=1),
-        "val": write_split(root, "val", 4, seed=2),
-        "test": write_split(root, "test", 4, seed=3),
-    }
+    return tiny_splits(tmp_path_factory.mktemp("data"), n_train=4)
 
 
 @pytest.fixture(scope="module")

@@ -229,9 +229,15 @@ def publish(src: str | Path, dst: str | Path) -> None:
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
     """Rebuild the model a checkpoint was trained with and load its weights (no download)."""
-    cfg = ckpt["config"]
+    model = model_from_config(ckpt["config"])
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+def model_from_config(cfg: dict[str, Any]) -> torch.nn.Module:
+    """The model of a (checkpoint's) config, randomly initialised (no download)."""
     train = cfg["train"]
-    model = build_model(
+    return build_model(
         train["arch"],
         train["encoder"],
         len(cfg["classes"]),
@@ -240,8 +246,6 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
         encoder_depth=train.get("encoder_depth", 5),
         decoder_channels=train.get("decoder_channels"),
     )
-    model.load_state_dict(ckpt["model"])
-    return model
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
