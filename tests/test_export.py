@@ -259,8 +259,6 @@ def test_load_onnx_model_names_a_file_that_is_not_one(tmp_path) -> None:
 @pytest.mark.slow
 def test_export_rule_writes_the_runs_onnx_on_request_only(tmp_path) -> None:
     work = copy_workflow(tmp_path)
-    with (work / "Snakefile").open("a") as snakefile:
-        snakefile.write('\n\ninclude: "rules/export.smk"\n')
     args = ("--configfile", "config/test.yaml")
     assert "export" not in planned_rules(work, *args)  # rule all does not ask for it
     target = "results/runs/ci-tiny/train/model.onnx"
