@@ -99,6 +99,9 @@ def test_report_is_self_contained_with_metrics_figures_and_gallery(tmp_path, inp
     assert summary["Training time"] == "0:03:01"
     assert summary["Best val mIoU"] == "0.550 (epoch 2)"
     assert tables["benchmarks"][1] == ["train", "1:02:04", "3723.5", "2048"]
+    own = tables["benchmarks"][-1]  # the report job's own row: it cannot read its benchmark file
+    assert own[0] == "report (this job, until the page was written)"
+    assert 0 < float(own[2]) < 24 * 3600 and float(own[3]) > 10
     versions = dict(tables["versions"][1:])
     assert set(versions) >= {"python", "torch", "numpy", "segmentation_models_pytorch", "segpipe"}
     assert "epochs: 3" in html  # the config, as YAML
@@ -142,6 +145,28 @@ def test_gallery_composite_shows_image_truth_prediction_and_errors(tmp_path, inp
     assert not (error[2:] == 0).all()  # the dimmed image shows through elsewhere
 
 
+def test_dataset_mapping_is_shown_as_readable_fields(tmp_path, inputs):
+    inputs["config"] = {
+        **inputs["config"],
+        "dataset": {
+            "source": "folder",
+            "name": "membranes",
+            "root": "/data/isbi",
+            "layout": "images_masks",
+            "split_lists": None,
+            "synthetic": {"n_images": 24, "seed": 1},
+        },
+    }
+    summary = dict(_tables(_build(tmp_path, inputs))["run-summary"])
+    assert summary["Dataset"] == "membranes"
+    assert summary["Dataset source"] == "folder"
+    assert summary["Dataset root"] == "/data/isbi"
+    assert summary["Dataset layout"] == "images_masks"
+    assert summary["Dataset synthetic"] == "n_images: 24, seed: 1"
+    assert "Dataset split lists" not in summary  # unset options are left out
+    assert "{" not in "".join(summary.values())
+
+
 def test_missing_optional_inputs_are_shown_as_na(tmp_path, inputs):
     inputs["val_metrics_json"] = tmp_path / "nowhere" / "val_metrics.json"
     inputs["benchmarks"] = {"train": tmp_path / "nowhere" / "train.tsv", "predict": None}
@@ -151,7 +176,7 @@ def test_missing_optional_inputs_are_shown_as_na(tmp_path, inputs):
     overall = {row[0]: row[1:] for row in tables["overall-metrics"][1:]}
     assert overall["val"] == ["n/a"] * 5
     assert overall["test"][2] == "0.712"
-    assert tables["benchmarks"][1:] == [["train", "n/a", "n/a", "n/a"], ["predict"] + ["n/a"] * 3]
+    assert tables["benchmarks"][1:-1] == [["train", "n/a", "n/a", "n/a"], ["predict"] + ["n/a"] * 3]
 
 
 def test_without_val_metrics_only_test_row(tmp_path, inputs):

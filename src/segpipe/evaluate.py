@@ -38,33 +38,11 @@ def evaluate_split(
     ``confusion_counts_csv`` gets the same summed matrix in long form (actual, predicted, count:
     one row per cell), which plotting tools such as ``dvc plots`` aggregate directly.
     """
-    n = len(classes)
     manifest = read_manifest(manifest_csv)
-    total = torch.zeros(n, n, dtype=torch.long)
-    rows = []
-    for row in progress(manifest.to_dict("records"), desc=f"evaluate {split}", logger=logger):
-        truth = torch.from_numpy(load_mask(row["mask"]))
-        pred_path = Path(predictions_dir) / "masks" / f"{row['id']}.png"
-        if not pred_path.exists():
-            raise FileNotFoundError(f"{pred_path}: no prediction for image '{row['id']}'")
-        pred = torch.from_numpy(load_mask(pred_path))
-        if pred.shape != truth.shape:
-            raise ValueError(
-                f"{pred_path}: prediction is {tuple(pred.shape)} but the truth {row['mask']} "
-                f"is {tuple(truth.shape)}"
-            )
-        cm = confusion_matrix(pred, truth, n, ignore_index)
-        total += cm
-        scores = per_class_scores(cm)
-        rows.append(
-            {
-                "id": row["id"],
-                **summarize(cm, foreground_classes),
-                **{f"iou_{name}": v for name, v in zip(classes, scores["iou"], strict=True)},
-            }
-        )
+    total, rows = score_images(
+        manifest, Path(predictions_dir), classes, ignore_index, foreground_classes, split
+    )
     overall = summarize(total, foreground_classes)
-    scores = per_class_scores(total)
     metrics = {
         "split": split,
         "n_images": len(manifest),
@@ -72,30 +50,14 @@ def evaluate_split(
         "foreground_iou": overall.get("foreground_iou"),
         "classes": list(classes),
         "per_class": {
-            name: {"iou": scores["iou"][i], "dice": scores["dice"][i]}
-            for i, name in enumerate(classes)
+            row["class_name"]: {"iou": row["iou"], "dice": row["dice"]}
+            for row in per_class_table(total, classes).to_dict("records")
         },
     }
-    per_class = pd.DataFrame(
-        {
-            "class_id": range(n),
-            "class_name": classes,
-            "iou": scores["iou"],
-            "dice": scores["dice"],
-            "true_pixels": total.sum(1).tolist(),
-            "predicted_pixels": total.sum(0).tolist(),
-        }
-    )
-    counts = pd.DataFrame(total.numpy(), columns=classes)
-    counts.insert(0, "true", classes)
-    normalized = pd.DataFrame(
-        (total.double() / total.sum(1, keepdim=True).clamp(min=1)).numpy(), columns=classes
-    )
-    normalized.insert(0, "true", classes)
     write_json(metrics_json, metrics)
-    write_csv(per_class_csv, per_class)
-    write_csv(confusion_csv, counts)
-    write_csv(confusion_normalized_csv, normalized)
+    write_csv(per_class_csv, per_class_table(total, classes))
+    write_csv(confusion_csv, confusion_table(total, classes))
+    write_csv(confusion_normalized_csv, confusion_table(total, classes, normalized=True))
     if confusion_counts_csv is not None:
         write_csv(confusion_counts_csv, confusion_long(total, classes))
     write_csv(per_image_csv, pd.DataFrame(rows))
@@ -108,6 +70,72 @@ def evaluate_split(
         len(manifest),
     )
     return metrics
+
+
+def score_images(
+    manifest: pd.DataFrame,
+    predictions_dir: Path,
+    classes: list[str],
+    ignore_index: int,
+    foreground_classes: list[int] | None,
+    split: str,
+) -> tuple[torch.Tensor, list[dict]]:
+    """The summed confusion matrix over the manifest's images and one row of scores per image."""
+    n = len(classes)
+    total = torch.zeros(n, n, dtype=torch.long)
+    rows = []
+    for row in progress(manifest.to_dict("records"), desc=f"evaluate {split}", logger=logger):
+        truth = torch.from_numpy(load_mask(row["mask"]))
+        pred = torch.from_numpy(load_prediction(predictions_dir, row, tuple(truth.shape)))
+        cm = confusion_matrix(pred, truth, n, ignore_index)
+        total += cm
+        scores = per_class_scores(cm)
+        rows.append(
+            {
+                "id": row["id"],
+                **summarize(cm, foreground_classes),
+                **{f"iou_{name}": v for name, v in zip(classes, scores["iou"], strict=True)},
+            }
+        )
+    return total, rows
+
+
+def load_prediction(predictions_dir: Path, row: dict, shape: tuple[int, ...]):
+    """The predicted mask of a manifest row, which must exist and match its truth's shape."""
+    path = predictions_dir / "masks" / f"{row['id']}.png"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no prediction for image '{row['id']}'")
+    pred = load_mask(path)
+    if pred.shape != shape:
+        raise ValueError(
+            f"{path}: prediction is {tuple(pred.shape)} but the truth {row['mask']} is {shape}"
+        )
+    return pred
+
+
+def per_class_table(total: torch.Tensor, classes: list[str]) -> pd.DataFrame:
+    """IoU, Dice and the true and predicted pixel counts per class, from the summed matrix."""
+    scores = per_class_scores(total)
+    return pd.DataFrame(
+        {
+            "class_id": range(len(classes)),
+            "class_name": classes,
+            "iou": scores["iou"],
+            "dice": scores["dice"],
+            "true_pixels": total.sum(1).tolist(),
+            "predicted_pixels": total.sum(0).tolist(),
+        }
+    )
+
+
+def confusion_table(
+    total: torch.Tensor, classes: list[str], normalized: bool = False
+) -> pd.DataFrame:
+    """The matrix with a ``true`` column first: counts, or each row divided by its sum."""
+    values = total.double() / total.sum(1, keepdim=True).clamp(min=1) if normalized else total
+    table = pd.DataFrame(values.numpy(), columns=classes)
+    table.insert(0, "true", classes)
+    return table
 
 
 def confusion_long(matrix: torch.Tensor, classes: list[str]) -> pd.DataFrame:

@@ -17,7 +17,9 @@ import math
 import numbers
 import os
 import platform
+import resource
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 import jinja2
 import numpy as np
 import pandas as pd
+import psutil
 import yaml
 from PIL import Image
 
@@ -141,13 +144,14 @@ def build_report(
     context = {
         "title": title,
         "run_name": config.get("run_name", "n/a"),
-        "dataset": _describe_dataset(config.get("dataset")),
+        "dataset": dataset_fields(config.get("dataset")),
         "config_yaml": yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=False),
         "versions": package_versions(),
         "git": git_revision(repo_dir),
         "training": _training(history, histories),
         "benchmarks": [
-            {"rule": rule, **_read_benchmark(path)} for rule, path in benchmarks.items()
+            *({"rule": rule, **_read_benchmark(path)} for rule, path in benchmarks.items()),
+            own_benchmark("report"),
         ],
         "overall": overall,
         "show_foreground": any(row.get("foreground_iou") is not None for row in overall),
@@ -472,13 +476,39 @@ def _fold_missing_classes(paths: Sequence[str | os.PathLike] | None) -> list[dic
     ]
 
 
-def _describe_dataset(dataset: Any) -> str:
-    """A one-line description of ``config["dataset"]``, whether a name or a mapping."""
+def dataset_fields(dataset: Any) -> list[tuple[str, str]]:
+    """``config["dataset"]`` as (label, value) rows of the run summary: its name first, then each
+    option set, a nested mapping as ``key: value`` pairs and a list joined by commas."""
     if dataset is None:
-        return "n/a"
-    if isinstance(dataset, Mapping):
-        return yaml.safe_dump(dict(dataset), sort_keys=True, default_flow_style=True).strip()
-    return str(dataset)
+        return [("Dataset", "n/a")]
+    if not isinstance(dataset, Mapping):
+        return [("Dataset", str(dataset))]
+    fields = dict(dataset)
+    rows = [("Dataset", str(fields.pop("name", None) or fields.get("source", "n/a")))]
+    for key, value in fields.items():
+        if value is None or value == {} or value == []:
+            continue
+        rows.append((f"Dataset {key.replace('_', ' ')}", _field_text(value)))
+    return rows
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_field_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_field_text(v) for v in value)
+    return str(value)
+
+
+def own_benchmark(rule: str) -> dict[str, Any]:
+    """This process's wall time so far and peak RSS (MB), as a row of the rule durations table:
+    a job cannot read its own Snakemake benchmark, which is written after it ends."""
+    process = psutil.Process()
+    return {
+        "rule": f"{rule} (this job, until the page was written)",
+        "seconds": time.time() - process.create_time(),
+        "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def training_summary(history: pd.DataFrame) -> dict[str, Any]:
