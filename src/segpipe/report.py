@@ -3,6 +3,29 @@
 :func:`build_report` reads the outputs of the train/predict/evaluate steps, draws the figures
 (:mod:`segpipe.plots`) and renders ``templates/report.html.j2`` into one HTML file whose images are
 all inlined as base64 data URIs, so the file can be mailed or archived on its own.
+
+The test-split inputs (``metrics_json``, the CSVs, the split manifest and the ``predictions_dir``
+holding ``masks/<id>.png``) and ``history_csv`` are required: a missing one raises
+:class:`FileNotFoundError` naming it. ``val_metrics_json`` and the files in ``benchmarks`` (rule
+name -> Snakemake benchmark TSV) are optional and shown as "n/a" when absent. The gallery shows
+the ``gallery_size`` best, median and worst test images by per-image mean IoU.
+``quarantine_csv`` (file, problem), written by the remap step, is shown as a table of the files
+left out of the run; ``class_presence_csv`` (images per class and split, written by the split
+step) as the classes that no train or val mask holds.
+
+A run with k-fold cross-validation also gives ``fold_histories`` (every fold's ``history.csv`` in
+fold order; ``history_csv`` is fold 0's), the cross-validation summary ``crossval_json`` and
+``crossval_folds_csv`` (:func:`segpipe.crossval.write_crossval`), and
+``fold_class_presence_csvs`` (per fold, images per class of its train and val parts). The report
+then has a cross-validation section, its val row is the folds' mean, its learning curves overlay
+the folds, and the classes missing from a fold's part are listed per fold. ``model`` names the
+model the test sections show: "" (the run's only model), "ensemble" (the fold ensemble) or
+"fold<i>".
+
+A run that predicts with the ``tta`` flips also gives ``no_tta``, its scores without them
+(:func:`tta_comparison`): the report then shows both side by side. ``infer_dir``, the
+predictions of the infer.images folder (:func:`segpipe.infer.predict_files`), adds a gallery of
+up to ``2 * gallery_size`` of their overlays.
 """
 
 from __future__ import annotations
@@ -84,31 +107,8 @@ def build_report(
     no_tta: Mapping[str, Any] | None = None,
     infer_dir: str | os.PathLike | None = None,
 ) -> None:
-    """Write ``confusion.png``, ``learning_curves.png``, ``per_class.png`` and the HTML report.
-
-    The test-split inputs (``metrics_json``, the CSVs, the split manifest and the
-    ``predictions_dir`` holding ``masks/<id>.png``) and ``history_csv`` are required: a missing
-    one raises :class:`FileNotFoundError` naming it. ``val_metrics_json`` and the files in
-    ``benchmarks`` (rule name -> Snakemake benchmark TSV) are optional and shown as "n/a" when
-    absent. The gallery shows the ``gallery_size`` best, median and worst test images by
-    per-image mean IoU. ``quarantine_csv`` (file, problem), written by the remap step, is shown
-    as a table of the files left out of the run; ``class_presence_csv`` (images per class and
-    split, written by the split step) as the classes that no train or val mask holds.
-
-    A run with k-fold cross-validation also gives ``fold_histories`` (every fold's
-    ``history.csv`` in fold order; ``history_csv`` is fold 0's), the cross-validation summary
-    ``crossval_json`` and ``crossval_folds_csv`` (:func:`segpipe.crossval.write_crossval`), and
-    ``fold_class_presence_csvs`` (per fold, images per class of its train and val parts). The
-    report then has a cross-validation section, its val row is the folds' mean, its learning
-    curves overlay the folds, and the classes missing from a fold's part are listed per fold.
-    ``model`` names the model the test sections show: "" (the run's only model), "ensemble"
-    (the fold ensemble) or "fold<i>".
-
-    A run that predicts with the ``tta`` flips also gives ``no_tta``, its scores without them
-    (:func:`tta_comparison`): the report then shows both side by side. ``infer_dir``, the
-    predictions of the infer.images folder (:func:`segpipe.infer.predict_files`), adds a
-    gallery of up to ``2 * gallery_size`` of their overlays.
-    """
+    """Write ``confusion.png``, ``learning_curves.png``, ``per_class.png`` and the HTML report;
+    which inputs are required and which may be missing is in the module docstring."""
     _check_required(
         {
             "metrics_json": metrics_json,
@@ -126,9 +126,8 @@ def build_report(
 
     test_metrics = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
     # Ids and class names as written: an image 'NA' or a class 'None' stays a string.
-    per_class = read_table(per_class_csv)
-    confusion = read_table(confusion_csv, index_col="true")
-    per_image = read_table(per_image_csv)
+    per_class, per_image = read_table(per_class_csv), read_table(per_image_csv)
+    confusion = read_table(confusion_csv, index_col="true").to_numpy()
     history = read_table(history_csv)
     histories = [read_table(path) for path in fold_histories or []]
     manifest = read_table(manifest_csv).set_index("id")
@@ -136,33 +135,20 @@ def build_report(
     folds = crossval["folds"] if crossval else len(histories) or None
     shown = model_label(model, folds)
 
-    figure_paths = _draw_figures(
-        Path(figures_dir), confusion.to_numpy(), class_names, history, histories, per_class
+    figures = _draw_figures(
+        Path(figures_dir), confusion, class_names, history, histories, per_class
     )
     overall = _overall_rows(test_metrics, val_metrics_json, crossval, shown)
 
     context = {
-        "title": title,
-        "run_name": config.get("run_name", "n/a"),
-        "dataset": dataset_fields(config.get("dataset")),
-        "config_yaml": yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=False),
-        "versions": package_versions(),
-        "git": git_revision(repo_dir),
-        "training": _training(history, histories),
-        "benchmarks": [
-            *({"rule": rule, **_read_benchmark(path)} for rule, path in benchmarks.items()),
-            own_benchmark("report"),
-        ],
+        **_summary(title, config, repo_dir, history, histories, benchmarks),
         "overall": overall,
         "show_foreground": any(row.get("foreground_iou") is not None for row in overall),
         "model_label": shown,
         "crossval": crossval,
         "per_class": per_class.to_dict("records"),
-        "figures": {name: data_uri(path.read_bytes()) for name, path in figure_paths.items()},
-        "legend": [
-            {"name": name, "rgb": ",".join(str(int(c)) for c in color)}
-            for name, color in zip(class_names, palette(len(class_names)), strict=True)
-        ],
+        "figures": {name: data_uri(path.read_bytes()) for name, path in figures.items()},
+        "legend": legend(class_names),
         "quarantine": _read_quarantine(quarantine_csv),
         "missing_classes": _missing_classes(class_presence_csv, pooled=bool(histories)),
         "fold_missing_classes": _fold_missing_classes(fold_class_presence_csvs),
@@ -175,6 +161,39 @@ def build_report(
     }
     write_text(out_html, template_environment().get_template("report.html.j2").render(context))
     logger.info("wrote report %s", out_html)
+
+
+def _summary(
+    title: str,
+    config: Mapping[str, Any],
+    repo_dir: str | os.PathLike,
+    history: pd.DataFrame,
+    histories: Sequence[pd.DataFrame],
+    benchmarks: Mapping[str, str | os.PathLike | None],
+) -> dict[str, Any]:
+    """The run summary: run, dataset, config, versions, git commit, training and job durations."""
+    return {
+        "title": title,
+        "run_name": config.get("run_name", "n/a"),
+        "dataset": dataset_fields(config.get("dataset")),
+        "config_yaml": yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=False),
+        "versions": package_versions(),
+        "git": git_revision(repo_dir),
+        "training": _training(history, histories),
+        "benchmarks": [
+            *({"rule": rule, **_read_benchmark(path)} for rule, path in benchmarks.items()),
+            own_benchmark("report"),
+        ],
+    }
+
+
+def legend(class_names: Sequence[str]) -> list[dict[str, str]]:
+    """Each class's name and its overlay colour as ``r,g,b``."""
+    colors = palette(len(class_names))
+    return [
+        {"name": name, "rgb": ",".join(str(int(c)) for c in color)}
+        for name, color in zip(class_names, colors, strict=True)
+    ]
 
 
 def _check_required(paths: Mapping[str, str | os.PathLike | None]) -> None:
