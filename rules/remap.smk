@@ -20,6 +20,6 @@ rule remap:
     params:
         root=verbatim(dataset_dir()),
         files=verbatim(dataset_fingerprint()),
-        options=remap_params(),
+        options=dataset_options(config),
     script:
         "../scripts/remap.py"

@@ -127,12 +127,39 @@ def _set_at(cfg: dict, path: list, value: Any) -> None:
     cfg[last] = value
 
 
+def dataset_layout(dataset: Mapping[str, Any]) -> str:
+    """The layout a config's dataset is read in: ``dataset.layout`` for a user's folder, oxford
+    for the download sources (oxford_pets, synthetic)."""
+    return dataset["layout"] if dataset["source"] == "folder" else "oxford"
+
+
+def dataset_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset layout and remap options of a validated config, as
+    :func:`segpipe.remap.remap_dataset` takes them: rule remap's params (a changed value reruns
+    remap and what follows it) and, but for ``max_quarantine_fraction``, what ``segpipe verify
+    --configfile`` checks the dataset with (:func:`segpipe.verify.verify_dataset`)."""
+    dataset, remap = cfg["dataset"], cfg["remap"]
+    return {
+        "layout": dataset_layout(dataset),
+        "images_dir": dataset["images_dir"],
+        "masks_dir": dataset["masks_dir"],
+        "mask_suffix": dataset["mask_suffix"],
+        "split_lists": dataset["split_lists"],
+        "table": remap["table"],
+        "colors": remap["colors"],
+        "ignore_value": remap["ignore_value"],
+        "unmapped": remap["unmapped"],
+        "max_quarantine_fraction": remap["max_quarantine_fraction"],
+        "ignore_index": cfg["ignore_index"],
+        "class_names": cfg["classes"],
+    }
+
+
 def _fill_layout_defaults(dataset: dict) -> None:
     """images_dir/masks_dir left null get the layout's directories (download sources: oxford)."""
     from segpipe.datasets import LAYOUT_DIRS
 
-    layout = dataset["layout"] if dataset["source"] == "folder" else "oxford"
-    images, masks = LAYOUT_DIRS[layout]
+    images, masks = LAYOUT_DIRS[dataset_layout(dataset)]
     dataset["images_dir"] = dataset["images_dir"] or images
     dataset["masks_dir"] = dataset["masks_dir"] or masks
 

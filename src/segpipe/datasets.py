@@ -37,13 +37,14 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm"}
 MASK_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".gif"}
 COLUMNS = ["id", "image", "raw_mask", "group", "official_split"]
-LAYOUTS = ("oxford", "voc", "folder")
 LAYOUT_DIRS = {
     "oxford": ("images", "annotations/trimaps"),
     "voc": ("JPEGImages", "SegmentationClass"),
     "folder": ("images", "masks"),
 }
 """Image and mask directories of each layout, relative to the dataset root."""
+LAYOUTS = tuple(LAYOUT_DIRS)
+"""The layouts' names (dataset.layout, ``segpipe verify --layout``)."""
 LAYOUT_LISTS = {
     "oxford": {"trainval": "annotations/trainval.txt", "test": "annotations/test.txt"},
     "voc": {
@@ -53,6 +54,8 @@ LAYOUT_LISTS = {
     "folder": {},
 }
 """Official split lists of each layout (split name -> file relative to the root)."""
+SPLIT_LISTS = ("trainval", "test")
+"""The names a split list may have (dataset.split_lists, ``segpipe verify --split-list``)."""
 
 NO_MASK = "no mask for this image"
 NO_IMAGE = "no image for this mask"
@@ -146,15 +149,15 @@ def pair_by_stem(
     images_dir: Path, masks_dir: Path, *, mask_suffix: str = ""
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Pair ``images_dir/<stem>.*`` with ``masks_dir/<stem><mask_suffix>.*`` whatever the
-    extensions; unpaired, stray and hidden files are returned as quarantine rows."""
-    quarantine: list[tuple[str, str]] = []
-    images = _files_by_stem(Path(images_dir), IMAGE_SUFFIXES, "image", quarantine)
-    masks = _files_by_stem(Path(masks_dir), MASK_SUFFIXES, "mask", quarantine, mask_suffix)
-    for stem in sorted(images.keys() - masks.keys()):
-        quarantine.append((str(images[stem]), f"{NO_MASK} in {masks_dir}"))
-    for stem in sorted(masks.keys() - images.keys()):
-        quarantine.append((str(masks[stem]), f"{NO_IMAGE} in {images_dir}"))
-    return _rows(images, masks), quarantine
+    extensions (the folder layout without split lists, see :func:`index_dataset`); unpaired,
+    stray and hidden files are returned as quarantine rows."""
+    return index_dataset(
+        "folder",
+        Path(),
+        images_dir=str(images_dir),
+        masks_dir=str(masks_dir),
+        mask_suffix=mask_suffix,
+    )
 
 
 @dataclass(frozen=True)
@@ -208,11 +211,6 @@ def list_entries(
         elif fields and not stripped.startswith("#"):
             entries.append(ListEntry(number, fields[0] if first_field else stripped, False))
     return entries
-
-
-def read_list(path: Path, known: Collection[str] = (), *, first_field: bool = False) -> list[str]:
-    """Ids in a split list, one per id line (see :func:`list_entries` for the format)."""
-    return [e.id for e in list_entries(path, known, first_field=first_field)]
 
 
 def _read_lists(
@@ -270,11 +268,6 @@ def check_split_lists(quarantine: list[tuple[str, str]]) -> None:
             + "\nids are shown quoted, invisible characters escaped (e.g. '\\ufeff', '\\u200b'):"
             " fix the lines or delete them"
         )
-
-
-def index_oxford(root: Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Index the Oxford-IIIT Pet layout (see :func:`index_dataset`)."""
-    return index_dataset("oxford", root)
 
 
 def index_dataset(

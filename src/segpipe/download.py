@@ -149,11 +149,14 @@ def _copy_file_url(url: str, dest: Path, known_hash: str | None) -> None:
         _verify(tmp, url, known_hash, dest)
 
 
-def _check_reachable(url: str, dest: Path, connect_timeout: float) -> None:
-    """Open (and close) a TCP connection to the server or proxy for ``url``, or raise quickly.
+def unreachable_reason(url: str, timeout: float = 5.0) -> str | None:
+    """Why the server of an http(s) ``url``, or the proxy configured for it, cannot be reached;
+    None when a TCP connection to it opens within ``timeout`` seconds (it is closed at once).
 
     Name resolution runs in a daemon thread so that a resolver which never answers is bounded by
-    ``connect_timeout`` as well (``getaddrinfo`` itself has no timeout).
+    ``timeout`` as well (``getaddrinfo`` itself has no timeout). Downloads (:func:`fetch`) and
+    pretrained weights (:mod:`segpipe.models`) ask this first, so an offline machine fails or
+    falls back to a local cache within seconds instead of retrying for minutes.
     """
     proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
     if proxy and "://" not in proxy:
@@ -162,7 +165,6 @@ def _check_reachable(url: str, dest: Path, connect_timeout: float) -> None:
     host = target.hostname or ""
     port = target.port or (443 if target.scheme == "https" else 80)
     what = f"{host}:{port}" + (" (proxy)" if proxy else "")
-    hint = f"no network? Download {url} by hand and put it at {dest}"
 
     result: list[list[tuple] | BaseException] = []
 
@@ -174,22 +176,30 @@ def _check_reachable(url: str, dest: Path, connect_timeout: float) -> None:
 
     resolver = threading.Thread(target=resolve, daemon=True, name=f"resolve {host}")
     resolver.start()
-    resolver.join(connect_timeout)
+    resolver.join(timeout)
     if not result:
-        raise DownloadError(f"cannot reach {what} (name lookup timed out): {hint}")
+        return f"cannot reach {what} (name lookup timed out)"
     if isinstance(result[0], BaseException):
-        raise DownloadError(f"cannot reach {what} ({result[0]}): {hint}") from result[0]
+        return f"cannot reach {what} ({result[0]})"
 
     errors = []
     for family, type_, proto, _, address in result[0]:
         try:
             with socket.socket(family, type_, proto) as sock:
-                sock.settimeout(connect_timeout)
+                sock.settimeout(timeout)
                 sock.connect(address)
-            return
+            return None
         except OSError as exc:
             errors.append(f"{address[0]}: {exc}")
-    raise DownloadError(f"cannot reach {what} ({'; '.join(errors)}): {hint}")
+    return f"cannot reach {what} ({'; '.join(errors)})"
+
+
+def _check_reachable(url: str, dest: Path, connect_timeout: float) -> None:
+    """Raise :class:`DownloadError` quickly when the server or proxy for ``url`` cannot be
+    reached (see :func:`unreachable_reason`)."""
+    reason = unreachable_reason(url, connect_timeout)
+    if reason:
+        raise DownloadError(f"{reason}: no network? Download {url} by hand and put it at {dest}")
 
 
 def _download_http(

@@ -40,7 +40,6 @@ DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
 RUN_SECTIONS = ("experiments", "grid", "run_name")
 # Dict options that an override replaces whole, as on the command line (rules/common.smk).
 REPLACED_WHOLE = (("train", "augment"),)
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 NAME_MAX = 100
 BASE_SPLIT = "base"
 

@@ -185,12 +185,6 @@ def write_csv(path: str | os.PathLike, frame) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def save_png(path: str | os.PathLike, image) -> None:
-    """Save a PIL image as PNG atomically."""
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-
-
 TEXT_COLUMNS = (
     "id",
     "image",

@@ -9,20 +9,20 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+from collections.abc import Callable
 
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from segpipe.download import unreachable_reason
 from segpipe.model_names import check_model_names
-from segpipe.net import unreachable_reason
 
 logger = logging.getLogger(__name__)
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     cls.__name__: cls for cls in smp.MODEL_ARCHITECTURES_MAPPING.values()
 }
-LOSSES = ("ce", "dice", "ce+dice", "focal")
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -128,24 +128,37 @@ class _CEDice(nn.Module):
         return self.ce(logits, target) + self.dice(logits, target)
 
 
+def _ce(weight: torch.Tensor | None, ignore_index: int) -> nn.Module:
+    return nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
+
+
+def _dice(weight: torch.Tensor | None, ignore_index: int) -> nn.Module:
+    return smp.losses.DiceLoss(mode="multiclass", ignore_index=ignore_index)
+
+
+def _ce_dice(weight: torch.Tensor | None, ignore_index: int) -> nn.Module:
+    return _CEDice(_ce(weight, ignore_index), _dice(weight, ignore_index))
+
+
+def _focal(weight: torch.Tensor | None, ignore_index: int) -> nn.Module:
+    return smp.losses.FocalLoss(mode="multiclass", ignore_index=ignore_index)
+
+
+LOSSES: dict[str, Callable[[torch.Tensor | None, int], nn.Module]] = {
+    "ce": _ce,
+    "dice": _dice,
+    "ce+dice": _ce_dice,
+    "focal": _focal,
+}
+"""train.loss name -> builder of the loss from (class weights or None, ignore_index). The class
+weights weigh the cross-entropy term only."""
+
+
 def build_loss(
     name: str, *, class_weights: list[float] | None = None, ignore_index: int = 255
 ) -> nn.Module:
-    """Loss by config name: ce, dice, ce+dice or focal (all multiclass, ignoring ``ignore_index``)."""
+    """Loss by config name (:data:`LOSSES`; all multiclass, ignoring ``ignore_index``)."""
+    if name not in LOSSES:
+        raise ValueError(f"config option 'train.loss': unknown '{name}'; valid: {list(LOSSES)}")
     weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-
-    def ce() -> nn.Module:
-        return nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
-
-    def dice() -> nn.Module:
-        return smp.losses.DiceLoss(mode="multiclass", ignore_index=ignore_index)
-
-    if name == "ce":
-        return ce()
-    if name == "dice":
-        return dice()
-    if name == "ce+dice":
-        return _CEDice(ce(), dice())
-    if name == "focal":
-        return smp.losses.FocalLoss(mode="multiclass", ignore_index=ignore_index)
-    raise ValueError(f"config option 'train.loss': unknown '{name}'; valid: {list(LOSSES)}")
+    return LOSSES[name](weight, ignore_index)

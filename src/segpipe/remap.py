@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from segpipe.dataset_summary import format_summary, summarize
 from segpipe.datasets import check_split_lists, index_dataset, is_lost_pair
 from segpipe.images import (
     HIGH_BIT_MODES,
@@ -50,6 +51,8 @@ from segpipe.logs import progress
 logger = logging.getLogger(__name__)
 UNMAPPED = -1
 UNMAPPED_POLICIES = ("error", "ignore", "quarantine")
+"""What remap.unmapped may say to do with a value outside the table (``segpipe verify --unmapped``):
+stop the run, mark the pixels as ignored, or quarantine the pair."""
 INDEX_COLUMNS = [
     "id",
     "image",
@@ -99,7 +102,7 @@ class RemapSpec:
 
     table: dict[int, int] | None
     ignore_value: int | None = None
-    unmapped: str = "error"  # "error", "ignore" or "quarantine"
+    unmapped: str = "error"  # one of UNMAPPED_POLICIES
     ignore_index: int = 255
     colors: dict[tuple[int, int, int], int] = field(default_factory=dict)
 
@@ -234,12 +237,6 @@ def read_mask_values(path: str | Path) -> np.ndarray:
     if bad is not None:
         raise NonIntegerMaskError(_non_integer_message(path, raw, bad))
     return values
-
-
-def read_mask_colors(path: str | Path) -> np.ndarray:
-    """A mask's pixel colours as packed RGB keys, oriented like the image (see
-    :func:`read_mask`)."""
-    return read_mask(path, colors=True)[0]
 
 
 def remap_array(values: np.ndarray, spec: RemapSpec, source: str = "mask") -> np.ndarray:
@@ -509,8 +506,6 @@ def remap_dataset(
     mask has unmapped or non-integer values with ``unmapped='error'``, it raises (the quarantine CSV is still
     written, so the report of a later fixed run and the user see every problem).
     """
-    from segpipe.verify import format_summary, summarize
-
     # The outputs' folder is this step's alone: clear what a killed earlier run left there.
     remove_stale_temporaries(Path(masks_out).parent)
     spec, frame, index_quarantine = index_with_spec(
@@ -528,13 +523,7 @@ def remap_dataset(
     )
     check_split_lists(index_quarantine)  # a listed id with no pair: the split is not to be trusted
     if frame.empty:
-        for file, problem in index_quarantine[:20]:
-            logger.warning("quarantined %s: %s", file, problem)
-        write_csv(quarantine_out, pd.DataFrame(index_quarantine, columns=["file", "problem"]))
-        raise ValueError(
-            f"{dataset_dir}: no image/mask pairs found (layout '{layout}'); "
-            f"{len(index_quarantine)} files quarantined, see {quarantine_out}"
-        )
+        _fail_without_pairs(dataset_dir, layout, index_quarantine, quarantine_out)
     logger.info("checking and remapping %d pairs with %d processes", len(frame), threads)
     masks_out = Path(masks_out)
     with atomic_dir(masks_out) as tmp:
@@ -542,30 +531,75 @@ def remap_dataset(
         quarantine = quarantine_rows(index_quarantine, results)
         log_results(results, quarantine)
         write_csv(quarantine_out, pd.DataFrame(quarantine, columns=["file", "problem"]))
-        fatal = [f"{r['problem_file']}: {r['problem']}" for r in results if r.get("fatal")]
-        if fatal:
-            raise UnmappedValuesError(
-                f"{len(fatal)} mask(s) hold values outside the remap table or non-integer "
-                "values:\n  " + "\n  ".join(fatal[:10])
-            )
-        lost, total = lost_fraction(frame, index_quarantine, results)
-        if lost > max_quarantine_fraction * total:
-            problems = "\n  ".join(f"{f}: {p}" for f, p in quarantine[:5])
-            raise ValueError(
-                f"{lost} of {total} pairs in {dataset_dir} are unusable (more than "
-                f"remap.max_quarantine_fraction={max_quarantine_fraction}); see {quarantine_out}. "
-                f"First problems:\n  {problems}"
-            )
+        _check_usable(
+            frame,
+            index_quarantine,
+            results,
+            quarantine,
+            dataset_dir=dataset_dir,
+            quarantine_out=quarantine_out,
+            max_quarantine_fraction=max_quarantine_fraction,
+        )
     summary = summarize(frame, index_quarantine, results, spec, class_names=class_names)
     logger.info("dataset summary:\n%s", format_summary(summary))
+    index = _index_frame(results, masks_out, ignore_index)
+    write_csv(index_out, index)
+    logger.info(
+        "remapped %d masks into %s (%d files quarantined)", len(index), masks_out, len(quarantine)
+    )
+    return index
+
+
+def _fail_without_pairs(
+    dataset_dir: str | Path,
+    layout: str,
+    index_quarantine: list[tuple[str, str]],
+    quarantine_out: str | Path,
+) -> None:
+    """No pair found: write the quarantine CSV (what indexing found instead) and raise."""
+    for file, problem in index_quarantine[:20]:
+        logger.warning("quarantined %s: %s", file, problem)
+    write_csv(quarantine_out, pd.DataFrame(index_quarantine, columns=["file", "problem"]))
+    raise ValueError(
+        f"{dataset_dir}: no image/mask pairs found (layout '{layout}'); "
+        f"{len(index_quarantine)} files quarantined, see {quarantine_out}"
+    )
+
+
+def _check_usable(
+    frame: pd.DataFrame,
+    index_quarantine: list[tuple[str, str]],
+    results: list[dict],
+    quarantine: list[tuple[str, str]],
+    *,
+    dataset_dir: str | Path,
+    quarantine_out: str | Path,
+    max_quarantine_fraction: float,
+) -> None:
+    """Raise when a mask must stop the run (unmapped or non-integer values with
+    ``unmapped='error'``) or more than ``max_quarantine_fraction`` of the pairs are lost."""
+    fatal = [f"{r['problem_file']}: {r['problem']}" for r in results if r.get("fatal")]
+    if fatal:
+        raise UnmappedValuesError(
+            f"{len(fatal)} mask(s) hold values outside the remap table or non-integer "
+            "values:\n  " + "\n  ".join(fatal[:10])
+        )
+    lost, total = lost_fraction(frame, index_quarantine, results)
+    if lost > max_quarantine_fraction * total:
+        problems = "\n  ".join(f"{f}: {p}" for f, p in quarantine[:5])
+        raise ValueError(
+            f"{lost} of {total} pairs in {dataset_dir} are unusable (more than "
+            f"remap.max_quarantine_fraction={max_quarantine_fraction}); see {quarantine_out}. "
+            f"First problems:\n  {problems}"
+        )
+
+
+def _index_frame(results: list[dict], masks_out: Path, ignore_index: int) -> pd.DataFrame:
+    """The index of the usable pairs (:data:`INDEX_COLUMNS`), their masks in ``masks_out``."""
     good = [r for r in results if "problem" not in r]
     index = pd.DataFrame(good)
     index["mask"] = [str(masks_out / Path(p).name) for p in index["mask"]]
     index["classes"] = [
         " ".join(str(c) for c in sorted(r["class_counts"]) if c != ignore_index) for r in good
     ]
-    write_csv(index_out, index[INDEX_COLUMNS])
-    logger.info(
-        "remapped %d masks into %s (%d files quarantined)", len(index), masks_out, len(quarantine)
-    )
     return index[INDEX_COLUMNS]
