@@ -32,7 +32,7 @@ from segpipe.config import load_schema, validate_config
 from segpipe.export import export_onnx
 from segpipe.infer import Model, load_model, load_onnx_model
 from segpipe.inference import predict_images, with_flips
-from segpipe.train import model_from_config, save_checkpoint
+from segpipe.runtime import model_from_config, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TTA = {"tta_off": [], "hflip": ["hflip"]}

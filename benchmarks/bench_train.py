@@ -37,19 +37,15 @@ from torchvision.transforms import v2
 import segpipe
 from segpipe.arrays import ArrayDataset, EpochSampler, batch_loader, preprocess_split
 from segpipe.augment import BatchAugment
-from segpipe.data import SegmentationDataset, read_manifest
+from segpipe.data import read_manifest
 from segpipe.models import build_loss, build_model
 from segpipe.remap import remap_dataset
+from segpipe.runtime import amp_dtype, prepare_batch, resolve_device
 from segpipe.synthetic import make_oxford_like
-from segpipe.train import (
-    amp_dtype,
-    default_workers,
-    prepare_batch,
-    resolve_device,
-    train_step,
-)
+from segpipe.train import default_workers, train_step
 
 from bench_memory import growth, tiled
+from naive_loader import SegmentationDataset
 
 # The same augmentation on both sides: a torchvision v2 transform per item for the naive loader,
 # segpipe's batched one for segpipe's.

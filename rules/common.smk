@@ -7,7 +7,13 @@ from pathlib import Path
 
 from snakemake.io import contains_wildcard
 
-from segpipe.config import ConfigError, load_schema, validate_config
+from segpipe.config import (
+    ConfigError,
+    dataset_layout,
+    dataset_options,
+    load_schema,
+    validate_config,
+)
 from segpipe.datasets import dataset_files
 from segpipe.download import OXFORD_PETS_RESOURCES
 from segpipe.experiments import expand_runs, split_setting
@@ -276,7 +282,7 @@ def _dataset_files():
     """The files of a user's folder that remap reads (see segpipe.datasets.DatasetFiles)."""
     dataset = config["dataset"]
     return dataset_files(
-        dataset_layout(),
+        dataset_layout(dataset),
         dataset["root"],
         images_dir=dataset["images_dir"],
         masks_dir=dataset["masks_dir"],
@@ -312,30 +318,6 @@ def dataset_fingerprint():
     return files.fingerprint() + stamps
 
 
-def dataset_layout():
-    """folder, voc or oxford for a user's folder (dataset.layout); oxford for the downloads."""
-    return config["dataset"]["layout"] if SOURCE == "folder" else "oxford"
-
-
-def remap_params():
-    """Dataset layout and mask remapping options of rule remap (see segpipe.remap)."""
-    dataset, remap = config["dataset"], config["remap"]
-    return {
-        "layout": dataset_layout(),
-        "images_dir": dataset["images_dir"],
-        "masks_dir": dataset["masks_dir"],
-        "mask_suffix": dataset["mask_suffix"],
-        "split_lists": dataset["split_lists"],
-        "table": remap["table"],
-        "colors": remap["colors"],
-        "ignore_value": remap["ignore_value"],
-        "unmapped": remap["unmapped"],
-        "max_quarantine_fraction": remap["max_quarantine_fraction"],
-        "ignore_index": config["ignore_index"],
-        "class_names": config["classes"],
-    }
-
-
 def download_resources():
     """Archives to fetch for oxford_pets (config urls, else the official ones); synthetic reads
     its resources.json, written by rule synthesize."""
@@ -348,10 +330,12 @@ def run_benchmarks(run):
     """Job name -> Snakemake benchmark file of every job a run's report depends on."""
     size = preprocess_size(run)
     run = RUNS[run]
-    jobs = {
-        "download": "benchmarks/download/download.tsv",
-        "remap": "benchmarks/remap/remap.tsv",
-    }
+    jobs = {}
+    if SOURCE == "synthetic":
+        jobs["synthesize"] = "benchmarks/synthesize/synthesize.tsv"
+    if SOURCE != "folder":
+        jobs["download"] = "benchmarks/download/download.tsv"
+    jobs["remap"] = "benchmarks/remap/remap.tsv"
     jobs["split"] = f"benchmarks/split/{run.splitting}.tsv"
     for fold in range(run.folds or 0):
         jobs[f"folds (fold {fold})"] = (

@@ -19,8 +19,10 @@ from segpipe.arrays import (
     preprocess_split,
 )
 from segpipe.augment import BatchAugment
-from segpipe.data import SegmentationDataset, load_mask, load_rgb, to_model_input
-from segpipe.train import prepare_batch
+from segpipe.data import load_mask, load_rgb
+from segpipe.runtime import prepare_batch
+
+from benchmarks.naive_loader import SegmentationDataset, to_model_input
 
 IGNORE = 255
 

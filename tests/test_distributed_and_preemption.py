@@ -89,12 +89,12 @@ def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(arrays, refere
     the rerun resumes there and ends with exactly the weights of an uninterrupted run."""
     out = outputs(tmp_path)
     script = (
-        "import sys, time, segpipe.train as t\n"
-        "orig = t.normalize\n"
+        "import sys, time, segpipe.runtime as r, segpipe.train as t\n"
+        "orig = r.normalize\n"
         "def slow(*a, **k):\n"
         "    time.sleep(0.3)\n"
         "    return orig(*a, **k)\n"
-        "t.normalize = slow\n"
+        "r.normalize = slow\n"
         "from segpipe.logs import setup_logging\n"
         f"setup_logging({str(tmp_path / 'log.txt')!r})\n"
         f"t.train_model({str(arrays['train'])!r}, {str(arrays['val'])!r}, classes={CLASSES!r}, "

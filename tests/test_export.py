@@ -23,7 +23,7 @@ from segpipe.export import ExportError, export_onnx, parity, random_batch
 from segpipe.infer import InferError, load_model, load_onnx_model
 from segpipe.inference import predict_sliding
 from segpipe.models import build_model
-from segpipe.train import save_checkpoint
+from segpipe.runtime import save_checkpoint
 
 from conftest import BIN, REPO, copy_workflow, planned_rules, snakemake
 

@@ -24,8 +24,8 @@ from segpipe.config import ConfigError, load_schema, validate_config
 from segpipe.crossval import mean_std, out_of_fold, write_crossval
 from segpipe.experiments import expand_runs
 from segpipe.predict import predict_split
+from segpipe.runtime import load_checkpoint, model_from_checkpoint, prepare_batch
 from segpipe.split import FoldError, fold_assignment, write_fold
-from segpipe.train import load_checkpoint, model_from_checkpoint, prepare_batch
 
 from conftest import REPO, copy_workflow, planned_jobs, snakemake
 

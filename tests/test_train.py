@@ -28,15 +28,8 @@ from segpipe.arrays import EpochSampler, preprocess_split
 from segpipe.evaluate import evaluate_split
 from segpipe.models import build_model
 from segpipe.predict import predict_split
-from segpipe.train import (
-    HISTORY_COLUMNS,
-    StopRequest,
-    TrainingInterrupted,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-    train_model,
-)
+from segpipe.runtime import load_checkpoint, model_from_checkpoint, save_checkpoint
+from segpipe.train import HISTORY_COLUMNS, StopRequest, TrainingInterrupted, train_model
 
 CLASSES = ["pet", "background", "border"]
 IGNORE = 255

@@ -25,7 +25,7 @@ from segpipe.config import ConfigError, load_schema, validate_config
 from segpipe.infer import InferError
 from segpipe.predict import predict_folder, predict_split
 from segpipe.report import build_report
-from segpipe.train import load_checkpoint, model_from_checkpoint, prepare_batch
+from segpipe.runtime import load_checkpoint, model_from_checkpoint, prepare_batch
 
 from conftest import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
 

@@ -252,7 +252,7 @@ class ArrayDataset(Dataset):
     The loader asks for a list of items (``__getitems__``): plain indices, or (index, sample seed)
     pairs from :class:`EpochSampler`. One fancy-indexing read of the memory map copies those
     samples into one tensor; augmentation and normalisation happen later, on the device, for the
-    whole batch (:func:`segpipe.train.prepare_batch`). Build the loader with :func:`batch_loader`.
+    whole batch (:func:`segpipe.runtime.prepare_batch`). Build the loader with :func:`batch_loader`.
     """
 
     def __init__(self, source: str | Path | ArrayRows, ignore_index: int = 255):

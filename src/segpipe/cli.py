@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segpipe.datasets import LAYOUTS
+from segpipe.datasets import LAYOUTS, SPLIT_LISTS
+from segpipe.remap import UNMAPPED_POLICIES
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -68,7 +69,7 @@ def _split_lists(items: list[str] | None) -> dict[str, str] | None:
     lists = {}
     for item in items:
         name, _, path = item.partition("=")
-        if name not in ("trainval", "test") or not path:
+        if name not in SPLIT_LISTS or not path:
             raise argparse.ArgumentTypeError(
                 f"--split-list: '{item}' is not trainval=FILE or test=FILE"
             )
@@ -92,28 +93,18 @@ def _find_schema(configfile: Path) -> Path:
 
 
 def _from_config(path: Path, schema: Path | None) -> dict[str, Any]:
-    """verify_dataset arguments taken from a pipeline config (validated, defaults filled in)."""
+    """verify_dataset arguments taken from a pipeline config (validated, defaults filled in): the
+    dataset and remap options rule remap takes (:func:`segpipe.config.dataset_options`) and the
+    dataset root."""
     import yaml
 
-    from segpipe.config import load_schema, validate_config
+    from segpipe.config import dataset_options, load_schema, validate_config
 
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     cfg = validate_config(raw, load_schema(schema or _find_schema(path)))
-    ds, remap = cfg["dataset"], cfg["remap"]
-    return {
-        "root": ds.get("root"),
-        "layout": ds["layout"] if ds["source"] == "folder" else "oxford",
-        "images_dir": ds["images_dir"],
-        "masks_dir": ds["masks_dir"],
-        "mask_suffix": ds["mask_suffix"],
-        "split_lists": ds["split_lists"],
-        "table": None if remap["colors"] else remap["table"],
-        "colors": remap["colors"] or None,
-        "ignore_value": remap["ignore_value"],
-        "unmapped": remap["unmapped"],
-        "ignore_index": cfg["ignore_index"],
-        "class_names": cfg["classes"],
-    }
+    options = dataset_options(cfg)
+    del options["max_quarantine_fraction"]  # the remap step's limit; verify lists every problem
+    return {"root": cfg["dataset"].get("root"), **options}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -158,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--ignore-index", type=int, help="class id of ignored pixels (default 255)")
     verify.add_argument(
         "--unmapped",
-        choices=["error", "ignore", "quarantine"],
+        choices=UNMAPPED_POLICIES,
         help="values outside the table (default error: reported as problems)",
     )
     verify.add_argument("--classes", help="class names in id order, comma-separated")
@@ -312,7 +303,7 @@ def export_main(args: argparse.Namespace) -> int:
 def verify_main(args: argparse.Namespace) -> int:
     from segpipe.verify import format_summary, verify_dataset
 
-    options: dict[str, Any] = {"layout": "folder", "root": None, "unmapped": "error"}
+    options: dict[str, Any] = {"root": None}  # else verify_dataset's defaults
     if args.configfile:
         options.update(_from_config(args.configfile, args.schema))
     given = {

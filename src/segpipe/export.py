@@ -28,7 +28,7 @@ import torch
 
 from segpipe.io import atomic_path
 from segpipe.logs import UserError
-from segpipe.train import load_checkpoint, model_from_checkpoint, normalize
+from segpipe.runtime import load_checkpoint, model_from_checkpoint, normalize
 
 logger = logging.getLogger(__name__)
 INPUT, OUTPUT = "images", "logits"

@@ -17,8 +17,9 @@ run leaves no half-written file.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,7 @@ from segpipe.images import load_rgb
 from segpipe.inference import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
 from segpipe.io import atomic_path, write_csv
 from segpipe.logs import UserError, progress
-from segpipe.predict import load_models
-from segpipe.train import amp_dtype, resolve_device
+from segpipe.runtime import amp_dtype, load_models, resolve_device
 
 logger = logging.getLogger(__name__)
 UNREADABLE = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
@@ -194,45 +194,54 @@ def predict_files(
     out = Path(out_dir)
     check_output_dir(out, inputs)
     files = find_images(inputs)
-    score = with_flips(model.score, tta)
+    predict = functools.partial(
+        predict_images,
+        score=with_flips(model.score, tta),
+        mode=mode,
+        size=model.image_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        scale=model.image_scale,
+    )
+    write = functools.partial(
+        write_prediction,
+        out,
+        classes=model.classes,
+        keep_probabilities=probabilities,
+        overlay_alpha=overlay_alpha,
+    )
     named = list(zip(files, output_names(files), strict=True))
     per_batch = batch_size if mode == "resize" else 1
     batches = [named[i : i + per_batch] for i in range(0, len(named), per_batch)]
     rows = []
     for batch in progress(batches, desc=f"predict ({per_batch} per batch)", logger=logger):
-        read = [(file, name, _read(file)) for file, name in batch]
-        ok = [(file, name, rgb) for file, name, rgb in read if not isinstance(rgb, str)]
-        rows += [
-            {"file": str(file), "status": "skipped", "output": "", "reason": why}
-            for file, _, why in read
-            if isinstance(why, str)
-        ]
-        scores = (
-            predict_images(
-                [rgb for _, _, rgb in ok],
-                score,
-                mode=mode,
-                size=model.image_size,
-                overlap=overlap,
-                batch_size=batch_size,
-                scale=model.image_scale,
-            )
-            if ok
-            else []
-        )
-        for (file, name, rgb), p in zip(ok, scores, strict=True):
-            mask = write_prediction(
-                out,
-                name,
-                rgb,
-                p,
-                model.classes,
-                keep_probabilities=probabilities,
-                overlay_alpha=overlay_alpha,
-            )
-            rows.append(
-                {"file": str(file), "status": "predicted", "output": str(mask), "reason": ""}
-            )
+        rows += _predict_batch(batch, predict, write)
+    return _write_summary(out, files, rows)
+
+
+def _predict_batch(
+    batch: Sequence[tuple[Path, str]],
+    predict: Callable[[list[np.ndarray]], list[torch.Tensor]],
+    write: Callable[[str, np.ndarray, torch.Tensor], Path],
+) -> list[dict[str, str]]:
+    """The summary rows of a batch of (file, output name): a file that is no readable image
+    skipped, the others predicted together and written."""
+    read = [(file, name, _read(file)) for file, name in batch]
+    ok = [(file, name, rgb) for file, name, rgb in read if not isinstance(rgb, str)]
+    rows = [
+        {"file": str(file), "status": "skipped", "output": "", "reason": why}
+        for file, _, why in read
+        if isinstance(why, str)
+    ]
+    scores = predict([rgb for _, _, rgb in ok]) if ok else []
+    for (file, name, rgb), p in zip(ok, scores, strict=True):
+        mask = write(name, rgb, p)
+        rows.append({"file": str(file), "status": "predicted", "output": str(mask), "reason": ""})
+    return rows
+
+
+def _write_summary(out: Path, files: Sequence[Path], rows: list[dict[str, str]]) -> pd.DataFrame:
+    """``out/summary.csv``: the rows in the order of ``files``; logs what was predicted."""
     order = {str(file): i for i, file in enumerate(files)}
     summary = pd.DataFrame(rows, columns=["file", "status", "output", "reason"])
     summary = summary.sort_values("file", key=lambda c: c.map(order)).reset_index(drop=True)

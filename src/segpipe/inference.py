@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from segpipe.train import normalize
+from segpipe.runtime import autocast as amp_context
+from segpipe.runtime import normalize
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 FLIPS = {"hflip": 3, "vflip": 2}  # the tensor dimension each flip reverses
@@ -35,7 +36,7 @@ MODES = ("resize", "sliding")
 
 def normalized(rgb: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> ImageNet-normalised float32 (1, 3, H, W), exactly as training
-    normalises (:func:`segpipe.train.normalize`)."""
+    normalises (:func:`segpipe.runtime.normalize`)."""
     x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None]
     return normalize(x, channels_last=False)
 
@@ -55,9 +56,7 @@ def torch_scorer(
         x = x.to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(
-            device.type, dtype=autocast or torch.float32, enabled=autocast is not None
-        ):
+        with amp_context(device, autocast):
             probabilities = [model(x).float().softmax(1) for model in models]
         return torch.stack(probabilities).mean(0).cpu()
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils.data import DataLoader
 
-from segpipe.arrays import ArrayDataset, ArrayRows, batch_loader, scaled_size
+from segpipe.arrays import ArrayDataset, ArrayRows, Batch, batch_loader, scaled_size
 from segpipe.colors import overlay
 from segpipe.data import load_rgb, read_manifest
+from segpipe.infer import load_model, predict_files
 from segpipe.inference import (
+    Scorer,
     flip_views,
     normalized,
     predict_sliding,
@@ -24,38 +29,9 @@ from segpipe.inference import (
 )
 from segpipe.io import atomic_dir
 from segpipe.logs import progress
-from segpipe.train import (
-    amp_dtype,
-    load_checkpoint,
-    model_from_checkpoint,
-    pad_to_multiple,
-    prepare_batch,
-    resolve_device,
-)
+from segpipe.runtime import amp_dtype, load_models, pad_to_multiple, prepare_batch, resolve_device
 
 logger = logging.getLogger(__name__)
-
-
-def load_models(
-    checkpoints: Sequence[str | Path], device: torch.device, channels_last: bool
-) -> tuple[list[torch.nn.Module], dict]:
-    """The models of ``checkpoints`` in eval mode on ``device``, and the first one's config.
-    Raises ValueError naming a checkpoint whose classes differ from the first one's."""
-    models, first = [], None
-    for path in checkpoints:
-        ckpt = load_checkpoint(path)
-        if first is None:
-            first = ckpt["config"]
-        elif ckpt["config"]["classes"] != first["classes"]:
-            raise ValueError(
-                f"{path}: classes {ckpt['config']['classes']} differ from {checkpoints[0]}'s "
-                f"{first['classes']}; an ensemble averages models of the same classes"
-            )
-        model = model_from_checkpoint(ckpt).to(device).eval()
-        models.append(model.to(memory_format=torch.channels_last) if channels_last else model)
-    if first is None:
-        raise ValueError("no checkpoint to predict with")
-    return models, first
 
 
 @torch.no_grad()
@@ -87,24 +63,18 @@ def predict_split(
     """
     torch.set_num_threads(threads)
     dev = resolve_device(device)
-    channels_last = dev.type == "cuda"
     if isinstance(checkpoints, str | Path):
         checkpoints = [checkpoints]
-    models, cfg = load_models(checkpoints, dev, channels_last)
-    num_classes = len(cfg["classes"])
-    score = with_flips(torch_scorer(models, dev, autocast=amp_dtype(amp, dev)), tta)
-    rows = read_manifest(manifest_csv).to_dict("records")
-    dataset = ArrayDataset(data)
-    if len(dataset) != len(rows):
-        raise ValueError(
-            f"{data} holds {len(dataset)} samples but {manifest_csv} lists {len(rows)}"
-        )
-    loader = batch_loader(
-        dataset,
-        batch_size=batch_size,
-        workers=min(4, max(0, threads - 1)),
-        pin_memory=dev.type == "cuda",
+    models, cfg = load_models(checkpoints, dev, channels_last=dev.type == "cuda")
+    scoring = SplitScoring(
+        with_flips(torch_scorer(models, dev, autocast=amp_dtype(amp, dev)), tta),
+        cfg["train"],
+        mode,
+        overlap,
+        dev,
     )
+    rows = read_manifest(manifest_csv).to_dict("records")
+    loader = _split_loader(data, len(rows), manifest_csv, batch_size, threads, dev)
     if len(models) > 1 or tta:
         logger.info(
             "mean class probabilities of %d model(s) x %d view(s)",
@@ -117,41 +87,83 @@ def predict_split(
         start = 0
         for batch in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
             batch_rows = rows[start : start + len(batch.samples)]
-            for one, row in zip(
-                _scores(batch, batch_rows, score, cfg["train"], mode, overlap, dev, channels_last),
-                batch_rows,
-                strict=True,
-            ):
-                size = (int(row["height"]), int(row["width"]))
-                full = F.interpolate(one[None], size=size, mode="bilinear", align_corners=False)
-                mask = full[0].argmax(0).to(torch.uint8).cpu().numpy()
-                Image.fromarray(mask, mode="L").save(tmp / "masks" / f"{row['id']}.png")
-                rgb = np.asarray(load_rgb(row["image"]))
-                Image.fromarray(overlay(rgb, mask, num_classes, overlay_alpha)).save(
-                    tmp / "overlays" / f"{row['id']}.jpg", quality=90
-                )
+            for one, row in zip(scoring.scores(batch, batch_rows), batch_rows, strict=True):
+                _write_prediction(tmp, row, one, len(cfg["classes"]), overlay_alpha)
             start += len(batch.samples)
     logger.info("wrote %d predictions to %s", len(rows), out_dir)
 
 
-def _scores(batch, rows, score, train: dict, mode: str, overlap: float, device, channels_last):
-    """The probabilities of a loader batch's images: the batch whole (squashed images), or per
-    image its region at scale of the padded sample, whole or in sliding windows."""
-    if train.get("resize", "squash") != "keep_aspect":
-        if mode == "sliding":
-            raise ValueError("sliding windows need a model trained with train.resize keep_aspect")
-        return score(prepare_batch(batch, device, channels_last)[0])
-    images, _ = batch.unpack("cpu")
-    out = []
-    for image, row in zip(images, rows, strict=True):
-        height, width = scaled_size(int(row["height"]), int(row["width"]), train["image_scale"])
-        rgb = image[:, :height, :width].permute(1, 2, 0).numpy()
-        if mode == "sliding":
-            out.append(predict_sliding(rgb, score, train["image_size"], overlap=overlap))
-        else:
-            x, _ = pad_to_multiple(normalized(rgb), torch.zeros(1, height, width), 0)
-            out.append(score(x)[0, :, :height, :width])
-    return out
+def _split_loader(
+    data: str | Path | ArrayRows,
+    count: int,
+    manifest_csv: str | Path,
+    batch_size: int,
+    threads: int,
+    device: torch.device,
+) -> DataLoader:
+    """The batches of a split's array(s), in manifest order; raises ValueError where they hold
+    other than the manifest's ``count`` samples."""
+    dataset = ArrayDataset(data)
+    if len(dataset) != count:
+        raise ValueError(f"{data} holds {len(dataset)} samples but {manifest_csv} lists {count}")
+    return batch_loader(
+        dataset,
+        batch_size=batch_size,
+        workers=min(4, max(0, threads - 1)),
+        pin_memory=device.type == "cuda",
+    )
+
+
+@dataclass(frozen=True)
+class SplitScoring:
+    """How the images of a split's loader batches are scored: ``score`` (probabilities of
+    normalised images), the checkpoint's ``train`` options, and ``mode`` with ``overlap``."""
+
+    score: Scorer
+    train: dict[str, Any]
+    mode: str
+    overlap: float
+    device: torch.device
+
+    def scores(self, batch: Batch, rows: list[dict[str, Any]]) -> Sequence[torch.Tensor]:
+        """The probabilities of a loader batch's images: the batch whole (squashed images), or
+        per image its region at scale of the padded sample, whole or in sliding windows."""
+        train = self.train
+        if train.get("resize", "squash") != "keep_aspect":
+            if self.mode == "sliding":
+                raise ValueError(
+                    "sliding windows need a model trained with train.resize keep_aspect"
+                )
+            channels_last = self.device.type == "cuda"
+            return self.score(prepare_batch(batch, self.device, channels_last)[0])
+        images, _ = batch.unpack("cpu")
+        out = []
+        for image, row in zip(images, rows, strict=True):
+            height, width = scaled_size(int(row["height"]), int(row["width"]), train["image_scale"])
+            rgb = image[:, :height, :width].permute(1, 2, 0).numpy()
+            if self.mode == "sliding":
+                out.append(
+                    predict_sliding(rgb, self.score, train["image_size"], overlap=self.overlap)
+                )
+            else:
+                x, _ = pad_to_multiple(normalized(rgb), torch.zeros(1, height, width), 0)
+                out.append(self.score(x)[0, :, :height, :width])
+        return out
+
+
+def _write_prediction(
+    out_dir: Path, row: dict[str, Any], probabilities: torch.Tensor, num_classes: int, alpha: float
+) -> None:
+    """The mask and overlay of one manifest row from its probabilities, resized back to the
+    image's own size (bilinear) before the argmax."""
+    size = (int(row["height"]), int(row["width"]))
+    full = F.interpolate(probabilities[None], size=size, mode="bilinear", align_corners=False)
+    mask = full[0].argmax(0).to(torch.uint8).cpu().numpy()
+    Image.fromarray(mask, mode="L").save(out_dir / "masks" / f"{row['id']}.png")
+    rgb = np.asarray(load_rgb(row["image"]))
+    Image.fromarray(overlay(rgb, mask, num_classes, alpha)).save(
+        out_dir / "overlays" / f"{row['id']}.jpg", quality=90
+    )
 
 
 def predict_folder(
@@ -172,8 +184,6 @@ def predict_folder(
     probabilities back, averaged over the ``tta`` flips): ``masks/``, ``overlays/`` and
     ``summary.csv`` (files that are no readable image skipped) in ``out_dir``. Raises
     :class:`segpipe.infer.InferError` when the checkpoints' classes are not ``classes``."""
-    from segpipe.infer import load_model, predict_files  # segpipe.infer imports this module
-
     torch.set_num_threads(threads)
     model = load_model(list(checkpoints), device=device, amp=amp)
     return predict_files(

@@ -1,8 +1,8 @@
 """Training, readable top to bottom: data, model, optimiser, resume, the epoch loop, publish.
 
 Data comes from preprocessed, memory-mapped split arrays (:mod:`segpipe.arrays`); batches are
-normalised on the device. Randomness is tied to (seed, epoch, sample), so a resumed run replays
-exactly what an uninterrupted run would have done.
+normalised on the device (:mod:`segpipe.runtime`, shared with prediction). Randomness is tied to
+(seed, epoch, sample), so a resumed run replays exactly what an uninterrupted run would have done.
 
 ``resume_dir`` holds ``last.pt`` (after every epoch, and mid-epoch when the job is told to stop
 by SIGTERM or SIGUSR1, as Slurm does at its time limit or on preemption) and ``best.pt`` (when the
@@ -17,6 +17,9 @@ TensorBoard and/or DVCLive logs beside ``resume_dir`` (see :mod:`segpipe.monitor
 
 With ``gpus > 1`` the same loop runs in one process per GPU under DistributedDataParallel
 (nccl on CUDA, gloo on the CPU); rank 0 alone writes checkpoints, history and logs.
+
+:func:`_train` is the loop of one process; the steps it calls follow it in this file, in the
+order it calls them, and the state they pass on lives in the dataclasses above it.
 """
 
 from __future__ import annotations
@@ -26,30 +29,38 @@ import dataclasses
 import functools
 import logging
 import math
-import os
-import shutil
 import signal
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-from segpipe.arrays import ArrayDataset, ArrayRows, Batch, EpochSampler, batch_loader
+from segpipe.arrays import ArrayDataset, ArrayRows, EpochSampler, batch_loader
 from segpipe.augment import BatchAugment
 from segpipe.colors import colorize
-from segpipe.data import IMAGENET_MEAN, IMAGENET_STD
-from segpipe.io import atomic_path, remove_stale_temporaries, write_csv, write_json
+from segpipe.io import remove_stale_temporaries, write_csv, write_json
 from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
 from segpipe.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.models import build_loss, build_model
 from segpipe.monitor import TrainingMonitor, open_monitor
+from segpipe.runtime import (
+    amp_dtype,
+    autocast,
+    load_checkpoint,
+    model_from_checkpoint,
+    pad_to_multiple,
+    prepare_batch,
+    publish,
+    resolve_device,
+    save_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 HISTORY_COLUMNS = [
@@ -118,20 +129,674 @@ class TrainConfig:
     log_to: list[str] = field(default_factory=list)
     log_images_every: int = 5
 
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"config option 'train.scheduler': unknown '{self.scheduler}'; "
+                f"valid: {list(SCHEDULERS)}"
+            )
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass
+class Job:
+    """What a training run is given, the same in every process: config, data and outputs."""
+
+    cfg: TrainConfig
+    train_data: ArrayRows
+    val_data: ArrayRows
+    classes: list[str]
+    ignore_index: int
+    threads: int  # for all the processes together
+    resume_dir: Path
+    best_path: str
+    last_path: str
+    history_path: str
+    data_digest: str  # of the train and val data, computed once rather than once per process
+
+    @property
+    def resume_last(self) -> Path:
+        return self.resume_dir / "last.pt"
+
+    @property
+    def resume_best(self) -> Path:
+        return self.resume_dir / "best.pt"
+
+    @functools.cached_property
+    def config(self) -> dict[str, Any]:
+        """The config a checkpoint records: the train options (the monitor's aside), the
+        classes and ignore_index."""
+        train = dataclasses.asdict(self.cfg)
+        return {
+            "train": {k: v for k, v in train.items() if k not in MONITOR_OPTIONS},
+            "classes": list(self.classes),
+            "ignore_index": self.ignore_index,
+        }
+
+
+@dataclass
+class Process:
+    """One training process: its rank of ``world_size``, its device and how it computes."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    threads: int
+    workers: int  # loader worker processes
+    amp: torch.dtype | None  # the autocast dtype; None: full precision
+    channels_last: bool
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs and writes checkpoints and history."""
+        return self.rank == 0
+
+
+@dataclass
+class Loaders:
+    """The batches of one process: training (reshuffled every epoch) and validation."""
+
+    train: DataLoader
+    val: DataLoader
+    sampler: EpochSampler  # the training loader's
+    augment: BatchAugment
+    val_set: ArrayDataset  # the loggers' previews show its first samples
+    steps_per_epoch: int
+
+
+@dataclass
+class EpochProgress:
+    """How far an epoch got: steps, summed loss, images and training seconds so far; ``rng``,
+    the torch RNG state where a stop signal interrupted it."""
+
+    epoch: int
+    steps: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
+    elapsed: float = 0.0
+    rng: torch.Tensor | None = None
+
+
+@dataclass
+class EpochResult:
+    """One trained epoch, summed over the processes: mean loss, images and training seconds."""
+
+    loss: float
+    images: float
+    seconds: float
+    ended: float  # time.perf_counter() at the end of training; validation time counts from it
+
+
+@dataclass
+class TrainState:
+    """The model and what the epoch loop changes: what a checkpoint saves and restores."""
+
+    model: torch.nn.Module  # what the loop calls: raw_model, under DDP and/or compiled
+    raw_model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    epoch: int = 0  # epochs done
+    best_score: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    partial: EpochProgress | None = None  # how far the next epoch got, when resumed mid-epoch
+
+    def checkpoint(self, job: Job, partial: EpochProgress | None = None) -> dict[str, Any]:
+        """The checkpoint after ``epoch``, or ``partial`` way into the next epoch."""
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.raw_model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "config": job.config,
+            "history": self.history,
+            "data_digest": job.data_digest,
+            "partial": dataclasses.asdict(partial) if partial else None,
+        }
+
+    def restore(self, ckpt: dict[str, Any], total_steps: int) -> None:
+        """Continue from a :meth:`checkpoint`; a one-cycle schedule is stretched to
+        ``total_steps`` (the number of epochs may have grown)."""
+        self.raw_model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
+            self.scheduler.total_steps = total_steps
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch = ckpt["epoch"]
+        self.best_score = ckpt["best_score"]
+        self.best_epoch = ckpt["best_epoch"]
+        self.history = ckpt["history"]
+        partial = ckpt.get("partial")
+        self.partial = EpochProgress(**partial) if partial else None
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def train_model(
+    train_data: str | Path | ArrayRows,
+    val_data: str | Path | ArrayRows,
+    *,
+    best_path: str | Path,
+    last_path: str | Path,
+    history_path: str | Path,
+    resume_dir: str | Path,
+    classes: list[str],
+    ignore_index: int = 255,
+    threads: int = 1,
+    model_path: str | Path | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Train on a preprocessed split array, select the best epoch by validation mean IoU.
+
+    ``train_data`` / ``val_data`` are ``.npy`` arrays written by
+    :func:`segpipe.arrays.preprocess_split`, or rows of them (:func:`segpipe.arrays.select_rows`:
+    a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`.
+    Writes the best and last checkpoints, the per-epoch history CSV and, given ``model_path``, the
+    model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
+    :class:`BatchTooSmallError` before training where a batch would hold a single sample.
+    Temporaries that killed checkpoint writes left in ``resume_dir`` are removed first.
+    """
+    cfg = TrainConfig(**options)
+    train_rows, val_rows = (
+        data if isinstance(data, ArrayRows) else ArrayRows.whole(data)
+        for data in (train_data, val_data)
+    )
+    check_batch_size(cfg, len(ArrayDataset(train_rows)), len(classes))
+    remove_stale_temporaries(resume_dir)
+    job = Job(
+        cfg=cfg,
+        train_data=train_rows,
+        val_data=val_rows,
+        classes=list(classes),
+        ignore_index=ignore_index,
+        threads=threads,
+        resume_dir=Path(resume_dir),
+        best_path=str(best_path),
+        last_path=str(last_path),
+        history_path=str(history_path),
+        data_digest=train_rows.digest() + val_rows.digest(),
+    )
+    if cfg.gpus == 1:
+        _train(0, 1, None, job)
+    else:
+        _train_data_parallel(job)
+    if model_path is not None:
+        write_model_card(model_path, load_checkpoint(best_path))
+    return load_checkpoint(last_path)
+
+
+def _train_data_parallel(job: Job) -> None:
+    """Run :func:`_train` in ``train.gpus`` processes under DistributedDataParallel."""
+    port = _free_port()
+    logger.info("starting %d data-parallel processes (DistributedDataParallel)", job.cfg.gpus)
+    with StopRequest():  # the ranks handle the signal; the parent waits for their checkpoint
+        try:
+            torch.multiprocessing.start_processes(
+                _train,
+                args=(job.cfg.gpus, port, job, inherited_log_files()),
+                nprocs=job.cfg.gpus,
+                join=True,
+                # fork, not spawn: spawn re-runs the unguarded __main__ of a Snakemake
+                # script. The parent has not initialised CUDA, so forking is safe.
+                start_method="fork",
+            )
+        except torch.multiprocessing.ProcessExitedException as exc:
+            if exc.exit_code == EXIT_INTERRUPTED:
+                raise TrainingInterrupted() from None
+            raise
+
+
+def write_model_card(path: str | Path, ckpt: dict[str, Any]) -> None:
+    """``model.json``: architecture, encoder and parameter counts of a checkpoint's model."""
+    model = model_from_checkpoint(ckpt)
+    train = ckpt["config"]["train"]
+    params = list(model.parameters())
+    write_json(
+        path,
+        {
+            "arch": train["arch"],
+            "encoder": train["encoder"],
+            "parameters": sum(p.numel() for p in params),
+            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _train(
+    rank: int, world_size: int, port: int | None, job: Job, log_files: list[str] | None = None
+) -> None:
+    """The training loop of one process (the only one when ``world_size`` is 1)."""
+    # Process and device: threads, loader workers, autocast; data-parallel ranks join a group.
+    proc = setup_process(rank, world_size, port, job, log_files)
+    # Data: memory-mapped arrays read a batch at a time; augmentation (seeded per sample) and
+    # normalisation run batched on the device.
+    loaders = build_loaders(job, proc)
+    # Model, loss, optimiser, schedule; then the resume state, if it fits this config and data.
+    state = build_state(job, proc, loaders.steps_per_epoch)
+    resume(state, job, proc, loaders.steps_per_epoch)
+    # Watching: the live history and the loggers continue from the resume state (rank 0 only).
+    monitor = open_watchers(state, job, proc)
+
+    with StopRequest() as stop, _closing(monitor):
+        for epoch in range(state.epoch + 1, job.cfg.epochs + 1):
+            # Train; on a stop signal this checkpoints the epoch so far and raises.
+            trained = run_epoch(epoch, state, loaders, job, proc, stop)
+            val = validate(
+                state.model,
+                loaders.val,
+                state.loss_fn,
+                len(job.classes),
+                job.ignore_index,
+                proc.device,
+                amp=proc.amp,
+                channels_last=proc.channels_last,
+            )
+            row = record_epoch(state, epoch, trained, val)
+            if proc.is_main:
+                # Logged before the checkpoint: a logger discards what it logged after the
+                # epoch a rerun resumes from (see segpipe.monitor).
+                report_epoch(monitor, state, row, val, job, proc, loaders.val_set)
+                save_epoch(state, job)
+
+    # Publish the resume state as the rule outputs, once every rank is done.
+    rank_samples = leave_process_group(proc, loaders.sampler)
+    if proc.is_main:
+        publish_outputs(state, job, rank_samples)
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def setup_process(
+    rank: int, world_size: int, port: int | None, job: Job, log_files: list[str] | None
+) -> Process:
+    """This process's device, threads, loader workers and autocast; a data-parallel rank also
+    joins the process group (rank 0 logging to the parent's log file)."""
+    cfg = job.cfg
+    device = resolve_device(cfg.device, rank if world_size > 1 else 0)
+    if world_size > 1:
+        if rank == 0 and log_files:
+            setup_logging(log_files[0], append=True)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=world_size,
+        )
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    threads = max(1, job.threads // world_size)
+    torch.set_num_threads(threads)
+    proc = Process(
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        threads=threads,
+        workers=cfg.num_workers
+        if cfg.num_workers is not None
+        else default_workers(device, threads),
+        amp=amp_dtype(cfg.amp, device),
+        channels_last=cfg.channels_last if cfg.channels_last is not None else device.type == "cuda",
+    )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if proc.is_main:
+        logger.info(
+            "training %s-%s on %s x%d, %d threads and %d loader workers per process, amp %s, channels_last %s, compile %s",
+            cfg.arch,
+            cfg.encoder,
+            device.type,
+            world_size,
+            threads,
+            proc.workers,
+            proc.amp,
+            proc.channels_last,
+            cfg.compile,
+        )
+    return proc
+
+
+def build_loaders(job: Job, proc: Process) -> Loaders:
+    """This process's share of the training batches (drop_last as :func:`train_batches` says)
+    and of the validation batches, and the augmentation applied on the device."""
+    cfg = job.cfg
+    crop = cfg.image_size if cfg.resize == "keep_aspect" else None
+    augment = BatchAugment(**cfg.augment, ignore_index=job.ignore_index, crop=crop)
+    train_set = ArrayDataset(job.train_data, job.ignore_index)
+    val_set = ArrayDataset(job.val_data, job.ignore_index)
+    ranks = dict(rank=proc.rank, world_size=proc.world_size)
+    sampler = EpochSampler(len(train_set), seed=cfg.seed, **ranks)
+    val_sampler = EpochSampler(len(val_set), seed=cfg.seed, shuffle=False, drop_tail=False, **ranks)
+    loader_kw = dict(
+        batch_size=cfg.batch_size,
+        workers=proc.workers,
+        pin_memory=proc.device.type == "cuda",
+        # Own generators: a DataLoader otherwise draws its base seed from the global RNG,
+        # which would shift dropout after a resume.
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    drop_last, steps_per_epoch = train_batches(len(sampler), cfg.batch_size)
+    return Loaders(
+        train=batch_loader(train_set, sampler=sampler, drop_last=drop_last, **loader_kw),
+        val=batch_loader(val_set, sampler=val_sampler, **loader_kw),
+        sampler=sampler,
+        augment=augment,
+        val_set=val_set,
+        steps_per_epoch=steps_per_epoch,
+    )
+
+
+def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
+    """The model (seeded with ``train.seed``; under DDP and compiled as configured), the loss,
+    AdamW, the learning-rate schedule and the gradient scaler."""
+    cfg = job.cfg
+    torch.manual_seed(cfg.seed)
+    raw_model = build_model(
+        cfg.arch,
+        cfg.encoder,
+        len(job.classes),
+        encoder_weights=cfg.encoder_weights,
+        decoder_dropout=cfg.decoder_dropout,
+        encoder_depth=cfg.encoder_depth,
+        decoder_channels=cfg.decoder_channels,
+    ).to(proc.device)
+    if proc.channels_last:
+        raw_model = raw_model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(cfg.loss, class_weights=cfg.class_weights, ignore_index=job.ignore_index)
+    loss_fn = loss_fn.to(proc.device)
+    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    scaler = torch.amp.GradScaler(proc.device.type, enabled=proc.amp == torch.float16)
+    model = raw_model
+    if proc.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            raw_model,
+            device_ids=[proc.device.index] if proc.device.type == "cuda" else None,
+            # A shallower encoder keeps smp's unused deeper stages, which get no gradient.
+            find_unused_parameters=cfg.encoder_depth < 5,
+        )
+    if cfg.compile:
+        model = torch.compile(model)
+    return TrainState(
+        model=model,
+        raw_model=raw_model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+    )
+
+
+def resume(state: TrainState, job: Job, proc: Process, steps_per_epoch: int) -> None:
+    """Continue from ``resume_dir/last.pt`` when it was written for this config (the number of
+    epochs may grow) and data; otherwise start afresh, with a warning where there was one."""
+    if not (job.resume_last.exists() and job.resume_best.exists()):
+        return
+    saved = load_checkpoint(job.resume_last, map_location=proc.device)
+    recorded = saved.get("config", {})
+    same = {**recorded, "train": {**recorded.get("train", {}), "epochs": job.cfg.epochs}}
+    if not (
+        same == job.config
+        and saved.get("data_digest") == job.data_digest
+        and saved["epoch"] <= job.cfg.epochs
+    ):
+        if proc.is_main:
+            logger.warning("ignoring %s: it was written for another config or data", job.resume_dir)
+        return
+    state.restore(saved, job.cfg.epochs * steps_per_epoch)
+    if not proc.is_main:
+        return
+    partial = state.partial
+    where = (
+        f"epoch {partial.epoch} step {partial.steps}"
+        if partial
+        else f"the end of epoch {state.epoch}"
+    )
+    logger.info("resuming from %s at %s", job.resume_last, where)
+    if recorded["train"]["epochs"] != job.cfg.epochs:
+        logger.info(
+            "extending training from %d to %d epochs", recorded["train"]["epochs"], job.cfg.epochs
+        )
+
+
+def open_watchers(state: TrainState, job: Job, proc: Process) -> TrainingMonitor:
+    """The loggers of ``train.log_to``, continuing after the resume state, whose history is
+    written as the live history; on ranks other than 0, a monitor that logs nothing."""
+    if not proc.is_main:
+        return TrainingMonitor()
+    write_live_history(job.resume_dir, state.history)
+    return open_monitor(
+        job.cfg.log_to,
+        job.resume_dir.parent,
+        start_epoch=state.epoch,
+        history=state.history,
+        images_every=job.cfg.log_images_every,
+    )
+
+
+def start_epoch(state: TrainState, epoch: int, seed: int) -> EpochProgress:
+    """Seed ``epoch`` (dropout etc.; samples and augmentations are seeded per sample) and say
+    where it starts: at its beginning, or where a stopped run left it (that run's RNG state)."""
+    torch.manual_seed(seed * 100_003 + epoch)
+    done, state.partial = state.partial, None
+    if done is None or done.epoch != epoch:
+        return EpochProgress(epoch)
+    torch.set_rng_state(done.rng.cpu())  # the checkpoint was loaded onto the training device
+    return done
+
+
+def run_epoch(
+    epoch: int, state: TrainState, loaders: Loaders, job: Job, proc: Process, stop: StopRequest
+) -> EpochResult:
+    """Train ``epoch`` (the rest of it, after a stop); on a stop signal, :func:`interrupt`."""
+    done = start_epoch(state, epoch, job.cfg.seed)
+    # Summed on the device: reading the loss back every step would make the host wait for the
+    # GPU at each step.
+    loss_total = torch.tensor(done.loss_sum, dtype=torch.float64, device=proc.device)
+    loaders.sampler.set_epoch(epoch, skip=done.steps * job.cfg.batch_size)
+    state.model.train()
+    t0 = time.perf_counter()
+    batches = loaders.train
+    if proc.is_main:
+        batches = progress(batches, desc=f"epoch {epoch}/{job.cfg.epochs}", logger=logger)
+    for batch in batches:
+        images, masks = prepare_batch(batch, proc.device, proc.channels_last, loaders.augment)
+        loss = train_step(
+            state.model,
+            state.loss_fn,
+            state.optimizer,
+            state.scaler,
+            images,
+            masks,
+            proc.device,
+            proc.amp,
+        )
+        state.scheduler.step()
+        done.steps += 1
+        loss_total += loss.double() * len(images)
+        done.seen += len(images)
+        if stop.agreed(proc.device, done.steps):
+            done.loss_sum, done.rng = loss_total.item(), torch.get_rng_state()
+            done.elapsed += time.perf_counter() - t0
+            interrupt(state, done, job, proc, stop.signum)
+    ended = time.perf_counter()
+    stats = torch.stack(
+        [loss_total, torch.tensor(done.seen, dtype=torch.float64, device=proc.device)]
+    )
+    if proc.distributed:
+        dist.all_reduce(stats)
+    return EpochResult(
+        loss=(stats[0] / stats[1].clamp(min=1)).item(),
+        images=stats[1].item(),
+        seconds=done.elapsed + ended - t0,
+        ended=ended,
+    )
+
+
+def interrupt(
+    state: TrainState, done: EpochProgress, job: Job, proc: Process, signum: int | None
+) -> NoReturn:
+    """Checkpoint the epoch so far (rank 0), leave the process group, raise
+    :class:`TrainingInterrupted`."""
+    if proc.is_main:
+        save_checkpoint(job.resume_last, state.checkpoint(job, done))
+        logger.warning(
+            "signal %s: saved a resumable checkpoint at epoch %d step %d in %s; rerun the rule to resume",
+            signum,
+            done.epoch,
+            done.steps,
+            job.resume_last,
+        )
+    if proc.distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    raise TrainingInterrupted()
+
+
+@torch.no_grad()
+def validate(
+    model,
+    loader,
+    loss_fn,
+    num_classes: int,
+    ignore_index: int,
+    device,
+    *,
+    amp=None,
+    channels_last=False,
+) -> dict[str, Any]:
+    """Validation loss and confusion-matrix metrics, summed over all data-parallel ranks."""
+    model.eval()
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, n
+    for batch in loader:
+        images, masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), ignore_index)
+        with autocast(device, amp):
+            logits = model(images)
+        logits = logits.float()
+        sums[0] += loss_fn(logits, masks).double() * len(images)
+        sums[1] += len(images)
+        cm += confusion_matrix(logits.argmax(1), masks, num_classes, ignore_index)
+    if dist.is_initialized():
+        dist.all_reduce(cm)
+        dist.all_reduce(sums)
+    cm = cm.cpu()
+    return {
+        "loss": (sums[0] / sums[1].clamp(min=1)).item(),
+        **summarize(cm),
+        "per_class": per_class_scores(cm),
+    }
+
+
+def record_epoch(
+    state: TrainState, epoch: int, trained: EpochResult, val: dict[str, Any]
+) -> dict[str, float]:
+    """Add ``epoch``'s history row and count the epoch done; it becomes the best epoch when
+    its validation mIoU improves (the first epoch always does)."""
+    row = {
+        "epoch": epoch,
+        "train_loss": trained.loss,
+        "val_loss": val["loss"],
+        "val_miou": val["mean_iou"],
+        "val_dice": val["mean_dice"],
+        "lr": state.optimizer.param_groups[0]["lr"],
+        "seconds": trained.seconds + time.perf_counter() - trained.ended,
+        "images_per_s": trained.images / trained.seconds if trained.seconds else float("nan"),
+    }
+    state.history.append(row)
+    score = val["mean_iou"] if not math.isnan(val["mean_iou"]) else -1.0
+    if score > state.best_score or state.best_epoch == 0:
+        state.best_score, state.best_epoch = score, epoch
+    state.epoch = epoch
+    return row
+
+
+def report_epoch(
+    monitor: TrainingMonitor,
+    state: TrainState,
+    row: dict[str, float],
+    val: dict[str, Any],
+    job: Job,
+    proc: Process,
+    val_set: ArrayDataset,
+) -> None:
+    """Log the epoch's row; give it, the per-class IoU and, when due, prediction previews to
+    the loggers."""
+    epoch = row["epoch"]
+    logger.info(
+        "epoch %d/%d train_loss %.4f val_loss %.4f val_mIoU %.4f val_Dice %.4f lr %.2e %.1f s (%.1f img/s)",
+        epoch,
+        job.cfg.epochs,
+        *(row[k] for k in HISTORY_COLUMNS[1:]),
+    )
+    images = None
+    if monitor.wants_images(epoch, job.cfg.epochs):
+        images = preview_predictions(
+            state.raw_model,
+            val_set,
+            PREVIEW_SAMPLES,
+            len(job.classes),
+            job.ignore_index,
+            proc.device,
+            amp=proc.amp,
+            channels_last=proc.channels_last,
+        )
+    per_class_iou = dict(zip(job.classes, val["per_class"]["iou"], strict=True))
+    monitor.log_epoch(epoch, row, per_class_iou, images)
+
+
+def save_epoch(state: TrainState, job: Job) -> None:
+    """Checkpoint the epoch just done: ``last.pt``, ``best.pt`` when it is the best epoch, and
+    the live history."""
+    ckpt = state.checkpoint(job)
+    if state.best_epoch == state.epoch:
+        save_checkpoint(job.resume_best, ckpt)
+    save_checkpoint(job.resume_last, ckpt)
+    write_live_history(job.resume_dir, state.history)
+
+
+def leave_process_group(proc: Process, sampler: EpochSampler) -> list[Any] | None:
+    """Which train samples each rank used in the last epoch (disjoint by construction),
+    gathered before the process group ends; None for a single process."""
+    if not proc.distributed:
+        return None
+    samples = [None] * proc.world_size
+    dist.all_gather_object(samples, sampler.indices())
+    dist.barrier()
+    dist.destroy_process_group()
+    return samples
+
+
+def publish_outputs(state: TrainState, job: Job, rank_samples: list[Any] | None) -> None:
+    """Publish the resume state as the rule outputs (hard links, each an atomic rename) and
+    write the history; ``rank_samples`` (data-parallel runs) goes into ``last.pt`` first."""
+    if rank_samples is not None:
+        final = load_checkpoint(job.resume_last)
+        final["rank_samples"] = rank_samples
+        save_checkpoint(job.resume_last, final)
+    publish(job.resume_best, job.best_path)
+    publish(job.resume_last, job.last_path)
+    write_csv(job.history_path, pd.DataFrame(state.history, columns=HISTORY_COLUMNS))
+    logger.info("best val mIoU %.4f at epoch %d", state.best_score, state.best_epoch)
+
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def resolve_device(name: str, rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                "config option 'train.device' is 'cuda' but no CUDA device is visible"
-            )
-        return torch.device("cuda", rank)
-    return torch.device(name)
 
 
 def default_workers(device: torch.device, threads: int) -> int:
@@ -201,118 +866,9 @@ def check_batch_size(cfg: TrainConfig, train_samples: int, num_classes: int) -> 
     )
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """torch.save to a temp file, then rename: a kill never leaves a truncated checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:
-        raise RuntimeError(f"{path}: not a readable segpipe checkpoint ({exc})") from exc
-
-
-def publish(src: str | Path, dst: str | Path) -> None:
-    """Make ``dst`` a hard link to ``src`` (a copy across file systems), atomically.
-
-    Safe because checkpoints are only ever replaced by rename, never rewritten in place.
-    """
-    with atomic_path(dst) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
-    """Rebuild the model a checkpoint was trained with and load its weights (no download)."""
-    model = model_from_config(ckpt["config"])
-    model.load_state_dict(ckpt["model"])
-    return model
-
-
-def model_from_config(cfg: dict[str, Any]) -> torch.nn.Module:
-    """The model of a (checkpoint's) config, randomly initialised (no download)."""
-    train = cfg["train"]
-    return build_model(
-        train["arch"],
-        train["encoder"],
-        len(cfg["classes"]),
-        encoder_weights=None,
-        decoder_dropout=train["decoder_dropout"],
-        encoder_depth=train.get("encoder_depth", 5),
-        decoder_channels=train.get("decoder_channels"),
-    )
-
-
-def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: ``auto`` is bf16 on CUDA (fp16 where bf16 is unsupported), off on CPU."""
-    if setting == "off" or (setting == "auto" and device.type != "cuda"):
-        return None
-    if setting == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[setting]
-
-
-@functools.cache
-def _normalize_constants(device: torch.device, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1 / (std * scale), mean / std) as (1, 3, 1, 1) tensors, made once per device: building
-    them from Python lists every step would be a host-to-device copy that waits for the GPU."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (1 / (std * scale)).to(device), (mean / std).to(device)
-
-
-def normalize(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """uint8 (B, 3, H, W), or float in [0, 1] after augmentation -> float, ImageNet-normalised,
-    as smp encoders expect (a new tensor; one conversion pass, then in place)."""
-    mul, sub = _normalize_constants(images.device, 255.0 if images.dtype == torch.uint8 else 1.0)
-    out = images.to(torch.float32, copy=True)
-    out.mul_(mul).sub_(sub)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
-
-
-def prepare_batch(
-    batch: Batch,
-    device: torch.device,
-    channels_last: bool,
-    augment: BatchAugment | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A loader batch -> model-ready images and long masks on the device, augmented there
-    (per-sample seeds) when ``augment`` is given."""
-    images, masks = batch.unpack(device)
-    # One gather out of the packed RGB+mask layout into the layout the model wants; the passes
-    # after it run over dense memory.
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    images = images.contiguous(memory_format=layout)
-    if augment:
-        images, masks = augment(images, masks, batch.seeds)
-    return normalize(images, channels_last), masks.long()
-
-
-def pad_to_multiple(
-    images: torch.Tensor, masks: torch.Tensor, ignore_index: int, multiple: int = 32
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and masks padded at the bottom and right to a multiple of ``multiple`` (what an
-    encoder's downsampling needs; whole images kept at their scale need it), the padded mask
-    pixels ``ignore_index``; unchanged when they are already."""
-    height, width = images.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    if not (pad_h or pad_w):
-        return images, masks
-    images = F.pad(images, (0, pad_w, 0, pad_h))
-    return images, F.pad(masks, (0, pad_w, 0, pad_h), value=ignore_index)
-
-
-def _make_scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
+def _cosine(opt, cfg: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up over ``train.warmup_epochs``, then cosine decay to 0 at the last step."""
     total = cfg.epochs * steps_per_epoch
-    if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
-    if cfg.scheduler == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
 
     def cosine(step: int) -> float:
@@ -322,6 +878,26 @@ def _make_scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
         return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, cosine)
+
+
+def _onecycle(opt, cfg: TrainConfig, steps_per_epoch: int):
+    """One cycle up to ``train.lr`` and down again over the whole run."""
+    total = cfg.epochs * steps_per_epoch
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+
+
+def _constant(opt, cfg: TrainConfig, steps_per_epoch: int):
+    """``train.lr`` throughout."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+# The learning-rate schedules of config option ``train.scheduler``, by name.
+SCHEDULERS = {"cosine": _cosine, "onecycle": _onecycle, "constant": _constant}
+
+
+def make_scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
+    """The schedule ``train.scheduler`` names (:data:`SCHEDULERS`), stepped every batch."""
+    return SCHEDULERS[cfg.scheduler](opt, cfg, steps_per_epoch)
 
 
 class StopRequest:
@@ -361,7 +937,7 @@ class StopRequest:
 
 def train_step(model, loss_fn, opt, scaler, images, masks, device, amp):
     """One optimisation step on a prepared batch (:func:`prepare_batch`); returns the loss."""
-    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+    with autocast(device, amp):
         logits = model(images)
     loss = loss_fn(logits.float(), masks)
     opt.zero_grad(set_to_none=True)
@@ -369,41 +945,6 @@ def train_step(model, loss_fn, opt, scaler, images, masks, device, amp):
     scaler.step(opt)
     scaler.update()
     return loss.detach()
-
-
-@torch.no_grad()
-def validate(
-    model,
-    loader,
-    loss_fn,
-    num_classes: int,
-    ignore_index: int,
-    device,
-    *,
-    amp=None,
-    channels_last=False,
-) -> dict[str, Any]:
-    """Validation loss and confusion-matrix metrics, summed over all data-parallel ranks."""
-    model.eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
-    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, n
-    for batch in loader:
-        images, masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), ignore_index)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = model(images)
-        logits = logits.float()
-        sums[0] += loss_fn(logits, masks).double() * len(images)
-        sums[1] += len(images)
-        cm += confusion_matrix(logits.argmax(1), masks, num_classes, ignore_index)
-    if dist.is_initialized():
-        dist.all_reduce(cm)
-        dist.all_reduce(sums)
-    cm = cm.cpu()
-    return {
-        "loss": (sums[0] / sums[1].clamp(min=1)).item(),
-        **summarize(cm),
-        "per_class": per_class_scores(cm),
-    }
 
 
 @torch.no_grad()
@@ -424,7 +965,7 @@ def preview_predictions(
     raw_images, masks = batch.unpack("cpu")
     images, padded_masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), 0)
     model.eval()
-    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+    with autocast(device, amp):
         logits = model(images)
     height, width = masks.shape[-2:]
     predicted = logits.float().argmax(1)[:, :height, :width].cpu().numpy()
@@ -457,409 +998,3 @@ def _closing(monitor: TrainingMonitor):
         yield monitor
     finally:
         monitor.close()
-
-
-# ----------------------------------------------------------------------------- entry point
-
-
-def train_model(
-    train_data: str | Path | ArrayRows,
-    val_data: str | Path | ArrayRows,
-    *,
-    best_path: str | Path,
-    last_path: str | Path,
-    history_path: str | Path,
-    resume_dir: str | Path,
-    classes: list[str],
-    ignore_index: int = 255,
-    threads: int = 1,
-    model_path: str | Path | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Train on a preprocessed split array, select the best epoch by validation mean IoU.
-
-    ``train_data`` / ``val_data`` are ``.npy`` arrays written by
-    :func:`segpipe.arrays.preprocess_split`, or rows of them (:func:`segpipe.arrays.select_rows`:
-    a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`.
-    Writes the best and last checkpoints, the per-epoch history CSV and, given ``model_path``, the
-    model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
-    :class:`BatchTooSmallError` before training where a batch would hold a single sample.
-    Temporaries that killed checkpoint writes left in ``resume_dir`` are removed first.
-    """
-    cfg = TrainConfig(**options)
-    train_data, val_data = (
-        data if isinstance(data, ArrayRows) else ArrayRows.whole(data)
-        for data in (train_data, val_data)
-    )
-    check_batch_size(cfg, len(ArrayDataset(train_data)), len(classes))
-    remove_stale_temporaries(resume_dir)
-    args = (
-        cfg,
-        train_data,
-        val_data,
-        str(best_path),
-        str(last_path),
-        str(history_path),
-        str(resume_dir),
-        list(classes),
-        ignore_index,
-        threads,
-        train_data.digest() + val_data.digest(),  # once here, not once per rank
-    )
-    if cfg.gpus == 1:
-        _train(0, 1, None, *args)
-    else:
-        port = _free_port()
-        logger.info("starting %d data-parallel processes (DistributedDataParallel)", cfg.gpus)
-        with StopRequest():  # the ranks handle the signal; the parent waits for their checkpoint
-            try:
-                torch.multiprocessing.start_processes(
-                    _train,
-                    args=(cfg.gpus, port, *args, inherited_log_files()),
-                    nprocs=cfg.gpus,
-                    join=True,
-                    # fork, not spawn: spawn re-runs the unguarded __main__ of a Snakemake
-                    # script. The parent has not initialised CUDA, so forking is safe.
-                    start_method="fork",
-                )
-            except torch.multiprocessing.ProcessExitedException as exc:
-                if exc.exit_code == EXIT_INTERRUPTED:
-                    raise TrainingInterrupted() from None
-                raise
-    if model_path is not None:
-        write_model_card(model_path, load_checkpoint(best_path))
-    return load_checkpoint(last_path)
-
-
-def write_model_card(path: str | Path, ckpt: dict[str, Any]) -> None:
-    """``model.json``: architecture, encoder and parameter counts of a checkpoint's model."""
-    model = model_from_checkpoint(ckpt)
-    train = ckpt["config"]["train"]
-    params = list(model.parameters())
-    write_json(
-        path,
-        {
-            "arch": train["arch"],
-            "encoder": train["encoder"],
-            "parameters": sum(p.numel() for p in params),
-            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
-        },
-    )
-
-
-def _train(
-    rank: int,
-    world_size: int,
-    port: int | None,
-    cfg: TrainConfig,
-    train_data: ArrayRows,
-    val_data: ArrayRows,
-    best_path: str,
-    last_path: str,
-    history_path: str,
-    resume_dir: str,
-    classes: list[str],
-    ignore_index: int,
-    threads: int,
-    data_digest: str,
-    log_files: list[str] | None = None,
-) -> None:
-    """The training loop of one rank (the only one when ``world_size`` is 1)."""
-    distributed = world_size > 1
-    device = resolve_device(cfg.device, rank if distributed else 0)
-    if distributed:
-        if rank == 0 and log_files:
-            setup_logging(log_files[0], append=True)
-        dist.init_process_group(
-            "nccl" if device.type == "cuda" else "gloo",
-            init_method=f"tcp://127.0.0.1:{port}",
-            rank=rank,
-            world_size=world_size,
-        )
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    is_main = rank == 0
-    num_classes = len(classes)
-    threads_per_rank = max(1, threads // world_size)
-    torch.set_num_threads(threads_per_rank)
-    workers = (
-        cfg.num_workers
-        if cfg.num_workers is not None
-        else default_workers(device, threads_per_rank)
-    )
-    amp = amp_dtype(cfg.amp, device)
-    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    resolved = {
-        "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MONITOR_OPTIONS},
-        "classes": list(classes),
-        "ignore_index": ignore_index,
-    }
-    if is_main:
-        logger.info(
-            "training %s-%s on %s x%d, %d threads and %d loader workers per process, amp %s, channels_last %s, compile %s",
-            cfg.arch,
-            cfg.encoder,
-            device.type,
-            world_size,
-            threads_per_rank,
-            workers,
-            amp,
-            channels_last,
-            cfg.compile,
-        )
-
-    # Data: memory-mapped arrays read a batch at a time; augmentation (seeded per sample) and
-    # normalisation run batched on the device.
-    crop = cfg.image_size if cfg.resize == "keep_aspect" else None
-    augment = BatchAugment(**cfg.augment, ignore_index=ignore_index, crop=crop)
-    train_set = ArrayDataset(train_data, ignore_index)
-    val_set = ArrayDataset(val_data, ignore_index)
-    sampler = EpochSampler(len(train_set), seed=cfg.seed, rank=rank, world_size=world_size)
-    val_sampler = EpochSampler(
-        len(val_set),
-        seed=cfg.seed,
-        shuffle=False,
-        rank=rank,
-        world_size=world_size,
-        drop_tail=False,
-    )
-    loader_kw = dict(
-        batch_size=cfg.batch_size,
-        workers=workers,
-        pin_memory=device.type == "cuda",
-        # Own generators: a DataLoader otherwise draws its base seed from the global RNG,
-        # which would shift dropout after a resume.
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    drop_last, steps_per_epoch = train_batches(len(sampler), cfg.batch_size)
-    train_loader = batch_loader(train_set, sampler=sampler, drop_last=drop_last, **loader_kw)
-    val_loader = batch_loader(val_set, sampler=val_sampler, **loader_kw)
-
-    # Model, loss, optimiser, schedule.
-    torch.manual_seed(cfg.seed)
-    raw_model = build_model(
-        cfg.arch,
-        cfg.encoder,
-        num_classes,
-        encoder_weights=cfg.encoder_weights,
-        decoder_dropout=cfg.decoder_dropout,
-        encoder_depth=cfg.encoder_depth,
-        decoder_channels=cfg.decoder_channels,
-    ).to(device)
-    if channels_last:
-        raw_model = raw_model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(cfg.loss, class_weights=cfg.class_weights, ignore_index=ignore_index).to(
-        device
-    )
-    opt = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = _make_scheduler(opt, cfg, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    model = raw_model
-    if distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            raw_model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            # A shallower encoder keeps smp's unused deeper stages, which get no gradient.
-            find_unused_parameters=cfg.encoder_depth < 5,
-        )
-    if cfg.compile:
-        model = torch.compile(model)
-
-    # Resume: same config (epochs may grow) and same data.
-    done_epochs, best_score, best_epoch, history, partial = 0, -1.0, 0, [], None
-    resume_last, resume_best = Path(resume_dir) / "last.pt", Path(resume_dir) / "best.pt"
-    if resume_last.exists() and resume_best.exists():
-        state = load_checkpoint(resume_last, map_location=device)
-        saved = state.get("config", {})
-        same = {**saved, "train": {**saved.get("train", {}), "epochs": cfg.epochs}} == resolved
-        if same and state.get("data_digest") == data_digest and state["epoch"] <= cfg.epochs:
-            raw_model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR):
-                sched.total_steps = cfg.epochs * steps_per_epoch
-            scaler.load_state_dict(state["scaler"])
-            done_epochs, best_score, best_epoch = (
-                state["epoch"],
-                state["best_score"],
-                state["best_epoch"],
-            )
-            history, partial = state["history"], state.get("partial")
-            if is_main:
-                where = (
-                    f"epoch {partial['epoch']} step {partial['steps']}"
-                    if partial
-                    else f"the end of epoch {done_epochs}"
-                )
-                logger.info("resuming from %s at %s", resume_last, where)
-                if saved["train"]["epochs"] != cfg.epochs:
-                    logger.info(
-                        "extending training from %d to %d epochs",
-                        saved["train"]["epochs"],
-                        cfg.epochs,
-                    )
-        elif is_main:
-            logger.warning("ignoring %s: it was written for another config or data", resume_dir)
-
-    # Watching: the live history and the loggers continue from the resume state (rank 0 only).
-    monitor = TrainingMonitor()
-    if is_main:
-        write_live_history(resume_dir, history)
-        monitor = open_monitor(
-            cfg.log_to,
-            Path(resume_dir).parent,
-            start_epoch=done_epochs,
-            history=history,
-            images_every=cfg.log_images_every,
-        )
-
-    def checkpoint(epoch: int, partial_state: dict | None = None) -> dict[str, Any]:
-        return {
-            "model": {k: v.detach().cpu() for k, v in raw_model.state_dict().items()},
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "best_score": best_score,
-            "best_epoch": best_epoch,
-            "config": resolved,
-            "history": history,
-            "data_digest": data_digest,
-            "partial": partial_state,
-        }
-
-    with StopRequest() as stop, _closing(monitor):
-        for epoch in range(done_epochs + 1, cfg.epochs + 1):
-            # Seed per epoch (dropout etc.); samples and augmentations are seeded per sample.
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
-            steps, loss_sum, seen, elapsed = 0, 0.0, 0, 0.0
-            if partial and partial["epoch"] == epoch:
-                steps, loss_sum, seen, elapsed = (
-                    partial["steps"],
-                    partial["loss_sum"],
-                    partial["seen"],
-                    partial["elapsed"],
-                )
-                torch.set_rng_state(partial["rng"])
-            # Summed on the device: reading the loss back every step would make the host wait
-            # for the GPU at each step.
-            loss_total = torch.tensor(loss_sum, dtype=torch.float64, device=device)
-            partial = None
-            sampler.set_epoch(epoch, skip=steps * cfg.batch_size)
-            model.train()
-            t0 = time.perf_counter()
-            batches = (
-                progress(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", logger=logger)
-                if is_main
-                else train_loader
-            )
-            for batch in batches:
-                images, masks = prepare_batch(batch, device, channels_last, augment)
-                loss = train_step(model, loss_fn, opt, scaler, images, masks, device, amp)
-                sched.step()
-                steps += 1
-                loss_total += loss.double() * len(images)
-                seen += len(images)
-                if stop.agreed(device, steps):
-                    mid = {
-                        "epoch": epoch,
-                        "steps": steps,
-                        "loss_sum": loss_total.item(),
-                        "seen": seen,
-                        "rng": torch.get_rng_state(),
-                        "elapsed": elapsed + time.perf_counter() - t0,
-                    }
-                    if is_main:
-                        save_checkpoint(resume_last, checkpoint(epoch - 1, mid))
-                        logger.warning(
-                            "signal %s: saved a resumable checkpoint at epoch %d step %d in %s; rerun the rule to resume",
-                            stop.signum,
-                            epoch,
-                            steps,
-                            resume_last,
-                        )
-                    if distributed:
-                        dist.barrier()
-                        dist.destroy_process_group()
-                    raise TrainingInterrupted()
-            t_end = time.perf_counter()
-            train_seconds = elapsed + t_end - t0
-            stats = torch.stack(
-                [loss_total, torch.tensor(seen, dtype=torch.float64, device=device)]
-            )
-            if distributed:
-                dist.all_reduce(stats)
-            val = validate(
-                model,
-                val_loader,
-                loss_fn,
-                num_classes,
-                ignore_index,
-                device,
-                amp=amp,
-                channels_last=channels_last,
-            )
-            row = {
-                "epoch": epoch,
-                "train_loss": (stats[0] / stats[1].clamp(min=1)).item(),
-                "val_loss": val["loss"],
-                "val_miou": val["mean_iou"],
-                "val_dice": val["mean_dice"],
-                "lr": opt.param_groups[0]["lr"],
-                "seconds": train_seconds + time.perf_counter() - t_end,
-                "images_per_s": stats[1].item() / train_seconds if train_seconds else float("nan"),
-            }
-            history.append(row)
-            score = val["mean_iou"] if not math.isnan(val["mean_iou"]) else -1.0
-            improved = score > best_score or best_epoch == 0
-            if improved:
-                best_score, best_epoch = score, epoch
-            if is_main:
-                logger.info(
-                    "epoch %d/%d train_loss %.4f val_loss %.4f val_mIoU %.4f val_Dice %.4f lr %.2e %.1f s (%.1f img/s)",
-                    epoch,
-                    cfg.epochs,
-                    *(row[k] for k in HISTORY_COLUMNS[1:]),
-                )
-                # Logged before the checkpoint: a logger discards what it logged after the
-                # epoch a rerun resumes from (see segpipe.monitor).
-                images = None
-                if monitor.wants_images(epoch, cfg.epochs):
-                    images = preview_predictions(
-                        raw_model,
-                        val_set,
-                        PREVIEW_SAMPLES,
-                        num_classes,
-                        ignore_index,
-                        device,
-                        amp=amp,
-                        channels_last=channels_last,
-                    )
-                monitor.log_epoch(
-                    epoch, row, dict(zip(classes, val["per_class"]["iou"], strict=True)), images
-                )
-                state = checkpoint(epoch)
-                if improved:
-                    save_checkpoint(resume_best, state)
-                save_checkpoint(resume_last, state)
-                write_live_history(resume_dir, history)
-
-    if distributed:
-        samples = [None] * world_size
-        dist.all_gather_object(samples, sampler.indices())
-        dist.barrier()
-        dist.destroy_process_group()
-    if not is_main:
-        return
-    # Publish the resume state as the rule outputs (hard links, each an atomic rename).
-    final = load_checkpoint(resume_last)
-    if distributed:
-        # Which train samples each rank used in the last epoch: disjoint by construction.
-        final["rank_samples"] = samples
-        save_checkpoint(resume_last, final)
-    publish(resume_best, best_path)
-    publish(resume_last, last_path)
-    write_csv(history_path, pd.DataFrame(history, columns=HISTORY_COLUMNS))
-    logger.info("best val mIoU %.4f at epoch %d", best_score, best_epoch)
