@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segpipe.arrays import preprocess_split
+from segpipe.preprocess import preprocess_split
 from segpipe.remap import remap_dataset
 from segpipe.synthetic import make_oxford_like
 

@@ -35,10 +35,11 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 import segpipe
-from segpipe.arrays import ArrayDataset, EpochSampler, batch_loader, preprocess_split
+from segpipe.arrays import ArrayDataset, EpochSampler, batch_loader
 from segpipe.augment import BatchAugment
 from segpipe.data import read_manifest
 from segpipe.models import build_loss, build_model
+from segpipe.preprocess import preprocess_split
 from segpipe.remap import remap_dataset
 from segpipe.runtime import amp_dtype, prepare_batch, resolve_device
 from segpipe.synthetic import make_oxford_like

@@ -207,7 +207,7 @@ def preprocessed(run, split):
 def model_arrays(model, split):
     """The arrays (rule preprocess) holding the images of ``model_manifest(model, split)``, and
     the manifests they were written from: the test array, or the train and val arrays of the
-    split, which a fold's train and val parts are drawn from (segpipe.arrays.select_rows).
+    split, which a fold's train and val parts are drawn from (segpipe.preprocess.select_rows).
     """
     run = MODELS[model].run
     parts = ["test"] if split == "test" else ["train", "val"]

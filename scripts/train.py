@@ -1,7 +1,7 @@
 """Rule train: see segpipe.train.train_model."""
 
-from segpipe.arrays import select_rows
 from segpipe.logs import setup_logging
+from segpipe.preprocess import select_rows
 from segpipe.train import train_model
 
 setup_logging(snakemake.log[0])

@@ -305,7 +305,7 @@ def test_plain_pairs_have_no_orientation_note(exif_remapped):
 
 
 def test_preprocessed_arrays_are_rotated_like_the_viewed_image(exif_remapped, tmp_path):
-    from segpipe.arrays import preprocess_split
+    from segpipe.preprocess import preprocess_split
 
     rows = exif_remapped["index"].loc[["viewed", "square6"]].reset_index()
     rows.to_csv(tmp_path / "rows.csv", index=False)

@@ -317,7 +317,8 @@ def test_single_value_mask_is_kept_with_a_warning(remapped):
 
 
 def test_training_only_meets_decodable_pairs(remapped, tmp_path):
-    from segpipe.arrays import ArrayDataset, preprocess_split
+    from segpipe.arrays import ArrayDataset
+    from segpipe.preprocess import preprocess_split
 
     remapped["index"].to_csv(tmp_path / "all.csv", index=False)
     preprocess_split(tmp_path / "all.csv", tmp_path / "all.npy", image_size=32)

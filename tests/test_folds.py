@@ -19,11 +19,12 @@ from PIL import Image
 from test_train import CLASSES, tiny_splits
 from test_train import train as train_tiny
 
-from segpipe.arrays import ArrayDataset, select_rows
+from segpipe.arrays import ArrayDataset
 from segpipe.config import ConfigError, load_schema, validate_config
 from segpipe.crossval import mean_std, out_of_fold, write_crossval
 from segpipe.experiments import expand_runs
 from segpipe.predict import predict_split
+from segpipe.preprocess import select_rows
 from segpipe.runtime import load_checkpoint, model_from_checkpoint, prepare_batch
 from segpipe.split import FoldError, fold_assignment, write_fold
 

@@ -14,13 +14,13 @@ import torch
 import yaml
 from PIL import Image
 
-from segpipe.arrays import preprocess_split
 from segpipe.data import read_manifest
 from segpipe.datasets import SplitListError, index_dataset, list_entries
 from segpipe.evaluate import evaluate_split
 from segpipe.io import read_table, write_csv
 from segpipe.models import build_model
 from segpipe.predict import predict_split
+from segpipe.preprocess import preprocess_split
 from segpipe.remap import remap_dataset
 from segpipe.report import build_report
 from segpipe.split import write_split

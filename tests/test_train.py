@@ -24,10 +24,11 @@ import torch
 from PIL import Image
 
 import segpipe.train
-from segpipe.arrays import EpochSampler, preprocess_split
+from segpipe.arrays import EpochSampler
 from segpipe.evaluate import evaluate_split
 from segpipe.models import build_model
 from segpipe.predict import predict_split
+from segpipe.preprocess import preprocess_split
 from segpipe.runtime import load_checkpoint, model_from_checkpoint, save_checkpoint
 from segpipe.train import HISTORY_COLUMNS, StopRequest, TrainingInterrupted, train_model
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from segpipe.arrays import ArrayDataset, ArrayRows, Batch, batch_loader, scaled_size
+from segpipe.arrays import ArrayDataset, Batch, batch_loader
 from segpipe.colors import overlay
 from segpipe.data import load_rgb, read_manifest
 from segpipe.infer import load_model, predict_files
@@ -29,6 +29,7 @@ from segpipe.inference import (
 )
 from segpipe.io import atomic_dir
 from segpipe.logs import progress
+from segpipe.preprocess import ArrayRows, scaled_size
 from segpipe.runtime import amp_dtype, load_models, pad_to_multiple, prepare_batch, resolve_device
 
 logger = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from segpipe.arrays import ArrayDataset, ArrayRows, EpochSampler, batch_loader
+from segpipe.arrays import ArrayDataset, EpochSampler, batch_loader
 from segpipe.augment import BatchAugment
 from segpipe.colors import colorize
 from segpipe.io import remove_stale_temporaries, write_csv, write_json
@@ -50,6 +50,7 @@ from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
 from segpipe.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.models import build_loss, build_model
 from segpipe.monitor import TrainingMonitor, open_monitor
+from segpipe.preprocess import ArrayRows
 from segpipe.runtime import (
     amp_dtype,
     autocast,
@@ -302,7 +303,7 @@ def train_model(
     """Train on a preprocessed split array, select the best epoch by validation mean IoU.
 
     ``train_data`` / ``val_data`` are ``.npy`` arrays written by
-    :func:`segpipe.arrays.preprocess_split`, or rows of them (:func:`segpipe.arrays.select_rows`:
+    :func:`segpipe.preprocess.preprocess_split`, or rows of them (:func:`segpipe.preprocess.select_rows`:
     a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`.
     Writes the best and last checkpoints, the per-epoch history CSV and, given ``model_path``, the
     model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
