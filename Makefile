@@ -1,5 +1,6 @@
 # Two commands for a fresh machine: `make demo` (whole pipeline, offline demo config) and
 # `make test` (lint + unit + end-to-end tests). Both create .venv with the pinned versions first.
+# `make check` is the everyday tier: lint, unit tests and one tiny end-to-end run.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,8 +8,11 @@ CORES ?= all
 BIN := $(VENV)/bin
 CONFIG ?= config/config.yaml
 BENCH ?= local
+# pytest-xdist workers; a module's tests stay on one worker (tests/conftest.py)
+TEST_WORKERS ?= 2
+PYTEST := HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: venv demo run test lint clean slurm-start slurm-stop pull record dvc-yaml bench
+.PHONY: venv demo run test check lint clean slurm-start slurm-stop pull record dvc-yaml bench
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +30,10 @@ run: venv  ## the pipeline on $(CONFIG) (default: the real Oxford-IIIT Pet confi
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES)
 
 test: venv  ## lint + all tests, as CI runs them
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	$(PYTEST)
+
+check: venv  ## everyday tier, a few minutes: lint, unit tests and one tiny end-to-end run
+	$(PYTEST) -m "not slow or check"
 
 pull: venv  ## fetch recorded results (dvc pull) and re-stamp them so Snakemake sees them up to date
 	$(BIN)/python -m segpipe.dvc pull

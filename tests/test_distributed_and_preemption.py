@@ -84,6 +84,7 @@ def same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(arrays, reference, tmp_path):
     """A real SIGTERM to a training process in epoch 2: it checkpoints mid-epoch and exits 143;
     the rerun resumes there and ends with exactly the weights of an uninterrupted run."""

@@ -127,6 +127,7 @@ def test_onnx_model_has_the_checkpoints_classes_size_and_probabilities(
 # --- segpipe export and segpipe predict --onnx ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_segpipe_export_writes_model_onnx_beside_the_checkpoint(
     checkpoint, tmp_path, capsys
 ) -> None:

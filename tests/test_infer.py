@@ -97,6 +97,7 @@ def checkpoint(data, tmp_path_factory) -> Path:
     return paths["best_path"]
 
 
+@pytest.mark.slow
 def test_cli_predictions_equal_the_pipelines(data, checkpoint, tmp_path) -> None:
     test = data["test"]
     predict_split(checkpoint, test["manifest"], test["array"], tmp_path / "pipeline")
@@ -157,6 +158,7 @@ def odd_images(folder: Path) -> dict[str, tuple[int, int]]:
     return {"png_named": (33, 47), "rgba": (33, 47), "grey": (33, 47), "deep16": (40, 30)}
 
 
+@pytest.mark.slow
 def test_segpipe_predict_reads_images_by_content_and_lists_skips(checkpoint, tmp_path) -> None:
     expected = odd_images(tmp_path / "in")
     out = tmp_path / "out"
@@ -179,6 +181,7 @@ def test_segpipe_predict_reads_images_by_content_and_lists_skips(checkpoint, tmp
     assert not list(out.rglob("*.tmp*"))
 
 
+@pytest.mark.slow
 def test_segpipe_predict_sliding_with_tta_on_a_large_image_in_bounded_memory(
     checkpoint, tmp_path
 ) -> None:
@@ -221,6 +224,7 @@ def test_segpipe_predict_sliding_with_tta_on_a_large_image_in_bounded_memory(
     assert Image.open(tmp_path / "tiles" / "masks" / "large.png").size == (130, 100)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -257,6 +261,7 @@ def test_a_checkpoint_of_other_classes_is_refused(checkpoint, tmp_path) -> None:
         predict_files(model, [tmp_path], tmp_path / "out", classes=["cell", "membrane"])
 
 
+@pytest.mark.slow
 def test_segpipe_predict_help_runs() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "segpipe.cli", "predict", "--help"], capture_output=True, text=True

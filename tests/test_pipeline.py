@@ -34,6 +34,7 @@ def variant(work: Path, name: str, edit) -> str:
     return str(path.relative_to(work))
 
 
+@pytest.mark.check
 def test_outputs_of_every_step(done_run: Path) -> None:
     r = done_run / "results" / "runs" / "ci-tiny"
     splits = done_run / "results" / "split" / "base"
@@ -55,8 +56,10 @@ def test_outputs_of_every_step(done_run: Path) -> None:
     html = (r / "report" / "report.html").read_text()
     assert "segpipe CI run" in html and "data:image/png;base64," in html
     assert "<th>Run</th><td>ci-tiny</td>" in html
-    for job in ("preprocess (train)", "predict (val)", "evaluate (test)"):  # every job timed
-        assert f"<td>{job}</td>" in html
+    durations = html.split('<table id="benchmarks">', 1)[1].split("</table>", 1)[0]
+    for job in ("synthesize", "download", "preprocess (train)", "predict (val)", "evaluate (test)"):
+        assert f"<td>{job}</td>" in durations
+    assert "report (this job" in durations and "n/a" not in durations  # every job, all measured
     for rule in ("download", "remap", "split", "train", "report"):
         assert list((done_run / "logs" / rule).iterdir()), f"no log for {rule}"
         assert list((done_run / "benchmarks" / rule).iterdir()), f"no benchmark for {rule}"

@@ -80,6 +80,7 @@ def jobs_of(work: Path, extra: dict) -> list[tuple[str, dict[str, str]]]:
     return planned_jobs(work, *ARGS)
 
 
+@pytest.mark.slow
 def test_tta_adds_a_prediction_and_evaluation_without_flips_per_model_and_split(tmp_path) -> None:
     work = workflow(tmp_path, {})
     without = Counter(rule for rule, _ in jobs_of(work, {}))
@@ -102,6 +103,7 @@ def test_tta_adds_a_prediction_and_evaluation_without_flips_per_model_and_split(
     assert Counter(rule for rule, _ in jobs)["train"] == 3
 
 
+@pytest.mark.slow
 def test_infer_is_planned_only_with_a_folder(tmp_path) -> None:
     work = workflow(tmp_path, {})
     (work / "new").mkdir()
@@ -118,6 +120,7 @@ def test_infer_is_planned_only_with_a_folder(tmp_path) -> None:
     assert Counter(rule for rule, _ in jobs) == rules + Counter(infer_selected=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("images", "message"),
     [

@@ -144,6 +144,7 @@ def test_cli_colour_table_and_voc_layout(tmp_path, capsys):
     assert "Official split lists: trainval 1" in out
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_console_script_with_an_example_config(shared_data):
     """The installed `segpipe` command, with an example config's dataset and remap table."""
