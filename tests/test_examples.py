@@ -33,7 +33,7 @@ from test_layouts import save_palette_mask
 from segpipe.config import load_schema, validate_config
 from segpipe.experiments import expand_runs
 
-from conftest import REPO, copy_workflow, snakemake
+from conftest import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
 
 EXAMPLES = REPO / "config" / "examples"
 NAMES = [
@@ -97,7 +97,7 @@ def run_example(work: Path, name: str, cfg: dict) -> Path:
 def check_outputs(results: Path, cfg: dict, n_quarantined: int = 0) -> None:
     """Predictions saved as images at the original size, metrics per class, the report with its
     quarantine section, and a checkpoint trained with exactly the configured options."""
-    from segpipe.train import load_checkpoint
+    from segpipe.runtime import load_checkpoint
 
     run = results / "runs" / cfg["run_name"]
     test = pd.read_csv(results / "split" / "base" / "test.csv", dtype={"id": str})
@@ -133,7 +133,7 @@ def check_outputs(results: Path, cfg: dict, n_quarantined: int = 0) -> None:
 def check_comparison(results: Path, cfg: dict) -> None:
     """Each run of a comparison has its outputs and was trained with the base config plus its
     override; the comparison ranks them all and links their reports."""
-    from segpipe.train import load_checkpoint
+    from segpipe.runtime import load_checkpoint
 
     runs = list(cfg["experiments"])
     for name, override in cfg["experiments"].items():
@@ -287,6 +287,7 @@ def seven_classes(shared_data, tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.xdist_group("examples-seven-classes")
 def test_example_1_seven_class_grayscale_unet(seven_classes):
     data, work = seven_classes
     cfg = tiny(load_example("unet_7class_grayscale"), root=str(data))
@@ -299,6 +300,7 @@ def test_example_1_seven_class_grayscale_unet(seven_classes):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.xdist_group("examples-seven-classes")
 def test_comparison_b_class_imbalance(seven_classes):
     data, work = seven_classes
     cfg = tiny(load_example("compare_class_imbalance"), root=str(data))
@@ -306,6 +308,7 @@ def test_comparison_b_class_imbalance(seven_classes):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("examples-oxford")
 def test_example_2_oxford_pets_mobilenetv2(tmp_path):
     cfg = tiny(load_example("oxford_pets_mobilenetv2"))
     cfg["dataset"] = {
@@ -326,6 +329,7 @@ def isbi_work(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.xdist_group("examples-isbi")
 @pytest.mark.parametrize(
     "name", ["membrane_mini_unet", "membrane_mobilenet_unet", "membrane_unet_augment"]
 )
@@ -342,6 +346,7 @@ def test_examples_3_4_isbi_membranes(shared_data, isbi_work, name):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.xdist_group("examples-isbi")
 def test_comparison_a_membrane_unets(shared_data, isbi_work):
     isbi = shared_data / "isbi2012_membrane" / "train"
     cfg = tiny(load_example("compare_membrane_unets"), root=str(isbi))
@@ -350,31 +355,49 @@ def test_comparison_a_membrane_unets(shared_data, isbi_work):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.xdist_group("examples-isbi")
 def test_example_3d_membrane_5_folds_and_their_ensemble(shared_data, isbi_work):
+    """The shipped 5-fold example cuts its folds for real and plans one model per fold and their
+    ensemble; training, the ensemble, rule crossval and the report's cross-validation section
+    run end to end in tests/test_folds.py on the same code path."""
     isbi = shared_data / "isbi2012_membrane" / "train"
     shipped = load_example("membrane_5fold")
     mini = load_example("membrane_mini_unet")
     assert shipped["train"] == mini["train"] and shipped["split"]["folds"] == 5
     assert shipped["predict"]["ensemble"] == "folds"
     cfg = tiny(shipped, root=str(isbi))
-    results = run_example(isbi_work, "membrane_5fold", cfg)
-    run = results / "runs" / cfg["run_name"]
-    val = [pd.read_csv(results / "folds/base/k5" / f"fold{i}" / "val.csv") for i in range(5)]
+    path = isbi_work / "config" / "examples" / "membrane_5fold.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    args = ("--configfile", str(path.relative_to(isbi_work)))
+    proc = snakemake(isbi_work, *args, "--cores", "2", "--until", "folds")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    folds = isbi_work / "results" / "folds" / "base" / "k5"
+    val = [pd.read_csv(folds / f"fold{i}" / "val.csv") for i in range(5)]
     assert sorted(len(v) for v in val) == [4, 5, 5, 5, 5]  # the 24 images after the test split
-    summary = yaml.safe_load((run / "crossval" / "metrics.json").read_text())
-    assert summary["folds"] == 5 and summary["val"]["mean_iou"]["std"] is not None
-    ensemble = yaml.safe_load((run / "ensemble" / "evaluate" / "test" / "metrics.json").read_text())
-    assert ensemble["n_images"] == 6 and list(ensemble["per_class"]) == cfg["classes"]
-    folds = pd.read_csv(run / "crossval" / "folds.csv")
-    assert folds["model"].tolist() == [*(f"fold{i}" for i in range(5)), "ensemble"]
-    html = (run / "report" / "report.html").read_text(encoding="utf-8")
-    assert cfg["report"]["title"] in html and "Cross-validation" in html
+    pool = pd.concat(val)["id"]
+    assert pool.is_unique and len(pool) == 24  # every image is in exactly one fold's val part
+
+    planned = planned_rules(isbi_work, *args)
+    assert planned["train"] == 5 and planned["crossval"] == 1 and planned["report"] == 1
+    jobs = planned_jobs(isbi_work, *args)
+    models = {w.get("model") for rule, w in jobs if rule == "predict"}
+    run = cfg["run_name"]
+    assert models == {f"{run}/fold{i}" for i in range(5)} | {f"{run}/ensemble"}, models
 
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.xdist_group("examples-camvid-scale")
 def test_comparison_c_camvid_squashed_against_kept_at_scale(shared_data, tmp_path):
-    cfg = tiny(load_example("compare_camvid_scale"), root=str(shared_data / "camvid"))
+    # The first 40 training scenes at their full 480 x 360, linked, not copied: the scale logic
+    # sees real sizes; the run predicts 16 test and val scenes per model instead of 128.
+    camvid = tmp_path / "camvid"
+    for sub in ("train", "trainannot"):
+        (camvid / sub).mkdir(parents=True)
+    for image, mask in camvid_pairs(shared_data, "train", 40):
+        (camvid / "train" / image.name).symlink_to(image)
+        (camvid / "trainannot" / mask.name).symlink_to(mask)
+    cfg = tiny(load_example("compare_camvid_scale"), root=str(camvid))
     scale = cfg["experiments"]["scale"]
     assert scale["train"]["resize"] == "keep_aspect" and scale["predict"]["mode"] == "sliding"
     scale["train"]["image_scale"] = 0.1  # 48 x 36 scenes: sliding 32 px windows over them
@@ -390,6 +413,7 @@ def test_comparison_c_camvid_squashed_against_kept_at_scale(shared_data, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.xdist_group("examples-voc")
 def test_example_5_voc_vgg16_unet(shared_data, tmp_path):
     root = tmp_path / "VOCdevkit" / "VOC2012"
     sources = build_camvid_voc(shared_data, root)

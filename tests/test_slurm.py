@@ -236,7 +236,7 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
     # profile keeps the plugin's 40 s, sized for real jobs).
     cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake")]
     cmd += ["--profile", "slurm", "--configfile", TINY, "config/runs.yaml"]
-    cmd += ["--slurm-init-seconds-before-status-checks", "10"]
+    cmd += ["--slurm-init-seconds-before-status-checks", "2"]
     log_path = tmp_path / "slurm.log"
     t0 = time.monotonic()
     with JobWatcher() as watcher, log_path.open("w") as log:
