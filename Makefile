@@ -8,9 +8,9 @@ CORES ?= all
 BIN := $(VENV)/bin
 CONFIG ?= config/config.yaml
 BENCH ?= local
-# pytest-xdist workers; a module's tests stay on one worker (tests/conftest.py)
+# pytest-xdist workers; a module's tests stay on one worker, the longest modules first
 TEST_WORKERS ?= 2
-PYTEST := HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST := HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: venv demo run test check lint clean slurm-start slurm-stop pull record dvc-yaml bench
 

@@ -22,34 +22,31 @@ BIN = Path(sys.executable).parent
 
 
 # The modules that take longest, in the order `make test`'s two workers (pytest-xdist,
-# --dist loadgroup) start them, so that neither is left alone with a long module at the end.
-# Every other module follows in collection order.
+# --dist loadfile: a module's tests, which share its fixtures, stay on one worker) start them, so
+# that neither is left alone with a long module at the end. The rest follow in collection order.
 LONGEST_FIRST = (
     "test_slurm",
     "test_examples",
-    "test_dvc",
+    "test_examples_isbi",
     "test_folds",
+    "test_dvc",
     "test_experiments",
-    "test_adversarial",
+    "test_examples_other_layouts",
     "test_tta_infer",
+    "test_adversarial",
     "test_dataset_reruns",
     "test_pipeline",
     "test_scale",
 )
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``cuda`` skip, with the reason, where torch sees no CUDA device. Each
-    module's tests stay on one worker (they share module fixtures) unless a test names its own
-    ``xdist_group``; the longest modules come first."""
+    """The longest modules first; tests marked ``cuda`` skip, with the reason, where torch sees
+    no CUDA device."""
     import torch
 
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA device on this machine")

@@ -21,7 +21,6 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
-import scipy.signal
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -122,6 +121,8 @@ def predict_resized(images: Sequence[np.ndarray], score: Scorer, size: int) -> l
 def tile_weight(tile: int) -> torch.Tensor:
     """(tile, tile) blending weight: a 2-D Gaussian, sigma tile / 8, highest in the middle, its
     minimum raised to a thousandth of its peak so edge pixels still count."""
+    import scipy.signal  # here: it costs every prediction job a second to import, sliding or not
+
     g = scipy.signal.windows.gaussian(tile, std=tile / 8)
     w = np.outer(g, g)
     return torch.from_numpy(np.maximum(w / w.max(), 1e-3)).float()
