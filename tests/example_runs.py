@@ -67,11 +67,12 @@ def tiny(cfg: dict, **dataset) -> dict:
     return cfg
 
 
-def run_example(work: Path, name: str, cfg: dict) -> Path:
-    """Write ``cfg`` as the example in ``work`` and run the whole workflow; return results/."""
+def run_example(work: Path, name: str, cfg: dict, *args: str) -> Path:
+    """Write ``cfg`` as the example in ``work`` and run the whole workflow (or as ``args`` say,
+    e.g. ``--until train``); return results/."""
     path = work / "config" / "examples" / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    proc = snakemake(work, "--configfile", str(path.relative_to(work)), "--cores", "2")
+    proc = snakemake(work, "--configfile", str(path.relative_to(work)), "--cores", "2", *args)
     log = work / "logs" / "remap" / "remap.log"
     assert proc.returncode == 0, (
         proc.stdout[-3000:]

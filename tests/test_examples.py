@@ -22,14 +22,14 @@ from test_faults import tree_digest
 
 from segpipe.config import load_schema, validate_config
 from segpipe.experiments import expand_runs
+from segpipe.runtime import load_checkpoint
 
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, planned_rules
 from example_runs import (
     COMPARISONS,
     CROSS_VALIDATED,
     NAMES,
     build_camvid_7_grey,
-    check_comparison,
     check_outputs,
     digest_files,
     load_example,
@@ -127,6 +127,18 @@ def test_example_1_seven_class_grayscale_unet(seven_classes):
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_comparison_b_class_imbalance(seven_classes):
+    """The four runs train with their losses and median-frequency class weights; predicting,
+    evaluating, the reports and the comparison are planned. Those run end to end for the
+    membrane comparison (tests/test_examples_isbi.py) and in tests/test_experiments.py."""
     data, work = seven_classes
     cfg = tiny(load_example("compare_class_imbalance"), root=str(data))
-    check_comparison(run_example(work, "compare_class_imbalance", cfg), cfg)
+    results = run_example(work, "compare_class_imbalance", cfg, "--until", "train")
+    for name, override in cfg["experiments"].items():
+        trained = load_checkpoint(results / "runs" / name / "train" / "best.pt")["config"]
+        for key, value in {**cfg["train"], **(override or {}).get("train", {})}.items():
+            if key != "augment":
+                assert trained["train"][key] == value, (name, key)
+    planned = planned_rules(work, "--configfile", "config/examples/compare_class_imbalance.yaml")
+    assert "train" not in planned
+    assert (planned["predict"], planned["evaluate"], planned["report"]) == (8, 8, 4)
+    assert planned["compare"] == 1

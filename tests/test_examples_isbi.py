@@ -12,7 +12,10 @@ import pytest
 import yaml
 from test_faults import tree_digest
 
-from conftest import copy_workflow, planned_jobs, planned_rules, snakemake
+from segpipe.config import load_schema, validate_config
+from segpipe.experiments import expand_runs
+
+from conftest import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
 from example_runs import (
     check_comparison,
     check_outputs,
@@ -26,33 +29,52 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 @pytest.fixture(scope="module")
 def isbi_work(tmp_path_factory) -> Path:
-    """One workflow copy for the three ISBI examples: remap, split and preprocess (same data, same
+    """One workflow copy for the ISBI examples: remap, split and preprocess (same data, same
     32 px size) run once and are shared; train, predict, evaluate and report rerun per example."""
     return copy_workflow(tmp_path_factory.mktemp("isbi"))
 
 
-@pytest.mark.slow
-@pytest.mark.shared_data
-@pytest.mark.parametrize(
-    "name", ["membrane_mini_unet", "membrane_mobilenet_unet", "membrane_unet_augment"]
-)
-def test_examples_3_4_isbi_membranes(shared_data, isbi_work, name):
+def test_example_4_isbi_membrane_unet_augment(shared_data, isbi_work):
     isbi = shared_data / "isbi2012_membrane" / "train"
     before = tree_digest(isbi)
-    cfg = tiny(load_example(name), root=str(isbi))
-    results = run_example(isbi_work, name, cfg)
+    cfg = tiny(load_example("membrane_unet_augment"), root=str(isbi))
+    results = run_example(isbi_work, "membrane_unet_augment", cfg)
     check_outputs(results, cfg)
     index = pd.read_csv(results / "remap" / "index.csv")
     assert len(index) == 30 and set(index["width"]) == {512}
     assert tree_digest(isbi) == before
 
 
-@pytest.mark.slow
-@pytest.mark.shared_data
-def test_comparison_a_membrane_unets(shared_data, isbi_work):
+def test_examples_3_3b_and_comparison_a_membrane_unets(shared_data, isbi_work):
+    """The comparison's two runs are examples 3 and 3b (membrane_mini_unet and
+    membrane_mobilenet_unet; pretrained weights are off at CI scale, so they are the same
+    models): one run of the comparison checks all three."""
     isbi = shared_data / "isbi2012_membrane" / "train"
+    before = tree_digest(isbi)
+    schema = load_schema(REPO / "config" / "schema.yaml")
     cfg = tiny(load_example("compare_membrane_unets"), root=str(isbi))
-    check_comparison(run_example(isbi_work, "compare_membrane_unets", cfg), cfg)
+    runs = {
+        r.name: r.config
+        for r in expand_runs(
+            cfg, validate_config(cfg, schema), lambda c: validate_config(c, schema)
+        )
+    }
+    examples = {"mini-unet": "membrane_mini_unet", "mobilenet-unet": "membrane_mobilenet_unet"}
+    for run, example in examples.items():
+        shipped = validate_config(tiny(load_example(example), root=str(isbi)), schema)
+        different = {"run_name", "report", "experiments", "grid"}
+        keys = (set(runs[run]) | set(shipped)) - different
+        assert {k: runs[run].get(k) for k in keys} == {k: shipped.get(k) for k in keys}, example
+
+    results = run_example(isbi_work, "compare_membrane_unets", cfg)
+    check_comparison(results, cfg)
+    for run in examples:
+        override = cfg["experiments"][run] or {}
+        train = {**cfg["train"], **override.get("train", {})}
+        check_outputs(results, {**cfg, "run_name": run, "train": train})
+    index = pd.read_csv(results / "remap" / "index.csv")
+    assert len(index) == 30 and set(index["width"]) == {512}
+    assert tree_digest(isbi) == before
 
 
 @pytest.mark.slow
