@@ -21,11 +21,13 @@ image it meant would otherwise silently join another split.
 from __future__ import annotations
 
 import codecs
-import contextlib
+import errno
 import hashlib
 import logging
 import os
+import stat
 import unicodedata
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +62,7 @@ SPLIT_LISTS = ("trainval", "test")
 NO_MASK = "no mask for this image"
 NO_IMAGE = "no image for this mask"
 LISTED_MISSING = "matches no image/mask pair"
-_LOST_PAIR = (NO_MASK, NO_IMAGE)
+_LOST_PAIR = (NO_MASK, NO_IMAGE, "its image ", "its mask ")
 
 
 class SplitListError(ValueError):
@@ -82,40 +84,164 @@ def _is_unmatched_list_line(problem: str) -> bool:
     return problem.startswith("line ") and LISTED_MISSING in problem
 
 
+HIDDEN_FOLDERS = ("__MACOSX",)
+"""Folders that are archive or tool metadata although their names do not start with a dot."""
+
+
+@dataclass
+class _Listing:
+    """What one image or mask directory holds: usable files by stem, and files that name a stem
+    but cannot be read (a broken symbolic link...), by stem, with the reason."""
+
+    found: dict[str, Path]
+    unusable: dict[str, tuple[Path, str]]
+
+
 def _files_by_stem(
-    folder: Path, suffixes: set[str], what: str, quarantine: list, name_suffix: str = ""
-) -> dict[str, Path]:
+    folder: Path,
+    suffixes: set[str],
+    what: str,
+    quarantine: list,
+    name_suffix: str = "",
+) -> _Listing:
     """Map file stem -> path for files with a known suffix; everything else goes to quarantine.
 
-    With ``name_suffix`` (e.g. ``_mask``), stems must end with it and the key drops it.
+    With ``name_suffix`` (e.g. ``_mask``), stems must end with it and the key drops it. Only the
+    top level is read: every file below a sub-folder is a quarantine row (:func:`_nested_rows`).
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} directory not found: {folder}")
-    found: dict[str, Path] = {}
+    listing = _Listing({}, {})
     for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
-            # AppleDouble (._x) and other hidden files, as shipped in the real Oxford archive.
-            quarantine.append((str(path), "hidden file (e.g. macOS ._ metadata), not data"))
-        elif not path.is_file():
+        problem = _entry_problem(path, folder, what, suffixes, name_suffix, quarantine)
+        stem = nfc(path.stem[: len(path.stem) - len(name_suffix)])
+        if problem is None and stem in listing.found:
+            problem = _duplicate_problem(stem, listing.found[stem])
+        elif problem is None:
+            listing.found[stem] = path
             continue
-        elif what == "mask" and path.suffix.lower() in (".jpg", ".jpeg"):
-            quarantine.append(
-                (str(path), "JPEG mask: lossy compression changes class values; save masks as PNG")
-            )
-        elif path.suffix.lower() not in suffixes:
-            article = "an" if what == "image" else "a"
-            quarantine.append(
-                (str(path), f"not {article} {what} file (suffix {path.suffix or 'none'})")
-            )
-        elif name_suffix and not path.stem.endswith(name_suffix):
-            quarantine.append((str(path), f"{what} name does not end with '{name_suffix}'"))
-        else:
-            stem = nfc(path.stem[: len(path.stem) - len(name_suffix)])
-            if stem in found:
-                quarantine.append((str(path), _duplicate_problem(stem, found[stem])))
-            else:
-                found[stem] = path
-    return found
+        if problem:
+            quarantine.append((str(path), problem))
+            if _names_stem(path, suffixes, name_suffix) and problem.startswith(UNUSABLE_FILES):
+                listing.unusable.setdefault(stem, (path, problem))
+    return listing
+
+
+def _names_stem(path: Path, suffixes: set[str], name_suffix: str) -> bool:
+    return path.suffix.lower() in suffixes and path.stem.endswith(name_suffix)
+
+
+def _entry_problem(
+    path: Path, folder: Path, what: str, suffixes: set[str], name_suffix: str, quarantine: list
+) -> str | None:
+    """Why a directory entry is not read ("" when rows were added for it already), None for a
+    file to pair."""
+    hidden = path.name.startswith(".") or path.name in HIDDEN_FOLDERS
+    if hidden and path.is_dir() and not path.is_symlink():
+        return "hidden folder (e.g. .git, __MACOSX), not data: not read"
+    if path.name.startswith("."):
+        # AppleDouble (._x) and other hidden files, as shipped in the real Oxford archive.
+        return "hidden file (e.g. macOS ._ metadata), not data"
+    if path.is_dir() and not path.is_symlink():
+        quarantine += _nested_rows(path, folder, what)
+        return ""
+    special = _special_file(path)
+    if special:
+        return special
+    if what == "mask" and path.suffix.lower() in (".jpg", ".jpeg"):
+        return "JPEG mask: lossy compression changes class values; save masks as PNG"
+    if path.suffix.lower() not in suffixes:
+        article = "an" if what == "image" else "a"
+        return f"not {article} {what} file (suffix {path.suffix or 'none'})"
+    if name_suffix and not path.stem.endswith(name_suffix):
+        return f"{what} name does not end with '{name_suffix}'"
+    return None
+
+
+BROKEN_LINK = "broken symbolic link"
+LINK_LOOP = "symbolic link loop"
+LINK_TO_FOLDER = "symbolic link to a folder"
+NOT_REGULAR = "not a regular file"
+UNUSABLE_FILES = (BROKEN_LINK, LINK_LOOP, LINK_TO_FOLDER, NOT_REGULAR, "cannot be read")
+"""How the problems of entries that cannot be read as files begin."""
+_FILE_TYPES = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def _special_file(path: Path) -> str | None:
+    """Why an entry that is not a sub-folder cannot be read as a file (None: a regular file or a
+    symbolic link to one). Nothing is opened: a FIFO would block the reader."""
+    link = f" (points to {os.readlink(path)})" if path.is_symlink() else ""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{BROKEN_LINK}{link}: its target does not exist"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{LINK_LOOP}{link}"
+        return f"cannot be read ({exc.strerror}){link}"
+    if stat.S_ISDIR(mode):
+        return f"{LINK_TO_FOLDER}{link}: segpipe reads only files, not linked folders"
+    if not stat.S_ISREG(mode):
+        kind = _FILE_TYPES.get(stat.S_IFMT(mode), "a special file")
+        return f"{NOT_REGULAR} ({kind}){link}: not read"
+    return None
+
+
+def _option(what: str) -> str:
+    return "dataset.images_dir" if what == "image" else "dataset.masks_dir"
+
+
+def _nested_rows(sub: Path, folder: Path, what: str) -> list[tuple[str, str]]:
+    """A quarantine row for every file below the sub-folder ``sub`` of ``folder``, naming the
+    folder it is in; a hidden folder inside is one row, not walked. Links are not followed."""
+    rows = []
+    for parent, dirs, files in os.walk(sub):
+        for name in sorted(dirs):
+            if name.startswith(".") or name in HIDDEN_FOLDERS:
+                path = Path(parent, name)
+                if not path.is_symlink():
+                    dirs.remove(name)
+                    rows.append(
+                        (str(path), "hidden folder (e.g. .git, __MACOSX), not data: not read")
+                    )
+        dirs.sort()
+        links = [d for d in dirs if Path(parent, d).is_symlink()]
+        relative = Path(parent).relative_to(folder).as_posix()
+        for name in sorted(files + links):
+            rows.append((str(Path(parent, name)), nested_problem(relative, folder, what)))
+    return rows
+
+
+def nested_problem(relative: str, folder: Path, what: str) -> str:
+    """The quarantine problem of a file in the sub-folder ``relative`` of ``folder``."""
+    return (
+        f"{IN_SUB_FOLDER} '{relative}/': segpipe reads only the top level of {folder}; move it "
+        f"up or point {_option(what)} at the sub-folder"
+    )
+
+
+IN_SUB_FOLDER = "in sub-folder"
+
+
+def _warn_nested(quarantine: list[tuple[str, str]]) -> None:
+    """One warning per sub-folder whose files are not read, with their count."""
+    counts = Counter(
+        problem.split("': segpipe ", 1)[0] + "'"
+        for _, problem in quarantine
+        if problem.startswith(IN_SUB_FOLDER)
+    )
+    for where, n in sorted(counts.items()):
+        logger.warning(
+            "%d file(s) %s not read: segpipe reads only the top level of the image and mask "
+            "directories (see the quarantine list)",
+            n,
+            where,
+        )
 
 
 def nfc(name: str) -> str:
@@ -129,6 +255,15 @@ def _duplicate_problem(stem: str, used: Path) -> str:
         f"duplicate stem '{stem}': {used.name} is used for it, this file is not "
         "(rename it to use it too)"
     )
+
+
+def _partner_problem(what: str, listing: _Listing, stem: str) -> str:
+    """The problem of a file whose partner (its ``what``) exists but cannot be read."""
+    path, problem = listing.unusable[stem]
+    return f"{UNUSABLE_PARTNER[what]} {path.name} cannot be read: {problem}"
+
+
+UNUSABLE_PARTNER = {"image": "its image", "mask": "its mask"}
 
 
 def _rows(images: dict[str, Path], masks: dict[str, Path]) -> pd.DataFrame:
@@ -297,8 +432,10 @@ def index_dataset(
     masks_path = root / (masks_dir or default_masks)
 
     quarantine: list[tuple[str, str]] = []
-    images = _files_by_stem(images_path, IMAGE_SUFFIXES, "image", quarantine)
-    masks = _files_by_stem(masks_path, MASK_SUFFIXES, "mask", quarantine, mask_suffix)
+    image_files = _files_by_stem(images_path, IMAGE_SUFFIXES, "image", quarantine)
+    mask_files = _files_by_stem(masks_path, MASK_SUFFIXES, "mask", quarantine, mask_suffix)
+    _warn_nested(quarantine)
+    images, masks = image_files.found, mask_files.found
     lists = _read_lists(
         root,
         split_lists or LAYOUT_LISTS[layout],
@@ -309,12 +446,17 @@ def index_dataset(
     listed = _listed_splits(lists)
     unannotated = 0
     for stem in sorted(images.keys() - masks.keys()):
-        if layout == "voc" and stem not in listed:
+        if stem in mask_files.unusable:
+            quarantine.append((str(images[stem]), _partner_problem("mask", mask_files, stem)))
+        elif layout == "voc" and stem not in listed:
             unannotated += 1  # a detection-only VOC image, not a lost pair
         else:
             quarantine.append((str(images[stem]), f"{NO_MASK} in {masks_path}"))
     for stem in sorted(masks.keys() - images.keys()):
-        quarantine.append((str(masks[stem]), f"{NO_IMAGE} in {images_path}"))
+        if stem in image_files.unusable:
+            quarantine.append((str(masks[stem]), _partner_problem("image", image_files, stem)))
+        else:
+            quarantine.append((str(masks[stem]), f"{NO_IMAGE} in {images_path}"))
     if unannotated:
         logger.info(
             "%d images in %s have no mask and are in no split list: not used (VOC ships more "
@@ -364,9 +506,10 @@ class DatasetFiles:
 
     def newest(self) -> list[str]:
         """The most recently modified file, as a one-element list (empty when there are none)."""
-        if not self.entries:
+        files = [e for e in self.entries if e[2]]
+        if not files:
             return []
-        return [max(self.entries, key=lambda e: (e[2], e[0]))[0]]
+        return [max(files, key=lambda e: (e[2], e[0]))[0]]
 
     def fingerprint(self) -> str:
         """'<n> files, sha256:<hash of relative names and sizes>'."""
@@ -384,24 +527,47 @@ def dataset_files(
     masks_dir: str | None = None,
     split_lists: dict[str, str | None] | None = None,
 ) -> DatasetFiles:
-    """Every file that indexing ``root`` reads: the image and mask directories' files (hidden
-    ones too: remap lists them in the quarantine) and the split lists that exist. A missing
-    directory gives no files here; remap then fails, naming it.
+    """Every entry that indexing ``root`` reads or lists in its quarantine: the image and mask
+    directories' files (hidden ones too), the files in their sub-folders (quarantined, not read),
+    hidden folders (one entry each, their contents not walked), links and special files, and the
+    split lists that exist. A missing directory gives no files here; remap then fails, naming it.
+
+    Entries that are not regular files (a broken link, a FIFO, a hidden folder) have mtime 0: they
+    count in the fingerprint but are never :meth:`DatasetFiles.newest`, remap's input.
     """
     root = Path(root)
     default_images, default_masks = LAYOUT_DIRS[layout]
     entries: list[tuple[str, int, int]] = []
     for sub in (images_dir or default_images, masks_dir or default_masks):
-        with (
-            contextlib.suppress(FileNotFoundError, NotADirectoryError),
-            os.scandir(root / sub) as found,
-        ):
-            for entry in found:
-                if entry.is_file():
-                    stat = entry.stat()
-                    entries.append((entry.path, stat.st_size, stat.st_mtime_ns))
+        if (root / sub).is_dir():
+            entries += _tree_entries(root / sub)
     for rel in (split_lists or LAYOUT_LISTS[layout]).values():
         if rel and (root / rel).is_file():
-            stat = (root / rel).stat()
-            entries.append((str(root / rel), stat.st_size, stat.st_mtime_ns))
+            entries.append(_entry(root / rel))
     return DatasetFiles(str(root), tuple(sorted(entries)))
+
+
+def _entry(path: Path) -> tuple[str, int, int]:
+    """(path, size, mtime_ns) of a regular file (or a link to one); (path, 0, 0) for anything
+    else, which cannot be an input of a rule."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return str(path), 0, 0
+    if not stat.S_ISREG(info.st_mode):
+        return str(path), 0, 0
+    return str(path), info.st_size, info.st_mtime_ns
+
+
+def _tree_entries(folder: Path) -> list[tuple[str, int, int]]:
+    """:func:`_entry` of everything below ``folder`` but folders, which are walked (not through
+    links); a hidden folder is one entry of its own, not walked."""
+    entries = []
+    for parent, dirs, files in os.walk(folder):
+        for name in list(dirs):
+            path = Path(parent, name)
+            if path.is_symlink() or name.startswith(".") or name in HIDDEN_FOLDERS:
+                dirs.remove(name)
+                entries.append((str(path), 0, 0))
+        entries += [_entry(Path(parent, name)) for name in files]
+    return entries
