@@ -153,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
         help="values outside the table (default error: reported as problems)",
     )
     verify.add_argument("--classes", help="class names in id order, comma-separated")
+    verify.add_argument(
+        "--max-image-pixels",
+        type=int,
+        help="larger images and masks are problems, not decoded (default 89478485)",
+    )
     verify.add_argument("--threads", type=int, default=1, help="processes (default 1)")
     verify.add_argument("--json", type=Path, help="also write the summary as JSON here")
     verify.add_argument(
@@ -319,6 +324,7 @@ def verify_main(args: argparse.Namespace) -> int:
         "ignore_index": args.ignore_index,
         "unmapped": args.unmapped,
         "class_names": args.classes.split(",") if args.classes else None,
+        "max_image_pixels": args.max_image_pixels,
     }
     options.update({k: v for k, v in given.items() if v is not None})
     if given["colors"]:

@@ -145,6 +145,7 @@ def dataset_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "masks_dir": dataset["masks_dir"],
         "mask_suffix": dataset["mask_suffix"],
         "split_lists": dataset["split_lists"],
+        "max_image_pixels": dataset["max_image_pixels"],
         "table": remap["table"],
         "colors": remap["colors"],
         "ignore_value": remap["ignore_value"],

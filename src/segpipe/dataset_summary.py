@@ -32,6 +32,25 @@ def _shares(counts: Counter) -> list[dict[str, Any]]:
     ]
 
 
+def duplicate_groups(results: list[dict]) -> list[list[str]]:
+    """The images of the usable pairs that hold identical pixels (the same ``content`` digest),
+    one sorted list of paths per group of two or more, groups in order of their first path."""
+    by_content: dict[str, list[str]] = {}
+    for r in results:
+        if "problem" not in r and r.get("content"):
+            by_content.setdefault(r["content"], []).append(r["image"])
+    return sorted(sorted(paths) for paths in by_content.values() if len(paths) > 1)
+
+
+def duplicate_warnings(results: list[dict]) -> list[str]:
+    """One warning per group of identical images (:func:`duplicate_groups`), naming the files."""
+    return [
+        f"identical images (the same pixels) under {len(paths)} names: {', '.join(paths)}: "
+        "kept together in one split (and fold); delete all but one unless that is meant"
+        for paths in duplicate_groups(results)
+    ]
+
+
 def summarize(
     frame: pd.DataFrame,
     index_quarantine: list[tuple[str, str]],
@@ -55,6 +74,7 @@ def summarize(
         (r["problem_file"], r["problem"]) for r in results if "problem" in r
     ]
     warnings = [m for r in results for level, m in r["notes"] if level >= logging.WARNING]
+    warnings += duplicate_warnings(results)
     widths = [r["width"] for r in decoded]
     heights = [r["height"] for r in decoded]
     names = list(class_names or [])
@@ -84,6 +104,7 @@ def summarize(
         "mask_values": [{**row, "value": _key(row["value"])} for row in _shares(values)],
         "classes": [] if spec.counts_only else class_rows,
         "single_value_masks": sum(len(r["value_counts"]) == 1 for r in good),
+        "duplicate_images": duplicate_groups(results),
         "warnings": warnings,
         "problems": [{"file": f, "problem": p} for f, p in problems],
         "ok": not problems,

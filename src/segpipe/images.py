@@ -30,7 +30,10 @@ as stored, with a warning), as viewers do.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +55,63 @@ EXPECTED_FORMATS = {
 }
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+"""dataset.max_image_pixels' default: Pillow's own decompression-bomb limit (a 9459x9459 image)."""
+BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3}
+"""Bytes of a decoded pixel by mode (4 for modes not listed: RGBA, CMYK, I, F...)."""
+DIGEST_ROWS = 256  # rows hashed at a time: the digest of a huge image copies no more than this
+
+
+class ImageTooLargeError(ValueError):
+    """An image or mask with more pixels than dataset.max_image_pixels: it is not decoded."""
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, max_pixels: int | None = None) -> Iterator[Image.Image]:
+    """:func:`PIL.Image.open`, its size checked against ``max_pixels`` from the header before
+    anything is decoded; Pillow's own decompression-bomb warning and error (at its fixed limit)
+    are off while the image is open: ``max_pixels`` (dataset.max_image_pixels) is the limit.
+
+    Raises :class:`ImageTooLargeError`, saying the size, the limit and the option to raise it.
+    """
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLargeError(too_large(img, max_pixels))
+            yield img
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def too_large(img: Image.Image, max_pixels: int) -> str:
+    """Why an image is not decoded: its size, the limit, the memory it would take, the option."""
+    width, height = img.size
+    megabytes = width * height * BYTES_PER_PIXEL.get(img.mode, 4) / 1e6
+    return (
+        f"{width}x{height} = {width * height:,} pixels, more than dataset.max_image_pixels "
+        f"({max_pixels:,}): not decoded (it would take {megabytes:,.0f} MB decoded); raise "
+        "dataset.max_image_pixels (segpipe verify --max-image-pixels) to read it, or downscale it"
+    )
+
+
+def content_digest(img: Image.Image) -> str:
+    """'sha256:<32 hex>' of a loaded image's mode, size and pixels (palette images as their
+    colours), hashed a strip of rows at a time. Byte-identical files give the same digest, and so
+    do the same pixels saved in another lossless format (PNG, BMP, TIFF)."""
+    mode = img.mode
+    if mode == "P":
+        mode = "RGBA" if "transparency" in img.info else "RGB"
+    width, height = img.size
+    digest = hashlib.sha256(f"{mode} {width}x{height}\n".encode())
+    for top in range(0, height, DIGEST_ROWS):
+        strip = img.crop((0, top, width, min(height, top + DIGEST_ROWS)))
+        digest.update((strip if strip.mode == mode else strip.convert(mode)).tobytes())
+    return f"sha256:{digest.hexdigest()[:32]}"
 
 
 ORIENTATION_TAG = 0x0112
@@ -137,6 +197,7 @@ class ImageInfo:
     notes: list[tuple[int, str]] = field(default_factory=list)
     orientation: int = 1  # EXIF orientation tag, 1 when none
     stored_size: tuple[int, int] | None = None  # (width, height) of the pixels as stored
+    content: str = ""  # content_digest() of the pixels as viewers show them
 
     @property
     def swaps_axes(self) -> bool:
@@ -144,15 +205,18 @@ class ImageInfo:
         return self.orientation in SWAPS_AXES
 
 
-def inspect_image(path: str | Path) -> ImageInfo:
+def inspect_image(path: str | Path, max_pixels: int | None = None) -> ImageInfo:
     """Decode ``path`` completely, orient it as viewers show it and convert it to RGB, as training
-    will; describe what happened (sizes are the viewed ones; ``stored_size`` is the stored one).
+    will; describe what happened (sizes are the viewed ones; ``stored_size`` is the stored one)
+    and digest its pixels (:func:`content_digest`).
 
+    The header is read first: an image with more than ``max_pixels`` pixels raises
+    :class:`ImageTooLargeError` undecoded. The image is decoded once; an RGB image is not copied.
     Raises whatever Pillow raises for an unreadable, truncated or corrupt file (callers catch
     ``Exception`` and quarantine the file).
     """
     path = Path(path)
-    with Image.open(path) as img:
+    with open_image(path, max_pixels) as img:
         fmt = img.format or "unknown"
         mode = img.mode
         frames = getattr(img, "n_frames", 1)
@@ -162,8 +226,11 @@ def inspect_image(path: str | Path) -> ImageInfo:
             peak = float(np.asarray(img, dtype=np.float32).max())
         stored_size = img.size
         viewed, orientation = oriented(img)
-        rgb = to_rgb(viewed)
-        width, height = rgb.size
+        content = content_digest(viewed)
+        if viewed.mode != "RGB":
+            to_rgb(viewed)  # the conversion training makes, so that it cannot fail there
+        width, height = viewed.size
+        del viewed
     notes: list[tuple[int, str]] = []
     expected = EXPECTED_FORMATS.get(path.suffix.lower())
     if expected and fmt != expected:
@@ -194,4 +261,4 @@ def inspect_image(path: str | Path) -> ImageInfo:
     note = orientation_note(orientation)
     if note:
         notes.append(note)
-    return ImageInfo(fmt, mode, width, height, notes, orientation, stored_size)
+    return ImageInfo(fmt, mode, width, height, notes, orientation, stored_size, content)

@@ -35,13 +35,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from segpipe.dataset_summary import format_summary, summarize
+from segpipe.dataset_summary import duplicate_warnings, format_summary, summarize
 from segpipe.datasets import check_split_lists, index_dataset, is_lost_pair
 from segpipe.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
     HIGH_BIT_MODES,
     SWAPS_AXES,
     ImageInfo,
+    ImageTooLargeError,
     inspect_image,
+    open_image,
     orientation_note,
     oriented,
 )
@@ -63,7 +66,11 @@ INDEX_COLUMNS = [
     "height",
     "width",
     "classes",  # class ids present in the mask, space-separated (ignore_index left out)
+    "content",  # digest of the image's pixels: equal for identical images (images.content_digest)
 ]
+BINCOUNT_LIMIT = 1 << 24
+"""Integer mask values (or packed colours) below this are counted with np.bincount, which
+neither sorts nor copies the mask as np.unique does."""
 # Float mask values beyond this are no class id (and would overflow int64): counted as non-integer.
 MAX_FLOAT_VALUE = 2.0**31
 SHOWN_VALUES = 5  # offending float values named in a message
@@ -82,9 +89,11 @@ class NonIntegerMaskError(MaskError):
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 colours -> int64 keys ``r << 16 | g << 8 | b``."""
-    rgb = rgb.astype(np.int64)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    """(..., 3) uint8 colours -> uint32 keys ``r << 16 | g << 8 | b``."""
+    packed = rgb[..., 0].astype(np.uint32) << 16
+    packed |= rgb[..., 1].astype(np.uint32) << 8
+    packed |= rgb[..., 2]
+    return packed
 
 
 def unpack_rgb(key: int) -> tuple[int, int, int]:
@@ -193,10 +202,13 @@ def _packed_colors(img: Image.Image) -> np.ndarray:
     return pack_rgb(np.asarray(img.convert("RGB")))
 
 
-def read_mask(path: str | Path, *, colors: bool = False) -> tuple[np.ndarray, int]:
+def read_mask(
+    path: str | Path, *, colors: bool = False, max_pixels: int | None = None
+) -> tuple[np.ndarray, int]:
     """A mask's raw values (float for a float mask) or, with ``colors``, packed colours, oriented
-    like its image (EXIF orientation applied if it has one); and that orientation (1: none)."""
-    with Image.open(path) as img:
+    like its image (EXIF orientation applied if it has one); and that orientation (1: none).
+    A mask of more than ``max_pixels`` pixels raises :class:`ImageTooLargeError` undecoded."""
+    with open_image(path, max_pixels) as img:
         img.load()
         img, orientation = oriented(img)
         arr = _packed_colors(img) if colors else _raw_values(img, path)
@@ -204,10 +216,11 @@ def read_mask(path: str | Path, *, colors: bool = False) -> tuple[np.ndarray, in
 
 
 def split_non_integer(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw values as int64, and where a float mask holds no integer (None when every value is
-    one, always for integer masks); those pixels are 0 in the int64 values."""
+    """Raw values as integers (an integer mask as it is, not copied; a float one as int64), and
+    where a float mask holds no integer (None when every value is one, always for integer masks);
+    those pixels are 0 in the int64 values."""
     if not np.issubdtype(raw.dtype, np.floating):
-        return raw.astype(np.int64), None
+        return raw, None
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(raw) | (raw != np.round(raw)) | (np.abs(raw) >= MAX_FLOAT_VALUE)
     values = np.where(bad, 0, raw).astype(np.int64)
@@ -236,7 +249,7 @@ def read_mask_values(path: str | Path) -> np.ndarray:
     values, bad = split_non_integer(raw)
     if bad is not None:
         raise NonIntegerMaskError(_non_integer_message(path, raw, bad))
-    return values
+    return values.astype(np.int64)
 
 
 def remap_array(values: np.ndarray, spec: RemapSpec, source: str = "mask") -> np.ndarray:
@@ -262,12 +275,12 @@ def _map(values: np.ndarray, spec: RemapSpec, skip: np.ndarray | None = None) ->
     used = values.ravel() if skip is None else values[~skip]
     if used.size and used.min() < 0:
         raise MaskError(f"negative mask values {sorted(set(used[used < 0].tolist()))}")
+    if skip is None and used.dtype.kind in "ui" and (not used.size or used.max() < BINCOUNT_LIMIT):
+        return _map_counted(values, spec)
     keys, inverse, counts = np.unique(used, return_inverse=True, return_counts=True)
-    classes = spec.lookup(keys)
+    classes = _classes(keys, spec)
     missing = classes == UNMAPPED
     classes[missing] = spec.ignore_index
-    if (classes > 255).any() and not spec.counts_only:
-        raise MaskError(f"class ids above 255 {sorted(set(classes[classes > 255].tolist()))}")
     mapped = classes[inverse.ravel()].astype(np.uint8)
     if skip is None:
         out = mapped.reshape(values.shape)
@@ -275,6 +288,28 @@ def _map(values: np.ndarray, spec: RemapSpec, skip: np.ndarray | None = None) ->
         out = np.full(values.shape, spec.ignore_index, dtype=np.uint8)
         out[~skip] = mapped
     return _Mapped(out, keys, counts, spec.describe(keys[missing]))
+
+
+def _classes(keys: np.ndarray, spec: RemapSpec) -> np.ndarray:
+    """The class id of each key (:data:`UNMAPPED` for keys outside the table)."""
+    classes = spec.lookup(keys)
+    high = classes[(classes > 255) & (classes != UNMAPPED)]
+    if high.size and not spec.counts_only:
+        raise MaskError(f"class ids above 255 {sorted(set(high.tolist()))}")
+    return classes
+
+
+def _map_counted(values: np.ndarray, spec: RemapSpec) -> _Mapped:
+    """:func:`_map` for integer keys below :data:`BINCOUNT_LIMIT`: counted by np.bincount and
+    mapped through a lookup table, in memory of the size of the uint8 output."""
+    counts = np.bincount(values.ravel())
+    keys = np.flatnonzero(counts)
+    classes = _classes(keys, spec)
+    missing = classes == UNMAPPED
+    classes[missing] = spec.ignore_index
+    table = np.zeros(len(counts), dtype=np.uint8)
+    table[keys] = classes.astype(np.uint8)
+    return _Mapped(table[values], keys, counts[keys], spec.describe(keys[missing]))
 
 
 def _unmapped_message(source: str, found: list, spec: RemapSpec) -> str:
@@ -330,14 +365,18 @@ def _mode_hint(mask: str, missing: list) -> str:
     return ""
 
 
-def check_pair(row: dict, spec: RemapSpec) -> tuple[dict, np.ndarray | None]:
+def check_pair(
+    row: dict, spec: RemapSpec, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+) -> tuple[dict, np.ndarray | None]:
     """Decode one image and its mask completely and remap the mask.
 
     Returns ``(result, class_id_mask)``. ``result`` is ``row`` plus ``image_format``,
     ``image_mode``, ``width``, ``height``, ``value_counts`` (raw value or (r, g, b) -> pixels),
-    ``class_counts`` (class id -> pixels) and ``notes`` ((level, message) log lines); a pair
+    ``class_counts`` (class id -> pixels), ``content`` (the image's
+    :func:`~segpipe.images.content_digest`) and ``notes`` ((level, message) log lines); a pair
     that cannot be used has ``problem`` and ``problem_file`` instead of a mask, and ``fatal``
-    when it must stop the run (unmapped or non-integer values with ``unmapped='error'``).
+    when it must stop the run (unmapped or non-integer values with ``unmapped='error'``). An
+    image or mask of more than ``max_pixels`` pixels is not decoded: the pair is quarantined.
     """
     result: dict[str, Any] = {**row, "notes": [], "fatal": False}
     image, mask = row["image"], row["raw_mask"]
@@ -346,17 +385,25 @@ def check_pair(row: dict, spec: RemapSpec) -> tuple[dict, np.ndarray | None]:
         return {**result, "problem": text, "problem_file": file, "fatal": fatal}, None
 
     try:
-        info = inspect_image(image)
+        info = inspect_image(image, max_pixels)
+    except ImageTooLargeError as exc:
+        return problem(image, f"image too large: {exc}")
     except Exception as exc:  # Pillow raises many types for corrupt files
         return problem(image, f"unreadable image ({type(exc).__name__}: {exc})")
     result.update(
-        image_format=info.format, image_mode=info.mode, width=info.width, height=info.height
+        image_format=info.format,
+        image_mode=info.mode,
+        width=info.width,
+        height=info.height,
+        content=info.content,
     )
     result["notes"] += [(level, f"{image}: {text}") for level, text in info.notes]
     try:
-        raw, mask_orientation = read_mask(mask, colors=spec.by_color)
+        raw, mask_orientation = read_mask(mask, colors=spec.by_color, max_pixels=max_pixels)
         values, skip = split_non_integer(raw)
         mapped = _map(values, spec, skip)
+    except ImageTooLargeError as exc:
+        return problem(mask, f"mask too large: {exc}")
     except MaskError as exc:
         return problem(mask, str(exc).removeprefix(f"{mask}: "))
     except Exception as exc:
@@ -377,8 +424,11 @@ def check_pair(row: dict, spec: RemapSpec) -> tuple[dict, np.ndarray | None]:
             # which problem_file does.
             return problem(mask, message.removeprefix(f"{mask}: "), spec.unmapped == "error")
         result["notes"].append((logging.WARNING, message + ": marked as ignored"))
-    classes, class_counts = np.unique(mapped.out, return_counts=True)
-    result["class_counts"] = dict(zip(classes.tolist(), class_counts.tolist(), strict=True))
+    class_counts = np.bincount(mapped.out.ravel(), minlength=256)
+    classes = np.flatnonzero(class_counts)
+    result["class_counts"] = dict(
+        zip(classes.tolist(), class_counts[classes].tolist(), strict=True)
+    )
     labelled = [c for c in result["class_counts"] if spec.counts_only or c != spec.ignore_index]
     if not labelled:
         return problem(mask, f"no labelled pixel: every mask value {described} maps to ignore")
@@ -393,9 +443,9 @@ def check_pair(row: dict, spec: RemapSpec) -> tuple[dict, np.ndarray | None]:
     return result, mapped.out
 
 
-def _remap_one(args: tuple[dict, RemapSpec, str | None]) -> dict:
-    row, spec, out_dir = args
-    result, out = check_pair(row, spec)
+def _remap_one(args: tuple[dict, RemapSpec, str | None, int | None]) -> dict:
+    row, spec, out_dir, max_pixels = args
+    result, out = check_pair(row, spec, max_pixels)
     if out is not None and out_dir is not None:
         mask_path = os.path.join(out_dir, f"{row['id']}.png")
         Image.fromarray(out, mode="L").save(mask_path, format="PNG")
@@ -404,12 +454,15 @@ def _remap_one(args: tuple[dict, RemapSpec, str | None]) -> dict:
 
 
 def check_pairs(
-    frame: pd.DataFrame, spec: RemapSpec, out_dir: str | Path | None = None, threads: int = 1
+    frame: pd.DataFrame,
+    spec: RemapSpec,
+    out_dir: str | Path | None = None,
+    threads: int = 1,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> list[dict]:
     """:func:`check_pair` for every row, in ``threads`` processes; masks written to ``out_dir``."""
-    jobs = [
-        (row, spec, None if out_dir is None else str(out_dir)) for row in frame.to_dict("records")
-    ]
+    out = None if out_dir is None else str(out_dir)
+    jobs = [(row, spec, out, max_pixels) for row in frame.to_dict("records")]
     if threads <= 1 or len(jobs) < 2:
         return list(progress(map(_remap_one, jobs), desc="check pairs", total=len(jobs)))
     with ProcessPoolExecutor(max_workers=threads) as pool:
@@ -497,12 +550,16 @@ def remap_dataset(
     threads: int = 1,
     max_quarantine_fraction: float = 0.1,
     class_names: list[str] | None = None,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> pd.DataFrame:
     """Index ``dataset_dir``, check and remap every pair, and write masks, an index CSV and a
     quarantine CSV (file, problem).
 
     The masks directory is written atomically (temp dir, then rename). Pairs that cannot be used go
-    to the quarantine CSV; if more than ``max_quarantine_fraction`` of the pairs are lost, or any
+    to the quarantine CSV (an image or mask of more than ``max_image_pixels`` pixels too, undecoded);
+    identical images are logged (:func:`~segpipe.dataset_summary.duplicate_warnings`) and share
+    the index's ``content``, which keeps them in one split. If more than
+    ``max_quarantine_fraction`` of the pairs are lost, or any
     mask has unmapped or non-integer values with ``unmapped='error'``, it raises (the quarantine CSV is still
     written, so the report of a later fixed run and the user see every problem).
     """
@@ -527,9 +584,11 @@ def remap_dataset(
     logger.info("checking and remapping %d pairs with %d processes", len(frame), threads)
     masks_out = Path(masks_out)
     with atomic_dir(masks_out) as tmp:
-        results = check_pairs(frame, spec, tmp, max(1, threads))
+        results = check_pairs(frame, spec, tmp, max(1, threads), max_image_pixels)
         quarantine = quarantine_rows(index_quarantine, results)
         log_results(results, quarantine)
+        for message in duplicate_warnings(results):
+            logger.warning(message)
         write_csv(quarantine_out, pd.DataFrame(quarantine, columns=["file", "problem"]))
         _check_usable(
             frame,

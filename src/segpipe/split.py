@@ -1,5 +1,11 @@
 """Seeded, stratified train/val/test split and cross-validation folds, persisted as CSV
-manifests."""
+manifests.
+
+Identical images (the same ``content`` digest in the remap index, see
+:func:`segpipe.images.content_digest`) are one unit: they go to the same split and the same fold,
+so that a copy of a test image is never trained on. An index without the column (or an image
+without a digest) makes every image a unit of its own.
+"""
 
 from __future__ import annotations
 
@@ -19,18 +25,51 @@ class FoldError(UserError, ValueError):
     """More folds than images to cut them from."""
 
 
+def units(frame: pd.DataFrame) -> pd.Series:
+    """The unit of each row of ``frame`` (aligned with it): its ``content`` digest, shared by
+    identical images, or its id where it has none."""
+    ids = "id:" + frame["id"].astype(str)
+    if "content" not in frame:
+        return ids
+    content = frame["content"]
+    return content.where(content.notna() & (content.astype(str) != ""), ids).astype(str)
+
+
+def _strata(frame: pd.DataFrame, unit: pd.Series, stratify: bool):
+    """(stratum, its units in id order): a unit belongs to the group of its first id."""
+    first = frame.assign(_unit=unit.to_numpy()).drop_duplicates("_unit")
+    parts = first.groupby("group", sort=True) if stratify else [("", first)]
+    return [(name, part["_unit"].to_numpy()) for name, part in parts]
+
+
 def _carve(frame: pd.DataFrame, fraction: float, rng: np.random.Generator, stratify: bool):
-    """Split ``frame`` into (rest, carved) with ``fraction`` of each group (or of all) carved."""
-    groups = frame.groupby("group", sort=True) if stratify else [("", frame)]
-    carved = []
-    for _, part in groups:
-        ids = part["id"].to_numpy()
-        n = int(round(fraction * len(ids)))
-        carved.extend(rng.permutation(ids)[:n])
+    """Split ``frame`` into (rest, carved) with ``fraction`` of each group (or of all) carved;
+    identical images (:func:`units`) are carved together."""
+    unit = units(frame)
+    size = unit.value_counts()
+    carved: list[str] = []
+    for _, keys in _strata(frame, unit, stratify):
+        n = int(round(fraction * size[keys].sum()))
+        order = rng.permutation(keys)
+        before = np.cumsum(size[order].to_numpy()) - size[order].to_numpy()
+        carved.extend(order[before < n])
     if not carved and len(frame) > 1:  # tiny data: at least one item
-        carved = [rng.permutation(frame["id"].to_numpy())[0]]
-    mask = frame["id"].isin(carved)
+        carved = [rng.permutation(unit.drop_duplicates().to_numpy())[0]]
+    mask = unit.isin(carved).to_numpy()
     return frame[~mask], frame[mask]
+
+
+def _with_test_twins(frame: pd.DataFrame, is_test: pd.Series) -> pd.Series:
+    """``is_test`` widened to the images identical to a test-list image, with a warning naming
+    them: as an id in the test list and in another list, they are test images."""
+    unit = units(frame)
+    pulled = ~is_test & unit.isin(set(unit[is_test]))
+    for key in unit[pulled].drop_duplicates():
+        logger.warning(
+            "identical images %s are in different split lists: all are test images",
+            sorted(frame.loc[unit == key, "id"]),
+        )
+    return is_test | pulled
 
 
 def split_dataset(
@@ -51,7 +90,7 @@ def split_dataset(
     rng = np.random.default_rng(seed)
     official = use_official and (frame["official_split"].fillna("") == "test").any()
     if official:
-        is_test = frame["official_split"] == "test"
+        is_test = _with_test_twins(frame, frame["official_split"] == "test")
         pool, test = frame[~is_test], frame[is_test]
     else:
         pool, test = _carve(frame, test_fraction, rng, stratify)
@@ -80,19 +119,24 @@ def fold_assignment(
 
     Each group (stratified) or the whole pool is shuffled, the groups are laid end to end in
     sorted order and dealt out to the folds in turn: every group spreads evenly over the folds
-    and the folds' sizes differ by at most one. The same pool and seed always give the same
-    folds. Raises :class:`FoldError` when the pool holds fewer images than ``folds``.
+    and the folds' sizes differ by at most one. Identical images (:func:`units`, from a
+    ``content`` column) are dealt as one, into one fold. The same pool and seed always give the
+    same folds. Raises :class:`FoldError` when the pool holds fewer distinct images than
+    ``folds``.
     """
-    if folds > len(pool):
+    frame = pool.sort_values("id")
+    unit = units(frame)
+    distinct = unit.nunique()
+    if folds > distinct:
+        what = "images" if distinct == len(pool) else "distinct images (copies count once)"
         raise FoldError(
             f"config option 'split.folds': {folds} folds, but the train+val pool holds only "
-            f"{len(pool)} images; use at most {len(pool)} folds"
+            f"{distinct} {what}; use at most {distinct} folds"
         )
-    frame = pool.sort_values("id")
     rng = np.random.default_rng(seed)
-    groups = frame.groupby("group", sort=True) if stratify else [("", frame)]
-    order = np.concatenate([rng.permutation(part["id"].to_numpy()) for _, part in groups])
-    return pd.Series(np.arange(len(order)) % folds, index=order, name="fold").loc[frame["id"]]
+    order = np.concatenate([rng.permutation(k) for _, k in _strata(frame, unit, stratify)])
+    fold = pd.Series(np.arange(len(order)) % folds, index=order)
+    return pd.Series(fold[unit].to_numpy(), index=frame["id"].to_numpy(), name="fold")
 
 
 def write_fold(
@@ -115,6 +159,8 @@ def write_fold(
     """
     index = read_table(index_csv)
     pool = pd.concat([read_table(path) for path in pool_manifests], ignore_index=True)
+    if "content" in index:
+        pool = pool.merge(index[["id", "content"]], on="id", how="left")
     assigned = fold_assignment(pool, folds=folds, seed=seed, stratify=stratify)
     in_fold = pool["id"].map(assigned) == fold
     parts = {"train": pool[~in_fold], "val": pool[in_fold]}

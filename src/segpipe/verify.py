@@ -16,6 +16,7 @@ from typing import Any
 
 from segpipe.dataset_summary import format_summary, summarize
 from segpipe.datasets import LAYOUT_DIRS
+from segpipe.images import DEFAULT_MAX_IMAGE_PIXELS
 from segpipe.remap import check_pairs, index_with_spec
 
 __all__ = ["format_summary", "summarize", "verify_dataset"]
@@ -38,9 +39,11 @@ def verify_dataset(
     ignore_index: int = 255,
     class_names: Sequence[str] | None = None,
     threads: int = 1,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> dict[str, Any]:
     """Check ``root`` as the remap step would, write nothing, and return :func:`summarize`'s
-    summary. Without ``table`` or ``colors`` the raw mask values are counted, not mapped."""
+    summary. Without ``table`` or ``colors`` the raw mask values are counted, not mapped; an image
+    or mask of more than ``max_image_pixels`` pixels is a problem, not decoded."""
     spec, frame, index_quarantine = index_with_spec(
         layout,
         root,
@@ -61,7 +64,7 @@ def verify_dataset(
             images_dir or LAYOUT_DIRS[layout][0],
             masks_dir or LAYOUT_DIRS[layout][1],
         )
-    results = check_pairs(frame, spec, None, threads) if len(frame) else []
+    results = check_pairs(frame, spec, None, threads, max_image_pixels) if len(frame) else []
     return summarize(
         frame, index_quarantine, results, spec, class_names=class_names, root=root, layout=layout
     )
