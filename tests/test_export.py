@@ -65,7 +65,12 @@ def in_process(capsys, *args) -> tuple[int, str, str]:
 
 
 def masks(folder: Path) -> dict[str, np.ndarray]:
-    return {p.stem: np.asarray(Image.open(p)) for p in sorted((folder / "masks").iterdir())}
+    """The masks of a prediction folder by their path below masks/ (sub-folders included)."""
+    root = folder / "masks"
+    return {
+        p.relative_to(root).as_posix(): np.asarray(Image.open(p))
+        for p in sorted(root.rglob("*.png"))
+    }
 
 
 # --- the file -------------------------------------------------------------------------------

@@ -10,8 +10,12 @@ Examples::
     segpipe export results/runs/segpipe/train/best.pt          # -> .../train/model.onnx
     segpipe predict --onnx results/runs/segpipe/train/model.onnx new_images/ --out predictions/
 
-Exit status: 0 when every file is usable, 1 when problems were found, 2 for a usage or config
-error.
+Exit status: 0 when every file is usable (verify) or predicted (predict); 1 when problems were
+found: verify found unusable files, predict skipped an input (an empty file, a truncated image,
+no image; the others are still predicted, summary.csv lists why); 2 for a usage or config error
+(a missing or unreadable checkpoint or ONNX file, a missing input, a folder without files, two
+inputs predicted into one file, an output folder that is a file, an input folder, or holds files
+without --overwrite).
 """
 
 from __future__ import annotations
@@ -192,7 +196,18 @@ def _add_predict(sub) -> None:
         metavar="MODEL_ONNX",
         help="predict with this ONNX file of segpipe export (onnxruntime, CPU) instead of a checkpoint",
     )
-    predict.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    predict.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder, written whole once complete; refused when it holds files",
+    )
+    predict.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output folder that holds files (its files are removed)",
+    )
     predict.add_argument(
         "--mode",
         choices=MODES,
@@ -273,12 +288,13 @@ def predict_main(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
         probabilities=args.probabilities,
+        overwrite=args.overwrite,
     )
     skipped = summary[summary["status"] == "skipped"]
     print(f"{len(summary) - len(skipped)} of {len(summary)} images predicted into {args.out}")
     for row in skipped.itertuples():
         print(f"skipped {row.file}: {row.reason}")
-    return EXIT_OK
+    return EXIT_PROBLEMS if len(skipped) else EXIT_OK
 
 
 def export_main(args: argparse.Namespace) -> int:
