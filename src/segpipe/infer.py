@@ -39,7 +39,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from segpipe.colors import overlay
-from segpipe.export import ExportError, onnx_session, read_metadata
+from segpipe.export import ExportError, onnx_session, read_metadata, stale_reason
 from segpipe.images import load_rgb
 from segpipe.inference import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
 from segpipe.io import atomic_dir, atomic_path, write_csv
@@ -92,15 +92,27 @@ def load_model(
     return Model(score, list(cfg["classes"]), int(train["image_size"]), scale)
 
 
-def load_onnx_model(path: str | Path, *, threads: int = 0) -> Model:
+def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = False) -> Model:
     """The model of an ONNX file that ``segpipe export`` wrote, run by onnxruntime on the CPU
     (``threads``: 0 for onnxruntime's default); classes and training size from its metadata.
-    Raises InferError naming a file that is not such a model."""
+    Raises InferError naming a file that is not such a model, or (unless ``allow_stale``) one
+    whose checkpoint changed since the export (:func:`segpipe.export.stale_reason`); warns
+    when the file records no checkpoint digest."""
     try:
         session = onnx_session(path, threads=threads)
         info = read_metadata(session, path)
     except ExportError as exc:
         raise InferError(str(exc)) from None
+    if not info.get("checkpoint_sha256"):
+        logger.warning(
+            "%s records no checkpoint digest (exported by an older segpipe): whether it is "
+            "the model of the best.pt beside it is not checked; re-export to record it",
+            path,
+        )
+    elif (reason := stale_reason(path, info)) is not None:
+        if not allow_stale:
+            raise InferError(reason)
+        logger.warning("%s", reason.split(": re-export")[0] + " (--allow-stale-onnx)")
     return Model(onnx_scorer(session), info["classes"], info["image_size"], info["image_scale"])
 
 
