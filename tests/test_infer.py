@@ -39,6 +39,7 @@ from segpipe.inference import (
 )
 from segpipe.metrics import summarize
 from segpipe.predict import predict_split
+from segpipe.report import infer_gallery
 
 from conftest import BIN
 
@@ -506,3 +507,13 @@ def test_an_interrupted_prediction_leaves_no_output_folder(tmp_path) -> None:
     with pytest.raises(KeyboardInterrupt):
         predict_files(model, [tmp_path / "in"], tmp_path / "out", batch_size=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_the_report_gallery_finds_the_overlays_in_sub_folders(tmp_path) -> None:
+    for name in ("a/x.png", "b/x.png", "y.jpg"):
+        image(tmp_path / "in" / name)
+    (tmp_path / "in" / "b" / "empty.png").write_bytes(b"")
+    predict_files(fake_model(), [tmp_path / "in"], tmp_path / "out")
+    gallery = infer_gallery(tmp_path / "out", 10)
+    assert [item["name"] for item in gallery["items"]] == ["a/x.png", "b/x.png", "y.jpg"]
+    assert gallery["skipped"] == [{"name": "empty.png", "reason": "empty file"}]
