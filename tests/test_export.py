@@ -285,7 +285,7 @@ def test_export_rule_writes_the_runs_onnx_on_request_only(tmp_path) -> None:
     best = work / "results/runs/ci-tiny/train/best.pt"
     later = (work / target).stat().st_mtime + 10
     os.utime(best, (later, later))
-    assert planned_rules(work, target, *args) == {"export": 1}
+    assert planned_rules(work, *args, "--cores", "1", target) == {"export": 1}
 
 
 # --- an ONNX file left from before a retrain ------------------------------------------------
