@@ -169,11 +169,6 @@ def _check_unique(named: Sequence[tuple[Path, str]]) -> None:
         )
 
 
-def output_names(files: Sequence[Path]) -> list[str]:
-    """A name per file for its outputs (:func:`find_inputs` of the files)."""
-    return [name for _, name in find_inputs(files)]
-
-
 def _writable_parent(out: Path) -> Path:
     """The nearest existing folder above ``out``; InferError when it is a file or read-only."""
     parent = out.absolute().parent
