@@ -100,11 +100,13 @@ def _infer_files():
     folder = config["infer"]["images"]
     if folder is None:
         return []
-    from segpipe.infer import InferError, find_images
+    from segpipe.infer import InferError, OutputClashError, find_images
 
     problem = _infer_folder_problem(folder)
     try:
         files = [] if problem else find_images([folder])
+    except OutputClashError as exc:
+        problem = str(exc)
     except InferError:
         problem = f"folder '{folder}' holds no files"
     if problem:

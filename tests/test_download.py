@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from segpipe.download import (
     DownloadError,
@@ -23,7 +24,10 @@ from segpipe.download import (
     fetch,
     safe_extract,
 )
+from segpipe.logs import UserError
 from segpipe.synthetic import make_oxford_like, pack_oxford_archives
+
+from conftest import copy_workflow, snakemake
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB, several reads long
 PAYLOAD_HASH = "md5:" + hashlib.md5(PAYLOAD).hexdigest()
@@ -387,3 +391,43 @@ def test_download_dataset_leaves_out_dir_alone_on_failure(
         download_dataset(broken, out_dir, cache_dir=tmp_path / "cache")
     assert sorted(p.name for p in out_dir.iterdir()) == ["images"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "oxford-iiit-pet"]
+
+
+def _offline_resources(names: list[str]) -> list[dict[str, str]]:
+    return [
+        {"filename": n, "url": f"http://nonexistent.invalid/{n}", "known_hash": "md5:" + "0" * 32}
+        for n in names
+    ]
+
+
+def test_offline_download_names_every_missing_archive(tmp_path: Path) -> None:
+    cache = tmp_path / "archives"
+    cache.mkdir()
+    (cache / "present.tar.gz").write_bytes(b"already here")
+    resources = _offline_resources(["images.tar.gz", "present.tar.gz", "annotations.tar.gz"])
+    with pytest.raises(DownloadError) as excinfo:
+        download_dataset(resources, tmp_path / "dataset", cache_dir=cache)
+    message = str(excinfo.value)
+    assert isinstance(excinfo.value, UserError)  # one line in the rule's log, no traceback
+    assert "\n" not in message and message.count("cannot reach nonexistent.invalid:80") == 1
+    for name in ("images.tar.gz", "annotations.tar.gz"):
+        assert f"{cache / name} (from http://nonexistent.invalid/{name})" in message
+    assert "present.tar.gz" not in message
+    assert sorted(p.name for p in cache.iterdir()) == ["present.tar.gz"]
+
+
+@pytest.mark.slow
+def test_offline_pipeline_ends_with_one_message(tmp_path: Path) -> None:
+    """The download job of an offline run ends with one line naming both archives: no
+    traceback in its log or in what Snakemake prints."""
+    work = copy_workflow(tmp_path / "wf")
+    resources = _offline_resources(["images.tar.gz", "annotations.tar.gz"])
+    (work / "offline.yaml").write_text(yaml.safe_dump({"dataset": {"urls": resources}}))
+    proc = snakemake(work, "-c1", "results/download/dataset", "--configfile", "offline.yaml")
+    assert proc.returncode != 0
+    log = (work / "logs/download/download.log").read_text()
+    printed = proc.stdout + proc.stderr
+    assert "Traceback" not in printed and "Traceback" not in log, printed
+    assert len(log.splitlines()) == 1, log
+    for name in ("images.tar.gz", "annotations.tar.gz"):
+        assert "put them at: " in log and f"results/download/archives/{name}" in log

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -65,7 +67,12 @@ def in_process(capsys, *args) -> tuple[int, str, str]:
 
 
 def masks(folder: Path) -> dict[str, np.ndarray]:
-    return {p.stem: np.asarray(Image.open(p)) for p in sorted((folder / "masks").iterdir())}
+    """The masks of a prediction folder by their path below masks/ (sub-folders included)."""
+    root = folder / "masks"
+    return {
+        p.relative_to(root).as_posix(): np.asarray(Image.open(p))
+        for p in sorted(root.rglob("*.png"))
+    }
 
 
 # --- the file -------------------------------------------------------------------------------
@@ -74,7 +81,7 @@ def masks(folder: Path) -> dict[str, np.ndarray]:
 def test_export_writes_a_checked_self_describing_file(onnx_file) -> None:
     proto = onnx.load(str(onnx_file))
     onnx.checker.check_model(proto)
-    props = {p.key: p.value for p in proto.metadata_props}
+    props = {p.key: p.value for p in proto.metadata_props if not p.key.startswith("checkpoint")}
     assert props == {
         "classes": json.dumps(CLASSES),
         "image_size": str(IMAGE_SIZE),
@@ -274,3 +281,112 @@ def test_export_rule_writes_the_runs_onnx_on_request_only(tmp_path) -> None:
         work / "results/runs/ci-tiny/train/best.pt", work / target, random_batch((2, 3, 32, 32))
     )
     assert result["max_abs_logit_diff"] <= 1e-3 and result["argmax_agreement"] >= 0.999
+    # A retrain writes another best.pt: the file is exported again, nothing else reruns.
+    best = work / "results/runs/ci-tiny/train/best.pt"
+    later = (work / target).stat().st_mtime + 10
+    os.utime(best, (later, later))
+    assert planned_rules(work, *args, "--cores", "1", target) == {"export": 1}
+
+
+# --- an ONNX file left from before a retrain ------------------------------------------------
+
+
+def onnx_beside(checkpoint: Path, onnx_file: Path, folder: Path) -> tuple[Path, Path]:
+    """A copy of the exported file beside a copy of its checkpoint, under the recorded name."""
+    folder.mkdir(parents=True)
+    ckpt = folder / checkpoint.name
+    ckpt.write_bytes(checkpoint.read_bytes())
+    onnx_copy = folder / "model.onnx"
+    onnx_copy.write_bytes(onnx_file.read_bytes())
+    return ckpt, onnx_copy
+
+
+def props_of(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_export_records_the_checkpoints_digest(checkpoint, onnx_file) -> None:
+    props = props_of(onnx_file)
+    assert props["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert props["checkpoint"] == str(checkpoint.resolve())
+
+
+def test_predict_refuses_an_onnx_file_of_another_checkpoint(
+    checkpoint, onnx_file, tmp_path, capsys, caplog
+) -> None:
+    ckpt, model = onnx_beside(checkpoint, onnx_file, tmp_path / "run")
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    assert in_process(capsys, "predict", "--onnx", model, image, "-o", tmp_path / "o1")[0] == 0
+    with ckpt.open("ab") as f:  # a retrain: another best.pt beside the same model.onnx
+        f.write(b"retrained")
+    rc, _, err = in_process(capsys, "predict", "--onnx", model, image, "-o", tmp_path / "o2")
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{model} was exported from another {ckpt.name} than {ckpt}" in err
+    assert f"re-export with `segpipe export {ckpt} -o {model}`" in err
+    assert not (tmp_path / "o2").exists()
+    rc, _, err = in_process(
+        capsys, "predict", "--onnx", model, image, "-o", tmp_path / "o3", "--allow-stale-onnx"
+    )
+    assert rc == 0 and "exported from another" in caplog.text
+
+
+def test_an_onnx_file_on_its_own_or_without_digest_is_used(
+    checkpoint, onnx_file, tmp_path, capsys, caplog
+) -> None:
+    alone = tmp_path / "alone" / "model.onnx"  # no best.pt beside; the recorded one unchanged
+    alone.parent.mkdir()
+    alone.write_bytes(onnx_file.read_bytes())
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    assert in_process(capsys, "predict", "--onnx", alone, image, "-o", tmp_path / "o1")[0] == 0
+    assert "checkpoint digest" not in caplog.text
+    proto = onnx.load(str(onnx_file))
+    kept = [p for p in proto.metadata_props if not p.key.startswith("checkpoint")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    older = tmp_path / "older.onnx"
+    onnx.save(proto, str(older))
+    assert in_process(capsys, "predict", "--onnx", older, image, "-o", tmp_path / "o2")[0] == 0
+    assert f"{older} records no checkpoint digest" in caplog.text
+
+
+# --- the command's paths --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "{folder}"], "{folder}: is a folder; give the checkpoint file"),
+        (["export", "{ckpt}", "-o", "{folder}"], "--out {folder}: is a folder; give a file name"),
+        (["export", "{ckpt}", "-o", "{text}/m.onnx"], "{text} is a file, not a folder"),
+        (["predict", "{folder}", "{image}", "-o", "{out}"], "is a folder; give the checkpoint"),
+        (["predict", "--onnx", "{folder}", "{image}", "-o", "{out}"], "give the ONNX model file"),
+        (["verify", "{text}"], "{text}: is a file, not a dataset folder"),
+        (["verify", "--configfile", "{folder}"], "{folder}: is a folder; give the config file"),
+        (["verify", "--configfile", "{missing}"], "{missing}: no such config file"),
+        (["verify", "--configfile", "{broken}"], "{broken}: not valid YAML"),
+        (["verify", "--configfile", "{image}"], "{image}: not a YAML text file"),
+        (["verify", "{folder}", "--json", "{folder}"], "--json {folder}: is a folder"),
+        (["verify", "{folder}", "--json", "{text}/s.json"], "{text} is a file, not a folder"),
+    ],
+)
+def test_bad_paths_are_one_line_exit_2(args, message, checkpoint, tmp_path, capsys) -> None:
+    paths = {
+        "folder": tmp_path / "folder",
+        "ckpt": checkpoint,
+        "text": tmp_path / "a.txt",
+        "image": tmp_path / "a.png",
+        "out": tmp_path / "out",
+        "missing": tmp_path / "missing.yaml",
+        "broken": tmp_path / "broken.yaml",
+    }
+    paths["folder"].mkdir()
+    paths["text"].write_text("not a model\n")
+    paths["broken"].write_text("a: [\n")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(paths["image"])
+    rc, _, err = in_process(capsys, *[a.format(**paths) for a in args])
+    assert rc == 2, err
+    assert message.format(**paths) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not paths["out"].exists() and sorted(paths["folder"].iterdir()) == []

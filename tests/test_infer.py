@@ -5,18 +5,30 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from test_train import CLASSES, make_pair, tiny_splits
 from test_train import train as train_tiny
 
+from segpipe.cli import main
 from segpipe.evaluate import confusion_matrix
-from segpipe.infer import InferError, load_model, predict_files
+from segpipe.infer import (
+    InferError,
+    Model,
+    OutputClashError,
+    find_inputs,
+    load_model,
+    predict_files,
+)
 from segpipe.inference import (
     flip_views,
     normalized,
@@ -27,6 +39,7 @@ from segpipe.inference import (
 )
 from segpipe.metrics import summarize
 from segpipe.predict import predict_split
+from segpipe.report import infer_gallery
 
 from conftest import BIN
 
@@ -163,7 +176,7 @@ def test_segpipe_predict_reads_images_by_content_and_lists_skips(checkpoint, tmp
     expected = odd_images(tmp_path / "in")
     out = tmp_path / "out"
     proc = segpipe("predict", checkpoint, tmp_path / "in", "--out", out, "--probabilities")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # notes.png skipped
     assert "4 of 5 images predicted" in proc.stdout and "skipped" in proc.stdout
     for name, size in expected.items():
         mask = np.asarray(Image.open(out / "masks" / f"{name}.png"))
@@ -267,3 +280,240 @@ def test_segpipe_predict_help_runs() -> None:
         [sys.executable, "-m", "segpipe.cli", "predict", "--help"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and "--tta" in proc.stdout
+
+
+# --- bad input to segpipe predict (a model that needs no training) --------------------------
+
+
+def fake_model() -> Model:
+    return Model(pointwise, ["background", "object"], 32)
+
+
+def image(path: Path, size: tuple[int, int] = (12, 10)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), 90, np.uint8)).save(path, format="PNG")
+    return path
+
+
+def truncated(path: Path) -> Path:
+    data = image(path, (64, 64)).read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.fixture
+def cli(monkeypatch, tmp_path, capsys):
+    """``segpipe predict`` in this process with the fake model: (exit status, stdout, stderr)."""
+    monkeypatch.setattr("segpipe.infer.load_model", lambda *a, **k: fake_model())
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"stands for a checkpoint")
+
+    def run(*args) -> tuple[int, str, str]:
+        status = main(["predict", str(checkpoint), *map(str, args)])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "reasons"),
+    [
+        ({"a.png": b"", "b.jpg": b"", "c.tif": b""}, 1, ["empty file"] * 3),
+        ({"a.png": "truncated", "b.png": "image"}, 1, ["truncated or damaged image"]),
+        ({"notes.png": b"not an image", "b.png": "image"}, 1, ["not an image"]),
+        ({"a.png": "image", "b.jpg": "image"}, 0, []),
+    ],
+    ids=["all_empty", "one_truncated", "text_named_png", "all_readable"],
+)
+def test_predict_exit_status_says_whether_every_input_was_predicted(
+    cli, tmp_path, files, status, reasons
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, content in files.items():
+        if content == "image":
+            image(folder / name)
+        elif content == "truncated":
+            truncated(folder / name)
+        else:
+            (folder / name).write_bytes(content)
+    code, out, err = cli(folder, "--out", tmp_path / "out")
+    assert code == status, out + err
+    assert f"{len(files) - len(reasons)} of {len(files)} images predicted" in out
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv", keep_default_na=False)
+    got = summary.loc[summary["status"] == "skipped", "reason"].tolist()
+    assert len(got) == len(reasons) and all(
+        g.startswith(r) for g, r in zip(got, reasons, strict=True)
+    )
+    assert "cannot identify image file" not in out + err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({}, "no images in"),
+        ({".hidden.png": "image"}, "no images in"),
+        ({"x.png/.keep": b""}, "no images in"),
+    ],
+    ids=["empty_folder", "only_hidden_files", "empty_folder_named_x_png"],
+)
+def test_predict_without_any_input_file_is_a_usage_error(cli, tmp_path, layout, message):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, content in layout.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        image(folder / name) if content == "image" else (folder / name).write_bytes(content)
+    code, _, err = cli(folder, "--out", tmp_path / "out")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_named_like_an_image_is_searched(cli, tmp_path) -> None:
+    image(tmp_path / "in" / "x.png" / "y.png")
+    code, _, _ = cli(tmp_path / "in" / "x.png", tmp_path / "in", "--out", tmp_path / "out")
+    assert code == 0
+    assert (tmp_path / "out" / "masks" / "x.png" / "y.png").is_file()
+
+
+def predicted_masks(out: Path) -> list[str]:
+    return sorted(p.relative_to(out / "masks").as_posix() for p in (out / "masks").rglob("*.*"))
+
+
+def test_outputs_keep_the_sub_folders_and_drop_the_suffix(tmp_path) -> None:
+    for name in ("a/x.png", "b/x.png", "b/deep/x.png", "y.jpg", "z.tar.gz"):
+        image(tmp_path / "in" / name)
+    summary = predict_files(fake_model(), [tmp_path / "in"], tmp_path / "out")
+    expected = ["a/x.png", "b/deep/x.png", "b/x.png", "y.png", "z.tar.png"]
+    assert predicted_masks(tmp_path / "out") == expected
+    assert sorted(summary["output"]) == [f"masks/{name}" for name in expected]
+    assert summary["output"].is_unique and len(summary) == 5
+    overlays = sorted(
+        p.relative_to(tmp_path / "out" / "overlays").as_posix()
+        for p in (tmp_path / "out" / "overlays").rglob("*.jpg")
+    )
+    assert overlays == [name.removesuffix(".png") + ".jpg" for name in expected]
+
+
+def test_several_inputs_are_named_below_the_folder_that_holds_them(tmp_path) -> None:
+    one, two = image(tmp_path / "d1" / "x.png"), image(tmp_path / "d2" / "x.png")
+    image(tmp_path / "f1" / "x.png")
+    image(tmp_path / "f2" / "x.png")
+    predict_files(fake_model(), [one, two], tmp_path / "files")
+    assert predicted_masks(tmp_path / "files") == ["d1/x.png", "d2/x.png"]
+    predict_files(fake_model(), [tmp_path / "f1", tmp_path / "f2"], tmp_path / "folders")
+    assert predicted_masks(tmp_path / "folders") == ["f1/x.png", "f2/x.png"]
+    predict_files(fake_model(), [one], tmp_path / "single")
+    assert predicted_masks(tmp_path / "single") == ["x.png"]
+
+
+def test_a_file_given_twice_is_predicted_once(tmp_path, monkeypatch) -> None:
+    x = image(tmp_path / "in" / "x.png")
+    monkeypatch.chdir(tmp_path)
+    inputs = [x, Path("in/x.png"), Path("in/../in/x.png"), tmp_path / "in"]
+    summary = predict_files(fake_model(), inputs, tmp_path / "out")
+    assert len(summary) == 1 and summary["output"].tolist() == ["masks/x.png"]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("x.jpg", "x.png"),
+        ("X.png", "x.png"),
+        ("\u00e9.png", "e\u0301.png"),  # the same name, NFC and NFD
+        ("a/x.png", "A/x.jpg"),
+    ],
+    ids=["same_stem", "case_only", "nfc_nfd", "folder_case"],
+)
+def test_two_inputs_for_one_output_are_refused_naming_both(cli, tmp_path, names) -> None:
+    for name in names:
+        image(tmp_path / "in" / name)
+    if len(list((tmp_path / "in").rglob("*.*"))) < 2:
+        pytest.skip("a file system that folds these names into one file")
+    code, _, err = cli(tmp_path / "in", "--out", tmp_path / "out")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert all(str(tmp_path / "in" / name) in err for name in names), err
+    assert "same file" in err and not (tmp_path / "out").exists()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", "a/", "A/", "b/c/"]),
+            st.sampled_from(["x", "X", "y", "\u00e9", "e\u0301"]),
+            st.sampled_from([".png", ".PNG", ".jpg", ".tif"]),
+        ),
+        min_size=1,
+        max_size=6,
+        unique=True,
+    )
+)
+def test_output_names_are_distinct_or_refused(paths) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for folder, stem, suffix in paths:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            (root / f"{folder}{stem}{suffix}").write_bytes(b"")
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        keys = [unicodedata.normalize("NFC", f"{p.parent}/{p.stem}").casefold() for p in files]
+        try:
+            named = find_inputs([root])
+        except OutputClashError as exc:
+            assert len(set(keys)) < len(keys)
+            assert str(exc).count(" and ") >= 1
+            return
+        assert len(set(keys)) == len(keys) == len(named)
+        for file, name in named:
+            assert name == file.relative_to(root).with_suffix("").as_posix()
+
+
+def test_an_output_path_that_is_a_file_is_one_line(cli, tmp_path) -> None:
+    image(tmp_path / "in" / "a.png")
+    (tmp_path / "taken").write_text("a file")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "sub"):
+        code, _, err = cli(tmp_path / "in", "--out", out)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert str(out) in err and "Traceback" not in err
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_an_output_folder_with_files_needs_overwrite(cli, tmp_path) -> None:
+    image(tmp_path / "in" / "new.png")
+    old = tmp_path / "out" / "masks" / "old.png"
+    image(old)
+    (tmp_path / "out" / "summary.csv").write_text("file,status,output,reason\n")
+    code, _, err = cli(tmp_path / "in", "--out", tmp_path / "out")
+    assert code == 2 and "already holds 2 file(s)" in err and str(tmp_path / "out") in err
+    assert old.is_file() and "--overwrite" in err
+    code, _, _ = cli(tmp_path / "in", "--out", tmp_path / "out", "--overwrite")
+    assert code == 0 and predicted_masks(tmp_path / "out") == ["new.png"]
+    (tmp_path / "empty").mkdir()
+    assert cli(tmp_path / "in", "--out", tmp_path / "empty")[0] == 0
+
+
+def test_an_interrupted_prediction_leaves_no_output_folder(tmp_path) -> None:
+    for i in range(3):
+        image(tmp_path / "in" / f"{i}.png")
+    calls = []
+
+    def dies_second_time(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return pointwise(x)
+
+    model = Model(dies_second_time, ["background", "object"], 32)
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(model, [tmp_path / "in"], tmp_path / "out", batch_size=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_the_report_gallery_finds_the_overlays_in_sub_folders(tmp_path) -> None:
+    for name in ("a/x.png", "b/x.png", "y.jpg"):
+        image(tmp_path / "in" / name)
+    (tmp_path / "in" / "b" / "empty.png").write_bytes(b"")
+    predict_files(fake_model(), [tmp_path / "in"], tmp_path / "out")
+    gallery = infer_gallery(tmp_path / "out", 10)
+    assert [item["name"] for item in gallery["items"]] == ["a/x.png", "b/x.png", "y.jpg"]
+    assert gallery["skipped"] == [{"name": "empty.png", "reason": "empty file"}]

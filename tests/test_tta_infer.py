@@ -128,12 +128,16 @@ def test_infer_is_planned_only_with_a_folder(tmp_path) -> None:
         ("empty", "config option 'infer.images': folder 'empty' holds no files"),
         ("config/test.yaml", "'config/test.yaml' is a file, not a folder of images"),
         (".", "config option 'infer.images': folder '.' holds results/"),
+        ("clash", "clash/x.jpg and clash/x.png (masks/x.png)"),
     ],
 )
 def test_a_missing_or_empty_folder_fails_before_any_job_runs(tmp_path, images, message) -> None:
     work = workflow(tmp_path, {"infer": {"images": images}})
     (work / "empty").mkdir()
     (work / "empty" / ".hidden").write_text("left out")
+    (work / "clash").mkdir()
+    for name in ("x.jpg", "x.png"):  # one mask for both
+        (work / "clash" / name).write_bytes(b"not read before the job runs")
     proc = snakemake(work, *ARGS, "--cores", "1")
     assert proc.returncode != 0
     assert message in proc.stderr

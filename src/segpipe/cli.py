@@ -10,8 +10,12 @@ Examples::
     segpipe export results/runs/segpipe/train/best.pt          # -> .../train/model.onnx
     segpipe predict --onnx results/runs/segpipe/train/model.onnx new_images/ --out predictions/
 
-Exit status: 0 when every file is usable, 1 when problems were found, 2 for a usage or config
-error.
+Exit status: 0 when every file is usable (verify) or predicted (predict); 1 when problems were
+found: verify found unusable files, predict skipped an input (an empty file, a truncated image,
+no image; the others are still predicted, summary.csv lists why); 2 for a usage or config error
+(a missing or unreadable checkpoint or ONNX file, a missing input, a folder without files, two
+inputs predicted into one file, an output folder that is a file, an input folder, or holds files
+without --overwrite).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from segpipe.datasets import LAYOUTS, SPLIT_LISTS
+from segpipe.io import write_text
 from segpipe.remap import UNMAPPED_POLICIES
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
@@ -77,6 +83,30 @@ def _split_lists(items: list[str] | None) -> dict[str, str] | None:
     return lists
 
 
+def _input_file(path: Path, what: str) -> Path:
+    """``path`` when it is a file; else ValueError naming it: missing, or a folder."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give the {what.removesuffix(' file')} file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    return path
+
+
+def _output_file(path: Path, option: str) -> Path:
+    """``path`` when a file can be written there; else ValueError naming ``option``: a folder,
+    under a file, or in a folder that cannot be written."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a folder; give a file name")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: cannot write in {parent} (permission denied)")
+    return path
+
+
 def _find_schema(configfile: Path) -> Path:
     for folder in (
         configfile.resolve().parent,
@@ -100,7 +130,14 @@ def _from_config(path: Path, schema: Path | None) -> dict[str, Any]:
 
     from segpipe.config import dataset_options, load_schema, validate_config
 
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        raw = yaml.safe_load(_input_file(path, "config file").read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a YAML text file (UTF-8: {exc.reason})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: not a config (a YAML mapping of options)")
     cfg = validate_config(raw, load_schema(schema or _find_schema(path)))
     options = dataset_options(cfg)
     del options["max_quarantine_fraction"]  # the remap step's limit; verify lists every problem
@@ -197,7 +234,24 @@ def _add_predict(sub) -> None:
         metavar="MODEL_ONNX",
         help="predict with this ONNX file of segpipe export (onnxruntime, CPU) instead of a checkpoint",
     )
-    predict.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    predict.add_argument(
+        "--allow-stale-onnx",
+        action="store_true",
+        help="predict with an ONNX file even when the checkpoint beside it (or at the path "
+        "recorded at export) has changed since the export; by default refused",
+    )
+    predict.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder, written whole once complete; refused when it holds files",
+    )
+    predict.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output folder that holds files (its files are removed)",
+    )
     predict.add_argument(
         "--mode",
         choices=MODES,
@@ -251,14 +305,12 @@ def _predict_model(args: argparse.Namespace):
     from segpipe.infer import load_model, load_onnx_model
 
     if args.onnx is not None:
-        if not args.onnx.is_file():
-            raise FileNotFoundError(f"{args.onnx}: no such ONNX model")
+        _input_file(args.onnx, "ONNX model")
         inputs = [args.checkpoint, *args.inputs] if args.checkpoint else args.inputs
-        return load_onnx_model(args.onnx), inputs
+        return load_onnx_model(args.onnx, allow_stale=args.allow_stale_onnx), inputs
     if args.checkpoint is None:
         args.usage_error("the following arguments are required: IMAGE_OR_FOLDER")
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+    _input_file(args.checkpoint, "checkpoint")
     return load_model([args.checkpoint], device=args.device), args.inputs
 
 
@@ -278,24 +330,23 @@ def predict_main(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
         probabilities=args.probabilities,
+        overwrite=args.overwrite,
     )
     skipped = summary[summary["status"] == "skipped"]
     print(f"{len(summary) - len(skipped)} of {len(summary)} images predicted into {args.out}")
     for row in skipped.itertuples():
         print(f"skipped {row.file}: {row.reason}")
-    return EXIT_OK
+    return EXIT_PROBLEMS if len(skipped) else EXIT_OK
 
 
 def export_main(args: argparse.Namespace) -> int:
     """Export the checkpoint, then print where to and how far onnxruntime is from torch."""
     from segpipe.export import export_onnx, parity, random_batch, read_checkpoint
 
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+    _input_file(args.checkpoint, "checkpoint")
+    out = _output_file(args.out or args.checkpoint.with_name("model.onnx"), "--out")
     size = int(read_checkpoint(args.checkpoint)["config"]["train"]["image_size"])
-    out = export_onnx(
-        args.checkpoint, args.out or args.checkpoint.with_name("model.onnx"), opset=args.opset
-    )
+    out = export_onnx(args.checkpoint, out, opset=args.opset)
     check = parity(args.checkpoint, out, random_batch((2, 3, size, size)))
     print(
         f"wrote {out}; onnxruntime vs torch on 2 random {size} x {size} images: max |logit "
@@ -333,10 +384,14 @@ def verify_main(args: argparse.Namespace) -> int:
         options["colors"] = None
     if not options["root"]:
         raise FileNotFoundError("no dataset directory: give ROOT (or dataset.root in --configfile)")
+    if Path(options["root"]).is_file():
+        raise ValueError(f"{options['root']}: is a file, not a dataset folder")
+    if args.json:
+        _output_file(args.json, "--json")
     summary = verify_dataset(threads=args.threads, **options)
     print(format_summary(summary, max_lines=args.max_lines))
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_text(args.json, json.dumps(summary, indent=2) + "\n")
     return EXIT_OK if summary["ok"] else EXIT_PROBLEMS
 
 

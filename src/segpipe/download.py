@@ -31,7 +31,7 @@ import requests
 import urllib3
 
 from segpipe.io import atomic_dir, atomic_path
-from segpipe.logs import progress
+from segpipe.logs import UserError, progress
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,9 @@ OXFORD_PETS_RESOURCES: list[dict[str, str]] = [
 """The Oxford-IIIT Pet archives with their published checksums (the ones torchvision uses)."""
 
 
-class DownloadError(RuntimeError):
-    """A file could not be downloaded, or what was downloaded is not the expected file."""
+class DownloadError(UserError, RuntimeError):
+    """A file could not be downloaded, or what was downloaded is not the expected file: the
+    rule's log ends with its message, one line, no traceback."""
 
 
 class UnsafeArchiveError(DownloadError):
@@ -200,6 +201,26 @@ def _check_reachable(url: str, dest: Path, connect_timeout: float) -> None:
     reason = unreachable_reason(url, connect_timeout)
     if reason:
         raise DownloadError(f"{reason}: no network? Download {url} by hand and put it at {dest}")
+
+
+def _check_missing_reachable(resources: list[Mapping[str, str]], cache_dir: Path) -> None:
+    """Raise one :class:`DownloadError` naming every archive of ``resources`` missing from
+    ``cache_dir`` when the server (or proxy) of one of them cannot be reached."""
+    missing = [r for r in resources if not (cache_dir / r["filename"]).exists()]
+    reasons: dict[str, str | None] = {}
+    for resource in missing:
+        url = resource["url"]
+        if urllib.parse.urlparse(url).scheme in ("http", "https"):
+            server = urllib.parse.urlparse(url).netloc
+            if server not in reasons:
+                reasons[server] = unreachable_reason(url)
+    unreachable = [reason for reason in reasons.values() if reason]
+    if unreachable:
+        where = "; ".join(f"{cache_dir / r['filename']} (from {r['url']})" for r in missing)
+        raise DownloadError(
+            f"{'; '.join(unreachable)}: no network? Download the {len(missing)} missing "
+            f"archive(s) by hand and put them at: {where}"
+        )
 
 
 def _download_http(
@@ -415,9 +436,15 @@ def download_dataset(
     :data:`OXFORD_PETS_RESOURCES`); every one must be a tar archive. The archives stay in
     ``cache_dir`` (so a re-run downloads nothing) and are extracted together into a temporary
     directory that then replaces ``out_dir`` in one step. Returns ``out_dir``.
+
+    Before any transfer, the servers of the archives not yet in ``cache_dir`` are probed; when
+    one cannot be reached, one :class:`DownloadError` names every missing archive and where to
+    put a copy downloaded by hand.
     """
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir)
+    resources = list(resources)
+    _check_missing_reachable(resources, cache_dir)
     archives = [
         fetch(
             resource["url"],

@@ -4,7 +4,9 @@ The file takes ``images``, ImageNet-normalised float32 (B, 3, H, W) as
 :func:`segpipe.inference.normalized` makes them, and gives ``logits`` (B, C, H, W); batch, height
 and width are free. Its ``metadata_props`` make it self-describing: ``classes`` (a JSON list),
 ``image_size``, ``arch``, ``encoder`` and ``ignore_index``, so ``segpipe predict --onnx`` needs
-nothing but the file and onnxruntime.
+nothing but the file and onnxruntime. They also record the checkpoint it was exported from:
+``checkpoint`` (its absolute path) and ``checkpoint_sha256`` (the digest of the file), by which
+``segpipe predict --onnx`` tells an ONNX file left from before a retrain (:func:`stale_reason`).
 
 The exporter is torch.onnx's TorchScript one (``dynamo=False``). The torch.export-based one
 needs two more packages (onnxscript, onnx-ir), takes several times as long, and, tried on every
@@ -16,6 +18,7 @@ Linknet, MAnet, Segformer).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import warnings
@@ -35,6 +38,7 @@ INPUT, OUTPUT = "images", "logits"
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 DEFAULT_OPSET = 17
 METADATA_KEYS = ("classes", "image_size", "arch", "encoder", "ignore_index", "image_scale")
+CHECKPOINT_KEYS = ("checkpoint", "checkpoint_sha256")
 
 
 class ExportError(UserError, ValueError):
@@ -72,6 +76,42 @@ def metadata(config: dict[str, Any]) -> dict[str, str]:
         # Trained on images kept at this scale (train.resize keep_aspect); empty: squashed.
         "image_scale": str(train["image_scale"]) if train.get("resize") == "keep_aspect" else "",
     }
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_metadata(checkpoint: str | Path) -> dict[str, str]:
+    """The metadata_props that name the checkpoint an ONNX file is exported from."""
+    return {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "checkpoint_sha256": file_sha256(checkpoint),
+    }
+
+
+def stale_reason(onnx_path: str | Path, props: dict[str, str]) -> str | None:
+    """Why the ONNX file at ``onnx_path`` (metadata ``props``) is not its checkpoint's model
+    any more, or None: the checkpoint it was exported from, found beside it (by the recorded
+    file name) or at the recorded path, has another sha256 now. None as well when no such
+    checkpoint exists (an ONNX file used on its own) or the file records no digest."""
+    recorded, digest = props.get("checkpoint"), props.get("checkpoint_sha256")
+    if not recorded or not digest:
+        return None
+    beside = Path(onnx_path).parent / Path(recorded).name
+    checkpoint = next((c for c in (beside, Path(recorded)) if c.is_file()), None)
+    if checkpoint is None or file_sha256(checkpoint) == digest:
+        return None
+    return (
+        f"{onnx_path} was exported from another {checkpoint.name} than {checkpoint} "
+        f"(checkpoint sha256 differs): re-export with `segpipe export {checkpoint} -o "
+        f"{onnx_path}`, or pass --allow-stale-onnx to predict with it anyway"
+    )
 
 
 def _trace(model: torch.nn.Module, sample: torch.Tensor, path: Path, opset: int) -> None:
@@ -123,7 +163,7 @@ def export_onnx(
                 f"{checkpoint}: {config['train']['arch']} cannot be exported to ONNX with free "
                 f"height and width ({_first_line(exc)})"
             ) from None
-        _add_metadata(tmp, metadata(config))
+        _add_metadata(tmp, {**metadata(config), **checkpoint_metadata(checkpoint)})
     logger.info(
         "exported %s to %s (opset %d, classes %s, image size %d)",
         checkpoint,

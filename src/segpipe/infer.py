@@ -10,15 +10,25 @@ says (a ``.jpg`` that is a PNG, RGBA, greyscale, 16-bit), gets at its original s
 - with ``probabilities``, ``probabilities/<name>.npz``: ``probabilities`` (C, H, W) uint8, the
   class probabilities times 255 rounded, and ``classes``.
 
-A file that cannot be read as an image is skipped, logged and listed in ``summary.csv`` (file,
-status, reason) with every other input; each output file appears atomically, so an interrupted
-run leaves no half-written file.
+``<name>`` is the file's path below the folder given, without its suffix (``a/x.png`` ->
+``masks/a/x.png``, ``x.jpg`` -> ``masks/x.png``); with several inputs, below the folder that
+holds them all. A file given twice is predicted once. Two inputs whose names would be the same
+(``x.jpg`` and ``x.png``, or names that differ only in case or Unicode normalisation, which one
+file on macOS or Windows) are refused before anything is predicted, naming both.
+
+A file that cannot be read as an image (an empty file, a truncated image, a file that is no
+image whatever its suffix) is skipped, logged and listed in ``summary.csv`` (file, status,
+output relative to the output folder, reason) with every other input. The output folder is
+written as a whole: it appears once complete (an interrupted run leaves none); an output folder
+that already holds files is refused unless ``overwrite``, which replaces it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +39,31 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from segpipe.colors import overlay
-from segpipe.export import ExportError, onnx_session, read_metadata
+from segpipe.export import ExportError, onnx_session, read_metadata, stale_reason
 from segpipe.images import load_rgb
 from segpipe.inference import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
-from segpipe.io import atomic_path, write_csv
+from segpipe.io import atomic_dir, atomic_path, write_csv
 from segpipe.logs import UserError, progress
 from segpipe.runtime import amp_dtype, load_models, resolve_device
 
 logger = logging.getLogger(__name__)
-UNREADABLE = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+UNREADABLE = (
+    OSError,
+    UnidentifiedImageError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+)
 
 
 class InferError(UserError, ValueError):
     """Inputs that segpipe predict cannot work with: no images, an output folder among them,
     a checkpoint of other classes."""
+
+
+class OutputClashError(InferError):
+    """Two input files whose outputs would be one file."""
 
 
 @dataclass(frozen=True)
@@ -71,48 +92,101 @@ def load_model(
     return Model(score, list(cfg["classes"]), int(train["image_size"]), scale)
 
 
-def load_onnx_model(path: str | Path, *, threads: int = 0) -> Model:
+def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = False) -> Model:
     """The model of an ONNX file that ``segpipe export`` wrote, run by onnxruntime on the CPU
     (``threads``: 0 for onnxruntime's default); classes and training size from its metadata.
-    Raises InferError naming a file that is not such a model."""
+    Raises InferError naming a file that is not such a model, or (unless ``allow_stale``) one
+    whose checkpoint changed since the export (:func:`segpipe.export.stale_reason`); warns
+    when the file records no checkpoint digest."""
     try:
         session = onnx_session(path, threads=threads)
         info = read_metadata(session, path)
     except ExportError as exc:
         raise InferError(str(exc)) from None
+    if not info.get("checkpoint_sha256"):
+        logger.warning(
+            "%s records no checkpoint digest (exported by an older segpipe): whether it is "
+            "the model of the best.pt beside it is not checked; re-export to record it",
+            path,
+        )
+    elif (reason := stale_reason(path, info)) is not None:
+        if not allow_stale:
+            raise InferError(reason)
+        logger.warning("%s", reason.split(": re-export")[0] + " (--allow-stale-onnx)")
     return Model(onnx_scorer(session), info["classes"], info["image_size"], info["image_scale"])
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     """The files given and the files in the folders given (recursively, sorted; hidden files
-    left out). Raises InferError for a missing input or when there is no file at all."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(
-                p
-                for p in item.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.parts[-1:])
-            )
-            files += found
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise InferError(f"{item}: no such file or folder")
+    left out), each once. Raises InferError for a missing input or when there is no file at
+    all."""
+    return [file for file, _ in find_inputs(inputs)]
+
+
+def _files_of(item: Path) -> list[Path]:
+    if item.is_dir():
+        return sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if item.is_file():
+        return [item]
+    raise InferError(f"{item}: no such file or folder")
+
+
+def find_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """(file, output name) of every file of ``inputs`` (:func:`find_images`): its path below
+    the folder that holds every input, without its suffix. Raises InferError naming two files
+    whose names would be one (compared ignoring case and Unicode normalisation)."""
+    items = [Path(item) for item in inputs]
+    files: dict[str, Path] = {}
+    for item in items:
+        for file in _files_of(item):
+            files.setdefault(os.path.normpath(os.path.abspath(file)), file)
     if not files:
         raise InferError(f"no images in {', '.join(map(str, inputs))}: the folders are empty")
-    return files
+    bases = [os.path.abspath(i if i.is_dir() else i.parent) for i in items]
+    root = os.path.commonpath(bases)
+    named = [
+        (file, Path(os.path.relpath(absolute, root)).with_suffix("").as_posix())
+        for absolute, file in files.items()
+    ]
+    _check_unique(named)
+    return named
 
 
-def output_names(files: Sequence[Path]) -> list[str]:
-    """A name per file for its outputs: its stem, or its file name where two stems repeat."""
-    stems = [f.stem for f in files]
-    return [f.name if stems.count(f.stem) > 1 else f.stem for f in files]
+def _check_unique(named: Sequence[tuple[Path, str]]) -> None:
+    """Raise InferError when two files would write the same outputs."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for file, name in named:
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in seen:
+            clashes.append(f"{seen[key]} and {file} (masks/{name}.png)")
+        seen.setdefault(key, file)
+    if clashes:
+        raise OutputClashError(
+            f"{len(clashes)} pair(s) of inputs would be predicted into the same file: "
+            f"{'; '.join(clashes[:5])}. Outputs are named by the path without its suffix, "
+            "case and Unicode normalisation aside; rename one of each pair"
+        )
 
 
-def check_output_dir(out_dir: Path, inputs: Sequence[str | Path]) -> None:
+def _writable_parent(out: Path) -> Path:
+    """The nearest existing folder above ``out``; InferError when it is a file or read-only."""
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InferError(f"output folder {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InferError(f"output folder {out}: cannot write in {parent} (permission denied)")
+    return parent
+
+
+def check_output_dir(
+    out_dir: Path, inputs: Sequence[str | Path], *, overwrite: bool = False
+) -> None:
     """Raise InferError when ``out_dir`` is an input folder or lies inside one (the outputs
-    would become inputs of the next run)."""
+    would become inputs of the next run), is a file, cannot be created, or (without
+    ``overwrite``) already holds files."""
     out = out_dir.resolve()
     for item in map(Path, inputs):
         folder = item.resolve() if item.is_dir() else item.resolve().parent
@@ -121,6 +195,15 @@ def check_output_dir(out_dir: Path, inputs: Sequence[str | Path]) -> None:
                 f"output folder {out_dir} is the input folder {item} or inside it; "
                 "write the predictions elsewhere"
             )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InferError(f"output folder {out_dir} is a file; give a folder")
+    _writable_parent(out_dir)
+    held = sum(1 for p in out_dir.rglob("*") if not p.is_dir()) if out_dir.is_dir() else 0
+    if held and not overwrite:
+        raise InferError(
+            f"output folder {out_dir} already holds {held} file(s); give another folder, or "
+            "--overwrite to replace it (its files are removed)"
+        )
 
 
 def _save(path: Path, save) -> None:
@@ -160,13 +243,31 @@ def write_prediction(
     return mask_path
 
 
+def unreadable_reason(file: Path, exc: BaseException) -> str:
+    """Why ``file`` is no readable image, in words: empty, no image, truncated or damaged."""
+    try:
+        if file.stat().st_size == 0:
+            return "empty file"
+    except OSError:
+        pass
+    detail = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (no image format recognised in its content)"
+    if "truncated" in detail or isinstance(exc, SyntaxError | EOFError):
+        return f"truncated or damaged image ({detail})"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"too large to read ({detail})"
+    return f"not a readable image ({detail})"
+
+
 def _read(file: Path) -> np.ndarray | str:
     """The image as uint8 RGB, or why it cannot be read."""
     try:
         return np.asarray(load_rgb(file))
     except UNREADABLE as exc:
-        logger.warning("skipped %s: not a readable image (%s)", file, exc)
-        return str(exc) or type(exc).__name__
+        reason = unreadable_reason(file, exc)
+        logger.warning("skipped %s: %s", file, reason)
+        return reason
 
 
 def predict_files(
@@ -181,19 +282,22 @@ def predict_files(
     probabilities: bool = False,
     overlay_alpha: float = 0.5,
     classes: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Predict every image of ``inputs`` (files and folders) into ``out_dir`` with ``model``
     (:func:`load_model`), ``batch_size`` images (resize) or tiles (sliding) at a time:
     ``mode`` resize or sliding (:func:`segpipe.inference.predict_images`), averaged over the
-    ``tta`` flips. ``classes``, when given, must be the model's. Returns the summary (file,
-    status, output, reason), also written as ``out_dir/summary.csv``."""
+    ``tta`` flips. ``classes``, when given, must be the model's. ``out_dir`` appears when
+    complete; one that holds files is replaced with ``overwrite``, else refused
+    (:func:`check_output_dir`). Returns the summary (file, status, output, reason), also
+    written as ``out_dir/summary.csv``."""
     if classes is not None and list(classes) != model.classes:
         raise InferError(
             f"the checkpoint's classes {model.classes} differ from the config's {list(classes)}"
         )
     out = Path(out_dir)
-    check_output_dir(out, inputs)
-    files = find_images(inputs)
+    check_output_dir(out, inputs, overwrite=overwrite)
+    named = find_inputs(inputs)
     predict = functools.partial(
         predict_images,
         score=with_flips(model.score, tta),
@@ -203,20 +307,22 @@ def predict_files(
         batch_size=batch_size,
         scale=model.image_scale,
     )
-    write = functools.partial(
-        write_prediction,
-        out,
-        classes=model.classes,
-        keep_probabilities=probabilities,
-        overlay_alpha=overlay_alpha,
-    )
-    named = list(zip(files, output_names(files), strict=True))
     per_batch = batch_size if mode == "resize" else 1
     batches = [named[i : i + per_batch] for i in range(0, len(named), per_batch)]
-    rows = []
-    for batch in progress(batches, desc=f"predict ({per_batch} per batch)", logger=logger):
-        rows += _predict_batch(batch, predict, write)
-    return _write_summary(out, files, rows)
+    with atomic_dir(out) as tmp:
+        write = functools.partial(
+            write_prediction,
+            tmp,
+            classes=model.classes,
+            keep_probabilities=probabilities,
+            overlay_alpha=overlay_alpha,
+        )
+        rows = []
+        for batch in progress(batches, desc=f"predict ({per_batch} per batch)", logger=logger):
+            rows += _predict_batch(batch, predict, write)
+        summary = _write_summary(tmp, [file for file, _ in named], rows)
+    _log_summary(summary, out)
+    return summary
 
 
 def _predict_batch(
@@ -235,17 +341,22 @@ def _predict_batch(
     ]
     scores = predict([rgb for _, _, rgb in ok]) if ok else []
     for (file, name, rgb), p in zip(ok, scores, strict=True):
-        mask = write(name, rgb, p)
-        rows.append({"file": str(file), "status": "predicted", "output": str(mask), "reason": ""})
+        write(name, rgb, p)
+        output = f"masks/{name}.png"
+        rows.append({"file": str(file), "status": "predicted", "output": output, "reason": ""})
     return rows
 
 
 def _write_summary(out: Path, files: Sequence[Path], rows: list[dict[str, str]]) -> pd.DataFrame:
-    """``out/summary.csv``: the rows in the order of ``files``; logs what was predicted."""
+    """``out/summary.csv``: the rows in the order of ``files``."""
     order = {str(file): i for i, file in enumerate(files)}
     summary = pd.DataFrame(rows, columns=["file", "status", "output", "reason"])
     summary = summary.sort_values("file", key=lambda c: c.map(order)).reset_index(drop=True)
     write_csv(out / "summary.csv", summary)
+    return summary
+
+
+def _log_summary(summary: pd.DataFrame, out: Path) -> None:
     skipped = int((summary["status"] == "skipped").sum())
     logger.info(
         "predicted %d of %d images into %s%s",
@@ -254,4 +365,3 @@ def _write_summary(out: Path, files: Sequence[Path], rows: list[dict[str, str]])
         out,
         f"; skipped {skipped} (listed in {out / 'summary.csv'})" if skipped else "",
     )
-    return summary

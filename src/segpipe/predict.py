@@ -183,8 +183,10 @@ def predict_folder(
     """Predict every image of ``folder`` with the mean of ``checkpoints`` as ``segpipe predict``
     does (:func:`segpipe.infer.predict_files`, each image resized to the training size and its
     probabilities back, averaged over the ``tta`` flips): ``masks/``, ``overlays/`` and
-    ``summary.csv`` (files that are no readable image skipped) in ``out_dir``. Raises
-    :class:`segpipe.infer.InferError` when the checkpoints' classes are not ``classes``."""
+    ``summary.csv`` (files that are no readable image skipped) in ``out_dir``, which appears
+    when complete, replacing any earlier one. Raises :class:`segpipe.infer.InferError` when the
+    checkpoints' classes are not ``classes`` or two files of ``folder`` would be predicted into
+    one mask (:func:`segpipe.infer.find_inputs`)."""
     torch.set_num_threads(threads)
     model = load_model(list(checkpoints), device=device, amp=amp)
     return predict_files(
@@ -196,4 +198,5 @@ def predict_folder(
         batch_size=batch_size,
         overlay_alpha=overlay_alpha,
         classes=classes,
+        overwrite=True,  # the rule's output folder: Snakemake's to replace
     )

@@ -361,6 +361,14 @@ def _mean_scores(paths: Sequence[str | os.PathLike]) -> dict[str, float | None]:
 INFER_THUMBNAIL = (256, 192)
 
 
+def _infer_name(mask: Path) -> Path:
+    """A prediction's name below masks/ (``masks/a/x.png`` -> ``a/x.png``); a summary that
+    gives the mask's full path has no sub-folders."""
+    if mask.parts[:1] == ("masks",):
+        return mask.relative_to("masks")
+    return Path(mask.name)
+
+
 def infer_gallery(infer_dir: str | os.PathLike, size: int) -> dict[str, Any]:
     """The first ``size`` overlays of a folder's predictions (:func:`segpipe.infer.predict_files`,
     in the order of its ``summary.csv``) as small JPEG data URIs with their file names, the
@@ -370,12 +378,14 @@ def infer_gallery(infer_dir: str | os.PathLike, size: int) -> dict[str, Any]:
     predicted = summary[summary["status"] == "predicted"]
     items = []
     for row in predicted.head(size).to_dict("records"):
-        with Image.open(folder / "overlays" / f"{Path(row['output']).stem}.jpg") as image:
+        name = _infer_name(Path(row["output"]))
+        with Image.open(folder / "overlays" / name.with_suffix(".jpg")) as image:
             thumbnail = image.convert("RGB")
         thumbnail.thumbnail(INFER_THUMBNAIL)
         buffer = io.BytesIO()
         thumbnail.save(buffer, format="JPEG", quality=85)
-        items.append({"name": Path(row["file"]).name, "src": data_uri(buffer.getvalue(), "jpeg")})
+        shown = name.parent / Path(row["file"]).name
+        items.append({"name": shown.as_posix(), "src": data_uri(buffer.getvalue(), "jpeg")})
     skipped = summary[summary["status"] == "skipped"]
     return {
         "items": items,
