@@ -433,3 +433,57 @@ def test_path_options_are_those_the_schema_marks(schema):
     walk(schema, "")
     assert not unmarked
     assert {"dataset.root", "infer.images", "dataset.images_dir"} <= set(marked)
+
+
+BAD_FILES = {
+    "syntax.yaml": ("train:\n  lr: [1, 2\n", "is not valid YAML: line 3, column 1"),
+    "empty.yaml": ("", "is empty"),
+}
+
+
+def write_bad_files(folder) -> list:
+    for name, (text, _) in BAD_FILES.items():
+        (folder / name).write_text(text)
+    return [folder / name for name in BAD_FILES]
+
+
+def test_segpipe_verify_names_a_bad_config_file_in_one_line(tmp_path, capsys):
+    from segpipe.cli import main
+
+    for path in [*write_bad_files(tmp_path), tmp_path / "missing.yaml"]:
+        assert main(["verify", "--configfile", str(path)]) != 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"config file '{path}'" in err, err
+        assert BAD_FILES.get(path.name, ("", "not found"))[1] in err
+
+
+def test_the_config_file_check_names_each_bad_file(tmp_path, capsys):
+    from segpipe.config import main
+    from segpipe.experiments import main as experiments_main
+
+    paths = [*write_bad_files(tmp_path), tmp_path / "missing.yaml"]
+    assert main([str(REPO / "config" / "test.yaml"), *map(str, paths)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3
+    for line, path in zip(lines, paths, strict=True):
+        assert f"config file '{path}'" in line
+    assert main([str(REPO / "config" / "test.yaml")]) == 0
+    assert experiments_main(["--reports", str(paths[0])]) == 2
+    assert "is not valid YAML: line 3" in capsys.readouterr().err
+
+
+def test_a_broken_workflow_config_is_named_before_any_job_runs(tmp_path):
+    work = copy_workflow(tmp_path)
+    (work / "config" / "config.yaml").write_text("train:\n  lr: 0.1\n    epochs: 2\n")
+    proc = snakemake(work, "-n", "--configfile", "config/test.yaml")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config file 'config/config.yaml' is not valid YAML: line 3, column 11" in out, out
+    assert "Traceback" not in out
+
+
+def test_make_run_checks_the_config_files_before_snakemake_reads_them():
+    """Snakemake reads --configfile before the Snakefile: its YAML error names no file or line."""
+    recipe = (REPO / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    check, run = recipe.index("-m segpipe.config $(CONFIG)"), recipe.index("snakemake")
+    assert check < run

@@ -96,11 +96,9 @@ def _from_config(path: Path, schema: Path | None) -> dict[str, Any]:
     """verify_dataset arguments taken from a pipeline config (validated, defaults filled in): the
     dataset and remap options rule remap takes (:func:`segpipe.config.dataset_options`) and the
     dataset root."""
-    import yaml
+    from segpipe.config import dataset_options, load_config_file, load_schema, validate_config
 
-    from segpipe.config import dataset_options, load_schema, validate_config
-
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = load_config_file(path)
     cfg = validate_config(raw, load_schema(schema or _find_schema(path)))
     options = dataset_options(cfg)
     del options["max_quarantine_fraction"]  # the remap step's limit; verify lists every problem

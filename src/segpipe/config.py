@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,19 @@ def load_config_file(path: str | Path) -> dict:
             "(option: value lines)"
         )
     return cfg
+
+
+def config_file_problem(path: str | Path) -> str | None:
+    """For the Snakefile, before its ``configfile:``: why a config file that is there does not
+    read as options (naming the file and line), or None. A missing file is left to Snakemake
+    (``--configfile`` may stand in for it)."""
+    if not Path(path).exists():
+        return None
+    try:
+        load_config_file(path)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -390,3 +404,22 @@ def _run_problems(cfg: Mapping[str, Any]) -> list[str]:
     if syn["min_size"] > syn["max_size"]:
         problems.append("config option 'dataset.synthetic.min_size' is larger than max_size")
     return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m segpipe.config CONFIG...``: check that each config file reads as a mapping of
+    options, before Snakemake reads it (Snakemake's own message for a YAML error names neither
+    the file nor the line, and a missing file gives a traceback). One line per bad file; exit 2.
+    """
+    bad = 0
+    for path in argv if argv is not None else sys.argv[1:]:
+        try:
+            load_config_file(path)
+        except ConfigError as exc:
+            print(f"segpipe: {exc}", file=sys.stderr)
+            bad += 1
+    return 2 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

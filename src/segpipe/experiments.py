@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segpipe.config import ConfigError
+from segpipe.config import ConfigError, load_config_file
 
 # What the data is: every run reads the same remapped masks.
 DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
@@ -286,14 +286,16 @@ def main(argv: list[str] | None = None) -> int:
     (merged as Snakemake merges --configfile files) writes, one path per line."""
     import argparse
 
-    import yaml
-
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("--reports", nargs="+", type=Path, required=True, metavar="CONFIG")
     args = parser.parse_args(argv)
     merged: dict[str, Any] = {}
-    for path in args.reports:
-        merged = _merge(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    try:
+        for path in args.reports:
+            merged = _merge(merged, load_config_file(path))
+    except ConfigError as exc:
+        print(f"segpipe: {exc}", file=sys.stderr)
+        return 2
     names = run_names(merged)
     for name in names:
         print(f"Run report ({name}): results/runs/{name}/report/report.html")
