@@ -105,10 +105,20 @@ class Run:
         return models[-1] if models[-1].members else models[0]
 
 
+# With split.folds, every model trains and validates on the folds of the whole train+val pool,
+# and split.val_fraction is unused: the split is cut at this fraction (the schema's default)
+# whatever it says, so that changing it retrains nothing.
+FOLDS_VAL_FRACTION = 0.15
+
+
 def split_setting(split: Mapping[str, Any]) -> dict[str, Any]:
     """The options of rule split: the split section without ``folds`` (a change of the folds
-    cuts the pool anew, but leaves the split, its test images and their arrays as they are)."""
-    return {k: v for k, v in split.items() if k != FOLDS}
+    cuts the pool anew, but leaves the split, its test images and their arrays as they are),
+    with folds its val_fraction FOLDS_VAL_FRACTION."""
+    setting = {k: v for k, v in split.items() if k != FOLDS}
+    if split.get(FOLDS) is not None:
+        setting["val_fraction"] = FOLDS_VAL_FRACTION
+    return setting
 
 
 def expand_runs(
