@@ -16,7 +16,7 @@ from segpipe.config import (
 )
 from segpipe.datasets import dataset_files
 from segpipe.download import OXFORD_PETS_RESOURCES
-from segpipe.experiments import expand_runs, split_setting
+from segpipe.experiments import expand_runs
 from segpipe.params import Untracked, run_summary, tracked, untracked
 
 
@@ -60,9 +60,7 @@ except ConfigError as exc:
 config.clear()
 config.update(_validated)
 # Split settings of the runs: results/split/<splitting>/, computed once each.
-SPLITTINGS = {
-    run.splitting: split_setting(run.config["split"]) for run in RUNS.values()
-}
+SPLITTINGS = {run.splitting: run.split for run in RUNS.values()}
 # The runs' models (results/runs/<model>/): a run, its folds <run>/fold<i>, its <run>/ensemble.
 MODELS = {model.name: model for run in RUNS.values() for model in run.models}
 # Experiments and grids compare their runs in results/compare/.

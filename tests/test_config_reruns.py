@@ -133,9 +133,16 @@ def test_speed_and_monitor_options_keep_the_resume_state() -> None:
 
 
 def test_the_split_ignores_val_fraction_only_with_folds() -> None:
-    from segpipe.experiments import split_setting
+    from segpipe.experiments import run_split_settings
+
+    def settings(*splits):
+        return run_split_settings([{"split": split} for split in splits])
 
     split = {"seed": 1, "val_fraction": 0.3, "test_fraction": 0.2, "folds": None}
-    assert split_setting(split)["val_fraction"] == 0.3
-    with_folds = [split_setting({**split, "folds": 3, "val_fraction": v}) for v in (0.1, 0.3)]
-    assert with_folds[0] == with_folds[1] and "folds" not in with_folds[0]
+    assert settings(split) == [{k: v for k, v in split.items() if k != "folds"}]
+    # A run with folds: its val_fraction changes nothing.
+    folds = [{**split, "folds": 3, "val_fraction": v} for v in (0.1, 0.3)]
+    assert settings(folds[0]) == settings(folds[1])
+    # Beside a run without folds and the same other options: its split, shared.
+    assert settings(folds[0], split)[0] == settings(split)[0]
+    assert settings(folds[0], {**split, "seed": 2})[0] == settings(folds[1])[0]
