@@ -487,3 +487,25 @@ def test_make_run_checks_the_config_files_before_snakemake_reads_them():
     recipe = (REPO / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
     check, run = recipe.index("-m segpipe.config $(CONFIG)"), recipe.index("snakemake")
     assert check < run
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "option"),
+    [
+        ("train", "lr", float("nan"), "train.lr"),
+        ("train", "image_scale", float("inf"), "train.image_scale"),
+        ("dataset", "timeout", float("inf"), "dataset.timeout"),
+        ("train", "class_weights", [1.0, float("nan"), 1.0], "train.class_weights.1"),
+    ],
+)
+def test_nan_and_infinite_numbers_fail_naming_the_option(schema, base, section, key, value, option):
+    """JSON Schema's bounds let nan through (nan < 0 and nan > 1 are both false)."""
+    base[section][key] = value
+    with pytest.raises(ConfigError, match=f"config option '{re.escape(option)}': (nan|inf)"):
+        validate_config(base, schema)
+
+
+def test_synthetic_sizes_that_contradict_name_both(schema, base):
+    base["dataset"]["synthetic"].update(min_size=64, max_size=48)
+    msg = invalid(schema, base)
+    assert "'dataset.synthetic.min_size' and 'dataset.synthetic.max_size'" in msg

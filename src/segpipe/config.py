@@ -7,6 +7,7 @@ Errors name the option as a dotted path, e.g. ``config option 'train.loss': 'foo
 from __future__ import annotations
 
 import copy
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -139,6 +140,19 @@ def _normalise(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -
     return value
 
 
+def _non_finite(value: Any, path: str = "") -> list[str]:
+    """A problem for each nan or infinite number (JSON Schema's bounds let nan through)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"config option '{path}': {value} is not a finite number"]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return []
+    return [p for k, v in items for p in _non_finite(v, ".".join(filter(None, [path, str(k)])))]
+
+
 def _table_key(key: Any) -> str:
     """A remap.table key as the schema checks it: YAML's int 255 (or 255.0) as '255'."""
     if isinstance(key, float) and key.is_integer():
@@ -168,8 +182,9 @@ def validate_config(
     _parse_typed_strings(cfg, validator_cls(schema))
     cfg = _normalise(cfg, schema, schema)
     errors = sorted(validator_cls(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(_option(e) for e in errors))
+    problems = [_option(e) for e in errors] + _non_finite(cfg)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     cfg["remap"]["table"] = {int(k): int(v) for k, v in cfg["remap"]["table"].items()}
     if cfg["remap"]["colors"]:
         if table_given:
@@ -402,7 +417,10 @@ def _run_problems(cfg: Mapping[str, Any]) -> list[str]:
         )
     syn = cfg["dataset"]["synthetic"]
     if syn["min_size"] > syn["max_size"]:
-        problems.append("config option 'dataset.synthetic.min_size' is larger than max_size")
+        problems.append(
+            "config options 'dataset.synthetic.min_size' and 'dataset.synthetic.max_size': "
+            f"min_size {syn['min_size']} is larger than max_size {syn['max_size']}"
+        )
     return problems
 
 
