@@ -509,3 +509,12 @@ def test_synthetic_sizes_that_contradict_name_both(schema, base):
     base["dataset"]["synthetic"].update(min_size=64, max_size=48)
     msg = invalid(schema, base)
     assert "'dataset.synthetic.min_size' and 'dataset.synthetic.max_size'" in msg
+
+
+def test_a_whole_float_on_the_command_line_gives_integer_paths(tmp_path):
+    from conftest import planned_jobs
+
+    work = copy_workflow(tmp_path)
+    args = ("--configfile", "config/test.yaml", "--config", "train={image_size: 64.0}")
+    sizes = {w["size"] for rule, w in planned_jobs(work, *args) if rule == "preprocess"}
+    assert sizes == {"64"}
