@@ -27,6 +27,7 @@ demo: venv  ## two runs side by side on synthetic data, offline, CPU, a few minu
 	@$(BIN)/python -m segpipe.experiments --reports config/config.yaml config/demo.yaml
 
 run: venv  ## the pipeline on $(CONFIG) (default: the real Oxford-IIIT Pet config)
+	$(BIN)/python -m segpipe.config $(CONFIG)  # names the file and line of a YAML error
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES)
 
 test: venv  ## lint + all tests, as CI runs them

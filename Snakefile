@@ -1,6 +1,13 @@
 from snakemake.utils import min_version
 
+from segpipe.config import config_file_problem
+
 min_version("9.0")
+
+
+# Snakemake's own message for a broken config file names neither the file nor the line.
+if _config_problem := config_file_problem("config/config.yaml"):
+    raise ValueError(_config_problem)
 
 
 configfile: "config/config.yaml"

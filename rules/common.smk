@@ -16,7 +16,8 @@ from segpipe.config import (
 )
 from segpipe.datasets import dataset_files
 from segpipe.download import OXFORD_PETS_RESOURCES
-from segpipe.experiments import expand_runs, split_setting
+from segpipe.experiments import expand_runs
+from segpipe.params import Untracked, run_summary, tracked, untracked
 
 
 def _replace_whole_options_from_command_line(cfg):
@@ -59,9 +60,7 @@ except ConfigError as exc:
 config.clear()
 config.update(_validated)
 # Split settings of the runs: results/split/<splitting>/, computed once each.
-SPLITTINGS = {
-    run.splitting: split_setting(run.config["split"]) for run in RUNS.values()
-}
+SPLITTINGS = {run.splitting: run.split for run in RUNS.values()}
 # The runs' models (results/runs/<model>/): a run, its folds <run>/fold<i>, its <run>/ensemble.
 MODELS = {model.name: model for run in RUNS.values() for model in run.models}
 # Experiments and grids compare their runs in results/compare/.
@@ -241,16 +240,16 @@ def evaluations():
 
 
 def predict_options(tta=True):
-    """The predict options of a model's run: batch_size, overlay_alpha, the tta flips (left
-    out when there are none, and with ``tta`` False, for predict_no_tta) and sliding windows'
-    mode and overlap (left out for the default whole-image mode)."""
+    """The predict options of a model's run that change its predictions: overlay_alpha, the
+    tta flips (left out when there are none, and with ``tta`` False, for predict_no_tta) and
+    sliding windows' mode and overlap (left out for the default whole-image mode). batch_size
+    reaches the job untracked (segpipe.params)."""
 
     def get(wildcards):
         options = run_option("predict")(wildcards)
         flips = options["tta"] if tta else []
         sliding = options["mode"] == "sliding"
         return {
-            "batch_size": options["batch_size"],
             "overlay_alpha": options["overlay_alpha"],
             **({"tta": flips} if flips else {}),
             **({"mode": "sliding", "overlap": options["overlap"]} if sliding else {}),
@@ -522,11 +521,22 @@ def infer_options(run):
 
 def infer_models():
     """Per run, the checkpoints of the model that stands for it (Run.primary) and its
-    infer_options: what predicting infer.images takes once the comparison selects it."""
+    infer_options: what predicting infer.images takes once the comparison selects it; the
+    untracked ones (predict.batch_size) in infer_runtime."""
     return {
-        run: {"checkpoints": checkpoints(RUNS[run].primary.name), **infer_options(run)}
+        run: {
+            "checkpoints": checkpoints(RUNS[run].primary.name),
+            **tracked("predict", infer_options(run)),
+        }
         for run in RUNS
     }
+
+
+def infer_runtime():
+    """Per run, the infer_options that reach infer_selected untracked (segpipe.params)."""
+    return Untracked(
+        {run: dict(untracked("predict", infer_options(run))) for run in RUNS}
+    )
 
 
 def selection_runs():

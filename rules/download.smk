@@ -44,7 +44,7 @@ rule download:
     params:
         resources=download_resources(),
         cache_dir="results/download/archives",
-        retries=config["dataset"]["retries"],
-        timeout=config["dataset"]["timeout"],
+        # retries and timeout, untracked (segpipe.params): a change reruns nothing.
+        runtime=untracked("dataset", config["dataset"]),
     script:
         "../scripts/download.py"

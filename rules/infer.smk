@@ -25,7 +25,9 @@ rule infer:
         # Files whose name cannot be an input: a change reruns the prediction all the same.
         unlisted=verbatim(infer_fingerprint()),
         classes=verbatim(config["classes"]),
-        options=lambda wildcards: infer_options(wildcards.run),
+        # predict.batch_size reaches the job untracked (segpipe.params): a change reruns nothing.
+        options=lambda wildcards: tracked("predict", infer_options(wildcards.run)),
+        runtime=lambda wildcards: untracked("predict", infer_options(wildcards.run)),
     script:
         "../scripts/infer.py"
 
@@ -64,5 +66,7 @@ rule infer_selected:
         classes=verbatim(config["classes"]),
         runs=verbatim(selection_runs()),
         models=verbatim(infer_models()),
+        # predict.batch_size of each run, untracked (segpipe.params): a change reruns nothing.
+        runtime=infer_runtime(),
     script:
         "../scripts/infer_selected.py"

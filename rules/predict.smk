@@ -23,6 +23,7 @@ rule predict:
     params:
         # batch_size, overlay_alpha and the predict.tta flips the probabilities are averaged over.
         predict=predict_options(),
+        runtime=lambda wildcards: untracked("predict", run_option("predict")(wildcards)),
         device=run_option("train", "device"),
         amp=run_option("train", "amp"),
     script:
@@ -39,5 +40,6 @@ use rule predict as predict_no_tta with:
     params:
         # Without the flips: a run with predict.tta is evaluated both ways.
         predict=predict_options(tta=False),
+        runtime=lambda wildcards: untracked("predict", run_option("predict")(wildcards)),
         device=run_option("train", "device"),
         amp=run_option("train", "amp"),

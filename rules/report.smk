@@ -45,10 +45,8 @@ rule report:
         tta=run_option("predict", "tta"),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
-        # Shown in the run summary. Resources only change where jobs run, not the results.
-        config=lambda wildcards: {
-            k: v for k, v in RUNS[wildcards.run].config.items() if k != "resources"
-        },
+        # Shown in the run summary: the options its results depend on (segpipe.params).
+        config=lambda wildcards: run_summary(RUNS[wildcards.run].config),
         benchmarks=lambda wildcards: run_benchmarks(wildcards.run),
         # What the test sections show: "" for the run's only model, "ensemble" or "fold0".
         model=lambda wildcards: RUNS[wildcards.run]

@@ -29,7 +29,10 @@ rule train:
         gpu_model=model_res("train", "gpu_model"),
         nodes=1,
     params:
-        train=run_option("train"),
+        # What changes the model; num_workers and the loggers reach the job untracked
+        # (segpipe.params): changing them reruns nothing.
+        train=lambda wildcards: tracked("train", run_option("train")(wildcards)),
+        runtime=lambda wildcards: untracked("train", run_option("train")(wildcards)),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # Not an output: Snakemake must not delete it before a rerun, so training resumes.

@@ -12,6 +12,5 @@ download_dataset(
     resources,
     snakemake.output.dataset,
     cache_dir=snakemake.params.cache_dir,
-    retries=snakemake.params.retries,
-    timeout=snakemake.params.timeout,
+    **snakemake.params.runtime,
 )

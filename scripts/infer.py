@@ -12,4 +12,5 @@ predict_folder(
     classes=params.classes,
     threads=snakemake.threads,
     **params.options,
+    **params.runtime,
 )

@@ -9,7 +9,7 @@ predict_selected(
     params.folder,
     snakemake.output.predictions,
     params.runs,
-    params.models,
+    {run: {**model, **params.runtime[run]} for run, model in params.models.items()},
     classes=params.classes,
     threads=snakemake.threads,
 )

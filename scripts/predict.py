@@ -15,4 +15,5 @@ predict_split(
     device=snakemake.params.device,
     amp=snakemake.params.amp,
     **snakemake.params.predict,
+    **snakemake.params.runtime,
 )

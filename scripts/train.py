@@ -19,4 +19,5 @@ train_model(
     ignore_index=snakemake.params.ignore_index,
     threads=snakemake.threads,
     **snakemake.params.train,
+    **snakemake.params.runtime,
 )

@@ -243,3 +243,278 @@ def test_nested_override_on_the_command_line(tmp_path):
     )
     assert bad.returncode != 0
     assert "'train.image_size': -64 is less than the minimum of 32" in bad.stdout + bad.stderr
+
+
+# --- whole floats for integer options ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("train", "image_size", 32.0, 32),
+        ("train", "epochs", 2.0, 2),
+        ("train", "decoder_channels", [64.0, 32.0, 16.0, 8.0, 4.0], [64, 32, 16, 8, 4]),
+        ("train", "num_workers", 0.0, 0),
+        ("split", "folds", 3.0, 3),
+        ("dataset", "synthetic", {"n_images": 24.0, "min_size": 40.0}, None),
+        ("resources", "train", {"threads": 2.0, "mem_mb": 2000.0, "runtime": 10.0}, None),
+        ("evaluate", "foreground_classes", [0.0, 2.0], [0, 2]),
+        ("train", "image_size", "32.0", 32),  # --config 'train={image_size: 32.0}'
+    ],
+)
+def test_whole_floats_for_integer_options_become_ints(schema, base, section, key, value, expected):
+    base[section][key] = value
+    got = validate_config(base, schema)[section][key]
+    if expected is None:  # a nested section: the given options
+        got, expected = {k: got[k] for k in value}, {k: int(v) for k, v in value.items()}
+    assert got == expected
+    leaves = got.values() if isinstance(got, dict) else got if isinstance(got, list) else [got]
+    assert all(type(v) is int for v in leaves)
+
+
+def test_whole_floats_in_the_remap_table_and_colours_become_ints(schema, base):
+    base["ignore_index"] = 255.0
+    base["remap"] = {"table": {1.0: 0.0, 2: 1.0, 3: 2}, "ignore_value": 0.0}
+    cfg = validate_config(base, schema)
+    assert cfg["remap"]["table"] == {1: 0, 2: 1, 3: 2}
+    assert all(type(k) is int and type(v) is int for k, v in cfg["remap"]["table"].items())
+    assert type(cfg["remap"]["ignore_value"]) is int and type(cfg["ignore_index"]) is int
+    base["remap"] = {"colors": [{"color": [0.0, 0, 255.0], "class": 1.0}]}
+    entry = validate_config(base, schema)["remap"]["colors"][0]
+    assert entry == {"color": [0, 0, 255], "class": 1}
+    assert all(type(v) is int for v in [*entry["color"], entry["class"]])
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "option"),
+    [
+        ("train", "image_size", 32.5, "train.image_size"),
+        ("train", "image_size", "32.5", "train.image_size"),
+        ("train", "decoder_channels", [64, 32, 16, 8, 4.5], "train.decoder_channels.4"),
+        ("train", "epochs", True, "train.epochs"),
+        ("split", "use_official", 1, "split.use_official"),
+        ("split", "use_official", 1.0, "split.use_official"),
+        ("train", "lr", False, "train.lr"),
+        ("remap", "table", {1: 0.5}, "remap.table.1"),
+        ("remap", "table", {1.5: 0}, "remap.table"),
+        ("remap", "table", {True: 0}, "remap.table"),
+        ("remap", "colors", [{"color": [0, 0, 255], "class": 1.5}], "remap.colors.0.class"),
+    ],
+)
+def test_non_whole_floats_and_booleans_for_numbers_fail(schema, base, section, key, value, option):
+    base[section][key] = value
+    with pytest.raises(ConfigError, match=f"config option '{re.escape(option)}'"):
+        validate_config(base, schema)
+
+
+# --- options that contradict each other ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "options"),
+    [
+        # A raw value both mapped to a class and ignored: the class would be ignored everywhere.
+        (
+            {"remap": {"table": {0: 0, 255: 1}, "ignore_value": 255}},
+            ("remap.table", "remap.ignore_value"),
+        ),
+        (
+            {"remap": {"colors": [{"color": [0, 0, 0], "class": 0}], "ignore_value": 255}},
+            ("remap.ignore_value", "remap.colors"),
+        ),
+        (
+            {"train": {"class_weights": [1, 2, 1], "loss": "dice"}},
+            ("train.class_weights", "train.loss"),
+        ),
+        (
+            {"train": {"class_weights": [1, 2, 1], "loss": "focal"}},
+            ("train.class_weights", "train.loss"),
+        ),
+        ({"train": {"class_weights": [0, 0, 0], "loss": "ce"}}, ("train.class_weights",)),
+        (
+            {"evaluate": {"foreground_classes": [0, 1, 2]}},
+            ("evaluate.foreground_classes", "classes"),
+        ),
+        ({"evaluate": {"foreground_classes": []}}, ("evaluate.foreground_classes", "classes")),
+    ],
+)
+def test_contradicting_options_fail_naming_both(schema, base, change, options):
+    for section, values in change.items():
+        # remap's table and colours are alternatives: a remap section replaces the test's.
+        base[section] = values if section == "remap" else {**base.get(section, {}), **values}
+    msg = invalid(schema, base)
+    for option in options:
+        assert option in msg.splitlines()[1], msg
+
+
+@pytest.mark.parametrize(
+    "remap",
+    [
+        {"table": {0: 0, 1: 1, 255: 255}, "ignore_value": 255},  # mapped to ignore and ignored
+        {"table": {0: 0, 1: 1, 2: 1}, "ignore_value": 255},  # two raw values, one class
+        {"table": {0: 0, 1: 1}, "ignore_value": 255},
+    ],
+)
+def test_consistent_remap_options_pass(schema, base, remap):
+    base["remap"] = remap
+    validate_config(base, schema)
+
+
+def test_a_mapped_and_ignored_value_fails_before_any_job_runs(tmp_path):
+    work = copy_workflow(tmp_path)
+    proc = snakemake(
+        work, "-n", "--configfile", "config/test.yaml", "--config", "remap={ignore_value: 3}"
+    )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "config options 'remap.table' and 'remap.ignore_value': value 3 maps" in out
+    assert "Traceback" not in out
+
+
+# --- config files and paths ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  lr: [1, 2\n", r"config file '.*bad.yaml' is not valid YAML: line 3, column 1"),
+        ("train:\n\tlr: 1\n", r"config file '.*bad.yaml' is not valid YAML: line 2, column 1"),
+        ("", r"config file '.*bad.yaml' is empty"),
+        ("# only a comment\n", r"config file '.*bad.yaml' is empty"),
+        ("- a\n- b\n", r"config file '.*bad.yaml' holds a list, not a mapping"),
+    ],
+)
+def test_bad_config_files_are_named_with_the_line(tmp_path, text, message):
+    from segpipe.config import load_config_file
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config_file(path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"config file '.*missing.yaml' not found"):
+        load_config_file(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("dataset", "root", "~/data"),
+        ("dataset", "images_dir", "~/data/img"),
+        ("dataset", "masks_dir", "~/data/masks"),
+        ("dataset", "split_lists", {"trainval": "~/lists/a.txt", "test": "~/lists/b.txt"}),
+        ("infer", "images", "~/new images"),
+    ],
+)
+def test_a_leading_tilde_is_the_home_folder_in_every_path_option(
+    schema, base, monkeypatch, tmp_path, section, key, value
+):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    base["dataset"].update(source="folder", root="data")
+    base.setdefault(section, {})[key] = value
+    got = validate_config(base, schema)[section][key]
+    for path in got.values() if isinstance(got, dict) else [got]:
+        assert path.startswith(str(tmp_path) + "/") and "~" not in path
+
+
+def test_path_options_are_those_the_schema_marks(schema):
+    """Every option whose description speaks of a folder or file path is marked format: path,
+    so its ~ is expanded."""
+    marked, unmarked = [], []
+
+    def walk(node, path):
+        for name, sub in node.get("properties", {}).items():
+            dotted = f"{path}.{name}".lstrip(".")
+            text = sub.get("description", "")
+            if "string" in str(sub.get("type")) and re.search(r"relative to|^List of", text):
+                (marked if sub.get("format") == "path" else unmarked).append(dotted)
+            walk(sub, dotted)
+
+    walk(schema, "")
+    assert not unmarked
+    assert {"dataset.root", "infer.images", "dataset.images_dir"} <= set(marked)
+
+
+BAD_FILES = {
+    "syntax.yaml": ("train:\n  lr: [1, 2\n", "is not valid YAML: line 3, column 1"),
+    "empty.yaml": ("", "is empty"),
+}
+
+
+def write_bad_files(folder) -> list:
+    for name, (text, _) in BAD_FILES.items():
+        (folder / name).write_text(text)
+    return [folder / name for name in BAD_FILES]
+
+
+def test_segpipe_verify_names_a_bad_config_file_in_one_line(tmp_path, capsys):
+    from segpipe.cli import main
+
+    for path in [*write_bad_files(tmp_path), tmp_path / "missing.yaml"]:
+        assert main(["verify", "--configfile", str(path)]) != 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"config file '{path}'" in err, err
+        assert BAD_FILES.get(path.name, ("", "not found"))[1] in err
+
+
+def test_the_config_file_check_names_each_bad_file(tmp_path, capsys):
+    from segpipe.config import main
+    from segpipe.experiments import main as experiments_main
+
+    paths = [*write_bad_files(tmp_path), tmp_path / "missing.yaml"]
+    assert main([str(REPO / "config" / "test.yaml"), *map(str, paths)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3
+    for line, path in zip(lines, paths, strict=True):
+        assert f"config file '{path}'" in line
+    assert main([str(REPO / "config" / "test.yaml")]) == 0
+    assert experiments_main(["--reports", str(paths[0])]) == 2
+    assert "is not valid YAML: line 3" in capsys.readouterr().err
+
+
+def test_a_broken_workflow_config_is_named_before_any_job_runs(tmp_path):
+    work = copy_workflow(tmp_path)
+    (work / "config" / "config.yaml").write_text("train:\n  lr: 0.1\n    epochs: 2\n")
+    proc = snakemake(work, "-n", "--configfile", "config/test.yaml")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config file 'config/config.yaml' is not valid YAML: line 3, column 11" in out, out
+    assert "Traceback" not in out
+
+
+def test_make_run_checks_the_config_files_before_snakemake_reads_them():
+    """Snakemake reads --configfile before the Snakefile: its YAML error names no file or line."""
+    recipe = (REPO / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    check, run = recipe.index("-m segpipe.config $(CONFIG)"), recipe.index("snakemake")
+    assert check < run
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "option"),
+    [
+        ("train", "lr", float("nan"), "train.lr"),
+        ("train", "image_scale", float("inf"), "train.image_scale"),
+        ("dataset", "timeout", float("inf"), "dataset.timeout"),
+        ("train", "class_weights", [1.0, float("nan"), 1.0], "train.class_weights.1"),
+    ],
+)
+def test_nan_and_infinite_numbers_fail_naming_the_option(schema, base, section, key, value, option):
+    """JSON Schema's bounds let nan through (nan < 0 and nan > 1 are both false)."""
+    base[section][key] = value
+    with pytest.raises(ConfigError, match=f"config option '{re.escape(option)}': (nan|inf)"):
+        validate_config(base, schema)
+
+
+def test_synthetic_sizes_that_contradict_name_both(schema, base):
+    base["dataset"]["synthetic"].update(min_size=64, max_size=48)
+    msg = invalid(schema, base)
+    assert "'dataset.synthetic.min_size' and 'dataset.synthetic.max_size'" in msg
+
+
+def test_a_whole_float_on_the_command_line_gives_integer_paths(tmp_path):
+    from conftest import planned_jobs
+
+    work = copy_workflow(tmp_path)
+    args = ("--configfile", "config/test.yaml", "--config", "train={image_size: 64.0}")
+    sizes = {w["size"] for rule, w in planned_jobs(work, *args) if rule == "preprocess"}
+    assert sizes == {"64"}

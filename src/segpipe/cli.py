@@ -126,18 +126,9 @@ def _from_config(path: Path, schema: Path | None) -> dict[str, Any]:
     """verify_dataset arguments taken from a pipeline config (validated, defaults filled in): the
     dataset and remap options rule remap takes (:func:`segpipe.config.dataset_options`) and the
     dataset root."""
-    import yaml
+    from segpipe.config import dataset_options, load_config_file, load_schema, validate_config
 
-    from segpipe.config import dataset_options, load_schema, validate_config
-
-    try:
-        raw = yaml.safe_load(_input_file(path, "config file").read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a YAML text file (UTF-8: {exc.reason})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: not a config (a YAML mapping of options)")
+    raw = load_config_file(_input_file(path, "config file"))
     cfg = validate_config(raw, load_schema(schema or _find_schema(path)))
     options = dataset_options(cfg)
     del options["max_quarantine_fraction"]  # the remap step's limit; verify lists every problem

@@ -7,6 +7,9 @@ Errors name the option as a dotted path, e.g. ``config option 'train.loss': 'foo
 from __future__ import annotations
 
 import copy
+import math
+import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,114 @@ def load_schema(path: str | Path) -> dict:
         return yaml.safe_load(fh)
 
 
+def load_config_file(path: str | Path) -> dict:
+    """The options of a YAML (or JSON) config file, or ConfigError naming the file and, for a
+    syntax error, its line and column: a missing, unreadable or empty file, or one that is not
+    a mapping of options."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file '{path}' cannot be read: {exc}") from None
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {_yaml_problem(exc)}") from None
+    if cfg is None:
+        raise ConfigError(f"config file '{path}' is empty (it sets no options)")
+    if not isinstance(cfg, dict):
+        raise ConfigError(
+            f"config file '{path}' holds a {type(cfg).__name__}, not a mapping of options "
+            "(option: value lines)"
+        )
+    return cfg
+
+
+def config_file_problem(path: str | Path) -> str | None:
+    """For the Snakefile, before its ``configfile:``: why a config file that is there does not
+    read as options (naming the file and line), or None. A missing file is left to Snakemake
+    (``--configfile`` may stand in for it)."""
+    if not Path(path).exists():
+        return None
+    try:
+        load_config_file(path)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: where (1-based line and column) and what."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    what = " ".join(
+        str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
+    )
+    return where + (what or str(exc).replace("\n", " "))
+
+
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``schema`` with a local ``$ref`` (``#/$defs/name``) replaced by what it points at."""
+    while "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _types(schema: Mapping[str, Any]) -> list[str]:
+    kinds = schema.get("type", [])
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _child_schema(schema: Mapping[str, Any], key: Any) -> Mapping[str, Any]:
+    """The schema of an object's property ``key`` ({} when the schema says nothing of it)."""
+    extra = schema.get("additionalProperties")
+    return schema.get("properties", {}).get(key, extra if isinstance(extra, dict) else {})
+
+
+def _normalise(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+    """``value`` with whole floats (32.0) made ints where the schema wants an integer, and ``~``
+    expanded in path options (``format: path``), in nested objects and arrays too.
+
+    JSON Schema counts 32.0 as an integer; passed on, it would reach paths (``results/.../32.0``)
+    and torch as a float. Non-whole floats stay, and fail validation naming the option.
+    """
+    schema = _resolve(schema, root)
+    types = _types(schema)
+    if isinstance(value, float) and value.is_integer() and "integer" in types:
+        return value if "number" in types else int(value)
+    if isinstance(value, str) and schema.get("format") == "path":
+        return os.path.expanduser(value)
+    if isinstance(value, dict):
+        return {k: _normalise(v, _child_schema(schema, k), root) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_normalise(v, schema["items"], root) for v in value]
+    return value
+
+
+def _non_finite(value: Any, path: str = "") -> list[str]:
+    """A problem for each nan or infinite number (JSON Schema's bounds let nan through)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"config option '{path}': {value} is not a finite number"]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return []
+    return [p for k, v in items for p in _non_finite(v, ".".join(filter(None, [path, str(k)])))]
+
+
+def _table_key(key: Any) -> str:
+    """A remap.table key as the schema checks it: YAML's int 255 (or 255.0) as '255'."""
+    if isinstance(key, float) and key.is_integer():
+        return str(int(key))
+    return str(key)
+
+
 def validate_config(
     config: Mapping[str, Any], schema: Mapping[str, Any], *, check_models: bool = True
 ) -> dict:
@@ -58,18 +169,22 @@ def validate_config(
     cached list, built once per installed smp version), for Slurm job processes whose config the
     submitting process already checked.
 
-    Integer keys of ``remap.table`` (as YAML writes them) are accepted and kept as ints.
+    Integer keys of ``remap.table`` (as YAML writes them) are accepted and kept as ints; whole
+    floats given for integer options (``image_size: 32.0``) become ints, other floats fail; ``~``
+    is expanded in path options.
     """
     cfg = copy.deepcopy(dict(config))
     table = cfg.get("remap", {}).get("table") if isinstance(cfg.get("remap"), dict) else None
     if isinstance(table, dict):
-        cfg["remap"]["table"] = {str(k): v for k, v in table.items()}
+        cfg["remap"]["table"] = {_table_key(k): v for k, v in table.items()}
     table_given = bool(table)
     validator_cls = _with_defaults(jsonschema.validators.validator_for(schema))
     _parse_typed_strings(cfg, validator_cls(schema))
+    cfg = _normalise(cfg, schema, schema)
     errors = sorted(validator_cls(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(_option(e) for e in errors))
+    problems = [_option(e) for e in errors] + _non_finite(cfg)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     cfg["remap"]["table"] = {int(k): int(v) for k, v in cfg["remap"]["table"].items()}
     if cfg["remap"]["colors"]:
         if table_given:
@@ -84,7 +199,11 @@ def validate_config(
 
 
 _JSON_TYPES = {
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    # A whole float ('32.0') is taken for an integer here and made an int by _normalise.
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
     "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
@@ -179,9 +298,27 @@ def canonical(value: Any) -> Any:
 
 
 def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> None:
-    """Cross-field checks: class ids in range, list lengths, model names known to smp."""
-    n = len(cfg["classes"])
-    ignore = cfg["ignore_index"]
+    """Cross-field checks: class ids in range, list lengths, options that contradict each
+    other (each message names both), model names known to smp."""
+    problems = [*_class_problems(cfg), *_remap_problems(cfg), *_train_problems(cfg)]
+    problems += _run_problems(cfg)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    if not check_models:
+        return
+    from segpipe.model_names import check_model_names
+
+    try:
+        check_model_names(
+            cfg["train"]["arch"], cfg["train"]["encoder"], cfg["train"]["encoder_weights"]
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid config:\n  {exc}") from None
+
+
+def _class_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Class ids of the remap table and colours within the classes (or ignore_index)."""
+    n, ignore = len(cfg["classes"]), cfg["ignore_index"]
     problems = []
     if ignore < n:
         problems.append(
@@ -200,25 +337,75 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
                 f"{entry['class']}, but 'classes' has only {n} entries (ids 0..{n - 1}; "
                 f"{ignore} = ignore)"
             )
-    colors = [tuple(e["color"]) for e in cfg["remap"]["colors"]]
+    return problems
+
+
+def _remap_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """A raw value both mapped and ignored; ignore_value beside colours; a colour twice."""
+    remap, ignore = cfg["remap"], cfg["ignore_index"]
+    problems = []
+    value = remap["ignore_value"]
+    if value is not None and remap["table"].get(value, ignore) != ignore:
+        problems.append(
+            f"config options 'remap.table' and 'remap.ignore_value': value {value} maps to class "
+            f"{remap['table'][value]} and is ignored; drop it from one of them"
+        )
+    if value is not None and remap["colors"]:
+        problems.append(
+            "config options 'remap.ignore_value' and 'remap.colors': ignore_value is a value of "
+            "single-channel masks, unused with colours; give a colour class "
+            f"{ignore} (ignore_index) to ignore it"
+        )
+    colors = [tuple(e["color"]) for e in remap["colors"]]
     twice = sorted({c for c in colors if colors.count(c) > 1})
     if twice:
         problems.append(f"config option 'remap.colors': colours listed twice: {twice}")
-    train = cfg["train"]
+    return problems
+
+
+# train.loss values whose loss has a cross-entropy term, the only one class_weights weigh.
+WEIGHTED_LOSSES = ("ce", "ce+dice")
+
+
+def _train_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Decoder stages, class weights and foreground classes against the classes and loss."""
+    n, train = len(cfg["classes"]), cfg["train"]
+    problems = []
     channels = train["decoder_channels"]
     if channels is not None and len(channels) != train["encoder_depth"]:
         problems.append(
             f"config option 'train.decoder_channels': {len(channels)} stages, but "
             f"train.encoder_depth is {train['encoder_depth']} (one channel count per stage)"
         )
-    weights = cfg["train"]["class_weights"]
+    weights = train["class_weights"]
     if weights is not None and len(weights) != n:
         problems.append(
             f"config option 'train.class_weights': {len(weights)} weights for {n} classes"
         )
+    if weights is not None and train["loss"] not in WEIGHTED_LOSSES:
+        problems.append(
+            f"config options 'train.class_weights' and 'train.loss': loss {train['loss']} has no "
+            f"cross-entropy term to weigh (weighted losses: {list(WEIGHTED_LOSSES)})"
+        )
+    if weights is not None and not any(weights):
+        problems.append(
+            "config option 'train.class_weights': every weight is 0 (the loss would be 0/0)"
+        )
     fg = cfg["evaluate"]["foreground_classes"]
     if fg is not None and any(c >= n for c in fg):
         problems.append(f"config option 'evaluate.foreground_classes': ids must be < {n}")
+    elif fg is not None and set(fg) in (set(), set(range(n))):
+        problems.append(
+            f"config options 'evaluate.foreground_classes' and 'classes': {fg} leaves "
+            f"{'no class' if fg else 'every class'} in the foreground (its IoU would mean "
+            f"nothing); name some of class ids 0..{n - 1}"
+        )
+    return problems
+
+
+def _run_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Options that need another: the fold ensemble, sliding windows, synthetic sizes."""
+    problems = []
     if cfg["predict"]["ensemble"] == "folds" and cfg["split"]["folds"] is None:
         problems.append(
             "config option 'predict.ensemble': folds averages the fold models, but split.folds "
@@ -231,16 +418,27 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
         )
     syn = cfg["dataset"]["synthetic"]
     if syn["min_size"] > syn["max_size"]:
-        problems.append("config option 'dataset.synthetic.min_size' is larger than max_size")
-    if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-    if not check_models:
-        return
-    from segpipe.model_names import check_model_names
-
-    try:
-        check_model_names(
-            cfg["train"]["arch"], cfg["train"]["encoder"], cfg["train"]["encoder_weights"]
+        problems.append(
+            "config options 'dataset.synthetic.min_size' and 'dataset.synthetic.max_size': "
+            f"min_size {syn['min_size']} is larger than max_size {syn['max_size']}"
         )
-    except ValueError as exc:
-        raise ConfigError(f"invalid config:\n  {exc}") from None
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m segpipe.config CONFIG...``: check that each config file reads as a mapping of
+    options, before Snakemake reads it (Snakemake's own message for a YAML error names neither
+    the file nor the line, and a missing file gives a traceback). One line per bad file; exit 2.
+    """
+    bad = 0
+    for path in argv if argv is not None else sys.argv[1:]:
+        try:
+            load_config_file(path)
+        except ConfigError as exc:
+            print(f"segpipe: {exc}", file=sys.stderr)
+            bad += 1
+    return 2 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

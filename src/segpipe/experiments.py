@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segpipe.config import ConfigError
+from segpipe.config import ConfigError, load_config_file
 
 # What the data is: every run reads the same remapped masks.
 DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
@@ -78,6 +78,7 @@ class Run:
     config: dict[str, Any]
     overrides: dict[str, Any]  # dotted option -> value, as declared
     splitting: str  # results/split/<splitting>/: "base", or named by the split options changed
+    split: dict[str, Any]  # the options of rule split (run_split_settings)
 
     @property
     def folds(self) -> int | None:
@@ -105,10 +106,36 @@ class Run:
         return models[-1] if models[-1].members else models[0]
 
 
+# With split.folds, every model trains and validates on the folds of the whole train+val pool,
+# and split.val_fraction is unused; where no run without folds shares the split, it is cut at
+# this fraction (the schema's default) whatever it says, so that changing it retrains nothing.
+FOLDS_VAL_FRACTION = 0.15
+VAL_FRACTION = "val_fraction"
+
+
 def split_setting(split: Mapping[str, Any]) -> dict[str, Any]:
     """The options of rule split: the split section without ``folds`` (a change of the folds
     cuts the pool anew, but leaves the split, its test images and their arrays as they are)."""
     return {k: v for k, v in split.items() if k != FOLDS}
+
+
+def run_split_settings(configs: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The split setting of each run's config (:func:`split_setting`). A run with folds does
+    not use val_fraction: it shares the split of the first run without folds whose other split
+    options are the same, else its split is cut at FOLDS_VAL_FRACTION."""
+    plain = [split_setting(c["split"]) for c in configs if c["split"].get(FOLDS) is None]
+    return [_fold_split(c["split"], plain) for c in configs]
+
+
+def _fold_split(split: Mapping[str, Any], plain: list[dict[str, Any]]) -> dict[str, Any]:
+    setting = split_setting(split)
+    if split.get(FOLDS) is None:
+        return setting
+    rest = {k: v for k, v in setting.items() if k != VAL_FRACTION}
+    shared = (
+        p[VAL_FRACTION] for p in plain if {**p, VAL_FRACTION: None} == {**rest, VAL_FRACTION: None}
+    )
+    return {**setting, VAL_FRACTION: next(shared, FOLDS_VAL_FRACTION)}
 
 
 def expand_runs(
@@ -122,13 +149,20 @@ def expand_runs(
     # The runs in the order the config declares them (the validated config's keys are sorted).
     declared = declared_overrides({k: raw.get(k) for k in ("experiments", "grid")})
     if declared is None:
-        return [Run(validated["run_name"], _single(validated), {}, BASE_SPLIT)]
+        cfg = _single(validated)
+        return [Run(validated["run_name"], cfg, {}, BASE_SPLIT, *run_split_settings([cfg]))]
     base_raw = {k: copy.deepcopy(v) for k, v in raw.items() if k not in RUN_SECTIONS}
-    runs = []
-    for name, overrides in declared.items():
-        cfg = _validated_run(name, _merge(base_raw, overrides), validate)
-        split = _splitting(split_setting(cfg["split"]), split_setting(validated["split"]))
-        runs.append(Run(name, cfg, flatten(overrides), split))
+    configs = {
+        name: _validated_run(name, _merge(base_raw, overrides), validate)
+        for name, overrides in declared.items()
+    }
+    settings = run_split_settings(list(configs.values()))
+    plain = [s for s, c in zip(settings, configs.values(), strict=True) if not c["split"][FOLDS]]
+    base = _fold_split(validated["split"], plain)
+    runs = [
+        Run(name, cfg, flatten(declared[name]), _splitting(setting, base), setting)
+        for (name, cfg), setting in zip(configs.items(), settings, strict=True)
+    ]
     _check_split_names(runs)
     return runs
 
@@ -266,7 +300,7 @@ def _check_split_names(runs: list[Run]) -> None:
     """Two different split settings never share a folder (a value's slug can repeat)."""
     settings: dict[str, str] = {}
     for run in runs:
-        text = json.dumps(split_setting(run.config["split"]), sort_keys=True)
+        text = json.dumps(run.split, sort_keys=True)
         if settings.setdefault(run.splitting, text) != text:
             digest = hashlib.sha256(text.encode()).hexdigest()[:8]
             raise ConfigError(
@@ -286,14 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     (merged as Snakemake merges --configfile files) writes, one path per line."""
     import argparse
 
-    import yaml
-
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("--reports", nargs="+", type=Path, required=True, metavar="CONFIG")
     args = parser.parse_args(argv)
     merged: dict[str, Any] = {}
-    for path in args.reports:
-        merged = _merge(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    try:
+        for path in args.reports:
+            merged = _merge(merged, load_config_file(path))
+    except ConfigError as exc:
+        print(f"segpipe: {exc}", file=sys.stderr)
+        return 2
     names = run_names(merged)
     for name in names:
         print(f"Run report ({name}): results/runs/{name}/report/report.html")

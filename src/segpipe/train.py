@@ -50,6 +50,7 @@ from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
 from segpipe.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.models import build_loss, build_model
 from segpipe.monitor import TrainingMonitor, open_monitor
+from segpipe.params import UNTRACKED_OPTIONS
 from segpipe.preprocess import ArrayRows
 from segpipe.runtime import (
     amp_dtype,
@@ -75,9 +76,10 @@ HISTORY_COLUMNS = [
     "images_per_s",
 ]
 LIVE_HISTORY = "history.csv"  # in resume_dir: the history so far, readable while training runs
-# Options that change how training is watched, not what it computes: not part of the config a
-# checkpoint records, so changing them keeps the resume state.
-MONITOR_OPTIONS = ("log_to", "log_images_every")
+# Options that change how fast training runs or how it is watched, not what it computes
+# (segpipe.params): not part of the config a checkpoint records, so changing them keeps the
+# resume state.
+UNRECORDED_OPTIONS = UNTRACKED_OPTIONS["train"]
 PREVIEW_SAMPLES = 4  # validation samples whose predictions the loggers show as images
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 STOP_CHECK_EVERY = 10  # steps between the ranks' agreement on a stop signal (DDP only)
@@ -167,11 +169,11 @@ class Job:
 
     @functools.cached_property
     def config(self) -> dict[str, Any]:
-        """The config a checkpoint records: the train options (the monitor's aside), the
+        """The config a checkpoint records: the train options (UNRECORDED_OPTIONS aside), the
         classes and ignore_index."""
         train = dataclasses.asdict(self.cfg)
         return {
-            "train": {k: v for k, v in train.items() if k not in MONITOR_OPTIONS},
+            "train": {k: v for k, v in train.items() if k not in UNRECORDED_OPTIONS},
             "classes": list(self.classes),
             "ignore_index": self.ignore_index,
         }
