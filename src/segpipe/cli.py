@@ -128,7 +128,9 @@ def _from_config(path: Path, schema: Path | None) -> dict[str, Any]:
     dataset root."""
     from segpipe.config import dataset_options, load_config_file, load_schema, validate_config
 
-    raw = load_config_file(_input_file(path, "config file"))
+    if path.is_dir():
+        _input_file(path, "config file")  # one line naming the folder
+    raw = load_config_file(path)
     cfg = validate_config(raw, load_schema(schema or _find_schema(path)))
     options = dataset_options(cfg)
     del options["max_quarantine_fraction"]  # the remap step's limit; verify lists every problem
