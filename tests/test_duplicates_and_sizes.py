@@ -246,3 +246,32 @@ def test_a_real_decompression_bomb_is_a_row_without_a_library_warning(small, cap
     ) in out
     assert main(["verify", str(small), "--table", "0=0,255=1", "--max-image-pixels", "10"]) != 0
     assert "more than dataset.max_image_pixels (10)" in capsys.readouterr().out
+
+
+def test_steps_after_remap_read_images_that_remap_let_through(small, tmp_path, monkeypatch):
+    """A raised dataset.max_image_pixels holds for preprocess, prediction and the report too:
+    they read what remap checked, whatever Pillow's own limit (simulated small here)."""
+    from segpipe.data import load_mask
+    from segpipe.images import load_rgb
+    from segpipe.preprocess import _decode
+
+    index, _ = run_remap(small, tmp_path / "out", threads=1, max_image_pixels=1000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses above 200 pixels
+    image, mask = index.loc[0, "image"], index.loc[0, "mask"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.asarray(load_rgb(image, None)).shape == (SIZE, SIZE, 3)
+        assert load_mask(mask).shape == (SIZE, SIZE)
+        assert _decode((image, mask, (8, 8))).shape == (8, 8, 4)
+
+
+def test_segpipe_predict_names_an_image_above_the_limit(small):
+    from segpipe.images import ImageTooLargeError, load_rgb
+    from segpipe.infer import unreadable_reason
+
+    path = small / "images" / "a0.png"
+    with pytest.raises(ImageTooLargeError) as caught:
+        load_rgb(path, 100)
+    assert unreadable_reason(path, caught.value) == (
+        "too large to read: 16x16 pixels, more than 100 (not decoded)"
+    )

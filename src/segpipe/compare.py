@@ -666,7 +666,7 @@ def _pair_composite(
 ) -> str:
     """Image | truth | selected run's prediction | other run's prediction, as a data URI."""
     image_id = entry.name
-    image = np.asarray(load_rgb(entry["image"]))  # as training read it (EXIF orientation)
+    image = np.asarray(load_rgb(entry["image"], None))  # as training read it (EXIF orientation)
     masks = [
         read_mask(Path(entry["mask"])),
         read_mask(Path(selected.run.test_predictions) / "masks" / f"{image_id}.png"),

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from segpipe.images import load_rgb  # lives in segpipe.images, free of torch
+from segpipe.images import load_rgb, open_image  # live in segpipe.images, free of torch
 from segpipe.io import read_table
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "load_mask", "load_rgb", "read_manifest"]
@@ -19,7 +18,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def load_mask(path: str | Path) -> np.ndarray:
     """A class-id mask written by the remap step: (H, W) uint8."""
-    with Image.open(path) as img:
+    with open_image(path) as img:  # the size of its image, which remap checked
         return np.array(img, dtype=np.uint8)
 
 

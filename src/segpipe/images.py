@@ -65,7 +65,12 @@ DIGEST_ROWS = 256  # rows hashed at a time: the digest of a huge image copies no
 
 
 class ImageTooLargeError(ValueError):
-    """An image or mask with more pixels than dataset.max_image_pixels: it is not decoded."""
+    """An image or mask with more pixels than dataset.max_image_pixels: it is not decoded.
+    ``size`` is its (width, height), ``limit`` the number of pixels it is above."""
+
+    def __init__(self, message: str, size: tuple[int, int], limit: int):
+        super().__init__(message)
+        self.size, self.limit = size, limit
 
 
 @contextlib.contextmanager
@@ -82,7 +87,7 @@ def open_image(path: str | Path, max_pixels: int | None = None) -> Iterator[Imag
         with Image.open(path) as img:
             width, height = img.size
             if max_pixels is not None and width * height > max_pixels:
-                raise ImageTooLargeError(too_large(img, max_pixels))
+                raise ImageTooLargeError(too_large(img, max_pixels), img.size, max_pixels)
             yield img
     finally:
         Image.MAX_IMAGE_PIXELS = old
@@ -177,10 +182,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: str | Path) -> Image.Image:
+def load_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
     """Open any image Pillow reads as 8-bit RGB, whatever its real format or mode, oriented as
-    viewers show it (EXIF orientation applied)."""
-    with Image.open(path) as img:
+    viewers show it (EXIF orientation applied).
+
+    ``max_pixels`` as in :func:`open_image`; the pipeline's steps after remap pass None: remap
+    checked their images against dataset.max_image_pixels, which may be above Pillow's limit.
+    """
+    with open_image(path, max_pixels) as img:
         img.load()
         return to_rgb(oriented(img)[0])
 

@@ -40,7 +40,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segpipe.colors import overlay
 from segpipe.export import ExportError, onnx_session, read_metadata, stale_reason
-from segpipe.images import load_rgb
+from segpipe.images import ImageTooLargeError, load_rgb
 from segpipe.inference import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
 from segpipe.io import atomic_dir, atomic_path, write_csv
 from segpipe.logs import UserError, progress
@@ -54,6 +54,7 @@ UNREADABLE = (
     SyntaxError,
     EOFError,
     Image.DecompressionBombError,
+    ImageTooLargeError,
 )
 
 
@@ -255,6 +256,9 @@ def unreadable_reason(file: Path, exc: BaseException) -> str:
         return "not an image (no image format recognised in its content)"
     if "truncated" in detail or isinstance(exc, SyntaxError | EOFError):
         return f"truncated or damaged image ({detail})"
+    if isinstance(exc, ImageTooLargeError):
+        (width, height), limit = exc.size, exc.limit
+        return f"too large to read: {width}x{height} pixels, more than {limit:,} (not decoded)"
     if isinstance(exc, Image.DecompressionBombError):
         return f"too large to read ({detail})"
     return f"not a readable image ({detail})"

@@ -161,7 +161,7 @@ def _write_prediction(
     full = F.interpolate(probabilities[None], size=size, mode="bilinear", align_corners=False)
     mask = full[0].argmax(0).to(torch.uint8).cpu().numpy()
     Image.fromarray(mask, mode="L").save(out_dir / "masks" / f"{row['id']}.png")
-    rgb = np.asarray(load_rgb(row["image"]))
+    rgb = np.asarray(load_rgb(row["image"], None))  # checked by remap
     Image.fromarray(overlay(rgb, mask, num_classes, alpha)).save(
         out_dir / "overlays" / f"{row['id']}.jpg", quality=90
     )

@@ -625,7 +625,9 @@ def _composite(
     The error map is the image in dimmed grey with wrongly predicted pixels in red and ignored
     pixels in black.
     """
-    image = np.asarray(load_rgb(image_path))  # as remap and training read it (EXIF orientation)
+    image = np.asarray(
+        load_rgb(image_path, None)
+    )  # as remap and training read it (EXIF orientation)
     truth = read_mask(truth_path)
     pred = read_mask(pred_path)
     if not image.shape[:2] == truth.shape == pred.shape:
