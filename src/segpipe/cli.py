@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,13 +96,10 @@ def _output_file(path: Path, option: str) -> Path:
     under a file, or in a folder that cannot be written."""
     if path.is_dir():
         raise ValueError(f"{option} {path}: is a folder; give a file name")
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: cannot write in {parent} (permission denied)")
+    from segpipe.io import unwritable_reason
+
+    if why := unwritable_reason(path):
+        raise ValueError(f"{option} {path}: {why}")
     return path
 
 

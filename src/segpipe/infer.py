@@ -42,7 +42,7 @@ from segpipe.colors import overlay
 from segpipe.export import ExportError, onnx_session, read_metadata, stale_reason
 from segpipe.images import ImageTooLargeError, load_rgb
 from segpipe.inference import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
-from segpipe.io import atomic_dir, atomic_path, write_csv
+from segpipe.io import atomic_dir, atomic_path, unwritable_reason, write_csv
 from segpipe.logs import UserError, progress
 from segpipe.runtime import amp_dtype, load_models, resolve_device
 
@@ -170,16 +170,10 @@ def _check_unique(named: Sequence[tuple[Path, str]]) -> None:
         )
 
 
-def _writable_parent(out: Path) -> Path:
-    """The nearest existing folder above ``out``; InferError when it is a file or read-only."""
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InferError(f"output folder {out}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InferError(f"output folder {out}: cannot write in {parent} (permission denied)")
-    return parent
+def _check_writable(out: Path) -> None:
+    """InferError when ``out`` cannot be created: under a file, or in a read-only folder."""
+    if why := unwritable_reason(out):
+        raise InferError(f"output folder {out}: {why}")
 
 
 def check_output_dir(
@@ -198,7 +192,7 @@ def check_output_dir(
             )
     if out_dir.exists() and not out_dir.is_dir():
         raise InferError(f"output folder {out_dir} is a file; give a folder")
-    _writable_parent(out_dir)
+    _check_writable(out_dir)
     held = sum(1 for p in out_dir.rglob("*") if not p.is_dir()) if out_dir.is_dir() else 0
     if held and not overwrite:
         raise InferError(

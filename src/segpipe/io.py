@@ -224,3 +224,16 @@ def read_table(path: str | os.PathLike, text=TEXT_COLUMNS, **kwargs):
         na_values={c: [""] for c in columns if c not in texts},
         **kwargs,
     )
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why ``path`` cannot be created, or None: the nearest existing folder above it is a file,
+    or cannot be written in."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write in {parent} (permission denied)"
+    return None
