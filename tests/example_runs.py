@@ -20,6 +20,8 @@ import yaml
 from PIL import Image
 from test_layouts import save_palette_mask
 
+from segpipe.params import tracked
+
 from conftest import REPO, snakemake
 
 EXAMPLES = REPO / "config" / "examples"
@@ -104,7 +106,7 @@ def check_outputs(results: Path, cfg: dict, n_quarantined: int = 0) -> None:
 
     trained = load_checkpoint(run / "train" / "best.pt")["config"]
     assert trained["classes"] == cfg["classes"]
-    for key, value in cfg["train"].items():
+    for key, value in tracked("train", cfg["train"]).items():  # as the checkpoint records it
         if key == "augment":
             for option, amount in value.items():
                 assert trained["train"]["augment"][option] == amount, option
@@ -131,7 +133,8 @@ def check_comparison(results: Path, cfg: dict) -> None:
             assert list(metrics["per_class"]) == cfg["classes"]
         assert (run / "report" / "report.html").is_file()
         trained = load_checkpoint(run / "train" / "best.pt")["config"]["train"]
-        for key, value in {**cfg["train"], **(override or {}).get("train", {})}.items():
+        options = {**cfg["train"], **(override or {}).get("train", {})}
+        for key, value in tracked("train", options).items():  # as the checkpoint records it
             if key != "augment":
                 assert trained[key] == value, (name, key)
     board = pd.read_csv(results / "compare" / "leaderboard.csv")

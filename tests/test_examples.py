@@ -22,6 +22,7 @@ from test_faults import tree_digest
 
 from segpipe.config import load_schema, validate_config
 from segpipe.experiments import expand_runs
+from segpipe.params import tracked
 from segpipe.runtime import load_checkpoint
 
 from conftest import REPO, copy_workflow, planned_rules
@@ -135,7 +136,8 @@ def test_comparison_b_class_imbalance(seven_classes):
     results = run_example(work, "compare_class_imbalance", cfg, "--until", "train")
     for name, override in cfg["experiments"].items():
         trained = load_checkpoint(results / "runs" / name / "train" / "best.pt")["config"]
-        for key, value in {**cfg["train"], **(override or {}).get("train", {})}.items():
+        options = {**cfg["train"], **(override or {}).get("train", {})}
+        for key, value in tracked("train", options).items():  # as the checkpoint records it
             if key != "augment":
                 assert trained["train"][key] == value, (name, key)
     planned = planned_rules(work, "--configfile", "config/examples/compare_class_imbalance.yaml")
