@@ -10,6 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property-based tests draw new examples on every local run (failing ones are kept in
+# .hypothesis/ and tried first next time); CI draws the same ones on every run, so that whether a
+# change lands does not depend on chance.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for pretrained weights in tests
 os.environ["DVC_NO_ANALYTICS"] = "1"

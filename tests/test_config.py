@@ -112,6 +112,27 @@ def test_unknown_nested_key(schema, base):
     assert "'lr'" in msg  # the valid keys are listed
 
 
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("a\x1eb", "train.a\\x1eb"),
+        ("a\u2028b", "train.a\\u2028b"),
+        ("x\ny", "train.x\\ny"),
+        (7, "train.7"),
+    ],
+)
+def test_an_unknown_key_is_named_on_one_line_with_invisible_characters_escaped(
+    schema, base, key, shown
+):
+    """Line separators (\\x1e, \\u2028, \\n) in a key must not break the one-line message; a
+    number among the unknown keys must not break the sorting of their names."""
+    base["train"][key] = 1
+    base["train"]["zz"] = 1
+    msg = invalid(schema, base)
+    assert f"config option '{shown}' is unknown" in msg
+    assert len(msg.splitlines()) == 2  # "invalid config:" and the one problem
+
+
 def test_wrong_type(schema, base):
     base["train"]["epochs"] = "ten"
     msg = invalid(schema, base)

@@ -36,13 +36,20 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+def _shown(key: Any) -> str:
+    """A key of the user's as it is named in a message: invisible and line-breaking characters
+    escaped (``'\\x1e'``), so that the message stays one line and shows what was typed."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _option(error: jsonschema.ValidationError) -> str:
-    path = ".".join(str(p) for p in error.absolute_path)
+    path = ".".join(_shown(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":
         # The message says which key was unexpected; name it in full.
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})), key=str)
         if extra:
-            path = ".".join(filter(None, [path, extra[0]]))
+            path = ".".join(filter(None, [path, _shown(extra[0])]))
             return f"config option '{path}' is unknown (valid here: {sorted(error.schema['properties'])})"
     return f"config option '{path or '<root>'}': {error.message}"
 
