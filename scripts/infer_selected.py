@@ -9,7 +9,8 @@ predict_selected(
     params.folder,
     snakemake.output.predictions,
     params.runs,
-    {run: {**model, **params.runtime[run]} for run, model in params.models.items()},
+    params.models,
+    runtime=params.runtime,
     classes=params.classes,
     threads=snakemake.threads,
 )

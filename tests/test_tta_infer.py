@@ -374,3 +374,21 @@ def test_what_a_change_of_the_flips_or_the_folder_reruns(done) -> None:
     assert set(planned_rules(work, *ARGS)) == {"infer", "report", "all"}
     (work / "new images" / "late.png").unlink()
     assert planned_rules(work, *ARGS) == {}
+
+
+def test_the_selected_runs_untracked_options_reach_the_prediction(tmp_path, monkeypatch) -> None:
+    """predict.batch_size reaches infer_selected untracked (segpipe.params) and is merged with
+    the selected run's own options."""
+    import segpipe.predict
+
+    calls = []
+    monkeypatch.setattr(segpipe.predict, "predict_folder", lambda *a, **kw: calls.append(kw))
+    scores = {"a": {"val_metrics": tmp_path / "a.json"}, "b": {"val_metrics": tmp_path / "b.json"}}
+    scores["a"]["val_metrics"].write_text(json.dumps({"mean_iou": 0.2}))
+    scores["b"]["val_metrics"].write_text(json.dumps({"mean_iou": 0.8}))
+    models = {name: {"checkpoints": [f"{name}.pt"], "overlay_alpha": 0.5} for name in scores}
+    runtime = {"a": {"batch_size": 3}, "b": {"batch_size": 7}}
+    out = tmp_path / "infer"
+    out.mkdir()
+    assert predict_selected("new", out, scores, models, classes=CLASSES, runtime=runtime) == "b"
+    assert calls == [{"classes": CLASSES, "threads": 1, "overlay_alpha": 0.5, "batch_size": 7}]

@@ -415,17 +415,19 @@ def predict_selected(
     *,
     classes: Sequence[str],
     threads: int = 1,
+    runtime: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """Predict the images of ``folder`` into ``out_dir`` (:func:`segpipe.predict.predict_folder`)
     with the run the leaderboard selects, of ``runs`` (name -> the ``val_metrics`` and
     ``crossval_metrics`` of :func:`validation_score`, in declared order); ``models[name]`` holds
-    its ``checkpoints`` and predict options. Writes ``run.json`` (run, val_miou, checkpoints)
+    its ``checkpoints`` and predict options, ``runtime[name]`` the options that change only
+    how fast it runs (predict.batch_size, passed untracked: segpipe.params). Writes ``run.json`` (run, val_miou, checkpoints)
     and returns the run's name."""
     from segpipe.predict import predict_folder  # torch: the comparison itself does without
 
     scores = {name: validation_score(**paths) for name, paths in runs.items()}
     name = selected_run(scores)
-    options = dict(models[name])
+    options = {**models[name], **(runtime or {}).get(name, {})}
     checkpoints = list(options.pop("checkpoints"))
     logger.info("predicting %s with the selected run %s", folder, name)
     predict_folder(checkpoints, folder, out_dir, classes=classes, threads=threads, **options)
