@@ -24,10 +24,10 @@ venv: $(VENV)/.installed
 
 demo: venv  ## two runs side by side on synthetic data, offline, CPU, a few minutes
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES)
-	@$(BIN)/python -m segpipe.experiments --reports config/config.yaml config/demo.yaml
+	@$(BIN)/python -m segpipe.workflow.experiments --reports config/config.yaml config/demo.yaml
 
 run: venv  ## the pipeline on $(CONFIG) (default: the real Oxford-IIIT Pet config)
-	$(BIN)/python -m segpipe.config $(CONFIG)  # names the file and line of a YAML error
+	$(BIN)/python -m segpipe.workflow.config $(CONFIG)  # names the file and line of a YAML error
 	$(BIN)/snakemake --configfile $(CONFIG) --cores $(CORES)
 
 test: venv  ## lint + all tests, as CI runs them
@@ -37,13 +37,13 @@ check: venv  ## everyday tier, a few minutes: lint, unit tests and one tiny end-
 	$(PYTEST) -m "not slow or check"
 
 pull: venv  ## fetch recorded results (dvc pull) and re-stamp them so Snakemake sees them up to date
-	$(BIN)/python -m segpipe.dvc pull
+	$(BIN)/python -m segpipe.workflow.dvc pull
 
 record: venv  ## store the current results' hashes in dvc.lock (when a run wasn't recorded)
-	$(BIN)/python -m segpipe.dvc record
+	$(BIN)/python -m segpipe.workflow.dvc record
 
 dvc-yaml: venv  ## regenerate dvc.yaml from the Snakemake DAG
-	$(BIN)/python -m segpipe.dvc generate
+	$(BIN)/python -m segpipe.workflow.dvc generate
 
 bench: venv  ## training-speed benchmark on this machine -> benchmarks/results/$(BENCH).json
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_train.py --out benchmarks/results/$(BENCH).json

@@ -1,6 +1,6 @@
 from snakemake.utils import min_version
 
-from segpipe.config import config_file_problem
+from segpipe.workflow.config import config_file_problem
 
 min_version("9.0")
 

@@ -1,4 +1,4 @@
-"""Comparison-report benchmark: what segpipe.compare.build_comparison costs for many runs.
+"""Comparison-report benchmark: what segpipe.reporting.comparison.build_comparison costs for many runs.
 
 Fabricates the outputs of ``--runs`` runs on one test split (``--images`` images of
 ``--size`` x ``--size`` pixels, 3 classes: an elliptic pet, background and the border between
@@ -28,7 +28,7 @@ import pandas as pd
 from PIL import Image
 from record import machine, write_result
 
-from segpipe.compare import RunResult, build_comparison
+from segpipe.reporting.comparison import RunResult, build_comparison
 
 CLASSES = ["pet", "background", "border"]
 IGNORE = 255
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             shutil.copytree(root / "compare", args.keep, dirs_exist_ok=True)
     result = {
-        "benchmark": "segpipe.compare.build_comparison (defaults: gallery 3, 10,000 resamples)",
+        "benchmark": "segpipe.reporting.comparison.build_comparison (defaults: gallery 3, 10,000 resamples)",
         **machine(),
         "runs": args.runs,
         "test_images": args.images,

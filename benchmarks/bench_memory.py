@@ -1,6 +1,6 @@
 """Memory benchmark: does training's memory grow with the dataset beyond the memory-mapped arrays?
 
-Each measurement runs one whole training epoch (segpipe.train.train_model: loader, augmentation,
+Each measurement runs one whole training epoch (segpipe.training.train.train_model: loader, augmentation,
 steps, validation, checkpoints, history) in a fresh process and samples its resident memory:
 anonymous (the heap: what would grow if anything held on to data) and file-backed (the pages of
 the mapped arrays that the OS keeps cached, and can drop under pressure). Two dataset sizes, the
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from segpipe.preprocess import preprocess_split
-from segpipe.remap import remap_dataset
-from segpipe.synthetic import make_oxford_like
+from segpipe.data.preprocess import preprocess_split
+from segpipe.data.remap import remap_dataset
+from segpipe.data.synthetic import make_oxford_like
 
 # The data shape of the Oxford config (all 7,349 images, 70/15/15) and its train settings that
 # shape memory, the model aside.
@@ -49,7 +49,7 @@ OXFORD = {
 
 PROBE = """
 import json, resource, sys, tempfile, threading, time
-from segpipe.train import train_model
+from segpipe.training.train import train_model
 
 peak = {"RssAnon": 0, "RssFile": 0}
 done = threading.Event()

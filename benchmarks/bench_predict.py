@@ -3,10 +3,10 @@ onnxruntime, without and with flip TTA (hflip). Writes one JSON file.
 
 The model is the default config's (config/config.yaml: Unet, resnet34 encoder, 256 x 256, its
 classes), randomly initialised (no download), saved as a checkpoint and exported with
-segpipe.export.export_onnx. ``--images`` random 256 x 256 images are predicted ``--batch-size``
+segpipe.inference.onnx.export_onnx. ``--images`` random 256 x 256 images are predicted ``--batch-size``
 at a time in resize mode (segpipe predict's default) through the same engine
-(segpipe.inference.predict_images), by the checkpoint's torch model (segpipe.infer.load_model)
-and by the ONNX file through onnxruntime (segpipe.infer.load_onnx_model), both with every core.
+(segpipe.inference.engine.predict_images), by the checkpoint's torch model (segpipe.inference.folder.load_model)
+and by the ONNX file through onnxruntime (segpipe.inference.folder.load_onnx_model), both with every core.
 Reading and writing files is left out. One batch warms each up untimed; the JSON holds the best
 of ``--repeats`` passes over the images.
 
@@ -28,11 +28,11 @@ import torch
 import yaml
 from record import machine, write_result
 
-from segpipe.config import load_schema, validate_config
-from segpipe.export import export_onnx
-from segpipe.infer import Model, load_model, load_onnx_model
-from segpipe.inference import predict_images, with_flips
-from segpipe.runtime import model_from_config, save_checkpoint
+from segpipe.inference.engine import predict_images, with_flips
+from segpipe.inference.folder import Model, load_model, load_onnx_model
+from segpipe.inference.onnx import export_onnx
+from segpipe.models.checkpoints import model_from_config, save_checkpoint
+from segpipe.workflow.config import load_schema, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 TTA = {"tta_off": [], "hflip": ["hflip"]}

@@ -44,7 +44,7 @@ def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
 
 def grid_names() -> list[str]:
     sys.path.insert(0, str(REPO / "src"))
-    from segpipe.experiments import grid_runs
+    from segpipe.workflow.experiments import grid_runs
 
     return [name for name, _ in grid_runs(GRID)]
 

@@ -35,15 +35,15 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 import segpipe
-from segpipe.arrays import ArrayDataset, EpochSampler, batch_loader
-from segpipe.augment import BatchAugment
-from segpipe.data import read_manifest
-from segpipe.models import build_loss, build_model
-from segpipe.preprocess import preprocess_split
-from segpipe.remap import remap_dataset
-from segpipe.runtime import amp_dtype, prepare_batch, resolve_device
-from segpipe.synthetic import make_oxford_like
-from segpipe.train import default_workers, train_step
+from segpipe.data.arrays import ArrayDataset, EpochSampler, batch_loader
+from segpipe.data.preprocess import preprocess_split
+from segpipe.data.remap import remap_dataset
+from segpipe.data.split import read_manifest
+from segpipe.data.synthetic import make_oxford_like
+from segpipe.models.build import build_loss, build_model
+from segpipe.models.device import amp_dtype, prepare_batch, resolve_device
+from segpipe.training.augment import BatchAugment
+from segpipe.training.train import default_workers, train_step
 
 from bench_memory import growth, tiled
 from naive_loader import SegmentationDataset
@@ -128,7 +128,7 @@ def measure_training(args, device, array: Path, *, amp, channels_last, compile_,
 
 
 def segpipe_loader(args, device, array: Path, workers: int) -> DataLoader:
-    """The loader training builds (segpipe.train): same sampler, workers, pinning, prefetch."""
+    """The loader training builds (segpipe.training.train): same sampler, workers, pinning, prefetch."""
     data = ArrayDataset(array)
     return batch_loader(
         data, batch_size=args.batch_size, sampler=EpochSampler(len(data), seed=0),
@@ -189,7 +189,7 @@ def main() -> None:
         "--workers",
         type=int,
         default=None,
-        help="segpipe's loader workers (default: what training picks, segpipe.train.default_workers)",
+        help="segpipe's loader workers (default: what training picks, segpipe.training.train.default_workers)",
     )
     parser.add_argument(
         "--compile", action="store_true", help="include torch.compile in the CUDA fast settings"

@@ -1,7 +1,7 @@
 """Peak memory of checking one huge image/mask pair, as ``segpipe verify`` and the remap step do.
 
 Writes a folder dataset holding one SIZE x SIZE RGB PNG and its two-value greyscale mask, then
-runs :func:`segpipe.verify.verify_dataset` on it in a fresh process and records that process's
+runs :func:`segpipe.data.verify.verify_dataset` on it in a fresh process and records that process's
 peak resident memory (``ru_maxrss``) and the wall time, as JSON:
 
     python benchmarks/bench_verify_memory.py --size 9000 \\
@@ -23,7 +23,7 @@ from PIL import Image
 
 PROBE = """
 import resource, sys, time
-from segpipe.verify import verify_dataset
+from segpipe.data.verify import verify_dataset
 start = time.perf_counter()
 summary = verify_dataset(sys.argv[1], table={0: 0, 255: 1})
 seconds = time.perf_counter() - start

@@ -1,5 +1,5 @@
 """The textbook per-file loader: the naive baseline of bench_train.py, and the reference the
-preprocessed arrays (segpipe.arrays) are tested against (tests/test_data.py).
+preprocessed arrays (segpipe.data.arrays) are tested against (tests/test_data.py).
 
 Training and prediction read preprocessed arrays instead; this is how smp's examples load data.
 """
@@ -14,7 +14,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from segpipe.data import IMAGENET_MEAN, IMAGENET_STD, load_mask, load_rgb
+from segpipe.data.images import load_rgb
+from segpipe.data.masks import load_mask
+from segpipe.models.device import IMAGENET_MEAN, IMAGENET_STD
 
 
 def to_model_input(image: torch.Tensor) -> torch.Tensor:

@@ -7,16 +7,16 @@ from pathlib import Path
 
 from snakemake.io import contains_wildcard
 
-from segpipe.config import (
+from segpipe.workflow.config import (
     ConfigError,
     dataset_layout,
     dataset_options,
     load_schema,
     validate_config,
 )
-from segpipe.datasets import dataset_files
-from segpipe.download import OXFORD_PETS_RESOURCES
-from segpipe.experiments import expand_runs
+from segpipe.data.layouts import dataset_files
+from segpipe.data.download import OXFORD_PETS_RESOURCES
+from segpipe.workflow.experiments import expand_runs
 from segpipe.params import Untracked, run_summary, tracked, untracked
 
 
@@ -99,7 +99,7 @@ def _infer_files():
     folder = config["infer"]["images"]
     if folder is None:
         return []
-    from segpipe.infer import InferError, OutputClashError, find_images
+    from segpipe.inference.folder import InferError, OutputClashError, find_images
 
     problem = _infer_folder_problem(folder)
     try:
@@ -208,7 +208,7 @@ def preprocessed(run, split):
 def model_arrays(model, split):
     """The arrays (rule preprocess) holding the images of ``model_manifest(model, split)``, and
     the manifests they were written from: the test array, or the train and val arrays of the
-    split, which a fold's train and val parts are drawn from (segpipe.preprocess.select_rows).
+    split, which a fold's train and val parts are drawn from (segpipe.data.preprocess.select_rows).
     """
     run = MODELS[model].run
     parts = ["test"] if split == "test" else ["train", "val"]
@@ -280,7 +280,7 @@ def dataset_dir():
 
 @functools.cache
 def _dataset_files():
-    """The files of a user's folder that remap reads (see segpipe.datasets.DatasetFiles)."""
+    """The files of a user's folder that remap reads (see segpipe.data.layouts.DatasetFiles)."""
     dataset = config["dataset"]
     return dataset_files(
         dataset_layout(dataset),
@@ -404,7 +404,7 @@ def fold_classes(run):
 
 def report_inputs(run):
     """The inputs of rule report for a run, the test outputs of the model that stands for it
-    (segpipe.experiments.Run.primary), its training history (each fold's, with folds), and
+    (segpipe.workflow.experiments.Run.primary), its training history (each fold's, with folds), and
     with folds the cross-validation summary."""
     primary, first = RUNS[run].primary.name, RUNS[run].models[0].name
     test, val = f"{run_dir(primary)}/evaluate/test", f"{run_dir(first)}/evaluate/val"
@@ -446,7 +446,7 @@ def no_tta_inputs(run):
 
 
 def compare_run(run):
-    """What rule compare reads of a run (see segpipe.compare.RunResult), paths relative to the
+    """What rule compare reads of a run (see segpipe.reporting.comparison.RunResult), paths relative to the
     workflow; ``report_html`` relative to the comparison report. With folds: the test outputs
     of the fold ensemble (else fold 0), fold 0's training, the cross-validation summary.
     """
@@ -541,7 +541,7 @@ def infer_runtime():
 
 def selection_runs():
     """Per run, in declared order, the validation scores the comparison selects a run by
-    (segpipe.compare.validation_score): its val metrics, a cross-validated run's summary.
+    (segpipe.evaluation.selection.validation_score): its val metrics, a cross-validated run's summary.
     """
     return {
         run: {

@@ -1,4 +1,4 @@
-"""After a successful run, record the artifacts' hashes in dvc.lock (see segpipe.dvc).
+"""After a successful run, record the artifacts' hashes in dvc.lock (see segpipe.workflow.dvc).
 
 Skipped, with a log line, outside a DVC repository, for --touch runs, under `dvc repro` and when
 the run's config differs from config/config.yaml (the params dvc.lock pairs the outputs with).
@@ -6,7 +6,7 @@ the run's config differs from config/config.yaml (the params dvc.lock pairs the 
 
 from snakemake.logging import logger as _logger
 
-from segpipe.dvc import record_after_run
+from segpipe.workflow.dvc import record_after_run
 
 
 onsuccess:

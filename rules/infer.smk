@@ -34,7 +34,7 @@ rule infer:
 
 rule infer_selected:
     """With experiments or a grid: predict the images of infer.images with the run the
-    comparison selects (best validation mIoU; segpipe.compare.selected_run), chosen from the
+    comparison selects (best validation mIoU; segpipe.evaluation.selection.selected_run), chosen from the
     same validation scores as its leaderboard; run.json names it."""
     input:
         images=infer_inputs(),

@@ -1,9 +1,9 @@
-"""Rule compare: see segpipe.compare.build_comparison."""
+"""Rule compare: see segpipe.reporting.comparison.build_comparison."""
 
 from pathlib import Path
 
-from segpipe.compare import RunResult, build_comparison
 from segpipe.logs import setup_logging
+from segpipe.reporting.comparison import RunResult, build_comparison
 
 setup_logging(snakemake.log[0])
 out, params = snakemake.output, snakemake.params

@@ -1,6 +1,6 @@
-"""Rule crossval: see segpipe.crossval.write_crossval."""
+"""Rule crossval: see segpipe.evaluation.crossval.write_crossval."""
 
-from segpipe.crossval import write_crossval
+from segpipe.evaluation.crossval import write_crossval
 from segpipe.logs import setup_logging
 
 setup_logging(snakemake.log[0])

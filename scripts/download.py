@@ -1,9 +1,9 @@
-"""Rule download: see segpipe.download.download_dataset."""
+"""Rule download: see segpipe.data.download.download_dataset."""
 
 import json
 from pathlib import Path
 
-from segpipe.download import download_dataset
+from segpipe.data.download import download_dataset
 from segpipe.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -1,6 +1,6 @@
-"""Rule evaluate: see segpipe.evaluate.evaluate_split."""
+"""Rule evaluate: see segpipe.evaluation.evaluate.evaluate_split."""
 
-from segpipe.evaluate import evaluate_split
+from segpipe.evaluation.evaluate import evaluate_split
 from segpipe.logs import setup_logging
 
 setup_logging(snakemake.log[0])

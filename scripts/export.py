@@ -1,8 +1,8 @@
-"""Rule export: see segpipe.export.export_onnx."""
+"""Rule export: see segpipe.inference.onnx.export_onnx."""
 
 import torch
 
-from segpipe.export import export_onnx
+from segpipe.inference.onnx import export_onnx
 from segpipe.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -1,7 +1,7 @@
-"""Rule folds: see segpipe.split.write_fold."""
+"""Rule folds: see segpipe.data.split.write_fold."""
 
+from segpipe.data.split import write_fold
 from segpipe.logs import setup_logging
-from segpipe.split import write_fold
 
 setup_logging(snakemake.log[0])
 out, params = snakemake.output, snakemake.params

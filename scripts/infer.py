@@ -1,7 +1,7 @@
-"""Rule infer: see segpipe.predict.predict_folder."""
+"""Rule infer: see segpipe.inference.splits.predict_folder."""
 
+from segpipe.inference.splits import predict_folder
 from segpipe.logs import setup_logging
-from segpipe.predict import predict_folder
 
 setup_logging(snakemake.log[0])
 params = snakemake.params

@@ -1,8 +1,8 @@
-"""Rule predict: see segpipe.predict.predict_split."""
+"""Rule predict: see segpipe.inference.splits.predict_split."""
 
+from segpipe.data.preprocess import select_rows
+from segpipe.inference.splits import predict_split
 from segpipe.logs import setup_logging
-from segpipe.predict import predict_split
-from segpipe.preprocess import select_rows
 
 setup_logging(snakemake.log[0])
 inp = snakemake.input

@@ -1,7 +1,7 @@
-"""Rule preprocess: see segpipe.preprocess.preprocess_split."""
+"""Rule preprocess: see segpipe.data.preprocess.preprocess_split."""
 
+from segpipe.data.preprocess import preprocess_split
 from segpipe.logs import setup_logging
-from segpipe.preprocess import preprocess_split
 
 setup_logging(snakemake.log[0])
 preprocess_split(

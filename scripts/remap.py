@@ -1,7 +1,7 @@
-"""Rule remap: see segpipe.remap.remap_dataset."""
+"""Rule remap: see segpipe.data.remap.remap_dataset."""
 
+from segpipe.data.remap import remap_dataset
 from segpipe.logs import setup_logging
-from segpipe.remap import remap_dataset
 
 setup_logging(snakemake.log[0])
 remap_dataset(

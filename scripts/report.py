@@ -1,9 +1,9 @@
-"""Rule report: see segpipe.report.build_report."""
+"""Rule report: see segpipe.reporting.run_report.build_report."""
 
 from pathlib import Path
 
 from segpipe.logs import setup_logging
-from segpipe.report import build_report
+from segpipe.reporting.run_report import build_report
 
 setup_logging(snakemake.log[0])
 inp, params = snakemake.input, snakemake.params

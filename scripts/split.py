@@ -1,7 +1,7 @@
-"""Rule split: see segpipe.split.write_split."""
+"""Rule split: see segpipe.data.split.write_split."""
 
+from segpipe.data.split import write_split
 from segpipe.logs import setup_logging
-from segpipe.split import write_split
 
 setup_logging(snakemake.log[0])
 out = snakemake.output

@@ -1,8 +1,8 @@
-"""Rule train: see segpipe.train.train_model."""
+"""Rule train: see segpipe.training.train.train_model."""
 
+from segpipe.data.preprocess import select_rows
 from segpipe.logs import setup_logging
-from segpipe.preprocess import select_rows
-from segpipe.train import train_model
+from segpipe.training.train import train_model
 
 setup_logging(snakemake.log[0])
 inp, out = snakemake.input, snakemake.output

@@ -87,7 +87,7 @@ def run_example(work: Path, name: str, cfg: dict, *args: str) -> Path:
 def check_outputs(results: Path, cfg: dict, n_quarantined: int = 0) -> None:
     """Predictions saved as images at the original size, metrics per class, the report with its
     quarantine section, and a checkpoint trained with exactly the configured options."""
-    from segpipe.runtime import load_checkpoint
+    from segpipe.models.checkpoints import load_checkpoint
 
     run = results / "runs" / cfg["run_name"]
     test = pd.read_csv(results / "split" / "base" / "test.csv", dtype={"id": str})
@@ -123,7 +123,7 @@ def check_outputs(results: Path, cfg: dict, n_quarantined: int = 0) -> None:
 def check_comparison(results: Path, cfg: dict) -> None:
     """Each run of a comparison has its outputs and was trained with the base config plus its
     override; the comparison ranks them all and links their reports."""
-    from segpipe.runtime import load_checkpoint
+    from segpipe.models.checkpoints import load_checkpoint
 
     runs = list(cfg["experiments"])
     for name, override in cfg["experiments"].items():

@@ -1,7 +1,7 @@
 """Tiny fake pipeline outputs, shared by the report tests: :func:`report_inputs` for
-segpipe.report.build_report (tests/test_report.py) and :func:`fold_report_inputs` for a run with
+segpipe.reporting.run_report.build_report (tests/test_report.py) and :func:`fold_report_inputs` for a run with
 k-fold cross-validation, :func:`make_run` and :func:`three_runs` for
-segpipe.compare.build_comparison (tests/test_compare.py); tests/test_report_browser.py opens both
+segpipe.reporting.comparison.build_comparison (tests/test_compare.py); tests/test_report_browser.py opens both
 reports in Chromium."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from segpipe.compare import RunResult
-from segpipe.crossval import write_crossval
+from segpipe.evaluation.crossval import write_crossval
+from segpipe.reporting.comparison import RunResult
 
 CLASSES = ["pet", "background", "border"]
 N_IMAGES = 7
@@ -198,7 +198,7 @@ def fold_report_inputs(tmp_path: Path, *, ensemble: bool = True) -> dict:
     """Keyword arguments for build_report of a run with 3 folds (scores FOLD_VAL and FOLD_TEST)
     and, with ``ensemble``, the fold ensemble; report_inputs' test outputs stand for the model
     the test sections show (the ensemble, else fold 0). The cross-validation summary is
-    written by segpipe.crossval.write_crossval."""
+    written by segpipe.evaluation.crossval.write_crossval."""
     inputs = report_inputs(tmp_path)
     root = tmp_path / "folds"
     root.mkdir()

@@ -25,12 +25,12 @@ from PIL import Image
 from test_faults import run_remap
 from test_ids_and_lists import untrained_checkpoint
 
-from segpipe.evaluate import evaluate_split
+from segpipe.data.preprocess import preprocess_split
+from segpipe.data.remap import UnmappedValuesError
+from segpipe.data.split import MANIFEST_COLUMNS, write_split
+from segpipe.evaluation.evaluate import evaluate_split
+from segpipe.inference.splits import predict_split
 from segpipe.io import read_table, write_csv
-from segpipe.predict import predict_split
-from segpipe.preprocess import preprocess_split
-from segpipe.remap import UnmappedValuesError
-from segpipe.split import MANIFEST_COLUMNS, write_split
 
 from conftest import BIN, REPO, copy_workflow, planned_rules, snakemake
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segpipe.augment import DRAWS, BatchAugment, sample_draws
+from segpipe.training.augment import DRAWS, BatchAugment, sample_draws
 
 IGNORE = 255
 

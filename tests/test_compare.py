@@ -1,4 +1,4 @@
-"""Tests for segpipe.compare: the comparison report of several runs, on small fake run outputs."""
+"""Tests for segpipe.reporting.comparison: the comparison report of several runs, on small fake run outputs."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 from report_inputs import CLASSES, N_IMAGES, make_run, three_runs
 
-from segpipe.compare import (
+from segpipe.evaluation.crossval import write_crossval
+from segpipe.reporting.comparison import (
     CROSSVAL_INPUTS,
     REQUIRED_INPUTS,
     RunResult,
@@ -28,7 +29,6 @@ from segpipe.compare import (
     most_disagreeing,
     paired_difference,
 )
-from segpipe.crossval import write_crossval
 
 GALLERY_SIZE = 2
 LABELLED = 11 * 16  # report_inputs' truth masks are 12 x 16 with row 0 ignored
@@ -376,7 +376,7 @@ def test_rule_script_builds_the_comparison_from_snakemake_params(tmp_path, runs)
 
 
 def _fold_metrics(split: str, mean_iou: float, pet_iou: float) -> dict:
-    """A fold model's metrics.json, shaped like segpipe.evaluate's."""
+    """A fold model's metrics.json, shaped like segpipe.evaluation.evaluate's."""
     per_class = {
         "pet": {"iou": pet_iou, "dice": pet_iou + 0.05},
         "background": {"iou": 0.6, "dice": 0.7},
@@ -387,7 +387,7 @@ def _fold_metrics(split: str, mean_iou: float, pet_iou: float) -> dict:
 
 
 def _pool_per_image(path: Path, miou: dict[str, float]) -> None:
-    """A per_image.csv, shaped like segpipe.evaluate's, with these mean IoU by image id."""
+    """A per_image.csv, shaped like segpipe.evaluation.evaluate's, with these mean IoU by image id."""
     ids = list(miou)
     values = np.array([miou[i] for i in ids])
     pd.DataFrame(

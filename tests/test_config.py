@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from segpipe.config import ConfigError, load_schema, validate_config
+from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
 from conftest import REPO, copy_workflow, snakemake
 
@@ -211,7 +211,7 @@ def test_all_errors_are_reported_together(schema, base):
 def test_every_train_option_reaches_train_model(schema):
     # scripts/train.py passes the validated train section as TrainConfig fields: a schema option
     # that TrainConfig lacks would fail only when the train rule runs.
-    from segpipe.train import TrainConfig
+    from segpipe.training.train import TrainConfig
 
     cfg = validate_config(read_config("test.yaml"), schema)
     assert set(cfg["train"]) == set(schema["properties"]["train"]["properties"])
@@ -406,7 +406,7 @@ def test_a_mapped_and_ignored_value_fails_before_any_job_runs(tmp_path):
     ],
 )
 def test_bad_config_files_are_named_with_the_line(tmp_path, text, message):
-    from segpipe.config import load_config_file
+    from segpipe.workflow.config import load_config_file
 
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -479,8 +479,8 @@ def test_segpipe_verify_names_a_bad_config_file_in_one_line(tmp_path, capsys):
 
 
 def test_the_config_file_check_names_each_bad_file(tmp_path, capsys):
-    from segpipe.config import main
-    from segpipe.experiments import main as experiments_main
+    from segpipe.workflow.config import main
+    from segpipe.workflow.experiments import main as experiments_main
 
     paths = [*write_bad_files(tmp_path), tmp_path / "missing.yaml"]
     assert main([str(REPO / "config" / "test.yaml"), *map(str, paths)]) == 2
@@ -506,7 +506,7 @@ def test_a_broken_workflow_config_is_named_before_any_job_runs(tmp_path):
 def test_make_run_checks_the_config_files_before_snakemake_reads_them():
     """Snakemake reads --configfile before the Snakefile: its YAML error names no file or line."""
     recipe = (REPO / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
-    check, run = recipe.index("-m segpipe.config $(CONFIG)"), recipe.index("snakemake")
+    check, run = recipe.index("-m segpipe.workflow.config $(CONFIG)"), recipe.index("snakemake")
     assert check < run
 
 

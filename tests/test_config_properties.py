@@ -18,7 +18,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segpipe.config import ConfigError, load_schema, validate_config
+from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
 from conftest import REPO
 

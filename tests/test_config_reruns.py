@@ -108,7 +108,7 @@ def test_val_fraction_with_folds_retrains_nothing(fold_run: Path) -> None:
 def test_speed_and_monitor_options_keep_the_resume_state() -> None:
     """A rerun for another reason resumes training rather than starting it again."""
     from segpipe.params import UNTRACKED_OPTIONS
-    from segpipe.train import Job, TrainConfig
+    from segpipe.training.train import Job, TrainConfig
 
     def recorded(**options) -> dict:
         job = Job(
@@ -133,7 +133,7 @@ def test_speed_and_monitor_options_keep_the_resume_state() -> None:
 
 
 def test_the_split_ignores_val_fraction_only_with_folds() -> None:
-    from segpipe.experiments import run_split_settings
+    from segpipe.workflow.experiments import run_split_settings
 
     def settings(*splits):
         return run_split_settings([{"split": split} for split in splits])

@@ -10,11 +10,12 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from segpipe.arrays import ArrayDataset, Batch, EpochSampler, batch_loader
-from segpipe.augment import BatchAugment
-from segpipe.data import load_mask, load_rgb
-from segpipe.preprocess import load_array, preprocess_split
-from segpipe.runtime import prepare_batch
+from segpipe.data.arrays import ArrayDataset, Batch, EpochSampler, batch_loader
+from segpipe.data.images import load_rgb
+from segpipe.data.masks import load_mask
+from segpipe.data.preprocess import load_array, preprocess_split
+from segpipe.models.device import prepare_batch
+from segpipe.training.augment import BatchAugment
 
 from benchmarks.naive_loader import SegmentationDataset, to_model_input
 

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from test_faults import half_mask, run_remap, solid
 
-from segpipe.datasets import dataset_files, index_dataset, is_lost_pair
-from segpipe.verify import verify_dataset
+from segpipe.data.layouts import dataset_files, index_dataset, is_lost_pair
+from segpipe.data.verify import verify_dataset
 
 SIZE = 16
 
@@ -152,16 +152,16 @@ def test_a_link_to_a_good_file_is_read(data, tmp_path):
 def test_an_unreadable_file_is_a_clear_row(data, monkeypatch):
     """Tests run as root, whom chmod 000 does not stop: the permission error is simulated where
     the image is opened."""
-    import segpipe.images
+    import segpipe.data.images
 
-    real_open = segpipe.images.Image.open
+    real_open = segpipe.data.images.Image.open
 
     def refuse(path, *args, **kwargs):
         if Path(path).name == "a3.png" and "images" in str(path):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(segpipe.images.Image, "open", refuse)
+    monkeypatch.setattr(segpipe.data.images.Image, "open", refuse)
     summary = verify_dataset(data, table={0: 0, 255: 1})
     assert [(Path(p["file"]).name, p["problem"]) for p in summary["problems"]] == [
         (

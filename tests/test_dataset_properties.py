@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from segpipe.datasets import index_dataset
-from segpipe.remap import remap_dataset
-from segpipe.split import fold_assignment, split_dataset, units
+from segpipe.data.layouts import index_dataset
+from segpipe.data.remap import remap_dataset
+from segpipe.data.split import fold_assignment, split_dataset, units
 
 SIZE = 8
 FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF"}

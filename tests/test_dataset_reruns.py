@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from segpipe.synthetic import make_oxford_like
+from segpipe.data.synthetic import make_oxford_like
 
 from conftest import copy_workflow, planned_rules, snakemake
 

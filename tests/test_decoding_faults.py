@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 from test_faults import half_mask, run_remap, tree_digest
 
-from segpipe.images import inspect_image, load_rgb
-from segpipe.remap import NonIntegerMaskError, UnmappedValuesError, read_mask_values
-from segpipe.verify import format_summary, verify_dataset
+from segpipe.data.images import inspect_image, load_rgb
+from segpipe.data.remap import NonIntegerMaskError, UnmappedValuesError, read_mask_values
+from segpipe.data.verify import format_summary, verify_dataset
 
 SIZE = 16
 GREY, RED = (128, 128, 128), (255, 0, 0)
@@ -306,7 +306,7 @@ def test_plain_pairs_have_no_orientation_note(exif_remapped):
 
 
 def test_preprocessed_arrays_are_rotated_like_the_viewed_image(exif_remapped, tmp_path):
-    from segpipe.preprocess import preprocess_split
+    from segpipe.data.preprocess import preprocess_split
 
     rows = exif_remapped["index"].loc[["viewed", "square6"]].reset_index()
     rows.to_csv(tmp_path / "rows.csv", index=False)
@@ -317,7 +317,7 @@ def test_preprocessed_arrays_are_rotated_like_the_viewed_image(exif_remapped, tm
 
 
 def test_report_gallery_reads_the_image_as_viewed(exif_remapped, tmp_path):
-    from segpipe.report import _composite
+    from segpipe.reporting.run_report import _composite
 
     row = exif_remapped["index"].loc["viewed"]
     sheet = np.asarray(_composite(Path(row["image"]), Path(row["mask"]), Path(row["mask"]), 2, 255))

@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from segpipe.predict import predict_split
-from segpipe.train import EXIT_INTERRUPTED, train_model
+from segpipe.inference.splits import predict_split
+from segpipe.training.train import EXIT_INTERRUPTED, train_model
 
 CLASSES = ["a", "b", "c"]
 OPTIONS = dict(
@@ -90,7 +90,7 @@ def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(arrays, refere
     the rerun resumes there and ends with exactly the weights of an uninterrupted run."""
     out = outputs(tmp_path)
     script = (
-        "import sys, time, segpipe.runtime as r, segpipe.train as t\n"
+        "import sys, time, segpipe.models.device as r, segpipe.training.train as t\n"
         "orig = r.normalize\n"
         "def slow(*a, **k):\n"
         "    time.sleep(0.3)\n"
@@ -125,7 +125,7 @@ def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(arrays, refere
 
 def test_resume_can_extend_the_number_of_epochs(arrays, tmp_path, caplog):
     run(arrays, tmp_path, epochs=2)
-    caplog.set_level("INFO", logger="segpipe.train")
+    caplog.set_level("INFO", logger="segpipe.training.train")
     final = run(arrays, tmp_path, epochs=4)
     assert "extending training from 2 to 4 epochs" in caplog.text
     assert "epoch 1/4" not in caplog.text and "epoch 3/4 train_loss" in caplog.text

@@ -1,4 +1,4 @@
-"""segpipe.download against a loopback HTTP server (127.0.0.1 only) and local files."""
+"""segpipe.data.download against a loopback HTTP server (127.0.0.1 only) and local files."""
 
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segpipe.download import (
+from segpipe.data.download import (
     DownloadError,
     UnsafeArchiveError,
     download_dataset,
     fetch,
     safe_extract,
 )
+from segpipe.data.synthetic import make_oxford_like, pack_oxford_archives
 from segpipe.logs import UserError
-from segpipe.synthetic import make_oxford_like, pack_oxford_archives
 
 from conftest import copy_workflow, snakemake
 

@@ -14,8 +14,8 @@ from PIL import Image
 from test_faults import half_mask, run_remap
 
 from segpipe.cli import main
-from segpipe.split import fold_assignment, split_dataset, write_fold
-from segpipe.verify import verify_dataset
+from segpipe.data.split import fold_assignment, split_dataset, write_fold
+from segpipe.data.verify import verify_dataset
 
 SIZE = 16
 
@@ -120,7 +120,7 @@ def test_identical_images_are_carved_into_one_split(stratify):
 
 def test_twins_of_a_test_list_image_join_the_test_split_with_a_warning(caplog):
     index = dup_index(official=True)  # img000 and img010 are listed as test, their twins are not
-    with caplog.at_level(logging.WARNING, logger="segpipe.split"):
+    with caplog.at_level(logging.WARNING, logger="segpipe.data.split"):
         split = where(split_dataset(index, seed=0, val_fraction=0.2, test_fraction=0.2))
     for a, b in TWINS:
         assert split[a] == split[b]
@@ -251,9 +251,9 @@ def test_a_real_decompression_bomb_is_a_row_without_a_library_warning(small, cap
 def test_steps_after_remap_read_images_that_remap_let_through(small, tmp_path, monkeypatch):
     """A raised dataset.max_image_pixels holds for preprocess, prediction and the report too:
     they read what remap checked, whatever Pillow's own limit (simulated small here)."""
-    from segpipe.data import load_mask
-    from segpipe.images import load_rgb
-    from segpipe.preprocess import _decode
+    from segpipe.data.images import load_rgb
+    from segpipe.data.masks import load_mask
+    from segpipe.data.preprocess import _decode
 
     index, _ = run_remap(small, tmp_path / "out", threads=1, max_image_pixels=1000)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses above 200 pixels
@@ -266,8 +266,8 @@ def test_steps_after_remap_read_images_that_remap_let_through(small, tmp_path, m
 
 
 def test_segpipe_predict_names_an_image_above_the_limit(small):
-    from segpipe.images import ImageTooLargeError, load_rgb
-    from segpipe.infer import unreadable_reason
+    from segpipe.data.images import ImageTooLargeError, load_rgb
+    from segpipe.inference.folder import unreadable_reason
 
     path = small / "images" / "a0.png"
     with pytest.raises(ImageTooLargeError) as caught:

@@ -19,8 +19,8 @@ import torch
 import yaml
 from configobj import ConfigObj
 
-from segpipe import dvc as sdvc
-from segpipe.evaluate import confusion_long
+from segpipe.evaluation.evaluate import confusion_long
+from segpipe.workflow import dvc as sdvc
 
 from conftest import BIN, REPO, copy_workflow, planned_rules, snakemake
 
@@ -119,7 +119,7 @@ def test_render_writes_a_wholly_tracked_params_file() -> None:
 
 
 def test_committed_dvc_yaml_is_current(tmp_path: Path) -> None:
-    """dvc.yaml is what `python -m segpipe.dvc generate` makes of the Snakefile: no drift."""
+    """dvc.yaml is what `python -m segpipe.workflow.dvc generate` makes of the Snakefile: no drift."""
     work = copy_workflow(tmp_path)
     shutil.copytree(
         REPO / "src" / "segpipe",
@@ -128,7 +128,9 @@ def test_committed_dvc_yaml_is_current(tmp_path: Path) -> None:
     )
     shutil.copy2(REPO / "dvc.yaml", work / "dvc.yaml")
     stale = sdvc.generate(work, check=True)
-    assert not stale, "dvc.yaml is stale: run `python -m segpipe.dvc generate` and commit it"
+    assert not stale, (
+        "dvc.yaml is stale: run `python -m segpipe.workflow.dvc generate` and commit it"
+    )
 
 
 def test_dvc_config_is_offline_and_safe() -> None:
@@ -172,7 +174,7 @@ def test_why_not_record(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "config").mkdir()
     shutil.copy2(REPO / "config" / "schema.yaml", tmp_path / "config" / "schema.yaml")
     shutil.copy2(REPO / TINY, tmp_path / "config" / "config.yaml")
-    from segpipe.config import load_schema, validate_config
+    from segpipe.workflow.config import load_schema, validate_config
 
     own = validate_config(
         yaml.safe_load((REPO / TINY).read_text()), load_schema(REPO / "config" / "schema.yaml")
@@ -277,7 +279,7 @@ def test_record_push_pull_then_compare_commits(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))
     assert not (clone / "results").exists() and not (clone / ".snakemake").exists()
-    run(clone, sys.executable, "-m", "segpipe.dvc", "pull")
+    run(clone, sys.executable, "-m", "segpipe.workflow.dvc", "pull")
     for path in paths:
         assert_identical(repo / path, clone / path)
     assert planned_rules(clone) == {}

@@ -20,10 +20,10 @@ import yaml
 from PIL import Image
 from test_faults import tree_digest
 
-from segpipe.config import load_schema, validate_config
-from segpipe.experiments import expand_runs
+from segpipe.models.checkpoints import load_checkpoint
 from segpipe.params import tracked
-from segpipe.runtime import load_checkpoint
+from segpipe.workflow.config import load_schema, validate_config
+from segpipe.workflow.experiments import expand_runs
 
 from conftest import REPO, copy_workflow, planned_rules
 from example_runs import (

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from test_faults import tree_digest
 
-from segpipe.config import load_schema, validate_config
-from segpipe.experiments import expand_runs
+from segpipe.workflow.config import load_schema, validate_config
+from segpipe.workflow.experiments import expand_runs
 
 from conftest import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
 from example_runs import (

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from segpipe.config import ConfigError, load_schema, validate_config
-from segpipe.experiments import expand_runs
-from segpipe.experiments import main as experiments_main
+from segpipe.workflow.config import ConfigError, load_schema, validate_config
+from segpipe.workflow.experiments import expand_runs
+from segpipe.workflow.experiments import main as experiments_main
 
 from conftest import REPO, copy_workflow, planned_jobs, snakemake
 

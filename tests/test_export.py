@@ -21,11 +21,11 @@ from test_train import CLASSES, IGNORE, IMAGE_SIZE, tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.cli import main
-from segpipe.export import ExportError, export_onnx, parity, random_batch
-from segpipe.infer import InferError, load_model, load_onnx_model
-from segpipe.inference import predict_sliding
-from segpipe.models import build_model
-from segpipe.runtime import save_checkpoint
+from segpipe.inference.engine import predict_sliding
+from segpipe.inference.folder import InferError, load_model, load_onnx_model
+from segpipe.inference.onnx import ExportError, export_onnx, parity, random_batch
+from segpipe.models.build import build_model
+from segpipe.models.checkpoints import save_checkpoint
 
 from conftest import BIN, REPO, copy_workflow, planned_rules, snakemake
 

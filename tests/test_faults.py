@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from segpipe.images import load_rgb
-from segpipe.remap import UnmappedValuesError, remap_dataset
+from segpipe.data.images import load_rgb
+from segpipe.data.remap import UnmappedValuesError, remap_dataset
 
 SIZE = 16
 TABLE = {0: 0, 255: 1}
@@ -317,8 +317,8 @@ def test_single_value_mask_is_kept_with_a_warning(remapped):
 
 
 def test_training_only_meets_decodable_pairs(remapped, tmp_path):
-    from segpipe.arrays import ArrayDataset
-    from segpipe.preprocess import preprocess_split
+    from segpipe.data.arrays import ArrayDataset
+    from segpipe.data.preprocess import preprocess_split
 
     remapped["index"].to_csv(tmp_path / "all.csv", index=False)
     preprocess_split(tmp_path / "all.csv", tmp_path / "all.npy", image_size=32)

@@ -19,14 +19,15 @@ from PIL import Image
 from test_train import CLASSES, tiny_splits
 from test_train import train as train_tiny
 
-from segpipe.arrays import ArrayDataset
-from segpipe.config import ConfigError, load_schema, validate_config
-from segpipe.crossval import mean_std, out_of_fold, write_crossval
-from segpipe.experiments import expand_runs
-from segpipe.predict import predict_split
-from segpipe.preprocess import select_rows
-from segpipe.runtime import load_checkpoint, model_from_checkpoint, prepare_batch
-from segpipe.split import FoldError, fold_assignment, write_fold
+from segpipe.data.arrays import ArrayDataset
+from segpipe.data.preprocess import select_rows
+from segpipe.data.split import FoldError, fold_assignment, write_fold
+from segpipe.evaluation.crossval import mean_std, out_of_fold, write_crossval
+from segpipe.inference.splits import predict_split
+from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
+from segpipe.models.device import prepare_batch
+from segpipe.workflow.config import ConfigError, load_schema, validate_config
+from segpipe.workflow.experiments import expand_runs
 
 from conftest import REPO, copy_workflow, planned_jobs, snakemake
 
@@ -92,7 +93,7 @@ def test_fold_manifests_are_byte_identical_and_warn_of_a_class_a_val_part_lacks(
         out.mkdir()
         for fold in range(3):
             names = {s: out / f"fold{fold}_{s}.csv" for s in ("train", "val")}
-            with caplog.at_level(logging.WARNING, logger="segpipe.split"):
+            with caplog.at_level(logging.WARNING, logger="segpipe.data.split"):
                 write_fold(
                     str(index),
                     [str(p) for p in parts],

@@ -14,18 +14,17 @@ import torch
 import yaml
 from PIL import Image
 
-from segpipe.data import read_manifest
-from segpipe.datasets import SplitListError, index_dataset, list_entries
-from segpipe.evaluate import evaluate_split
+from segpipe.data.layouts import SplitListError, index_dataset, list_entries
+from segpipe.data.preprocess import preprocess_split
+from segpipe.data.remap import remap_dataset
+from segpipe.data.split import read_manifest, write_split
+from segpipe.data.verify import verify_dataset
+from segpipe.evaluation.evaluate import evaluate_split
+from segpipe.inference.splits import predict_split
 from segpipe.io import read_table, write_csv
-from segpipe.models import build_model
-from segpipe.predict import predict_split
-from segpipe.preprocess import preprocess_split
-from segpipe.remap import remap_dataset
-from segpipe.report import build_report
-from segpipe.split import write_split
-from segpipe.train import HISTORY_COLUMNS
-from segpipe.verify import verify_dataset
+from segpipe.models.build import build_model
+from segpipe.reporting.run_report import build_report
+from segpipe.training.train import HISTORY_COLUMNS
 
 from conftest import REPO, copy_workflow, snakemake
 

@@ -20,16 +20,9 @@ from test_train import CLASSES, make_pair, tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.cli import main
-from segpipe.evaluate import confusion_matrix
-from segpipe.infer import (
-    InferError,
-    Model,
-    OutputClashError,
-    find_inputs,
-    load_model,
-    predict_files,
-)
-from segpipe.inference import (
+from segpipe.evaluation.evaluate import confusion_matrix
+from segpipe.evaluation.metrics import summarize
+from segpipe.inference.engine import (
     flip_views,
     normalized,
     predict_resized,
@@ -37,9 +30,16 @@ from segpipe.inference import (
     tile_starts,
     with_flips,
 )
-from segpipe.metrics import summarize
-from segpipe.predict import predict_split
-from segpipe.report import infer_gallery
+from segpipe.inference.folder import (
+    InferError,
+    Model,
+    OutputClashError,
+    find_inputs,
+    load_model,
+    predict_files,
+)
+from segpipe.inference.splits import predict_split
+from segpipe.reporting.run_report import infer_gallery
 
 from conftest import BIN
 
@@ -204,7 +204,7 @@ def test_segpipe_predict_sliding_with_tta_on_a_large_image_in_bounded_memory(
     # The command in a process of its own that prints its peak resident memory once its
     # libraries are loaded and once it has predicted: the image's share is the difference.
     measured = (
-        "import resource, sys; from segpipe.cli import main; import segpipe.infer; "
+        "import resource, sys; from segpipe.cli import main; import segpipe.inference.folder; "
         "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
         "print('loaded_kb', peak()); rc = main(sys.argv[1:]); print('peak_kb', peak()); "
         "sys.exit(rc)"
@@ -304,7 +304,7 @@ def truncated(path: Path) -> Path:
 @pytest.fixture
 def cli(monkeypatch, tmp_path, capsys):
     """``segpipe predict`` in this process with the fake model: (exit status, stdout, stderr)."""
-    monkeypatch.setattr("segpipe.infer.load_model", lambda *a, **k: fake_model())
+    monkeypatch.setattr("segpipe.inference.folder.load_model", lambda *a, **k: fake_model())
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"stands for a checkpoint")
 

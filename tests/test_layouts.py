@@ -15,11 +15,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from segpipe.config import ConfigError, load_schema, validate_config
-from segpipe.datasets import SplitListError, index_dataset, pair_by_stem
-from segpipe.remap import UnmappedValuesError, make_spec, remap_array, remap_dataset
-from segpipe.split import split_dataset
-from segpipe.synthetic import make_oxford_like
+from segpipe.data.layouts import SplitListError, index_dataset, pair_by_stem
+from segpipe.data.remap import UnmappedValuesError, make_spec, remap_array, remap_dataset
+from segpipe.data.split import split_dataset
+from segpipe.data.synthetic import make_oxford_like
+from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
 from conftest import REPO, copy_workflow, planned_rules
 

@@ -1,4 +1,4 @@
-"""segpipe.metrics against hand-computed values and scikit-learn."""
+"""segpipe.evaluation.metrics against hand-computed values and scikit-learn."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import f1_score, jaccard_score
 
-from segpipe.metrics import (
+from segpipe.evaluation.metrics import (
     confusion_matrix,
     foreground_iou,
     nanmean,

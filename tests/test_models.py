@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from segpipe import model_names
-from segpipe.models import ARCHITECTURES, WeightsUnavailableError, build_loss, build_model
+from segpipe.models import names as model_names
+from segpipe.models.build import ARCHITECTURES, WeightsUnavailableError, build_loss, build_model
 
 IGNORE = 255
 
@@ -235,8 +235,8 @@ def test_an_unwritable_cache_dir_only_costs_a_rebuild(tmp_path, monkeypatch, bui
 
 DAG_TIME_CHECK = """
 import json, sys
-import segpipe.config
-from segpipe import model_names
+import segpipe.workflow.config
+from segpipe.models import names as model_names
 if sys.argv[1] == "warm":
     model_names.build_catalogue = lambda: sys.exit("the cache was not used")
 model_names.check_model_names("Unet", "resnet18", "imagenet")

@@ -19,10 +19,10 @@ import pytest
 import torch
 from test_distributed_and_preemption import make_array
 
-import segpipe.train
+import segpipe.training.train
 from segpipe.logs import UserError
-from segpipe.monitor import SCALARS, class_tag, open_monitor
-from segpipe.train import HISTORY_COLUMNS, StopRequest, TrainingInterrupted, train_model
+from segpipe.training.monitor import SCALARS, class_tag, open_monitor
+from segpipe.training.train import HISTORY_COLUMNS, StopRequest, TrainingInterrupted, train_model
 
 CLASSES = ["pet", "background", "border/edge"]  # "/" must not make a nested scalar name
 OPTIONS = dict(
@@ -110,7 +110,7 @@ def live_history(root: Path) -> pd.DataFrame:
 
 
 def test_both_loggers_record_every_epoch_with_images(arrays, tmp_path):
-    dvc_yaml = Path(segpipe.train.__file__).parents[2] / "dvc.yaml"
+    dvc_yaml = Path(segpipe.training.train.__file__).parents[3] / "dvc.yaml"
     before = dvc_yaml.read_bytes()
     run(arrays, tmp_path, log_to=["tensorboard", "dvclive"], log_images_every=1)
 
@@ -143,14 +143,14 @@ def test_each_epoch_once_after_interruptions(arrays, tmp_path, monkeypatch):
     """Killed after epoch 2 was logged but before its checkpoint, then stopped by a signal in
     epoch 3, then finished: every series holds epochs 1, 2, 3 exactly once."""
     options = dict(epochs=3, log_to=["tensorboard", "dvclive"], log_images_every=2)
-    real_save = segpipe.train.save_checkpoint
+    real_save = segpipe.training.train.save_checkpoint
 
     def die_saving_epoch_2(path, state):
         if state["epoch"] == 2:
             raise KeyboardInterrupt  # as a kill between logging and checkpointing would
         real_save(path, state)
 
-    monkeypatch.setattr(segpipe.train, "save_checkpoint", die_saving_epoch_2)
+    monkeypatch.setattr(segpipe.training.train, "save_checkpoint", die_saving_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run(arrays, tmp_path, **options)
     # The live history holds what the resume state holds: epoch 1, readable mid-run.
@@ -158,7 +158,7 @@ def test_each_epoch_once_after_interruptions(arrays, tmp_path, monkeypatch):
     assert not (tmp_path / "history.csv").exists()
     assert tensorboard_steps(tmp_path / "tensorboard")[0]["loss/train"] == [1, 2]
     assert dvclive_steps(tmp_path / "dvclive")["loss/train"] == [1, 2]
-    monkeypatch.setattr(segpipe.train, "save_checkpoint", real_save)
+    monkeypatch.setattr(segpipe.training.train, "save_checkpoint", real_save)
 
     # Rerun; a SIGTERM-like stop signal at the first step of epoch 3.
     real_agreed = StopRequest.agreed
@@ -197,7 +197,7 @@ def test_each_epoch_once_after_interruptions(arrays, tmp_path, monkeypatch):
 def test_a_logger_switched_on_mid_run_gets_the_epochs_so_far(arrays, tmp_path, caplog):
     run(arrays, tmp_path)
     assert not (tmp_path / "tensorboard").exists() and not (tmp_path / "dvclive").exists()
-    caplog.set_level("INFO", logger="segpipe.train")
+    caplog.set_level("INFO", logger="segpipe.training.train")
     run(arrays, tmp_path, epochs=3, log_to=["tensorboard"])
     # Logging options are not part of the model's config: the resume state was kept.
     assert "resuming from" in caplog.text and "ignoring" not in caplog.text

@@ -1,4 +1,4 @@
-"""Tests for segpipe.report and segpipe.plots on small fake pipeline outputs."""
+"""Tests for segpipe.reporting.run_report and segpipe.reporting.plots on small fake pipeline outputs."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from report_inputs import (
     report_inputs,
 )
 
-from segpipe.report import NOT_A_CHECKOUT, build_report
+from segpipe.reporting.run_report import NOT_A_CHECKOUT, build_report
 
 
 @pytest.fixture

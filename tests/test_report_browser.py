@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from report_inputs import CLASSES, GALLERY_SIZE, make_run, report_inputs, three_runs
 
-from segpipe.compare import RunResult, build_comparison
-from segpipe.report import build_report
+from segpipe.reporting.comparison import RunResult, build_comparison
+from segpipe.reporting.run_report import build_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH = 1280
@@ -278,7 +278,7 @@ def test_comparison_in_headless_chromium(tmp_path, browser):
             val=0.55,
             test=0.75,
             overrides={
-                "data.root": "/scratch/segpipe/datasets/oxford_iiit_pet/images_and_trimaps",
+                "data.root": "/scratch/segpipe/data/layouts/oxford_iiit_pet/images_and_trimaps",
                 "train.schedule": {"name": "cosine", "warmup_epochs": 2, "min_lr": 1e-6},
             },
             changes={"img1": 7, "img4": 12, "img6": 2},

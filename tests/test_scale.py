@@ -12,9 +12,9 @@ import yaml
 from PIL import Image
 from test_train import write_split
 
-from segpipe.config import ConfigError, load_schema, validate_config
-from segpipe.infer import load_model, predict_files
-from segpipe.preprocess import load_array, preprocess_split
+from segpipe.data.preprocess import load_array, preprocess_split
+from segpipe.inference.folder import load_model, predict_files
+from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
 from conftest import REPO, copy_workflow, planned_jobs, snakemake
 

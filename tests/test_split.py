@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from segpipe.split import MANIFEST_COLUMNS, split_dataset, write_split
+from segpipe.data.split import MANIFEST_COLUMNS, split_dataset, write_split
 
 GROUPS = {"abyssinian": 40, "beagle": 60, "pug": 20}
 

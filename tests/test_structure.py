@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from segpipe.config import load_schema
+from segpipe.workflow.config import load_schema
 
 from conftest import REPO
 
@@ -25,15 +25,21 @@ def _is_type_checking(node: ast.AST) -> bool:
     )
 
 
+def _module_name(folder: Path, path: Path) -> str:
+    """``data/remap.py`` -> ``data.remap``; ``data/__init__.py`` -> ``data``."""
+    parts = list(path.relative_to(folder).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"
+
+
 def _imported(node: ast.AST, package: str, module: str, modules: set[str]) -> set[str]:
-    """The package's modules one import statement imports (``package.x``, ``from package
-    import x``, ``from .x import y``, ``from . import x``)."""
+    """The package's modules one import statement imports (``package.x.y``, ``from package.x
+    import y``, ``from .y import z``, ``from . import y``), as dotted names below the package."""
     if isinstance(node, ast.Import):
         names = [alias.name for alias in node.names]
     elif isinstance(node, ast.ImportFrom):
         if node.level:
-            # Relative to the package (modules are top-level files of it).
-            base = ".".join([package, *filter(None, [node.module])])
+            here = [package, *module.split(".")][: -node.level or None]
+            base = ".".join([*here, *filter(None, [node.module])])
         else:
             base = node.module or ""
         names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
@@ -42,19 +48,25 @@ def _imported(node: ast.AST, package: str, module: str, modules: set[str]) -> se
     found = set()
     for name in names:
         parts = name.split(".")
-        if parts[0] == package and len(parts) > 1 and parts[1] in modules:
-            found.add(parts[1])
-    return found - {module}
+        if parts[0] != package:
+            continue
+        dotted = ".".join(parts[1:])
+        if dotted in modules:
+            found.add(dotted)
+    # ``from package.x import y``: y is a module when it is one, else x is.
+    return {m for m in found if not any(o.startswith(m + ".") for o in found)} - {module}
 
 
 def import_graph(folder: Path) -> dict[str, dict[str, int]]:
-    """Module -> {imported module: line} for the modules of the package in ``folder``, counting
-    imports at module level and inside functions (``if TYPE_CHECKING:`` blocks left out)."""
+    """Module -> {imported module: line} for the modules of the package in ``folder`` and its
+    subpackages (dotted names below it), counting imports at module level and inside functions
+    (``if TYPE_CHECKING:`` blocks left out)."""
     package = folder.name
-    modules = {path.stem for path in folder.glob("*.py")}
+    paths = sorted(folder.rglob("*.py"))
+    modules = {_module_name(folder, path) for path in paths}
     graph: dict[str, dict[str, int]] = {}
-    for path in sorted(folder.glob("*.py")):
-        module = path.stem
+    for path in paths:
+        module = _module_name(folder, path)
         edges: dict[str, int] = {}
         pending = [ast.parse(path.read_text(encoding="utf-8"), filename=str(path))]
         while pending:
@@ -101,17 +113,79 @@ def import_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
 def describe(cycle: list[str], graph: dict[str, dict[str, int]]) -> str:
     """``a.py:12 imports b -> b.py:40 imports a``."""
     return " -> ".join(
-        f"{a}.py:{graph[a][b]} imports {b}" for a, b in zip(cycle, cycle[1:], strict=False)
+        f"{a.replace('.', '/')}.py:{graph[a][b]} imports {b}"
+        for a, b in zip(cycle, cycle[1:], strict=False)
     )
 
 
 def test_no_import_cycles() -> None:
     graph = import_graph(PACKAGE)
-    assert len(graph) > 10 and "remap" in graph["verify"]  # the package, read
+    assert len(graph) > 30 and "data.remap" in graph["data.verify"]  # the package, read
     cycles = import_cycles(graph)
     assert not cycles, "import cycles in segpipe:\n  " + "\n  ".join(
         describe(c, graph) for c in cycles
     )
+
+
+# The stages of the package and what each may import besides itself and the base modules
+# (io, logs, params, network). Nothing imports the command line; evaluation and reporting stay
+# free of models and inference, so their jobs never import torch.
+BASE = {"io", "logs", "params", "network"}
+MAY_IMPORT = {
+    "data": set(),
+    "models": {"data"},
+    "evaluation": {"data"},
+    "training": {"data", "models", "evaluation"},
+    "inference": {"data", "models", "evaluation"},
+    "reporting": {"data", "evaluation"},
+    "workflow": {"data", "models"},
+}
+
+
+def layering_violations(graph: dict[str, dict[str, int]]) -> list[str]:
+    """``a/b.py:12 imports c.d`` for every import that crosses the stages the wrong way."""
+    found = []
+    for module, edges in sorted(graph.items()):
+        stage = module.split(".")[0]
+        for target, line in sorted(edges.items()):
+            other = target.split(".")[0]
+            if target == "cli":
+                allowed = False
+            elif stage in BASE:
+                allowed = other in BASE
+            elif stage in MAY_IMPORT:
+                allowed = other in BASE | {stage} | MAY_IMPORT[stage]
+            else:  # the command line and the package itself
+                allowed = True
+            if not allowed:
+                found.append(f"{module.replace('.', '/')}.py:{line} imports {target}")
+    return found
+
+
+def test_every_module_belongs_to_a_stage_or_the_base() -> None:
+    top = {m for m in import_graph(PACKAGE) if "." not in m}
+    assert top == BASE | set(MAY_IMPORT) | {"cli", "__init__"}
+
+
+def test_stages_import_only_the_stages_below_them() -> None:
+    violations = layering_violations(import_graph(PACKAGE))
+    assert not violations, "imports across the stages:\n  " + "\n  ".join(violations)
+
+
+def test_a_layering_violation_is_found(tmp_path: Path) -> None:
+    package = tmp_path / "segpipe"
+    for folder in ("reporting", "inference"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "io.py").write_text("")
+    (package / "inference" / "engine.py").write_text("from segpipe import io\n")
+    (package / "reporting" / "report.py").write_text(
+        "from segpipe.io import x\ndef f():\n    from ..inference.engine import g\n"
+    )
+    graph = import_graph(package)
+    assert graph["reporting.report"] == {"io": 1, "inference.engine": 3}
+    assert layering_violations(graph) == ["reporting/report.py:3 imports inference.engine"]
 
 
 def test_function_level_import_cycle_is_found(tmp_path: Path) -> None:
@@ -134,14 +208,14 @@ def test_function_level_import_cycle_is_found(tmp_path: Path) -> None:
 
 # config option -> (module, the list, dict or registry holding its choices)
 CHOICES = {
-    "train.loss": ("segpipe.models", "LOSSES"),
-    "train.arch": ("segpipe.models", "ARCHITECTURES"),
-    "train.scheduler": ("segpipe.train", "SCHEDULERS"),
-    "train.log_to": ("segpipe.monitor", "LOGGERS"),
-    "remap.unmapped": ("segpipe.remap", "UNMAPPED_POLICIES"),
-    "dataset.layout": ("segpipe.datasets", "LAYOUTS"),
-    "predict.mode": ("segpipe.inference", "MODES"),
-    "predict.tta": ("segpipe.inference", "FLIPS"),
+    "train.loss": ("segpipe.models.build", "LOSSES"),
+    "train.arch": ("segpipe.models.build", "ARCHITECTURES"),
+    "train.scheduler": ("segpipe.training.train", "SCHEDULERS"),
+    "train.log_to": ("segpipe.training.monitor", "LOGGERS"),
+    "remap.unmapped": ("segpipe.data.remap", "UNMAPPED_POLICIES"),
+    "dataset.layout": ("segpipe.data.layouts", "LAYOUTS"),
+    "predict.mode": ("segpipe.inference.engine", "MODES"),
+    "predict.tta": ("segpipe.inference.engine", "FLIPS"),
 }
 
 
@@ -169,7 +243,7 @@ def test_schema_enum_equals_the_package_list(schema: dict, option: str) -> None:
 
 
 def test_layouts_and_split_lists_have_one_list_each(schema: dict) -> None:
-    from segpipe.datasets import LAYOUT_DIRS, LAYOUT_LISTS, LAYOUTS, SPLIT_LISTS
+    from segpipe.data.layouts import LAYOUT_DIRS, LAYOUT_LISTS, LAYOUTS, SPLIT_LISTS
 
     assert set(LAYOUT_DIRS) == set(LAYOUT_LISTS) == set(LAYOUTS)
     assert all(set(lists) <= set(SPLIT_LISTS) for lists in LAYOUT_LISTS.values())
@@ -182,10 +256,12 @@ MAX_FUNCTION_LINES = 90  # "fits on a screen": signature and docstring included
 
 def test_no_function_in_the_package_is_longer_than_a_screen() -> None:
     long = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 lines = node.end_lineno - node.lineno + 1
                 if lines > MAX_FUNCTION_LINES:
-                    long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+                    long.append(
+                        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines} lines)"
+                    )
     assert not long, "split these into named steps: " + ", ".join(long)

@@ -1,4 +1,4 @@
-"""segpipe.synthetic: the offline Oxford-IIIT-Pet look-alike and its reproducible archives."""
+"""segpipe.data.synthetic: the offline Oxford-IIIT-Pet look-alike and its reproducible archives."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segpipe.synthetic import BREEDS, make_oxford_like, pack_oxford_archives, synthesize_archives
+from segpipe.data.synthetic import (
+    BREEDS,
+    make_oxford_like,
+    pack_oxford_archives,
+    synthesize_archives,
+)
 
 N_IMAGES = 24
 

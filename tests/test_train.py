@@ -23,14 +23,14 @@ import pytest
 import torch
 from PIL import Image
 
-import segpipe.train
-from segpipe.arrays import EpochSampler
-from segpipe.evaluate import evaluate_split
-from segpipe.models import build_model
-from segpipe.predict import predict_split
-from segpipe.preprocess import preprocess_split
-from segpipe.runtime import load_checkpoint, model_from_checkpoint, save_checkpoint
-from segpipe.train import (
+import segpipe.training.train
+from segpipe.data.arrays import EpochSampler
+from segpipe.data.preprocess import preprocess_split
+from segpipe.evaluation.evaluate import evaluate_split
+from segpipe.inference.splits import predict_split
+from segpipe.models.build import build_model
+from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
+from segpipe.training.train import (
     HISTORY_COLUMNS,
     UNRECORDED_OPTIONS,
     StopRequest,
@@ -294,7 +294,7 @@ def test_same_seed_gives_identical_weights(data, reference, tmp_path):
 def test_resume_after_interruption_matches_uninterrupted_run(
     data, reference, tmp_path, monkeypatch, caplog
 ):
-    real_validate = segpipe.train.validate
+    real_validate = segpipe.training.train.validate
     calls = []
 
     def validate_then_die(*args, **kwargs):
@@ -307,7 +307,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(
         calls.append(1)
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(segpipe.train, "validate", validate_then_die)
+    monkeypatch.setattr(segpipe.training.train, "validate", validate_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(data, tmp_path)
     resume = tmp_path / "resume"
@@ -318,8 +318,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(
     assert not list(resume.glob(".*.tmp")), "no temporary files left behind"
 
     calls.clear()
-    monkeypatch.setattr(segpipe.train, "validate", counting_validate)
-    caplog.set_level(logging.INFO, logger="segpipe.train")
+    monkeypatch.setattr(segpipe.training.train, "validate", counting_validate)
+    caplog.set_level(logging.INFO, logger="segpipe.training.train")
     ckpt, paths = train(data, tmp_path)
     assert "resuming from" in caplog.text and "the end of epoch 1" in caplog.text
     # Only epoch 2 ran (a restart from scratch would also end with the reference weights).
@@ -357,7 +357,7 @@ def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(
     assert not (tmp_path / "last.pt").exists()
 
     monkeypatch.setattr(StopRequest, "agreed", real_agreed)
-    caplog.set_level(logging.INFO, logger="segpipe.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training.train")
     ckpt, paths = train(data, tmp_path)
     assert "epoch 2 step 1" in caplog.text
     assert ckpt["epoch"] == 2
@@ -371,7 +371,7 @@ def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(
 def test_finished_run_is_not_trained_again(data, reference, tmp_path, caplog):
     # A rerun of a finished training (same config and data) resumes after the last epoch.
     shutil.copytree(reference[1]["resume_dir"], tmp_path / "resume")
-    caplog.set_level(logging.INFO, logger="segpipe.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training.train")
     ckpt, paths = train(data, tmp_path)
     assert "the end of epoch 2" in caplog.text
     assert "train_loss" not in caplog.text  # no epoch was trained
@@ -381,7 +381,7 @@ def test_finished_run_is_not_trained_again(data, reference, tmp_path, caplog):
 
 def test_changed_config_ignores_stale_resume_dir(data, reference, tmp_path, caplog):
     shutil.copytree(reference[1]["resume_dir"], tmp_path / "resume")
-    caplog.set_level(logging.INFO, logger="segpipe.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training.train")
     ckpt, paths = train(data, tmp_path, lr=0.001)
     assert "ignoring" in caplog.text
     assert "resuming" not in caplog.text
@@ -450,7 +450,7 @@ def with_train_split(data, root: Path, n_train: int, n_val: int = 4) -> dict:
     ],
 )
 def test_an_incomplete_last_training_batch_is_dropped(samples, batch_size, expected):
-    assert segpipe.train.train_batches(samples, batch_size) == expected
+    assert segpipe.training.train.train_batches(samples, batch_size) == expected
 
 
 def test_a_last_batch_of_one_trains_and_validates(data, tmp_path):
@@ -509,7 +509,9 @@ def without_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
 
 def test_batch_size_one_trains_a_model_without_batchnorm(data, tmp_path, monkeypatch):
     monkeypatch.setattr(
-        segpipe.train, "build_model", lambda *a, **kw: without_batchnorm(build_model(*a, **kw))
+        segpipe.training.train,
+        "build_model",
+        lambda *a, **kw: without_batchnorm(build_model(*a, **kw)),
     )
     ckpt, _ = train(data, tmp_path, batch_size=1, epochs=1)
     assert len(ckpt["history"]) == 1 and np.isfinite(ckpt["history"][0]["train_loss"])

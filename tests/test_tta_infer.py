@@ -19,13 +19,15 @@ from test_compare import _build, _parse
 from test_train import CLASSES, tiny_splits
 from test_train import train as train_tiny
 
-from segpipe.arrays import ArrayDataset
-from segpipe.compare import predict_selected, selected_run, validation_score
-from segpipe.config import ConfigError, load_schema, validate_config
-from segpipe.infer import InferError
-from segpipe.predict import predict_folder, predict_split
-from segpipe.report import build_report
-from segpipe.runtime import load_checkpoint, model_from_checkpoint, prepare_batch
+from segpipe.data.arrays import ArrayDataset
+from segpipe.evaluation.selection import selected_run, validation_score
+from segpipe.inference.folder import InferError
+from segpipe.inference.selected import predict_selected
+from segpipe.inference.splits import predict_folder, predict_split
+from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
+from segpipe.models.device import prepare_batch
+from segpipe.reporting.run_report import build_report
+from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
 from conftest import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
 
@@ -237,7 +239,7 @@ def test_the_selected_run_predicts_the_folder(checkpoint, tmp_path) -> None:
 
 
 def fake_infer(folder: Path, names: list[str], run: str | None = None) -> Path:
-    """A folder as segpipe.infer.predict_files writes it: overlays and summary.csv, the last
+    """A folder as segpipe.inference.folder.predict_files writes it: overlays and summary.csv, the last
     name skipped."""
     (folder / "overlays").mkdir(parents=True)
     rows = []
@@ -379,10 +381,12 @@ def test_what_a_change_of_the_flips_or_the_folder_reruns(done) -> None:
 def test_the_selected_runs_untracked_options_reach_the_prediction(tmp_path, monkeypatch) -> None:
     """predict.batch_size reaches infer_selected untracked (segpipe.params) and is merged with
     the selected run's own options."""
-    import segpipe.predict
+    import segpipe.inference.selected
 
     calls = []
-    monkeypatch.setattr(segpipe.predict, "predict_folder", lambda *a, **kw: calls.append(kw))
+    monkeypatch.setattr(
+        segpipe.inference.selected, "predict_folder", lambda *a, **kw: calls.append(kw)
+    )
     scores = {"a": {"val_metrics": tmp_path / "a.json"}, "b": {"val_metrics": tmp_path / "b.json"}}
     scores["a"]["val_metrics"].write_text(json.dumps({"mean_iou": 0.2}))
     scores["b"]["val_metrics"].write_text(json.dumps({"mean_iou": 0.8}))

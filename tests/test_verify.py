@@ -14,7 +14,7 @@ from PIL import Image
 from test_faults import tree_digest
 
 from segpipe.cli import main
-from segpipe.verify import format_summary, verify_dataset
+from segpipe.data.verify import format_summary, verify_dataset
 
 from conftest import BIN, REPO
 

@@ -6,9 +6,9 @@ Examples::
     segpipe verify --layout folder data/cells --masks-dir labels --table 0=0,255=1
     segpipe verify --layout voc VOCdevkit/VOC2012 --table 0=0,1=1,... --ignore-value 255
     segpipe verify --configfile config/examples/isbi_membrane_unet.yaml
-    segpipe predict results/runs/segpipe/train/best.pt new_images/ --out predictions/
-    segpipe export results/runs/segpipe/train/best.pt          # -> .../train/model.onnx
-    segpipe predict --onnx results/runs/segpipe/train/model.onnx new_images/ --out predictions/
+    segpipe predict results/runs/segpipe/training/train/best.pt new_images/ --out predictions/
+    segpipe export results/runs/segpipe/training/train/best.pt          # -> .../train/model.onnx
+    segpipe predict --onnx results/runs/segpipe/training/train/model.onnx new_images/ --out predictions/
 
 Exit status: 0 when every file is usable (verify) or predicted (predict); 1 when problems were
 found: verify found unusable files, predict skipped an input (an empty file, a truncated image,
@@ -27,9 +27,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segpipe.datasets import LAYOUTS, SPLIT_LISTS
+from segpipe.data.layouts import LAYOUTS, SPLIT_LISTS
+from segpipe.data.remap import UNMAPPED_POLICIES
 from segpipe.io import write_text
-from segpipe.remap import UNMAPPED_POLICIES
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -120,9 +120,14 @@ def _find_schema(configfile: Path) -> Path:
 
 def _from_config(path: Path, schema: Path | None) -> dict[str, Any]:
     """verify_dataset arguments taken from a pipeline config (validated, defaults filled in): the
-    dataset and remap options rule remap takes (:func:`segpipe.config.dataset_options`) and the
+    dataset and remap options rule remap takes (:func:`segpipe.workflow.config.dataset_options`) and the
     dataset root."""
-    from segpipe.config import dataset_options, load_config_file, load_schema, validate_config
+    from segpipe.workflow.config import (
+        dataset_options,
+        load_config_file,
+        load_schema,
+        validate_config,
+    )
 
     if path.is_dir():
         _input_file(path, "config file")  # one line naming the folder
@@ -195,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_predict(sub) -> None:
-    from segpipe.inference import FLIPS, MODES
+    from segpipe.inference.engine import FLIPS, MODES
 
     predict = sub.add_parser(
         "predict",
@@ -267,7 +272,7 @@ def _add_predict(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    from segpipe.export import DEFAULT_OPSET
+    from segpipe.inference.onnx import DEFAULT_OPSET
 
     export = sub.add_parser(
         "export",
@@ -291,7 +296,7 @@ def _add_export(sub) -> None:
 def _predict_model(args: argparse.Namespace):
     """The model ``segpipe predict`` was given and its inputs: the ONNX file's (--onnx, every
     positional an input) or the checkpoint's (the first positional)."""
-    from segpipe.infer import load_model, load_onnx_model
+    from segpipe.inference.folder import load_model, load_onnx_model
 
     if args.onnx is not None:
         _input_file(args.onnx, "ONNX model")
@@ -304,7 +309,7 @@ def _predict_model(args: argparse.Namespace):
 
 
 def predict_main(args: argparse.Namespace) -> int:
-    from segpipe.infer import predict_files
+    from segpipe.inference.folder import predict_files
 
     logging.getLogger("segpipe").setLevel(logging.INFO)
     if args.batch_size < 1 or not 0 <= args.overlap < 1:
@@ -330,7 +335,7 @@ def predict_main(args: argparse.Namespace) -> int:
 
 def export_main(args: argparse.Namespace) -> int:
     """Export the checkpoint, then print where to and how far onnxruntime is from torch."""
-    from segpipe.export import export_onnx, parity, random_batch, read_checkpoint
+    from segpipe.inference.onnx import export_onnx, parity, random_batch, read_checkpoint
 
     _input_file(args.checkpoint, "checkpoint")
     out = _output_file(args.out or args.checkpoint.with_name("model.onnx"), "--out")
@@ -346,7 +351,7 @@ def export_main(args: argparse.Namespace) -> int:
 
 
 def verify_main(args: argparse.Namespace) -> int:
-    from segpipe.verify import format_summary, verify_dataset
+    from segpipe.data.verify import format_summary, verify_dataset
 
     options: dict[str, Any] = {"root": None}  # else verify_dataset's defaults
     if args.configfile:

@@ -1,0 +1,1 @@
+"""Data: downloading, checking, remapping, splitting and preprocessing datasets; images, masks and colours."""

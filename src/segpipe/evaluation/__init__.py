@@ -1,0 +1,1 @@
+"""Evaluation: per-class scores, confusion matrices, cross-validation summaries."""

@@ -1,0 +1,366 @@
+"""Predicting new images with a trained model: ``segpipe predict``.
+
+Everything comes from the checkpoint (classes, architecture, training size); no config file is
+read. With ``--onnx`` it all comes from an ONNX file that ``segpipe export`` wrote (its metadata),
+run by onnxruntime without torch's model. Each input image, read by its content whatever its name
+says (a ``.jpg`` that is a PNG, RGBA, greyscale, 16-bit), gets at its original size:
+
+- ``masks/<name>.png``: class ids, uint8;
+- ``overlays/<name>.jpg``: the classes' colours over the image;
+- with ``probabilities``, ``probabilities/<name>.npz``: ``probabilities`` (C, H, W) uint8, the
+  class probabilities times 255 rounded, and ``classes``.
+
+``<name>`` is the file's path below the folder given, without its suffix (``a/x.png`` ->
+``masks/a/x.png``, ``x.jpg`` -> ``masks/x.png``); with several inputs, below the folder that
+holds them all. A file given twice is predicted once. Two inputs whose names would be the same
+(``x.jpg`` and ``x.png``, or names that differ only in case or Unicode normalisation, which one
+file on macOS or Windows) are refused before anything is predicted, naming both.
+
+A file that cannot be read as an image (an empty file, a truncated image, a file that is no
+image whatever its suffix) is skipped, logged and listed in ``summary.csv`` (file, status,
+output relative to the output folder, reason) with every other input. The output folder is
+written as a whole: it appears once complete (an interrupted run leaves none); an output folder
+that already holds files is refused unless ``overwrite``, which replaces it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from segpipe.data.colors import overlay
+from segpipe.data.images import ImageTooLargeError, load_rgb
+from segpipe.inference.engine import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
+from segpipe.inference.onnx import ExportError, onnx_session, read_metadata, stale_reason
+from segpipe.io import atomic_dir, atomic_path, unwritable_reason, write_csv
+from segpipe.logs import UserError, progress
+from segpipe.models.checkpoints import load_models
+from segpipe.models.device import amp_dtype, resolve_device
+
+logger = logging.getLogger(__name__)
+UNREADABLE = (
+    OSError,
+    UnidentifiedImageError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+    ImageTooLargeError,
+)
+
+
+class InferError(UserError, ValueError):
+    """Inputs that segpipe predict cannot work with: no images, an output folder among them,
+    a checkpoint of other classes."""
+
+
+class OutputClashError(InferError):
+    """Two input files whose outputs would be one file."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """What predicting needs of a trained model: its scorer, classes and training size."""
+
+    score: Scorer
+    classes: list[str]
+    image_size: int
+    image_scale: float | None = None  # trained on images kept at this scale; None: squashed
+
+
+def load_model(
+    checkpoints: Sequence[str | Path], *, device: str = "auto", amp: str = "auto"
+) -> Model:
+    """The model of one checkpoint, or the mean of several (a fold ensemble), on the device
+    training would pick. Raises InferError naming a file that is not a segpipe checkpoint."""
+    dev = resolve_device(device)
+    try:
+        models, cfg = load_models(checkpoints, dev, channels_last=dev.type == "cuda")
+    except RuntimeError as exc:
+        raise InferError(str(exc)) from None
+    score = torch_scorer(models, dev, autocast=amp_dtype(amp, dev))
+    train = cfg["train"]
+    scale = train["image_scale"] if train.get("resize") == "keep_aspect" else None
+    return Model(score, list(cfg["classes"]), int(train["image_size"]), scale)
+
+
+def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = False) -> Model:
+    """The model of an ONNX file that ``segpipe export`` wrote, run by onnxruntime on the CPU
+    (``threads``: 0 for onnxruntime's default); classes and training size from its metadata.
+    Raises InferError naming a file that is not such a model, or (unless ``allow_stale``) one
+    whose checkpoint changed since the export (:func:`segpipe.inference.onnx.stale_reason`); warns
+    when the file records no checkpoint digest."""
+    try:
+        session = onnx_session(path, threads=threads)
+        info = read_metadata(session, path)
+    except ExportError as exc:
+        raise InferError(str(exc)) from None
+    if not info.get("checkpoint_sha256"):
+        logger.warning(
+            "%s records no checkpoint digest (exported by an older segpipe): whether it is "
+            "the model of the best.pt beside it is not checked; re-export to record it",
+            path,
+        )
+    elif (reason := stale_reason(path, info)) is not None:
+        if not allow_stale:
+            raise InferError(reason)
+        logger.warning("%s", reason.split(": re-export")[0] + " (--allow-stale-onnx)")
+    return Model(onnx_scorer(session), info["classes"], info["image_size"], info["image_scale"])
+
+
+def find_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """The files given and the files in the folders given (recursively, sorted; hidden files
+    left out), each once. Raises InferError for a missing input or when there is no file at
+    all."""
+    return [file for file, _ in find_inputs(inputs)]
+
+
+def _files_of(item: Path) -> list[Path]:
+    if item.is_dir():
+        return sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if item.is_file():
+        return [item]
+    raise InferError(f"{item}: no such file or folder")
+
+
+def find_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """(file, output name) of every file of ``inputs`` (:func:`find_images`): its path below
+    the folder that holds every input, without its suffix. Raises InferError naming two files
+    whose names would be one (compared ignoring case and Unicode normalisation)."""
+    items = [Path(item) for item in inputs]
+    files: dict[str, Path] = {}
+    for item in items:
+        for file in _files_of(item):
+            files.setdefault(os.path.normpath(os.path.abspath(file)), file)
+    if not files:
+        raise InferError(f"no images in {', '.join(map(str, inputs))}: the folders are empty")
+    bases = [os.path.abspath(i if i.is_dir() else i.parent) for i in items]
+    root = os.path.commonpath(bases)
+    named = [
+        (file, Path(os.path.relpath(absolute, root)).with_suffix("").as_posix())
+        for absolute, file in files.items()
+    ]
+    _check_unique(named)
+    return named
+
+
+def _check_unique(named: Sequence[tuple[Path, str]]) -> None:
+    """Raise InferError when two files would write the same outputs."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for file, name in named:
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in seen:
+            clashes.append(f"{seen[key]} and {file} (masks/{name}.png)")
+        seen.setdefault(key, file)
+    if clashes:
+        raise OutputClashError(
+            f"{len(clashes)} pair(s) of inputs would be predicted into the same file: "
+            f"{'; '.join(clashes[:5])}. Outputs are named by the path without its suffix, "
+            "case and Unicode normalisation aside; rename one of each pair"
+        )
+
+
+def _check_writable(out: Path) -> None:
+    """InferError when ``out`` cannot be created: under a file, or in a read-only folder."""
+    if why := unwritable_reason(out):
+        raise InferError(f"output folder {out}: {why}")
+
+
+def check_output_dir(
+    out_dir: Path, inputs: Sequence[str | Path], *, overwrite: bool = False
+) -> None:
+    """Raise InferError when ``out_dir`` is an input folder or lies inside one (the outputs
+    would become inputs of the next run), is a file, cannot be created, or (without
+    ``overwrite``) already holds files."""
+    out = out_dir.resolve()
+    for item in map(Path, inputs):
+        folder = item.resolve() if item.is_dir() else item.resolve().parent
+        if out == folder or (item.is_dir() and folder in out.parents):
+            raise InferError(
+                f"output folder {out_dir} is the input folder {item} or inside it; "
+                "write the predictions elsewhere"
+            )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InferError(f"output folder {out_dir} is a file; give a folder")
+    _check_writable(out_dir)
+    held = sum(1 for p in out_dir.rglob("*") if not p.is_dir()) if out_dir.is_dir() else 0
+    if held and not overwrite:
+        raise InferError(
+            f"output folder {out_dir} already holds {held} file(s); give another folder, or "
+            "--overwrite to replace it (its files are removed)"
+        )
+
+
+def _save(path: Path, save) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        save(tmp)
+
+
+def write_prediction(
+    out_dir: Path,
+    name: str,
+    rgb: np.ndarray,
+    probabilities: torch.Tensor,
+    classes: Sequence[str],
+    *,
+    keep_probabilities: bool = False,
+    overlay_alpha: float = 0.5,
+) -> Path:
+    """Write one image's mask, overlay and (``keep_probabilities``) probabilities; returns the
+    mask's path."""
+    mask = probabilities.argmax(0).to(torch.uint8).numpy()
+    mask_path = out_dir / "masks" / f"{name}.png"
+    _save(mask_path, lambda tmp: Image.fromarray(mask, mode="L").save(tmp, format="PNG"))
+    shaded = Image.fromarray(overlay(rgb, mask, len(classes), overlay_alpha))
+    _save(
+        out_dir / "overlays" / f"{name}.jpg",
+        lambda tmp: shaded.save(tmp, format="JPEG", quality=90),
+    )
+    if keep_probabilities:
+        compact = (probabilities.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        _save(
+            out_dir / "probabilities" / f"{name}.npz",
+            lambda tmp: np.savez_compressed(
+                tmp, probabilities=compact, classes=np.array(list(classes))
+            ),
+        )
+    return mask_path
+
+
+def unreadable_reason(file: Path, exc: BaseException) -> str:
+    """Why ``file`` is no readable image, in words: empty, no image, truncated or damaged."""
+    try:
+        if file.stat().st_size == 0:
+            return "empty file"
+    except OSError:
+        pass
+    detail = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (no image format recognised in its content)"
+    if "truncated" in detail or isinstance(exc, SyntaxError | EOFError):
+        return f"truncated or damaged image ({detail})"
+    if isinstance(exc, ImageTooLargeError):
+        (width, height), limit = exc.size, exc.limit
+        return f"too large to read: {width}x{height} pixels, more than {limit:,} (not decoded)"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"too large to read ({detail})"
+    return f"not a readable image ({detail})"
+
+
+def _read(file: Path) -> np.ndarray | str:
+    """The image as uint8 RGB, or why it cannot be read."""
+    try:
+        return np.asarray(load_rgb(file))
+    except UNREADABLE as exc:
+        reason = unreadable_reason(file, exc)
+        logger.warning("skipped %s: %s", file, reason)
+        return reason
+
+
+def predict_files(
+    model: Model,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    mode: str = "resize",
+    tta: Sequence[str] = (),
+    overlap: float = 0.5,
+    batch_size: int = 8,
+    probabilities: bool = False,
+    overlay_alpha: float = 0.5,
+    classes: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """Predict every image of ``inputs`` (files and folders) into ``out_dir`` with ``model``
+    (:func:`load_model`), ``batch_size`` images (resize) or tiles (sliding) at a time:
+    ``mode`` resize or sliding (:func:`segpipe.inference.engine.predict_images`), averaged over the
+    ``tta`` flips. ``classes``, when given, must be the model's. ``out_dir`` appears when
+    complete; one that holds files is replaced with ``overwrite``, else refused
+    (:func:`check_output_dir`). Returns the summary (file, status, output, reason), also
+    written as ``out_dir/summary.csv``."""
+    if classes is not None and list(classes) != model.classes:
+        raise InferError(
+            f"the checkpoint's classes {model.classes} differ from the config's {list(classes)}"
+        )
+    out = Path(out_dir)
+    check_output_dir(out, inputs, overwrite=overwrite)
+    named = find_inputs(inputs)
+    predict = functools.partial(
+        predict_images,
+        score=with_flips(model.score, tta),
+        mode=mode,
+        size=model.image_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        scale=model.image_scale,
+    )
+    per_batch = batch_size if mode == "resize" else 1
+    batches = [named[i : i + per_batch] for i in range(0, len(named), per_batch)]
+    with atomic_dir(out) as tmp:
+        write = functools.partial(
+            write_prediction,
+            tmp,
+            classes=model.classes,
+            keep_probabilities=probabilities,
+            overlay_alpha=overlay_alpha,
+        )
+        rows = []
+        for batch in progress(batches, desc=f"predict ({per_batch} per batch)", logger=logger):
+            rows += _predict_batch(batch, predict, write)
+        summary = _write_summary(tmp, [file for file, _ in named], rows)
+    _log_summary(summary, out)
+    return summary
+
+
+def _predict_batch(
+    batch: Sequence[tuple[Path, str]],
+    predict: Callable[[list[np.ndarray]], list[torch.Tensor]],
+    write: Callable[[str, np.ndarray, torch.Tensor], Path],
+) -> list[dict[str, str]]:
+    """The summary rows of a batch of (file, output name): a file that is no readable image
+    skipped, the others predicted together and written."""
+    read = [(file, name, _read(file)) for file, name in batch]
+    ok = [(file, name, rgb) for file, name, rgb in read if not isinstance(rgb, str)]
+    rows = [
+        {"file": str(file), "status": "skipped", "output": "", "reason": why}
+        for file, _, why in read
+        if isinstance(why, str)
+    ]
+    scores = predict([rgb for _, _, rgb in ok]) if ok else []
+    for (file, name, rgb), p in zip(ok, scores, strict=True):
+        write(name, rgb, p)
+        output = f"masks/{name}.png"
+        rows.append({"file": str(file), "status": "predicted", "output": output, "reason": ""})
+    return rows
+
+
+def _write_summary(out: Path, files: Sequence[Path], rows: list[dict[str, str]]) -> pd.DataFrame:
+    """``out/summary.csv``: the rows in the order of ``files``."""
+    order = {str(file): i for i, file in enumerate(files)}
+    summary = pd.DataFrame(rows, columns=["file", "status", "output", "reason"])
+    summary = summary.sort_values("file", key=lambda c: c.map(order)).reset_index(drop=True)
+    write_csv(out / "summary.csv", summary)
+    return summary
+
+
+def _log_summary(summary: pd.DataFrame, out: Path) -> None:
+    skipped = int((summary["status"] == "skipped").sum())
+    logger.info(
+        "predicted %d of %d images into %s%s",
+        len(summary) - skipped,
+        len(summary),
+        out,
+        f"; skipped {skipped} (listed in {out / 'summary.csv'})" if skipped else "",
+    )

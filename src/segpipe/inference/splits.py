@@ -1,0 +1,204 @@
+"""Batched prediction: class-id PNG masks at each image's original size, plus colour overlays."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from segpipe.data.arrays import ArrayDataset, Batch, batch_loader
+from segpipe.data.colors import overlay
+from segpipe.data.images import load_rgb
+from segpipe.data.preprocess import ArrayRows, scaled_size
+from segpipe.data.split import read_manifest
+from segpipe.inference.engine import (
+    Scorer,
+    flip_views,
+    normalized,
+    predict_sliding,
+    torch_scorer,
+    with_flips,
+)
+from segpipe.inference.folder import load_model, predict_files
+from segpipe.io import atomic_dir
+from segpipe.logs import progress
+from segpipe.models.checkpoints import load_models
+from segpipe.models.device import amp_dtype, pad_to_multiple, prepare_batch, resolve_device
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_split(
+    checkpoints: str | Path | Sequence[str | Path],
+    manifest_csv: str | Path,
+    data: str | Path | ArrayRows,
+    out_dir: str | Path,
+    *,
+    batch_size: int = 8,
+    threads: int = 1,
+    device: str = "auto",
+    amp: str = "auto",
+    overlay_alpha: float = 0.5,
+    tta: Sequence[str] = (),
+    mode: str = "resize",
+    overlap: float = 0.5,
+) -> None:
+    """Predict every image of a split into ``out_dir/masks/<id>.png`` (uint8 class ids, original
+    size) and ``out_dir/overlays/<id>.jpg``; ``out_dir`` appears atomically when complete.
+
+    Inputs come from the split's preprocessed array, or the rows of arrays that hold its images
+    (``data``; the same data path as training). The class probabilities are the mean over
+    several ``checkpoints`` (a fold ensemble) and over the ``tta`` flips
+    (:mod:`segpipe.inference.engine`), resized back to each image's own size (bilinear) before the
+    argmax. Images kept at a scale (``train.resize: keep_aspect`` in the checkpoint) are
+    scored whole (``mode`` resize, padded to a multiple of 32) or in sliding windows of the
+    training size (``mode`` sliding, ``overlap``), each cut out of its padded sample first.
+    """
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    if isinstance(checkpoints, str | Path):
+        checkpoints = [checkpoints]
+    models, cfg = load_models(checkpoints, dev, channels_last=dev.type == "cuda")
+    scoring = SplitScoring(
+        with_flips(torch_scorer(models, dev, autocast=amp_dtype(amp, dev)), tta),
+        cfg["train"],
+        mode,
+        overlap,
+        dev,
+    )
+    rows = read_manifest(manifest_csv).to_dict("records")
+    loader = _split_loader(data, len(rows), manifest_csv, batch_size, threads, dev)
+    if len(models) > 1 or tta:
+        logger.info(
+            "mean class probabilities of %d model(s) x %d view(s)",
+            len(models),
+            len(flip_views(tta)),
+        )
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "masks").mkdir()
+        (tmp / "overlays").mkdir()
+        start = 0
+        for batch in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
+            batch_rows = rows[start : start + len(batch.samples)]
+            for one, row in zip(scoring.scores(batch, batch_rows), batch_rows, strict=True):
+                _write_prediction(tmp, row, one, len(cfg["classes"]), overlay_alpha)
+            start += len(batch.samples)
+    logger.info("wrote %d predictions to %s", len(rows), out_dir)
+
+
+def _split_loader(
+    data: str | Path | ArrayRows,
+    count: int,
+    manifest_csv: str | Path,
+    batch_size: int,
+    threads: int,
+    device: torch.device,
+) -> DataLoader:
+    """The batches of a split's array(s), in manifest order; raises ValueError where they hold
+    other than the manifest's ``count`` samples."""
+    dataset = ArrayDataset(data)
+    if len(dataset) != count:
+        raise ValueError(f"{data} holds {len(dataset)} samples but {manifest_csv} lists {count}")
+    return batch_loader(
+        dataset,
+        batch_size=batch_size,
+        workers=min(4, max(0, threads - 1)),
+        pin_memory=device.type == "cuda",
+    )
+
+
+@dataclass(frozen=True)
+class SplitScoring:
+    """How the images of a split's loader batches are scored: ``score`` (probabilities of
+    normalised images), the checkpoint's ``train`` options, and ``mode`` with ``overlap``."""
+
+    score: Scorer
+    train: dict[str, Any]
+    mode: str
+    overlap: float
+    device: torch.device
+
+    def scores(self, batch: Batch, rows: list[dict[str, Any]]) -> Sequence[torch.Tensor]:
+        """The probabilities of a loader batch's images: the batch whole (squashed images), or
+        per image its region at scale of the padded sample, whole or in sliding windows."""
+        train = self.train
+        if train.get("resize", "squash") != "keep_aspect":
+            if self.mode == "sliding":
+                raise ValueError(
+                    "sliding windows need a model trained with train.resize keep_aspect"
+                )
+            channels_last = self.device.type == "cuda"
+            return self.score(prepare_batch(batch, self.device, channels_last)[0])
+        images, _ = batch.unpack("cpu")
+        out = []
+        for image, row in zip(images, rows, strict=True):
+            height, width = scaled_size(int(row["height"]), int(row["width"]), train["image_scale"])
+            rgb = image[:, :height, :width].permute(1, 2, 0).numpy()
+            if self.mode == "sliding":
+                out.append(
+                    predict_sliding(rgb, self.score, train["image_size"], overlap=self.overlap)
+                )
+            else:
+                x, _ = pad_to_multiple(normalized(rgb), torch.zeros(1, height, width), 0)
+                out.append(self.score(x)[0, :, :height, :width])
+        return out
+
+
+def _write_prediction(
+    out_dir: Path, row: dict[str, Any], probabilities: torch.Tensor, num_classes: int, alpha: float
+) -> None:
+    """The mask and overlay of one manifest row from its probabilities, resized back to the
+    image's own size (bilinear) before the argmax."""
+    size = (int(row["height"]), int(row["width"]))
+    full = F.interpolate(probabilities[None], size=size, mode="bilinear", align_corners=False)
+    mask = full[0].argmax(0).to(torch.uint8).cpu().numpy()
+    Image.fromarray(mask, mode="L").save(out_dir / "masks" / f"{row['id']}.png")
+    rgb = np.asarray(load_rgb(row["image"], None))  # checked by remap
+    Image.fromarray(overlay(rgb, mask, num_classes, alpha)).save(
+        out_dir / "overlays" / f"{row['id']}.jpg", quality=90
+    )
+
+
+def predict_folder(
+    checkpoints: Sequence[str | Path],
+    folder: str | Path,
+    out_dir: str | Path,
+    *,
+    classes: Sequence[str],
+    threads: int = 1,
+    device: str = "auto",
+    amp: str = "auto",
+    tta: Sequence[str] = (),
+    batch_size: int = 8,
+    overlay_alpha: float = 0.5,
+) -> pd.DataFrame:
+    """Predict every image of ``folder`` with the mean of ``checkpoints`` as ``segpipe predict``
+    does (:func:`segpipe.inference.folder.predict_files`, each image resized to the training size and its
+    probabilities back, averaged over the ``tta`` flips): ``masks/``, ``overlays/`` and
+    ``summary.csv`` (files that are no readable image skipped) in ``out_dir``, which appears
+    when complete, replacing any earlier one. Raises :class:`segpipe.inference.folder.InferError` when the
+    checkpoints' classes are not ``classes`` or two files of ``folder`` would be predicted into
+    one mask (:func:`segpipe.inference.folder.find_inputs`)."""
+    torch.set_num_threads(threads)
+    model = load_model(list(checkpoints), device=device, amp=amp)
+    return predict_files(
+        model,
+        [folder],
+        out_dir,
+        mode="resize",
+        tta=tta,
+        batch_size=batch_size,
+        overlay_alpha=overlay_alpha,
+        classes=classes,
+        overwrite=True,  # the rule's output folder: Snakemake's to replace
+    )

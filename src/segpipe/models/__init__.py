@@ -1,0 +1,1 @@
+"""Models: the registries of names users write, building models and losses, the device, checkpoints."""

@@ -1,0 +1,1 @@
+"""Reporting: the run report, the comparison of runs, their figures."""

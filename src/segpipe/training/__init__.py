@@ -1,0 +1,1 @@
+"""Training: the loop, batch augmentation and live monitoring."""

@@ -1,0 +1,1005 @@
+"""Training, readable top to bottom: data, model, optimiser, resume, the epoch loop, publish.
+
+Data comes from preprocessed, memory-mapped split arrays (:mod:`segpipe.data.arrays`); batches are
+normalised on the device (:mod:`segpipe.models.device`, shared with prediction). Randomness is tied to
+(seed, epoch, sample), so a resumed run replays exactly what an uninterrupted run would have done.
+
+``resume_dir`` holds ``last.pt`` (after every epoch, and mid-epoch when the job is told to stop
+by SIGTERM or SIGUSR1, as Slurm does at its time limit or on preemption) and ``best.pt`` (when the
+validation mIoU improves). It is not a rule output, so Snakemake does not delete it before a
+rerun: the next run of the rule continues from it when the training config (the number of
+epochs aside, which may grow) and the data are unchanged.
+
+Checkpoints share one format: model, optimizer, scheduler, epoch, best score, the resolved
+config and the history so far. ``resume_dir/history.csv`` is the history of the epochs in
+``last.pt``, rewritten after every epoch, to read while the job runs; ``train.log_to`` adds
+TensorBoard and/or DVCLive logs beside ``resume_dir`` (see :mod:`segpipe.training.monitor`).
+
+With ``gpus > 1`` the same loop runs in one process per GPU under DistributedDataParallel
+(nccl on CUDA, gloo on the CPU); rank 0 alone writes checkpoints, history and logs.
+
+:func:`_train` is the loop of one process; the steps it calls follow it in this file, in the
+order it calls them, and the state they pass on lives in the dataclasses above it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import math
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from segpipe.data.arrays import ArrayDataset, EpochSampler, batch_loader
+from segpipe.data.colors import colorize
+from segpipe.data.preprocess import ArrayRows
+from segpipe.evaluation.metrics import confusion_matrix, per_class_scores, summarize
+from segpipe.io import remove_stale_temporaries, write_csv, write_json
+from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
+from segpipe.models.build import build_loss, build_model
+from segpipe.models.checkpoints import (
+    load_checkpoint,
+    model_from_checkpoint,
+    publish,
+    save_checkpoint,
+)
+from segpipe.models.device import (
+    amp_dtype,
+    autocast,
+    pad_to_multiple,
+    prepare_batch,
+    resolve_device,
+)
+from segpipe.params import UNTRACKED_OPTIONS
+from segpipe.training.augment import BatchAugment
+from segpipe.training.monitor import TrainingMonitor, open_monitor
+
+logger = logging.getLogger(__name__)
+HISTORY_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_miou",
+    "val_dice",
+    "lr",
+    "seconds",
+    "images_per_s",
+]
+LIVE_HISTORY = "history.csv"  # in resume_dir: the history so far, readable while training runs
+# Options that change how fast training runs or how it is watched, not what it computes
+# (segpipe.params): not part of the config a checkpoint records, so changing them keeps the
+# resume state.
+UNRECORDED_OPTIONS = UNTRACKED_OPTIONS["train"]
+PREVIEW_SAMPLES = 4  # validation samples whose predictions the loggers show as images
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_CHECK_EVERY = 10  # steps between the ranks' agreement on a stop signal (DDP only)
+
+
+EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the exit status of a process ended by SIGTERM
+
+
+class BatchTooSmallError(UserError, ValueError):
+    """A training batch would hold a single sample, which BatchNorm cannot normalise."""
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised after a stop signal, once the resumable checkpoint is safely on disk."""
+
+    def __init__(self):
+        super().__init__(EXIT_INTERRUPTED)
+
+
+@dataclass
+class TrainConfig:
+    """The ``train`` section of the config (see config/schema.yaml for each option)."""
+
+    arch: str = "Unet"
+    encoder: str = "resnet34"
+    encoder_weights: str | None = None
+    encoder_depth: int = 5
+    decoder_channels: list[int] | None = None
+    decoder_dropout: float = 0.0
+    loss: str = "ce+dice"
+    class_weights: list[float] | None = None
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    warmup_epochs: float = 0.0
+    epochs: int = 30
+    batch_size: int = 16
+    image_size: int = 256
+    resize: str = "squash"
+    image_scale: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    gpus: int = 1
+    num_workers: int | None = None
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    augment: dict[str, float] = field(default_factory=dict)
+    log_to: list[str] = field(default_factory=list)
+    log_images_every: int = 5
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"config option 'train.scheduler': unknown '{self.scheduler}'; "
+                f"valid: {list(SCHEDULERS)}"
+            )
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass
+class Job:
+    """What a training run is given, the same in every process: config, data and outputs."""
+
+    cfg: TrainConfig
+    train_data: ArrayRows
+    val_data: ArrayRows
+    classes: list[str]
+    ignore_index: int
+    threads: int  # for all the processes together
+    resume_dir: Path
+    best_path: str
+    last_path: str
+    history_path: str
+    data_digest: str  # of the train and val data, computed once rather than once per process
+
+    @property
+    def resume_last(self) -> Path:
+        return self.resume_dir / "last.pt"
+
+    @property
+    def resume_best(self) -> Path:
+        return self.resume_dir / "best.pt"
+
+    @functools.cached_property
+    def config(self) -> dict[str, Any]:
+        """The config a checkpoint records: the train options (UNRECORDED_OPTIONS aside), the
+        classes and ignore_index."""
+        train = dataclasses.asdict(self.cfg)
+        return {
+            "train": {k: v for k, v in train.items() if k not in UNRECORDED_OPTIONS},
+            "classes": list(self.classes),
+            "ignore_index": self.ignore_index,
+        }
+
+
+@dataclass
+class Process:
+    """One training process: its rank of ``world_size``, its device and how it computes."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    threads: int
+    workers: int  # loader worker processes
+    amp: torch.dtype | None  # the autocast dtype; None: full precision
+    channels_last: bool
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs and writes checkpoints and history."""
+        return self.rank == 0
+
+
+@dataclass
+class Loaders:
+    """The batches of one process: training (reshuffled every epoch) and validation."""
+
+    train: DataLoader
+    val: DataLoader
+    sampler: EpochSampler  # the training loader's
+    augment: BatchAugment
+    val_set: ArrayDataset  # the loggers' previews show its first samples
+    steps_per_epoch: int
+
+
+@dataclass
+class EpochProgress:
+    """How far an epoch got: steps, summed loss, images and training seconds so far; ``rng``,
+    the torch RNG state where a stop signal interrupted it."""
+
+    epoch: int
+    steps: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
+    elapsed: float = 0.0
+    rng: torch.Tensor | None = None
+
+
+@dataclass
+class EpochResult:
+    """One trained epoch, summed over the processes: mean loss, images and training seconds."""
+
+    loss: float
+    images: float
+    seconds: float
+    ended: float  # time.perf_counter() at the end of training; validation time counts from it
+
+
+@dataclass
+class TrainState:
+    """The model and what the epoch loop changes: what a checkpoint saves and restores."""
+
+    model: torch.nn.Module  # what the loop calls: raw_model, under DDP and/or compiled
+    raw_model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    epoch: int = 0  # epochs done
+    best_score: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    partial: EpochProgress | None = None  # how far the next epoch got, when resumed mid-epoch
+
+    def checkpoint(self, job: Job, partial: EpochProgress | None = None) -> dict[str, Any]:
+        """The checkpoint after ``epoch``, or ``partial`` way into the next epoch."""
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.raw_model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "config": job.config,
+            "history": self.history,
+            "data_digest": job.data_digest,
+            "partial": dataclasses.asdict(partial) if partial else None,
+        }
+
+    def restore(self, ckpt: dict[str, Any], total_steps: int) -> None:
+        """Continue from a :meth:`checkpoint`; a one-cycle schedule is stretched to
+        ``total_steps`` (the number of epochs may have grown)."""
+        self.raw_model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
+            self.scheduler.total_steps = total_steps
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch = ckpt["epoch"]
+        self.best_score = ckpt["best_score"]
+        self.best_epoch = ckpt["best_epoch"]
+        self.history = ckpt["history"]
+        partial = ckpt.get("partial")
+        self.partial = EpochProgress(**partial) if partial else None
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def train_model(
+    train_data: str | Path | ArrayRows,
+    val_data: str | Path | ArrayRows,
+    *,
+    best_path: str | Path,
+    last_path: str | Path,
+    history_path: str | Path,
+    resume_dir: str | Path,
+    classes: list[str],
+    ignore_index: int = 255,
+    threads: int = 1,
+    model_path: str | Path | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Train on a preprocessed split array, select the best epoch by validation mean IoU.
+
+    ``train_data`` / ``val_data`` are ``.npy`` arrays written by
+    :func:`segpipe.data.preprocess.preprocess_split`, or rows of them (:func:`segpipe.data.preprocess.select_rows`:
+    a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`.
+    Writes the best and last checkpoints, the per-epoch history CSV and, given ``model_path``, the
+    model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
+    :class:`BatchTooSmallError` before training where a batch would hold a single sample.
+    Temporaries that killed checkpoint writes left in ``resume_dir`` are removed first.
+    """
+    cfg = TrainConfig(**options)
+    train_rows, val_rows = (
+        data if isinstance(data, ArrayRows) else ArrayRows.whole(data)
+        for data in (train_data, val_data)
+    )
+    check_batch_size(cfg, len(ArrayDataset(train_rows)), len(classes))
+    remove_stale_temporaries(resume_dir)
+    job = Job(
+        cfg=cfg,
+        train_data=train_rows,
+        val_data=val_rows,
+        classes=list(classes),
+        ignore_index=ignore_index,
+        threads=threads,
+        resume_dir=Path(resume_dir),
+        best_path=str(best_path),
+        last_path=str(last_path),
+        history_path=str(history_path),
+        data_digest=train_rows.digest() + val_rows.digest(),
+    )
+    if cfg.gpus == 1:
+        _train(0, 1, None, job)
+    else:
+        _train_data_parallel(job)
+    if model_path is not None:
+        write_model_card(model_path, load_checkpoint(best_path))
+    return load_checkpoint(last_path)
+
+
+def _train_data_parallel(job: Job) -> None:
+    """Run :func:`_train` in ``train.gpus`` processes under DistributedDataParallel."""
+    port = _free_port()
+    logger.info("starting %d data-parallel processes (DistributedDataParallel)", job.cfg.gpus)
+    with StopRequest():  # the ranks handle the signal; the parent waits for their checkpoint
+        try:
+            torch.multiprocessing.start_processes(
+                _train,
+                args=(job.cfg.gpus, port, job, inherited_log_files()),
+                nprocs=job.cfg.gpus,
+                join=True,
+                # fork, not spawn: spawn re-runs the unguarded __main__ of a Snakemake
+                # script. The parent has not initialised CUDA, so forking is safe.
+                start_method="fork",
+            )
+        except torch.multiprocessing.ProcessExitedException as exc:
+            if exc.exit_code == EXIT_INTERRUPTED:
+                raise TrainingInterrupted() from None
+            raise
+
+
+def write_model_card(path: str | Path, ckpt: dict[str, Any]) -> None:
+    """``model.json``: architecture, encoder and parameter counts of a checkpoint's model."""
+    model = model_from_checkpoint(ckpt)
+    train = ckpt["config"]["train"]
+    params = list(model.parameters())
+    write_json(
+        path,
+        {
+            "arch": train["arch"],
+            "encoder": train["encoder"],
+            "parameters": sum(p.numel() for p in params),
+            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _train(
+    rank: int, world_size: int, port: int | None, job: Job, log_files: list[str] | None = None
+) -> None:
+    """The training loop of one process (the only one when ``world_size`` is 1)."""
+    # Process and device: threads, loader workers, autocast; data-parallel ranks join a group.
+    proc = setup_process(rank, world_size, port, job, log_files)
+    # Data: memory-mapped arrays read a batch at a time; augmentation (seeded per sample) and
+    # normalisation run batched on the device.
+    loaders = build_loaders(job, proc)
+    # Model, loss, optimiser, schedule; then the resume state, if it fits this config and data.
+    state = build_state(job, proc, loaders.steps_per_epoch)
+    resume(state, job, proc, loaders.steps_per_epoch)
+    # Watching: the live history and the loggers continue from the resume state (rank 0 only).
+    monitor = open_watchers(state, job, proc)
+
+    with StopRequest() as stop, _closing(monitor):
+        for epoch in range(state.epoch + 1, job.cfg.epochs + 1):
+            # Train; on a stop signal this checkpoints the epoch so far and raises.
+            trained = run_epoch(epoch, state, loaders, job, proc, stop)
+            val = validate(
+                state.model,
+                loaders.val,
+                state.loss_fn,
+                len(job.classes),
+                job.ignore_index,
+                proc.device,
+                amp=proc.amp,
+                channels_last=proc.channels_last,
+            )
+            row = record_epoch(state, epoch, trained, val)
+            if proc.is_main:
+                # Logged before the checkpoint: a logger discards what it logged after the
+                # epoch a rerun resumes from (see segpipe.training.monitor).
+                report_epoch(monitor, state, row, val, job, proc, loaders.val_set)
+                save_epoch(state, job)
+
+    # Publish the resume state as the rule outputs, once every rank is done.
+    rank_samples = leave_process_group(proc, loaders.sampler)
+    if proc.is_main:
+        publish_outputs(state, job, rank_samples)
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def setup_process(
+    rank: int, world_size: int, port: int | None, job: Job, log_files: list[str] | None
+) -> Process:
+    """This process's device, threads, loader workers and autocast; a data-parallel rank also
+    joins the process group (rank 0 logging to the parent's log file)."""
+    cfg = job.cfg
+    device = resolve_device(cfg.device, rank if world_size > 1 else 0)
+    if world_size > 1:
+        if rank == 0 and log_files:
+            setup_logging(log_files[0], append=True)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=world_size,
+        )
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    threads = max(1, job.threads // world_size)
+    torch.set_num_threads(threads)
+    proc = Process(
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        threads=threads,
+        workers=cfg.num_workers
+        if cfg.num_workers is not None
+        else default_workers(device, threads),
+        amp=amp_dtype(cfg.amp, device),
+        channels_last=cfg.channels_last if cfg.channels_last is not None else device.type == "cuda",
+    )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if proc.is_main:
+        logger.info(
+            "training %s-%s on %s x%d, %d threads and %d loader workers per process, amp %s, channels_last %s, compile %s",
+            cfg.arch,
+            cfg.encoder,
+            device.type,
+            world_size,
+            threads,
+            proc.workers,
+            proc.amp,
+            proc.channels_last,
+            cfg.compile,
+        )
+    return proc
+
+
+def build_loaders(job: Job, proc: Process) -> Loaders:
+    """This process's share of the training batches (drop_last as :func:`train_batches` says)
+    and of the validation batches, and the augmentation applied on the device."""
+    cfg = job.cfg
+    crop = cfg.image_size if cfg.resize == "keep_aspect" else None
+    augment = BatchAugment(**cfg.augment, ignore_index=job.ignore_index, crop=crop)
+    train_set = ArrayDataset(job.train_data, job.ignore_index)
+    val_set = ArrayDataset(job.val_data, job.ignore_index)
+    ranks = dict(rank=proc.rank, world_size=proc.world_size)
+    sampler = EpochSampler(len(train_set), seed=cfg.seed, **ranks)
+    val_sampler = EpochSampler(len(val_set), seed=cfg.seed, shuffle=False, drop_tail=False, **ranks)
+    loader_kw = dict(
+        batch_size=cfg.batch_size,
+        workers=proc.workers,
+        pin_memory=proc.device.type == "cuda",
+        # Own generators: a DataLoader otherwise draws its base seed from the global RNG,
+        # which would shift dropout after a resume.
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    drop_last, steps_per_epoch = train_batches(len(sampler), cfg.batch_size)
+    return Loaders(
+        train=batch_loader(train_set, sampler=sampler, drop_last=drop_last, **loader_kw),
+        val=batch_loader(val_set, sampler=val_sampler, **loader_kw),
+        sampler=sampler,
+        augment=augment,
+        val_set=val_set,
+        steps_per_epoch=steps_per_epoch,
+    )
+
+
+def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
+    """The model (seeded with ``train.seed``; under DDP and compiled as configured), the loss,
+    AdamW, the learning-rate schedule and the gradient scaler."""
+    cfg = job.cfg
+    torch.manual_seed(cfg.seed)
+    raw_model = build_model(
+        cfg.arch,
+        cfg.encoder,
+        len(job.classes),
+        encoder_weights=cfg.encoder_weights,
+        decoder_dropout=cfg.decoder_dropout,
+        encoder_depth=cfg.encoder_depth,
+        decoder_channels=cfg.decoder_channels,
+    ).to(proc.device)
+    if proc.channels_last:
+        raw_model = raw_model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(cfg.loss, class_weights=cfg.class_weights, ignore_index=job.ignore_index)
+    loss_fn = loss_fn.to(proc.device)
+    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    scaler = torch.amp.GradScaler(proc.device.type, enabled=proc.amp == torch.float16)
+    model = raw_model
+    if proc.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            raw_model,
+            device_ids=[proc.device.index] if proc.device.type == "cuda" else None,
+            # A shallower encoder keeps smp's unused deeper stages, which get no gradient.
+            find_unused_parameters=cfg.encoder_depth < 5,
+        )
+    if cfg.compile:
+        model = torch.compile(model)
+    return TrainState(
+        model=model,
+        raw_model=raw_model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+    )
+
+
+def resume(state: TrainState, job: Job, proc: Process, steps_per_epoch: int) -> None:
+    """Continue from ``resume_dir/last.pt`` when it was written for this config (the number of
+    epochs may grow) and data; otherwise start afresh, with a warning where there was one."""
+    if not (job.resume_last.exists() and job.resume_best.exists()):
+        return
+    saved = load_checkpoint(job.resume_last, map_location=proc.device)
+    recorded = saved.get("config", {})
+    same = {**recorded, "train": {**recorded.get("train", {}), "epochs": job.cfg.epochs}}
+    if not (
+        same == job.config
+        and saved.get("data_digest") == job.data_digest
+        and saved["epoch"] <= job.cfg.epochs
+    ):
+        if proc.is_main:
+            logger.warning("ignoring %s: it was written for another config or data", job.resume_dir)
+        return
+    state.restore(saved, job.cfg.epochs * steps_per_epoch)
+    if not proc.is_main:
+        return
+    partial = state.partial
+    where = (
+        f"epoch {partial.epoch} step {partial.steps}"
+        if partial
+        else f"the end of epoch {state.epoch}"
+    )
+    logger.info("resuming from %s at %s", job.resume_last, where)
+    if recorded["train"]["epochs"] != job.cfg.epochs:
+        logger.info(
+            "extending training from %d to %d epochs", recorded["train"]["epochs"], job.cfg.epochs
+        )
+
+
+def open_watchers(state: TrainState, job: Job, proc: Process) -> TrainingMonitor:
+    """The loggers of ``train.log_to``, continuing after the resume state, whose history is
+    written as the live history; on ranks other than 0, a monitor that logs nothing."""
+    if not proc.is_main:
+        return TrainingMonitor()
+    write_live_history(job.resume_dir, state.history)
+    return open_monitor(
+        job.cfg.log_to,
+        job.resume_dir.parent,
+        start_epoch=state.epoch,
+        history=state.history,
+        images_every=job.cfg.log_images_every,
+    )
+
+
+def start_epoch(state: TrainState, epoch: int, seed: int) -> EpochProgress:
+    """Seed ``epoch`` (dropout etc.; samples and augmentations are seeded per sample) and say
+    where it starts: at its beginning, or where a stopped run left it (that run's RNG state)."""
+    torch.manual_seed(seed * 100_003 + epoch)
+    done, state.partial = state.partial, None
+    if done is None or done.epoch != epoch:
+        return EpochProgress(epoch)
+    torch.set_rng_state(done.rng.cpu())  # the checkpoint was loaded onto the training device
+    return done
+
+
+def run_epoch(
+    epoch: int, state: TrainState, loaders: Loaders, job: Job, proc: Process, stop: StopRequest
+) -> EpochResult:
+    """Train ``epoch`` (the rest of it, after a stop); on a stop signal, :func:`interrupt`."""
+    done = start_epoch(state, epoch, job.cfg.seed)
+    # Summed on the device: reading the loss back every step would make the host wait for the
+    # GPU at each step.
+    loss_total = torch.tensor(done.loss_sum, dtype=torch.float64, device=proc.device)
+    loaders.sampler.set_epoch(epoch, skip=done.steps * job.cfg.batch_size)
+    state.model.train()
+    t0 = time.perf_counter()
+    batches = loaders.train
+    if proc.is_main:
+        batches = progress(batches, desc=f"epoch {epoch}/{job.cfg.epochs}", logger=logger)
+    for batch in batches:
+        images, masks = prepare_batch(batch, proc.device, proc.channels_last, loaders.augment)
+        loss = train_step(
+            state.model,
+            state.loss_fn,
+            state.optimizer,
+            state.scaler,
+            images,
+            masks,
+            proc.device,
+            proc.amp,
+        )
+        state.scheduler.step()
+        done.steps += 1
+        loss_total += loss.double() * len(images)
+        done.seen += len(images)
+        if stop.agreed(proc.device, done.steps):
+            done.loss_sum, done.rng = loss_total.item(), torch.get_rng_state()
+            done.elapsed += time.perf_counter() - t0
+            interrupt(state, done, job, proc, stop.signum)
+    ended = time.perf_counter()
+    stats = torch.stack(
+        [loss_total, torch.tensor(done.seen, dtype=torch.float64, device=proc.device)]
+    )
+    if proc.distributed:
+        dist.all_reduce(stats)
+    return EpochResult(
+        loss=(stats[0] / stats[1].clamp(min=1)).item(),
+        images=stats[1].item(),
+        seconds=done.elapsed + ended - t0,
+        ended=ended,
+    )
+
+
+def interrupt(
+    state: TrainState, done: EpochProgress, job: Job, proc: Process, signum: int | None
+) -> NoReturn:
+    """Checkpoint the epoch so far (rank 0), leave the process group, raise
+    :class:`TrainingInterrupted`."""
+    if proc.is_main:
+        save_checkpoint(job.resume_last, state.checkpoint(job, done))
+        logger.warning(
+            "signal %s: saved a resumable checkpoint at epoch %d step %d in %s; rerun the rule to resume",
+            signum,
+            done.epoch,
+            done.steps,
+            job.resume_last,
+        )
+    if proc.distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    raise TrainingInterrupted()
+
+
+@torch.no_grad()
+def validate(
+    model,
+    loader,
+    loss_fn,
+    num_classes: int,
+    ignore_index: int,
+    device,
+    *,
+    amp=None,
+    channels_last=False,
+) -> dict[str, Any]:
+    """Validation loss and confusion-matrix metrics, summed over all data-parallel ranks."""
+    model.eval()
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, n
+    for batch in loader:
+        images, masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), ignore_index)
+        with autocast(device, amp):
+            logits = model(images)
+        logits = logits.float()
+        sums[0] += loss_fn(logits, masks).double() * len(images)
+        sums[1] += len(images)
+        cm += confusion_matrix(logits.argmax(1), masks, num_classes, ignore_index)
+    if dist.is_initialized():
+        dist.all_reduce(cm)
+        dist.all_reduce(sums)
+    cm = cm.cpu()
+    return {
+        "loss": (sums[0] / sums[1].clamp(min=1)).item(),
+        **summarize(cm),
+        "per_class": per_class_scores(cm),
+    }
+
+
+def record_epoch(
+    state: TrainState, epoch: int, trained: EpochResult, val: dict[str, Any]
+) -> dict[str, float]:
+    """Add ``epoch``'s history row and count the epoch done; it becomes the best epoch when
+    its validation mIoU improves (the first epoch always does)."""
+    row = {
+        "epoch": epoch,
+        "train_loss": trained.loss,
+        "val_loss": val["loss"],
+        "val_miou": val["mean_iou"],
+        "val_dice": val["mean_dice"],
+        "lr": state.optimizer.param_groups[0]["lr"],
+        "seconds": trained.seconds + time.perf_counter() - trained.ended,
+        "images_per_s": trained.images / trained.seconds if trained.seconds else float("nan"),
+    }
+    state.history.append(row)
+    score = val["mean_iou"] if not math.isnan(val["mean_iou"]) else -1.0
+    if score > state.best_score or state.best_epoch == 0:
+        state.best_score, state.best_epoch = score, epoch
+    state.epoch = epoch
+    return row
+
+
+def report_epoch(
+    monitor: TrainingMonitor,
+    state: TrainState,
+    row: dict[str, float],
+    val: dict[str, Any],
+    job: Job,
+    proc: Process,
+    val_set: ArrayDataset,
+) -> None:
+    """Log the epoch's row; give it, the per-class IoU and, when due, prediction previews to
+    the loggers."""
+    epoch = row["epoch"]
+    logger.info(
+        "epoch %d/%d train_loss %.4f val_loss %.4f val_mIoU %.4f val_Dice %.4f lr %.2e %.1f s (%.1f img/s)",
+        epoch,
+        job.cfg.epochs,
+        *(row[k] for k in HISTORY_COLUMNS[1:]),
+    )
+    images = None
+    if monitor.wants_images(epoch, job.cfg.epochs):
+        images = preview_predictions(
+            state.raw_model,
+            val_set,
+            PREVIEW_SAMPLES,
+            len(job.classes),
+            job.ignore_index,
+            proc.device,
+            amp=proc.amp,
+            channels_last=proc.channels_last,
+        )
+    per_class_iou = dict(zip(job.classes, val["per_class"]["iou"], strict=True))
+    monitor.log_epoch(epoch, row, per_class_iou, images)
+
+
+def save_epoch(state: TrainState, job: Job) -> None:
+    """Checkpoint the epoch just done: ``last.pt``, ``best.pt`` when it is the best epoch, and
+    the live history."""
+    ckpt = state.checkpoint(job)
+    if state.best_epoch == state.epoch:
+        save_checkpoint(job.resume_best, ckpt)
+    save_checkpoint(job.resume_last, ckpt)
+    write_live_history(job.resume_dir, state.history)
+
+
+def leave_process_group(proc: Process, sampler: EpochSampler) -> list[Any] | None:
+    """Which train samples each rank used in the last epoch (disjoint by construction),
+    gathered before the process group ends; None for a single process."""
+    if not proc.distributed:
+        return None
+    samples = [None] * proc.world_size
+    dist.all_gather_object(samples, sampler.indices())
+    dist.barrier()
+    dist.destroy_process_group()
+    return samples
+
+
+def publish_outputs(state: TrainState, job: Job, rank_samples: list[Any] | None) -> None:
+    """Publish the resume state as the rule outputs (hard links, each an atomic rename) and
+    write the history; ``rank_samples`` (data-parallel runs) goes into ``last.pt`` first."""
+    if rank_samples is not None:
+        final = load_checkpoint(job.resume_last)
+        final["rank_samples"] = rank_samples
+        save_checkpoint(job.resume_last, final)
+    publish(job.resume_best, job.best_path)
+    publish(job.resume_last, job.last_path)
+    write_csv(job.history_path, pd.DataFrame(state.history, columns=HISTORY_COLUMNS))
+    logger.info("best val mIoU %.4f at epoch %d", state.best_score, state.best_epoch)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def default_workers(device: torch.device, threads: int) -> int:
+    """Loader workers when the config leaves them to segpipe.
+
+    A batch read from the page-cached memory map costs tens of microseconds, while handing a
+    batch from a worker process to the trainer costs about a millisecond (shared memory, pickling;
+    ``benchmarks/bench_train.py`` measures both), so on the CPU the trainer reads its own batches.
+    On CUDA the workers read and pin large batches while the main process keeps the GPU busy.
+    """
+    return 0 if device.type == "cpu" else min(8, max(0, threads - 1))
+
+
+def train_batches(samples_per_rank: int, batch_size: int) -> tuple[bool, int]:
+    """(drop_last, steps per epoch) of one rank's training loader.
+
+    With more samples than one batch holds, the incomplete last batch is dropped, as is usual
+    for training in PyTorch: it could hold a single sample, which BatchNorm cannot normalise in
+    train mode. The sampler reshuffles every epoch, so every sample still takes part across
+    epochs. A split that fits in one batch is that batch. Validation keeps every batch (eval
+    mode: BatchNorm uses its running statistics, a batch of one is fine).
+    """
+    if samples_per_rank > batch_size:
+        return True, samples_per_rank // batch_size
+    return False, math.ceil(samples_per_rank / batch_size)
+
+
+def has_batchnorm(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has BatchNorm layers (they need 2 or more samples per batch to train)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def check_batch_size(cfg: TrainConfig, train_samples: int, num_classes: int) -> None:
+    """Fail before training, naming the option, where a training batch would hold one sample.
+
+    Each of the ``train.gpus`` processes trains on ``train_samples // gpus`` samples; its
+    smallest batch holds ``min(batch_size, samples per process)`` (see :func:`train_batches`).
+    BatchNorm in train mode fails on a batch of one ("Expected more than 1 value per channel"),
+    so that is refused unless the model has no BatchNorm (built without weights to find out).
+    """
+    per_rank = train_samples // cfg.gpus
+    if per_rank == 0:
+        raise BatchTooSmallError(
+            f"the train split has {train_samples} samples, fewer than the {cfg.gpus} training "
+            f"processes of config option 'train.gpus'"
+        )
+    if min(cfg.batch_size, per_rank) >= 2:
+        return
+    model = build_model(
+        cfg.arch,
+        cfg.encoder,
+        num_classes,
+        encoder_depth=cfg.encoder_depth,
+        decoder_channels=cfg.decoder_channels,
+    )
+    if not has_batchnorm(model):
+        return
+    why = f"the {cfg.arch}-{cfg.encoder} model's BatchNorm needs at least 2 samples per batch"
+    if cfg.batch_size < 2:
+        raise BatchTooSmallError(
+            f"config option 'train.batch_size': {cfg.batch_size} is too small: {why}; use 2 or more"
+        )
+    raise BatchTooSmallError(
+        f"the train split has {train_samples} samples, {per_rank} per training process "
+        f"(config option 'train.gpus': {cfg.gpus}), but {why}; add training samples or use "
+        "fewer gpus"
+    )
+
+
+def _cosine(opt, cfg: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up over ``train.warmup_epochs``, then cosine decay to 0 at the last step."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def cosine(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        done = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, cosine)
+
+
+def _onecycle(opt, cfg: TrainConfig, steps_per_epoch: int):
+    """One cycle up to ``train.lr`` and down again over the whole run."""
+    total = cfg.epochs * steps_per_epoch
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+
+
+def _constant(opt, cfg: TrainConfig, steps_per_epoch: int):
+    """``train.lr`` throughout."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+# The learning-rate schedules of config option ``train.scheduler``, by name.
+SCHEDULERS = {"cosine": _cosine, "onecycle": _onecycle, "constant": _constant}
+
+
+def make_scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
+    """The schedule ``train.scheduler`` names (:data:`SCHEDULERS`), stepped every batch."""
+    return SCHEDULERS[cfg.scheduler](opt, cfg, steps_per_epoch)
+
+
+class StopRequest:
+    """Records SIGTERM/SIGUSR1 so the loop can checkpoint at the next step, then stop."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def agreed(self, device: torch.device, step: int) -> bool:
+        """True on every rank as soon as any rank was signalled (all ranks stop at one step).
+
+        A single process reads its own flag. Data-parallel ranks agree through an all-reduce,
+        which makes the host wait for the device, so they do it only every
+        ``STOP_CHECK_EVERY`` steps (a signal arrives minutes before the time limit).
+        """
+        if not dist.is_initialized():
+            return self.signum is not None
+        if step % STOP_CHECK_EVERY:
+            return False
+        flag = torch.tensor([1 if self.signum is not None else 0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def train_step(model, loss_fn, opt, scaler, images, masks, device, amp):
+    """One optimisation step on a prepared batch (:func:`prepare_batch`); returns the loss."""
+    with autocast(device, amp):
+        logits = model(images)
+    loss = loss_fn(logits.float(), masks)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach()
+
+
+@torch.no_grad()
+def preview_predictions(
+    model,
+    dataset: ArrayDataset,
+    count: int,
+    num_classes: int,
+    ignore_index: int,
+    device,
+    *,
+    amp=None,
+    channels_last=False,
+) -> list[np.ndarray]:
+    """The first ``count`` samples of ``dataset`` as RGB uint8 (H, W, 3) panels: the image, the
+    true mask and the predicted mask side by side (class colours as in the report)."""
+    batch = dataset.__getitems__(list(range(min(count, len(dataset)))))
+    raw_images, masks = batch.unpack("cpu")
+    images, padded_masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), 0)
+    model.eval()
+    with autocast(device, amp):
+        logits = model(images)
+    height, width = masks.shape[-2:]
+    predicted = logits.float().argmax(1)[:, :height, :width].cpu().numpy()
+    panels = []
+    for image, mask, pred in zip(
+        raw_images.permute(0, 2, 3, 1).numpy(), masks.numpy(), predicted, strict=True
+    ):
+        gap = np.full((image.shape[0], 2, 3), 255, dtype=np.uint8)
+        true_rgb = colorize(mask, num_classes, ignore_index)
+        pred_rgb = colorize(pred, num_classes, ignore_index)
+        panels.append(np.concatenate([image, gap, true_rgb, gap, pred_rgb], axis=1))
+    return panels
+
+
+def write_live_history(resume_dir: str | Path, history: list[dict[str, Any]]) -> None:
+    """``resume_dir/history.csv``: the epochs of the resume state, same columns as history.csv."""
+    write_csv(Path(resume_dir) / LIVE_HISTORY, pd.DataFrame(history, columns=HISTORY_COLUMNS))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _closing(monitor: TrainingMonitor):
+    """Close the loggers however the loop ends (a stop signal included), flushing what they hold."""
+    try:
+        yield monitor
+    finally:
+        monitor.close()

@@ -1,0 +1,1 @@
+"""Workflow: the config, experiments, DVC and the layout of outputs."""

@@ -1,0 +1,451 @@
+"""Config validation: JSON Schema (with defaults filled in) plus the checks a schema cannot express.
+
+Errors name the option as a dotted path, e.g. ``config option 'train.loss': 'foo' is not one of
+['ce', 'dice', 'ce+dice', 'focal']``, and are raised before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the option."""
+
+
+def _with_defaults(validator_class):
+    """A validator class that also fills in ``default`` values of absent properties."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if name not in instance and "default" in sub:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _shown(key: Any) -> str:
+    """A key of the user's as it is named in a message: invisible and line-breaking characters
+    escaped (``'\\x1e'``), so that the message stays one line and shows what was typed."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def _option(error: jsonschema.ValidationError) -> str:
+    path = ".".join(_shown(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        # The message says which key was unexpected; name it in full.
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})), key=str)
+        if extra:
+            path = ".".join(filter(None, [path, _shown(extra[0])]))
+            return f"config option '{path}' is unknown (valid here: {sorted(error.schema['properties'])})"
+    return f"config option '{path or '<root>'}': {error.message}"
+
+
+def load_schema(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """The options of a YAML (or JSON) config file, or ConfigError naming the file and, for a
+    syntax error, its line and column: a missing, unreadable or empty file, or one that is not
+    a mapping of options."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file '{path}' cannot be read: {exc}") from None
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {_yaml_problem(exc)}") from None
+    if cfg is None:
+        raise ConfigError(f"config file '{path}' is empty (it sets no options)")
+    if not isinstance(cfg, dict):
+        raise ConfigError(
+            f"config file '{path}' holds a {type(cfg).__name__}, not a mapping of options "
+            "(option: value lines)"
+        )
+    return cfg
+
+
+def config_file_problem(path: str | Path) -> str | None:
+    """For the Snakefile, before its ``configfile:``: why a config file that is there does not
+    read as options (naming the file and line), or None. A missing file is left to Snakemake
+    (``--configfile`` may stand in for it)."""
+    if not Path(path).exists():
+        return None
+    try:
+        load_config_file(path)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: where (1-based line and column) and what."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    what = " ".join(
+        str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
+    )
+    return where + (what or str(exc).replace("\n", " "))
+
+
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``schema`` with a local ``$ref`` (``#/$defs/name``) replaced by what it points at."""
+    while "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _types(schema: Mapping[str, Any]) -> list[str]:
+    kinds = schema.get("type", [])
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _child_schema(schema: Mapping[str, Any], key: Any) -> Mapping[str, Any]:
+    """The schema of an object's property ``key`` ({} when the schema says nothing of it)."""
+    extra = schema.get("additionalProperties")
+    return schema.get("properties", {}).get(key, extra if isinstance(extra, dict) else {})
+
+
+def _normalise(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+    """``value`` with whole floats (32.0) made ints where the schema wants an integer, and ``~``
+    expanded in path options (``format: path``), in nested objects and arrays too.
+
+    JSON Schema counts 32.0 as an integer; passed on, it would reach paths (``results/.../32.0``)
+    and torch as a float. Non-whole floats stay, and fail validation naming the option.
+    """
+    schema = _resolve(schema, root)
+    types = _types(schema)
+    if isinstance(value, float) and value.is_integer() and "integer" in types:
+        return value if "number" in types else int(value)
+    if isinstance(value, str) and schema.get("format") == "path":
+        return os.path.expanduser(value)
+    if isinstance(value, dict):
+        return {k: _normalise(v, _child_schema(schema, k), root) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_normalise(v, schema["items"], root) for v in value]
+    return value
+
+
+def _non_finite(value: Any, path: str = "") -> list[str]:
+    """A problem for each nan or infinite number (JSON Schema's bounds let nan through)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"config option '{path}': {value} is not a finite number"]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return []
+    return [p for k, v in items for p in _non_finite(v, ".".join(filter(None, [path, str(k)])))]
+
+
+def _table_key(key: Any) -> str:
+    """A remap.table key as the schema checks it: YAML's int 255 (or 255.0) as '255'."""
+    if isinstance(key, float) and key.is_integer():
+        return str(int(key))
+    return str(key)
+
+
+def validate_config(
+    config: Mapping[str, Any], schema: Mapping[str, Any], *, check_models: bool = True
+) -> dict:
+    """Return a validated copy of ``config`` with defaults filled in, or raise ConfigError.
+
+    ``check_models=False`` skips checking model names against smp's (segpipe.models.names; a
+    cached list, built once per installed smp version), for Slurm job processes whose config the
+    submitting process already checked.
+
+    Integer keys of ``remap.table`` (as YAML writes them) are accepted and kept as ints; whole
+    floats given for integer options (``image_size: 32.0``) become ints, other floats fail; ``~``
+    is expanded in path options.
+    """
+    cfg = copy.deepcopy(dict(config))
+    table = cfg.get("remap", {}).get("table") if isinstance(cfg.get("remap"), dict) else None
+    if isinstance(table, dict):
+        cfg["remap"]["table"] = {_table_key(k): v for k, v in table.items()}
+    table_given = bool(table)
+    validator_cls = _with_defaults(jsonschema.validators.validator_for(schema))
+    _parse_typed_strings(cfg, validator_cls(schema))
+    cfg = _normalise(cfg, schema, schema)
+    errors = sorted(validator_cls(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    problems = [_option(e) for e in errors] + _non_finite(cfg)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    cfg["remap"]["table"] = {int(k): int(v) for k, v in cfg["remap"]["table"].items()}
+    if cfg["remap"]["colors"]:
+        if table_given:
+            raise ConfigError(
+                "invalid config:\n  config option 'remap.colors': give remap.table (single-channel "
+                "masks) or remap.colors (RGB masks), not both"
+            )
+        cfg["remap"]["table"] = {}  # the colour table replaces the default trimap table
+    _fill_layout_defaults(cfg["dataset"])
+    check_semantics(cfg, check_models=check_models)
+    return canonical(cfg)
+
+
+_JSON_TYPES = {
+    # A whole float ('32.0') is taken for an integer here and made an int by _normalise.
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def _parse_typed_strings(cfg: dict, validator) -> None:
+    """Strings where the schema wants a number, boolean or null become that value if they are
+    one in YAML, in place.
+
+    Snakemake reads the values of a nested ``--config 'train={image_size: 64, lr: 0.01}'`` as
+    strings ('64', '0.01'); parsed here, they are checked like values from a config file, so
+    '-64' is "less than the minimum", not "not an integer". Strings that are no such value stay
+    as they are and fail validation, naming the option.
+    """
+    for _ in range(8):  # a parsed value can uncover a deeper one (a list given as a string)
+        changed = False
+        for error in validator.iter_errors(cfg):
+            if error.validator != "type" or not isinstance(error.instance, str):
+                continue
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            wanted = error.validator_value
+            wanted = [wanted] if isinstance(wanted, str) else wanted
+            if any(_JSON_TYPES.get(t, lambda v: False)(value) for t in wanted):
+                _set_at(cfg, list(error.absolute_path), value)
+                changed = True
+        if not changed:
+            return
+
+
+def _set_at(cfg: dict, path: list, value: Any) -> None:
+    *parents, last = path
+    for key in parents:
+        cfg = cfg[key]
+    cfg[last] = value
+
+
+def dataset_layout(dataset: Mapping[str, Any]) -> str:
+    """The layout a config's dataset is read in: ``dataset.layout`` for a user's folder, oxford
+    for the download sources (oxford_pets, synthetic)."""
+    return dataset["layout"] if dataset["source"] == "folder" else "oxford"
+
+
+def dataset_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset layout and remap options of a validated config, as
+    :func:`segpipe.data.remap.remap_dataset` takes them: rule remap's params (a changed value reruns
+    remap and what follows it) and, but for ``max_quarantine_fraction``, what ``segpipe verify
+    --configfile`` checks the dataset with (:func:`segpipe.data.verify.verify_dataset`)."""
+    dataset, remap = cfg["dataset"], cfg["remap"]
+    return {
+        "layout": dataset_layout(dataset),
+        "images_dir": dataset["images_dir"],
+        "masks_dir": dataset["masks_dir"],
+        "mask_suffix": dataset["mask_suffix"],
+        "split_lists": dataset["split_lists"],
+        "max_image_pixels": dataset["max_image_pixels"],
+        "table": remap["table"],
+        "colors": remap["colors"],
+        "ignore_value": remap["ignore_value"],
+        "unmapped": remap["unmapped"],
+        "max_quarantine_fraction": remap["max_quarantine_fraction"],
+        "ignore_index": cfg["ignore_index"],
+        "class_names": cfg["classes"],
+    }
+
+
+def _fill_layout_defaults(dataset: dict) -> None:
+    """images_dir/masks_dir left null get the layout's directories (download sources: oxford)."""
+    from segpipe.data.layouts import LAYOUT_DIRS
+
+    images, masks = LAYOUT_DIRS[dataset_layout(dataset)]
+    dataset["images_dir"] = dataset["images_dir"] or images
+    dataset["masks_dir"] = dataset["masks_dir"] or masks
+
+
+def canonical(value: Any) -> Any:
+    """Sort mapping keys recursively.
+
+    Snakemake compares a rule's params by their text, so two configs that differ only in key
+    order must give identical params, or reordering a YAML file would rerun the pipeline.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value, key=lambda k: (str(type(k)), k))}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> None:
+    """Cross-field checks: class ids in range, list lengths, options that contradict each
+    other (each message names both), model names known to smp."""
+    problems = [*_class_problems(cfg), *_remap_problems(cfg), *_train_problems(cfg)]
+    problems += _run_problems(cfg)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    if not check_models:
+        return
+    from segpipe.models.names import check_model_names
+
+    try:
+        check_model_names(
+            cfg["train"]["arch"], cfg["train"]["encoder"], cfg["train"]["encoder_weights"]
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid config:\n  {exc}") from None
+
+
+def _class_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Class ids of the remap table and colours within the classes (or ignore_index)."""
+    n, ignore = len(cfg["classes"]), cfg["ignore_index"]
+    problems = []
+    if ignore < n:
+        problems.append(
+            f"config option 'ignore_index': {ignore} collides with class ids 0..{n - 1}"
+        )
+    for raw, cls in cfg["remap"]["table"].items():
+        if cls >= n and cls != ignore:
+            problems.append(
+                f"config option 'remap.table': value {raw} maps to class {cls}, but 'classes' "
+                f"has only {n} entries (ids 0..{n - 1}; {ignore} = ignore)"
+            )
+    for entry in cfg["remap"]["colors"]:
+        if entry["class"] >= n and entry["class"] != ignore:
+            problems.append(
+                f"config option 'remap.colors': colour {entry['color']} maps to class "
+                f"{entry['class']}, but 'classes' has only {n} entries (ids 0..{n - 1}; "
+                f"{ignore} = ignore)"
+            )
+    return problems
+
+
+def _remap_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """A raw value both mapped and ignored; ignore_value beside colours; a colour twice."""
+    remap, ignore = cfg["remap"], cfg["ignore_index"]
+    problems = []
+    value = remap["ignore_value"]
+    if value is not None and remap["table"].get(value, ignore) != ignore:
+        problems.append(
+            f"config options 'remap.table' and 'remap.ignore_value': value {value} maps to class "
+            f"{remap['table'][value]} and is ignored; drop it from one of them"
+        )
+    if value is not None and remap["colors"]:
+        problems.append(
+            "config options 'remap.ignore_value' and 'remap.colors': ignore_value is a value of "
+            "single-channel masks, unused with colours; give a colour class "
+            f"{ignore} (ignore_index) to ignore it"
+        )
+    colors = [tuple(e["color"]) for e in remap["colors"]]
+    twice = sorted({c for c in colors if colors.count(c) > 1})
+    if twice:
+        problems.append(f"config option 'remap.colors': colours listed twice: {twice}")
+    return problems
+
+
+# train.loss values whose loss has a cross-entropy term, the only one class_weights weigh.
+WEIGHTED_LOSSES = ("ce", "ce+dice")
+
+
+def _train_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Decoder stages, class weights and foreground classes against the classes and loss."""
+    n, train = len(cfg["classes"]), cfg["train"]
+    problems = []
+    channels = train["decoder_channels"]
+    if channels is not None and len(channels) != train["encoder_depth"]:
+        problems.append(
+            f"config option 'train.decoder_channels': {len(channels)} stages, but "
+            f"train.encoder_depth is {train['encoder_depth']} (one channel count per stage)"
+        )
+    weights = train["class_weights"]
+    if weights is not None and len(weights) != n:
+        problems.append(
+            f"config option 'train.class_weights': {len(weights)} weights for {n} classes"
+        )
+    if weights is not None and train["loss"] not in WEIGHTED_LOSSES:
+        problems.append(
+            f"config options 'train.class_weights' and 'train.loss': loss {train['loss']} has no "
+            f"cross-entropy term to weigh (weighted losses: {list(WEIGHTED_LOSSES)})"
+        )
+    if weights is not None and not any(weights):
+        problems.append(
+            "config option 'train.class_weights': every weight is 0 (the loss would be 0/0)"
+        )
+    fg = cfg["evaluate"]["foreground_classes"]
+    if fg is not None and any(c >= n for c in fg):
+        problems.append(f"config option 'evaluate.foreground_classes': ids must be < {n}")
+    elif fg is not None and set(fg) in (set(), set(range(n))):
+        problems.append(
+            f"config options 'evaluate.foreground_classes' and 'classes': {fg} leaves "
+            f"{'no class' if fg else 'every class'} in the foreground (its IoU would mean "
+            f"nothing); name some of class ids 0..{n - 1}"
+        )
+    return problems
+
+
+def _run_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Options that need another: the fold ensemble, sliding windows, synthetic sizes."""
+    problems = []
+    if cfg["predict"]["ensemble"] == "folds" and cfg["split"]["folds"] is None:
+        problems.append(
+            "config option 'predict.ensemble': folds averages the fold models, but split.folds "
+            "is null (set split.folds: k, k >= 2)"
+        )
+    if cfg["predict"]["mode"] == "sliding" and cfg["train"]["resize"] != "keep_aspect":
+        problems.append(
+            "config option 'predict.mode': sliding windows need images kept at their scale "
+            "(train.resize: keep_aspect); squashed images are predicted whole (mode: resize)"
+        )
+    syn = cfg["dataset"]["synthetic"]
+    if syn["min_size"] > syn["max_size"]:
+        problems.append(
+            "config options 'dataset.synthetic.min_size' and 'dataset.synthetic.max_size': "
+            f"min_size {syn['min_size']} is larger than max_size {syn['max_size']}"
+        )
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m segpipe.workflow.config CONFIG...``: check that each config file reads as a mapping of
+    options, before Snakemake reads it (Snakemake's own message for a YAML error names neither
+    the file nor the line, and a missing file gives a traceback). One line per bad file; exit 2.
+    """
+    bad = 0
+    for path in argv if argv is not None else sys.argv[1:]:
+        try:
+            load_config_file(path)
+        except ConfigError as exc:
+            print(f"segpipe: {exc}", file=sys.stderr)
+            bad += 1
+    return 2 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
