@@ -134,9 +134,8 @@ class ArrayDataset(Dataset):
                 if at:
                     h, w = array.shape[1:3]
                     samples[at, :h, :w] = array[[picked[j][1] for j in at]]
-        samples = torch.from_numpy(samples)
         seeds = tuple(s for _, s in pairs if s is not None)
-        return Batch(samples, seeds if len(seeds) == len(pairs) else ())
+        return Batch(torch.from_numpy(samples), seeds if len(seeds) == len(pairs) else ())
 
     def __getitem__(self, item) -> tuple[torch.Tensor, torch.Tensor]:
         """One sample as uint8 image (3, S, S) and mask (S, S)."""
@@ -161,7 +160,8 @@ def batch_loader(
         batch_size=batch_size,
         sampler=sampler,
         drop_last=drop_last,
-        collate_fn=keep_batch,
+        # __getitems__ hands the collate function a Batch; torch types it as taking a list.
+        collate_fn=keep_batch,  # type: ignore[arg-type]
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,

@@ -22,7 +22,7 @@ IGNORE_COLOR = (0, 0, 0)
 
 def palette(num_classes: int) -> np.ndarray:
     """An (num_classes, 3) uint8 array of RGB colours, stable for a given class count."""
-    colors = list(_BASE[:num_classes])
+    colors: list[tuple[int, ...]] = list(_BASE[:num_classes])
     rng = np.random.default_rng(0)
     while len(colors) < num_classes:
         colors.append(tuple(int(v) for v in rng.integers(40, 256, size=3)))

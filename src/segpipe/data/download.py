@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import requests
 import urllib3
@@ -245,7 +245,9 @@ def _write_body(response: requests.Response, out: BinaryIO) -> Iterator[None]:
         yield
 
 
-def _open_mode(url: str, part: Path, offset: int, response: requests.Response) -> str | None:
+def _open_mode(
+    url: str, part: Path, offset: int, response: requests.Response
+) -> Literal["ab", "wb"] | None:
     """How to write ``response``'s body to ``part``: ``"ab"`` (resume), ``"wb"`` or None (done).
 
     Raises :class:`DownloadError` on client errors and :class:`_RetryableError` on server errors

@@ -47,7 +47,7 @@ LAYOUT_DIRS = {
 """Image and mask directories of each layout, relative to the dataset root."""
 LAYOUTS = tuple(LAYOUT_DIRS)
 """The layouts' names (dataset.layout, ``segpipe verify --layout``)."""
-LAYOUT_LISTS = {
+LAYOUT_LISTS: dict[str, dict[str, str | None]] = {
     "oxford": {"trainval": "annotations/trainval.txt", "test": "annotations/test.txt"},
     "voc": {
         "trainval": "ImageSets/Segmentation/train.txt",

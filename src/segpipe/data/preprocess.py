@@ -33,10 +33,12 @@ def _decode(args: tuple[str, str | None, tuple[int, int]]) -> np.ndarray:
     """One sample resized to (height, width): RGB bilinear, mask nearest."""
     image_path, mask_path, (height, width) = args
     out = np.zeros((height, width, 4), dtype=np.uint8)
-    out[..., :3] = np.asarray(load_rgb(image_path, None).resize((width, height), Image.BILINEAR))
+    out[..., :3] = np.asarray(
+        load_rgb(image_path, None).resize((width, height), Image.Resampling.BILINEAR)
+    )
     if mask_path:
         out[..., 3] = np.asarray(
-            Image.fromarray(load_mask(mask_path)).resize((width, height), Image.NEAREST)
+            Image.fromarray(load_mask(mask_path)).resize((width, height), Image.Resampling.NEAREST)
         )
     return out
 

@@ -100,6 +100,7 @@ def with_flips(score: Scorer, flips: Sequence[str]) -> Scorer:
             p = score(x.flip(dims) if dims else x)
             p = p.flip(dims) if dims else p
             total = p if total is None else total + p
+        assert total is not None  # views holds at least the unflipped one
         return total / len(views)
 
     return averaged
@@ -109,7 +110,8 @@ def predict_resized(images: Sequence[np.ndarray], score: Scorer, size: int) -> l
     """Probabilities (C, H, W) of each image (uint8 H x W x 3), scored in one batch at ``size``
     x ``size`` (PIL bilinear, as preprocess) and resized back to its own size (bilinear)."""
     small = [
-        np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR)) for rgb in images
+        np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
+        for rgb in images
     ]
     p = score(torch.cat([normalized(s) for s in small]))
     return [
@@ -166,12 +168,13 @@ def predict_sliding(
         chunk = positions[start : start + batch_size]
         batch = torch.cat([x[:, :, t : t + tile, left : left + tile] for t, left in chunk])
         p = score(batch)
-        if total is None:
+        if total is None or weights is None:
             total = torch.zeros(p.shape[1], full_h, full_w)
             weights = torch.zeros(full_h, full_w)
         for (t, left), one in zip(chunk, p, strict=True):
             total[:, t : t + tile, left : left + tile] += one * weight
             weights[t : t + tile, left : left + tile] += weight
+    assert total is not None and weights is not None  # an image has at least one tile
     return (total / weights)[:, :height, :width]
 
 
@@ -191,7 +194,7 @@ def predict_at_scale(
     of ``size``, and the probabilities resized back to the image's own size."""
     height, width = rgb.shape[:2]
     h, w = max(1, round(height * scale)), max(1, round(width * scale))
-    small = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    small = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
     if mode == "sliding":
         p = predict_sliding(small, score, size, overlap=overlap, batch_size=batch_size)[None]
     else:

@@ -37,7 +37,9 @@ def predict_selected(
     options = {**models[name], **(runtime or {}).get(name, {})}
     checkpoints = list(options.pop("checkpoints"))
     logger.info("predicting %s with the selected run %s", folder, name)
-    predict_folder(checkpoints, folder, out_dir, classes=classes, threads=threads, **options)
+    predict_folder(
+        checkpoints, Path(folder), Path(out_dir), classes=classes, threads=threads, **options
+    )
     selected = {"run": name, "val_miou": scores[name], "checkpoints": checkpoints}
     write_text(Path(out_dir) / "run.json", json.dumps(selected, indent=2) + "\n")
     return name

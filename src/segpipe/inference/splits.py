@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,7 @@ class SplitScoring:
     overlap: float
     device: torch.device
 
-    def scores(self, batch: Batch, rows: list[dict[str, Any]]) -> Sequence[torch.Tensor]:
+    def scores(self, batch: Batch, rows: list[dict[str, Any]]) -> Iterable[torch.Tensor]:
         """The probabilities of a loader batch's images: the batch whole (squashed images), or
         per image its region at scale of the padded sample, whole or in sliding windows."""
         train = self.train

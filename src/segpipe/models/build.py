@@ -10,6 +10,7 @@ import inspect
 import logging
 import os
 from collections.abc import Callable
+from typing import cast
 
 import segmentation_models_pytorch as smp
 import torch
@@ -70,7 +71,7 @@ def build_model(
         model = _with_pretrained(ARCHITECTURES[arch], encoder, encoder_weights, kwargs)
     if decoder_dropout > 0:
         model.segmentation_head = nn.Sequential(
-            nn.Dropout2d(decoder_dropout), model.segmentation_head
+            nn.Dropout2d(decoder_dropout), cast(nn.Module, model.segmentation_head)
         )
     return model
 
@@ -78,7 +79,7 @@ def build_model(
 def _shape_options(arch: str, encoder_depth: int, decoder_channels: list[int] | None) -> dict:
     """encoder_depth/decoder_channels for smp, checked against what ``arch`` accepts."""
     accepted = inspect.signature(ARCHITECTURES[arch]).parameters
-    options = {}
+    options: dict[str, int | list[int]] = {}
     if encoder_depth != 5:
         if "encoder_depth" not in accepted:
             raise ValueError(f"config option 'train.encoder_depth': {arch} has a fixed depth")

@@ -295,8 +295,9 @@ def _read_run(run: RunResult, class_names: Sequence[str]) -> _RunData:
     row["images_per_s"] = number(training["images_per_s"])
     row["parameters"] = _parameters(run.model_json)
     per_image = read_table(run.test_per_image)
-    if not run.cross_validated:
+    if run.crossval_metrics is None:  # not cross-validated
         return _RunData(run, row, history, per_image)
+    assert run.crossval_folds is not None and run.crossval_per_image is not None  # with metrics
     row.update(_crossval_scores(_read_json(run.crossval_metrics), class_names))
     fold_rows = _fold_rows(run, read_table(run.crossval_folds), class_names)
     return _RunData(run, row, history, per_image, fold_rows, read_table(run.crossval_per_image))

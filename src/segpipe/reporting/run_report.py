@@ -698,7 +698,7 @@ def format_mean_std(value: Mapping[str, Any] | None, spec: str = ".3f") -> str:
     """Jinja filter: a ``{"mean", "std"}`` pair as "mean ± std", the mean alone without a std,
     or "n/a" without a mean."""
     mean = None if value is None else value.get("mean")
-    if is_missing(mean):
+    if value is None or is_missing(mean):
         return "n/a"
     std = value.get("std")
     return format(mean, spec) if is_missing(std) else f"{mean:{spec}} ± {std:{spec}}"

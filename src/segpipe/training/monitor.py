@@ -211,7 +211,10 @@ def open_monitor(
     unknown = sorted(set(log_to) - set(LOGGERS))
     if unknown:
         raise UserError(f"config option 'train.log_to': unknown logger(s) {unknown}; use {LOGGERS}")
-    classes = {"tensorboard": TensorBoardLogger, "dvclive": DVCLiveLogger}
+    classes: dict[str, type[TensorBoardLogger | DVCLiveLogger]] = {
+        "tensorboard": TensorBoardLogger,
+        "dvclive": DVCLiveLogger,
+    }
     monitor = TrainingMonitor(images_every=images_every)
     for name in dict.fromkeys(log_to):
         try:

@@ -32,6 +32,7 @@ import math
 import signal
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -485,10 +486,10 @@ def build_loaders(job: Job, proc: Process) -> Loaders:
     augment = BatchAugment(**cfg.augment, ignore_index=job.ignore_index, crop=crop)
     train_set = ArrayDataset(job.train_data, job.ignore_index)
     val_set = ArrayDataset(job.val_data, job.ignore_index)
-    ranks = dict(rank=proc.rank, world_size=proc.world_size)
+    ranks: dict[str, Any] = dict(rank=proc.rank, world_size=proc.world_size)
     sampler = EpochSampler(len(train_set), seed=cfg.seed, **ranks)
     val_sampler = EpochSampler(len(val_set), seed=cfg.seed, shuffle=False, drop_tail=False, **ranks)
-    loader_kw = dict(
+    loader_kw: dict[str, Any] = dict(
         batch_size=cfg.batch_size,
         workers=proc.workers,
         pin_memory=proc.device.type == "cuda",
@@ -537,7 +538,8 @@ def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
             find_unused_parameters=cfg.encoder_depth < 5,
         )
     if cfg.compile:
-        model = torch.compile(model)
+        # compiling a Module gives an OptimizedModule; torch types it as a plain callable
+        model = torch.compile(model)  # type: ignore[assignment]
     return TrainState(
         model=model,
         raw_model=raw_model,
@@ -602,6 +604,7 @@ def start_epoch(state: TrainState, epoch: int, seed: int) -> EpochProgress:
     done, state.partial = state.partial, None
     if done is None or done.epoch != epoch:
         return EpochProgress(epoch)
+    assert done.rng is not None  # saved with every partial epoch
     torch.set_rng_state(done.rng.cpu())  # the checkpoint was loaded onto the training device
     return done
 
@@ -617,7 +620,7 @@ def run_epoch(
     loaders.sampler.set_epoch(epoch, skip=done.steps * job.cfg.batch_size)
     state.model.train()
     t0 = time.perf_counter()
-    batches = loaders.train
+    batches: Iterable[Any] = loaders.train
     if proc.is_main:
         batches = progress(batches, desc=f"epoch {epoch}/{job.cfg.epochs}", logger=logger)
     for batch in batches:
@@ -743,7 +746,7 @@ def report_epoch(
 ) -> None:
     """Log the epoch's row; give it, the per-class IoU and, when due, prediction previews to
     the loggers."""
-    epoch = row["epoch"]
+    epoch = int(row["epoch"])
     logger.info(
         "epoch %d/%d train_loss %.4f val_loss %.4f val_mIoU %.4f val_Dice %.4f lr %.2e %.1f s (%.1f img/s)",
         epoch,
@@ -781,7 +784,7 @@ def leave_process_group(proc: Process, sampler: EpochSampler) -> list[Any] | Non
     gathered before the process group ends; None for a single process."""
     if not proc.distributed:
         return None
-    samples = [None] * proc.world_size
+    samples: list[Any] = [None] * proc.world_size
     dist.all_gather_object(samples, sampler.indices())
     dist.barrier()
     dist.destroy_process_group()

@@ -10,7 +10,7 @@ import copy
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,13 @@ def _shown(key: Any) -> str:
 def _option(error: jsonschema.ValidationError) -> str:
     path = ".".join(_shown(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":
+        schema, instance = error.schema, error.instance
+        assert isinstance(schema, Mapping) and isinstance(instance, Mapping)  # an object's
         # The message says which key was unexpected; name it in full.
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})), key=str)
+        extra = sorted(set(instance) - set(schema.get("properties", {})), key=str)
         if extra:
             path = ".".join(filter(None, [path, _shown(extra[0])]))
-            return f"config option '{path}' is unknown (valid here: {sorted(error.schema['properties'])})"
+            return f"config option '{path}' is unknown (valid here: {sorted(schema['properties'])})"
     return f"config option '{path or '<root>'}': {error.message}"
 
 
@@ -151,6 +153,7 @@ def _non_finite(value: Any, path: str = "") -> list[str]:
     """A problem for each nan or infinite number (JSON Schema's bounds let nan through)."""
     if isinstance(value, float) and not math.isfinite(value):
         return [f"config option '{path}': {value} is not a finite number"]
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):

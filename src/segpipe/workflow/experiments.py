@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     (merged as Snakemake merges --configfile files) writes, one path per line."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(main.__doc__ or "").partition("\n")[0])
     parser.add_argument("--reports", nargs="+", type=Path, required=True, metavar="CONFIG")
     args = parser.parse_args(argv)
     merged: dict[str, Any] = {}
