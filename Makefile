@@ -59,6 +59,7 @@ lint: venv
 	$(BIN)/snakemake --lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 	$(BIN)/shellcheck .ci/run tools/*/*.sh
 	$(BIN)/shfmt --diff .ci/run tools/*/*.sh
 

@@ -1,4 +1,5 @@
-"""Lint is part of the test command: snakefmt, snakemake --lint, ruff check, ruff format, and
+"""Lint is part of the test command: snakefmt, snakemake --lint, ruff check, ruff format, mypy
+on the package (its settings and the files it checks: pyproject.toml's [tool.mypy]), and
 shellcheck and shfmt on the shell scripts."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ CHECKS = {
     "snakemake-lint": [str(BIN / "snakemake"), "--lint"],
     "ruff-check": [str(BIN / "ruff"), "check", "."],
     "ruff-format": [str(BIN / "ruff"), "format", "--check", "."],
+    # Incremental: its cache (.mypy_cache) makes a rerun take about a second.
+    "mypy": [str(BIN / "python"), "-m", "mypy"],
     "shellcheck": [str(BIN / "shellcheck"), *SHELL_SCRIPTS],
     "shfmt": [str(BIN / "shfmt"), "--diff", *SHELL_SCRIPTS],
 }
