@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import slow_guard
 from hypothesis import settings
 
 # Property-based tests draw new examples on every local run (failing ones are kept in
@@ -46,6 +47,12 @@ LONGEST_FIRST = (
     "test_pipeline",
     "test_scale",
 )
+
+
+def pytest_configure(config):
+    """The slow tier's guard (slow_guard.py): an unmarked test that starts Snakemake or the
+    segpipe command fails."""
+    config.pluginmanager.register(slow_guard, "slow_guard")
 
 
 def pytest_collection_modifyitems(config, items):

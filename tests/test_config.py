@@ -220,6 +220,32 @@ def test_every_train_option_reaches_train_model(schema):
     assert train.augment["vflip"] == 0
 
 
+# TrainConfig fields that are not train.* options of the schema (none today): a new field must
+# be listed here or be an option with the schema's default.
+TRAIN_FIELDS_NOT_OPTIONS: tuple[str, ...] = ()
+
+
+def test_train_config_defaults_are_the_schemas(schema):
+    """A caller of train_model that leaves an option out gets what a config that leaves it out
+    gets: the schema's default, nested defaults (train.augment's) filled in."""
+    import dataclasses
+
+    from segpipe.training.train import TrainConfig
+
+    config = read_config("test.yaml")
+    del config["train"]
+    defaults = validate_config(config, schema, check_models=False)["train"]
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert set(fields) - set(defaults) == set(TRAIN_FIELDS_NOT_OPTIONS)
+    made = TrainConfig()
+    differ = {
+        name: (getattr(made, name), defaults[name])
+        for name in fields
+        if name in defaults and getattr(made, name) != defaults[name]
+    }
+    assert not differ, f"TrainConfig default != schema default: {differ}"
+
+
 def test_duplicate_class_names_are_rejected(schema, base):
     base["classes"] = ["bg", "bg", "border"]
     with pytest.raises(ConfigError, match=r"'classes': \['bg', 'bg', 'border'\] has non-unique"):
@@ -252,6 +278,7 @@ def test_nested_command_line_values_fail_by_their_value(schema, base, value, mes
         validate_config(base, schema)
 
 
+@pytest.mark.slow
 def test_nested_override_on_the_command_line(tmp_path):
     """The real command line: a nested numeric override works, a negative one names the minimum."""
     work = copy_workflow(tmp_path)
@@ -381,6 +408,7 @@ def test_consistent_remap_options_pass(schema, base, remap):
     validate_config(base, schema)
 
 
+@pytest.mark.slow
 def test_a_mapped_and_ignored_value_fails_before_any_job_runs(tmp_path):
     work = copy_workflow(tmp_path)
     proc = snakemake(
@@ -493,6 +521,7 @@ def test_the_config_file_check_names_each_bad_file(tmp_path, capsys):
     assert "is not valid YAML: line 3" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_broken_workflow_config_is_named_before_any_job_runs(tmp_path):
     work = copy_workflow(tmp_path)
     (work / "config" / "config.yaml").write_text("train:\n  lr: 0.1\n    epochs: 2\n")
@@ -532,6 +561,7 @@ def test_synthetic_sizes_that_contradict_name_both(schema, base):
     assert "'dataset.synthetic.min_size' and 'dataset.synthetic.max_size'" in msg
 
 
+@pytest.mark.slow
 def test_a_whole_float_on_the_command_line_gives_integer_paths(tmp_path):
     from conftest import planned_jobs
 

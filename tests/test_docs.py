@@ -4,6 +4,7 @@ exists, so that the table cannot drift from the suite."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -65,3 +66,43 @@ def test_the_new_test_modules_of_the_fault_model_are_named_in_it():
         assert _test_functions(REPO / "tests" / module) <= {
             name for _, file, name in faults_references() if file == module
         }, f"a test of tests/{module} is missing from docs/faults.md"
+
+
+def test_the_benchmark_figures_in_the_docs_are_the_committed_jsons():
+    """Every marked figures block in the docs is what tools/performance_figures.py makes from
+    benchmarks/results/ (rerun the script after committing a new JSON)."""
+    from tools import performance_figures as figures
+
+    stale = [
+        str(path.relative_to(REPO))
+        for path in figures.DOCS
+        if figures.rewrite(path.read_text(encoding="utf-8")) != path.read_text(encoding="utf-8")
+    ]
+    assert not stale, f"stale benchmark figures in {stale}: run tools/performance_figures.py"
+
+
+def test_every_benchmark_figure_is_in_the_docs_with_its_machine_and_date():
+    from tools import performance_figures as figures
+
+    shown = [name for path in figures.DOCS for name in figures.blocks(path.read_text("utf-8"))]
+    assert sorted(set(shown)) == sorted(figures.FIGURES)
+    for name, (file, _) in figures.FIGURES.items():
+        record = json.loads((figures.RESULTS / file).read_text(encoding="utf-8"))
+        text = " ".join(figures.figure(name).split())
+        assert record["date"] in text and record["machine"] in text, name
+
+
+def test_a_changed_record_changes_the_figures(tmp_path, monkeypatch):
+    """The figures follow the JSON: a different demo record gives a different block."""
+    from tools import performance_figures as figures
+
+    record = json.loads((figures.RESULTS / "demo-cpu-2cores.json").read_text(encoding="utf-8"))
+    record["leaderboard"][0]["val_miou"] = "0.5"
+    record["date"] = "2027-01-01"
+    (tmp_path / "demo-cpu-2cores.json").write_text(json.dumps(record), encoding="utf-8")
+    before = figures.figure("demo")
+    monkeypatch.setattr(figures, "RESULTS", tmp_path)
+    after = figures.figure("demo")
+    assert "validation mIoU 0.500" in after and "2027-01-01" in after and after != before
+    doc = f"a\n<!-- figures:demo -->\n{before}<!-- /figures:demo -->\nb\n"
+    assert figures.rewrite(doc) == f"a\n<!-- figures:demo -->\n{after}<!-- /figures:demo -->\nb\n"

@@ -118,6 +118,7 @@ def test_render_writes_a_wholly_tracked_params_file() -> None:
     assert yaml.safe_load(text) == content
 
 
+@pytest.mark.slow
 def test_committed_dvc_yaml_is_current(tmp_path: Path) -> None:
     """dvc.yaml is what `python -m segpipe.workflow.dvc generate` makes of the Snakefile: no drift."""
     work = copy_workflow(tmp_path)

@@ -153,6 +153,7 @@ def grid_workflow(tmp_path: Path, runs: dict) -> Path:
     return work
 
 
+@pytest.mark.slow
 def test_dag_of_a_4_run_grid_computes_shared_stages_once(tmp_path: Path) -> None:
     work = grid_workflow(tmp_path, {"grid": GRID})
     jobs = planned_jobs(work, "--configfile", "config/test.yaml", "config/runs.yaml")
@@ -177,6 +178,7 @@ def test_dag_of_a_4_run_grid_computes_shared_stages_once(tmp_path: Path) -> None
     }
 
 
+@pytest.mark.slow
 def test_dag_splits_and_preprocesses_once_per_distinct_setting(tmp_path: Path) -> None:
     runs = {
         "experiments": {
@@ -194,6 +196,7 @@ def test_dag_splits_and_preprocesses_once_per_distinct_setting(tmp_path: Path) -
     assert Counter(rule for rule, _ in jobs)["preprocess"] == 9
 
 
+@pytest.mark.slow
 def test_a_bad_run_fails_before_any_job_runs(tmp_path: Path) -> None:
     work = grid_workflow(tmp_path, {"experiments": {"wide": {"train": {"loss": "hinge"}}}})
     proc = snakemake(work, "--configfile", "config/test.yaml", "config/runs.yaml", "--cores", "1")

@@ -271,6 +271,7 @@ def workflow(tmp_path: Path, runs: dict) -> tuple[Path, tuple[str, ...]]:
     return work, ("--configfile", "config/test.yaml", "config/runs.yaml")
 
 
+@pytest.mark.slow
 def test_k_folds_of_n_runs_are_k_x_n_independent_train_jobs(tmp_path: Path) -> None:
     runs = {
         "split": {"folds": 3},

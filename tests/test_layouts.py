@@ -383,6 +383,7 @@ def test_decoder_channels_must_match_the_depth(schema):
         validate_config(cfg, schema)
 
 
+@pytest.mark.slow
 def test_command_line_colour_table_replaces_config_yaml_table(tmp_path):
     """config.yaml's trimap table must not leak into a 2-class colour-mask config (it would map to
     class 2 and fail validation), nor its rotation into an augmentation given whole."""

@@ -23,7 +23,14 @@ CHECKS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CHECKS))
+# snakemake --lint starts Snakemake: the slow tier (tests/slow_guard.py).
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow if n == "snakemake-lint" else ())
+        for n in sorted(CHECKS)
+    ],
+)
 def test_lint(name: str) -> None:
     proc = subprocess.run(CHECKS[name], cwd=REPO, capture_output=True, text=True, timeout=300)
     output = proc.stdout + proc.stderr

@@ -146,6 +146,7 @@ def test_a_missing_or_empty_folder_fails_before_any_job_runs(tmp_path, images, m
     assert not (work / "results").exists()
 
 
+@pytest.mark.slow
 def test_a_run_cannot_override_the_folder(tmp_path) -> None:
     work = workflow(tmp_path, {"experiments": {"a": {}, "b": {"infer": {"images": "x"}}}})
     proc = snakemake(work, *ARGS, "-n")

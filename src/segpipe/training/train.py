@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -131,9 +131,20 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool | None = None
     compile: bool = False
-    augment: dict[str, float] = field(default_factory=dict)
+    # Left out: config/schema.yaml's train.augment defaults, what a config without it gets.
+    augment: dict[str, float] = field(default_factory=lambda: dict(TrainConfig.AUGMENT_DEFAULTS))
     log_to: list[str] = field(default_factory=list)
     log_images_every: int = 5
+
+    AUGMENT_DEFAULTS: ClassVar[dict[str, float]] = {
+        "hflip": 0.5,
+        "vflip": 0.0,
+        "rotate": 0.0,
+        "translate": 0.0,
+        "scale": 0.0,
+        "shear": 0.0,
+        "color_jitter": 0.0,
+    }
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:

@@ -1,0 +1,169 @@
+"""Write the benchmark figures into the docs from the committed JSONs in benchmarks/results/.
+
+Each figure sits in a marked block, ``<!-- figures:NAME -->`` ... ``<!-- /figures:NAME -->``,
+whose text this script makes from ``benchmarks/results/<JSON>`` (FIGURES: name -> JSON, maker);
+every block names the machine and date of its JSON. Rerun after committing a new JSON:
+
+    python tools/performance_figures.py          # rewrite the blocks in the docs
+    python tools/performance_figures.py --check  # exit 1, naming each stale block
+
+tests/test_docs.py checks that the docs equal what this script writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "config" / "README.md"]
+BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
+
+
+def _wrap(text: str, indent: str = "") -> str:
+    """A paragraph wrapped as the docs are (99 columns), ending in a newline."""
+    lines = textwrap.wrap(
+        text, 99, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _measured(record: dict) -> str:
+    return f"measured on {record['machine']}, {record['date']}"
+
+
+def demo(record: dict) -> str:
+    runs = {row["run"]: row for row in record["leaderboard"]}
+    best = next(row for row in record["leaderboard"] if row["selected"] == "True")
+    other = next(row for row in record["leaderboard"] if row is not best)
+    minutes, seconds = divmod(round(record["wall_s"]), 60)
+    assert set(runs) == set(record["runs"]), "leaderboard and metrics name different runs"
+    return _wrap(
+        f"`benchmarks/bench_demo.py` ({_measured(record)}, torch "
+        f"{record['versions']['torch']}, segmentation-models-pytorch "
+        f"{record['versions']['segmentation-models-pytorch']}): the pipeline of `make demo` "
+        f"(`snakemake --configfile config/demo.yaml --cores {record['cores']}` on a fresh copy of "
+        f"the workflow) took "
+        f"{minutes} min {seconds} s, the venv already built. The {best['run']} run is selected "
+        f"(validation mIoU {float(best['val_miou']):.3f}; test mIoU "
+        f"{float(best['test_miou']):.3f}, mean Dice {float(best['test_mean_dice']):.3f}, pixel "
+        f"accuracy {float(best['test_pixel_accuracy']):.3f}); the {other['run']} run reaches "
+        f"validation mIoU {float(other['val_miou']):.3f}, test mIoU "
+        f"{float(other['test_miou']):.3f}, with {int(other['parameters']) / 1e6:.1f} M "
+        f"parameters against {int(best['parameters']) / 1e6:.1f} M."
+    )
+
+
+def runs(record: dict) -> str:
+    single, grid = record["single_run"], record["grid_16_runs"]
+    goals = record["goals"]
+    return _wrap(
+        f"`benchmarks/bench_runs.py` ({_measured(record)}): a no-op `snakemake -n` (everything "
+        f"up to date) of the tiny config costs {single['cpu_s']:.2f} s of CPU as one run and "
+        f"{grid['cpu_s']:.2f} s as a complete 16-run grid (`train.lr` × `train.loss`), "
+        f"{record['grid_over_single_cpu']:.2f}× the single run (goals: at most "
+        f"{goals['single_run_cpu_s']:g} s, at most {goals['grid_over_single_cpu']:g}×); the wall "
+        f"time of those dry runs was {single['wall_s']:.1f} s and {grid['wall_s']:.1f} s."
+    )
+
+
+def compare(record: dict) -> str:
+    return _wrap(
+        f"`benchmarks/bench_compare.py` ({_measured(record)}): building the comparison report of "
+        f"{record['runs']} runs ({record['test_images']} test images of "
+        f"{record['image_size']}², {record['classes']} classes, {record['epochs']}-epoch "
+        f"histories, galleries and 10,000 bootstrap resamples per pair) took "
+        f"{record['wall_s']:.1f} s (goal: under {record['goal_s']:g} s)."
+    )
+
+
+def dag(record: dict) -> str:
+    small, large = record["runs"][0], record["runs"][-1]
+    return _wrap(
+        f"`benchmarks/bench_dag.py` ({_measured(record)}): a `folder` dataset is watched file by "
+        "file (see [what reruns](../config/README.md#what-reruns-when-something-changes)); on a "
+        f"{large['pairs']:,}-pair folder the dry run costs "
+        f"{large['cpu_s'] - small['cpu_s']:.2f} s more CPU than on {small['pairs']} pairs."
+    )
+
+
+def verify_memory(record: dict) -> str:
+    before, after = record["runs"][0], record["runs"][-1]
+    return _wrap(
+        f"`benchmarks/bench_verify_memory.py` ({_measured(record)}): `segpipe verify` of one "
+        f"{after['size'].replace('x', '×')} RGB PNG with its mask peaked at "
+        f"{after['peak_rss_mb']:,} MB resident memory ({after['seconds']} s), down from "
+        f"{before['peak_rss_mb']:,} MB ({before['seconds']} s) before the header check, the "
+        "single decode and the `bincount` of uint8 masks."
+    )
+
+
+def predict(record: dict) -> str:
+    speed, settings = record["images_per_s"], record["settings"]
+    return _wrap(
+        f"- Speed (`benchmarks/bench_predict.py`, {_measured(record)}, 1-minute load average "
+        f"{record['load_average_1min_before']} before the run): {settings['model']} at "
+        f"{settings['image_size']}², {settings['images']} images in batches of "
+        f"{settings['batch_size']}: torch {speed['torch']['tta_off']:.1f} images/s "
+        f"({speed['torch']['hflip']:.1f} with `hflip`), onnxruntime "
+        f"{speed['onnxruntime']['tta_off']:.1f} images/s ({speed['onnxruntime']['hflip']:.1f} "
+        "with `hflip`).",
+        indent="  ",
+    )
+
+
+FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "demo": ("demo-cpu-2cores.json", demo),
+    "runs": ("runs-cpu-2cores.json", runs),
+    "compare": ("compare-cpu-2cores.json", compare),
+    "dag": ("dag-cpu-2cores.json", dag),
+    "verify-memory": ("verify-memory-cpu-2cores.json", verify_memory),
+    "predict": ("predict-cpu-2cores.json", predict),
+}
+
+
+def figure(name: str) -> str:
+    """The text of block ``name``, made from its JSON."""
+    if name not in FIGURES:
+        raise SystemExit(f"unknown figures block '{name}'; valid: {sorted(FIGURES)}")
+    file, make = FIGURES[name]
+    return make(json.loads((RESULTS / file).read_text(encoding="utf-8")))
+
+
+def rewrite(text: str) -> str:
+    """``text`` with every marked block's contents made afresh."""
+    return BLOCK.sub(lambda m: m[1] + figure(m[2]) + m[4], text)
+
+
+def blocks(text: str) -> list[str]:
+    return [m[2] for m in BLOCK.finditer(text)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only say which blocks are stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        new = rewrite(text)
+        if new != text:
+            stale.append(str(path.relative_to(REPO)))
+            if not args.check:
+                tmp = path.with_suffix(".md.tmp")
+                tmp.write_text(new, encoding="utf-8")
+                tmp.replace(path)
+    if args.check and stale:
+        print(f"stale figures in {', '.join(stale)}: run tools/performance_figures.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
