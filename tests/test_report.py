@@ -24,12 +24,12 @@ from report_inputs import (
     report_inputs,
 )
 
-from segpipe.reporting.run_report import NOT_A_CHECKOUT, build_report
+from segpipe.reporting.run_report import NOT_A_CHECKOUT, ReportInputs, build_report
 
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict:
-    """Keyword arguments for build_report, with every input written under tmp_path."""
+    """The fields of build_report's ReportInputs, with every input written under tmp_path."""
     return report_inputs(tmp_path)
 
 
@@ -70,7 +70,7 @@ def _tables(html: str) -> dict[str, list[list[str]]]:
 
 def _build(tmp_path: Path, inputs: dict) -> str:
     out = tmp_path / "report" / "report.html"
-    build_report(out, tmp_path / "report" / "figures", **inputs)
+    build_report(out, tmp_path / "report" / "figures", ReportInputs(**inputs))
     return out.read_text(encoding="utf-8")
 
 

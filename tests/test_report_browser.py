@@ -29,7 +29,7 @@ import pytest
 from report_inputs import CLASSES, GALLERY_SIZE, make_run, report_inputs, three_runs
 
 from segpipe.reporting.comparison import RunResult, build_comparison
-from segpipe.reporting.run_report import build_report
+from segpipe.reporting.run_report import ReportInputs, build_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH = 1280
@@ -253,7 +253,7 @@ def check_in_browser(browser: DevTools, html: Path, screenshot: Path) -> str:
 
 def test_report_in_headless_chromium(tmp_path, browser):
     report = tmp_path / "report" / "report.html"
-    build_report(report, tmp_path / "report" / "figures", **report_inputs(tmp_path))
+    build_report(report, tmp_path / "report" / "figures", ReportInputs(**report_inputs(tmp_path)))
 
     check_in_browser(browser, report, tmp_path / "report.png")
 
