@@ -34,6 +34,7 @@ from segpipe.data.colors import colorize, palette
 from segpipe.data.images import load_rgb
 from segpipe.evaluation.crossval import SCORES
 from segpipe.io import read_table, write_text
+from segpipe.params import run_summary, tracked
 from segpipe.reporting import plots
 from segpipe.reporting.html import (
     data_uri,
@@ -199,8 +200,9 @@ def _required_paths(inputs: ReportInputs) -> dict[str, str | os.PathLike | None]
 def _summary(
     inputs: ReportInputs, history: pd.DataFrame, histories: Sequence[pd.DataFrame]
 ) -> dict[str, Any]:
-    """The run summary: run, dataset, config, versions, git commit, training and job durations."""
-    config = inputs.config
+    """The run summary: run, dataset, the options results depend on (:func:`run_summary`),
+    versions, git commit, training and job durations."""
+    config = run_summary(inputs.config)
     return {
         "title": inputs.title,
         "run_name": config.get("run_name", "n/a"),
@@ -536,25 +538,35 @@ def _fold_missing_classes(paths: Sequence[str | os.PathLike] | None) -> list[dic
 
 def dataset_fields(dataset: Any) -> list[tuple[str, str]]:
     """``config["dataset"]`` as (label, value) rows of the run summary: its name first, then each
-    option set, a nested mapping as ``key: value`` pairs and a list joined by commas."""
+    option that is set and that results depend on (not :data:`segpipe.params.UNTRACKED_OPTIONS`),
+    a nested mapping as ``key: value`` pairs of its set entries and a list joined by commas."""
     if dataset is None:
         return [("Dataset", "n/a")]
     if not isinstance(dataset, Mapping):
         return [("Dataset", str(dataset))]
-    fields = dict(dataset)
+    fields = tracked("dataset", dataset)
     rows = [("Dataset", str(fields.pop("name", None) or fields.get("source", "n/a")))]
     for key, value in fields.items():
-        if value is None or value == {} or value == []:
-            continue
-        rows.append((f"Dataset {key.replace('_', ' ')}", _field_text(value)))
+        if is_set(value):
+            rows.append((f"Dataset {key.replace('_', ' ')}", _field_text(value)))
     return rows
+
+
+def is_set(value: Any) -> bool:
+    """Whether an option has a value to show: not None nor an empty string, and for a mapping
+    or list, one of its entries has (0 and false are values)."""
+    if isinstance(value, Mapping):
+        return any(is_set(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(is_set(v) for v in value)
+    return value is not None and value != ""
 
 
 def _field_text(value: Any) -> str:
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}: {_field_text(v)}" for k, v in value.items())
+        return ", ".join(f"{k}: {_field_text(v)}" for k, v in value.items() if is_set(v))
     if isinstance(value, list | tuple):
-        return ", ".join(_field_text(v) for v in value)
+        return ", ".join(_field_text(v) for v in value if is_set(v))
     return str(value)
 
 
