@@ -89,7 +89,7 @@ def _metrics(split: str, mean_iou: float) -> dict:
 
 
 def report_inputs(tmp_path: Path) -> dict:
-    """Keyword arguments for build_report, with every input written under tmp_path."""
+    """The fields of build_report's ReportInputs, with every input written under tmp_path."""
     root = tmp_path / "inputs"
     root.mkdir()
     (root / "metrics.json").write_text(json.dumps(_metrics("test", TEST_MIOU)))
@@ -195,8 +195,8 @@ def _write_fold(root: Path, fold: int) -> dict[str, Path]:
 
 
 def fold_report_inputs(tmp_path: Path, *, ensemble: bool = True) -> dict:
-    """Keyword arguments for build_report of a run with 3 folds (scores FOLD_VAL and FOLD_TEST)
-    and, with ``ensemble``, the fold ensemble; report_inputs' test outputs stand for the model
+    """The fields of build_report's ReportInputs of a run with 3 folds (scores FOLD_VAL and
+    FOLD_TEST) and, with ``ensemble``, the fold ensemble; report_inputs' test outputs stand for the model
     the test sections show (the ensemble, else fold 0). The cross-validation summary is
     written by segpipe.evaluation.crossval.write_crossval."""
     inputs = report_inputs(tmp_path)

@@ -23,7 +23,7 @@ from segpipe.evaluation.evaluate import evaluate_split
 from segpipe.inference.splits import predict_split
 from segpipe.io import read_table, write_csv
 from segpipe.models.build import build_model
-from segpipe.reporting.run_report import build_report
+from segpipe.reporting.run_report import ReportInputs, build_report
 from segpipe.training.train import HISTORY_COLUMNS
 
 from conftest import REPO, copy_workflow, snakemake
@@ -142,18 +142,20 @@ def test_na_like_ids_survive_index_split_predict_evaluate_and_report(tmp_path):
     build_report(
         out / "report.html",
         out / "figures",
-        metrics_json=evaluate / "metrics.json",
-        per_class_csv=evaluate / "per_class.csv",
-        confusion_csv=evaluate / "confusion.csv",
-        per_image_csv=evaluate / "per_image.csv",
-        history_csv=out / "history.csv",
-        manifest_csv=manifests["test"],
-        predictions_dir=out / "predictions",
-        class_names=classes,
-        config={},
-        benchmarks={},
-        gallery_size=len(test),
-        quarantine_csv=out / "quarantine.csv",
+        ReportInputs(
+            metrics_json=evaluate / "metrics.json",
+            per_class_csv=evaluate / "per_class.csv",
+            confusion_csv=evaluate / "confusion.csv",
+            per_image_csv=evaluate / "per_image.csv",
+            history_csv=out / "history.csv",
+            manifest_csv=manifests["test"],
+            predictions_dir=out / "predictions",
+            class_names=classes,
+            config={},
+            benchmarks={},
+            gallery_size=len(test),
+            quarantine_csv=out / "quarantine.csv",
+        ),
     )
     html = (out / "report.html").read_text()
     assert all(html_escape(i) in html for i in test if i.strip())

@@ -24,12 +24,12 @@ from report_inputs import (
     report_inputs,
 )
 
-from segpipe.reporting.run_report import NOT_A_CHECKOUT, build_report
+from segpipe.reporting.run_report import NOT_A_CHECKOUT, ReportInputs, build_report
 
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict:
-    """Keyword arguments for build_report, with every input written under tmp_path."""
+    """The fields of build_report's ReportInputs, with every input written under tmp_path."""
     return report_inputs(tmp_path)
 
 
@@ -70,7 +70,7 @@ def _tables(html: str) -> dict[str, list[list[str]]]:
 
 def _build(tmp_path: Path, inputs: dict) -> str:
     out = tmp_path / "report" / "report.html"
-    build_report(out, tmp_path / "report" / "figures", **inputs)
+    build_report(out, tmp_path / "report" / "figures", ReportInputs(**inputs))
     return out.read_text(encoding="utf-8")
 
 
@@ -165,6 +165,52 @@ def test_dataset_mapping_is_shown_as_readable_fields(tmp_path, inputs):
     assert summary["Dataset synthetic"] == "n_images: 24, seed: 1"
     assert "Dataset split lists" not in summary  # unset options are left out
     assert "{" not in "".join(summary.values())
+
+
+def test_run_summary_shows_only_options_with_a_value_that_results_depend_on(tmp_path, inputs):
+    inputs["config"] = {
+        **inputs["config"],
+        "dataset": {
+            "source": "folder",
+            "name": "membranes",
+            "root": "/data/isbi",
+            "mask_suffix": "",  # empty: the masks have the images' stems
+            "images_dir": None,
+            "urls": [],
+            "split_lists": {"trainval": None, "test": None},
+            "retries": 3,  # untracked (segpipe.params.UNTRACKED_OPTIONS): no result depends on it
+            "timeout": 30,
+            "synthetic": {"seed": 0, "n_images": 24, "max_size": None},
+        },
+        "train": {"epochs": 3, "num_workers": 4, "log_to": "tensorboard"},
+        "resources": {"train": {"mem_mb": 4096}},
+    }
+
+    html = _build(tmp_path, inputs)
+
+    summary = dict(_tables(html)["run-summary"])
+    dataset = {label: value for label, value in summary.items() if label.startswith("Dataset")}
+    assert dataset == {
+        "Dataset": "membranes",
+        "Dataset source": "folder",
+        "Dataset root": "/data/isbi",
+        "Dataset synthetic": "seed: 0, n_images: 24",  # a zero is a value
+    }
+    assert all(value.strip() for value in summary.values()), summary
+    for untracked in ("retries", "timeout", "num_workers", "log_to", "tensorboard", "mem_mb"):
+        assert untracked not in html  # neither in the summary nor in the configuration's YAML
+    assert "epochs: 3" in html
+
+
+def test_run_summary_shows_the_set_part_of_a_nested_option(tmp_path, inputs):
+    inputs["config"] = {
+        **inputs["config"],
+        "dataset": {"source": "folder", "split_lists": {"trainval": "tv.txt", "test": None}},
+    }
+
+    summary = dict(_tables(_build(tmp_path, inputs))["run-summary"])
+
+    assert summary["Dataset split lists"] == "trainval: tv.txt"
 
 
 def test_missing_optional_inputs_are_shown_as_na(tmp_path, inputs):

@@ -5,7 +5,8 @@ pipe (``--remote-debugging-pipe``: commands in on fd 3, replies and events out o
 JSON message ending in a NUL byte), so no WebDriver and no port are needed. The tests open the
 run report and the comparison report, built from tiny inputs (tests/report_inputs.py), and check
 what only a browser shows: no console errors, every image decoded, no request leaving the file, a
-page that fits 1,280 pixels; for the comparison also the leaderboard's rows, the selected run's
+page that fits 1,280 pixels, and at 1,400 pixels every table inside its own box (wide ones
+scroll there, long values wrap), none past the window's edge; for the comparison also the leaderboard's rows, the selected run's
 mark and the galleries' images. Without a browser it
 skips, with the reason; in CI (``CI`` set) it fails instead.
 """
@@ -29,10 +30,13 @@ import pytest
 from report_inputs import CLASSES, GALLERY_SIZE, make_run, report_inputs, three_runs
 
 from segpipe.reporting.comparison import RunResult, build_comparison
-from segpipe.reporting.run_report import build_report
+from segpipe.reporting.run_report import ReportInputs, build_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH = 1280
+WIDE_WINDOW = 1400  # a desktop window, where every table must fit or scroll in its own box
+# A path without a space to break at: longer than a line of the page.
+LONG_PATH = "/scratch/" + "a_very_long_folder_name_without_spaces_" * 8 + "images"
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -251,11 +255,52 @@ def check_in_browser(browser: DevTools, html: Path, screenshot: Path) -> str:
     return session
 
 
-def test_report_in_headless_chromium(tmp_path, browser):
-    report = tmp_path / "report" / "report.html"
-    build_report(report, tmp_path / "report" / "figures", **report_inputs(tmp_path))
+def check_tables_fit(browser: DevTools, session: str, width: int = WIDE_WINDOW) -> None:
+    """At a ``width`` pixel window, the page does not scroll sideways and every table lies in
+    its own box (its parent, which scrolls sideways: ``overflow-x`` auto or scroll) whose edges
+    are inside the window, so that no column is cut off by the window's edge."""
+    browser.send(
+        "Emulation.setDeviceMetricsOverride",
+        session,
+        width=width,
+        height=900,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    page = browser.evaluate(session, "[document.documentElement.scrollWidth, window.innerWidth]")
+    assert page[0] <= page[1] == width, f"the page is {page[0]} px wide at a {width} px window"
+    tables = browser.evaluate(
+        session,
+        """Array.from(document.querySelectorAll("table"), t => {
+            const box = t.parentElement, b = box.getBoundingClientRect(),
+                  r = t.getBoundingClientRect();
+            return {id: t.id, overflow: getComputedStyle(box).overflowX,
+                    box: [b.left, b.right], table: [r.left, r.right],
+                    scrolls: box.scrollWidth > box.clientWidth}; })""",
+    )
+    assert tables
+    for table in tables:
+        (box_left, box_right), (left, right) = table["box"], table["table"]
+        assert table["overflow"] in ("auto", "scroll"), table
+        assert 0 <= box_left <= left and box_right <= width, table
+        assert right <= box_right + 0.5 or table["scrolls"], table
 
-    check_in_browser(browser, report, tmp_path / "report.png")
+
+def test_report_in_headless_chromium(tmp_path, browser):
+    """The run report, with values longer than a line (a dataset root, a quarantined file)."""
+    inputs = report_inputs(tmp_path)
+    inputs["config"] = {**inputs["config"], "dataset": {"source": "folder", "root": LONG_PATH}}
+    quarantine = tmp_path / "quarantine.csv"
+    quarantine.write_text(f"file,problem\n{LONG_PATH}/a.png,not an image file\n")
+    report = tmp_path / "report" / "report.html"
+    build_report(
+        report,
+        tmp_path / "report" / "figures",
+        ReportInputs(**inputs, quarantine_csv=quarantine),
+    )
+
+    session = check_in_browser(browser, report, tmp_path / "report.png")
+    check_tables_fit(browser, session)
 
 
 def _add_classes(runs: list[RunResult], names: list[str]) -> None:
@@ -269,7 +314,8 @@ def _add_classes(runs: list[RunResult], names: list[str]) -> None:
 
 def test_comparison_in_headless_chromium(tmp_path, browser):
     """The comparison of four runs, with a leaderboard of 22 class columns (wider than the
-    window: it scrolls inside its own box, the page does not)."""
+    window: it scrolls inside its own box, the page does not) and an override longer than a
+    line."""
     runs = [
         *three_runs(tmp_path),
         make_run(
@@ -279,6 +325,7 @@ def test_comparison_in_headless_chromium(tmp_path, browser):
             test=0.75,
             overrides={
                 "data.root": "/scratch/segpipe/data/layouts/oxford_iiit_pet/images_and_trimaps",
+                "infer.images": LONG_PATH,
                 "train.schedule": {"name": "cosine", "warmup_epochs": 2, "min_lr": 1e-6},
             },
             changes={"img1": 7, "img4": 12, "img6": 2},
@@ -338,3 +385,5 @@ def test_comparison_in_headless_chromium(tmp_path, browser):
         ("long vs wide", GALLERY_SIZE),
     ]
     assert all(width > 0 for _, widths in galleries for width in widths), galleries
+
+    check_tables_fit(browser, session)

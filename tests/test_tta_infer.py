@@ -26,7 +26,7 @@ from segpipe.inference.selected import predict_selected
 from segpipe.inference.splits import predict_folder, predict_split
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
 from segpipe.models.device import prepare_batch
-from segpipe.reporting.run_report import build_report
+from segpipe.reporting.run_report import ReportInputs, build_report
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
 from conftest import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
@@ -280,7 +280,9 @@ def test_run_report_shows_the_scores_with_and_without_flips_and_the_new_images(t
     infer = fake_infer(tmp_path / "infer", names)
     out = tmp_path / "report" / "report.html"
     inputs["config"] = {**inputs["config"], "infer": {"images": "in"}}
-    build_report(out, out.parent, **inputs, tta=["hflip"], no_tta=no_tta, infer_dir=infer)
+    build_report(
+        out, out.parent, ReportInputs(**inputs, tta=["hflip"], no_tta=no_tta, infer_dir=infer)
+    )
     html = out.read_text()
     tables = _parse(html).tables
     assert tables["tta-metrics"][1:] == [
@@ -304,7 +306,7 @@ def test_run_report_shows_the_scores_with_and_without_flips_and_the_new_images(t
 def test_run_report_without_flips_or_folder_has_neither_section(tmp_path) -> None:
     inputs = report_inputs(tmp_path)
     out = tmp_path / "report.html"
-    build_report(out, tmp_path / "figures", **inputs)
+    build_report(out, tmp_path / "figures", ReportInputs(**inputs))
     html = out.read_text()
     assert 'id="tta' not in html and 'id="infer' not in html
 

@@ -38,16 +38,14 @@ from segpipe.data.images import load_rgb
 from segpipe.evaluation.selection import number, rank_key
 from segpipe.io import read_table, write_csv, write_text
 from segpipe.reporting import plots
-from segpipe.reporting.run_report import (
+from segpipe.reporting.html import (
     data_uri,
-    infer_gallery,
     is_missing,
     panel_sheet,
     png_bytes,
-    read_mask,
     template_environment,
-    training_summary,
 )
+from segpipe.reporting.run_report import infer_gallery, read_mask, training_summary
 
 logger = logging.getLogger(__name__)
 

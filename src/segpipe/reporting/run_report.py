@@ -1,53 +1,29 @@
 """Self-contained HTML evaluation report: run summary, metrics, figures and example predictions.
 
-:func:`build_report` reads the outputs of the train/predict/evaluate steps, draws the figures
-(:mod:`segpipe.reporting.plots`) and renders ``templates/report.html.j2`` into one HTML file whose images are
-all inlined as base64 data URIs, so the file can be mailed or archived on its own.
-
-The test-split inputs (``metrics_json``, the CSVs, the split manifest and the ``predictions_dir``
-holding ``masks/<id>.png``) and ``history_csv`` are required: a missing one raises
-:class:`FileNotFoundError` naming it. ``val_metrics_json`` and the files in ``benchmarks`` (rule
-name -> Snakemake benchmark TSV) are optional and shown as "n/a" when absent. The gallery shows
-the ``gallery_size`` best, median and worst test images by per-image mean IoU.
-``quarantine_csv`` (file, problem), written by the remap step, is shown as a table of the files
-left out of the run; ``class_presence_csv`` (images per class and split, written by the split
-step) as the classes that no train or val mask holds.
-
-A run with k-fold cross-validation also gives ``fold_histories`` (every fold's ``history.csv`` in
-fold order; ``history_csv`` is fold 0's), the cross-validation summary ``crossval_json`` and
-``crossval_folds_csv`` (:func:`segpipe.evaluation.crossval.write_crossval`), and
-``fold_class_presence_csvs`` (per fold, images per class of its train and val parts). The report
-then has a cross-validation section, its val row is the folds' mean, its learning curves overlay
-the folds, and the classes missing from a fold's part are listed per fold. ``model`` names the
-model the test sections show: "" (the run's only model), "ensemble" (the fold ensemble) or
-"fold<i>".
-
-A run that predicts with the ``tta`` flips also gives ``no_tta``, its scores without them
-(:func:`tta_comparison`): the report then shows both side by side. ``infer_dir``, the
-predictions of the infer.images folder (:func:`segpipe.inference.folder.predict_files`), adds a gallery of
-up to ``2 * gallery_size`` of their overlays.
+:func:`build_report` reads the outputs of the train/predict/evaluate steps (:class:`ReportInputs`,
+which also says which are required), draws the figures (:mod:`segpipe.reporting.plots`) and
+renders ``templates/report.html.j2`` into one HTML file whose images are all inlined as base64
+data URIs, so the file can be mailed or archived on its own.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
 import importlib.metadata
 import io
 import json
 import logging
 import math
-import numbers
 import os
 import platform
 import resource
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 import pandas as pd
 import psutil
@@ -58,7 +34,15 @@ from segpipe.data.colors import colorize, palette
 from segpipe.data.images import load_rgb
 from segpipe.evaluation.crossval import SCORES
 from segpipe.io import read_table, write_text
+from segpipe.params import run_summary, tracked
 from segpipe.reporting import plots
+from segpipe.reporting.html import (
+    data_uri,
+    is_missing,
+    panel_sheet,
+    png_bytes,
+    template_environment,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,77 +55,110 @@ VERSIONED_PACKAGES = (
     "segpipe",
 )
 NOT_A_CHECKOUT = "not a git checkout"
-GALLERY_MAX_HEIGHT = 256
 ERROR_COLOR = (255, 0, 0)
-_PANEL_GAP = 4
 QUARANTINE_MAX_ROWS = 500
 
 
-def build_report(
-    out_html: str | os.PathLike,
-    figures_dir: str | os.PathLike,
-    *,
-    metrics_json: str | os.PathLike,
-    per_class_csv: str | os.PathLike,
-    confusion_csv: str | os.PathLike,
-    per_image_csv: str | os.PathLike,
-    history_csv: str | os.PathLike,
-    manifest_csv: str | os.PathLike,
-    predictions_dir: str | os.PathLike,
-    class_names: Sequence[str],
-    config: Mapping[str, Any],
-    benchmarks: Mapping[str, str | os.PathLike | None],
-    title: str = "segpipe report",
-    gallery_size: int = 3,
-    val_metrics_json: str | os.PathLike | None = None,
-    repo_dir: str | os.PathLike = ".",
-    ignore_index: int = 255,
-    quarantine_csv: str | os.PathLike | None = None,
-    class_presence_csv: str | os.PathLike | None = None,
-    fold_histories: Sequence[str | os.PathLike] | None = None,
-    crossval_json: str | os.PathLike | None = None,
-    crossval_folds_csv: str | os.PathLike | None = None,
-    model: str = "",
-    fold_class_presence_csvs: Sequence[str | os.PathLike] | None = None,
-    tta: Sequence[str] = (),
-    no_tta: Mapping[str, Any] | None = None,
-    infer_dir: str | os.PathLike | None = None,
-) -> None:
-    """Write ``confusion.png``, ``learning_curves.png``, ``per_class.png`` and the HTML report;
-    which inputs are required and which may be missing is in the module docstring."""
-    _check_required(
-        {
-            "metrics_json": metrics_json,
-            "per_class_csv": per_class_csv,
-            "confusion_csv": confusion_csv,
-            "per_image_csv": per_image_csv,
-            "history_csv": history_csv,
-            "manifest_csv": manifest_csv,
-            "predictions_dir": predictions_dir,
-            "crossval_json": crossval_json,
-            "crossval_folds_csv": crossval_folds_csv,
-            **{f"fold_histories[{i}]": path for i, path in enumerate(fold_histories or [])},
-        }
-    )
+@dataclass(frozen=True)
+class ReportInputs:
+    """What :func:`build_report` reads and how it shows it: one run's outputs and the report's
+    options (rule report's script builds it from the job's input and params).
 
-    test_metrics = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
+    Required (a missing file raises :class:`FileNotFoundError` naming the field):
+
+    - ``metrics_json``, ``per_class_csv``, ``confusion_csv``, ``per_image_csv``: the test
+      split's ``metrics.json``, ``per_class.csv``, ``confusion.csv`` and ``per_image.csv``, of
+      the model the test sections show (``model``);
+    - ``history_csv``: the training ``history.csv`` (with folds: fold 0's);
+    - ``manifest_csv``: the test split's manifest (``id``, ``image``, ``mask``);
+    - ``predictions_dir``: the test predictions, holding ``masks/<id>.png``;
+    - ``class_names``: the class names by class id;
+    - ``config``: the run's config; the summary shows the options its results depend on
+      (:func:`segpipe.params.run_summary`), the "Configuration" section all of those as YAML;
+    - ``benchmarks``: rule name -> Snakemake benchmark TSV; None or a missing file is shown as
+      "n/a".
+
+    Optional:
+
+    - ``title``: the page's title; ``gallery_size``: the best, median and worst test images
+      shown by per-image mean IoU (``report.*`` of the config);
+    - ``val_metrics_json``: the val ``metrics.json``, "n/a" when the file is missing, no val row
+      when None;
+    - ``repo_dir``: the checkout whose git commit the summary shows;
+    - ``ignore_index``: the mask value of ignored pixels (black in the galleries);
+    - ``quarantine_csv``: the remap step's quarantine list (file, problem), shown as the files
+      left out of the run;
+    - ``class_presence_csv``: the split step's images per class and split, shown as the classes
+      that no train or val mask holds;
+    - a run with k-fold cross-validation: ``fold_histories`` (every fold's ``history.csv`` in
+      fold order; ``history_csv`` is fold 0's), ``crossval_json`` and ``crossval_folds_csv``
+      (:func:`segpipe.evaluation.crossval.write_crossval`; required when given) and
+      ``fold_class_presence_csvs`` (per fold, images per class of its train and val parts).
+      The report then has a cross-validation section, its val row is the folds' mean, its
+      learning curves overlay the folds, and the classes missing from a fold's part are listed
+      per fold;
+    - ``model``: the model the test sections show: "" (the run's only model), "ensemble" (the
+      fold ensemble) or "fold<i>";
+    - ``tta``: the flips the run predicts with; ``no_tta``: its scores without them (see
+      :func:`tta_comparison`), shown side by side with those with them;
+    - ``infer_dir``: the predictions of the infer.images folder
+      (:func:`segpipe.inference.folder.predict_files`), a gallery of up to ``2 * gallery_size``
+      of their overlays.
+    """
+
+    metrics_json: str | os.PathLike
+    per_class_csv: str | os.PathLike
+    confusion_csv: str | os.PathLike
+    per_image_csv: str | os.PathLike
+    history_csv: str | os.PathLike
+    manifest_csv: str | os.PathLike
+    predictions_dir: str | os.PathLike
+    class_names: Sequence[str]
+    config: Mapping[str, Any]
+    benchmarks: Mapping[str, str | os.PathLike | None]
+    title: str = "segpipe report"
+    gallery_size: int = 3
+    val_metrics_json: str | os.PathLike | None = None
+    repo_dir: str | os.PathLike = "."
+    ignore_index: int = 255
+    quarantine_csv: str | os.PathLike | None = None
+    class_presence_csv: str | os.PathLike | None = None
+    fold_histories: Sequence[str | os.PathLike] = ()
+    crossval_json: str | os.PathLike | None = None
+    crossval_folds_csv: str | os.PathLike | None = None
+    model: str = ""
+    fold_class_presence_csvs: Sequence[str | os.PathLike] = ()
+    tta: Sequence[str] = ()
+    no_tta: Mapping[str, Any] | None = None
+    infer_dir: str | os.PathLike | None = None
+
+
+def build_report(
+    out_html: str | os.PathLike, figures_dir: str | os.PathLike, inputs: ReportInputs
+) -> None:
+    """Write ``confusion.png``, ``learning_curves.png``, ``per_class.png`` into ``figures_dir``
+    and the HTML report of ``inputs`` to ``out_html``; nothing is written when a required input
+    (see :class:`ReportInputs`) is missing."""
+    _check_required(_required_paths(inputs))
+    test_metrics = json.loads(Path(inputs.metrics_json).read_text(encoding="utf-8"))
     # Ids and class names as written: an image 'NA' or a class 'None' stays a string.
-    per_class, per_image = read_table(per_class_csv), read_table(per_image_csv)
-    confusion = read_table(confusion_csv, index_col="true").to_numpy()
-    history = read_table(history_csv)
-    histories = [read_table(path) for path in fold_histories or []]
-    manifest = read_table(manifest_csv).set_index("id")
-    crossval = _crossval(crossval_json, crossval_folds_csv, histories)
+    per_class, per_image = read_table(inputs.per_class_csv), read_table(inputs.per_image_csv)
+    confusion = read_table(inputs.confusion_csv, index_col="true").to_numpy()
+    history = read_table(inputs.history_csv)
+    histories = [read_table(path) for path in inputs.fold_histories or ()]
+    manifest = read_table(inputs.manifest_csv).set_index("id")
+    crossval = _crossval(inputs.crossval_json, inputs.crossval_folds_csv, histories)
     folds = crossval["folds"] if crossval else len(histories) or None
-    shown = model_label(model, folds)
+    shown = model_label(inputs.model, folds)
+    class_names, config = inputs.class_names, inputs.config
 
     figures = _draw_figures(
         Path(figures_dir), confusion, class_names, history, histories, per_class
     )
-    overall = _overall_rows(test_metrics, val_metrics_json, crossval, shown)
+    overall = _overall_rows(test_metrics, inputs.val_metrics_json, crossval, shown)
 
     context = {
-        **_summary(title, config, repo_dir, history, histories, benchmarks),
+        **_summary(inputs, history, histories),
         "overall": overall,
         "show_foreground": any(row.get("foreground_iou") is not None for row in overall),
         "model_label": shown,
@@ -149,39 +166,59 @@ def build_report(
         "per_class": per_class.to_dict("records"),
         "figures": {name: data_uri(path.read_bytes()) for name, path in figures.items()},
         "legend": legend(class_names),
-        "quarantine": _read_quarantine(quarantine_csv),
-        "missing_classes": _missing_classes(class_presence_csv, pooled=bool(histories)),
-        "fold_missing_classes": _fold_missing_classes(fold_class_presence_csvs),
+        "quarantine": _read_quarantine(inputs.quarantine_csv),
+        "missing_classes": _missing_classes(inputs.class_presence_csv, pooled=bool(histories)),
+        "fold_missing_classes": _fold_missing_classes(inputs.fold_class_presence_csvs),
         "galleries": _galleries(
-            per_image, manifest, Path(predictions_dir), gallery_size, len(class_names), ignore_index
+            per_image,
+            manifest,
+            Path(inputs.predictions_dir),
+            inputs.gallery_size,
+            len(class_names),
+            inputs.ignore_index,
         ),
-        "tta": tta_comparison(tta, test_metrics, per_class, no_tta, folds),
-        "infer": infer_gallery(infer_dir, 2 * gallery_size) if infer_dir else None,
+        "tta": tta_comparison(inputs.tta, test_metrics, per_class, inputs.no_tta, folds),
+        "infer": infer_gallery(inputs.infer_dir, 2 * inputs.gallery_size)
+        if inputs.infer_dir
+        else None,
         "infer_images": (config.get("infer") or {}).get("images"),
     }
     write_text(out_html, template_environment().get_template("report.html.j2").render(context))
     logger.info("wrote report %s", out_html)
 
 
-def _summary(
-    title: str,
-    config: Mapping[str, Any],
-    repo_dir: str | os.PathLike,
-    history: pd.DataFrame,
-    histories: Sequence[pd.DataFrame],
-    benchmarks: Mapping[str, str | os.PathLike | None],
-) -> dict[str, Any]:
-    """The run summary: run, dataset, config, versions, git commit, training and job durations."""
+def _required_paths(inputs: ReportInputs) -> dict[str, str | os.PathLike | None]:
+    """The input files that must exist, by field name (None: not given)."""
+    names: tuple[str, ...] = ("metrics_json", "per_class_csv", "confusion_csv", "per_image_csv")
+    names += (
+        "history_csv",
+        "manifest_csv",
+        "predictions_dir",
+        "crossval_json",
+        "crossval_folds_csv",
+    )
     return {
-        "title": title,
+        **{name: getattr(inputs, name) for name in names},
+        **{f"fold_histories[{i}]": path for i, path in enumerate(inputs.fold_histories or ())},
+    }
+
+
+def _summary(
+    inputs: ReportInputs, history: pd.DataFrame, histories: Sequence[pd.DataFrame]
+) -> dict[str, Any]:
+    """The run summary: run, dataset, the options results depend on (:func:`run_summary`),
+    versions, git commit, training and job durations."""
+    config = run_summary(inputs.config)
+    return {
+        "title": inputs.title,
         "run_name": config.get("run_name", "n/a"),
         "dataset": dataset_fields(config.get("dataset")),
         "config_yaml": yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=False),
         "versions": package_versions(),
-        "git": git_revision(repo_dir),
+        "git": git_revision(inputs.repo_dir),
         "training": _training(history, histories),
         "benchmarks": [
-            *({"rule": rule, **_read_benchmark(path)} for rule, path in benchmarks.items()),
+            *({"rule": rule, **_read_benchmark(path)} for rule, path in inputs.benchmarks.items()),
             own_benchmark("report"),
         ],
     }
@@ -507,25 +544,35 @@ def _fold_missing_classes(paths: Sequence[str | os.PathLike] | None) -> list[dic
 
 def dataset_fields(dataset: Any) -> list[tuple[str, str]]:
     """``config["dataset"]`` as (label, value) rows of the run summary: its name first, then each
-    option set, a nested mapping as ``key: value`` pairs and a list joined by commas."""
+    option that is set and that results depend on (not :data:`segpipe.params.UNTRACKED_OPTIONS`),
+    a nested mapping as ``key: value`` pairs of its set entries and a list joined by commas."""
     if dataset is None:
         return [("Dataset", "n/a")]
     if not isinstance(dataset, Mapping):
         return [("Dataset", str(dataset))]
-    fields = dict(dataset)
+    fields = tracked("dataset", dataset)
     rows = [("Dataset", str(fields.pop("name", None) or fields.get("source", "n/a")))]
     for key, value in fields.items():
-        if value is None or value == {} or value == []:
-            continue
-        rows.append((f"Dataset {key.replace('_', ' ')}", _field_text(value)))
+        if is_set(value):
+            rows.append((f"Dataset {key.replace('_', ' ')}", _field_text(value)))
     return rows
+
+
+def is_set(value: Any) -> bool:
+    """Whether an option has a value to show: not None nor an empty string, and for a mapping
+    or list, one of its entries has (0 and false are values)."""
+    if isinstance(value, Mapping):
+        return any(is_set(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(is_set(v) for v in value)
+    return value is not None and value != ""
 
 
 def _field_text(value: Any) -> str:
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}: {_field_text(v)}" for k, v in value.items())
+        return ", ".join(f"{k}: {_field_text(v)}" for k, v in value.items() if is_set(v))
     if isinstance(value, list | tuple):
-        return ", ".join(_field_text(v) for v in value)
+        return ", ".join(_field_text(v) for v in value if is_set(v))
     return str(value)
 
 
@@ -620,7 +667,7 @@ def _galleries(
 def _composite(
     image_path: Path, truth_path: Path, pred_path: Path, num_classes: int, ignore_index: int
 ) -> Image.Image:
-    """Image | truth | prediction | error map side by side, at most GALLERY_MAX_HEIGHT px high.
+    """Image | truth | prediction | error map side by side (:func:`~segpipe.reporting.html.panel_sheet`).
 
     The error map is the image in dimmed grey with wrongly predicted pixels in red and ignored
     pixels in black.
@@ -645,86 +692,7 @@ def _composite(
     return panel_sheet(image, [*masks, error])
 
 
-def panel_sheet(image: np.ndarray, panels: Sequence[np.ndarray]) -> Image.Image:
-    """An RGB ``image`` and RGB ``panels`` of its height and width side by side, white gaps
-    between, scaled to at most GALLERY_MAX_HEIGHT px high.
-
-    The image is scaled smoothly, the panels (colourised masks, error maps) by nearest neighbour
-    so that a mask keeps its exact class colours.
-    """
-    height, width = image.shape[:2]
-    scale = min(1.0, GALLERY_MAX_HEIGHT / height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    scaled = [Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)] + [
-        Image.fromarray(panel).resize(size, Image.Resampling.NEAREST) for panel in panels
-    ]
-    count = len(scaled)
-    sheet = Image.new("RGB", (count * size[0] + (count - 1) * _PANEL_GAP, size[1]), "white")
-    for i, panel in enumerate(scaled):
-        sheet.paste(panel, (i * (size[0] + _PANEL_GAP), 0))
-    return sheet
-
-
 def read_mask(path: Path) -> np.ndarray:
     """A class-id mask as an (H, W) uint8 array (palette PNGs give their indices)."""
     with Image.open(path) as mask:
         return np.asarray(mask, dtype=np.uint8)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """``image`` encoded as an optimised PNG."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
-
-
-def data_uri(data: bytes, kind: str = "png") -> str:
-    """A ``data:`` URI of PNG (or ``kind``: jpeg) bytes, to inline an image in a self-contained
-    HTML file."""
-    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
-
-
-def is_missing(value: Any) -> bool:
-    """Whether ``value`` is None or a NaN number, both shown as "n/a"."""
-    return value is None or (isinstance(value, numbers.Real) and math.isnan(value))
-
-
-def format_number(value: Any, spec: str = ".3f") -> str:
-    """Jinja filter: ``value`` formatted with ``spec``, or "n/a" for None/NaN."""
-    return "n/a" if is_missing(value) else format(value, spec)
-
-
-def format_mean_std(value: Mapping[str, Any] | None, spec: str = ".3f") -> str:
-    """Jinja filter: a ``{"mean", "std"}`` pair as "mean ± std", the mean alone without a std,
-    or "n/a" without a mean."""
-    mean = None if value is None else value.get("mean")
-    if value is None or is_missing(mean):
-        return "n/a"
-    std = value.get("std")
-    return format(mean, spec) if is_missing(std) else f"{mean:{spec}} ± {std:{spec}}"
-
-
-def format_duration(seconds: Any) -> str:
-    """Jinja filter: seconds as H:MM:SS, or "n/a" for None/NaN."""
-    if is_missing(seconds):
-        return "n/a"
-    minutes, secs = divmod(round(float(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
-def template_environment() -> jinja2.Environment:
-    """The Jinja environment of the package's HTML templates, with the ``num``, ``duration``
-    and ``pm`` (mean ± std) filters; autoescaping on, and an undefined name is an error rather
-    than an empty string."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("segpipe.reporting", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["num"] = format_number
-    env.filters["duration"] = format_duration
-    env.filters["pm"] = format_mean_std
-    return env
