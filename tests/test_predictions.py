@@ -203,3 +203,28 @@ def test_the_predictions_layout_is_spelled_in_one_module():
         if path.relative_to(package).as_posix() not in LAYOUT_EXEMPT
     }
     assert {name: hits for name, hits in spelled.items() if hits} == {}
+
+
+def test_evaluation_refuses_a_16_bit_prediction_instead_of_wrapping_it(tmp_path):
+    from segpipe.evaluation.evaluate import evaluate_split
+
+    truth = save(tmp_path / "truth.png", np.ones((4, 4), dtype=np.uint8))
+    image = save(tmp_path / "image.png", np.zeros((4, 4, 3), dtype=np.uint8))
+    manifest = tmp_path / "test.csv"
+    manifest.write_text(f"id,image,mask,group,height,width\nx y.1,{image},{truth},g,4,4\n")
+    pred = tmp_path / "predict" / "masks" / "x y.1.png"
+    pred.parent.mkdir(parents=True)
+    save(pred, np.full((4, 4), 257, dtype=np.uint16))  # 257 would wrap to class 1
+    out = {
+        name: tmp_path / f"{name}.csv"
+        for name in ("per_class_csv", "confusion_csv", "confusion_normalized_csv", "per_image_csv")
+    }
+    with pytest.raises(MaskReadError, match=r"x y\.1\.png.*mode I;16"):
+        evaluate_split(
+            manifest,
+            tmp_path / "predict",
+            metrics_json=tmp_path / "m.json",
+            classes=["a", "b"],
+            **out,
+        )
+    assert not (tmp_path / "m.json").exists()

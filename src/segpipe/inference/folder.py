@@ -4,7 +4,8 @@
 Everything comes from the checkpoint (classes, architecture, training size); no config file is
 read. With ``--onnx`` it all comes from an ONNX file that ``segpipe export`` wrote (its metadata),
 run by onnxruntime without torch's model. Each input image, read by its content whatever its name
-says (a ``.jpg`` that is a PNG, RGBA, greyscale, 16-bit), gets at its original size:
+says (a ``.jpg`` that is a PNG, RGBA, greyscale, 16-bit), gets at its original size (the layout
+of :mod:`segpipe.data.predictions`, written by :mod:`segpipe.inference.writer`):
 
 - ``masks/<name>.png``: class ids, uint8;
 - ``overlays/<name>.jpg``: the classes' colours over the image;
