@@ -1,6 +1,6 @@
-"""Rule infer: see segpipe.inference.splits.predict_folder."""
+"""Rule infer: see segpipe.inference.folder.predict_folder."""
 
-from segpipe.inference.splits import predict_folder
+from segpipe.inference.folder import predict_folder
 from segpipe.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -21,9 +21,9 @@ from test_train import train as train_tiny
 
 from segpipe.data.arrays import ArrayDataset
 from segpipe.evaluation.selection import selected_run, validation_score
-from segpipe.inference.folder import InferError
+from segpipe.inference.folder import InferError, predict_folder
 from segpipe.inference.selected import predict_selected
-from segpipe.inference.splits import predict_folder, predict_split
+from segpipe.inference.splits import predict_split
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
 from segpipe.models.device import prepare_batch
 from segpipe.reporting.run_report import ReportInputs, build_report

@@ -1,6 +1,9 @@
-"""Class colours shared by prediction overlays and the report."""
+"""Class colours shared by prediction overlays and the reports: palette, colourised masks,
+overlays and the class legend."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -45,3 +48,13 @@ def overlay(
     color = colorize(mask, num_classes).astype(np.float32)
     out = image.astype(np.float32) * (1 - alpha) + color * alpha
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def legend(class_names: Sequence[str]) -> list[dict[str, str]]:
+    """Each class's name and its overlay colour (:func:`palette`) as ``r,g,b``, in class order:
+    the legend of the reports' masks and overlays."""
+    colors = palette(len(class_names))
+    return [
+        {"name": name, "rgb": ",".join(str(int(c)) for c in color)}
+        for name, color in zip(class_names, colors, strict=True)
+    ]

@@ -202,12 +202,17 @@ def _packed_colors(img: Image.Image) -> np.ndarray:
     return pack_rgb(np.asarray(img.convert("RGB")))
 
 
-def read_mask(
+def read_raw_mask(
     path: str | Path, *, colors: bool = False, max_pixels: int | None = None
 ) -> tuple[np.ndarray, int]:
-    """A mask's raw values (float for a float mask) or, with ``colors``, packed colours, oriented
-    like its image (EXIF orientation applied if it has one); and that orientation (1: none).
-    A mask of more than ``max_pixels`` pixels raises :class:`ImageTooLargeError` undecoded."""
+    """A dataset's raw mask, before remapping: its raw values (float for a float mask) or, with
+    ``colors``, packed colours, oriented like its image (EXIF orientation applied if it has
+    one); and that orientation (1: none). A mask of more than ``max_pixels`` pixels raises
+    :class:`ImageTooLargeError` undecoded.
+
+    Distinct from :func:`segpipe.data.masks.load_mask`, which reads the class-id masks this
+    step writes (and predictions): a raw mask may be of any mode (16-bit, float, RGB colours,
+    palette with alpha, 1-bit) and carry an EXIF orientation, which only remap interprets."""
     with open_image(path, max_pixels) as img:
         img.load()
         img, orientation = oriented(img)
@@ -240,12 +245,12 @@ def _non_integer_message(source: str | Path, raw: np.ndarray, bad: np.ndarray) -
 
 
 def read_mask_values(path: str | Path) -> np.ndarray:
-    """Raw mask values as a 2-D int64 array, oriented like the image (see :func:`read_mask`).
+    """Raw mask values as a 2-D int64 array, oriented like the image (see :func:`read_raw_mask`).
 
     A float mask whose values are all integers gives those integers; any other value raises
     :class:`NonIntegerMaskError` naming the file and the values.
     """
-    raw, _ = read_mask(path)
+    raw, _ = read_raw_mask(path)
     values, bad = split_non_integer(raw)
     if bad is not None:
         raise NonIntegerMaskError(_non_integer_message(path, raw, bad))
@@ -399,7 +404,7 @@ def check_pair(
     )
     result["notes"] += [(level, f"{image}: {text}") for level, text in info.notes]
     try:
-        raw, mask_orientation = read_mask(mask, colors=spec.by_color, max_pixels=max_pixels)
+        raw, mask_orientation = read_raw_mask(mask, colors=spec.by_color, max_pixels=max_pixels)
         values, skip = split_non_integer(raw)
         mapped = _map(values, spec, skip)
     except ImageTooLargeError as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from segpipe.data import predictions
 from segpipe.data.masks import load_mask
 from segpipe.data.split import read_manifest
 from segpipe.evaluation.metrics import confusion_matrix, per_class_scores, summarize
@@ -103,7 +104,7 @@ def score_images(
 
 def load_prediction(predictions_dir: Path, row: dict, shape: tuple[int, ...]):
     """The predicted mask of a manifest row, which must exist and match its truth's shape."""
-    path = predictions_dir / "masks" / f"{row['id']}.png"
+    path = predictions.mask_path(predictions_dir, row["id"])
     if not path.exists():
         raise FileNotFoundError(f"{path}: no prediction for image '{row['id']}'")
     pred = load_mask(path)

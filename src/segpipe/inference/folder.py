@@ -1,9 +1,11 @@
-"""Predicting new images with a trained model: ``segpipe predict``.
+"""Predicting folders of new images with a trained model: ``segpipe predict`` and rule
+``infer`` (:func:`predict_folder`).
 
 Everything comes from the checkpoint (classes, architecture, training size); no config file is
 read. With ``--onnx`` it all comes from an ONNX file that ``segpipe export`` wrote (its metadata),
 run by onnxruntime without torch's model. Each input image, read by its content whatever its name
-says (a ``.jpg`` that is a PNG, RGBA, greyscale, 16-bit), gets at its original size:
+says (a ``.jpg`` that is a PNG, RGBA, greyscale, 16-bit), gets at its original size (the layout
+of :mod:`segpipe.data.predictions`, written by :mod:`segpipe.inference.writer`):
 
 - ``masks/<name>.png``: class ids, uint8;
 - ``overlays/<name>.jpg``: the classes' colours over the image;
@@ -38,11 +40,12 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from segpipe.data.colors import overlay
+from segpipe.data import predictions
 from segpipe.data.images import ImageTooLargeError, load_rgb
 from segpipe.inference.engine import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
 from segpipe.inference.onnx import ExportError, onnx_session, read_metadata, stale_reason
-from segpipe.io import atomic_dir, atomic_path, unwritable_reason, write_csv
+from segpipe.inference.writer import write_prediction
+from segpipe.io import atomic_dir, unwritable_reason, write_csv
 from segpipe.logs import UserError, progress
 from segpipe.models.checkpoints import load_models
 from segpipe.models.device import amp_dtype, resolve_device
@@ -161,7 +164,7 @@ def _check_unique(named: Sequence[tuple[Path, str]]) -> None:
     for file, name in named:
         key = unicodedata.normalize("NFC", name).casefold()
         if key in seen:
-            clashes.append(f"{seen[key]} and {file} (masks/{name}.png)")
+            clashes.append(f"{seen[key]} and {file} ({predictions.mask_name(name)})")
         seen.setdefault(key, file)
     if clashes:
         raise OutputClashError(
@@ -200,43 +203,6 @@ def check_output_dir(
             f"output folder {out_dir} already holds {held} file(s); give another folder, or "
             "--overwrite to replace it (its files are removed)"
         )
-
-
-def _save(path: Path, save) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        save(tmp)
-
-
-def write_prediction(
-    out_dir: Path,
-    name: str,
-    rgb: np.ndarray,
-    probabilities: torch.Tensor,
-    classes: Sequence[str],
-    *,
-    keep_probabilities: bool = False,
-    overlay_alpha: float = 0.5,
-) -> Path:
-    """Write one image's mask, overlay and (``keep_probabilities``) probabilities; returns the
-    mask's path."""
-    mask = probabilities.argmax(0).to(torch.uint8).numpy()
-    mask_path = out_dir / "masks" / f"{name}.png"
-    _save(mask_path, lambda tmp: Image.fromarray(mask, mode="L").save(tmp, format="PNG"))
-    shaded = Image.fromarray(overlay(rgb, mask, len(classes), overlay_alpha))
-    _save(
-        out_dir / "overlays" / f"{name}.jpg",
-        lambda tmp: shaded.save(tmp, format="JPEG", quality=90),
-    )
-    if keep_probabilities:
-        compact = (probabilities.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        _save(
-            out_dir / "probabilities" / f"{name}.npz",
-            lambda tmp: np.savez_compressed(
-                tmp, probabilities=compact, classes=np.array(list(classes))
-            ),
-        )
-    return mask_path
 
 
 def unreadable_reason(file: Path, exc: BaseException) -> str:
@@ -324,6 +290,41 @@ def predict_files(
     return summary
 
 
+def predict_folder(
+    checkpoints: Sequence[str | Path],
+    folder: str | Path,
+    out_dir: str | Path,
+    *,
+    classes: Sequence[str],
+    threads: int = 1,
+    device: str = "auto",
+    amp: str = "auto",
+    tta: Sequence[str] = (),
+    batch_size: int = 8,
+    overlay_alpha: float = 0.5,
+) -> pd.DataFrame:
+    """Predict every image of ``folder`` with the mean of ``checkpoints`` as ``segpipe predict``
+    does (:func:`predict_files`, each image resized to the training size and its probabilities
+    back, averaged over the ``tta`` flips): ``masks/``, ``overlays/`` and ``summary.csv``
+    (files that are no readable image skipped) in ``out_dir``, which appears when complete,
+    replacing any earlier one (rule ``infer``). Raises :class:`InferError` when the
+    checkpoints' classes are not ``classes`` or two files of ``folder`` would be predicted into
+    one mask (:func:`find_inputs`)."""
+    torch.set_num_threads(threads)
+    model = load_model(list(checkpoints), device=device, amp=amp)
+    return predict_files(
+        model,
+        [folder],
+        out_dir,
+        mode="resize",
+        tta=tta,
+        batch_size=batch_size,
+        overlay_alpha=overlay_alpha,
+        classes=classes,
+        overwrite=True,  # the rule's output folder: Snakemake's to replace
+    )
+
+
 def _predict_batch(
     batch: Sequence[tuple[Path, str]],
     predict: Callable[[list[np.ndarray]], list[torch.Tensor]],
@@ -341,7 +342,7 @@ def _predict_batch(
     scores = predict([rgb for _, _, rgb in ok]) if ok else []
     for (file, name, rgb), p in zip(ok, scores, strict=True):
         write(name, rgb, p)
-        output = f"masks/{name}.png"
+        output = predictions.mask_name(name)
         rows.append({"file": str(file), "status": "predicted", "output": output, "reason": ""})
     return rows
 
@@ -351,7 +352,7 @@ def _write_summary(out: Path, files: Sequence[Path], rows: list[dict[str, str]])
     order = {str(file): i for i, file in enumerate(files)}
     summary = pd.DataFrame(rows, columns=["file", "status", "output", "reason"])
     summary = summary.sort_values("file", key=lambda c: c.map(order)).reset_index(drop=True)
-    write_csv(out / "summary.csv", summary)
+    write_csv(predictions.summary_path(out), summary)
     return summary
 
 
@@ -362,5 +363,5 @@ def _log_summary(summary: pd.DataFrame, out: Path) -> None:
         len(summary) - skipped,
         len(summary),
         out,
-        f"; skipped {skipped} (listed in {out / 'summary.csv'})" if skipped else "",
+        f"; skipped {skipped} (listed in {predictions.summary_path(out)})" if skipped else "",
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from segpipe.evaluation.selection import selected_run, validation_score
-from segpipe.inference.splits import predict_folder
+from segpipe.inference.folder import predict_folder
 from segpipe.io import write_text
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def predict_selected(
     threads: int = 1,
     runtime: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """Predict the images of ``folder`` into ``out_dir`` (:func:`segpipe.inference.splits.predict_folder`)
+    """Predict the images of ``folder`` into ``out_dir`` (:func:`segpipe.inference.folder.predict_folder`)
     with the run the leaderboard selects, of ``runs`` (name -> the ``val_metrics`` and
     ``crossval_metrics`` of :func:`validation_score`, in declared order); ``models[name]`` holds
     its ``checkpoints`` and predict options, ``runtime[name]`` the options that change only

@@ -1,4 +1,6 @@
-"""Batched prediction: class-id PNG masks at each image's original size, plus colour overlays."""
+"""Predicting whole splits (rule ``predict``): every image of a split's manifest, read from its
+preprocessed arrays, into class-id PNG masks at each image's original size plus colour overlays
+(:func:`predict_split`)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import DataLoader
 
+from segpipe.data import predictions
 from segpipe.data.arrays import ArrayDataset, Batch, batch_loader
-from segpipe.data.colors import overlay
 from segpipe.data.images import load_rgb
 from segpipe.data.preprocess import ArrayRows, scaled_size
 from segpipe.data.split import read_manifest
@@ -28,7 +28,7 @@ from segpipe.inference.engine import (
     torch_scorer,
     with_flips,
 )
-from segpipe.inference.folder import load_model, predict_files
+from segpipe.inference.writer import write_prediction
 from segpipe.io import atomic_dir
 from segpipe.logs import progress
 from segpipe.models.checkpoints import load_models
@@ -85,13 +85,13 @@ def predict_split(
             len(flip_views(tta)),
         )
     with atomic_dir(out_dir) as tmp:
-        (tmp / "masks").mkdir()
-        (tmp / "overlays").mkdir()
+        for folder in (predictions.MASKS, predictions.OVERLAYS):  # there for an empty split too
+            (tmp / folder).mkdir()
         start = 0
         for batch in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
             batch_rows = rows[start : start + len(batch.samples)]
             for one, row in zip(scoring.scores(batch, batch_rows), batch_rows, strict=True):
-                _write_prediction(tmp, row, one, len(cfg["classes"]), overlay_alpha)
+                _write_row(tmp, row, one, cfg["classes"], overlay_alpha)
             start += len(batch.samples)
     logger.info("wrote %d predictions to %s", len(rows), out_dir)
 
@@ -154,51 +154,17 @@ class SplitScoring:
         return out
 
 
-def _write_prediction(
-    out_dir: Path, row: dict[str, Any], probabilities: torch.Tensor, num_classes: int, alpha: float
+def _write_row(
+    out_dir: Path,
+    row: dict[str, Any],
+    probabilities: torch.Tensor,
+    classes: Sequence[str],
+    alpha: float,
 ) -> None:
-    """The mask and overlay of one manifest row from its probabilities, resized back to the
-    image's own size (bilinear) before the argmax."""
+    """The prediction of one manifest row (:func:`segpipe.inference.writer.write_prediction`,
+    named by its id) from its probabilities, resized back to the image's own size (bilinear)
+    before the argmax."""
     size = (int(row["height"]), int(row["width"]))
     full = F.interpolate(probabilities[None], size=size, mode="bilinear", align_corners=False)
-    mask = full[0].argmax(0).to(torch.uint8).cpu().numpy()
-    Image.fromarray(mask, mode="L").save(out_dir / "masks" / f"{row['id']}.png")
     rgb = np.asarray(load_rgb(row["image"], None))  # checked by remap
-    Image.fromarray(overlay(rgb, mask, num_classes, alpha)).save(
-        out_dir / "overlays" / f"{row['id']}.jpg", quality=90
-    )
-
-
-def predict_folder(
-    checkpoints: Sequence[str | Path],
-    folder: str | Path,
-    out_dir: str | Path,
-    *,
-    classes: Sequence[str],
-    threads: int = 1,
-    device: str = "auto",
-    amp: str = "auto",
-    tta: Sequence[str] = (),
-    batch_size: int = 8,
-    overlay_alpha: float = 0.5,
-) -> pd.DataFrame:
-    """Predict every image of ``folder`` with the mean of ``checkpoints`` as ``segpipe predict``
-    does (:func:`segpipe.inference.folder.predict_files`, each image resized to the training size and its
-    probabilities back, averaged over the ``tta`` flips): ``masks/``, ``overlays/`` and
-    ``summary.csv`` (files that are no readable image skipped) in ``out_dir``, which appears
-    when complete, replacing any earlier one. Raises :class:`segpipe.inference.folder.InferError` when the
-    checkpoints' classes are not ``classes`` or two files of ``folder`` would be predicted into
-    one mask (:func:`segpipe.inference.folder.find_inputs`)."""
-    torch.set_num_threads(threads)
-    model = load_model(list(checkpoints), device=device, amp=amp)
-    return predict_files(
-        model,
-        [folder],
-        out_dir,
-        mode="resize",
-        tta=tta,
-        batch_size=batch_size,
-        overlay_alpha=overlay_alpha,
-        classes=classes,
-        overwrite=True,  # the rule's output folder: Snakemake's to replace
-    )
+    write_prediction(out_dir, str(row["id"]), rgb, full[0], classes, overlay_alpha=alpha)

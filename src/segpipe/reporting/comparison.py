@@ -33,8 +33,10 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from segpipe.data.colors import colorize, palette
+from segpipe.data import predictions
+from segpipe.data.colors import colorize, legend
 from segpipe.data.images import load_rgb
+from segpipe.data.masks import load_mask
 from segpipe.evaluation.selection import number, rank_key
 from segpipe.io import read_table, write_csv, write_text
 from segpipe.reporting import plots
@@ -45,7 +47,7 @@ from segpipe.reporting.html import (
     png_bytes,
     template_environment,
 )
-from segpipe.reporting.run_report import infer_gallery, read_mask, training_summary
+from segpipe.reporting.run_report import infer_gallery, training_summary
 
 logger = logging.getLogger(__name__)
 
@@ -233,10 +235,7 @@ def build_comparison(
         "n_resamples": n_resamples,
         "seed": seed,
         "gallery_size": gallery_size,
-        "legend": [
-            {"name": name, "rgb": ",".join(str(int(c)) for c in color)}
-            for name, color in zip(class_names, palette(len(class_names)), strict=True)
-        ],
+        "legend": legend(class_names),
         "infer": _selected_infer(infer, selected.run.name) if infer else None,
     }
     write_text(out_html, template_environment().get_template("compare.html.j2").render(context))
@@ -524,15 +523,14 @@ def _disagreements(
     scored = set(selected.per_image["id"])
     ids = {d.run.name: scored & set(d.per_image["id"]) for d in others}
     values: dict[str, dict[str, float]] = {d.run.name: {} for d in others}
-    selected_masks = Path(selected.run.test_predictions) / "masks"
     for image_id, mask_path in zip(manifest.index, manifest["mask"], strict=True):
         wanted = [d for d in others if image_id in ids[d.run.name]]
         if not wanted:
             continue
-        truth = read_mask(Path(mask_path))
-        pred = read_mask(selected_masks / f"{image_id}.png")
+        truth = load_mask(mask_path)
+        pred = load_mask(predictions.mask_path(selected.run.test_predictions, image_id))
         for d in wanted:
-            other = read_mask(Path(d.run.test_predictions) / "masks" / f"{image_id}.png")
+            other = load_mask(predictions.mask_path(d.run.test_predictions, image_id))
             try:
                 values[d.run.name][image_id] = disagreement(truth, pred, other, ignore_index)
             except ValueError as exc:
@@ -612,9 +610,9 @@ def _pair_composite(
     image_id = entry.name
     image = np.asarray(load_rgb(entry["image"], None))  # as training read it (EXIF orientation)
     masks = [
-        read_mask(Path(entry["mask"])),
-        read_mask(Path(selected.run.test_predictions) / "masks" / f"{image_id}.png"),
-        read_mask(Path(other.run.test_predictions) / "masks" / f"{image_id}.png"),
+        load_mask(entry["mask"]),
+        load_mask(predictions.mask_path(selected.run.test_predictions, image_id)),
+        load_mask(predictions.mask_path(other.run.test_predictions, image_id)),
     ]
     if image.shape[:2] != masks[0].shape:
         raise ValueError(

@@ -21,7 +21,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,10 @@ import psutil
 import yaml
 from PIL import Image
 
-from segpipe.data.colors import colorize, palette
+from segpipe.data import predictions
+from segpipe.data.colors import colorize, legend
 from segpipe.data.images import load_rgb
+from segpipe.data.masks import load_mask
 from segpipe.evaluation.crossval import SCORES
 from segpipe.io import read_table, write_text
 from segpipe.params import run_summary, tracked
@@ -224,15 +226,6 @@ def _summary(
     }
 
 
-def legend(class_names: Sequence[str]) -> list[dict[str, str]]:
-    """Each class's name and its overlay colour as ``r,g,b``."""
-    colors = palette(len(class_names))
-    return [
-        {"name": name, "rgb": ",".join(str(int(c)) for c in color)}
-        for name, color in zip(class_names, colors, strict=True)
-    ]
-
-
 def _check_required(paths: Mapping[str, str | os.PathLike | None]) -> None:
     """Raise :class:`FileNotFoundError` naming the first given input (not None) that is missing."""
     for name, path in paths.items():
@@ -398,30 +391,22 @@ def _mean_scores(paths: Sequence[str | os.PathLike]) -> dict[str, float | None]:
 INFER_THUMBNAIL = (256, 192)
 
 
-def _infer_name(mask: Path) -> Path:
-    """A prediction's name below masks/ (``masks/a/x.png`` -> ``a/x.png``); a summary that
-    gives the mask's full path has no sub-folders."""
-    if mask.parts[:1] == ("masks",):
-        return mask.relative_to("masks")
-    return Path(mask.name)
-
-
 def infer_gallery(infer_dir: str | os.PathLike, size: int) -> dict[str, Any]:
     """The first ``size`` overlays of a folder's predictions (:func:`segpipe.inference.folder.predict_files`,
     in the order of its ``summary.csv``) as small JPEG data URIs with their file names, the
     number of files and the skipped ones with why."""
     folder = Path(infer_dir)
-    summary = read_table(folder / "summary.csv", text=True)
+    summary = read_table(predictions.summary_path(folder), text=True)
     predicted = summary[summary["status"] == "predicted"]
     items = []
     for row in predicted.head(size).to_dict("records"):
-        name = _infer_name(Path(row["output"]))
-        with Image.open(folder / "overlays" / name.with_suffix(".jpg")) as image:
+        name = predictions.name_of_mask(row["output"])
+        with Image.open(predictions.overlay_path(folder, name)) as image:
             thumbnail = image.convert("RGB")
         thumbnail.thumbnail(INFER_THUMBNAIL)
         buffer = io.BytesIO()
         thumbnail.save(buffer, format="JPEG", quality=85)
-        shown = name.parent / Path(row["file"]).name
+        shown = PurePosixPath(name).parent / Path(row["file"]).name
         items.append({"name": shown.as_posix(), "src": data_uri(buffer.getvalue(), "jpeg")})
     skipped = summary[summary["status"] == "skipped"]
     return {
@@ -655,7 +640,7 @@ def _galleries(
             composite = _composite(
                 Path(entry["image"]),
                 Path(entry["mask"]),
-                predictions_dir / "masks" / f"{image_id}.png",
+                predictions.mask_path(predictions_dir, image_id),
                 num_classes,
                 ignore_index,
             )
@@ -675,8 +660,8 @@ def _composite(
     image = np.asarray(
         load_rgb(image_path, None)
     )  # as remap and training read it (EXIF orientation)
-    truth = read_mask(truth_path)
-    pred = read_mask(pred_path)
+    truth = load_mask(truth_path)
+    pred = load_mask(pred_path)
     if not image.shape[:2] == truth.shape == pred.shape:
         raise ValueError(
             f"size mismatch: image {image_path} {image.shape[:2]}, truth {truth_path} "
@@ -690,9 +675,3 @@ def _composite(
     error[ignored] = 0
     masks = [colorize(truth, num_classes, ignore_index), colorize(pred, num_classes, ignore_index)]
     return panel_sheet(image, [*masks, error])
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """A class-id mask as an (H, W) uint8 array (palette PNGs give their indices)."""
-    with Image.open(path) as mask:
-        return np.asarray(mask, dtype=np.uint8)

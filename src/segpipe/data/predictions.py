@@ -1,0 +1,74 @@
+"""The on-disk layout of a predictions folder, the one place that spells it.
+
+A folder of predictions (a split's, or a folder of new images') holds, per image name:
+
+- ``masks/<name>.png``: class ids, uint8, at the image's own size;
+- ``overlays/<name>.jpg``: the classes' colours over the image;
+- ``probabilities/<name>.npz`` (only when asked for): the class probabilities;
+
+and, for a folder of new images, ``summary.csv`` listing every input. ``<name>`` is a split
+row's id, or a new image's path below its folder without its suffix (``a/x``): it may hold
+``/`` (sub-folders), dots, spaces and any Unicode, and is used as it is (``x.tar`` ->
+``masks/x.tar.png``). Prediction writes, evaluation and the reports read through these
+functions. Torch-free: every stage may import it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+MASKS = "masks"
+OVERLAYS = "overlays"
+PROBABILITIES = "probabilities"
+SUMMARY = "summary.csv"
+MASK_SUFFIX = ".png"
+OVERLAY_SUFFIX = ".jpg"
+PROBABILITIES_SUFFIX = ".npz"
+
+
+def _checked(name: str) -> str:
+    """``name`` when it names a file below a folder: not empty, not absolute, no ``.``/``..``
+    parts, no empty parts; raises ValueError naming it otherwise."""
+    parts = str(name).split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(
+            f"prediction name {name!r}: not a relative path below the predictions folder "
+            "(empty, absolute, or with an empty, '.' or '..' part)"
+        )
+    return str(name)
+
+
+def mask_name(name: str) -> str:
+    """The mask's path relative to the predictions folder: ``a/x`` -> ``masks/a/x.png``."""
+    return f"{MASKS}/{_checked(name)}{MASK_SUFFIX}"
+
+
+def mask_path(folder: str | os.PathLike, name: str) -> Path:
+    """``folder/masks/<name>.png``."""
+    return Path(folder) / mask_name(name)
+
+
+def overlay_path(folder: str | os.PathLike, name: str) -> Path:
+    """``folder/overlays/<name>.jpg``."""
+    return Path(folder) / OVERLAYS / f"{_checked(name)}{OVERLAY_SUFFIX}"
+
+
+def probabilities_path(folder: str | os.PathLike, name: str) -> Path:
+    """``folder/probabilities/<name>.npz``."""
+    return Path(folder) / PROBABILITIES / f"{_checked(name)}{PROBABILITIES_SUFFIX}"
+
+
+def summary_path(folder: str | os.PathLike) -> Path:
+    """``folder/summary.csv``."""
+    return Path(folder) / SUMMARY
+
+
+def name_of_mask(output: str | os.PathLike) -> str:
+    """The image name of a mask path as ``summary.csv`` lists it (:func:`mask_name`):
+    ``masks/a/x.png`` -> ``a/x``. A path not below ``masks/`` (a full path) gives its file
+    name alone, without sub-folders."""
+    path = PurePosixPath(Path(output).as_posix())
+    below = path.relative_to(MASKS) if path.parts[:1] == (MASKS,) else PurePosixPath(path.name)
+    text = below.as_posix()
+    return text[: -len(MASK_SUFFIX)] if text.endswith(MASK_SUFFIX) else text
