@@ -8,9 +8,13 @@ import copy
 import pytest
 import yaml
 
+from segpipe.data.download import OXFORD_PETS_RESOURCES
 from segpipe.workflow.config import (
+    download_resources,
     infer_images_problems,
+    infer_options,
     load_schema,
+    predict_options,
     replace_whole_options,
     validate_config,
 )
@@ -205,3 +209,95 @@ def test_infer_images_problems_name_the_option_and_the_folder(tmp_path, monkeypa
         assert problem.startswith(f"config option 'infer.images': {why}")
     (problem,) = infer_images_problems(cfg, {"x{1}": {"infer": {"images": None}}})
     assert problem.startswith("run 'x{1}': option 'infer.images' is not an option of a run")
+
+
+def test_report_inputs_of_a_cross_validated_run_with_flips() -> None:
+    layout = layout_of(
+        run_name="cv",
+        split={"folds": 2},
+        predict={"ensemble": "folds", "tta": ["hflip"]},
+        infer=True,
+    )
+    files = layout.report_inputs("cv")
+    assert files["metrics"] == "results/runs/cv/ensemble/evaluate/test/metrics.json"
+    assert files["val_metrics"] == "results/runs/cv/fold0/evaluate/val/metrics.json"
+    assert files["predictions"] == "results/runs/cv/ensemble/predict/test"
+    assert files["history"] == [f"results/runs/cv/fold{i}/train/history.csv" for i in range(2)]
+    assert files["fold_classes"] == [f"results/folds/base/k2/fold{i}/classes.csv" for i in range(2)]
+    assert files["crossval_per_image"] == "results/runs/cv/crossval/per_image.csv"
+    assert files["no_tta_metrics"] == "results/runs/cv/ensemble/evaluate_no_tta/test/metrics.json"
+    assert files["no_tta_val_metrics"] == [
+        f"results/runs/cv/fold{i}/evaluate_no_tta/val/metrics.json" for i in range(2)
+    ]
+    assert files["infer"] == "results/runs/cv/infer"
+    assert layout.crossval_inputs("cv") == {
+        "val_metrics": [f"results/runs/cv/fold{i}/evaluate/val/metrics.json" for i in range(2)],
+        "test_metrics": [f"results/runs/cv/fold{i}/evaluate/test/metrics.json" for i in range(2)],
+        "val_per_image": [f"results/runs/cv/fold{i}/evaluate/val/per_image.csv" for i in range(2)],
+        "ensemble_test_metrics": "results/runs/cv/ensemble/evaluate/test/metrics.json",
+    }
+
+
+def test_report_inputs_of_a_plain_run_have_no_folds_flips_or_infer() -> None:
+    layout = layout_of(run_name="r")
+    files = layout.report_inputs("r")
+    assert files["metrics"] == "results/runs/r/evaluate/test/metrics.json"
+    assert files["fold_classes"] == [] and files["history"] == ["results/runs/r/train/history.csv"]
+    assert not [key for key in files if "tta" in key or "crossval" in key or key == "infer"]
+    assert layout.crossval_outputs("r") == {}
+
+
+def test_compare_and_selection_read_each_runs_validation_scores() -> None:
+    layout = layout_of(
+        infer=True, experiments={"cv": {"split": {"folds": 2}}, "a+b.c": {"train": {"lr": 0.1}}}
+    )
+    entry = layout.compare_run("a+b.c")
+    assert entry["overrides"] == {"train.lr": 0.1}
+    assert entry["report_html"] == "../runs/a+b.c/report/report.html"
+    assert entry["model_json"] == "results/runs/a+b.c/train/model.json"
+    cv = layout.compare_run("cv")
+    assert cv["test_metrics"] == "results/runs/cv/fold0/evaluate/test/metrics.json"
+    assert cv["crossval_metrics"] == "results/runs/cv/crossval/metrics.json"
+    inputs = layout.compare_inputs()
+    assert inputs[-1] == "results/compare/infer"
+    assert "results/runs/cv/report/report.html" in inputs and len(inputs) == len(set(inputs))
+    assert layout.selection_runs() == {
+        "cv": {
+            "val_metrics": "results/runs/cv/fold0/evaluate/val/metrics.json",
+            "crossval_metrics": "results/runs/cv/crossval/metrics.json",
+        },
+        "a+b.c": {
+            "val_metrics": "results/runs/a+b.c/evaluate/val/metrics.json",
+            "crossval_metrics": None,
+        },
+    }
+    assert layout.selection_inputs() == sorted(
+        [
+            "results/runs/cv/fold0/evaluate/val/metrics.json",
+            "results/runs/cv/crossval/metrics.json",
+            "results/runs/a+b.c/evaluate/val/metrics.json",
+        ]
+    )
+
+
+def test_predict_options_leave_out_defaults_and_the_flips_without_tta() -> None:
+    predict = {"overlay_alpha": 0.4, "tta": ["hflip"], "mode": "resize", "overlap": 0.5}
+    assert predict_options(predict) == {"overlay_alpha": 0.4, "tta": ["hflip"]}
+    assert predict_options(predict, tta=False) == {"overlay_alpha": 0.4}
+    sliding = {**predict, "tta": [], "mode": "sliding", "overlap": 0.25}
+    assert predict_options(sliding) == {"overlay_alpha": 0.4, "mode": "sliding", "overlap": 0.25}
+
+
+def test_infer_options_and_download_resources() -> None:
+    cfg = validate({**copy.deepcopy(TINY), "predict": {"batch_size": 3, "tta": ["vflip"]}})
+    assert infer_options(cfg) == {
+        "batch_size": 3,
+        "overlay_alpha": cfg["predict"]["overlay_alpha"],
+        "tta": ["vflip"],
+        "device": cfg["train"]["device"],
+        "amp": cfg["train"]["amp"],
+    }
+    assert download_resources({"source": "synthetic"}) == []
+    assert download_resources({"source": "folder", "urls": ["x"]}) == []
+    assert download_resources({"source": "oxford_pets", "urls": ["x"]}) == ["x"]
+    assert download_resources({"source": "oxford_pets"}) == OXFORD_PETS_RESOURCES

@@ -485,6 +485,41 @@ def infer_images_problems(cfg: Mapping[str, Any], runs: Mapping[str, Mapping]) -
     return [f"config option 'infer.images': {problem}"]
 
 
+def predict_options(predict: Mapping[str, Any], tta: bool = True) -> dict[str, Any]:
+    """The options of a run's ``predict`` section that change its predictions: overlay_alpha,
+    the tta flips (left out when there are none, and with ``tta`` False, for predict_no_tta) and
+    sliding windows' mode and overlap (left out for the default whole-image mode). batch_size
+    reaches the job untracked (segpipe.params)."""
+    flips = predict["tta"] if tta else []
+    sliding = predict["mode"] == "sliding"
+    return {
+        "overlay_alpha": predict["overlay_alpha"],
+        **({"tta": flips} if flips else {}),
+        **({"mode": "sliding", "overlap": predict["overlap"]} if sliding else {}),
+    }
+
+
+def infer_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """How a run (its validated config) predicts new images: predict options, device and amp."""
+    return {
+        "batch_size": cfg["predict"]["batch_size"],
+        "overlay_alpha": cfg["predict"]["overlay_alpha"],
+        "tta": cfg["predict"]["tta"],
+        "device": cfg["train"]["device"],
+        "amp": cfg["train"]["amp"],
+    }
+
+
+def download_resources(dataset: Mapping[str, Any]) -> list:
+    """Archives to fetch for oxford_pets (dataset.urls, else the official ones); synthetic reads
+    its resources.json, written by rule synthesize; a folder downloads nothing."""
+    if dataset["source"] != "oxford_pets":
+        return []
+    from segpipe.data.download import OXFORD_PETS_RESOURCES
+
+    return dataset.get("urls") or OXFORD_PETS_RESOURCES
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m segpipe.workflow.config CONFIG...``: check that each config file reads as a mapping of
     options, before Snakemake reads it (Snakemake's own message for a YAML error names neither

@@ -109,6 +109,133 @@ class Layout:
             for split in model.splits
         ]
 
+    def evaluated(self, model: str, split: str, name: str, rule: str = "evaluate") -> str:
+        """File ``name`` of rule evaluate (or evaluate_no_tta) for a model's split."""
+        return f"{run_dir(model)}/{rule}/{split}/{name}"
+
+    def fold_classes(self, run: str) -> list[str]:
+        """Images per class in each fold's train and val parts (rule folds); none without."""
+        return [
+            f"{self.fold_dir(run, fold)}/classes.csv" for fold in range(self.runs[run].folds or 0)
+        ]
+
+    def crossval_inputs(self, run: str) -> dict[str, str | list[str]]:
+        """The inputs of rule crossval, each fold's val and test scores, in fold order, and the
+        fold ensemble's test scores when the run has one."""
+        setting = self.runs[run]
+        folds = [model.name for model in setting.models if model.trained]
+        files: dict[str, str | list[str]] = {
+            "val_metrics": [self.evaluated(m, "val", "metrics.json") for m in folds],
+            "test_metrics": [self.evaluated(m, "test", "metrics.json") for m in folds],
+            "val_per_image": [self.evaluated(m, "val", "per_image.csv") for m in folds],
+        }
+        if setting.primary.members:
+            files["ensemble_test_metrics"] = self.evaluated(
+                setting.primary.name, "test", "metrics.json"
+            )
+        return files
+
+    def crossval_outputs(self, run: str) -> dict[str, str]:
+        """The cross-validation summary of a run with folds (rule crossval); none without."""
+        if not self.runs[run].folds:
+            return {}
+        out = f"{run_dir(run)}/crossval"
+        return {
+            "crossval_metrics": f"{out}/metrics.json",
+            "crossval_folds": f"{out}/folds.csv",
+            "crossval_per_image": f"{out}/per_image.csv",
+        }
+
+    def report_inputs(self, run: str) -> dict[str, str | list[str]]:
+        """The inputs of rule report for a run: the test outputs of the model that stands for
+        it (Run.primary), its training history (each fold's, with folds), with folds the
+        cross-validation summary, with predict.tta the scores without the flips, and the
+        infer.images predictions when the run predicts them."""
+        setting = self.runs[run]
+        primary, first = setting.primary.name, setting.models[0].name
+        trained = [m.name for m in setting.models if m.trained]
+        return {
+            "metrics": self.evaluated(primary, "test", "metrics.json"),
+            "val_metrics": self.evaluated(first, "val", "metrics.json"),
+            "per_class": self.evaluated(primary, "test", "per_class.csv"),
+            "confusion": self.evaluated(primary, "test", "confusion.csv"),
+            "per_image": self.evaluated(primary, "test", "per_image.csv"),
+            "history": [f"{run_dir(m)}/train/history.csv" for m in trained],
+            "manifest": self.split_manifest(run, "test"),
+            "predictions": f"{run_dir(primary)}/predict/test",
+            "quarantine": "results/remap/quarantine.csv",
+            "classes": self.split_manifest(run, "classes"),
+            "fold_classes": self.fold_classes(run),
+            **self.crossval_outputs(run),
+            **self._no_tta_inputs(run),
+            **({"infer": self.infer_dir()} if self.run_infers() else {}),
+        }
+
+    def _no_tta_inputs(self, run: str) -> dict[str, str | list[str]]:
+        """For a run with predict.tta: the test scores of the model that stands for it, and
+        each trained model's val scores, with and without the flips; none without."""
+        setting = self.runs[run]
+        if not setting.config["predict"]["tta"]:
+            return {}
+        primary = setting.primary.name
+        trained = [m.name for m in setting.models if m.trained]
+        return {
+            "no_tta_metrics": self.evaluated(primary, "test", "metrics.json", "evaluate_no_tta"),
+            "no_tta_per_class": self.evaluated(primary, "test", "per_class.csv", "evaluate_no_tta"),
+            "tta_val_metrics": [self.evaluated(m, "val", "metrics.json") for m in trained],
+            "no_tta_val_metrics": [
+                self.evaluated(m, "val", "metrics.json", "evaluate_no_tta") for m in trained
+            ],
+        }
+
+    def compare_run(self, run: str) -> dict:
+        """What rule compare reads of a run (see segpipe.reporting.comparison.RunResult), paths
+        relative to the workflow; ``report_html`` relative to the comparison report. With folds:
+        the test outputs of the fold ensemble (else fold 0), fold 0's training, the
+        cross-validation summary."""
+        setting = self.runs[run]
+        primary, first = setting.primary.name, setting.models[0].name
+        return {
+            "name": run,
+            "overrides": setting.overrides,
+            "report_html": f"../runs/{run}/report/report.html",
+            "val_metrics": self.evaluated(first, "val", "metrics.json"),
+            "test_metrics": self.evaluated(primary, "test", "metrics.json"),
+            "test_per_class": self.evaluated(primary, "test", "per_class.csv"),
+            "test_per_image": self.evaluated(primary, "test", "per_image.csv"),
+            "history": f"{run_dir(first)}/train/history.csv",
+            "model_json": f"{run_dir(first)}/train/model.json",
+            "test_manifest": self.split_manifest(run, "test"),
+            "test_predictions": f"{run_dir(primary)}/predict/test",
+            **self.crossval_outputs(run),
+        }
+
+    def compare_inputs(self) -> list[str]:
+        """Every file rule compare reads, and each run's report (linked from the comparison)."""
+        files = []
+        for run in self.runs:
+            entry = self.compare_run(run)
+            files += [v for k, v in entry.items() if k not in ("name", "overrides", "report_html")]
+            files.append(f"{run_dir(run)}/report/report.html")
+        return sorted(set(files)) + ([self.infer_dir()] if self.infer else [])
+
+    def selection_runs(self) -> dict[str, dict[str, str | None]]:
+        """Per run, in declared order, the validation scores the comparison selects a run by
+        (segpipe.evaluation.selection.validation_score): its val metrics, a cross-validated
+        run's summary."""
+        return {
+            run: {
+                "val_metrics": self.compare_run(run)["val_metrics"],
+                "crossval_metrics": self.compare_run(run).get("crossval_metrics"),
+            }
+            for run in self.runs
+        }
+
+    def selection_inputs(self) -> list[str]:
+        """The files of selection_runs."""
+        files = [path for entry in self.selection_runs().values() for path in entry.values()]
+        return sorted({path for path in files if path})
+
     def infer_dir(self) -> str:
         """Where the images of infer.images are predicted: in the run's folder, or with
         experiments by the run the comparison selects, in results/compare/infer."""
