@@ -31,8 +31,8 @@ include: "rules/dvc.smk"
 
 rule all:
     input:
-        expand("results/runs/{run}/report/report.html", run=RUNS),
-        evaluations(),
-        [f"results/runs/{run}/crossval/metrics.json" for run in RUNS if RUNS[run].folds],
-        "results/compare/report.html" if COMPARE else [],
-        infer_targets(),
+        expand(rules.report.output.html, run=RUNS),
+        LAYOUT.evaluations(),
+        expand(rules.crossval.output.metrics, run=[r for r in RUNS if RUNS[r].folds]),
+        rules.compare.output.html if COMPARE else [],
+        [LAYOUT.infer_dir()] if INFER_IMAGES else [],

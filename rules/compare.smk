@@ -8,7 +8,7 @@ rule compare:
     and with infer.images the selected run's predictions of those images (a gallery).
     """
     input:
-        lambda wildcards: compare_inputs(),
+        lambda wildcards: LAYOUT.compare_inputs(),
     output:
         html="results/compare/report.html",
         leaderboard="results/compare/leaderboard.csv",
@@ -33,7 +33,7 @@ rule compare:
         mem_mb=res("report", "mem_mb"),
         runtime=res("report", "runtime"),
     params:
-        runs=verbatim([compare_run(run) for run in RUNS]),
+        runs=verbatim([LAYOUT.compare_run(run) for run in RUNS]),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # compare.* of the config, the title resolved (null: "<report.title> (comparison)").
@@ -45,7 +45,7 @@ rule compare:
         # The infer.images predictions of the selected run and how many to show; null without.
         infer=verbatim(
             {
-                "predictions": infer_dir(),
+                "predictions": LAYOUT.infer_dir(),
                 "gallery_size": 2 * config["report"]["gallery_size"],
             }
             if INFER_IMAGES

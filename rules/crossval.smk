@@ -7,7 +7,7 @@ rule crossval:
     scores, their mean and standard deviation, the fold ensemble's test scores, and every pool
     image's out-of-fold scores."""
     input:
-        unpack(lambda wildcards: crossval_inputs(wildcards.run)),
+        unpack(lambda wildcards: LAYOUT.crossval_inputs(wildcards.run)),
     output:
         metrics="results/runs/{run}/crossval/metrics.json",
         folds="results/runs/{run}/crossval/folds.csv",
@@ -18,10 +18,10 @@ rule crossval:
         "benchmarks/crossval/{run}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: run_res("report", "threads")
+    threads: res("report", "threads", of_run=True)
     resources:
-        mem_mb=run_res("report", "mem_mb"),
-        runtime=run_res("report", "runtime"),
+        mem_mb=res("report", "mem_mb", of_run=True),
+        runtime=res("report", "runtime", of_run=True),
     params:
         classes=verbatim(config["classes"]),
     script:

@@ -42,7 +42,7 @@ rule download:
         mem_mb=res("download", "mem_mb"),
         runtime=res("download", "runtime"),
     params:
-        resources=download_resources(),
+        resources=download_resources(config["dataset"]),
         cache_dir="results/download/archives",
         # retries and timeout, untracked (segpipe.params): a change reruns nothing.
         runtime=untracked("dataset", config["dataset"]),

@@ -2,8 +2,10 @@ rule evaluate:
     """Per-class IoU/Dice, pixel accuracy, confusion matrix and per-image metrics for one split of
     one model (a run's, a fold's, the fold ensemble's)."""
     input:
-        manifest=lambda wildcards: model_manifest(wildcards.model, wildcards.split),
-        predictions="results/runs/{model}/predict/{split}",
+        manifest=lambda wildcards: LAYOUT.model_manifest(
+            wildcards.model, wildcards.split
+        ),
+        predictions=rules.predict.output.predictions,
     output:
         metrics="results/runs/{model}/evaluate/{split}/metrics.json",
         per_class="results/runs/{model}/evaluate/{split}/per_class.csv",
@@ -17,10 +19,10 @@ rule evaluate:
         "benchmarks/evaluate/{model}/{split}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: model_res("evaluate", "threads")
+    threads: res("evaluate", "threads", of_run=True)
     resources:
-        mem_mb=model_res("evaluate", "mem_mb"),
-        runtime=model_res("evaluate", "runtime"),
+        mem_mb=res("evaluate", "mem_mb", of_run=True),
+        runtime=res("evaluate", "runtime", of_run=True),
     params:
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
@@ -31,8 +33,10 @@ rule evaluate:
 
 use rule evaluate as evaluate_no_tta with:
     input:
-        manifest=lambda wildcards: model_manifest(wildcards.model, wildcards.split),
-        predictions="results/runs/{model}/predict_no_tta/{split}",
+        manifest=lambda wildcards: LAYOUT.model_manifest(
+            wildcards.model, wildcards.split
+        ),
+        predictions=rules.predict_no_tta.output.predictions,
     output:
         metrics="results/runs/{model}/evaluate_no_tta/{split}/metrics.json",
         per_class="results/runs/{model}/evaluate_no_tta/{split}/per_class.csv",

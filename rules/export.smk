@@ -4,7 +4,7 @@ rule export:
     for results/runs/<run>/train/model.onnx by name.
     """
     input:
-        checkpoint="results/runs/{model}/train/best.pt",
+        checkpoint=rules.train.output.best,
     output:
         onnx="results/runs/{model}/train/model.onnx",
     log:
@@ -13,9 +13,9 @@ rule export:
         "benchmarks/export/{model}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: model_res("predict", "threads")
+    threads: res("predict", "threads", of_run=True)
     resources:
-        mem_mb=model_res("predict", "mem_mb"),
-        runtime=model_res("predict", "runtime"),
+        mem_mb=res("predict", "mem_mb", of_run=True),
+        runtime=res("predict", "runtime", of_run=True),
     script:
         "../scripts/export.py"

@@ -3,8 +3,10 @@ rule infer:
     ensemble, else fold 0): class-id masks and overlays at each image's own size, and
     summary.csv listing every file, those that are no readable image as skipped."""
     input:
-        images=infer_inputs(),
-        checkpoints=lambda wildcards: checkpoints(RUNS[wildcards.run].primary.name),
+        images=as_inputs(INFER_IMAGES),
+        checkpoints=lambda wildcards: LAYOUT.checkpoints(
+            RUNS[wildcards.run].primary.name
+        ),
     output:
         predictions=directory("results/runs/{run}/infer"),
     log:
@@ -13,21 +15,25 @@ rule infer:
         "benchmarks/infer/{run}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: run_res("predict", "threads")
+    threads: res("predict", "threads", of_run=True)
     resources:
-        mem_mb=run_res("predict", "mem_mb"),
-        runtime=run_res("predict", "runtime"),
+        mem_mb=res("predict", "mem_mb", of_run=True),
+        runtime=res("predict", "runtime", of_run=True),
         # Slurm: --gpus=[gpu_model:]1 (one process, one GPU); ignored locally.
         gpu=1,
-        gpu_model=run_res("predict", "gpu_model"),
+        gpu_model=res("predict", "gpu_model", of_run=True),
     params:
         folder=verbatim(config["infer"]["images"]),
         # Files whose name cannot be an input: a change reruns the prediction all the same.
         unlisted=verbatim(infer_fingerprint()),
         classes=verbatim(config["classes"]),
         # predict.batch_size reaches the job untracked (segpipe.params): a change reruns nothing.
-        options=lambda wildcards: tracked("predict", infer_options(wildcards.run)),
-        runtime=lambda wildcards: untracked("predict", infer_options(wildcards.run)),
+        options=lambda wildcards: tracked(
+            "predict", infer_options(RUNS[wildcards.run].config)
+        ),
+        runtime=lambda wildcards: untracked(
+            "predict", infer_options(RUNS[wildcards.run].config)
+        ),
     script:
         "../scripts/infer.py"
 
@@ -37,8 +43,8 @@ rule infer_selected:
     comparison selects (best validation mIoU; segpipe.evaluation.selection.selected_run), chosen from the
     same validation scores as its leaderboard; run.json names it."""
     input:
-        images=infer_inputs(),
-        scores=lambda wildcards: selection_inputs(),
+        images=as_inputs(INFER_IMAGES),
+        scores=lambda wildcards: LAYOUT.selection_inputs(),
         checkpoints=lambda wildcards: sorted(
             {
                 path
@@ -64,7 +70,7 @@ rule infer_selected:
         folder=verbatim(config["infer"]["images"]),
         unlisted=verbatim(infer_fingerprint()),
         classes=verbatim(config["classes"]),
-        runs=verbatim(selection_runs()),
+        runs=verbatim(LAYOUT.selection_runs()),
         models=verbatim(infer_models()),
         # predict.batch_size of each run, untracked (segpipe.params): a change reruns nothing.
         runtime=infer_runtime(),

@@ -2,9 +2,11 @@ rule predict:
     """Class-id masks at original size and colour overlays for one split of one model; the fold
     ensemble (`<run>/ensemble`) averages its fold models' class probabilities."""
     input:
-        unpack(lambda wildcards: model_arrays(wildcards.model, wildcards.split)),
-        checkpoints=lambda wildcards: checkpoints(wildcards.model),
-        manifest=lambda wildcards: model_manifest(wildcards.model, wildcards.split),
+        unpack(lambda wildcards: LAYOUT.model_arrays(wildcards.model, wildcards.split)),
+        checkpoints=lambda wildcards: LAYOUT.checkpoints(wildcards.model),
+        manifest=lambda wildcards: LAYOUT.model_manifest(
+            wildcards.model, wildcards.split
+        ),
     output:
         predictions=directory("results/runs/{model}/predict/{split}"),
     log:
@@ -13,16 +15,16 @@ rule predict:
         "benchmarks/predict/{model}/{split}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: model_res("predict", "threads")
+    threads: res("predict", "threads", of_run=True)
     resources:
-        mem_mb=model_res("predict", "mem_mb"),
-        runtime=model_res("predict", "runtime"),
+        mem_mb=res("predict", "mem_mb", of_run=True),
+        runtime=res("predict", "runtime", of_run=True),
         # Slurm: --gpus=[gpu_model:]1 (one process, one GPU); ignored locally.
         gpu=1,
-        gpu_model=model_res("predict", "gpu_model"),
+        gpu_model=res("predict", "gpu_model", of_run=True),
     params:
         # batch_size, overlay_alpha and the predict.tta flips the probabilities are averaged over.
-        predict=predict_options(),
+        predict=lambda wildcards: predict_options(run_option("predict")(wildcards)),
         runtime=lambda wildcards: untracked("predict", run_option("predict")(wildcards)),
         device=run_option("train", "device"),
         amp=run_option("train", "amp"),
@@ -39,7 +41,9 @@ use rule predict as predict_no_tta with:
         "benchmarks/predict_no_tta/{model}/{split}.tsv"
     params:
         # Without the flips: a run with predict.tta is evaluated both ways.
-        predict=predict_options(tta=False),
+        predict=lambda wildcards: predict_options(
+            run_option("predict")(wildcards), tta=False
+        ),
         runtime=lambda wildcards: untracked("predict", run_option("predict")(wildcards)),
         device=run_option("train", "device"),
         amp=run_option("train", "amp"),

@@ -2,7 +2,9 @@ rule preprocess:
     """Decode and resize a split once into one memory-mapped uint8 array (RGB + mask), once per
     split setting and image size of the runs."""
     input:
-        manifest="results/split/{splitting}/{split}.csv",
+        manifest=lambda wildcards: getattr(rules.split.output, wildcards.split).format(
+            **wildcards
+        ),
     output:
         array="results/preprocess/{splitting}/{size}/{split}.npy",
     log:

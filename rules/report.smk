@@ -9,7 +9,7 @@ rule report:
         # fold 0), every trained model's history, the cross-validation summary (folds only),
         # the scores without the predict.tta flips (with flips only), the infer.images
         # predictions (when given, without experiments).
-        unpack(lambda wildcards: report_inputs(wildcards.run)),
+        unpack(lambda wildcards: LAYOUT.report_inputs(wildcards.run)),
     output:
         html="results/runs/{run}/report/report.html",
         confusion=report(
@@ -36,10 +36,10 @@ rule report:
         "benchmarks/report/{run}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: run_res("report", "threads")
+    threads: res("report", "threads", of_run=True)
     resources:
-        mem_mb=run_res("report", "mem_mb"),
-        runtime=run_res("report", "runtime"),
+        mem_mb=res("report", "mem_mb", of_run=True),
+        runtime=res("report", "runtime", of_run=True),
     params:
         report=run_option("report"),
         tta=run_option("predict", "tta"),
@@ -47,7 +47,7 @@ rule report:
         ignore_index=config["ignore_index"],
         # Shown in the run summary: the options its results depend on (segpipe.params).
         config=lambda wildcards: run_summary(RUNS[wildcards.run].config),
-        benchmarks=lambda wildcards: run_benchmarks(wildcards.run),
+        benchmarks=lambda wildcards: LAYOUT.run_benchmarks(wildcards.run),
         # What the test sections show: "" for the run's only model, "ensemble" or "fold0".
         model=lambda wildcards: RUNS[wildcards.run]
         .primary.name.removeprefix(wildcards.run)

@@ -2,7 +2,7 @@ rule split:
     """Seeded, stratified train/val/test manifests (honouring official lists when present), once
     per distinct split setting of the runs."""
     input:
-        index="results/remap/index.csv",
+        index=rules.remap.output.index,
     output:
         train="results/split/{splitting}/train.csv",
         val="results/split/{splitting}/val.csv",
@@ -30,11 +30,8 @@ rule folds:
     its images are the fold model's val part, the other folds' its train part. Seeded and
     stratified like the split; the test split is not touched."""
     input:
-        index="results/remap/index.csv",
-        pool=[
-            "results/split/{splitting}/train.csv",
-            "results/split/{splitting}/val.csv",
-        ],
+        index=rules.remap.output.index,
+        pool=[rules.split.output.train, rules.split.output.val],
     output:
         train="results/folds/{splitting}/k{k}/fold{fold}/train.csv",
         val="results/folds/{splitting}/k{k}/fold{fold}/val.csv",

@@ -5,9 +5,9 @@ rule train:
     """
     input:
         # The split's train and val arrays: a fold's parts are rows of both.
-        unpack(lambda wildcards: model_arrays(wildcards.model, "train")),
-        train=lambda wildcards: model_manifest(wildcards.model, "train"),
-        val=lambda wildcards: model_manifest(wildcards.model, "val"),
+        unpack(lambda wildcards: LAYOUT.model_arrays(wildcards.model, "train")),
+        train=lambda wildcards: LAYOUT.model_manifest(wildcards.model, "train"),
+        val=lambda wildcards: LAYOUT.model_manifest(wildcards.model, "val"),
     output:
         best="results/runs/{model}/train/best.pt",
         last="results/runs/{model}/train/last.pt",
@@ -19,14 +19,14 @@ rule train:
         "benchmarks/train/{model}.tsv"
     conda:
         "../envs/segpipe.yaml"
-    threads: model_res("train", "threads")
+    threads: res("train", "threads", of_run=True)
     resources:
-        mem_mb=model_res("train", "mem_mb"),
-        runtime=model_res("train", "runtime"),
+        mem_mb=res("train", "mem_mb", of_run=True),
+        runtime=res("train", "runtime", of_run=True),
         # Slurm: --gpus=[gpu_model:]gpus on one node (snakemake-executor-plugin-slurm): the
         # DistributedDataParallel ranks are processes of this job. Ignored locally.
         gpu=run_option("train", "gpus"),
-        gpu_model=model_res("train", "gpu_model"),
+        gpu_model=res("train", "gpu_model", of_run=True),
         nodes=1,
     params:
         # What changes the model; num_workers and the loggers reach the job untracked

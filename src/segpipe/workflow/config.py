@@ -435,6 +435,94 @@ def _run_problems(cfg: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+# Table-like options that a --configfile/--config replaces whole (see replace_whole_options).
+REPLACED_FROM_COMMAND_LINE = (("train", "augment"), ("dataset", "split_lists"))
+
+
+def replace_whole_options(cfg: dict, override: Mapping[str, Any] | None) -> dict:
+    """``cfg`` (Snakemake's merged config) with the table-like options of ``override`` (the
+    --configfile/--config part) replacing config.yaml's whole; ``cfg`` is changed in place.
+
+    Snakemake merges dicts key by key, which would silently add config.yaml's trimap values to
+    a user's table, or config.yaml's rotation and colour jitter to an example's flips-only
+    augmentation. remap.table and remap.colors are alternatives: when either is given, both come
+    from the command line only.
+    """
+    override = override or {}
+    remap = override.get("remap") or {}
+    if "table" in remap or "colors" in remap:
+        cfg.setdefault("remap", {})
+        for key in ("table", "colors"):
+            cfg["remap"].pop(key, None)
+            if remap.get(key) is not None:
+                cfg["remap"][key] = remap[key]
+    for section, key in REPLACED_FROM_COMMAND_LINE:
+        value = (override.get(section) or {}).get(key)
+        if value is not None:
+            cfg.setdefault(section, {})[key] = value
+    return cfg
+
+
+def infer_images_problems(cfg: Mapping[str, Any], runs: Mapping[str, Mapping]) -> list[str]:
+    """Why infer.images cannot be predicted as given: it differs between runs (with experiments,
+    the run the comparison selects predicts it), or the folder is missing, a file, or holds
+    results/ (where the predictions go). ``runs``: run name -> the run's validated config."""
+    for name, run_cfg in runs.items():
+        if run_cfg["infer"] != cfg["infer"]:
+            return [
+                f"run '{name}': option 'infer.images' is not an option of a run; the "
+                "comparison predicts the folder with the run it selects"
+            ]
+    folder = cfg["infer"]["images"]
+    if folder is None:
+        return []
+    path, results = Path(folder), Path("results").resolve()
+    if not path.exists():
+        problem = f"folder '{folder}' not found"
+    elif not path.is_dir():
+        problem = f"'{folder}' is a file, not a folder of images"
+    elif path.resolve() == results or path.resolve() in results.parents:
+        problem = f"folder '{folder}' holds results/, where the predictions go; move the images"
+    else:
+        return []
+    return [f"config option 'infer.images': {problem}"]
+
+
+def predict_options(predict: Mapping[str, Any], tta: bool = True) -> dict[str, Any]:
+    """The options of a run's ``predict`` section that change its predictions: overlay_alpha,
+    the tta flips (left out when there are none, and with ``tta`` False, for predict_no_tta) and
+    sliding windows' mode and overlap (left out for the default whole-image mode). batch_size
+    reaches the job untracked (segpipe.params)."""
+    flips = predict["tta"] if tta else []
+    sliding = predict["mode"] == "sliding"
+    return {
+        "overlay_alpha": predict["overlay_alpha"],
+        **({"tta": flips} if flips else {}),
+        **({"mode": "sliding", "overlap": predict["overlap"]} if sliding else {}),
+    }
+
+
+def infer_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """How a run (its validated config) predicts new images: predict options, device and amp."""
+    return {
+        "batch_size": cfg["predict"]["batch_size"],
+        "overlay_alpha": cfg["predict"]["overlay_alpha"],
+        "tta": cfg["predict"]["tta"],
+        "device": cfg["train"]["device"],
+        "amp": cfg["train"]["amp"],
+    }
+
+
+def download_resources(dataset: Mapping[str, Any]) -> list:
+    """Archives to fetch for oxford_pets (dataset.urls, else the official ones); synthetic reads
+    its resources.json, written by rule synthesize; a folder downloads nothing."""
+    if dataset["source"] != "oxford_pets":
+        return []
+    from segpipe.data.download import OXFORD_PETS_RESOURCES
+
+    return dataset.get("urls") or OXFORD_PETS_RESOURCES
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m segpipe.workflow.config CONFIG...``: check that each config file reads as a mapping of
     options, before Snakemake reads it (Snakemake's own message for a YAML error names neither

@@ -38,7 +38,8 @@ from segpipe.workflow.config import ConfigError, load_config_file
 DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
 # Sections that declare runs, and the name of the single run: not options of a run.
 RUN_SECTIONS = ("experiments", "grid", "run_name")
-# Dict options that an override replaces whole, as on the command line (rules/common.smk).
+# Dict options that an override replaces whole, as on the command line
+# (segpipe.workflow.config.replace_whole_options).
 REPLACED_WHOLE = (("train", "augment"),)
 NAME_MAX = 100
 BASE_SPLIT = "base"

@@ -1,0 +1,288 @@
+"""Where the workflow's files go: the results, benchmarks and logs of runs, models, splits and folds.
+
+A run (segpipe.workflow.experiments.Run) trains one model or one per fold, plus the fold ensemble;
+each model's train, predict and evaluate outputs go to ``results/runs/<model>/``. Runs share a
+split (``results/split/<splitting>/``), its folds (``results/folds/<splitting>/k<k>/fold<i>/``)
+and its arrays at one image size or scale (``results/preprocess/<splitting>/<size>/``).
+The rule files (rules/*.smk) declare these paths as their outputs; :class:`Layout` answers which
+of them a run or a model reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from segpipe.workflow.experiments import Model, Run
+
+SPLITS = ("train", "val", "test")
+
+
+def run_dir(model: str) -> str:
+    """Where a model's train, predict and evaluate outputs go, and a run's report."""
+    return f"results/runs/{model}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of a config's runs. ``source`` is dataset.source; ``infer``: infer.images is
+    given; ``compare``: the config declares experiments or a grid (results/compare/)."""
+
+    runs: Mapping[str, Run]
+    source: str = "synthetic"
+    infer: bool = False
+    compare: bool = False
+
+    @property
+    def models(self) -> dict[str, Model]:
+        """The runs' models by name: a run, its folds <run>/fold<i>, its <run>/ensemble."""
+        return {model.name: model for run in self.runs.values() for model in run.models}
+
+    def model_run(self, model: str) -> Run:
+        """The run a model (a run's, a fold's, an ensemble) belongs to."""
+        return self.runs[self.models[model].run]
+
+    def split_manifest(self, run: str, split: str) -> str:
+        """The manifest of ``split`` (or ``classes``) in the split setting the run uses."""
+        return f"results/split/{self.runs[run].splitting}/{split}.csv"
+
+    def fold_dir(self, run: str, fold: int) -> str:
+        """Where fold ``fold`` of the run's k-fold cross-validation is listed (rule folds)."""
+        setting = self.runs[run]
+        return f"results/folds/{setting.splitting}/k{setting.folds}/fold{fold}"
+
+    def model_manifest(self, model: str, split: str) -> str:
+        """The images a model trains on (train), selects its epoch on (val) or is tested on: a
+        fold's own train and val parts of the pool (rule folds), else the run's split."""
+        found = self.models[model]
+        if found.fold is None or split == "test":
+            return self.split_manifest(found.run, split)
+        return f"{self.fold_dir(found.run, found.fold)}/{split}.csv"
+
+    def preprocess_size(self, run: str) -> str:
+        """How the run's images are preprocessed: to the image size (squash), or x<scale>
+        (keep_aspect: x0.5 is half the size, aspect ratio kept)."""
+        train = self.runs[run].config["train"]
+        if train["resize"] == "keep_aspect":
+            return f"x{train['image_scale']:g}"
+        return str(train["image_size"])
+
+    def preprocessed(self, run: str, split: str) -> str:
+        """The array of ``split`` at the run's image size or scale (rule preprocess)."""
+        return (
+            f"results/preprocess/{self.runs[run].splitting}/{self.preprocess_size(run)}/{split}.npy"
+        )
+
+    def model_arrays(self, model: str, split: str) -> dict[str, list[str]]:
+        """The arrays holding the images of ``model_manifest(model, split)`` and the manifests
+        they were written from: the test array, or the train and val arrays of the split, which
+        a fold's train and val parts are drawn from (segpipe.data.preprocess.select_rows)."""
+        run = self.models[model].run
+        parts = ["test"] if split == "test" else ["train", "val"]
+        return {
+            "arrays": [self.preprocessed(run, part) for part in parts],
+            "array_manifests": [self.split_manifest(run, part) for part in parts],
+        }
+
+    def uses_tta(self, model: str) -> bool:
+        """Whether a model's run predicts with flips (predict.tta): then also without them."""
+        return bool(self.model_run(model).config["predict"]["tta"])
+
+    def predict_rules(self, model: str) -> list[str]:
+        """The rules that predict and evaluate a model: without flips too with predict.tta."""
+        extra = ["predict_no_tta", "evaluate_no_tta"] if self.uses_tta(model) else []
+        return ["predict", "evaluate", *extra]
+
+    def checkpoints(self, model: str) -> list[str]:
+        """The best checkpoints a model predicts with: its own, or its fold members' (ensemble)."""
+        members = self.models[model].members or (model,)
+        return [f"{run_dir(member)}/train/best.pt" for member in members]
+
+    def evaluations(self) -> list[str]:
+        """Every model's metrics on each split it is evaluated on, with the configured flips
+        and, for a run with predict.tta, without them (evaluate_no_tta)."""
+        return [
+            f"{run_dir(name)}/{rule}/{split}/metrics.json"
+            for name, model in self.models.items()
+            for rule in self.predict_rules(name)
+            if rule.startswith("evaluate")
+            for split in model.splits
+        ]
+
+    def evaluated(self, model: str, split: str, name: str, rule: str = "evaluate") -> str:
+        """File ``name`` of rule evaluate (or evaluate_no_tta) for a model's split."""
+        return f"{run_dir(model)}/{rule}/{split}/{name}"
+
+    def fold_classes(self, run: str) -> list[str]:
+        """Images per class in each fold's train and val parts (rule folds); none without."""
+        return [
+            f"{self.fold_dir(run, fold)}/classes.csv" for fold in range(self.runs[run].folds or 0)
+        ]
+
+    def crossval_inputs(self, run: str) -> dict[str, str | list[str]]:
+        """The inputs of rule crossval, each fold's val and test scores, in fold order, and the
+        fold ensemble's test scores when the run has one."""
+        setting = self.runs[run]
+        folds = [model.name for model in setting.models if model.trained]
+        files: dict[str, str | list[str]] = {
+            "val_metrics": [self.evaluated(m, "val", "metrics.json") for m in folds],
+            "test_metrics": [self.evaluated(m, "test", "metrics.json") for m in folds],
+            "val_per_image": [self.evaluated(m, "val", "per_image.csv") for m in folds],
+        }
+        if setting.primary.members:
+            files["ensemble_test_metrics"] = self.evaluated(
+                setting.primary.name, "test", "metrics.json"
+            )
+        return files
+
+    def crossval_outputs(self, run: str) -> dict[str, str]:
+        """The cross-validation summary of a run with folds (rule crossval); none without."""
+        if not self.runs[run].folds:
+            return {}
+        out = f"{run_dir(run)}/crossval"
+        return {
+            "crossval_metrics": f"{out}/metrics.json",
+            "crossval_folds": f"{out}/folds.csv",
+            "crossval_per_image": f"{out}/per_image.csv",
+        }
+
+    def report_inputs(self, run: str) -> dict[str, str | list[str]]:
+        """The inputs of rule report for a run: the test outputs of the model that stands for
+        it (Run.primary), its training history (each fold's, with folds), with folds the
+        cross-validation summary, with predict.tta the scores without the flips, and the
+        infer.images predictions when the run predicts them."""
+        setting = self.runs[run]
+        primary, first = setting.primary.name, setting.models[0].name
+        trained = [m.name for m in setting.models if m.trained]
+        return {
+            "metrics": self.evaluated(primary, "test", "metrics.json"),
+            "val_metrics": self.evaluated(first, "val", "metrics.json"),
+            "per_class": self.evaluated(primary, "test", "per_class.csv"),
+            "confusion": self.evaluated(primary, "test", "confusion.csv"),
+            "per_image": self.evaluated(primary, "test", "per_image.csv"),
+            "history": [f"{run_dir(m)}/train/history.csv" for m in trained],
+            "manifest": self.split_manifest(run, "test"),
+            "predictions": f"{run_dir(primary)}/predict/test",
+            "quarantine": "results/remap/quarantine.csv",
+            "classes": self.split_manifest(run, "classes"),
+            "fold_classes": self.fold_classes(run),
+            **self.crossval_outputs(run),
+            **self._no_tta_inputs(run),
+            **({"infer": self.infer_dir()} if self.run_infers() else {}),
+        }
+
+    def _no_tta_inputs(self, run: str) -> dict[str, str | list[str]]:
+        """For a run with predict.tta: the test scores of the model that stands for it, and
+        each trained model's val scores, with and without the flips; none without."""
+        setting = self.runs[run]
+        if not setting.config["predict"]["tta"]:
+            return {}
+        primary = setting.primary.name
+        trained = [m.name for m in setting.models if m.trained]
+        return {
+            "no_tta_metrics": self.evaluated(primary, "test", "metrics.json", "evaluate_no_tta"),
+            "no_tta_per_class": self.evaluated(primary, "test", "per_class.csv", "evaluate_no_tta"),
+            "tta_val_metrics": [self.evaluated(m, "val", "metrics.json") for m in trained],
+            "no_tta_val_metrics": [
+                self.evaluated(m, "val", "metrics.json", "evaluate_no_tta") for m in trained
+            ],
+        }
+
+    def compare_run(self, run: str) -> dict:
+        """What rule compare reads of a run (see segpipe.reporting.comparison.RunResult), paths
+        relative to the workflow; ``report_html`` relative to the comparison report. With folds:
+        the test outputs of the fold ensemble (else fold 0), fold 0's training, the
+        cross-validation summary."""
+        setting = self.runs[run]
+        primary, first = setting.primary.name, setting.models[0].name
+        return {
+            "name": run,
+            "overrides": setting.overrides,
+            "report_html": f"../runs/{run}/report/report.html",
+            "val_metrics": self.evaluated(first, "val", "metrics.json"),
+            "test_metrics": self.evaluated(primary, "test", "metrics.json"),
+            "test_per_class": self.evaluated(primary, "test", "per_class.csv"),
+            "test_per_image": self.evaluated(primary, "test", "per_image.csv"),
+            "history": f"{run_dir(first)}/train/history.csv",
+            "model_json": f"{run_dir(first)}/train/model.json",
+            "test_manifest": self.split_manifest(run, "test"),
+            "test_predictions": f"{run_dir(primary)}/predict/test",
+            **self.crossval_outputs(run),
+        }
+
+    def compare_inputs(self) -> list[str]:
+        """Every file rule compare reads, and each run's report (linked from the comparison)."""
+        files = []
+        for run in self.runs:
+            entry = self.compare_run(run)
+            files += [v for k, v in entry.items() if k not in ("name", "overrides", "report_html")]
+            files.append(f"{run_dir(run)}/report/report.html")
+        return sorted(set(files)) + ([self.infer_dir()] if self.infer else [])
+
+    def selection_runs(self) -> dict[str, dict[str, str | None]]:
+        """Per run, in declared order, the validation scores the comparison selects a run by
+        (segpipe.evaluation.selection.validation_score): its val metrics, a cross-validated
+        run's summary."""
+        return {
+            run: {
+                "val_metrics": self.compare_run(run)["val_metrics"],
+                "crossval_metrics": self.compare_run(run).get("crossval_metrics"),
+            }
+            for run in self.runs
+        }
+
+    def selection_inputs(self) -> list[str]:
+        """The files of selection_runs."""
+        files = [path for entry in self.selection_runs().values() for path in entry.values()]
+        return sorted({path for path in files if path})
+
+    def infer_dir(self) -> str:
+        """Where the images of infer.images are predicted: in the run's folder, or with
+        experiments by the run the comparison selects, in results/compare/infer."""
+        if self.compare:
+            return "results/compare/infer"
+        return f"{run_dir(next(iter(self.runs)))}/infer"
+
+    def run_infers(self) -> bool:
+        """Whether a run's own infer job predicts infer.images (given, and no comparison)."""
+        return self.infer and not self.compare
+
+    def run_benchmarks(self, run: str) -> dict[str, str]:
+        """Job name -> Snakemake benchmark file of every job a run's report depends on."""
+        return {**self._data_benchmarks(run), **self._model_benchmarks(run)}
+
+    def _data_benchmarks(self, run: str) -> dict[str, str]:
+        setting, size = self.runs[run], self.preprocess_size(run)
+        jobs = {}
+        if self.source == "synthetic":
+            jobs["synthesize"] = "benchmarks/synthesize/synthesize.tsv"
+        if self.source != "folder":
+            jobs["download"] = "benchmarks/download/download.tsv"
+        jobs["remap"] = "benchmarks/remap/remap.tsv"
+        jobs["split"] = f"benchmarks/split/{setting.splitting}.tsv"
+        for fold in range(setting.folds or 0):
+            jobs[f"folds (fold {fold})"] = (
+                f"benchmarks/folds/{setting.splitting}/k{setting.folds}/fold{fold}.tsv"
+            )
+        for split in SPLITS:
+            jobs[f"preprocess ({split})"] = (
+                f"benchmarks/preprocess/{setting.splitting}/{size}/{split}.tsv"
+            )
+        return jobs
+
+    def _model_benchmarks(self, run: str) -> dict[str, str]:
+        setting = self.runs[run]
+        jobs = {}
+        for model in setting.models:
+            label = model.name.removeprefix(setting.name).strip("/")
+            label = f"{label}: " if label else ""
+            if model.trained:
+                jobs[f"{label}train"] = f"benchmarks/train/{model.name}.tsv"
+            for rule in self.predict_rules(model.name):
+                for split in model.splits:
+                    jobs[f"{label}{rule} ({split})"] = f"benchmarks/{rule}/{model.name}/{split}.tsv"
+        if setting.folds:
+            jobs["crossval"] = f"benchmarks/crossval/{setting.name}.tsv"
+        if self.run_infers():
+            jobs["infer"] = f"benchmarks/infer/{setting.name}.tsv"
+        return jobs
