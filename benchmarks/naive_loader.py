@@ -1,5 +1,5 @@
 """The textbook per-file loader: the naive baseline of bench_train.py, and the reference the
-preprocessed arrays (segpipe.data.arrays) are tested against (tests/test_data.py).
+preprocessed arrays (segpipe.data.arrays) are tested against (tests/data/test_arrays.py).
 
 Training and prediction read preprocessed arrays instead; this is how smp's examples load data.
 """

@@ -1,7 +1,7 @@
 """Tiny fake pipeline outputs, shared by the report tests: :func:`report_inputs` for
-segpipe.reporting.run_report.build_report (tests/test_report.py) and :func:`fold_report_inputs` for a run with
+segpipe.reporting.run_report.build_report (tests/reporting/test_run_report.py) and :func:`fold_report_inputs` for a run with
 k-fold cross-validation, :func:`make_run` and :func:`three_runs` for
-segpipe.reporting.comparison.build_comparison (tests/test_compare.py); tests/test_report_browser.py opens both
+segpipe.reporting.comparison.build_comparison (tests/reporting/test_comparison.py); tests/reporting/test_report_browser.py opens both
 reports in Chromium."""
 
 from __future__ import annotations

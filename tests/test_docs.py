@@ -12,7 +12,14 @@ REPO = Path(__file__).resolve().parents[1]
 FAULTS = REPO / "docs" / "faults.md"
 # `test_x.py::test_name` or, continuing the previous file in the same cell, `::test_name`
 REFERENCE = re.compile(r"`(test_\w+\.py)?::(test_\w+)`")
-LINK = re.compile(r"\]\(\.\./tests/(test_\w+\.py)\)")
+LINK = re.compile(r"\]\(\.\./tests/((?:\w+/)?test_\w+\.py)\)")
+
+
+def _test_module(name: str) -> Path:
+    """The test module of a file name: test files have one name each below tests/."""
+    found = sorted((REPO / "tests").rglob(name))
+    assert len(found) <= 1, f"two test files named {name}: {found}"
+    return found[0] if found else REPO / "tests" / name
 
 
 def _test_functions(path: Path) -> set[str]:
@@ -42,7 +49,7 @@ def test_every_test_the_fault_model_names_exists():
     functions: dict[str, set[str]] = {}
     missing = []
     for number, file, name in refs:
-        path = REPO / "tests" / file
+        path = _test_module(file)
         if file not in functions:
             functions[file] = _test_functions(path) if path.is_file() else set()
         if name not in functions[file]:
@@ -58,12 +65,12 @@ def test_every_test_file_the_fault_model_links_exists():
 
 def test_the_new_test_modules_of_the_fault_model_are_named_in_it():
     """The modules written for the fault model appear in it (a test added there is listed)."""
-    named = {file for _, file, _ in faults_references()} | set(
-        LINK.findall(FAULTS.read_text(encoding="utf-8"))
-    )
+    named = {file for _, file, _ in faults_references()} | {
+        Path(link).name for link in LINK.findall(FAULTS.read_text(encoding="utf-8"))
+    }
     for module in ("test_dataset_files.py", "test_duplicates_and_sizes.py"):
         assert module in named
-        assert _test_functions(REPO / "tests" / module) <= {
+        assert _test_functions(_test_module(module)) <= {
             name for _, file, name in faults_references() if file == module
         }, f"a test of tests/{module} is missing from docs/faults.md"
 
@@ -106,3 +113,28 @@ def test_a_changed_record_changes_the_figures(tmp_path, monkeypatch):
     assert "validation mIoU 0.500" in after and "2027-01-01" in after and after != before
     doc = f"a\n<!-- figures:demo -->\n{before}<!-- /figures:demo -->\nb\n"
     assert figures.rewrite(doc) == f"a\n<!-- figures:demo -->\n{after}<!-- /figures:demo -->\nb\n"
+
+
+def test_the_architecture_page_names_every_rule_and_module():
+    """docs/architecture.md has a row per rule (rule -> script -> function -> module) and names
+    every module of the package in its stage table."""
+    page = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "rules").glob("*.smk"))
+    text += (REPO / "Snakefile").read_text(encoding="utf-8")
+    rules = set(re.findall(r"^rule (\w+):", text, re.M))
+    rules |= set(re.findall(r"^use rule \w+ as (\w+)", text, re.M))
+    rules -= {"all"}
+    assert len(rules) > 10
+    assert sorted(r for r in rules if f"`{r}`" not in page) == []
+    package = REPO / "src" / "segpipe"
+    modules = {p.relative_to(package).with_suffix("").as_posix() for p in package.rglob("*.py")}
+    unnamed = []
+    for module in sorted(modules):
+        stage, _, name = module.rpartition("/")
+        if name == "__init__":
+            continue
+        if stage and not re.search(rf"`{stage}/`[^\n]*\b{name}\b", page):
+            unnamed.append(module)
+        if not stage and f"`{name}`" not in page and f"`{name}.py`" not in page:
+            unnamed.append(module)
+    assert unnamed == [], "modules missing from docs/architecture.md"

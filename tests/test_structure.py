@@ -265,3 +265,42 @@ def test_no_function_in_the_package_is_longer_than_a_screen() -> None:
                         f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines} lines)"
                     )
     assert not long, "split these into named steps: " + ", ".join(long)
+
+
+# Modules whose tests live in a file of another name, and where: every other module of the
+# package has tests/<stage>/test_<module>.py (tests/test_<module>.py for the base modules).
+TESTED_ELSEWHERE = {
+    "cli": "data/test_verify.py, inference/test_folder.py, inference/test_onnx.py",
+    "data.images": "data/test_arrays.py (every image mode), data/test_decoding_faults.py",
+    "data.preprocess": "data/test_arrays.py, inference/test_scale.py",
+    "data.summary": "data/test_verify.py, data/test_remap.py (the summary verify prints)",
+    "inference.selected": "inference/test_tta_infer.py",
+    "inference.splits": "inference/test_tta_infer.py, e2e/test_folds.py",
+    "evaluation.crossval": "e2e/test_folds.py, reporting/test_comparison.py",
+}
+
+
+def test_tests_mirror_the_package() -> None:
+    tests = REPO / "tests"
+    missing = []
+    for module in sorted(import_graph(PACKAGE)):
+        if module == "__init__" or module in MAY_IMPORT or module in TESTED_ELSEWHERE:
+            continue
+        *stage, name = module.split(".")
+        if not (tests.joinpath(*stage) / f"test_{name}.py").is_file():
+            missing.append(f"tests/{'/'.join(stage + [f'test_{name}.py'])}")
+    assert not missing, "modules without a test file of their name: " + ", ".join(missing)
+    for module, where in TESTED_ELSEWHERE.items():
+        for file in where.split(", "):
+            assert (tests / file.split(" ")[0]).is_file(), f"{module}: no tests/{file}"
+
+
+def test_every_test_folder_is_on_pytests_path() -> None:
+    """A test imports another module's helpers by its name (pyproject's pythonpath)."""
+    import tomllib
+
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    on_path = set(settings["tool"]["pytest"]["ini_options"]["pythonpath"])
+    folders = {f"tests/{p.name}" for p in (REPO / "tests").iterdir() if p.is_dir()}
+    folders -= {"tests/__pycache__"}
+    assert folders <= on_path

@@ -30,7 +30,7 @@ assert torch.cuda.is_available(), "torch sees no CUDA device"'
 
 status=0
 timeout 180 python3 -m pytest -q -p no:cacheprovider -m cuda \
-	tests/test_augment.py tests/test_data.py tests/test_train.py || status=$?
+	tests/training/test_augment.py tests/data/test_arrays.py tests/training/test_train.py || status=$?
 
 timeout 360 python3 benchmarks/bench_train.py --image-size 256 --batch-size 64 --images 512 \
 	--steps 20 --loader-steps 40 --compile --skip-memory --out "$out/$name.json" || status=$?

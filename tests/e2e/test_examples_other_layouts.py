@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from PIL import Image
-from test_faults import tree_digest
+from test_remap import tree_digest
 
 from conftest import copy_workflow
 from example_runs import (

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_faults import half_mask, run_remap
+from test_remap import half_mask, run_remap
 
 from segpipe.cli import main
 from segpipe.data.split import fold_assignment, split_dataset, write_fold

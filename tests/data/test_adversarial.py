@@ -22,8 +22,8 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_faults import run_remap
 from test_ids_and_lists import untrained_checkpoint
+from test_remap import run_remap
 
 from segpipe.data.preprocess import preprocess_split
 from segpipe.data.remap import UnmappedValuesError

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_faults import tree_digest
+from test_remap import tree_digest
 
 from segpipe.cli import main
 from segpipe.data.verify import format_summary, verify_dataset

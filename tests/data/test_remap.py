@@ -4,7 +4,7 @@ the quarantine row (file, problem) or the error, and no input file ever modified
 The faults are those the real Oxford-IIIT Pet archive is known to hold (``.jpg`` files that are
 really PNG with alpha or palette GIF, greyscale and CMYK JPEGs, ``.mat`` files and AppleDouble
 ``._`` files among the images) and more. Download, pretrained-weight and config faults are
-covered by tests/test_download.py, tests/test_models.py and tests/test_config.py.
+covered by tests/data/test_download.py, tests/models/test_build.py and tests/workflow/test_config.py.
 """
 
 from __future__ import annotations

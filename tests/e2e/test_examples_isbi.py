@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_faults import tree_digest
+from test_remap import tree_digest
 
 from segpipe.workflow.config import load_schema, validate_config
 from segpipe.workflow.experiments import expand_runs
@@ -82,7 +82,7 @@ def test_examples_3_3b_and_comparison_a_membrane_unets(shared_data, isbi_work):
 def test_example_3d_membrane_5_folds_and_their_ensemble(shared_data, isbi_work):
     """The shipped 5-fold example cuts its folds for real and plans one model per fold and their
     ensemble; training, the ensemble, rule crossval and the report's cross-validation section
-    run end to end in tests/test_folds.py on the same code path."""
+    run end to end in tests/e2e/test_folds.py on the same code path."""
     isbi = shared_data / "isbi2012_membrane" / "train"
     shipped = load_example("membrane_5fold")
     mini = load_example("membrane_mini_unet")

@@ -5,8 +5,8 @@ seven-class examples run end to end at tiny scale (tests/example_runs.py).
    into 7 classes, stored by the test as greyscale intensities (0, 40, ... 240; void 255), images
    as JPEG, masks as PNG.
 
-The ISBI examples run in tests/test_examples_isbi.py; the Oxford and VOC layouts and the CamVid
-scale comparison in tests/test_examples_other_layouts.py. No input file may change: every test
+The ISBI examples run in tests/e2e/test_examples_isbi.py; the Oxford and VOC layouts and the CamVid
+scale comparison in tests/e2e/test_examples_other_layouts.py. No input file may change: every test
 compares the inputs' hashes before and after its run.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from test_faults import tree_digest
+from test_remap import tree_digest
 
 from segpipe.models.checkpoints import load_checkpoint
 from segpipe.params import tracked
@@ -130,7 +130,7 @@ def test_example_1_seven_class_grayscale_unet(seven_classes):
 def test_comparison_b_class_imbalance(seven_classes):
     """The four runs train with their losses and median-frequency class weights; predicting,
     evaluating, the reports and the comparison are planned. Those run end to end for the
-    membrane comparison (tests/test_examples_isbi.py) and in tests/test_experiments.py."""
+    membrane comparison (tests/e2e/test_examples_isbi.py) and in tests/workflow/test_experiments.py."""
     data, work = seven_classes
     cfg = tiny(load_example("compare_class_imbalance"), root=str(data))
     results = run_example(work, "compare_class_imbalance", cfg, "--until", "train")

@@ -1,5 +1,5 @@
 """Decoding faults, each built by the test: float masks (probability maps) and EXIF-oriented
-images and masks. As in tests/test_faults.py: the defined behaviour, the log line naming the
+images and masks. As in tests/data/test_remap.py: the defined behaviour, the log line naming the
 file, the quarantine row (file, problem) or the error, and no input file ever modified.
 
 Float masks: integral values are those integers; non-integer values follow ``remap.unmapped``
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_faults import half_mask, run_remap, tree_digest
+from test_remap import half_mask, run_remap, tree_digest
 
 from segpipe.data.images import inspect_image, load_rgb
 from segpipe.data.remap import NonIntegerMaskError, UnmappedValuesError, read_mask_values

@@ -359,7 +359,7 @@ def test_rule_script_builds_the_comparison_from_snakemake_params(tmp_path, runs)
         "    log=job['log'])\n"
         "runpy.run_path(sys.argv[2], init_globals={'snakemake': snakemake})\n"
     )
-    script = Path(__file__).resolve().parents[1] / "scripts" / "compare.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "compare.py"
     subprocess.run(
         [sys.executable, "-c", stand_in, json.dumps(job), str(script)], check=True, cwd=tmp_path
     )

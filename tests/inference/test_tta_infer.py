@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 from report_inputs import report_inputs, three_runs
-from test_compare import _build, _parse
+from test_comparison import _build, _parse
 from test_train import CLASSES, tiny_splits
 from test_train import train as train_tiny
 
