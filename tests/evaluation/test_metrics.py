@@ -301,6 +301,11 @@ def test_a_class_id_out_of_range_is_an_error_not_a_wrong_count(pred, truth, mess
         confusion_matrix(pred, truth, 3, IGNORE)
 
 
+def test_without_an_ignore_index_255_is_an_id_out_of_range_too():
+    with pytest.raises(ValueError, match=r"^truth has class id 255; valid: 0\.\.2$"):
+        confusion_matrix(np.array([0, 1]), np.array([0, 255], dtype=np.uint8), 3, None)
+
+
 def test_scores_accept_a_numpy_matrix_and_a_tensor_alike():
     cm = confusion_matrix(PRED.numpy(), TRUTH.numpy(), 3, IGNORE)
     assert cm.tolist() == HAND_CM

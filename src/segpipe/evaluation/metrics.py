@@ -57,16 +57,16 @@ def _tensor_confusion_matrix(pred, target, num_classes: int, ignore_index: int |
 
 
 def _check_ids(pred, target, num_classes: int, ignore_index: int | None) -> None:
-    """ValueError naming the first mask (prediction, then truth) with an id outside 0..C-1."""
-    for name, values in (("prediction", pred), ("truth", target)):
-        if len(values) == 0:
-            continue
-        low, high = int(values.min()), int(values.max())
-        if low < 0 or high >= num_classes:
+    """ValueError naming the first mask (prediction, then truth) with an id outside 0..C-1;
+    on tensors, one device sync when all ids are valid."""
+    outside = [(values < 0) | (values >= num_classes) for values in (pred, target)]
+    if not bool(outside[0].any() | outside[1].any()):
+        return
+    for name, values, bad in zip(("prediction", "truth"), (pred, target), outside, strict=True):
+        if bool(bad.any()):
             ignored = "" if ignore_index is None else f" (and {ignore_index}, ignored)"
-            bad = low if low < 0 else high
             raise ValueError(
-                f"{name} has class id {bad}; valid: 0..{num_classes - 1}"
+                f"{name} has class id {int(values[bad][0])}; valid: 0..{num_classes - 1}"
                 f"{ignored if name == 'truth' else ''}"
             )
 
