@@ -118,6 +118,24 @@ def predict(record: dict) -> str:
     )
 
 
+def lean_jobs(record: dict) -> str:
+    before, after, goals = record["before"], record["after"], record["goals"]
+    predict, images = record["predict_imports"], record["images"]
+    assessment = after["val"]["cpu_s"] + after["test"]["cpu_s"]
+    return _wrap(
+        f"`benchmarks/bench_lean_jobs.py` ({_measured(record)}, 1-minute load average "
+        f"{record['load_average_1min_before']} before the run): the evaluate step of a demo-scale "
+        f"test split ({images['test']} masks of {record['image_sizes']}, {record['classes']} "
+        f"classes) took {after['test']['cpu_s']:.2f} s of CPU and {after['test']['max_rss_mb']:.0f}"
+        f" MB resident memory, down from {before['test']['cpu_s']:.2f} s and "
+        f"{before['test']['max_rss_mb']:.0f} MB when it imported torch, smp and torchmetrics "
+        f"(goals: at most {goals['evaluate_cpu_s']:g} s and {goals['evaluate_max_rss_mb']} MB); "
+        f"val and test together, a model's whole assessment, took {assessment:.2f} s, against "
+        f"{predict['cpu_s']:.2f} s and {predict['max_rss_mb']:.0f} MB for a predict job's imports "
+        "alone."
+    )
+
+
 FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "demo": ("demo-cpu-2cores.json", demo),
     "runs": ("runs-cpu-2cores.json", runs),
@@ -125,6 +143,7 @@ FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "dag": ("dag-cpu-2cores.json", dag),
     "verify-memory": ("verify-memory-cpu-2cores.json", verify_memory),
     "predict": ("predict-cpu-2cores.json", predict),
+    "lean-jobs": ("lean-jobs-cpu-2cores.json", lean_jobs),
 }
 
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from segpipe.evaluation.evaluate import evaluate_split
+from segpipe.evaluation.evaluate import EvaluationError, evaluate_split
+from segpipe.logs import UserError
 
 CLASSES = ["background", "cat"]
 OUTPUTS = ("per_class_csv", "confusion_csv", "confusion_normalized_csv", "per_image_csv")
@@ -78,3 +79,33 @@ def test_a_prediction_of_another_size_is_named(tmp_path) -> None:
         ValueError, match=r"im 0\.png: prediction is \(2, 3\) but the truth .* is \(2, 2\)"
     ):
         _evaluate(tmp_path, manifest)
+
+
+@pytest.mark.parametrize(
+    ("truth", "pred", "named", "message"),
+    [
+        ([[0, 1]], [[0, 3]], "predict", r"prediction has class id 3; valid: 0\.\.1$"),
+        ([[0, 1]], [[2, 1]], "predict", r"prediction has class id 2; valid: 0\.\.1$"),
+        ([[7, 1]], [[0, 1]], "masks", r"truth has class id 7; valid: 0\.\.1 \(and 255, ignored\)"),
+    ],
+)
+def test_a_class_id_out_of_range_is_named_not_counted(tmp_path, truth, pred, named, message):
+    # A prediction of 2 or 3 with two classes would otherwise count in another class's cell.
+    manifest = _split(tmp_path, [truth], [pred])
+    with pytest.raises(EvaluationError, match=message) as caught:
+        _evaluate(tmp_path, manifest)
+    assert isinstance(caught.value, UserError)
+    assert str(tmp_path / "predict" / "masks" / "im 0.png") in str(caught.value)
+    assert str(tmp_path / "masks" / "im 0.png") in str(caught.value)
+    assert named in str(caught.value)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_missing_or_mis_sized_prediction_ends_in_one_line(tmp_path) -> None:
+    # UserErrors: the rule's log gets the message without a traceback.
+    manifest = _split(tmp_path, [[[0, 1]], [[1, 0]]], [[[0, 1]], None])
+    with pytest.raises(UserError):
+        _evaluate(tmp_path, manifest)
+    manifest = _split(tmp_path / "sized", [[[0, 1], [1, 0]]], [[[0, 1, 1], [1, 0, 0]]])
+    with pytest.raises(UserError):
+        _evaluate(tmp_path / "sized", manifest)

@@ -1,14 +1,22 @@
-"""segpipe.evaluation.metrics against hand-computed values and scikit-learn."""
+"""segpipe.evaluation.metrics against hand-computed values, scikit-learn, and the torchmetrics
+confusion matrix and smp.metrics scores it was first computed with (the reference here)."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import segmentation_models_pytorch as smp
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import f1_score, jaccard_score
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from segpipe.evaluation.metrics import (
     confusion_matrix,
@@ -147,3 +155,181 @@ def test_confusion_matrices_add_up_over_images():
     summed = sum(confusion_matrix(p, t, 3, IGNORE) for p, t in zip(preds, truths, strict=True))
     whole = confusion_matrix(torch.stack(preds), torch.stack(truths), 3, IGNORE)
     assert torch.equal(summed, whole)
+
+
+# The reference: the torchmetrics confusion matrix and the smp.metrics scores on its counts.
+
+
+def reference_confusion_matrix(pred, truth, num_classes, ignore_index):
+    return multiclass_confusion_matrix(
+        torch.from_numpy(pred).reshape(-1).long(),
+        torch.from_numpy(truth).reshape(-1).long(),
+        num_classes,
+        ignore_index=ignore_index,
+        validate_args=False,
+    ).long()
+
+
+def reference_scores(cm: torch.Tensor) -> dict[str, list[float]]:
+    cm = cm.double()
+    tp = cm.diag()
+    fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+    tn = cm.sum() - tp - fp - fn
+    nan = float("nan")
+    return {
+        "iou": smp.metrics.iou_score(tp, fp, fn, tn, reduction=None, zero_division=nan).tolist(),
+        "dice": smp.metrics.f1_score(tp, fp, fn, tn, reduction=None, zero_division=nan).tolist(),
+    }
+
+
+def reference_foreground_iou(cm: torch.Tensor, foreground: list[int]) -> float:
+    fg = torch.zeros(cm.shape[0], dtype=torch.bool)
+    fg[foreground] = True
+    cm = cm.double()
+    tp, fp = cm[fg][:, fg].sum(), cm[~fg][:, fg].sum()
+    fn, tn = cm[fg][:, ~fg].sum(), cm[~fg][:, ~fg].sum()
+    return float(smp.metrics.iou_score(tp, fp, fn, tn, reduction=None, zero_division=float("nan")))
+
+
+@st.composite
+def mask_pairs(draw):
+    """(pred, truth, num_classes, ignore_index, foreground): masks of a drawn dtype and shape,
+    values drawn from a few of the classes (so some are absent), some truth pixels ignored
+    (up to all of them), and a non-empty foreground."""
+    num_classes = draw(st.integers(1, 24))
+    dtype = draw(st.sampled_from([np.uint8, np.int32, np.int64]))
+    shape = draw(st.lists(st.integers(0, 9), min_size=1, max_size=3).map(tuple))
+    size = int(np.prod(shape))
+    used = draw(st.lists(st.integers(0, num_classes - 1), min_size=1, max_size=4))
+    values = st.lists(st.sampled_from(used), min_size=size, max_size=size)
+    truth = np.array(draw(values), dtype=dtype).reshape(shape)
+    pred = np.array(draw(values), dtype=dtype).reshape(shape)
+    ignore_index = draw(st.sampled_from([255, None]))
+    if ignore_index is not None:
+        ignored = draw(st.lists(st.booleans(), min_size=size, max_size=size))
+        truth[np.array(ignored, dtype=bool).reshape(shape)] = ignore_index
+    foreground = draw(st.sets(st.integers(0, num_classes - 1), min_size=1).map(sorted))
+    return pred, truth, num_classes, ignore_index, foreground
+
+
+def assert_same_floats(actual, expected):
+    """Equal to the last bit, NaN where the reference has NaN."""
+    np.testing.assert_array_equal(np.array(actual, dtype=float), np.array(expected, dtype=float))
+
+
+@settings(max_examples=150, deadline=None)
+@given(mask_pairs())
+def test_numpy_masks_score_as_the_reference_does(case):
+    pred, truth, num_classes, ignore_index, foreground = case
+    expected = reference_confusion_matrix(pred, truth, num_classes, ignore_index)
+    cm = confusion_matrix(pred, truth, num_classes, ignore_index)
+    assert isinstance(cm, np.ndarray) and cm.dtype == np.int64
+    np.testing.assert_array_equal(cm, expected.numpy())
+    scores, reference = per_class_scores(cm), reference_scores(expected)
+    assert_same_floats(scores["iou"], reference["iou"])
+    assert_same_floats(scores["dice"], reference["dice"])
+    total = expected.sum().item()
+    out = summarize(cm, foreground)
+    assert_same_floats(
+        [out["pixel_accuracy"], out["mean_iou"], out["mean_dice"], out["foreground_iou"]],
+        [
+            expected.diag().sum().item() / total if total else float("nan"),
+            nanmean(reference["iou"]),
+            nanmean(reference["dice"]),
+            reference_foreground_iou(expected, foreground),
+        ],
+    )
+    assert all(type(v) is float for v in [*out.values(), *scores["iou"], *scores["dice"]])
+
+
+@settings(max_examples=50, deadline=None)
+@given(mask_pairs())
+def test_tensor_masks_give_the_reference_tensor(case):
+    # The training loop passes tensors (on its device) and gets a tensor it can all-reduce.
+    pred, truth, num_classes, ignore_index, _ = case
+    expected = reference_confusion_matrix(pred, truth, num_classes, ignore_index)
+    cm = confusion_matrix(
+        torch.from_numpy(pred), torch.from_numpy(truth), num_classes, ignore_index
+    )
+    assert isinstance(cm, torch.Tensor) and cm.dtype == torch.int64
+    assert torch.equal(cm, expected)
+    assert_same_floats(per_class_scores(cm)["iou"], reference_scores(expected)["iou"])
+
+
+def test_every_pixel_ignored_gives_an_empty_matrix_and_nan_scores():
+    truth = np.full((4, 5), IGNORE, dtype=np.uint8)
+    cm = confusion_matrix(np.zeros((4, 5), np.uint8), truth, 3, IGNORE)
+    assert cm.tolist() == [[0] * 3] * 3
+    out = summarize(cm, [1])
+    assert all(math.isnan(out[key]) for key in out)
+
+
+def test_one_class_image_scores_one_for_that_class_and_nan_for_the_rest():
+    truth = np.full((3, 3), 2, dtype=np.uint8)
+    cm = confusion_matrix(truth.copy(), truth, 4, IGNORE)
+    assert cm[2, 2] == 9 and cm.sum() == 9
+    scores = per_class_scores(cm)
+    assert scores["iou"][2] == 1.0 and scores["dice"][2] == 1.0
+    assert [math.isnan(v) for v in scores["iou"]] == [True, True, False, True]
+    assert summarize(cm) == {"pixel_accuracy": 1.0, "mean_iou": 1.0, "mean_dice": 1.0}
+
+
+def test_large_class_ids_in_uint8_masks_do_not_wrap_around():
+    # 30 * 20 + 19 is past 255: the pair index must be computed in int64, not in uint8.
+    truth = np.array([19, 19, 18, 0], dtype=np.uint8)
+    pred = np.array([19, 18, 18, 0], dtype=np.uint8)
+    cm = confusion_matrix(pred, truth, 20, IGNORE)
+    assert cm[19, 19] == 1 and cm[19, 18] == 1 and cm[18, 18] == 1 and cm[0, 0] == 1
+    assert cm.sum() == 4
+
+
+@pytest.mark.parametrize(
+    ("pred", "truth", "message"),
+    [
+        ([0, 3], [0, 1], r"prediction has class id 3; valid: 0\.\.2"),
+        ([0, -1], [0, 1], r"prediction has class id -1; valid: 0\.\.2"),
+        ([0, 1], [7, 1], r"truth has class id 7; valid: 0\.\.2 \(and 255, ignored\)"),
+    ],
+)
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_a_class_id_out_of_range_is_an_error_not_a_wrong_count(pred, truth, message, as_tensor):
+    # Prediction 3 with truth 0 would otherwise land in row 1, column 0 of a 3-class matrix.
+    pred, truth = np.array(pred), np.array(truth)
+    if as_tensor:
+        pred, truth = torch.from_numpy(pred), torch.from_numpy(truth)
+    with pytest.raises(ValueError, match=message):
+        confusion_matrix(pred, truth, 3, IGNORE)
+
+
+def test_without_an_ignore_index_255_is_an_id_out_of_range_too():
+    with pytest.raises(ValueError, match=r"^truth has class id 255; valid: 0\.\.2$"):
+        confusion_matrix(np.array([0, 1]), np.array([0, 255], dtype=np.uint8), 3, None)
+
+
+def test_scores_accept_a_numpy_matrix_and_a_tensor_alike():
+    cm = confusion_matrix(PRED.numpy(), TRUTH.numpy(), 3, IGNORE)
+    assert cm.tolist() == HAND_CM
+    assert per_class_scores(cm) == per_class_scores(torch.from_numpy(cm))
+    assert summarize(cm, [0, 2]) == summarize(torch.from_numpy(cm), [0, 2])
+
+
+# The segpipe modules that the evaluate, crossval, report and compare rule scripts import.
+LEAN_JOBS = (
+    "segpipe.evaluation.evaluate",
+    "segpipe.evaluation.crossval",
+    "segpipe.reporting.run_report",
+    "segpipe.reporting.comparison",
+    "segpipe.logs",
+)
+HEAVY = ("torch", "torchmetrics", "segmentation_models_pytorch", "timm", "torchvision")
+
+
+def test_evaluation_and_report_jobs_import_no_torch():
+    code = (
+        "import json, sys\n"
+        + "".join(f"import {module}\n" for module in LEAN_JOBS)
+        + f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []

@@ -5,17 +5,25 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import torch
 
 from segpipe.data import predictions
 from segpipe.data.masks import load_mask
 from segpipe.data.split import read_manifest
 from segpipe.evaluation.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.io import write_csv, write_json
-from segpipe.logs import progress
+from segpipe.logs import UserError, progress
 
 logger = logging.getLogger(__name__)
+
+
+class EvaluationError(UserError, ValueError):
+    """A prediction that cannot be scored against its truth: the files and the problem."""
+
+
+class MissingPredictionError(UserError, FileNotFoundError):
+    """A manifest image without its predicted mask."""
 
 
 def evaluate_split(
@@ -81,15 +89,19 @@ def score_images(
     ignore_index: int,
     foreground_classes: list[int] | None,
     split: str,
-) -> tuple[torch.Tensor, list[dict]]:
+) -> tuple[np.ndarray, list[dict]]:
     """The summed confusion matrix over the manifest's images and one row of scores per image."""
     n = len(classes)
-    total = torch.zeros(n, n, dtype=torch.long)
+    total = np.zeros((n, n), dtype=np.int64)
     rows = []
     for row in progress(manifest.to_dict("records"), desc=f"evaluate {split}", logger=logger):
-        truth = torch.from_numpy(load_mask(row["mask"]))
-        pred = torch.from_numpy(load_prediction(predictions_dir, row, tuple(truth.shape)))
-        cm = confusion_matrix(pred, truth, n, ignore_index)
+        truth = load_mask(row["mask"])
+        pred = load_prediction(predictions_dir, row, truth.shape)
+        try:
+            cm = confusion_matrix(pred, truth, n, ignore_index)
+        except ValueError as exc:
+            path = predictions.mask_path(predictions_dir, row["id"])
+            raise EvaluationError(f"{path} against {row['mask']}: {exc}") from None
         total += cm
         scores = per_class_scores(cm)
         rows.append(
@@ -106,16 +118,16 @@ def load_prediction(predictions_dir: Path, row: dict, shape: tuple[int, ...]):
     """The predicted mask of a manifest row, which must exist and match its truth's shape."""
     path = predictions.mask_path(predictions_dir, row["id"])
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no prediction for image '{row['id']}'")
+        raise MissingPredictionError(f"{path}: no prediction for image '{row['id']}'")
     pred = load_mask(path)
     if pred.shape != shape:
-        raise ValueError(
+        raise EvaluationError(
             f"{path}: prediction is {tuple(pred.shape)} but the truth {row['mask']} is {shape}"
         )
     return pred
 
 
-def per_class_table(total: torch.Tensor, classes: list[str]) -> pd.DataFrame:
+def per_class_table(total: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """IoU, Dice and the true and predicted pixel counts per class, from the summed matrix."""
     scores = per_class_scores(total)
     return pd.DataFrame(
@@ -131,16 +143,17 @@ def per_class_table(total: torch.Tensor, classes: list[str]) -> pd.DataFrame:
 
 
 def confusion_table(
-    total: torch.Tensor, classes: list[str], normalized: bool = False
+    total: np.ndarray, classes: list[str], normalized: bool = False
 ) -> pd.DataFrame:
     """The matrix with a ``true`` column first: counts, or each row divided by its sum."""
-    values = total.double() / total.sum(1, keepdim=True).clamp(min=1) if normalized else total
-    table = pd.DataFrame(values.numpy(), columns=classes)
+    rows = np.maximum(total.sum(1, keepdims=True), 1)
+    values = total.astype(np.float64) / rows if normalized else total
+    table = pd.DataFrame(values, columns=classes)
     table.insert(0, "true", classes)
     return table
 
 
-def confusion_long(matrix: torch.Tensor, classes: list[str]) -> pd.DataFrame:
+def confusion_long(matrix: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """A confusion matrix (rows = truth) as one ``actual, predicted, count`` row per cell."""
     return pd.DataFrame(
         [

@@ -1,46 +1,95 @@
-"""Segmentation metrics from confusion matrices (torchmetrics) and smp.metrics.
+"""Segmentation metrics from confusion matrices, with numpy only.
 
-Per-class IoU and Dice come from smp.metrics on the tp/fp/fn/tn counts of a confusion matrix; a
-class absent from both truth and prediction has 0/0 and is NaN, not 0, and means skip NaNs.
+The matrix of a pair of masks is one ``bincount`` of ``num_classes * truth + prediction`` over
+the pixels whose truth is not ``ignore_index``. Per-class IoU is tp / (tp + fp + fn) and Dice
+(F1) is 2 tp / (2 tp + fn + fp); a class absent from both truth and prediction has 0/0 and is
+NaN, not 0, and means skip NaNs.
+
+The training loop passes torch tensors on its device and gets a tensor back, computed with the
+tensors' own methods: this module never imports torch, so evaluation and report jobs do not.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
+from typing import Any
 
-import segmentation_models_pytorch as smp
-import torch
-from torchmetrics.functional.classification import multiclass_confusion_matrix
+import numpy as np
 
 
-def confusion_matrix(
-    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = 255
-) -> torch.Tensor:
-    """(C, C) int64 counts, rows = truth, columns = prediction; ``ignore_index`` pixels skipped."""
+def confusion_matrix(pred: Any, target: Any, num_classes: int, ignore_index: int | None = 255):
+    """(C, C) int64 counts, rows = truth, columns = prediction; ``ignore_index`` pixels skipped.
+
+    Masks of any integer dtype and shape (both the same); numpy arrays (or anything
+    ``np.asarray`` takes) give a numpy array, torch tensors a tensor on their device. A class id
+    outside ``0..C-1`` (other than the ignored one) is a ValueError, not a wrong count.
+    """
+    if _is_tensor(pred) or _is_tensor(target):
+        return _tensor_confusion_matrix(pred, target, num_classes, ignore_index)
+    pred = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
+    target = np.asarray(target).reshape(-1).astype(np.int64, copy=False)
+    if ignore_index is not None:
+        keep = target != ignore_index
+        pred, target = pred[keep], target[keep]
+    _check_ids(pred, target, num_classes, ignore_index)
+    counts = np.bincount(num_classes * target + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).astype(np.int64, copy=False)
+
+
+def _is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor; torch is not imported when nothing else has."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _tensor_confusion_matrix(pred, target, num_classes: int, ignore_index: int | None):
+    """:func:`confusion_matrix` of torch tensors, on their device, with the tensors' methods."""
     pred = pred.reshape(-1).long()
-    target = target.reshape(-1).long()
-    return multiclass_confusion_matrix(
-        pred, target, num_classes, ignore_index=ignore_index, validate_args=False
-    ).long()
+    target = target.reshape(-1).long().to(pred.device)
+    if ignore_index is not None:
+        keep = target != ignore_index
+        pred, target = pred[keep], target[keep]
+    _check_ids(pred, target, num_classes, ignore_index)
+    counts = (num_classes * target + pred).bincount(minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
 
 
-def _stats(cm: torch.Tensor):
-    cm = cm.double()
-    tp = cm.diag()
+def _check_ids(pred, target, num_classes: int, ignore_index: int | None) -> None:
+    """ValueError naming the first mask (prediction, then truth) with an id outside 0..C-1;
+    on tensors, one device sync when all ids are valid."""
+    outside = [(values < 0) | (values >= num_classes) for values in (pred, target)]
+    if not bool(outside[0].any() | outside[1].any()):
+        return
+    for name, values, bad in zip(("prediction", "truth"), (pred, target), outside, strict=True):
+        if bool(bad.any()):
+            ignored = "" if ignore_index is None else f" (and {ignore_index}, ignored)"
+            raise ValueError(
+                f"{name} has class id {int(values[bad][0])}; valid: 0..{num_classes - 1}"
+                f"{ignored if name == 'truth' else ''}"
+            )
+
+
+def _stats(cm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
     fp = cm.sum(0) - tp
     fn = cm.sum(1) - tp
-    tn = cm.sum() - tp - fp - fn
-    return tp, fp, fn, tn
+    return tp, fp, fn
 
 
-def per_class_scores(cm: torch.Tensor) -> dict[str, list[float]]:
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> list[float]:
+    """``numerator / denominator`` element-wise as floats, NaN where the denominator is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.where(denominator > 0, numerator / denominator, np.nan)
+    return [float(v) for v in np.atleast_1d(values)]
+
+
+def per_class_scores(cm) -> dict[str, list[float]]:
     """Per-class IoU and Dice (F1) from a confusion matrix; NaN where the class never occurs."""
-    tp, fp, fn, tn = _stats(cm)
-    nan = float("nan")
-    iou = smp.metrics.iou_score(tp, fp, fn, tn, reduction=None, zero_division=nan)
-    dice = smp.metrics.f1_score(tp, fp, fn, tn, reduction=None, zero_division=nan)
-    return {"iou": iou.tolist(), "dice": dice.tolist()}
+    tp, fp, fn = _stats(cm)
+    return {"iou": _ratio(tp, tp + fp + fn), "dice": _ratio(2 * tp, 2 * tp + fn + fp)}
 
 
 def nanmean(values: Sequence[float]) -> float:
@@ -48,24 +97,24 @@ def nanmean(values: Sequence[float]) -> float:
     return sum(kept) / len(kept) if kept else float("nan")
 
 
-def foreground_iou(cm: torch.Tensor, foreground: Sequence[int]) -> float:
+def foreground_iou(cm, foreground: Sequence[int]) -> float:
     """IoU of the merged foreground classes against everything else (binary)."""
-    fg = torch.zeros(cm.shape[0], dtype=torch.bool)
+    cm = np.asarray(cm, dtype=np.float64)
+    fg = np.zeros(cm.shape[0], dtype=bool)
     fg[list(foreground)] = True
-    cm = cm.double()
     tp = cm[fg][:, fg].sum()
     fp = cm[~fg][:, fg].sum()
     fn = cm[fg][:, ~fg].sum()
-    tn = cm[~fg][:, ~fg].sum()
-    return float(smp.metrics.iou_score(tp, fp, fn, tn, reduction=None, zero_division=float("nan")))
+    return _ratio(tp, tp + fp + fn)[0]
 
 
-def summarize(cm: torch.Tensor, foreground: Sequence[int] | None = None) -> dict[str, float]:
+def summarize(cm, foreground: Sequence[int] | None = None) -> dict[str, float]:
     """Pixel accuracy, mean IoU, mean Dice (NaN-skipping) and optional foreground IoU."""
     scores = per_class_scores(cm)
-    total = cm.sum().item()
+    counts = np.asarray(cm)
+    total = counts.sum().item()
     out = {
-        "pixel_accuracy": cm.diag().sum().item() / total if total else float("nan"),
+        "pixel_accuracy": np.trace(counts).item() / total if total else float("nan"),
         "mean_iou": nanmean(scores["iou"]),
         "mean_dice": nanmean(scores["dice"]),
     }
