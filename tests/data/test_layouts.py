@@ -400,3 +400,14 @@ def test_command_line_colour_table_replaces_config_yaml_table(tmp_path):
     assert planned_rules(
         work, "--configfile", "config/colours.yaml", "--cores", "1", "results/remap/index.csv"
     ) == {"remap": 1}
+
+
+def test_source_only_options_are_dataset_options_of_known_sources() -> None:
+    from segpipe.data.layouts import SOURCE_ONLY_OPTIONS
+    from segpipe.workflow.config import load_schema
+
+    from conftest import REPO
+
+    dataset = load_schema(REPO / "config" / "schema.yaml")["properties"]["dataset"]
+    assert set(SOURCE_ONLY_OPTIONS) <= set(dataset["properties"])
+    assert set(SOURCE_ONLY_OPTIONS.values()) <= set(dataset["properties"]["source"]["enum"])

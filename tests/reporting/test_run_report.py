@@ -154,6 +154,8 @@ def test_dataset_mapping_is_shown_as_readable_fields(tmp_path, inputs):
             "root": "/data/isbi",
             "layout": "images_masks",
             "split_lists": None,
+            "max_image_pixels": 1000,
+            "urls": [{"filename": "a.tar", "url": "https://x/a.tar"}],
             "synthetic": {"n_images": 24, "seed": 1},
         },
     }
@@ -162,18 +164,45 @@ def test_dataset_mapping_is_shown_as_readable_fields(tmp_path, inputs):
     assert summary["Dataset source"] == "folder"
     assert summary["Dataset root"] == "/data/isbi"
     assert summary["Dataset layout"] == "images_masks"
-    assert summary["Dataset synthetic"] == "n_images: 24, seed: 1"
+    assert summary["Dataset max image pixels"] == "1000"
     assert "Dataset split lists" not in summary  # unset options are left out
+    assert "Dataset synthetic" not in summary and "Dataset urls" not in summary  # not read
     assert "{" not in "".join(summary.values())
+
+
+@pytest.mark.parametrize(
+    "source, shown",
+    [
+        ("synthetic", {"Dataset synthetic": "n_images: 24, seed: 1"}),
+        ("oxford_pets", {"Dataset urls": "filename: a.tar, url: https://x/a.tar"}),
+    ],
+)
+def test_a_download_source_shows_only_the_options_it_reads(tmp_path, inputs, source, shown):
+    """A download source reads the oxford layout: no folder root or layout in its summary, nor
+    the other source's archives or generator settings."""
+    inputs["config"] = {
+        **inputs["config"],
+        "dataset": {
+            "source": source,
+            "root": "data/own",
+            "layout": "folder",
+            "mask_suffix": "_mask",
+            "urls": [{"filename": "a.tar", "url": "https://x/a.tar"}],
+            "synthetic": {"n_images": 24, "seed": 1},
+        },
+    }
+    summary = dict(_tables(_build(tmp_path, inputs))["run-summary"])
+    dataset = {k: v for k, v in summary.items() if k.startswith("Dataset ")}
+    assert dataset == {"Dataset source": source, "Dataset mask suffix": "_mask", **shown}
 
 
 def test_run_summary_shows_only_options_with_a_value_that_results_depend_on(tmp_path, inputs):
     inputs["config"] = {
         **inputs["config"],
         "dataset": {
-            "source": "folder",
+            "source": "synthetic",
             "name": "membranes",
-            "root": "/data/isbi",
+            "root": "/data/isbi",  # a folder's: the synthetic source does not read it
             "mask_suffix": "",  # empty: the masks have the images' stems
             "images_dir": None,
             "urls": [],
@@ -192,8 +221,7 @@ def test_run_summary_shows_only_options_with_a_value_that_results_depend_on(tmp_
     dataset = {label: value for label, value in summary.items() if label.startswith("Dataset")}
     assert dataset == {
         "Dataset": "membranes",
-        "Dataset source": "folder",
-        "Dataset root": "/data/isbi",
+        "Dataset source": "synthetic",
         "Dataset synthetic": "seed: 0, n_images: 24",  # a zero is a value
     }
     assert all(value.strip() for value in summary.values()), summary

@@ -59,6 +59,16 @@ LAYOUT_LISTS: dict[str, dict[str, str | None]] = {
 SPLIT_LISTS = ("trainval", "test")
 """The names a split list may have (dataset.split_lists, ``segpipe verify --split-list``)."""
 
+# The dataset options that only one source reads: the download sources (oxford_pets, synthetic)
+# read the oxford layout, not ``root`` or ``layout``; the others' archives or generator settings
+# are ignored. A run's summary leaves out what its source does not read.
+SOURCE_ONLY_OPTIONS = {
+    "root": "folder",
+    "layout": "folder",
+    "urls": "oxford_pets",
+    "synthetic": "synthetic",
+}
+
 NO_MASK = "no mask for this image"
 NO_IMAGE = "no image for this mask"
 LISTED_MISSING = "matches no image/mask pair"

@@ -33,6 +33,7 @@ from PIL import Image
 from segpipe.data import predictions
 from segpipe.data.colors import colorize, legend
 from segpipe.data.images import load_rgb
+from segpipe.data.layouts import SOURCE_ONLY_OPTIONS
 from segpipe.data.masks import load_mask
 from segpipe.evaluation.crossval import SCORES
 from segpipe.io import read_table, write_text
@@ -530,15 +531,18 @@ def _fold_missing_classes(paths: Sequence[str | os.PathLike] | None) -> list[dic
 def dataset_fields(dataset: Any) -> list[tuple[str, str]]:
     """``config["dataset"]`` as (label, value) rows of the run summary: its name first, then each
     option that is set and that results depend on (not :data:`segpipe.params.UNTRACKED_OPTIONS`),
-    a nested mapping as ``key: value`` pairs of its set entries and a list joined by commas."""
+    a nested mapping as ``key: value`` pairs of its set entries and a list joined by commas.
+    Options that only another source reads (:data:`segpipe.data.layouts.SOURCE_ONLY_OPTIONS`)
+    are left out."""
     if dataset is None:
         return [("Dataset", "n/a")]
     if not isinstance(dataset, Mapping):
         return [("Dataset", str(dataset))]
     fields = tracked("dataset", dataset)
     rows = [("Dataset", str(fields.pop("name", None) or fields.get("source", "n/a")))]
+    source = fields.get("source")
     for key, value in fields.items():
-        if is_set(value):
+        if is_set(value) and SOURCE_ONLY_OPTIONS.get(key, source) == source:
             rows.append((f"Dataset {key.replace('_', ' ')}", _field_text(value)))
     return rows
 
