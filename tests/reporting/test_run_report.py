@@ -499,3 +499,41 @@ def test_missing_crossval_summary_raises_naming_it(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="crossval_json"):
         _build(tmp_path, inputs)
+
+
+@pytest.mark.parametrize(
+    "folds, tta", [(False, ()), (True, ()), (False, ("hflip",)), (True, ("hflip",))]
+)
+def test_the_rules_inputs_become_report_inputs(folds, tta):
+    """Rule report's named inputs (as workflow.layout names them) and params, as its script
+    passes them: fold histories and cross-validation files only with folds, the scores without
+    the flips only with predict.tta."""
+    from segpipe.reporting.run_report import inputs_of_rule
+
+    files = {
+        name: f"{name}.x"
+        for name in ("metrics", "val_metrics", "per_class", "confusion", "per_image")
+        + ("manifest", "predictions", "quarantine", "classes")
+    }
+    files |= {"history": ["a/history.csv", "b/history.csv"], "fold_classes": ["f0.csv"]}
+    if folds:
+        files |= {"crossval_metrics": "cv.json", "crossval_folds": "folds.csv"}
+    if tta:
+        files |= {"no_tta_metrics": "n.json", "no_tta_per_class": "n.csv"}
+        files |= {"tta_val_metrics": ["t.json"], "no_tta_val_metrics": ["nv.json"]}
+    inputs = inputs_of_rule(
+        files,
+        {"title": "T", "gallery_size": 2},
+        tta=tta,
+        model="",
+        class_names=["a", "b"],
+        config={},
+        benchmarks={},
+    )
+    assert inputs.history_csv == "a/history.csv" and inputs.title == "T"
+    assert inputs.fold_histories == (["a/history.csv", "b/history.csv"] if folds else ())
+    assert inputs.crossval_json == ("cv.json" if folds else None)
+    assert inputs.fold_class_presence_csvs == ["f0.csv"] and inputs.infer_dir is None
+    expected = {"metrics": "n.json", "per_class": "n.csv", "val_metrics": ["t.json"]}
+    expected |= {"val_metrics_no_tta": ["nv.json"]}
+    assert inputs.no_tta == (expected if tta else None)

@@ -26,34 +26,27 @@ def confusion_matrix(pred: Any, target: Any, num_classes: int, ignore_index: int
     ``np.asarray`` takes) give a numpy array, torch tensors a tensor on their device. A class id
     outside ``0..C-1`` (other than the ignored one) is a ValueError, not a wrong count.
     """
-    if _is_tensor(pred) or _is_tensor(target):
-        return _tensor_confusion_matrix(pred, target, num_classes, ignore_index)
-    pred = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
-    target = np.asarray(target).reshape(-1).astype(np.int64, copy=False)
+    n = num_classes
+    tensor = _is_tensor(pred) or _is_tensor(target)
+    if tensor:  # on the tensors' device, with their own methods
+        pred = pred.reshape(-1).long()
+        target = target.reshape(-1).long().to(pred.device)
+    else:
+        pred = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
+        target = np.asarray(target).reshape(-1).astype(np.int64, copy=False)
     if ignore_index is not None:
         keep = target != ignore_index
         pred, target = pred[keep], target[keep]
-    _check_ids(pred, target, num_classes, ignore_index)
-    counts = np.bincount(num_classes * target + pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).astype(np.int64, copy=False)
+    _check_ids(pred, target, n, ignore_index)
+    index = n * target + pred
+    counts = index.bincount(minlength=n * n) if tensor else np.bincount(index, minlength=n * n)
+    return counts.reshape(n, n) if tensor else counts.reshape(n, n).astype(np.int64, copy=False)
 
 
 def _is_tensor(value: Any) -> bool:
     """Whether ``value`` is a torch tensor; torch is not imported when nothing else has."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.Tensor)
-
-
-def _tensor_confusion_matrix(pred, target, num_classes: int, ignore_index: int | None):
-    """:func:`confusion_matrix` of torch tensors, on their device, with the tensors' methods."""
-    pred = pred.reshape(-1).long()
-    target = target.reshape(-1).long().to(pred.device)
-    if ignore_index is not None:
-        keep = target != ignore_index
-        pred, target = pred[keep], target[keep]
-    _check_ids(pred, target, num_classes, ignore_index)
-    counts = (num_classes * target + pred).bincount(minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
 
 
 def _check_ids(pred, target, num_classes: int, ignore_index: int | None) -> None:

@@ -136,6 +136,45 @@ class ReportInputs:
     infer_dir: str | os.PathLike | None = None
 
 
+def inputs_of_rule(
+    files: Mapping[str, Any], options: Mapping[str, Any], **settings: Any
+) -> ReportInputs:
+    """The :class:`ReportInputs` of rule report: its named input ``files`` (as
+    :meth:`segpipe.workflow.layout.Layout.report_inputs` names them: ``history`` lists the
+    run's models' histories, the cross-validation files and the ``no_tta_*`` scores are there
+    only for folds and predict.tta), its ``report`` options, and the rest of its params as
+    ``settings`` (fields of :class:`ReportInputs`: model, tta, class_names, ...)."""
+    histories = list(files["history"])
+    no_tta = None
+    if settings.get("tta"):  # the scores without the predict.tta flips
+        no_tta = {
+            "metrics": files["no_tta_metrics"],
+            "per_class": files["no_tta_per_class"],
+            "val_metrics": list(files["tta_val_metrics"]),
+            "val_metrics_no_tta": list(files["no_tta_val_metrics"]),
+        }
+    return ReportInputs(
+        metrics_json=files["metrics"],
+        val_metrics_json=files["val_metrics"],
+        per_class_csv=files["per_class"],
+        confusion_csv=files["confusion"],
+        per_image_csv=files["per_image"],
+        history_csv=histories[0],
+        fold_histories=histories if files.get("crossval_metrics") else (),
+        crossval_json=files.get("crossval_metrics"),
+        crossval_folds_csv=files.get("crossval_folds"),
+        manifest_csv=files["manifest"],
+        predictions_dir=files["predictions"],
+        quarantine_csv=files["quarantine"],
+        class_presence_csv=files["classes"],
+        fold_class_presence_csvs=list(files["fold_classes"]),
+        infer_dir=files.get("infer"),
+        no_tta=no_tta,
+        **options,
+        **settings,
+    )
+
+
 def build_report(
     out_html: str | os.PathLike, figures_dir: str | os.PathLike, inputs: ReportInputs
 ) -> None:
