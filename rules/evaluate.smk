@@ -1,6 +1,9 @@
 rule evaluate:
     """Per-class IoU/Dice, pixel accuracy, confusion matrix and per-image metrics for one split of
-    one model (a run's, a fold's, the fold ensemble's)."""
+    one model (a run's, a fold's, the fold ensemble's), from the model's predict folder; with
+    predict.tta, evaluate_no_tta scores the same model's predictions without the flips. On
+    Slurm these jobs run inside the model's assessment job (group assess_<model>, profiles/slurm).
+    """
     input:
         manifest=lambda wildcards: LAYOUT.model_manifest(
             wildcards.model, wildcards.split
@@ -24,6 +27,8 @@ rule evaluate:
         mem_mb=res("evaluate", "mem_mb", of_run=True),
         runtime=res("evaluate", "runtime", of_run=True),
     params:
+        # The split's predictions with the configured flips, in the model's predict folder.
+        flips=True,
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         foreground_classes=run_option("evaluate", "foreground_classes"),
@@ -36,7 +41,7 @@ use rule evaluate as evaluate_no_tta with:
         manifest=lambda wildcards: LAYOUT.model_manifest(
             wildcards.model, wildcards.split
         ),
-        predictions=rules.predict_no_tta.output.predictions,
+        predictions=rules.predict.output.predictions,
     output:
         metrics="results/runs/{model}/evaluate_no_tta/{split}/metrics.json",
         per_class="results/runs/{model}/evaluate_no_tta/{split}/per_class.csv",
@@ -48,3 +53,9 @@ use rule evaluate as evaluate_no_tta with:
         "logs/evaluate_no_tta/{model}/{split}.log",
     benchmark:
         "benchmarks/evaluate_no_tta/{model}/{split}.tsv"
+    params:
+        # With predict.tta: the same model's predictions without the flips (predict/no_tta).
+        flips=False,
+        classes=verbatim(config["classes"]),
+        ignore_index=config["ignore_index"],
+        foreground_classes=run_option("evaluate", "foreground_classes"),

@@ -1,18 +1,17 @@
 rule predict:
-    """Class-id masks at original size and colour overlays for one split of one model; the fold
-    ensemble (`<run>/ensemble`) averages its fold models' class probabilities."""
+    """Class-id masks at original size and colour overlays of every split a model is scored on
+    (val and test; a fold ensemble's test, averaging its fold models' class probabilities), and
+    with predict.tta the same without the flips, from the same forward passes
+    (predict/no_tta/<split>). One job per model loads its checkpoints once; on Slurm it is the
+    GPU part of the model's one assessment job (group assess_<model> in profiles/slurm)."""
     input:
-        unpack(lambda wildcards: LAYOUT.model_arrays(wildcards.model, wildcards.split)),
-        checkpoints=lambda wildcards: LAYOUT.checkpoints(wildcards.model),
-        manifest=lambda wildcards: LAYOUT.model_manifest(
-            wildcards.model, wildcards.split
-        ),
+        unpack(lambda wildcards: LAYOUT.predict_inputs(wildcards.model)),
     output:
-        predictions=directory("results/runs/{model}/predict/{split}"),
+        predictions=directory("results/runs/{model}/predict"),
     log:
-        "logs/predict/{model}/{split}.log",
+        "logs/predict/{model}.log",
     benchmark:
-        "benchmarks/predict/{model}/{split}.tsv"
+        "benchmarks/predict/{model}.tsv"
     conda:
         "../envs/segpipe.yaml"
     threads: res("predict", "threads", of_run=True)
@@ -23,6 +22,7 @@ rule predict:
         gpu=1,
         gpu_model=res("predict", "gpu_model", of_run=True),
     params:
+        splits=lambda wildcards: list(LAYOUT.models[wildcards.model].splits),
         # batch_size, overlay_alpha and the predict.tta flips the probabilities are averaged over.
         predict=lambda wildcards: predict_options(run_option("predict")(wildcards)),
         runtime=lambda wildcards: untracked("predict", run_option("predict")(wildcards)),
@@ -30,20 +30,3 @@ rule predict:
         amp=run_option("train", "amp"),
     script:
         "../scripts/predict.py"
-
-
-use rule predict as predict_no_tta with:
-    output:
-        predictions=directory("results/runs/{model}/predict_no_tta/{split}"),
-    log:
-        "logs/predict_no_tta/{model}/{split}.log",
-    benchmark:
-        "benchmarks/predict_no_tta/{model}/{split}.tsv"
-    params:
-        # Without the flips: a run with predict.tta is evaluated both ways.
-        predict=lambda wildcards: predict_options(
-            run_option("predict")(wildcards), tta=False
-        ),
-        runtime=lambda wildcards: untracked("predict", run_option("predict")(wildcards)),
-        device=run_option("train", "device"),
-        amp=run_option("train", "amp"),

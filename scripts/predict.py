@@ -1,19 +1,19 @@
-"""Rule predict: see segpipe.inference.splits.predict_split."""
+"""Rule predict: see segpipe.inference.splits.predict_model."""
 
-from segpipe.data.preprocess import select_rows
-from segpipe.inference.splits import predict_split
+from segpipe.inference.splits import predict_model
 from segpipe.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-inp = snakemake.input
-predict_split(
+inp, params = snakemake.input, snakemake.params
+predict_model(
     list(inp.checkpoints),
-    inp.manifest,
-    select_rows(inp.manifest, list(inp.arrays), list(inp.array_manifests)),
+    dict(zip(params.splits, inp.manifests, strict=True)),
+    list(inp.arrays),
+    list(inp.array_manifests),
     snakemake.output.predictions,
     threads=snakemake.threads,
-    device=snakemake.params.device,
-    amp=snakemake.params.amp,
-    **snakemake.params.predict,
-    **snakemake.params.runtime,
+    device=params.device,
+    amp=params.amp,
+    **params.predict,
+    **params.runtime,
 )

@@ -275,7 +275,6 @@ TESTED_ELSEWHERE = {
     "data.preprocess": "data/test_arrays.py, inference/test_scale.py",
     "data.summary": "data/test_verify.py, data/test_remap.py (the summary verify prints)",
     "inference.selected": "inference/test_tta_infer.py",
-    "inference.splits": "inference/test_tta_infer.py, e2e/test_folds.py",
     "evaluation.crossval": "e2e/test_folds.py, reporting/test_comparison.py",
 }
 

@@ -290,7 +290,7 @@ def test_k_folds_of_n_runs_are_k_x_n_independent_train_jobs(tmp_path: Path) -> N
         "folds": 3,
         "preprocess": 3,  # the folds are rows of the split's arrays
         "train": 7,  # 3 folds x 2 runs, and the single run
-        "predict": 2 * (3 * 2 + 1) + 2,  # val and test per fold; the ensembles' test; single
+        "predict": 2 * (3 + 1) + 1,  # per fold, per ensemble, the single run
         "evaluate": 2 * (3 * 2 + 1) + 2,
         "crossval": 2,
         "report": 3,

@@ -13,10 +13,12 @@ import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,8 @@ pytestmark = pytest.mark.slow
 TINY = "config/test.yaml"
 LOCAL_RULES = {"synthesize", "download", "crossval", "report", "compare"}
 GPU_RULES = {"train", "predict"}
+# The rules of a model's assessment job (profiles/slurm: group assess_<model>).
+ASSESS_RULES = {"predict", "evaluate", "evaluate_no_tta"}
 CPU_PARTITION = os.environ.get("SEGPIPE_SLURM_PARTITION") or "cpu"
 GPU_PARTITION = os.environ.get("SEGPIPE_SLURM_GPU_PARTITION") or "gpu"
 # Hard limit (SIGKILL) of the snakemake call; the whole run takes ~5-7 min on 2 cores.
@@ -35,7 +39,12 @@ HARD_TIMEOUT = int(os.environ.get("SEGPIPE_SLURM_TEST_TIMEOUT", "1500"))
 REQUIRE_SLURM = os.environ.get("SEGPIPE_REQUIRE_SLURM", "") not in ("", "0")
 # Two runs of the tiny config, one of them cross-validated with 2 folds: three train jobs, all
 # submitted at once, on the two fake GPUs.
-TWO_RUNS = {"experiments": {"base": {}, "cv": {"train": {"lr": 0.01}, "split": {"folds": 2}}}}
+CV = {
+    "train": {"lr": 0.01},
+    "split": {"folds": 2},
+    "predict": {"ensemble": "folds", "tta": ["hflip"]},
+}
+TWO_RUNS = {"experiments": {"base": {}, "cv": CV}}
 # The models whose metrics the test compares with a local run of the same config: the plain run
 # and one fold (the local run makes only these, to leave the CPUs to the Slurm jobs).
 MODELS = ["base", "cv/fold1"]
@@ -77,6 +86,32 @@ def job_blocks(output: str) -> list[dict]:
     return jobs
 
 
+def group_blocks(output: str) -> dict[str, list[dict]]:
+    """The group jobs Snakemake printed: group id -> its jobs (as :func:`job_blocks`)."""
+    groups = {}
+    pattern = r"^\[.*\] Group job (\S+) \(jobs in lexicogr\. order\):\n((?:\n|    .*\n)+)"
+    for m in re.finditer(pattern, output, re.M):
+        members = re.sub(r"^    ", "", m[2], flags=re.M)
+        groups[m[1]] = job_blocks(members)
+    return groups
+
+
+def submissions(output: str) -> dict[str, tuple[str, str]]:
+    """Snakemake job id (a group's: a UUID) -> (Slurm job id, Slurm log file)."""
+    found = re.findall(
+        r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output
+    )
+    return {job: (slurm_id, log) for job, slurm_id, log in found}
+
+
+def squeue_command() -> list[str]:
+    """The `squeue` command docs/slurm.md gives for seeing which rule and run each job is."""
+    text = (REPO / "docs" / "slurm.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("squeue ") and "%k" in line]
+    assert len(lines) == 1, f"docs/slurm.md should give one squeue command with %k: {lines}"
+    return shlex.split(lines[0].split("#")[0])
+
+
 def test_profile_resolves_from_repo_root(tmp_path: Path) -> None:
     """`--profile slurm` is found in the working directory and maps the config's resources."""
     work = slurm_workflow(tmp_path / "wf")
@@ -93,10 +128,14 @@ def test_profile_resolves_from_repo_root(tmp_path: Path) -> None:
     assert "Using profiles slurm and workflow specific profile profiles/default" in out, out[:2000]
     cfg = yaml.safe_load((work / TINY).read_text())
     jobs = {job["rule"]: job for job in job_blocks(out)}
+    (group,) = group_blocks(out).values()  # the model's assessment job
+    jobs.update({job["rule"]: job for job in group})
     assert jobs["train"]["resources"]["gpu"] == str(cfg["train"].get("gpus", 1))
     assert jobs["predict"]["resources"]["gpu"] == "1"
     for rule, job in jobs.items():
-        partition = GPU_PARTITION if rule in GPU_RULES else CPU_PARTITION
+        # In the assessment job, evaluate shares predict's (GPU) partition.
+        gpu = rule in GPU_RULES | ASSESS_RULES
+        partition = GPU_PARTITION if gpu else CPU_PARTITION
         assert job["resources"]["slurm_partition"] == partition, rule
         if rule not in GPU_RULES:
             assert "gpu" not in job["resources"], rule
@@ -122,6 +161,8 @@ def test_gpu_model_reaches_the_request(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     jobs = {job["rule"]: job for job in job_blocks(proc.stdout + proc.stderr)}
+    for group in group_blocks(proc.stdout + proc.stderr).values():
+        jobs.update({job["rule"]: job for job in group})
     assert jobs["train"]["resources"]["gpu"] == "2"
     assert jobs["train"]["resources"]["gpu_model"] == "a100"
     assert "gpu_model" not in jobs["predict"]["resources"]  # null: any GPU
@@ -170,10 +211,12 @@ def slurm() -> None:
 
 class JobWatcher:
     """Polls `scontrol show job` while the run lives, so no finished job is missed even when
-    Slurm forgets it (MinJobAge) before the run ends."""
+    Slurm forgets it (MinJobAge) before the run ends; and the `squeue` command of docs/slurm.md,
+    keeping the lines it showed."""
 
     def __init__(self, interval: float = 3.0) -> None:
         self.jobs: dict[str, dict[str, str]] = {}
+        self.squeue_lines: set[str] = set()
         self._stop = threading.Event()
         self._interval = interval
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -186,6 +229,8 @@ class JobWatcher:
             if line.startswith("JobId="):
                 fields = dict(re.findall(r"(?:^|\s)([\w/:]+)=(\S*)", line))
                 self.jobs[fields["JobId"]] = fields
+        shown = subprocess.run(squeue_command(), capture_output=True, text=True, timeout=30)
+        self.squeue_lines.update(shown.stdout.splitlines()[1:])
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -214,9 +259,41 @@ def megabytes(mem: str) -> int:
     return round(float(mem[:-1]) * factor[mem[-1]]) if mem[-1] in factor else int(mem)
 
 
+def slurm_job(watcher: JobWatcher, slurm_id: str, name: str) -> dict[str, str]:
+    """What Slurm says of a finished job: it must know it, as COMPLETED."""
+    info = watcher.jobs.get(slurm_id)
+    assert info is not None, f"Slurm does not know job {slurm_id} ({name})"
+    assert info["JobState"] == "COMPLETED", f"{name}: Slurm job {slurm_id} is {info}"
+    return info
+
+
+def check_assessment_jobs(
+    groups: dict[str, list[dict]], submitted: dict[str, tuple[str, str]], watcher: JobWatcher
+) -> None:
+    """Each model's predict and evaluate jobs ran as one Slurm job on one GPU, sized for its
+    largest job and for them all in turn, and named after the group and its model."""
+    for group, members in groups.items():
+        model = group.removeprefix("assess_")
+        rules = Counter(job["rule"] for job in members)
+        assert rules["predict"] == 1 and set(rules) <= ASSESS_RULES, (group, rules)
+        assert all(job["wildcards"].startswith(f"model={model}") for job in members), members
+        found = [(i, log) for i, log in submitted.values() if f"/group_{group}_" in log]
+        assert len(found) == 1, f"{group}: one sbatch job, not {found}"
+        info = slurm_job(watcher, found[0][0], group)
+        assert info["Comment"].startswith(f"rule_{group}_"), info["Comment"]
+        assert info["Partition"] == GPU_PARTITION, group
+        tres = info.get("TresPerJob", "")
+        assert tres in ("gres:gpu:1", "gpu:1") and info["NumNodes"] == "1", (group, tres)
+        res = {job["rule"]: job["resources"] for job in members}
+        assert megabytes(info["MinMemoryNode"]) >= max(int(r["mem_mb"]) for r in res.values())
+        least = int(res["predict"]["runtime"]) + int(res["evaluate"]["runtime"])
+        assert minutes(info["TimeLimit"]) >= least, (group, info["TimeLimit"])
+
+
 def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
-    """Two runs of the tiny config, one with 2 folds: each model's train job is its own GPU job,
-    all submitted at once."""
+    """Two runs of the tiny config, one with 2 folds and flips: each model's train job is its own
+    GPU job, all submitted at once, and each model's predictions and scores are one more GPU job
+    (its assessment)."""
     work = slurm_workflow(tmp_path / "slurm")
     ref = copy_workflow(tmp_path / "local")
     cfg = yaml.safe_load((work / TINY).read_text())
@@ -256,9 +333,7 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
             )
         finally:
             output = log_path.read_text()
-            submitted = dict(
-                re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output)
-            )
+            submitted = {job: slurm_id for job, (slurm_id, _) in submissions(output).items()}
             # Leave no job behind, whatever happened.
             if submitted:
                 subprocess.run(["scancel", *submitted.values()], capture_output=True, timeout=60)
@@ -282,10 +357,12 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
     print(f"pipeline on Slurm: {elapsed:.0f} s, {len(submitted)} sbatch jobs")
 
     jobs = job_blocks(output)
-    ran = {job["rule"] for job in jobs}
+    groups = group_blocks(output)
+    ran = {job["rule"] for job in jobs} | {j["rule"] for g in groups.values() for j in g}
     assert {"remap", "split", "train", "predict", "evaluate", "report", "compare"} <= ran, ran
     remote = {job["jobid"] for job in jobs if job["rule"] not in LOCAL_RULES | {"all"}}
-    assert set(submitted) == remote, f"sbatch jobs {submitted} for Snakemake jobs {remote}"
+    assert len(submitted) == len(remote) + len(groups), f"sbatch jobs {submitted}{context}"
+    assert remote <= set(submitted), f"sbatch jobs {submitted} for Snakemake jobs {remote}"
     for job in jobs:
         if job["rule"] in LOCAL_RULES | {"all"}:
             assert job["local"], f"{job['rule']} must be a local rule"
@@ -293,13 +370,14 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
             continue
         # Every other job was its own sbatch job that Slurm reports as COMPLETED.
         name = f"{job['rule']} {job['wildcards']}".strip()
+        assert job["rule"] not in ASSESS_RULES, f"{name} ran outside a model's assessment job"
         assert not job["local"], f"{name} ran locally, not on Slurm"
         assert job["jobid"] in submitted, f"{name} was not submitted with sbatch{context}"
-        slurm_id = submitted[job["jobid"]]
-        info = watcher.jobs.get(slurm_id)
-        assert info is not None, f"Slurm does not know job {slurm_id} ({name})"
-        assert info["JobState"] == "COMPLETED", f"{name}: Slurm job {slurm_id} is {info}"
-        assert info["Comment"].startswith(f"rule_{job['rule']}"), info["Comment"]
+        info = slurm_job(watcher, submitted[job["jobid"]], name)
+        wildcards = "_".join(re.findall(r"=([^,]+)", job["wildcards"])).replace("/", "_")
+        assert info["Comment"] == f"rule_{job['rule']}" + (
+            f"_wildcards_{wildcards}" if wildcards else ""
+        ), info["Comment"]
         # Partition, CPUs per task, memory and time limit as the config and the profile say.
         res = job["resources"]
         assert info["Partition"] == res["slurm_partition"], name
@@ -309,12 +387,23 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
         tres = info.get("TresPerJob", "")
         if job["rule"] in GPU_RULES:
             assert info["Partition"] == GPU_PARTITION, name
-            gpus = cfg["train"].get("gpus", 1) if job["rule"] == "train" else 1
+            gpus = cfg["train"].get("gpus", 1)
             assert tres in (f"gres:gpu:{gpus}", f"gpu:{gpus}"), f"{name}: GPU request {tres!r}"
             assert info["NumNodes"] == "1", f"{name}: GPUs must be on one node"
         else:
             assert info["Partition"] == CPU_PARTITION, name
             assert "gpu" not in tres, f"{name} asked for a GPU: {tres!r}"
+    check_assessment_jobs(groups, submissions(output), watcher)
+    # After the shared data jobs, each model submitted at most two jobs: train and assess.
+    trains = [job["wildcards"].removeprefix("model=") for job in jobs if job["rule"] == "train"]
+    per_model = Counter(trains) + Counter(group.removeprefix("assess_") for group in groups)
+    assert set(per_model) == {"base", "cv/fold0", "cv/fold1", "cv/ensemble"}, per_model
+    assert max(per_model.values()) == 2 and per_model["cv/ensemble"] == 1, per_model
+
+    # `squeue` as docs/slurm.md gives it shows which rule and which run each job is.
+    shown = "\n".join(watcher.squeue_lines)
+    for comment in ("rule_train_wildcards_cv_fold1", "rule_assess_cv/fold0_"):
+        assert comment in shown, f"{comment!r} not in the documented squeue output:\n{shown}"
 
     # The three train jobs (a run, two folds) were all submitted before any ended, each with its
     # own GPU request; two ran at the same time (two GPUs).
@@ -339,3 +428,23 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
     for run in TWO_RUNS["experiments"]:
         assert (work / "results" / "runs" / run / "report" / "report.html").exists()
     assert (work / "results" / "compare" / "report.html").exists()
+
+
+def test_a_failed_job_names_its_slurm_log(slurm, tmp_path: Path) -> None:
+    """A job that fails on Slurm is reported with the path of its Slurm log, which holds the
+    error (the first job to go to Slurm, remap, fails here on purpose)."""
+    work = slurm_workflow(tmp_path / "wf")
+    (work / "scripts" / "remap.py").write_text('import sys\n\nsys.exit("remap fails on purpose")\n')
+    cmd = [str(BIN / "snakemake"), "--profile", "slurm", "--configfile", TINY]
+    cmd += ["--slurm-init-seconds-before-status-checks", "2"]
+    proc = subprocess.run(
+        cmd, cwd=work, capture_output=True, text=True, env=_env(), timeout=HARD_TIMEOUT
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-4000:]
+    ((slurm_id, log),) = submissions(output).values()
+    assert re.search(rf"Error in rule remap:\n(?:    .*\n)*    log: .*{re.escape(log)}", output), (
+        output[-4000:]
+    )
+    assert Path(log).is_file() and "remap fails on purpose" in Path(log).read_text(), log
+    assert f"/rule_remap/{slurm_id}.log" in log

@@ -12,9 +12,11 @@ from segpipe.inference.engine import (
     flip_views,
     normalized,
     predict_sliding,
+    split_views,
     tile_starts,
     tile_weight,
     with_flips,
+    with_flips_and_plain,
 )
 
 
@@ -78,3 +80,24 @@ def test_sliding_windows_blend_to_the_whole_image_score(size, overlap) -> None:
 def test_an_overlap_outside_0_to_1_is_refused(overlap) -> None:
     with pytest.raises(ValueError, match="overlap must be in"):
         predict_sliding(np.zeros((8, 8, 3), np.uint8), _pixelwise, 8, overlap=overlap)
+
+
+def test_flips_and_plain_come_from_one_forward_pass_per_view() -> None:
+    calls = []
+
+    def counted(x: torch.Tensor) -> torch.Tensor:  # scores depend on where a pixel is
+        calls.append(x.shape)
+        p = torch.zeros(x.shape[0], 2, *x.shape[2:])
+        p[:, 0] = torch.linspace(0, 1, x.shape[3])
+        p[:, 1] = 1 - p[:, 0]
+        return p * x[:, :1].sigmoid() + (1 - x[:, :1].sigmoid()) / 2
+
+    x = torch.rand(2, 3, 4, 6)
+    for flips in (["hflip"], ["hflip", "vflip"]):
+        calls.clear()
+        both = with_flips_and_plain(counted, flips)(x)
+        assert len(calls) == len(flip_views(flips))  # the unflipped view is one of them
+        averaged, plain = split_views(both[0], 2)
+        assert torch.equal(averaged, with_flips(counted, flips)(x)[0])  # bit for bit
+        assert torch.equal(plain, counted(x)[0])
+    assert len(split_views(torch.zeros(3, 4, 4), 1)) == 1

@@ -83,25 +83,27 @@ def jobs_of(work: Path, extra: dict) -> list[tuple[str, dict[str, str]]]:
 
 
 @pytest.mark.slow
-def test_tta_adds_a_prediction_and_evaluation_without_flips_per_model_and_split(tmp_path) -> None:
+def test_tta_adds_an_evaluation_without_flips_per_model_and_split(tmp_path) -> None:
+    """The predictions without flips come from the predict job (one per model), which predicts
+    every split with and without them."""
     work = workflow(tmp_path, {})
     without = Counter(rule for rule, _ in jobs_of(work, {}))
-    assert "predict_no_tta" not in without and "evaluate_no_tta" not in without
+    assert "evaluate_no_tta" not in without and without["predict"] == 1
     with_tta = Counter(rule for rule, _ in jobs_of(work, {"predict": {"tta": ["hflip"]}}))
-    assert with_tta == without + Counter(predict_no_tta=2, evaluate_no_tta=2)
+    assert with_tta == without + Counter(evaluate_no_tta=2)
     # Per run: the folds and their ensemble of a run with flips, none for a run without.
     cv = {"split": {"folds": 2}, "predict": {"ensemble": "folds", "tta": ["hflip", "vflip"]}}
     jobs = jobs_of(work, {"experiments": {"cv": cv, "plain": {}}})
-    plain = {(w["model"], w["split"]) for rule, w in jobs if rule == "predict_no_tta"}
-    assert plain == {
+    predicted = sorted(w["model"] for rule, w in jobs if rule == "predict")
+    assert predicted == ["cv/ensemble", "cv/fold0", "cv/fold1", "plain"]
+    evaluated = {(w["model"], w["split"]) for rule, w in jobs if rule == "evaluate_no_tta"}
+    assert evaluated == {
         ("cv/fold0", "val"),
         ("cv/fold0", "test"),
         ("cv/fold1", "val"),
         ("cv/fold1", "test"),
         ("cv/ensemble", "test"),
     }
-    evaluated = {(w["model"], w["split"]) for rule, w in jobs if rule == "evaluate_no_tta"}
-    assert evaluated == plain
     assert Counter(rule for rule, _ in jobs)["train"] == 3
 
 
@@ -361,7 +363,7 @@ def test_both_evaluations_the_new_images_and_the_report(done) -> None:
         with_flips, without = scores["evaluate", split], scores["evaluate_no_tta", split]
         assert row[1:3] == [f"{with_flips['mean_iou']:.3f}", f"{without['mean_iou']:.3f}"]
     assert html.count('<img class="infer"') == 3 and "<code>notes.png</code>" in html
-    for job in ("predict_no_tta (test)", "evaluate_no_tta (val)", "infer"):
+    for job in ("predict", "evaluate_no_tta (val)", "infer"):
         assert f"<td>{job}</td>" in html
 
 
@@ -372,8 +374,17 @@ def test_what_a_change_of_the_flips_or_the_folder_reruns(done) -> None:
     (work / "config" / "extra.yaml").write_text(
         yaml.safe_dump({**FLIPS_AND_FOLDER, "predict": {"tta": ["hflip", "vflip"]}})
     )
-    # The flips change the run's predictions and every score, never the model.
-    assert set(planned_rules(work, *ARGS)) == {"predict", "evaluate", "report", "infer", "all"}
+    # The flips change the run's predictions and every score, never the model. The scores
+    # without flips are computed again too: the predict job that writes the flipped
+    # predictions rewrites the unflipped ones (the same, from the same forward passes).
+    assert set(planned_rules(work, *ARGS)) == {
+        "predict",
+        "evaluate",
+        "evaluate_no_tta",
+        "report",
+        "infer",
+        "all",
+    }
     (work / "config" / "extra.yaml").write_text(yaml.safe_dump(FLIPS_AND_FOLDER))
     Image.new("RGB", (9, 7)).save(work / "new images" / "late.png")
     assert set(planned_rules(work, *ARGS)) == {"infer", "report", "all"}

@@ -165,7 +165,7 @@ def test_dag_of_a_4_run_grid_computes_shared_stages_once(tmp_path: Path) -> None
         "split": 1,
         "preprocess": 3,  # one per split
         "train": 4,
-        "predict": 8,  # val and test of each run
+        "predict": 4,  # one per run: its val and test
         "evaluate": 8,
         "report": 4,
         "compare": 1,

@@ -101,6 +101,26 @@ def test_evaluations_cover_each_model_split_and_the_runs_without_flips() -> None
     assert len(files) == len(set(files)) == 2 * 4 + 2 + 2
 
 
+def test_predict_inputs_hold_every_split_a_model_is_scored_on() -> None:
+    layout = layout_of(
+        experiments={"cv": {"split": {"folds": 2}, "predict": {"ensemble": "folds"}}}
+    )
+    fold, s = layout.predict_inputs("cv/fold1"), layout.runs["cv"].splitting
+    assert fold["checkpoints"] == ["results/runs/cv/fold1/train/best.pt"]
+    assert fold["manifests"] == [
+        f"results/folds/{s}/k2/fold1/val.csv",
+        f"results/split/{s}/test.csv",
+    ]
+    parts = ("train", "val", "test")
+    assert fold["arrays"] == [f"results/preprocess/{s}/32/{part}.npy" for part in parts]
+    assert fold["array_manifests"] == [f"results/split/{s}/{part}.csv" for part in parts]
+    ensemble = layout.predict_inputs("cv/ensemble")  # no validation split: the test array only
+    assert ensemble["manifests"] == [f"results/split/{s}/test.csv"]
+    assert ensemble["arrays"] == [f"results/preprocess/{s}/32/test.npy"]
+    assert len(ensemble["checkpoints"]) == 2
+    assert layout.predictions("cv/ensemble", "test") == "results/runs/cv/ensemble/predict/test"
+
+
 def test_grid_runs_with_other_split_options_get_their_own_split_folder() -> None:
     layout = layout_of(grid={"split.seed": [1, 2], "train.lr": [0.001]})
     names = list(layout.runs)
@@ -132,15 +152,14 @@ def test_run_benchmarks_name_every_job_of_a_run_in_order() -> None:
     fold0 = [job for job in jobs if job.startswith("fold0: ")]
     assert fold0 == [
         "fold0: train",
-        "fold0: predict (val)",
-        "fold0: predict (test)",
+        "fold0: predict",
         "fold0: evaluate (val)",
         "fold0: evaluate (test)",
-        "fold0: predict_no_tta (val)",
-        "fold0: predict_no_tta (test)",
         "fold0: evaluate_no_tta (val)",
         "fold0: evaluate_no_tta (test)",
     ]
+    assert jobs["fold0: predict"] == "benchmarks/predict/cv.1/fold0.tsv"
+    assert jobs["ensemble: predict"] == "benchmarks/predict/cv.1/ensemble.tsv"
     assert jobs["ensemble: evaluate_no_tta (test)"] == (
         "benchmarks/evaluate_no_tta/cv.1/ensemble/test.tsv"
     )
@@ -155,8 +174,8 @@ def test_run_benchmarks_of_a_download_and_a_folder(source: str, first: str) -> N
     jobs = layout_of(source, run_name="r").run_benchmarks("r")
     assert next(iter(jobs)) == first and "crossval" not in jobs and "infer" not in jobs
     assert list(jobs)[-4:] == [
-        "predict (val)",
-        "predict (test)",
+        "train",
+        "predict",
         "evaluate (val)",
         "evaluate (test)",
     ]
@@ -221,7 +240,7 @@ def test_report_inputs_of_a_cross_validated_run_with_flips() -> None:
     files = layout.report_inputs("cv")
     assert files["metrics"] == "results/runs/cv/ensemble/evaluate/test/metrics.json"
     assert files["val_metrics"] == "results/runs/cv/fold0/evaluate/val/metrics.json"
-    assert files["predictions"] == "results/runs/cv/ensemble/predict/test"
+    assert files["predictions"] == "results/runs/cv/ensemble/predict"
     assert files["history"] == [f"results/runs/cv/fold{i}/train/history.csv" for i in range(2)]
     assert files["fold_classes"] == [f"results/folds/base/k2/fold{i}/classes.csv" for i in range(2)]
     assert files["crossval_per_image"] == "results/runs/cv/crossval/per_image.csv"
@@ -283,7 +302,7 @@ def test_compare_and_selection_read_each_runs_validation_scores() -> None:
 def test_predict_options_leave_out_defaults_and_the_flips_without_tta() -> None:
     predict = {"overlay_alpha": 0.4, "tta": ["hflip"], "mode": "resize", "overlap": 0.5}
     assert predict_options(predict) == {"overlay_alpha": 0.4, "tta": ["hflip"]}
-    assert predict_options(predict, tta=False) == {"overlay_alpha": 0.4}
+    assert predict_options({**predict, "tta": []}) == {"overlay_alpha": 0.4}
     sliding = {**predict, "tta": [], "mode": "sliding", "overlap": 0.25}
     assert predict_options(sliding) == {"overlay_alpha": 0.4, "mode": "sliding", "overlap": 0.25}
 

@@ -6,7 +6,9 @@ A folder of predictions (a split's, or a folder of new images') holds, per image
 - ``overlays/<name>.jpg``: the classes' colours over the image;
 - ``probabilities/<name>.npz`` (only when asked for): the class probabilities;
 
-and, for a folder of new images, ``summary.csv`` listing every input. ``<name>`` is a split
+and, for a folder of new images, ``summary.csv`` listing every input. A model's predictions
+of its splits (rule predict) are one folder holding a predictions folder per split,
+:func:`split_dir`. ``<name>`` is a split
 row's id, or a new image's path below its folder without its suffix (``a/x``): it may hold
 ``/`` (sub-folders), dots, spaces and any Unicode, and is used as it is (``x.tar`` ->
 ``masks/x.tar.png``). Prediction writes, evaluation and the reports read through these
@@ -25,6 +27,7 @@ SUMMARY = "summary.csv"
 MASK_SUFFIX = ".png"
 OVERLAY_SUFFIX = ".jpg"
 PROBABILITIES_SUFFIX = ".npz"
+NO_TTA = "no_tta"
 
 
 def _checked(name: str) -> str:
@@ -37,6 +40,13 @@ def _checked(name: str) -> str:
             "(empty, absolute, or with an empty, '.' or '..' part)"
         )
     return str(name)
+
+
+def split_dir(folder: str | os.PathLike, split: str, *, flips: bool = True) -> Path:
+    """The predictions of ``split`` in a model's folder of predictions (rule predict):
+    ``folder/<split>``, with the configured flips (predict.tta, or none), or
+    ``folder/no_tta/<split>``, the same model without flips (written only with predict.tta)."""
+    return Path(folder) / split if flips else Path(folder) / NO_TTA / split
 
 
 def mask_name(name: str) -> str:

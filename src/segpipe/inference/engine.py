@@ -6,7 +6,8 @@ probabilities (B, C, H, W): one model's softmax, the mean of several (a fold ens
 
 - :func:`with_flips` averages the probabilities over flipped copies of the batch (test-time
   augmentation: ``hflip``, ``vflip``, and with both also the image flipped both ways, as
-  nnU-Net's mirroring does);
+  nnU-Net's mirroring does); :func:`with_flips_and_plain` also keeps the unflipped view's
+  probabilities, from the same forward passes;
 - :func:`predict_resized` scores an image resized to the training size (as preprocess resized
   the training images) and resizes the probabilities back;
 - :func:`predict_sliding` scores tiles of the training size at the image's own scale, with
@@ -87,6 +88,22 @@ def flip_views(flips: Sequence[str]) -> list[tuple[int, ...]]:
     return [c for n in range(len(dims) + 1) for c in itertools.combinations(dims, n)]
 
 
+def _flipped_back(
+    score: Scorer, x: torch.Tensor, views: Sequence[tuple[int, ...]]
+) -> Iterator[torch.Tensor]:
+    """Each view's probabilities, flipped back to the image's orientation, in view order."""
+    for dims in views:
+        p = score(x.flip(dims) if dims else x)
+        yield p.flip(dims) if dims else p
+
+
+def _mean(scored: list[torch.Tensor]) -> torch.Tensor:
+    total = scored[0]
+    for p in scored[1:]:
+        total = total + p
+    return total / len(scored)
+
+
 def with_flips(score: Scorer, flips: Sequence[str]) -> Scorer:
     """``score`` averaged over the flipped views of the batch (:func:`flip_views`), each view's
     probabilities flipped back; ``score`` itself without flips."""
@@ -95,15 +112,29 @@ def with_flips(score: Scorer, flips: Sequence[str]) -> Scorer:
         return score
 
     def averaged(x: torch.Tensor) -> torch.Tensor:
-        total = None
-        for dims in views:
-            p = score(x.flip(dims) if dims else x)
-            p = p.flip(dims) if dims else p
-            total = p if total is None else total + p
-        assert total is not None  # views holds at least the unflipped one
-        return total / len(views)
+        return _mean(list(_flipped_back(score, x, views)))
 
     return averaged
+
+
+def with_flips_and_plain(score: Scorer, flips: Sequence[str]) -> Scorer:
+    """The probabilities averaged over the flipped views (:func:`with_flips`) and those of the
+    image alone, concatenated on the class axis (B, 2C, H, W): the image alone is the first
+    view, so both come from one forward pass per view. Resizing and sliding windows treat the
+    classes one by one, so the halves can be split at the end (:func:`split_views`)."""
+    views = flip_views(flips)
+
+    def both(x: torch.Tensor) -> torch.Tensor:
+        scored = list(_flipped_back(score, x, views))
+        return torch.cat([_mean(scored), scored[0]], 1)
+
+    return both
+
+
+def split_views(probabilities: torch.Tensor, views: int) -> list[torch.Tensor]:
+    """(views x C, ...) -> ``views`` tensors of (C, ...): the halves of
+    :func:`with_flips_and_plain`'s scores, or the one of a plain scorer."""
+    return list(probabilities.chunk(views, dim=0))
 
 
 def predict_resized(images: Sequence[np.ndarray], score: Scorer, size: int) -> list[torch.Tensor]:

@@ -1,11 +1,12 @@
-"""Predicting whole splits (rule ``predict``): every image of a split's manifest, read from its
-preprocessed arrays, into class-id PNG masks at each image's original size plus colour overlays
-(:func:`predict_split`)."""
+"""Predicting whole splits: every image of a split's manifest, read from its preprocessed
+arrays, into class-id PNG masks at each image's original size plus colour overlays
+(:func:`predict_split`); every split a model is scored on, with and without flips, in one go
+(:func:`predict_model`, rule ``predict``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,17 @@ from torch.utils.data import DataLoader
 from segpipe.data import predictions
 from segpipe.data.arrays import ArrayDataset, Batch, batch_loader
 from segpipe.data.images import load_rgb
-from segpipe.data.preprocess import ArrayRows, scaled_size
+from segpipe.data.preprocess import ArrayRows, scaled_size, select_rows
 from segpipe.data.split import read_manifest
 from segpipe.inference.engine import (
     Scorer,
     flip_views,
     normalized,
     predict_sliding,
+    split_views,
     torch_scorer,
     with_flips,
+    with_flips_and_plain,
 )
 from segpipe.inference.writer import write_prediction
 from segpipe.io import atomic_dir
@@ -35,6 +38,41 @@ from segpipe.models.checkpoints import load_models
 from segpipe.models.device import amp_dtype, pad_to_multiple, prepare_batch, resolve_device
 
 logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_model(
+    checkpoints: Sequence[str | Path],
+    manifests: Mapping[str, str | Path],
+    arrays: Sequence[str | Path],
+    array_manifests: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    batch_size: int = 8,
+    threads: int = 1,
+    device: str = "auto",
+    amp: str = "auto",
+    overlay_alpha: float = 0.5,
+    tta: Sequence[str] = (),
+    mode: str = "resize",
+    overlap: float = 0.5,
+) -> None:
+    """Predict every split of ``manifests`` (split -> manifest) with one model (rule predict):
+    ``out_dir/<split>/`` as :func:`predict_split` writes it and, with ``tta`` flips, also
+    ``out_dir/no_tta/<split>/`` without them (:func:`segpipe.data.predictions.split_dir`),
+    from the same forward passes (the image unflipped is one of the views). The checkpoints are
+    loaded once; each split's images are the rows of ``arrays`` (written from
+    ``array_manifests``) that its manifest lists. ``out_dir`` appears atomically when every
+    split is written."""
+    scoring, classes = _scoring(checkpoints, threads, device, amp, tta, mode, overlap)
+    with atomic_dir(out_dir) as tmp:
+        for split, manifest in manifests.items():
+            folders = [predictions.split_dir(tmp, split)]
+            if tta:
+                folders.append(predictions.split_dir(tmp, split, flips=False))
+            data = select_rows(manifest, arrays, array_manifests)
+            _predict_rows(scoring, classes, manifest, data, folders, batch_size, overlay_alpha)
+    logger.info("wrote the predictions of %s to %s", ", ".join(manifests), out_dir)
 
 
 @torch.no_grad()
@@ -64,36 +102,67 @@ def predict_split(
     scored whole (``mode`` resize, padded to a multiple of 32) or in sliding windows of the
     training size (``mode`` sliding, ``overlap``), each cut out of its padded sample first.
     """
-    torch.set_num_threads(threads)
-    dev = resolve_device(device)
     if isinstance(checkpoints, str | Path):
         checkpoints = [checkpoints]
+    scoring, classes = _scoring(checkpoints, threads, device, amp, tta, mode, overlap, plain=False)
+    with atomic_dir(out_dir) as tmp:
+        _predict_rows(scoring, classes, manifest_csv, data, [tmp], batch_size, overlay_alpha)
+    logger.info("wrote the predictions of %s to %s", manifest_csv, out_dir)
+
+
+def _scoring(
+    checkpoints: Sequence[str | Path],
+    threads: int,
+    device: str,
+    amp: str,
+    tta: Sequence[str],
+    mode: str,
+    overlap: float,
+    *,
+    plain: bool = True,
+) -> tuple[SplitScoring, list[str]]:
+    """How the checkpoints' models score a split: averaged over the ``tta`` flips and, with
+    ``plain`` and flips, also unflipped (:func:`with_flips_and_plain`); and their classes."""
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
     models, cfg = load_models(checkpoints, dev, channels_last=dev.type == "cuda")
-    scoring = SplitScoring(
-        with_flips(torch_scorer(models, dev, autocast=amp_dtype(amp, dev)), tta),
-        cfg["train"],
-        mode,
-        overlap,
-        dev,
-    )
-    rows = read_manifest(manifest_csv).to_dict("records")
-    loader = _split_loader(data, len(rows), manifest_csv, batch_size, threads, dev)
+    score = torch_scorer(models, dev, autocast=amp_dtype(amp, dev))
     if len(models) > 1 or tta:
         logger.info(
-            "mean class probabilities of %d model(s) x %d view(s)",
+            "mean class probabilities of %d model(s) x %d view(s)%s",
             len(models),
             len(flip_views(tta)),
+            ", and of the unflipped view alone" if plain and tta else "",
         )
-    with atomic_dir(out_dir) as tmp:
-        for folder in (predictions.MASKS, predictions.OVERLAYS):  # there for an empty split too
-            (tmp / folder).mkdir()
-        start = 0
-        for batch in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
-            batch_rows = rows[start : start + len(batch.samples)]
-            for one, row in zip(scoring.scores(batch, batch_rows), batch_rows, strict=True):
-                _write_row(tmp, row, one, cfg["classes"], overlay_alpha)
-            start += len(batch.samples)
-    logger.info("wrote %d predictions to %s", len(rows), out_dir)
+    views = with_flips_and_plain(score, tta) if plain and tta else with_flips(score, tta)
+    return SplitScoring(views, cfg["train"], mode, overlap, dev), list(cfg["classes"])
+
+
+def _predict_rows(
+    scoring: SplitScoring,
+    classes: list[str],
+    manifest_csv: str | Path,
+    data: str | Path | ArrayRows,
+    folders: list[Path],
+    batch_size: int,
+    overlay_alpha: float,
+) -> None:
+    """Write the predictions of a manifest's rows: one view of the scores per folder."""
+    rows = read_manifest(manifest_csv).to_dict("records")
+    threads = torch.get_num_threads()
+    loader = _split_loader(data, len(rows), manifest_csv, batch_size, threads, scoring.device)
+    for folder in folders:
+        for part in (predictions.MASKS, predictions.OVERLAYS):  # there for an empty split too
+            (folder / part).mkdir(parents=True)
+    start = 0
+    for batch in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
+        batch_rows = rows[start : start + len(batch.samples)]
+        for one, row in zip(scoring.scores(batch, batch_rows), batch_rows, strict=True):
+            full = _at_image_size(one, row)
+            for folder, view in zip(folders, split_views(full, len(folders)), strict=True):
+                _write_row(folder, row, view, classes, overlay_alpha)
+        start += len(batch.samples)
+    logger.info("predicted %d images of %s", len(rows), manifest_csv)
 
 
 def _split_loader(
@@ -154,6 +223,12 @@ class SplitScoring:
         return out
 
 
+def _at_image_size(probabilities: torch.Tensor, row: dict[str, Any]) -> torch.Tensor:
+    """Probabilities resized back to the manifest row's image size (bilinear)."""
+    size = (int(row["height"]), int(row["width"]))
+    return F.interpolate(probabilities[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
 def _write_row(
     out_dir: Path,
     row: dict[str, Any],
@@ -162,9 +237,6 @@ def _write_row(
     alpha: float,
 ) -> None:
     """The prediction of one manifest row (:func:`segpipe.inference.writer.write_prediction`,
-    named by its id) from its probabilities, resized back to the image's own size (bilinear)
-    before the argmax."""
-    size = (int(row["height"]), int(row["width"]))
-    full = F.interpolate(probabilities[None], size=size, mode="bilinear", align_corners=False)
+    named by its id) from its probabilities at the image's own size."""
     rgb = np.asarray(load_rgb(row["image"], None))  # checked by remap
-    write_prediction(out_dir, str(row["id"]), rgb, full[0], classes, overlay_alpha=alpha)
+    write_prediction(out_dir, str(row["id"]), rgb, probabilities, classes, overlay_alpha=alpha)

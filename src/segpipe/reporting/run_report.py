@@ -142,7 +142,8 @@ def inputs_of_rule(
     """The :class:`ReportInputs` of rule report: its named input ``files`` (as
     :meth:`segpipe.workflow.layout.Layout.report_inputs` names them: ``history`` lists the
     run's models' histories, the cross-validation files and the ``no_tta_*`` scores are there
-    only for folds and predict.tta), its ``report`` options, and the rest of its params as
+    only for folds and predict.tta; ``predictions`` is the model's predict folder, whose test
+    predictions the report shows), its ``report`` options, and the rest of its params as
     ``settings`` (fields of :class:`ReportInputs`: model, tta, class_names, ...)."""
     histories = list(files["history"])
     no_tta = None
@@ -164,7 +165,7 @@ def inputs_of_rule(
         crossval_json=files.get("crossval_metrics"),
         crossval_folds_csv=files.get("crossval_folds"),
         manifest_csv=files["manifest"],
-        predictions_dir=files["predictions"],
+        predictions_dir=predictions.split_dir(files["predictions"], "test"),
         quarantine_csv=files["quarantine"],
         class_presence_csv=files["classes"],
         fold_class_presence_csvs=list(files["fold_classes"]),

@@ -488,12 +488,12 @@ def infer_images_problems(cfg: Mapping[str, Any], runs: Mapping[str, Mapping]) -
     return [f"config option 'infer.images': {problem}"]
 
 
-def predict_options(predict: Mapping[str, Any], tta: bool = True) -> dict[str, Any]:
+def predict_options(predict: Mapping[str, Any]) -> dict[str, Any]:
     """The options of a run's ``predict`` section that change its predictions: overlay_alpha,
-    the tta flips (left out when there are none, and with ``tta`` False, for predict_no_tta) and
-    sliding windows' mode and overlap (left out for the default whole-image mode). batch_size
-    reaches the job untracked (segpipe.params)."""
-    flips = predict["tta"] if tta else []
+    the tta flips (left out when there are none) and sliding windows' mode and overlap (left
+    out for the default whole-image mode). batch_size reaches the job untracked
+    (segpipe.params)."""
+    flips = predict["tta"]
     sliding = predict["mode"] == "sliding"
     return {
         "overlay_alpha": predict["overlay_alpha"],

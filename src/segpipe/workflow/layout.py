@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from segpipe.data import predictions
 from segpipe.workflow.experiments import Model, Run
 
 SPLITS = ("train", "val", "test")
@@ -88,10 +89,34 @@ class Layout:
         """Whether a model's run predicts with flips (predict.tta): then also without them."""
         return bool(self.model_run(model).config["predict"]["tta"])
 
-    def predict_rules(self, model: str) -> list[str]:
-        """The rules that predict and evaluate a model: without flips too with predict.tta."""
-        extra = ["predict_no_tta", "evaluate_no_tta"] if self.uses_tta(model) else []
-        return ["predict", "evaluate", *extra]
+    def evaluate_rules(self, model: str) -> list[str]:
+        """The rules that evaluate a model's splits: without flips too with predict.tta."""
+        return ["evaluate", "evaluate_no_tta"] if self.uses_tta(model) else ["evaluate"]
+
+    def predict_dir(self, model: str) -> str:
+        """Rule predict's folder of a model: a predictions folder per split it is scored on
+        (segpipe.data.predictions.split_dir)."""
+        return f"{run_dir(model)}/predict"
+
+    def predictions(self, model: str, split: str) -> str:
+        """The predictions folder of a model's split, with the configured flips."""
+        return str(predictions.split_dir(self.predict_dir(model), split))
+
+    def predict_inputs(self, model: str) -> dict[str, list[str]]:
+        """The inputs of rule predict: the checkpoints, the manifest of each split the model is
+        scored on (Model.splits, in order), and the arrays that hold their images with the
+        manifests they were written from (:meth:`model_arrays`)."""
+        splits = self.models[model].splits
+        arrays: dict[str, str] = {}
+        for split in splits:
+            found = self.model_arrays(model, split)
+            arrays.update(zip(found["arrays"], found["array_manifests"], strict=True))
+        return {
+            "checkpoints": self.checkpoints(model),
+            "manifests": [self.model_manifest(model, split) for split in splits],
+            "arrays": list(arrays),
+            "array_manifests": list(arrays.values()),
+        }
 
     def checkpoints(self, model: str) -> list[str]:
         """The best checkpoints a model predicts with: its own, or its fold members' (ensemble)."""
@@ -104,8 +129,7 @@ class Layout:
         return [
             f"{run_dir(name)}/{rule}/{split}/metrics.json"
             for name, model in self.models.items()
-            for rule in self.predict_rules(name)
-            if rule.startswith("evaluate")
+            for rule in self.evaluate_rules(name)
             for split in model.splits
         ]
 
@@ -162,7 +186,7 @@ class Layout:
             "per_image": self.evaluated(primary, "test", "per_image.csv"),
             "history": [f"{run_dir(m)}/train/history.csv" for m in trained],
             "manifest": self.split_manifest(run, "test"),
-            "predictions": f"{run_dir(primary)}/predict/test",
+            "predictions": self.predict_dir(primary),
             "quarantine": "results/remap/quarantine.csv",
             "classes": self.split_manifest(run, "classes"),
             "fold_classes": self.fold_classes(run),
@@ -206,7 +230,7 @@ class Layout:
             "history": f"{run_dir(first)}/train/history.csv",
             "model_json": f"{run_dir(first)}/train/model.json",
             "test_manifest": self.split_manifest(run, "test"),
-            "test_predictions": f"{run_dir(primary)}/predict/test",
+            "test_predictions": self.predictions(primary, "test"),
             **self.crossval_outputs(run),
         }
 
@@ -215,7 +239,9 @@ class Layout:
         files = []
         for run in self.runs:
             entry = self.compare_run(run)
-            files += [v for k, v in entry.items() if k not in ("name", "overrides", "report_html")]
+            skip = ("name", "overrides", "report_html", "test_predictions")
+            files += [v for k, v in entry.items() if k not in skip]
+            files.append(self.predict_dir(self.runs[run].primary.name))
             files.append(f"{run_dir(run)}/report/report.html")
         return sorted(set(files)) + ([self.infer_dir()] if self.infer else [])
 
@@ -278,7 +304,8 @@ class Layout:
             label = f"{label}: " if label else ""
             if model.trained:
                 jobs[f"{label}train"] = f"benchmarks/train/{model.name}.tsv"
-            for rule in self.predict_rules(model.name):
+            jobs[f"{label}predict"] = f"benchmarks/predict/{model.name}.tsv"
+            for rule in self.evaluate_rules(model.name):
                 for split in model.splits:
                     jobs[f"{label}{rule} ({split})"] = f"benchmarks/{rule}/{model.name}/{split}.tsv"
         if setting.folds:

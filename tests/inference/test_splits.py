@@ -1,0 +1,94 @@
+"""Predicting a model's splits (rule predict): every split in one job, and with flips the
+predictions without them from the same forward passes, equal to predicting each way alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_train import tiny_splits
+from test_train import train as train_tiny
+
+from segpipe.data import predictions
+from segpipe.inference.splits import predict_model, predict_split
+
+SPLITS = ("val", "test")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    return tiny_splits(tmp_path_factory.mktemp("data"), n_train=4)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data, tmp_path_factory) -> Path:
+    n = torch.get_num_threads()
+    _, paths = train_tiny(data, tmp_path_factory.mktemp("model"), epochs=1)
+    torch.set_num_threads(n)
+    return paths["best_path"]
+
+
+def masks(folder: Path) -> dict[str, np.ndarray]:
+    found = sorted((folder / predictions.MASKS).glob(f"*{predictions.MASK_SUFFIX}"))
+    assert found, f"no masks in {folder}"
+    return {path.name: np.asarray(Image.open(path)) for path in found}
+
+
+def predict_all(data: dict, checkpoint: Path, out: Path, **options) -> None:
+    parts = ("train", "val", "test")
+    predict_model(
+        [checkpoint],
+        {split: data[split]["manifest"] for split in SPLITS},
+        [data[part]["array"] for part in parts],
+        [data[part]["manifest"] for part in parts],
+        out,
+        device="cpu",
+        **options,
+    )
+
+
+def test_flips_and_no_flips_in_one_job_equal_each_predicted_alone(data, checkpoint, tmp_path):
+    flips = ["hflip", "vflip"]
+    predict_all(data, checkpoint, tmp_path / "model", tta=flips)
+    for split in SPLITS:
+        alone = {}
+        for name, tta in (("tta", flips), ("plain", [])):
+            alone[name] = tmp_path / f"{split}-{name}"
+            predict_split(
+                checkpoint, data[split]["manifest"], data[split]["array"], alone[name], tta=tta
+            )
+        with_flips = predictions.split_dir(tmp_path / "model", split)
+        without = predictions.split_dir(tmp_path / "model", split, flips=False)
+        assert masks(with_flips).keys() == masks(alone["tta"]).keys()
+        for name, mask in masks(with_flips).items():
+            assert np.array_equal(mask, masks(alone["tta"])[name]), (split, name)
+        for name, mask in masks(without).items():
+            assert np.array_equal(mask, masks(alone["plain"])[name]), (split, name)
+        assert (with_flips / predictions.OVERLAYS).is_dir()
+        assert (without / predictions.OVERLAYS).is_dir()
+
+
+def test_without_flips_one_folder_per_split_and_nothing_else(data, checkpoint, tmp_path):
+    predict_all(data, checkpoint, tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == sorted(SPLITS)
+    assert not (tmp_path / "model" / predictions.NO_TTA).exists()
+
+
+def test_a_failing_split_leaves_no_folder(data, checkpoint, tmp_path):
+    """The folder appears whole or not at all: a later split's bad manifest fails the job."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text(data["test"]["manifest"].read_text().replace(",", ",x", 1))
+    with pytest.raises(ValueError, match="bad.csv"):
+        predict_model(
+            [checkpoint],
+            {"val": data["val"]["manifest"], "test": bad},
+            [data["val"]["array"]],
+            [data["val"]["manifest"]],
+            tmp_path / "model",
+            device="cpu",
+        )
+    assert not (tmp_path / "model").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.csv"]
