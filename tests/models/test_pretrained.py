@@ -214,3 +214,35 @@ def test_cli_fetch_weights_refuses_unknown_names(tmp_path, capsys):
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert "'nope'" in err and "imagenet" in err
+
+
+WEIGHTS_RUNS = """\
+train: {encoder: mobilenet_v2, encoder_weights: imagenet, epochs: 1}
+experiments:
+  a: {train: {lr: 0.01}}
+  b: {train: {lr: 0.02}}
+"""
+
+
+@pytest.mark.slow
+def test_the_pipeline_fetches_once_and_trains_offline(published, tmp_path, monkeypatch):
+    """Two runs share an encoder: one pretrained job (on the fake hub), two train jobs reading
+    its cache; a config without weights plans no pretrained job."""
+    from conftest import copy_workflow, planned_rules, snakemake
+
+    work = copy_workflow(tmp_path / "work")
+    assert "pretrained" not in planned_rules(work, "--configfile", "config/test.yaml")
+    (work / "weights.yaml").write_text(WEIGHTS_RUNS, encoding="utf-8")
+    args = ["--configfile", "config/test.yaml", "weights.yaml", "--until", "train"]
+    with serve(published[0]) as (endpoint, requests):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        plan = planned_rules(work, *args)
+        assert (plan["pretrained"], plan["train"]) == (1, 2)
+        proc = snakemake(work, "--cores", "2", *args, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        downloads = [r for r in requests if r.startswith("GET") and "model.safetensors" in r]
+        assert len(downloads) == 1
+        assert check_record(work / "resources/pretrained", ENCODER, WEIGHTS) is None
+        for run in ("a", "b"):
+            assert next((work / "results/runs" / run).rglob("best.pt"))
+        assert planned_rules(work, *args) == {}  # fetched once: the rule does not run again
