@@ -6,6 +6,8 @@ rule train:
     input:
         # The split's train and val arrays: a fold's parts are rows of both.
         unpack(lambda wildcards: LAYOUT.model_arrays(wildcards.model, "train")),
+        # With train.encoder_weights: the record of the weights in the cache (rule pretrained).
+        unpack(weights_record),
         train=lambda wildcards: LAYOUT.model_manifest(wildcards.model, "train"),
         val=lambda wildcards: LAYOUT.model_manifest(wildcards.model, "val"),
     output:
@@ -37,5 +39,7 @@ rule train:
         ignore_index=config["ignore_index"],
         # Not an output: Snakemake must not delete it before a rerun, so training resumes.
         resume_dir=lambda wildcards: f"{run_dir(wildcards.model)}/train/resume",
+        # pretrained.cache, read offline; untracked: moving the cache retrains nothing.
+        pretrained=weights_cache,
     script:
         "../scripts/train.py"

@@ -20,4 +20,5 @@ train_model(
     threads=snakemake.threads,
     **snakemake.params.train,
     **snakemake.params.runtime,
+    **snakemake.params.pretrained,
 )

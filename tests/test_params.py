@@ -47,6 +47,8 @@ def test_run_summary_leaves_out_what_no_result_depends_on() -> None:
         "split": {"folds": 5, "val_fraction": 0.2, "seed": 0},
         "resources": {"train": {"mem_mb": 1}},
         "compare": {"gallery_size": 4},
+        # Where the weights are cached: a report must not rerun when a cluster moves it.
+        "pretrained": {"cache": "/shared/pretrained"},
     }
     assert run_summary(cfg) == {
         "train": {"lr": 0.1},

@@ -1,5 +1,6 @@
 """The ``segpipe`` command. ``segpipe verify`` checks a dataset before training; ``segpipe
-predict`` applies a trained model to new images; ``segpipe export`` writes a model as ONNX.
+predict`` applies a trained model to new images; ``segpipe export`` writes a model as ONNX; ``segpipe fetch-weights`` downloads an encoder's
+pretrained weights into a cache folder, on a machine with network, for training offline.
 
 Examples::
 
@@ -9,13 +10,14 @@ Examples::
     segpipe predict results/runs/segpipe/training/train/best.pt new_images/ --out predictions/
     segpipe export results/runs/segpipe/training/train/best.pt          # -> .../train/model.onnx
     segpipe predict --onnx results/runs/segpipe/training/train/model.onnx new_images/ --out predictions/
+    segpipe fetch-weights --encoder resnet34 --weights imagenet --cache resources/pretrained
 
 Exit status: 0 when every file is usable (verify) or predicted (predict); 1 when problems were
 found: verify found unusable files, predict skipped an input (an empty file, a truncated image,
 no image; the others are still predicted, summary.csv lists why); 2 for a usage or config error
 (a missing or unreadable checkpoint or ONNX file, a missing input, a folder without files, two
 inputs predicted into one file, an output folder that is a file, an input folder, or holds files
-without --overwrite).
+without --overwrite, weights that cannot be fetched).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from segpipe.data.layouts import LAYOUTS, SPLIT_LISTS
 from segpipe.data.remap import UNMAPPED_POLICIES
 from segpipe.io import write_text
+from segpipe.logs import UserError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -196,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_predict(sub)
     _add_export(sub)
+    _add_fetch_weights(sub)
     return parser
 
 
@@ -291,6 +295,36 @@ def _add_export(sub) -> None:
     export.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
     )
+
+
+def _add_fetch_weights(sub) -> None:
+    fetch = sub.add_parser(
+        "fetch-weights",
+        help="download an encoder's pretrained weights into a cache folder (needs network)",
+        description=(
+            "Download the pretrained weights of an smp encoder with smp's own code into CACHE "
+            "(Hugging Face hub cache layout, in CACHE/hub) and write their record, "
+            "CACHE/records/ENCODER/WEIGHTS.json. Copy CACHE to a machine without network at the "
+            "path pretrained.cache names there: training reads it offline. Does nothing when "
+            "the record is there and its files check."
+        ),
+    )
+    fetch.add_argument("--encoder", required=True, help="train.encoder, e.g. resnet34")
+    fetch.add_argument("--weights", required=True, help="train.encoder_weights, e.g. imagenet")
+    fetch.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("resources/pretrained"),
+        help="the cache folder, pretrained.cache (default resources/pretrained)",
+    )
+
+
+def fetch_weights_main(args: argparse.Namespace) -> int:
+    from segpipe.models.pretrained import fetch_weights
+
+    record = fetch_weights(args.encoder, args.weights, args.cache)
+    print(f"'{args.weights}' weights of encoder '{args.encoder}' in {args.cache}: {record}")
+    return EXIT_OK
 
 
 def _predict_model(args: argparse.Namespace):
@@ -400,9 +434,11 @@ def main(argv: list[str] | None = None) -> int:
             return predict_main(args)
         if args.command == "export":
             return export_main(args)
+        if args.command == "fetch-weights":
+            return fetch_weights_main(args)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, UserError) as exc:
         print(f"segpipe {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE

@@ -56,9 +56,9 @@ def untracked(section: str, options: Mapping[str, Any]) -> Untracked:
 
 def run_summary(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A run's config as its report shows it: without the options no result depends on (the
-    untracked ones, resources, split.val_fraction with folds) and without compare (the
-    comparison's options, not the run's)."""
-    summary = {k: v for k, v in cfg.items() if k not in ("resources", "compare")}
+    untracked ones, resources, split.val_fraction with folds, where pretrained weights are
+    cached) and without compare (the comparison's options, not the run's)."""
+    summary = {k: v for k, v in cfg.items() if k not in ("resources", "compare", "pretrained")}
     for section in UNTRACKED_OPTIONS:
         if isinstance(summary.get(section), Mapping):
             summary[section] = tracked(section, summary[section])

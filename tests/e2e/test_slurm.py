@@ -28,7 +28,7 @@ from conftest import BIN, REPO, copy_workflow
 
 pytestmark = pytest.mark.slow
 TINY = "config/test.yaml"
-LOCAL_RULES = {"synthesize", "download", "crossval", "report", "compare"}
+LOCAL_RULES = {"synthesize", "download", "crossval", "report", "compare", "pretrained"}
 GPU_RULES = {"train", "predict"}
 # The rules of a model's assessment job (profiles/slurm: group assess_<model>).
 ASSESS_RULES = {"predict", "evaluate", "evaluate_no_tta"}

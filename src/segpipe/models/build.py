@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from segpipe.models.names import check_model_names
+from segpipe.models.pretrained import WeightsUnavailableError, offline_cache
 from segpipe.network import unreachable_reason
 
 logger = logging.getLogger(__name__)
@@ -24,10 +25,6 @@ logger = logging.getLogger(__name__)
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     cls.__name__: cls for cls in smp.MODEL_ARCHITECTURES_MAPPING.values()
 }
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained encoder weights could not be fetched or found in the local cache."""
 
 
 def _weights_hint(encoder: str, weights: str) -> str:
@@ -56,17 +53,23 @@ def build_model(
     decoder_dropout: float = 0.0,
     encoder_depth: int = 5,
     decoder_channels: list[int] | None = None,
+    weights_cache: str | os.PathLike | None = None,
 ) -> nn.Module:
     """Create an smp model; fail fast with a clear message when pretrained weights are missing.
 
     ``encoder_depth`` and ``decoder_channels`` (e.g. 3 and [64, 32, 16] for a mini UNet) are
-    passed to architectures that take them; smp's defaults otherwise.
+    passed to architectures that take them; smp's defaults otherwise. With ``weights_cache``
+    (the folder :func:`segpipe.models.pretrained.fetch_weights` filled), pretrained weights come
+    from it alone, offline; without it, from the hub or the user's Hugging Face cache.
     """
     check_model_names(arch, encoder, encoder_weights)
     kwargs = dict(encoder_name=encoder, in_channels=in_channels, classes=num_classes)
     kwargs.update(_shape_options(arch, encoder_depth, decoder_channels))
     if encoder_weights is None:
         model = ARCHITECTURES[arch](encoder_weights=None, **kwargs)
+    elif weights_cache is not None:
+        with offline_cache(weights_cache, encoder, encoder_weights):
+            model = ARCHITECTURES[arch](encoder_weights=encoder_weights, **kwargs)
     else:
         model = _with_pretrained(ARCHITECTURES[arch], encoder, encoder_weights, kwargs)
     if decoder_dropout > 0:

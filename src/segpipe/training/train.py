@@ -172,6 +172,7 @@ class Job:
     last_path: str
     history_path: str
     data_digest: str  # of the train and val data, computed once rather than once per process
+    weights_cache: str | None = None  # pretrained weights read offline from here (pretrained.cache)
 
     @property
     def resume_last(self) -> Path:
@@ -314,6 +315,7 @@ def train_model(
     ignore_index: int = 255,
     threads: int = 1,
     model_path: str | Path | None = None,
+    weights_cache: str | Path | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Train on a preprocessed split array, select the best epoch by validation mean IoU.
@@ -325,6 +327,8 @@ def train_model(
     model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
     :class:`BatchTooSmallError` before training where a batch would hold a single sample.
     Temporaries that killed checkpoint writes left in ``resume_dir`` are removed first.
+    With ``weights_cache``, train.encoder_weights are read from that folder only, offline
+    (:mod:`segpipe.models.pretrained`).
     """
     cfg = TrainConfig(**options)
     train_rows, val_rows = (
@@ -345,6 +349,7 @@ def train_model(
         last_path=str(last_path),
         history_path=str(history_path),
         data_digest=train_rows.digest() + val_rows.digest(),
+        weights_cache=None if weights_cache is None else str(weights_cache),
     )
     if cfg.gpus == 1:
         _train(0, 1, None, job)
@@ -532,6 +537,7 @@ def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
         decoder_dropout=cfg.decoder_dropout,
         encoder_depth=cfg.encoder_depth,
         decoder_channels=cfg.decoder_channels,
+        weights_cache=job.weights_cache,
     ).to(proc.device)
     if proc.channels_last:
         raw_model = raw_model.to(memory_format=torch.channels_last)
