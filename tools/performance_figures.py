@@ -136,6 +136,37 @@ def lean_jobs(record: dict) -> str:
     )
 
 
+ASSESS_RULES = ("predict", "predict_no_tta", "evaluate", "evaluate_no_tta")
+
+
+def _slurm_case(case: dict) -> str:
+    before, after = case["before"], case["after"]
+
+    def assess_cpu(result: dict) -> float:
+        return sum(result["rules"].get(rule, {}).get("cpu_s", 0) for rule in ASSESS_RULES)
+
+    def jobs(result: dict) -> str:
+        return f"{result['sbatch_jobs']} sbatch jobs ({result['gpu_jobs']} asking for a GPU)"
+
+    return (
+        f"{jobs(before)} and {before['wall_s']:.0f} s of wall time before (commit "
+        f"{before['commit']}), {jobs(after)} and {after['wall_s']:.0f} s after (commit "
+        f"{after['commit']}); prediction and evaluation took {assess_cpu(before):.0f} s of CPU "
+        f"before and {assess_cpu(after):.0f} s after"
+    )
+
+
+def slurm(record: dict) -> str:
+    cases = record["cases"]
+    return _wrap(
+        f"`benchmarks/bench_slurm.py` ({_measured(record)}; the single-node Slurm of "
+        "`tools/slurm/local-slurm.sh` with 2 fake GPUs, training on the CPU; the profile as "
+        f"committed, so status checks every 40 s or more): `{record['command']}`. The demo "
+        f"config (2 runs): {_slurm_case(cases['demo'])}. A 4-run grid of the demo config with "
+        f"`predict.tta: [hflip]` and 4 epochs: {_slurm_case(cases['grid4-tta'])}."
+    )
+
+
 FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "demo": ("demo-cpu-2cores.json", demo),
     "runs": ("runs-cpu-2cores.json", runs),
@@ -144,6 +175,7 @@ FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "verify-memory": ("verify-memory-cpu-2cores.json", verify_memory),
     "predict": ("predict-cpu-2cores.json", predict),
     "lean-jobs": ("lean-jobs-cpu-2cores.json", lean_jobs),
+    "slurm": ("slurm-cpu-2cores.json", slurm),
 }
 
 

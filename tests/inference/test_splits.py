@@ -13,6 +13,7 @@ from test_train import tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.data import predictions
+from segpipe.data.preprocess import preprocess_split
 from segpipe.inference.splits import predict_model, predict_split
 
 SPLITS = ("val", "test")
@@ -69,6 +70,51 @@ def test_flips_and_no_flips_in_one_job_equal_each_predicted_alone(data, checkpoi
             assert np.array_equal(mask, masks(alone["plain"])[name]), (split, name)
         assert (with_flips / predictions.OVERLAYS).is_dir()
         assert (without / predictions.OVERLAYS).is_dir()
+
+
+@pytest.fixture(scope="module")
+def kept(data, tmp_path_factory) -> tuple[dict, Path]:
+    """The splits kept at 0.75 of their size (aspect kept) and a model trained on crops."""
+    root = tmp_path_factory.mktemp("kept")
+    splits = {
+        part: {
+            "manifest": data[part]["manifest"],
+            "array": preprocess_split(
+                data[part]["manifest"], root / f"{part}.npy", image_size=0, scale=0.75
+            ),
+        }
+        for part in ("train", "val", "test")
+    }
+    n = torch.get_num_threads()
+    _, paths = train_tiny(
+        splits, root / "model", epochs=1, resize="keep_aspect", image_scale=0.75, image_size=24
+    )
+    torch.set_num_threads(n)
+    return splits, paths["best_path"]
+
+
+@pytest.mark.parametrize("mode", ["resize", "sliding"])
+def test_at_scale_both_views_equal_each_predicted_alone(kept, mode, tmp_path) -> None:
+    """Images kept at scale, scored whole or in overlapping windows: the unflipped view
+    carried beside the flipped average through padding, tiles and resizing stays itself."""
+    splits, checkpoint = kept
+    predict_all(splits, checkpoint, tmp_path / "model", tta=["hflip"], mode=mode, overlap=0.5)
+    for split in SPLITS:
+        for flips, tta in ((True, ["hflip"]), (False, [])):
+            alone = tmp_path / f"{split}-{flips}"
+            predict_split(
+                checkpoint,
+                splits[split]["manifest"],
+                splits[split]["array"],
+                alone,
+                tta=tta,
+                mode=mode,
+                overlap=0.5,
+            )
+            together = masks(predictions.split_dir(tmp_path / "model", split, flips=flips))
+            assert together.keys() == masks(alone).keys()
+            for name, mask in together.items():
+                assert np.array_equal(mask, masks(alone)[name]), (mode, split, flips, name)
 
 
 def test_without_flips_one_folder_per_split_and_nothing_else(data, checkpoint, tmp_path):
