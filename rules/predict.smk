@@ -3,7 +3,8 @@ rule predict:
     (val and test; a fold ensemble's test, averaging its fold models' class probabilities), and
     with predict.tta the same without the flips, from the same forward passes
     (predict/no_tta/<split>). One job per model loads its checkpoints once; on Slurm it is the
-    GPU part of the model's one assessment job (group assess_<model> in profiles/slurm)."""
+    GPU part of the model's one assessment job (group assess_<model> in profiles/slurm).
+    """
     input:
         unpack(lambda wildcards: LAYOUT.predict_inputs(wildcards.model)),
     output:

@@ -34,7 +34,7 @@ GPU_RULES = {"train", "predict"}
 ASSESS_RULES = {"predict", "evaluate", "evaluate_no_tta"}
 CPU_PARTITION = os.environ.get("SEGPIPE_SLURM_PARTITION") or "cpu"
 GPU_PARTITION = os.environ.get("SEGPIPE_SLURM_GPU_PARTITION") or "gpu"
-# Hard limit (SIGKILL) of the snakemake call; the whole run takes ~5-7 min on 2 cores.
+# Hard limit (SIGKILL) of the snakemake call; the whole run takes ~3 min on 2 cores.
 HARD_TIMEOUT = int(os.environ.get("SEGPIPE_SLURM_TEST_TIMEOUT", "1500"))
 REQUIRE_SLURM = os.environ.get("SEGPIPE_REQUIRE_SLURM", "") not in ("", "0")
 # Two runs of the tiny config, one of them cross-validated with 2 folds: three train jobs, all
@@ -89,7 +89,10 @@ def job_blocks(output: str) -> list[dict]:
 def group_blocks(output: str) -> dict[str, list[dict]]:
     """The group jobs Snakemake printed: group id -> its jobs (as :func:`job_blocks`)."""
     groups = {}
-    pattern = r"^\[.*\] Group job (\S+) \(jobs in lexicogr\. order\):\n((?:\n|    .*\n)+)"
+    # Its jobs are indented; Snakemake prints each one's "Shell command" line unindented.
+    pattern = (
+        r"^\[.*\] Group job (\S+) \(jobs in lexicogr\. order\):\n((?:\n|    .*\n|Shell .*\n)+)"
+    )
     for m in re.finditer(pattern, output, re.M):
         members = re.sub(r"^    ", "", m[2], flags=re.M)
         groups[m[1]] = job_blocks(members)
