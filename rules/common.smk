@@ -75,7 +75,15 @@ def _infer_files(folder):
 # The images of infer.images, predicted with the trained model (rules/infer.smk); none when null.
 INFER_IMAGES = _infer_files(config["infer"]["images"])
 # Which files a run or a model reads (segpipe.workflow.layout).
-LAYOUT = Layout(RUNS, SOURCE, infer=bool(INFER_IMAGES), compare=COMPARE)
+# Pretrained encoder weights (rules/pretrained.smk): the cache folder, pretrained.cache.
+PRETRAINED_CACHE = config["pretrained"]["cache"]
+LAYOUT = Layout(
+    RUNS,
+    SOURCE,
+    infer=bool(INFER_IMAGES),
+    compare=COMPARE,
+    pretrained_cache=PRETRAINED_CACHE,
+)
 
 
 wildcard_constraints:
@@ -203,30 +211,3 @@ def infer_runtime():
             for run in RUNS
         }
     )
-
-
-# Pretrained encoder weights (rules/pretrained.smk): the cache folder, pretrained.cache.
-PRETRAINED_CACHE = config["pretrained"]["cache"]
-
-
-def _run_weights(wildcards):
-    """The job's run's (train.encoder, train.encoder_weights), or None without weights."""
-    train = _job_run(wildcards).config["train"]
-    if train["encoder_weights"] is None:
-        return None
-    return train["encoder"], train["encoder_weights"]
-
-
-def weights_record(wildcards):
-    """Train's input with train.encoder_weights: the weights' record in the cache, which rule
-    pretrained writes; none without (no extra input, no extra job)."""
-    weights = _run_weights(wildcards)
-    if weights is None:
-        return {}
-    return {"weights_record": str(record_path(PRETRAINED_CACHE, *weights))}
-
-
-def weights_cache(wildcards):
-    """Train's untracked param: the cache to read the weights from offline, or None."""
-    cache = None if _run_weights(wildcards) is None else PRETRAINED_CACHE
-    return Untracked({"weights_cache": cache})

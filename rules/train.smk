@@ -7,7 +7,7 @@ rule train:
         # The split's train and val arrays: a fold's parts are rows of both.
         unpack(lambda wildcards: LAYOUT.model_arrays(wildcards.model, "train")),
         # With train.encoder_weights: the record of the weights in the cache (rule pretrained).
-        unpack(weights_record),
+        unpack(lambda wildcards: LAYOUT.weights_record(wildcards.model)),
         train=lambda wildcards: LAYOUT.model_manifest(wildcards.model, "train"),
         val=lambda wildcards: LAYOUT.model_manifest(wildcards.model, "val"),
     output:
@@ -40,6 +40,8 @@ rule train:
         # Not an output: Snakemake must not delete it before a rerun, so training resumes.
         resume_dir=lambda wildcards: f"{run_dir(wildcards.model)}/train/resume",
         # pretrained.cache, read offline; untracked: moving the cache retrains nothing.
-        pretrained=weights_cache,
+        pretrained=lambda wildcards: Untracked(
+            {"weights_cache": LAYOUT.weights_cache(wildcards.model)}
+        ),
     script:
         "../scripts/train.py"

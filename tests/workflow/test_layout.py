@@ -121,6 +121,26 @@ def test_predict_inputs_hold_every_split_a_model_is_scored_on() -> None:
     assert layout.predictions("cv/ensemble", "test") == "results/runs/cv/ensemble/predict/test"
 
 
+def test_only_models_with_pretrained_weights_read_the_cache() -> None:
+    weights = {"encoder": "mobilenet_v2", "encoder_weights": "imagenet"}
+    layout = layout_of(
+        experiments={
+            "scratch": {},
+            "pre": {"train": weights},
+            "cv": {"train": weights, "split": {"folds": 2}},
+        }
+    )
+    assert layout.weights_record("scratch") == {} and layout.weights_cache("scratch") is None
+    record = "resources/pretrained/records/mobilenet_v2/imagenet.json"
+    for model in ("pre", "cv/fold0", "cv/fold1"):
+        assert layout.weights_record(model) == {"weights_record": record}
+        assert layout.weights_cache(model) == "resources/pretrained"
+    shared = Layout(layout.runs, pretrained_cache="/shared/weights")
+    assert shared.weights_record("pre") == {
+        "weights_record": "/shared/weights/records/mobilenet_v2/imagenet.json"
+    }
+
+
 def test_grid_runs_with_other_split_options_get_their_own_split_folder() -> None:
     layout = layout_of(grid={"split.seed": [1, 2], "train.lr": [0.001]})
     names = list(layout.runs)

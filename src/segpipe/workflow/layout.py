@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from segpipe.data import predictions
+from segpipe.models.pretrained import record_path
 from segpipe.workflow.experiments import Model, Run
 
 SPLITS = ("train", "val", "test")
@@ -27,12 +28,14 @@ def run_dir(model: str) -> str:
 @dataclass(frozen=True)
 class Layout:
     """The paths of a config's runs. ``source`` is dataset.source; ``infer``: infer.images is
-    given; ``compare``: the config declares experiments or a grid (results/compare/)."""
+    given; ``compare``: the config declares experiments or a grid (results/compare/);
+    ``pretrained_cache``: pretrained.cache, where rule pretrained puts encoder weights."""
 
     runs: Mapping[str, Run]
     source: str = "synthetic"
     infer: bool = False
     compare: bool = False
+    pretrained_cache: str = "resources/pretrained"
 
     @property
     def models(self) -> dict[str, Model]:
@@ -117,6 +120,25 @@ class Layout:
             "arrays": list(arrays),
             "array_manifests": list(arrays.values()),
         }
+
+    def encoder_weights(self, model: str) -> tuple[str, str] | None:
+        """The (train.encoder, train.encoder_weights) a model starts from; None from scratch."""
+        train = self.model_run(model).config["train"]
+        if train["encoder_weights"] is None:
+            return None
+        return train["encoder"], train["encoder_weights"]
+
+    def weights_record(self, model: str) -> dict[str, str]:
+        """Rule train's input with train.encoder_weights: the record of the weights in the
+        cache, which rule pretrained writes; none without (no extra input, no extra job)."""
+        weights = self.encoder_weights(model)
+        if weights is None:
+            return {}
+        return {"weights_record": str(record_path(self.pretrained_cache, *weights))}
+
+    def weights_cache(self, model: str) -> str | None:
+        """The cache a model's train job reads its weights from, offline; None from scratch."""
+        return None if self.encoder_weights(model) is None else self.pretrained_cache
 
     def checkpoints(self, model: str) -> list[str]:
         """The best checkpoints a model predicts with: its own, or its fold members' (ensemble)."""
