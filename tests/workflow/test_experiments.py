@@ -114,6 +114,11 @@ def test_split_settings_are_named_and_shared() -> None:
             {"experiments": {"x": {"run_name": "y"}}},
             "run 'x': option 'run_name' is not an option of a run",
         ),
+        (
+            {"experiments": {"x": {"pretrained": {"cache": "elsewhere"}}}},
+            "run 'x': option 'pretrained.cache' is not an option of a run",
+        ),
+        ({"grid": {"pretrained.cache": ["a", "b"]}}, "option 'pretrained.cache' is not an option"),
         ({"grid": {}}, "config option 'grid'"),
         ({"grid": {"train.lr": []}}, "config option 'grid.train.lr'"),
         ({"experiments": {}}, "config option 'experiments'"),

@@ -38,6 +38,8 @@ from segpipe.workflow.config import ConfigError, load_config_file
 DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
 # Sections that declare runs, and the name of the single run: not options of a run.
 RUN_SECTIONS = ("experiments", "grid", "run_name")
+# Options of the whole workflow that every run shares: not options of a run either.
+SHARED_SECTIONS = ("pretrained",)
 # Dict options that an override replaces whole, as on the command line
 # (segpipe.workflow.config.replace_whole_options).
 REPLACED_WHOLE = (("train", "augment"),)
@@ -189,7 +191,7 @@ def _add(runs: dict, name: str, override: dict, where: str) -> None:
         )
     for option in flatten(override):
         section = option.split(".")[0]
-        if section in DATA_OPTIONS or section in RUN_SECTIONS:
+        if section in DATA_OPTIONS or section in RUN_SECTIONS + SHARED_SECTIONS:
             why = (
                 "changes what the data is; runs share dataset, classes, remap and ignore_index"
                 if section in DATA_OPTIONS
