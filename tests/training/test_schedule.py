@@ -112,20 +112,27 @@ def test_rungs_resumed_on_one_schedule_end_as_a_straight_run(
     assert live["epoch"].tolist() == [1, 2, 3, 4]
 
 
-def test_without_a_schedule_length_each_rung_stretches_the_schedule(data, tmp_path, step_rates):
-    """Today's behaviour with schedule_epochs null: a run extended to more epochs stretches its
-    schedule (so it differs from a straight run), and a run equals one whose schedule_epochs
-    equal its epochs."""
-    train(data, tmp_path / "straight", epochs=4, scheduler="onecycle")
+@pytest.mark.parametrize("scheduler", ["cosine", "onecycle"])
+def test_without_a_schedule_length_a_longer_run_stretches_the_schedule(
+    data, tmp_path, step_rates, scheduler
+):
+    """schedule_epochs null: a run extended from 2 to 4 epochs continues on a schedule
+    stretched to 4 epochs (from its first resumed step on, the rates of a run trained straight
+    to 4); its first 2 epochs followed a schedule planned for 2, as a run whose schedule_epochs
+    equal its epochs does."""
+    train(data, tmp_path / "straight", epochs=4, scheduler=scheduler)
     straight_rates = list(step_rates)
     step_rates.clear()
     for epochs in (2, 4):
-        train(data, tmp_path / "rungs", epochs=epochs, scheduler="onecycle")
+        train(data, tmp_path / "rungs", epochs=epochs, scheduler=scheduler)
     rung_rates = list(step_rates)
     assert len(rung_rates) == 8
-    assert rung_rates[:4] != straight_rates[:4]  # the first rung's cycle was planned for 2
+    assert rung_rates[:4] != straight_rates[:4]  # the first rung's schedule was planned for 2
+    # Step 5 trains at the rate the 2-epoch schedule ended with; step 6 on, the stretched one.
+    assert rung_rates[5:] == straight_rates[5:]
+    assert rung_rates[-1] < rung_rates[5]  # annealing towards the end, not a second cycle
     step_rates.clear()
-    train(data, tmp_path / "planned", epochs=2, schedule_epochs=2, scheduler="onecycle")
+    train(data, tmp_path / "planned", epochs=2, schedule_epochs=2, scheduler=scheduler)
     assert step_rates == rung_rates[:4]
 
 

@@ -175,6 +175,12 @@ class TrainConfig:
 
 # ----------------------------------------------------------------------------- state
 
+# Scheduler attributes that hold the schedule's plan rather than how far it got: a one-cycle
+# schedule saves its phases, computed from its length, with its step count. A restored schedule
+# keeps the plan it was built with, so a longer run stretches it (a LambdaLR saves no plan: its
+# step function is built from the config).
+SCHEDULE_PLAN = ("total_steps", "_schedule_phases")
+
 
 @dataclass
 class Job:
@@ -302,15 +308,17 @@ class TrainState:
             "partial": dataclasses.asdict(partial) if partial else None,
         }
 
-    def restore(self, ckpt: dict[str, Any], total_steps: int) -> None:
-        """Continue from a :meth:`checkpoint`; a one-cycle schedule is set to ``total_steps``:
-        stretched where ``train.epochs`` grew without ``train.schedule_epochs``, the length it
-        was planned for (unchanged) with it."""
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a :meth:`checkpoint` on the schedule this run planned
+        (:attr:`TrainConfig.schedule_length` epochs): the checkpoint's own with
+        ``train.schedule_epochs``, stretched where ``train.epochs`` grew without it."""
         self.raw_model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        planned = {
+            k: getattr(self.scheduler, k) for k in SCHEDULE_PLAN if hasattr(self.scheduler, k)
+        }
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
-            self.scheduler.total_steps = total_steps
+        self.scheduler.__dict__.update(planned)
         self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch = ckpt["epoch"]
         self.best_score = ckpt["best_score"]
@@ -431,7 +439,7 @@ def _train(
     loaders = build_loaders(job, proc)
     # Model, loss, optimiser, schedule; then the resume state, if it fits this config and data.
     state = build_state(job, proc, loaders.steps_per_epoch)
-    resume(state, job, proc, loaders.steps_per_epoch)
+    resume(state, job, proc)
     # Watching: the live history and the loggers continue from the resume state (rank 0 only).
     monitor = open_watchers(state, job, proc)
 
@@ -587,14 +595,14 @@ def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
     )
 
 
-def resume(state: TrainState, job: Job, proc: Process, steps_per_epoch: int) -> None:
+def resume(state: TrainState, job: Job, proc: Process) -> None:
     """Continue from ``resume_dir/last.pt`` when it was written for this config and data, the
     number of epochs aside (see :func:`resumable`); otherwise start afresh, with a warning
     where there was one. The schedule keeps its planned length with ``train.schedule_epochs``;
     without it, it is stretched to the new number of epochs."""
     saved = resumable(job, proc)
     if saved is not None:
-        state.restore(saved, job.cfg.schedule_length * steps_per_epoch)
+        state.restore(saved)
     if proc.is_main:
         log_start(state, job, None if saved is None else saved["config"]["train"]["epochs"])
 
