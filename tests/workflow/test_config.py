@@ -380,6 +380,10 @@ def test_non_whole_floats_and_booleans_for_numbers_fail(schema, base, section, k
         ),
         ({"train": {"class_weights": [0, 0, 0], "loss": "ce"}}, ("train.class_weights",)),
         (
+            {"train": {"epochs": 4, "schedule_epochs": 3}},
+            ("train.schedule_epochs", "train.epochs"),
+        ),
+        (
             {"evaluate": {"foreground_classes": [0, 1, 2]}},
             ("evaluate.foreground_classes", "classes"),
         ),
@@ -393,6 +397,18 @@ def test_contradicting_options_fail_naming_both(schema, base, change, options):
     msg = invalid(schema, base)
     for option in options:
         assert option in msg.splitlines()[1], msg
+
+
+@pytest.mark.parametrize("schedule_epochs", [None, 4, 12])
+def test_a_schedule_as_long_as_the_epochs_or_longer_passes(schema, base, schedule_epochs):
+    base["train"] = {**base["train"], "epochs": 4, "schedule_epochs": schedule_epochs}
+    assert validate_config(base, schema)["train"]["schedule_epochs"] == schedule_epochs
+
+
+@pytest.mark.parametrize("value", [0, -2, 2.5, "eight", True, [8]])
+def test_a_schedule_length_that_is_no_epoch_count_fails_naming_the_option(schema, base, value):
+    base["train"] = {**base["train"], "epochs": 1, "schedule_epochs": value}
+    assert "train.schedule_epochs" in invalid(schema, base)
 
 
 @pytest.mark.parametrize(

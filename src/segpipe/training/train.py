@@ -8,7 +8,9 @@ normalised on the device (:mod:`segpipe.models.device`, shared with prediction).
 by SIGTERM or SIGUSR1, as Slurm does at its time limit or on preemption) and ``best.pt`` (when the
 validation mIoU improves). It is not a rule output, so Snakemake does not delete it before a
 rerun: the next run of the rule continues from it when the training config (the number of
-epochs aside, which may grow) and the data are unchanged.
+epochs aside, which may grow) and the data are unchanged. The learning-rate schedule is planned
+for ``train.schedule_epochs`` (``train.epochs`` when null), so a run trained in stages with
+growing ``epochs`` on one planned schedule ends as a run trained straight to its end.
 
 Checkpoints share one format: model, optimizer, scheduler, epoch, best score, the resolved
 config and the history so far. ``resume_dir/history.csv`` is the history of the epochs in
@@ -95,6 +97,10 @@ class BatchTooSmallError(UserError, ValueError):
     """A training batch would hold a single sample, which BatchNorm cannot normalise."""
 
 
+class ScheduleTooShortError(UserError, ValueError):
+    """``train.schedule_epochs`` is fewer than the ``train.epochs`` it must cover."""
+
+
 class TrainingInterrupted(SystemExit):
     """Raised after a stop signal, once the resumable checkpoint is safely on disk."""
 
@@ -120,6 +126,7 @@ class TrainConfig:
     scheduler: str = "cosine"
     warmup_epochs: float = 0.0
     epochs: int = 30
+    schedule_epochs: int | None = None  # the learning-rate schedule's length; None: epochs
     batch_size: int = 16
     image_size: int = 256
     resize: str = "squash"
@@ -152,9 +159,27 @@ class TrainConfig:
                 f"config option 'train.scheduler': unknown '{self.scheduler}'; "
                 f"valid: {list(SCHEDULERS)}"
             )
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise ScheduleTooShortError(
+                f"config option 'train.schedule_epochs': {self.schedule_epochs} is fewer than "
+                f"train.epochs ({self.epochs}); the learning-rate schedule must cover every "
+                "epoch trained (null: plan it for train.epochs)"
+            )
+
+    @property
+    def schedule_length(self) -> int:
+        """The epochs the learning-rate schedule is planned for: ``schedule_epochs``, or
+        ``epochs`` when that is None."""
+        return self.epochs if self.schedule_epochs is None else self.schedule_epochs
 
 
 # ----------------------------------------------------------------------------- state
+
+# Scheduler attributes that hold the schedule's plan rather than how far it got: a one-cycle
+# schedule saves its phases, computed from its length, with its step count. A restored schedule
+# keeps the plan it was built with, so a longer run stretches it (a LambdaLR saves no plan: its
+# step function is built from the config).
+SCHEDULE_PLAN = ("total_steps", "_schedule_phases")
 
 
 @dataclass
@@ -283,14 +308,17 @@ class TrainState:
             "partial": dataclasses.asdict(partial) if partial else None,
         }
 
-    def restore(self, ckpt: dict[str, Any], total_steps: int) -> None:
-        """Continue from a :meth:`checkpoint`; a one-cycle schedule is stretched to
-        ``total_steps`` (the number of epochs may have grown)."""
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a :meth:`checkpoint` on the schedule this run planned
+        (:attr:`TrainConfig.schedule_length` epochs): the checkpoint's own with
+        ``train.schedule_epochs``, stretched where ``train.epochs`` grew without it."""
         self.raw_model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        planned = {
+            k: getattr(self.scheduler, k) for k in SCHEDULE_PLAN if hasattr(self.scheduler, k)
+        }
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
-            self.scheduler.total_steps = total_steps
+        self.scheduler.__dict__.update(planned)
         self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch = ckpt["epoch"]
         self.best_score = ckpt["best_score"]
@@ -411,7 +439,7 @@ def _train(
     loaders = build_loaders(job, proc)
     # Model, loss, optimiser, schedule; then the resume state, if it fits this config and data.
     state = build_state(job, proc, loaders.steps_per_epoch)
-    resume(state, job, proc, loaders.steps_per_epoch)
+    resume(state, job, proc)
     # Watching: the live history and the loggers continue from the resume state (rank 0 only).
     monitor = open_watchers(state, job, proc)
 
@@ -567,36 +595,66 @@ def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
     )
 
 
-def resume(state: TrainState, job: Job, proc: Process, steps_per_epoch: int) -> None:
-    """Continue from ``resume_dir/last.pt`` when it was written for this config (the number of
-    epochs may grow) and data; otherwise start afresh, with a warning where there was one."""
+def resume(state: TrainState, job: Job, proc: Process) -> None:
+    """Continue from ``resume_dir/last.pt`` when it was written for this config and data, the
+    number of epochs aside (see :func:`resumable`); otherwise start afresh, with a warning
+    where there was one. The schedule keeps its planned length with ``train.schedule_epochs``;
+    without it, it is stretched to the new number of epochs."""
+    saved = resumable(job, proc)
+    if saved is not None:
+        state.restore(saved)
+    if proc.is_main:
+        log_start(state, job, None if saved is None else saved["config"]["train"]["epochs"])
+
+
+# Train options that checkpoints written before the option existed do not record, with the
+# value that trains what they trained: such a checkpoint still resumes.
+PREDATED_OPTIONS: dict[str, Any] = {"schedule_epochs": None}
+
+
+def resumable(job: Job, proc: Process) -> dict[str, Any] | None:
+    """``resume_dir/last.pt`` when it records this config (``train.epochs`` aside: it may grow,
+    up to ``train.schedule_epochs`` when that is set, which must itself be the same) and data
+    and no more epochs than this run trains; None otherwise (a warning where there was one)."""
     if not (job.resume_last.exists() and job.resume_best.exists()):
-        return
+        return None
     saved = load_checkpoint(job.resume_last, map_location=proc.device)
     recorded = saved.get("config", {})
-    same = {**recorded, "train": {**recorded.get("train", {}), "epochs": job.cfg.epochs}}
-    if not (
-        same == job.config
+    train = {**PREDATED_OPTIONS, **recorded.get("train", {}), "epochs": job.cfg.epochs}
+    if (
+        {**recorded, "train": train} == job.config
         and saved.get("data_digest") == job.data_digest
         and saved["epoch"] <= job.cfg.epochs
     ):
-        if proc.is_main:
-            logger.warning("ignoring %s: it was written for another config or data", job.resume_dir)
-        return
-    state.restore(saved, job.cfg.epochs * steps_per_epoch)
-    if not proc.is_main:
-        return
-    partial = state.partial
-    where = (
-        f"epoch {partial.epoch} step {partial.steps}"
-        if partial
-        else f"the end of epoch {state.epoch}"
-    )
-    logger.info("resuming from %s at %s", job.resume_last, where)
-    if recorded["train"]["epochs"] != job.cfg.epochs:
-        logger.info(
-            "extending training from %d to %d epochs", recorded["train"]["epochs"], job.cfg.epochs
+        return saved
+    if proc.is_main:
+        logger.warning("ignoring %s: it was written for another config or data", job.resume_dir)
+    return None
+
+
+def log_start(state: TrainState, job: Job, recorded_epochs: int | None) -> None:
+    """Say where training starts: the resume state (``recorded_epochs``: the epochs its run
+    was set to train; None: a fresh start) and, with ``train.schedule_epochs``, which epochs of
+    the planned schedule this run trains."""
+    cfg, partial = job.cfg, state.partial
+    if recorded_epochs is not None:
+        where = (
+            f"epoch {partial.epoch} step {partial.steps}"
+            if partial
+            else f"the end of epoch {state.epoch}"
         )
+        logger.info("resuming from %s at %s", job.resume_last, where)
+    first = partial.epoch if partial else state.epoch + 1
+    if cfg.schedule_epochs is not None and first <= cfg.epochs:
+        logger.info(
+            "%s epochs %d..%d of a schedule planned for %d",
+            "training" if recorded_epochs is None else "continuing",
+            first,
+            cfg.epochs,
+            cfg.schedule_epochs,
+        )
+    elif recorded_epochs is not None and recorded_epochs != cfg.epochs:
+        logger.info("extending training from %d to %d epochs", recorded_epochs, cfg.epochs)
 
 
 def open_watchers(state: TrainState, job: Job, proc: Process) -> TrainingMonitor:
@@ -892,8 +950,9 @@ def check_batch_size(cfg: TrainConfig, train_samples: int, num_classes: int) -> 
 
 
 def _cosine(opt, cfg: TrainConfig, steps_per_epoch: int):
-    """Linear warm-up over ``train.warmup_epochs``, then cosine decay to 0 at the last step."""
-    total = cfg.epochs * steps_per_epoch
+    """Linear warm-up over ``train.warmup_epochs``, then cosine decay to 0 at the last step of
+    the schedule (:attr:`TrainConfig.schedule_length` epochs)."""
+    total = cfg.schedule_length * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
 
     def cosine(step: int) -> float:
@@ -906,8 +965,9 @@ def _cosine(opt, cfg: TrainConfig, steps_per_epoch: int):
 
 
 def _onecycle(opt, cfg: TrainConfig, steps_per_epoch: int):
-    """One cycle up to ``train.lr`` and down again over the whole run."""
-    total = cfg.epochs * steps_per_epoch
+    """One cycle up to ``train.lr`` and down again over the whole schedule
+    (:attr:`TrainConfig.schedule_length` epochs)."""
+    total = cfg.schedule_length * steps_per_epoch
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
 
 

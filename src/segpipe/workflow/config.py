@@ -378,7 +378,8 @@ WEIGHTED_LOSSES = ("ce", "ce+dice")
 
 
 def _train_problems(cfg: Mapping[str, Any]) -> list[str]:
-    """Decoder stages, class weights and foreground classes against the classes and loss."""
+    """Decoder stages, class weights and foreground classes against the classes and loss;
+    the schedule's length against the epochs."""
     n, train = len(cfg["classes"]), cfg["train"]
     problems = []
     channels = train["decoder_channels"]
@@ -400,6 +401,13 @@ def _train_problems(cfg: Mapping[str, Any]) -> list[str]:
     if weights is not None and not any(weights):
         problems.append(
             "config option 'train.class_weights': every weight is 0 (the loss would be 0/0)"
+        )
+    schedule = train["schedule_epochs"]
+    if schedule is not None and schedule < train["epochs"]:
+        problems.append(
+            f"config options 'train.schedule_epochs' and 'train.epochs': a schedule of "
+            f"{schedule} epochs cannot cover {train['epochs']} epochs of training; set "
+            "schedule_epochs to at least epochs, or null"
         )
     fg = cfg["evaluate"]["foreground_classes"]
     if fg is not None and any(c >= n for c in fg):

@@ -1,0 +1,178 @@
+"""train.schedule_epochs: a learning-rate schedule planned for more epochs than one run trains.
+
+A run trained in rungs (epochs 1, then 2, then 4 of a schedule planned for 4, each rung resuming
+from the last one's checkpoint, as a successive-halving search does) must end exactly where a
+run trained straight to 4 epochs ends: the same weights, optimizer and scheduler state, the same
+learning rate at every step, and a history with each epoch once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from test_train import train, write_split
+
+import segpipe.training.train
+from segpipe.logs import UserError
+from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
+from segpipe.training.train import ScheduleTooShortError
+
+SCHEDULES = {
+    "cosine with warm-up": dict(scheduler="cosine", warmup_epochs=1.5),
+    "onecycle": dict(scheduler="onecycle"),
+    "constant": dict(scheduler="constant"),
+}
+# What a checkpoint holds that the rungs must reproduce bit for bit.
+STATE = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_epoch", "best_score")
+HISTORY = ["epoch", "train_loss", "val_loss", "val_miou", "val_dice", "lr"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """train_model sets torch's thread count; leave it as found."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """4 training images (2 steps per epoch at batch size 2) and 4 validation images."""
+    root = tmp_path_factory.mktemp("data")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    return {
+        "train": write_split(root, "train", 4, seed=1),
+        "val": write_split(root, "val", 4, seed=2),
+    }
+
+
+@pytest.fixture
+def step_rates(monkeypatch) -> list[float]:
+    """The learning rate of every optimisation step, in order, across train_model calls."""
+    rates: list[float] = []
+    real_step = segpipe.training.train.train_step
+
+    def recording_step(model, loss_fn, opt, *args, **kwargs):
+        rates.append(opt.param_groups[0]["lr"])
+        return real_step(model, loss_fn, opt, *args, **kwargs)
+
+    monkeypatch.setattr(segpipe.training.train, "train_step", recording_step)
+    return rates
+
+
+def assert_same_state(a: Any, b: Any, where: str = "") -> None:
+    """Equal nested checkpoint contents, tensors bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES.values(), ids=SCHEDULES.keys())
+def test_rungs_resumed_on_one_schedule_end_as_a_straight_run(
+    data, tmp_path, step_rates, caplog, schedule
+):
+    _, straight = train(data, tmp_path / "straight", epochs=4, schedule_epochs=4, **schedule)
+    straight_rates = list(step_rates)
+    step_rates.clear()
+    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    for epochs in (1, 2, 4):
+        _, rungs = train(data, tmp_path / "rungs", epochs=epochs, schedule_epochs=4, **schedule)
+    assert "continuing epochs 2..2 of a schedule planned for 4" in caplog.text
+    assert "continuing epochs 3..4 of a schedule planned for 4" in caplog.text
+    assert "ignoring" not in caplog.text
+    assert len(step_rates) == len(straight_rates) == 8  # each step trained once
+    assert step_rates == straight_rates
+    if schedule["scheduler"] != "constant":
+        assert len(set(step_rates)) > 4, step_rates  # a schedule that moves every step
+    for name in ("best_path", "last_path"):
+        rung, whole = load_checkpoint(rungs[name]), load_checkpoint(straight[name])
+        for key in STATE:
+            assert_same_state(rung[key], whole[key], f"{name}:{key}")
+        assert rung["config"] == whole["config"]
+    history = pd.read_csv(rungs["history_path"])
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    expected = pd.read_csv(straight["history_path"])
+    pd.testing.assert_frame_equal(history[HISTORY], expected[HISTORY])
+    live = pd.read_csv(rungs["resume_dir"] / "history.csv")
+    assert live["epoch"].tolist() == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "onecycle"])
+def test_without_a_schedule_length_a_longer_run_stretches_the_schedule(
+    data, tmp_path, step_rates, scheduler
+):
+    """schedule_epochs null: a run extended from 2 to 4 epochs continues on a schedule
+    stretched to 4 epochs (from its first resumed step on, the rates of a run trained straight
+    to 4); its first 2 epochs followed a schedule planned for 2, as a run whose schedule_epochs
+    equal its epochs does."""
+    train(data, tmp_path / "straight", epochs=4, scheduler=scheduler)
+    straight_rates = list(step_rates)
+    step_rates.clear()
+    for epochs in (2, 4):
+        train(data, tmp_path / "rungs", epochs=epochs, scheduler=scheduler)
+    rung_rates = list(step_rates)
+    assert len(rung_rates) == 8
+    assert rung_rates[:4] != straight_rates[:4]  # the first rung's schedule was planned for 2
+    # Step 5 trains at the rate the 2-epoch schedule ended with; step 6 on, the stretched one.
+    assert rung_rates[5:] == straight_rates[5:]
+    assert rung_rates[-1] < rung_rates[5]  # annealing towards the end, not a second cycle
+    step_rates.clear()
+    train(data, tmp_path / "planned", epochs=2, schedule_epochs=2, scheduler=scheduler)
+    assert step_rates == rung_rates[:4]
+
+
+@pytest.mark.parametrize("epochs", [2, 5])
+def test_a_schedule_shorter_than_the_epochs_is_refused_naming_the_option(data, tmp_path, epochs):
+    with pytest.raises(ScheduleTooShortError, match="'train.schedule_epochs'") as info:
+        train(data, tmp_path, epochs=epochs, schedule_epochs=epochs - 1)
+    assert isinstance(info.value, UserError)
+    assert f"fewer than train.epochs ({epochs})" in str(info.value)
+    assert not list(tmp_path.iterdir()), "nothing is written"
+
+
+def test_a_rung_with_another_schedule_length_starts_afresh(data, tmp_path, step_rates, caplog):
+    train(data, tmp_path / "run", epochs=1, schedule_epochs=4)
+    step_rates.clear()
+    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    ckpt, paths = train(data, tmp_path / "run", epochs=2, schedule_epochs=6)
+    assert "ignoring" in caplog.text and "resuming" not in caplog.text
+    assert "training epochs 1..2 of a schedule planned for 6" in caplog.text
+    assert len(step_rates) == 4  # both epochs trained again
+    assert ckpt["config"]["train"]["schedule_epochs"] == 6
+    assert pd.read_csv(paths["history_path"])["epoch"].tolist() == [1, 2]
+
+
+def test_a_rung_past_the_planned_schedule_is_refused_and_keeps_the_resume_state(data, tmp_path):
+    train(data, tmp_path / "run", epochs=2, schedule_epochs=2)
+    with pytest.raises(ScheduleTooShortError):
+        train(data, tmp_path / "run", epochs=3, schedule_epochs=2)
+    assert load_checkpoint(tmp_path / "run" / "resume" / "last.pt")["epoch"] == 2
+
+
+def test_a_checkpoint_written_before_the_option_existed_still_resumes(data, tmp_path, caplog):
+    train(data, tmp_path, epochs=1)
+    for name in ("last.pt", "best.pt"):
+        path = tmp_path / "resume" / name
+        ckpt = load_checkpoint(path)
+        del ckpt["config"]["train"]["schedule_epochs"]
+        save_checkpoint(path, ckpt)
+    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    ckpt, _ = train(data, tmp_path, epochs=2)
+    assert "resuming from" in caplog.text and "ignoring" not in caplog.text
+    assert "extending training from 1 to 2 epochs" in caplog.text
+    assert [row["epoch"] for row in ckpt["history"]] == [1, 2]
