@@ -22,6 +22,7 @@ from segpipe.workflow.config import (
 from segpipe.models.pretrained import record_path
 from segpipe.workflow.experiments import expand_runs
 from segpipe.workflow.layout import Layout, run_dir
+from segpipe.workflow.search import search_candidates, search_problems
 from segpipe.params import Untracked, run_summary, tracked, untracked
 
 replace_whole_options(config, workflow.config_settings.overwrite_config)
@@ -46,6 +47,9 @@ except ConfigError as exc:
 config.clear()
 config.update(_validated)
 if _problems := infer_images_problems(config, {n: r.config for n, r in RUNS.items()}):
+    raise _config_error(_problems)
+# A search's budget, ranges and candidates (segpipe.workflow.search).
+if _problems := search_problems(config, search_candidates(config, list(RUNS))):
     raise _config_error(_problems)
 # Split settings of the runs: results/split/<splitting>/, computed once each.
 SPLITTINGS = {run.splitting: run.split for run in RUNS.values()}

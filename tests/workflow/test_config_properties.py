@@ -25,6 +25,8 @@ from conftest import REPO
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 BASE = yaml.safe_load((REPO / "config" / "test.yaml").read_text(encoding="utf-8"))
 BASE["dataset"]["root"] = "data"  # so that dataset.source: folder is valid on its own
+# A search, so that each of its options is drawn within a section that has the required ones.
+BASE["search"] = {"min_epochs": 1, "max_epochs": 9}
 # Options with their own tests: the runs (test_experiments.py), the archives, the classes, and
 # the remap table and colours (below and in test_config.py).
 SKIPPED = {"experiments", "grid", "dataset.urls", "classes", "remap.table", "remap.colors"}

@@ -36,8 +36,9 @@ from segpipe.workflow.config import ConfigError, load_config_file
 
 # What the data is: every run reads the same remapped masks.
 DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
-# Sections that declare runs, and the name of the single run: not options of a run.
-RUN_SECTIONS = ("experiments", "grid", "run_name")
+# Sections that declare runs, the name of the single run and the search over runs
+# (segpipe.workflow.search): not options of a run.
+RUN_SECTIONS = ("experiments", "grid", "run_name", "search")
 # Options of the whole workflow that every run shares: not options of a run either.
 SHARED_SECTIONS = ("pretrained",)
 # Dict options that an override replaces whole, as on the command line
@@ -287,8 +288,8 @@ def _validated_run(name: str, merged: dict, validate: Callable[[dict], dict]) ->
 
 
 def _single(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's config: without the sections that declare runs."""
-    return {k: v for k, v in cfg.items() if k not in ("experiments", "grid")}
+    """A run's config: without the sections that declare runs or search over them."""
+    return {k: v for k, v in cfg.items() if k not in ("experiments", "grid", "search")}
 
 
 def _splitting(split: Mapping[str, Any], base: Mapping[str, Any]) -> str:
