@@ -27,13 +27,16 @@ include: "rules/crossval.smk"
 include: "rules/report.smk"
 include: "rules/compare.smk"
 include: "rules/infer.smk"
+include: "rules/search.smk"
 include: "rules/dvc.smk"
 
 
 rule all:
     input:
-        expand(rules.report.output.html, run=RUNS),
-        LAYOUT.evaluations(),
+        # Without a search, every run; with one, the search and its winner (search_targets).
+        expand(rules.report.output.html, run=[] if SEARCH else RUNS),
+        [] if SEARCH else LAYOUT.evaluations(),
         expand(rules.crossval.output.metrics, run=[r for r in RUNS if RUNS[r].folds]),
         rules.compare.output.html if COMPARE else [],
-        [LAYOUT.infer_dir()] if INFER_IMAGES else [],
+        [LAYOUT.infer_dir()] if INFER_IMAGES and not SEARCH else [],
+        search_targets,

@@ -15,7 +15,6 @@ from segpipe.workflow.experiments import NAME_MAX, expand_runs
 from segpipe.workflow.search import (
     Search,
     parse_search,
-    promote,
     rung_budgets,
     rung_sizes,
     sample_candidates,
@@ -101,49 +100,6 @@ def test_the_issues_example_is_27_9_3_candidates_at_4_12_36_epochs() -> None:
 
 
 # --- promotion -----------------------------------------------------------------------------
-
-
-def test_promote_keeps_the_best_in_declared_order() -> None:
-    scores = [("a", 0.1), ("b", 0.9), ("c", 0.5), ("d", 0.8), ("e", 0.2), ("f", 0.3)]
-    assert promote(scores, 3) == ["b", "d"]
-    assert promote(scores, 2) == ["b", "c", "d"]
-
-
-def test_promote_ties_go_to_the_first_declared_and_nan_ranks_last() -> None:
-    nan = float("nan")
-    assert promote([("a", 0.5), ("b", 0.7), ("c", 0.7)], 3) == ["b"]
-    assert promote([("a", nan), ("b", 0.0), ("c", nan)], 3) == ["b"]
-    assert promote([("a", nan), ("b", nan), ("c", nan)], 2) == ["a", "b"]
-    assert promote([], 3) == []
-    with pytest.raises(ValueError, match="scored twice"):
-        promote([("a", 0.1), ("a", 0.2)], 2)
-
-
-scores_st = st.lists(
-    st.one_of(st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.floats(0, 1), st.just(math.nan)),
-    max_size=30,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(scores_st, st.integers(2, 5))
-def test_promote_for_any_scores(values: list[float], eta: int) -> None:
-    scores = [(f"c{i}", v) for i, v in enumerate(values)]
-    kept = promote(scores, eta)
-    assert len(kept) == math.ceil(len(values) / eta)
-    assert kept == sorted(kept, key=lambda name: int(name[1:]))  # declared order
-    index = {name: i for i, name in enumerate(n for n, _ in scores)}
-    for name, value in scores:
-        if name in kept:
-            continue
-        # Every candidate left out ranks below every one kept: a lower score, NaN, or an equal
-        # score declared later.
-        for other in kept:
-            theirs = values[index[other]]
-            if math.isnan(theirs):
-                assert math.isnan(value) and index[other] < index[name]
-            elif not math.isnan(value):
-                assert value < theirs or (value == theirs and index[other] < index[name])
 
 
 # --- sampling ------------------------------------------------------------------------------

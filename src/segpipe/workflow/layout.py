@@ -214,7 +214,7 @@ class Layout:
             "fold_classes": self.fold_classes(run),
             **self.crossval_outputs(run),
             **self._no_tta_inputs(run),
-            **({"infer": self.infer_dir()} if self.run_infers() else {}),
+            **({"infer": self.infer_dir(run)} if self.run_infers() else {}),
         }
 
     def _no_tta_inputs(self, run: str) -> dict[str, str | list[str]]:
@@ -284,12 +284,13 @@ class Layout:
         files = [path for entry in self.selection_runs().values() for path in entry.values()]
         return sorted({path for path in files if path})
 
-    def infer_dir(self) -> str:
-        """Where the images of infer.images are predicted: in the run's folder, or with
-        experiments by the run the comparison selects, in results/compare/infer."""
+    def infer_dir(self, run: str | None = None) -> str:
+        """Where the images of infer.images are predicted: in the run's folder (the first
+        run's when none is named), or with experiments by the run the comparison selects, in
+        results/compare/infer."""
         if self.compare:
             return "results/compare/infer"
-        return f"{run_dir(next(iter(self.runs)))}/infer"
+        return f"{run_dir(run or next(iter(self.runs)))}/infer"
 
     def run_infers(self) -> bool:
         """Whether a run's own infer job predicts infer.images (given, and no comparison)."""

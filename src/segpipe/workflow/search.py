@@ -4,7 +4,7 @@ A search trains its candidates rung by rung. The candidates are the runs of ``ex
 ``grid`` (in declared order), or ``search.sample`` seeded draws from the ranges of
 ``search.space``. Rung ``r`` trains every candidate still in the race up to ``rung_budgets()[r]``
 epochs in all (budgets are cumulative), then the top ``ceil(n / eta)`` by validation mIoU go on
-to the next rung (:func:`promote`).
+to the next rung (:func:`segpipe.evaluation.rungs.promote`).
 
 Everything here is pure: it reads validated configs and returns values or problems, one line
 each, naming the option.
@@ -89,24 +89,6 @@ def rung_sizes(n: int, eta: int, rungs: int) -> list[int]:
     for _ in range(rungs - 1):
         sizes.append(math.ceil(sizes[-1] / eta))
     return sizes
-
-
-def promote(scores: Sequence[tuple[str, float]], eta: int) -> list[str]:
-    """The names that go on to the next rung: the top ceil(n / eta) by score (validation mIoU),
-    in declared order. Equal scores go to the first declared; a NaN score (no validation
-    score) ranks below every number, NaNs among themselves in declared order."""
-    names = [name for name, _ in scores]
-    if len(set(names)) != len(names):
-        raise ValueError(f"a candidate is scored twice: {names}")
-    keep = math.ceil(len(scores) / eta)
-
-    def rank(item: tuple[int, tuple[str, float]]) -> tuple[bool, float, int]:
-        index, (_, score) = item
-        missing = math.isnan(score)
-        return (missing, 0.0 if missing else -score, index)
-
-    best = sorted(enumerate(scores), key=rank)[:keep]
-    return [name for _, (name, _) in sorted(best)]
 
 
 def _uniform(option: str, index: int, seed: int) -> float:
@@ -266,3 +248,47 @@ def _space_problems(space: Mapping[str, Mapping[str, list]]) -> list[str]:
                 "(use uniform for a range that holds 0)"
             )
     return problems
+
+
+def _nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """{"train.lr": 0.1} -> {"train": {"lr": 0.1}}."""
+    nested: dict[str, Any] = {}
+    for option, value in dotted.items():
+        *sections, key = option.split(".")
+        target = nested
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
+    return nested
+
+
+def sampled_experiments(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """A validated config's search.sample draws as named runs (``experiments``: name ->
+    nested override); None without draws, or when the space cannot be drawn from (then
+    :func:`search_problems` says why)."""
+    search = parse_search(cfg["search"])
+    if search is None or search.sample is None or _space_problems(search.space):
+        return None
+    draws = sample_candidates(search.space, search.sample, search.seed)
+    return {name: _nested(values) for name, values in draws.items()}
+
+
+def candidate_problems(search: Search | None, runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Why the candidates (run name -> validated config) cannot be searched: a
+    cross-validated candidate (split.folds; a rung scores one model per candidate)."""
+    if search is None:
+        return []
+    folds = [name for name, cfg in runs.items() if cfg["split"]["folds"]]
+    if not folds:
+        return []
+    return [
+        f"config option 'split.folds': a search scores one model per candidate; candidate "
+        f"'{folds[0]}' is cross-validated (drop split.folds from the search's runs)"
+    ]
+
+
+def schedule_epochs(search: Search, scheduler: str) -> int | None:
+    """The epochs a candidate's learning-rate schedule is planned for: the search's
+    max_epochs, so a promoted candidate continues as if it never stopped; None for a constant
+    rate, which no length changes (then raising max_epochs retrains no rung that exists)."""
+    return None if scheduler == "constant" else search.max_epochs
