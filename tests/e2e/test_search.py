@@ -1,0 +1,118 @@
+"""A successive-halving search end to end at tiny scale: three candidates (a grid over the
+learning rate), eta 3, rungs of 1 and 3 epochs: who trains in which rung, the winner's full
+pipeline, the stopped candidates' absence from the test split, and what a change reruns."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import copy_workflow, planned_jobs, planned_rules, snakemake
+
+pytestmark = pytest.mark.slow
+ARGS = ("--configfile", "config/test.yaml", "config/search.yaml")
+CANDIDATES = ["lr-0.001", "lr-0.003", "lr-0.01"]
+SEARCH = {"grid": {"train.lr": [0.001, 0.003, 0.01]}, "search": {"min_epochs": 1, "max_epochs": 3}}
+
+
+def write_search(work: Path, search: dict) -> None:
+    (work / "config" / "search.yaml").write_text(yaml.safe_dump(search))
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory) -> Path:
+    work = copy_workflow(tmp_path_factory.mktemp("search"))
+    write_search(work, SEARCH)
+    proc = snakemake(work, *ARGS, "--cores", "2")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    return work
+
+
+@pytest.fixture
+def work(done: Path, tmp_path: Path) -> Path:
+    """A copy of the finished search (timestamps and Snakemake's records kept) to change."""
+    shutil.copytree(done, tmp_path / "work", symlinks=True)
+    return tmp_path / "work"
+
+
+def rung(work: Path, r: int) -> pd.DataFrame:
+    return pd.read_csv(work / "results" / "search" / f"rung{r}.csv")
+
+
+def test_each_rung_trains_only_what_the_last_one_promoted(done: Path) -> None:
+    first, last = rung(done, 0), rung(done, 1)
+    assert first["candidate"].tolist() == CANDIDATES and set(first["epochs"]) == {1}
+    assert (first["promoted"] == "yes").sum() == 1  # ceil(3 / 3)
+    (promoted,) = first.loc[first["promoted"] == "yes", "candidate"]
+    assert last["candidate"].tolist() == [promoted] and last["promoted"].tolist() == ["yes"]
+    assert last["epochs"].tolist() == [3]
+    search = done / "results" / "search"
+    assert sorted(p.name for p in (search / promoted).iterdir()) == ["rung0", "rung1"]
+    for name in set(CANDIDATES) - {promoted}:
+        assert [p.name for p in (search / name).iterdir()] == ["rung0"]
+
+
+def test_the_winner_continues_its_schedule_and_gets_a_full_run(done: Path) -> None:
+    (winner,) = rung(done, 1)["candidate"]
+    log = (done / "logs" / "search_train" / winner / "rung1.log").read_text()
+    assert (
+        "at the end of epoch 1" in log
+        and "continuing epochs 2..3 of a schedule planned for 3" in log
+    )
+    history = pd.read_csv(done / "results" / "runs" / winner / "train" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]  # each epoch once
+    run = done / "results" / "runs" / winner
+    for split in ("val", "test"):
+        assert (run / "evaluate" / split / "metrics.json").is_file()
+    assert (run / "report" / "report.html").is_file()
+    assert (done / "results" / "search" / "report.html").is_file()
+    # Stopped candidates never reach the test split: no run folder at all.
+    runs = sorted(p.name for p in (done / "results" / "runs").iterdir())
+    assert runs == [winner]
+
+
+def test_a_finished_search_reruns_nothing(done: Path) -> None:
+    assert planned_rules(done, *ARGS) == {}
+
+
+def test_a_new_candidate_trains_in_rung_0_and_redecides_it(work: Path) -> None:
+    grown = {**SEARCH, "grid": {"train.lr": [0.001, 0.003, 0.01, 0.0003]}}
+    write_search(work, grown)
+    jobs = planned_jobs(work, *ARGS)
+    trained = [(w["run"], w["rung"]) for rule, w in jobs if rule == "search_train"]
+    assert trained == [("lr-0.0003", "0")]
+    assert [w["rung"] for rule, w in jobs if rule == "search_rung"] == ["0"]
+
+
+def test_a_longer_search_retrains_on_the_longer_schedule(work: Path) -> None:
+    """Raising max_epochs changes the learning rate of every epoch of a cosine schedule, so
+    every rung trains again; the data steps do not."""
+    write_search(work, {**SEARCH, "search": {"min_epochs": 1, "max_epochs": 9}})
+    planned = planned_rules(work, *ARGS)
+    assert planned.get("search_train") == 3 and "preprocess" not in planned
+
+
+def test_with_a_constant_rate_a_longer_search_adds_a_rung(tmp_path: Path) -> None:
+    """A constant learning rate does not depend on the schedule's length: raising max_epochs
+    keeps every rung trained so far and adds the next one for the survivor."""
+    work = copy_workflow(tmp_path / "constant")
+    constant = {**SEARCH, "train": {"scheduler": "constant"}}
+    write_search(work, constant)
+    proc = snakemake(work, *ARGS, "--cores", "2", "results/search/rung1.csv")
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    write_search(work, {**constant, "search": {"min_epochs": 1, "max_epochs": 9}})
+    proc = snakemake(work, *ARGS, "--cores", "2", "results/search/rung2.csv")
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    ran = proc.stdout + proc.stderr
+    assert "search_train" in ran and "wildcards: run=lr-0.001, rung=0" not in ran
+    (survivor,) = rung(work, 1).loc[lambda t: t["promoted"] == "yes", "candidate"]
+    assert rung(work, 2)["candidate"].tolist() == [survivor]
+    assert sorted(p.name for p in (work / "results" / "search" / survivor).iterdir()) == [
+        "rung0",
+        "rung1",
+        "rung2",
+    ]
