@@ -313,12 +313,13 @@ def test_scores_accept_a_numpy_matrix_and_a_tensor_alike():
     assert summarize(cm, [0, 2]) == summarize(torch.from_numpy(cm), [0, 2])
 
 
-# The segpipe modules that the evaluate, crossval, report and compare rule scripts import.
+# The segpipe modules that the evaluate, crossval, report, compare and search report jobs import.
 LEAN_JOBS = (
     "segpipe.evaluation.evaluate",
     "segpipe.evaluation.crossval",
     "segpipe.reporting.run_report",
     "segpipe.reporting.comparison",
+    "segpipe.reporting.search_report",
     "segpipe.logs",
 )
 HEAVY = ("torch", "torchmetrics", "segmentation_models_pytorch", "timm", "torchvision")

@@ -16,6 +16,7 @@ from segpipe.reporting.plots import (
     plot_per_class,
     plot_runs_learning_curves,
     plot_runs_per_class,
+    plot_search_curves,
     run_colors,
 )
 
@@ -81,3 +82,18 @@ def test_figures_of_several_runs(tmp_path, runs) -> None:
     plot_runs_per_class(iou, tmp_path / "per_class.png")
     assert _is_png(tmp_path / "curves.png") and _is_png(tmp_path / "per_class.png")
     assert plt.get_fignums() == []  # nothing left open in pyplot
+
+
+@pytest.mark.parametrize("count", [1, 9, 25])
+def test_search_curves_of_candidates_stopped_at_each_rung(tmp_path, count) -> None:
+    """Candidates stopped after 1, 3 or 9 epochs, one without any score (NaN), one with an
+    empty history; the winner is drawn on top."""
+    stops = [1, 3, 9]
+    histories = {f"c{i}": history(stops[i % 3], 0.01 * i) for i in range(count)}
+    if count > 1:
+        histories["c1"] = histories["c1"].assign(val_miou=np.nan)
+        histories["empty"] = history(0)
+    plot_search_curves(histories, tmp_path / "search.png", winner="c0", budgets=stops)
+    assert _is_png(tmp_path / "search.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["search.png"]  # no temporary
+    assert plt.get_fignums() == []

@@ -241,3 +241,47 @@ def plot_runs_per_class(iou: pd.DataFrame, path: str | os.PathLike) -> None:
     if np.isnan(scores).any():
         fig.supxlabel(_MISSING_NOTE + " (no bar)", fontsize=9, color="0.35")
     _save(fig, path)
+
+
+def plot_search_curves(
+    histories: Mapping[str, pd.DataFrame],
+    path: str | os.PathLike,
+    *,
+    winner: str,
+    budgets: Sequence[int] = (),
+    title: str = "Successive-halving search",
+) -> None:
+    """Validation mIoU over epochs of every candidate of a search, one line each.
+
+    ``histories`` maps a candidate to its ``history.csv`` table up to where it stopped, in
+    legend order; each line ends with a marker at its last epoch. The ``winner`` is drawn
+    thick, on top, and named in the legend as the winner; the rung ``budgets`` (cumulative
+    epochs) are dotted vertical lines.
+    """
+    fig = _new_figure(9.0, 5.0)
+    ax = fig.add_subplot()
+    for budget in budgets:
+        ax.axvline(budget, color="0.6", linestyle=":", linewidth=1)
+    for (name, history), color in zip(histories.items(), run_colors(len(histories)), strict=True):
+        is_winner = name == winner
+        ax.plot(
+            history["epoch"],
+            history["val_miou"],
+            color=color,
+            linewidth=2.8 if is_winner else 1.2,
+            alpha=1.0 if is_winner else 0.8,
+            zorder=3 if is_winner else 2,
+            marker="*" if is_winner else "o",
+            markersize=14 if is_winner else 6,
+            markeredgecolor="black" if is_winner else color,
+            markevery=[len(history) - 1] if len(history) else None,
+            label=f"{name} (winner)" if is_winner else name,
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val mIoU")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if histories:
+        fig.legend(loc="outside right upper", ncols=1 if len(histories) <= 20 else 2, fontsize=8)
+    _save(fig, path)
