@@ -4,6 +4,7 @@ pipeline, the stopped candidates' absence from the test split, and what a change
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_workflow, planned_jobs, planned_rules, snakemake
+from conftest import copy_workflow, planned_rules, snakemake
 
 pytestmark = pytest.mark.slow
 ARGS = ("--configfile", "config/test.yaml", "config/search.yaml")
@@ -80,12 +81,25 @@ def test_a_finished_search_reruns_nothing(done: Path) -> None:
 
 
 def test_a_new_candidate_trains_in_rung_0_and_redecides_it(work: Path) -> None:
-    grown = {**SEARCH, "grid": {"train.lr": [0.001, 0.003, 0.01, 0.0003]}}
-    write_search(work, grown)
-    jobs = planned_jobs(work, *ARGS)
-    trained = [(w["run"], w["rung"]) for rule, w in jobs if rule == "search_train"]
-    assert trained == [("lr-0.0003", "0")]
-    assert [w["rung"] for rule, w in jobs if rule == "search_rung"] == ["0"]
+    """No epoch trained before is trained again: the new candidate trains in rung 0, the rungs
+    are decided again (4 candidates: 2 promoted), and only a newly promoted one trains on."""
+    before = set(rung(work, 1)["candidate"])
+    write_search(work, {**SEARCH, "grid": {"train.lr": [0.001, 0.003, 0.01, 0.0003]}})
+    proc = snakemake(work, *ARGS, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    trained = set(
+        re.findall(
+            r"rule search_train:\n(?:    .*\n)*?    wildcards: run=([^,]+), rung=(\d)",
+            proc.stdout + proc.stderr,
+        )
+    )
+    first = rung(work, 0)
+    assert first["candidate"].tolist() == [*CANDIDATES, "lr-0.0003"]
+    assert (first["promoted"] == "yes").sum() == 2
+    promoted = set(first.loc[first["promoted"] == "yes", "candidate"])
+    assert trained == {("lr-0.0003", "0")} | {(name, "1") for name in promoted - before}
+    assert set(rung(work, 1)["candidate"]) == promoted
+    assert planned_rules(work, *ARGS) == {}
 
 
 def test_a_longer_search_retrains_on_the_longer_schedule(work: Path) -> None:
