@@ -122,7 +122,9 @@ def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
     proc = snakemake(workdir, "-n", *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = []
-    for m in re.finditer(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:    .*\n)+)", proc.stdout, re.M):
+    for m in re.finditer(
+        r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:    .*\n)+)", proc.stdout, re.M
+    ):
         fields = re.search(r"^    wildcards: (.*)$", m[2], re.M)
         wildcards = dict(re.findall(r"(\w+)=([^,]+)", fields[1])) if fields else {}
         if m[1] != "all":
