@@ -29,6 +29,7 @@ from conftest import BIN, REPO, copy_workflow
 pytestmark = pytest.mark.slow
 TINY = "config/test.yaml"
 LOCAL_RULES = {"synthesize", "download", "crossval", "report", "compare", "pretrained"}
+LOCAL_RULES |= {"search_rung", "search_winner", "search_report"}
 GPU_RULES = {"train", "predict"}
 # The rules of a model's assessment job (profiles/slurm: group assess_<model>).
 ASSESS_RULES = {"predict", "evaluate", "evaluate_no_tta"}
@@ -451,3 +452,42 @@ def test_a_failed_job_names_its_slurm_log(slurm, tmp_path: Path) -> None:
     )
     assert Path(log).is_file() and "remap fails on purpose" in Path(log).read_text(), log
     assert f"/rule_remap/{slurm_id}.log" in log
+
+
+SEARCH = {"grid": {"train.lr": [0.001, 0.003, 0.01]}, "search": {"min_epochs": 1, "max_epochs": 3}}
+
+
+def test_search_on_slurm(slurm, tmp_path: Path) -> None:
+    """A search of 3 candidates in 2 rungs: the rung-0 train jobs are GPU jobs that run at the
+    same time, the rungs are decided on the submitting machine, and the promoted candidate's
+    rung-1 job resumes from its rung-0 checkpoint."""
+    work = slurm_workflow(tmp_path / "wf")
+    (work / "config" / "search.yaml").write_text(yaml.safe_dump(SEARCH))
+    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake")]
+    cmd += ["--profile", "slurm", "--configfile", TINY, "config/search.yaml"]
+    cmd += ["--slurm-init-seconds-before-status-checks", "2", "results/search/rung1.csv"]
+    with JobWatcher() as watcher:
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
+    output = proc.stdout + proc.stderr
+    found = submissions(output)
+    if found:
+        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
+    assert proc.returncode == 0, output[-8000:]
+    jobs = {job["jobid"]: job for job in job_blocks(output)}
+    rungs = {"0": [], "1": []}
+    for jobid, (slurm_id, _) in found.items():
+        job = jobs[jobid]
+        assert job["rule"] not in LOCAL_RULES, f"local rule {job['rule']} went to Slurm"
+        if job["rule"] == "search_train":
+            info = slurm_job(watcher, slurm_id, job["wildcards"])
+            assert info["Partition"] == GPU_PARTITION and "gpu" in info.get("TresPerJob", "")
+            rung = re.search(r"rung=(\d)", job["wildcards"])[1]
+            rungs[rung].append([info[k] for k in ("StartTime", "EndTime")])
+    assert len(rungs["0"]) == 3 and len(rungs["1"]) == 1, rungs
+    assert any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(rungs["0"], 2)), (
+        f"no two rung-0 train jobs overlapped: {rungs['0']}"
+    )
+    table = (work / "results" / "search" / "rung1.csv").read_text().splitlines()
+    winner = table[1].split(",")[0]
+    log = (work / "logs" / "search_train" / winner / "rung1.log").read_text()
+    assert "at the end of epoch 1" in log and "continuing epochs 2..3" in log, log[-3000:]
