@@ -130,3 +130,33 @@ def test_with_a_constant_rate_a_longer_search_adds_a_rung(tmp_path: Path) -> Non
         "rung1",
         "rung2",
     ]
+
+
+def merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = merged(base[key], value) if both else value
+    return out
+
+
+def test_dvc_records_the_rungs_and_the_winners_metrics(work: Path) -> None:
+    """With the search in config/config.yaml, dvc.yaml (generated from the DAG once the rungs
+    are decided) versions every rung's file and holds the winner's scores as metrics."""
+    from segpipe.workflow.dvc import build_dvc_yaml, dag_summary
+
+    config, tiny = {}, yaml.safe_load((work / "config" / "test.yaml").read_text())
+    for name in ("config.yaml", "test.yaml", "search.yaml"):
+        config = merged(config, yaml.safe_load((work / "config" / name).read_text()))
+    config["train"]["augment"] = tiny["train"]["augment"]  # replaced whole, as Snakemake does
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    outputs = [row["output_file"] for row in dag_summary(work)]
+    stage = build_dvc_yaml(outputs)["stages"]["pipeline"]
+    outs = [next(iter(entry)) for entry in stage["outs"]]
+    metrics = [next(iter(entry)) for entry in stage["metrics"]]
+    (winner,) = rung(work, 1)["candidate"]
+    assert {"results/search/rung0.csv", "results/search/rung1.csv"} <= set(outs)
+    assert f"results/search/{winner}/rung1/last.pt" in outs
+    assert sorted(metrics) == [
+        f"results/runs/{winner}/evaluate/{split}/metrics.json" for split in ("test", "val")
+    ]
