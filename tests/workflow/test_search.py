@@ -325,3 +325,31 @@ def test_the_documented_example_is_what_the_search_draws() -> None:
     budgets = rung_budgets(search.min_epochs, search.max_epochs, search.eta)
     assert rung_sizes(search.sample, search.eta, len(budgets)) == [27, 9, 3]
     assert " → ".join(map(str, budgets)) + " epochs" in section
+
+
+def test_sampled_draws_become_named_runs_and_cross_validated_candidates_are_refused() -> None:
+    from segpipe.workflow.search import (
+        Search,
+        candidate_problems,
+        sampled_experiments,
+        schedule_epochs,
+    )
+
+    space = {"train.lr": {"log_uniform": [1e-4, 1e-2]}, "train.augment.hflip": {"uniform": [0, 1]}}
+    cfg = {"search": {"min_epochs": 1, "max_epochs": 3, "sample": 3, "space": space}}
+    runs = sampled_experiments(cfg)
+    assert runs is not None and len(runs) == 3
+    for name, override in runs.items():
+        assert set(override) == {"train"} and set(override["train"]) == {"lr", "augment"}
+        assert set(override["train"]["augment"]) == {"hflip"}
+        assert name.startswith("s0")
+    assert sampled_experiments({"search": None}) is None
+    assert sampled_experiments({"search": {**cfg["search"], "sample": None}}) is None
+    search = Search(min_epochs=1, max_epochs=9)
+    (problem,) = candidate_problems(
+        search, {"a": {"split": {"folds": None}}, "b": {"split": {"folds": 2}}}
+    )
+    assert problem.startswith("config option 'split.folds'") and "'b'" in problem
+    assert candidate_problems(search, {"a": {"split": {"folds": None}}}) == []
+    assert candidate_problems(None, {"b": {"split": {"folds": 2}}}) == []
+    assert schedule_epochs(search, "cosine") == 9 and schedule_epochs(search, "constant") is None
