@@ -7,14 +7,42 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from test_remap import tree_digest
 
-from conftest import copy_workflow, planned_rules
+from segpipe.workflow.config import load_schema, validate_config
+from segpipe.workflow.experiments import expand_runs
+from segpipe.workflow.search import (
+    parse_search,
+    rung_budgets,
+    rung_sizes,
+    search_candidates,
+    search_problems,
+)
+
+from conftest import REPO, copy_workflow, planned_rules
 from example_runs import load_example, run_example, tiny
 
-pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
-
 NAME = "search_membrane"
+
+
+def test_search_example_is_a_complete_valid_config():
+    """Like the other examples (tests/e2e/test_examples.py): valid, complete, and a search that
+    can run over its 9 grid candidates in rungs of 9, 3 and 1."""
+    schema = load_schema(REPO / "config" / "schema.yaml")
+    raw = load_example(NAME)
+    cfg = validate_config(raw, schema)
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for section, value in default.items():
+        assert section in raw, section
+        if isinstance(value, dict) and section != "resources":
+            assert set(value) <= set(raw[section]), section
+    runs = [r.name for r in expand_runs(raw, cfg, lambda c: validate_config(c, schema))]
+    assert len(runs) == 9
+    assert search_problems(cfg, search_candidates(cfg, runs)) == []
+    search = parse_search(cfg["search"])
+    budgets = rung_budgets(search.min_epochs, search.max_epochs, search.eta)
+    assert budgets == [2, 6, 18] and rung_sizes(9, search.eta, len(budgets)) == [9, 3, 1]
 
 
 def read_rung(path: Path) -> pd.DataFrame:
@@ -24,6 +52,8 @@ def read_rung(path: Path) -> pd.DataFrame:
     return rung.assign(promoted=rung["promoted"] == "yes")
 
 
+@pytest.mark.slow
+@pytest.mark.shared_data
 def test_search_example_promotes_and_publishes_only_the_winner(shared_data, tmp_path):
     isbi = shared_data / "isbi2012_membrane" / "train"
     before = tree_digest(isbi)
