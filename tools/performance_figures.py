@@ -167,6 +167,36 @@ def slurm(record: dict) -> str:
     )
 
 
+def search(record: dict) -> str:
+    found, grid, verdict = record["search"], record["grid"], record["verdict"]
+    budget, diff = record["search_budget"], verdict["test_miou_difference"]
+    low, high = diff["ci95"]
+    interval = "none" if low is None else f"[{low:+.3f}, {high:+.3f}]"
+    winners = (
+        "the same winner"
+        if verdict["same_winner"]
+        else f"different winners ({found['winner']} against {grid['winner']})"
+    )
+    return _wrap(
+        f"`benchmarks/bench_search.py` ({_measured(record)}; `{record['command']}`, "
+        f"`{record['config']}` at {record['overrides']['train']['image_size']} px, one thread "
+        f"per job): the search over {grid['candidates']} candidates (rungs of "
+        f"{'/'.join(str(n) for n in found['rungs'])} candidates, {budget['min_epochs']} to "
+        f"{budget['max_epochs']} epochs at eta {budget['eta']}) trained {found['epochs']} epochs "
+        f"and chose {found['winner']} (validation mIoU "
+        f"{found['val_miou']:.3f}, test {found['test_miou']:.3f}) in {found['wall_s'] / 60:.1f} "
+        f"min to the winner's test scores; the full grid trained {grid['epochs']} epochs and "
+        f"chose {grid['winner']} (validation {grid['val_miou']:.3f}, test "
+        f"{grid['test_miou']:.3f}) in {grid['wall_s'] / 60:.1f} min to its leaderboard (every "
+        f"run predicted, evaluated and reported). That is "
+        f"{winners}, a per-image test mIoU difference (grid minus search) of "
+        f"{diff['grid_minus_search']:+.3f} with paired bootstrap 95% interval {interval} over "
+        f"{diff['n_images']} test images, at {verdict['epochs_ratio']:.0%} of the grid's epochs "
+        f"(goal: the same winner or 0 inside the interval, at no more than 40%): "
+        f"{'met' if verdict['passes'] else 'not met'}."
+    )
+
+
 FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "demo": ("demo-cpu-2cores.json", demo),
     "runs": ("runs-cpu-2cores.json", runs),
@@ -176,6 +206,7 @@ FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "predict": ("predict-cpu-2cores.json", predict),
     "lean-jobs": ("lean-jobs-cpu-2cores.json", lean_jobs),
     "slurm": ("slurm-cpu-2cores.json", slurm),
+    "search": ("search-membrane-cpu-2cores.json", search),
 }
 
 
