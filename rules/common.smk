@@ -272,7 +272,7 @@ def search_targets(wildcards):
     ]
 
 
-# The runs whose train outputs rule search_winner writes (the winner's): none without a search.
+# The runs whose train outputs search_winner writes, the winner's; none without a search.
 SEARCH_RUNS = "|".join(re.escape(name) for name in RUNS) if SEARCH else "(?!)"
 
 
