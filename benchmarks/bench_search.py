@@ -21,19 +21,17 @@ no more than 40% of the grid's epochs. The benchmark's scale (image size, thread
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import yaml
-from record import BIN, machine, write_result
+from record import BIN, export, machine, write_result
 
 from segpipe.reporting.comparison import paired_difference
 
@@ -47,17 +45,6 @@ OVERRIDES = {
     "resources": {rule: {"threads": 1, "mem_mb": 2000, "runtime": 60} for rule in RULES},
 }
 MAX_RATIO = 0.4
-
-
-def export(rev: str, dest: Path) -> str:
-    """The files of commit ``rev`` in ``dest``; returns the full commit hash."""
-    commit = subprocess.run(
-        ["git", "rev-parse", rev], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    tar = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True)
-    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
-        archive.extractall(dest, filter="tar")
-    return commit
 
 
 def merged(base: dict, extra: dict) -> dict:

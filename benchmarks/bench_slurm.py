@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
 import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import yaml
-from record import BIN, machine, write_result
+from record import BIN, export, machine, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "slurm-cpu-2cores.json"
@@ -46,17 +44,6 @@ GRID = {
 CASES = {"demo": {}, "grid4-tta": GRID}
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 GPU_RULES = ("train", "predict", "predict_no_tta", "assess")
-
-
-def export(rev: str, dest: Path) -> str:
-    """The files of commit ``rev`` in ``dest``; returns the full commit hash."""
-    commit = subprocess.run(
-        ["git", "rev-parse", rev], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    tar = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True)
-    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
-        archive.extractall(dest, filter="tar")
-    return commit
 
 
 def job_kind(log: str) -> str:

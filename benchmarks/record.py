@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
 import resource
 import subprocess
 import sys
+import tarfile
 import time
 from datetime import date
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> dict[str, str]:
@@ -45,3 +48,14 @@ def write_result(out: Path, result: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text, end="")
+
+
+def export(rev: str, dest: Path) -> str:
+    """The files of commit ``rev`` in ``dest``; returns the full commit hash."""
+    commit = subprocess.run(
+        ["git", "rev-parse", rev], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tar = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+        archive.extractall(dest, filter="tar")
+    return commit
