@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_train import tiny_splits
+from test_train import one_epoch_checkpoint, tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.data import predictions
@@ -26,10 +26,7 @@ def data(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def checkpoint(data, tmp_path_factory) -> Path:
-    n = torch.get_num_threads()
-    _, paths = train_tiny(data, tmp_path_factory.mktemp("model"), epochs=1)
-    torch.set_num_threads(n)
-    return paths["best_path"]
+    return one_epoch_checkpoint(data, tmp_path_factory.mktemp("model"))
 
 
 def masks(folder: Path) -> dict[str, np.ndarray]:

@@ -16,8 +16,7 @@ import yaml
 from PIL import Image
 from report_inputs import report_inputs, three_runs
 from test_comparison import _build, _parse
-from test_train import CLASSES, tiny_splits
-from test_train import train as train_tiny
+from test_train import CLASSES, one_epoch_checkpoint, tiny_splits
 
 from segpipe.data.arrays import ArrayDataset
 from segpipe.evaluation.selection import selected_run, validation_score
@@ -166,10 +165,7 @@ def data(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def checkpoint(data, tmp_path_factory) -> Path:
-    n = torch.get_num_threads()
-    _, paths = train_tiny(data, tmp_path_factory.mktemp("model"), epochs=1)
-    torch.set_num_threads(n)
-    return paths["best_path"]
+    return one_epoch_checkpoint(data, tmp_path_factory.mktemp("model"))
 
 
 def test_tta_masks_are_the_argmax_of_the_flip_averaged_probabilities(data, checkpoint, tmp_path):

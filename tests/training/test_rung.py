@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from test_schedule import STATE, assert_same_state
-from test_train import CLASSES, IGNORE, OPTIONS, write_split
+from test_train import CLASSES, IGNORE, OPTIONS, tiny_splits
 from test_train import train as train_straight
 
 from segpipe.models.checkpoints import load_checkpoint
@@ -29,13 +29,7 @@ def _restore_torch_threads():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, dict[str, Path]]:
-    root = tmp_path_factory.mktemp("data")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    return {
-        "train": write_split(root, "train", 4, seed=1),
-        "val": write_split(root, "val", 4, seed=2),
-    }
+    return tiny_splits(tmp_path_factory.mktemp("data"), n_train=4)
 
 
 def rung(data: dict, folder: Path, previous: list[Path], epochs: int) -> dict[str, Path]:

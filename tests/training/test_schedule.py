@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
-from test_train import train, write_split
+from test_train import tiny_splits, train
 
 import segpipe.training.train
 from segpipe.logs import UserError
@@ -43,13 +43,7 @@ def _restore_torch_threads():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, dict[str, Path]]:
     """4 training images (2 steps per epoch at batch size 2) and 4 validation images."""
-    root = tmp_path_factory.mktemp("data")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    return {
-        "train": write_split(root, "train", 4, seed=1),
-        "val": write_split(root, "val", 4, seed=2),
-    }
+    return tiny_splits(tmp_path_factory.mktemp("data"), n_train=4)
 
 
 @pytest.fixture

@@ -157,6 +157,14 @@ def train(data: dict[str, dict[str, Path]], out: Path, **overrides):
     return ckpt, paths
 
 
+def one_epoch_checkpoint(data: dict, out: Path) -> Path:
+    """The best checkpoint of one tiny epoch on ``data``, torch's thread count left as found."""
+    n = torch.get_num_threads()
+    _, paths = train(data, out, epochs=1)
+    torch.set_num_threads(n)
+    return paths["best_path"]
+
+
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory):
     """One uninterrupted two-epoch run."""
