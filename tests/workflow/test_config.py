@@ -157,6 +157,7 @@ def test_unknown_encoder_lists_valid_ones(schema, base):
 
 
 def test_encoder_weights_not_available_for_encoder(schema, base):
+    base["train"]["encoder"] = "resnet18"
     base["train"]["encoder_weights"] = "instagram"
     msg = invalid(schema, base)
     assert "train.encoder_weights" in msg
@@ -216,7 +217,8 @@ def test_every_train_option_reaches_train_model(schema):
     cfg = validate_config(read_config("test.yaml"), schema)
     assert set(cfg["train"]) == set(schema["properties"]["train"]["properties"])
     train = TrainConfig(**cfg["train"])
-    assert train.encoder == "resnet18"
+    assert (train.encoder, train.encoder_depth) == ("tu-resnet10t", 3)
+    assert train.decoder_channels == [16, 8, 4]
     assert train.augment["vflip"] == 0
 
 
@@ -301,7 +303,7 @@ def test_nested_override_on_the_command_line(tmp_path):
     [
         ("train", "image_size", 32.0, 32),
         ("train", "epochs", 2.0, 2),
-        ("train", "decoder_channels", [64.0, 32.0, 16.0, 8.0, 4.0], [64, 32, 16, 8, 4]),
+        ("train", "decoder_channels", [16.0, 8.0, 4.0], [16, 8, 4]),
         ("train", "num_workers", 0.0, 0),
         ("split", "folds", 3.0, 3),
         ("dataset", "synthetic", {"n_images": 24.0, "min_size": 40.0}, None),
