@@ -20,14 +20,31 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+REPO = Path(__file__).resolve().parents[1]
+
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for pretrained weights in tests
 os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-REPO = Path(__file__).resolve().parents[1]
+# Tests write in their temporary folders and the clone only: the caches of segpipe (the model-name
+# catalogue), Snakemake, matplotlib and torch go to the clone's .pytest_cache, not ~/.cache.
+os.environ["XDG_CACHE_HOME"] = str(REPO / ".pytest_cache" / "xdg-cache")
+os.environ.pop("SEGPIPE_CACHE_DIR", None)
 SHARED_DATA = Path(os.environ.get("SEGPIPE_SHARED_DATA", REPO.parent / "shared" / "data"))
 WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles"]
 BIN = Path(sys.executable).parent
+
+
+def _tiny_model() -> dict:
+    import yaml
+
+    train = yaml.safe_load((REPO / "config" / "test.yaml").read_text(encoding="utf-8"))["train"]
+    return {key: train[key] for key in ("arch", "encoder", "encoder_depth", "decoder_channels")}
+
+
+# The model every test trains unless the model itself is what it tests: config/test.yaml's tiny
+# UNet (about 0.37 M parameters; checkpoints of a few MB, where a full UNet-ResNet18's are
+# 80-140 MB). Train options as TrainConfig and the config's train section take them.
+TINY_MODEL = _tiny_model()
 
 
 # The modules that take longest, in the order `make test`'s two workers (pytest-xdist,

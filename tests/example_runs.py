@@ -1,10 +1,10 @@
 """Running the example configs of config/examples/ at tiny scale, shared by the example tests.
 
 :func:`tiny` shrinks only an example's scale (1 epoch, 32-64 px, few images, no pretrained
-weights, CPU, small resources); :func:`run_example` writes it over the example in a copy of the
-workflow and runs ``snakemake --configfile config/examples/<name>.yaml`` there, as a user would.
-The model, loss, class weights, augmentation, layout and remap table stay as shipped, and
-:func:`check_outputs` requires the checkpoint to show them. The data builders derive the
+weights, CPU, small resources, a tiny stand-in encoder); :func:`run_example` writes it over the
+example in a copy of the workflow and runs ``snakemake --configfile config/examples/<name>.yaml``
+there, as a user would. The architecture, loss, class weights, augmentation, layout and remap
+table stay as shipped, and :func:`check_outputs` requires the checkpoint to show them. The data builders derive the
 examples' datasets from ``../shared/data`` (read-only, never copied into the repo).
 """
 
@@ -22,7 +22,7 @@ from test_layouts import save_palette_mask
 
 from segpipe.params import tracked
 
-from conftest import REPO, snakemake
+from conftest import REPO, TINY_MODEL, snakemake
 
 EXAMPLES = REPO / "config" / "examples"
 NAMES = [
@@ -48,10 +48,54 @@ def load_example(name: str) -> dict:
     return yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text(encoding="utf-8"))
 
 
+# Tiny timm encoders that stand in for the examples' own (a few hundred thousand parameters at
+# encoder depth 3 with config/test.yaml's 16-8-4 decoder): the same stand-in for an encoder in
+# every example, distinct stand-ins for the encoders of one example, so runs that differ in their
+# encoder still differ. The examples' own models are built (not trained) by
+# test_examples.py::test_every_example_model_builds.
+STAND_INS = {
+    "tu-resnet18": "tu-resnet10t",
+    "resnet18": "tu-resnet10t",
+    "resnet34": "tu-resnet10t",
+    "vgg13_bn": "tu-resnet10t",
+    "vgg16": "tu-resnet10t",
+    "mobilenet_v2": "tu-lcnet_035",
+}
+MODEL_SIZE = ("encoder_depth", "decoder_channels")
+
+
+def _stand_ins(cfg: dict) -> dict[str, str]:
+    """Each encoder the example names (base, experiments, grid) -> its tiny stand-in."""
+    named = [cfg["train"]["encoder"]]
+    for override in (cfg.get("experiments") or {}).values():
+        named.append(((override or {}).get("train") or {}).get("encoder"))
+    named += (cfg.get("grid") or {}).get("train.encoder", [])
+    distinct = {name for name in named if name}
+    missing = distinct - set(STAND_INS)
+    assert not missing, f"give {sorted(missing)} a stand-in in STAND_INS"
+    assert len({STAND_INS[name] for name in distinct}) == len(distinct), distinct
+    return STAND_INS
+
+
+def tiny_model(train: dict, stand_ins: dict[str, str]) -> None:
+    """Make a train section (or a run's override of it) train a tiny stand-in, in place."""
+    if "encoder" in train:
+        train["encoder"] = stand_ins[train["encoder"]]
+    if "encoder" in train or set(MODEL_SIZE) & set(train):
+        train.update({key: TINY_MODEL[key] for key in MODEL_SIZE})
+
+
 def tiny(cfg: dict, **dataset) -> dict:
-    """The example at CI scale: only epochs, sizes, batch, weights, device and resources change."""
+    """The example at CI scale: epochs, sizes, batch, weights, device and resources change, and
+    the model is a tiny stand-in of the same architecture (STAND_INS)."""
     cfg = copy.deepcopy(cfg)
     cfg["dataset"].update(dataset)
+    stand_ins = _stand_ins(cfg)
+    tiny_model(cfg["train"], stand_ins)
+    for override in (cfg.get("experiments") or {}).values():
+        tiny_model((override or {}).get("train") or {}, stand_ins)
+    if "train.encoder" in (cfg.get("grid") or {}):
+        cfg["grid"]["train.encoder"] = [stand_ins[e] for e in cfg["grid"]["train.encoder"]]
     cfg["train"].update(
         epochs=1,
         image_size=32,

@@ -26,7 +26,7 @@ from segpipe.models.build import build_model
 from segpipe.reporting.run_report import ReportInputs, build_report
 from segpipe.training.train import HISTORY_COLUMNS
 
-from conftest import REPO, copy_workflow, snakemake
+from conftest import REPO, TINY_MODEL, copy_workflow, snakemake
 
 # Strings pandas reads as NaN by default (those that can be file names), a blank-looking id,
 # and ones it would read as numbers.
@@ -79,11 +79,14 @@ def test_read_table_keeps_na_like_text_and_empty_numbers(tmp_path):
 
 def untrained_checkpoint(path: Path, classes: list[str]) -> Path:
     """A checkpoint of a random-weight mini UNet, as predict reads it (no training needed)."""
-    train = {"arch": "Unet", "encoder": "resnet18", "decoder_dropout": 0.0}
-    train.update(encoder_depth=3, decoder_channels=[16, 8, 4])
+    train = {**TINY_MODEL, "decoder_dropout": 0.0}
     torch.manual_seed(0)
     model = build_model(
-        "Unet", "resnet18", len(classes), encoder_depth=3, decoder_channels=[16, 8, 4]
+        "Unet",
+        train["encoder"],
+        len(classes),
+        encoder_depth=train["encoder_depth"],
+        decoder_channels=train["decoder_channels"],
     )
     torch.save({"config": {"classes": classes, "train": train}, "model": model.state_dict()}, path)
     return path

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 from test_remap import tree_digest
 
-from segpipe.models.checkpoints import load_checkpoint
+from segpipe.models.checkpoints import load_checkpoint, model_from_config
 from segpipe.params import tracked
 from segpipe.workflow.config import load_schema, validate_config
 from segpipe.workflow.experiments import expand_runs
@@ -72,6 +73,20 @@ def test_examples_reproduce_their_setups():
     ex5 = load_example("voc_vgg16_unet")
     assert voc["encoder"] == "vgg16" and voc["loss"] == "ce+dice"
     assert ex5["dataset"]["layout"] == "voc" and ex5["remap"]["ignore_value"] == 255
+
+
+@pytest.mark.parametrize("name", NAMES + COMPARISONS + CROSS_VALIDATED)
+def test_every_example_model_builds(name):
+    """The end-to-end example tests train tiny stand-ins (example_runs.STAND_INS); the examples'
+    own models, full size, are built here and take an image, on torch's meta device (shapes
+    only: nothing is allocated, trained or written)."""
+    schema = load_schema(REPO / "config" / "schema.yaml")
+    raw = load_example(name)
+    validate = lambda cfg: validate_config(cfg, schema)  # noqa: E731
+    for run in expand_runs(raw, validate(raw), validate):
+        with torch.device("meta"), torch.no_grad():
+            logits = model_from_config(run.config).eval()(torch.zeros(1, 3, 64, 64))
+        assert logits.shape == (1, len(run.config["classes"]), 64, 64), run.name
 
 
 def test_comparisons_declare_their_runs():

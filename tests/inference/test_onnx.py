@@ -27,7 +27,7 @@ from segpipe.inference.onnx import ExportError, export_onnx, parity, random_batc
 from segpipe.models.build import build_model
 from segpipe.models.checkpoints import save_checkpoint
 
-from conftest import BIN, REPO, copy_workflow, planned_rules, snakemake
+from conftest import BIN, REPO, TINY_MODEL, copy_workflow, planned_rules, snakemake
 
 SHAPES = [(1, 3, 32, 32), (2, 3, 48, 64)]
 
@@ -86,7 +86,7 @@ def test_export_writes_a_checked_self_describing_file(onnx_file) -> None:
         "classes": json.dumps(CLASSES),
         "image_size": str(IMAGE_SIZE),
         "arch": "Unet",
-        "encoder": "resnet18",
+        "encoder": TINY_MODEL["encoder"],
         "ignore_index": str(IGNORE),
         "image_scale": "",  # trained on squashed images
     }
@@ -244,8 +244,9 @@ def test_predict_without_onnx_still_needs_a_checkpoint_and_inputs(checkpoint, ca
 
 
 def test_an_architecture_the_exporter_cannot_trace_is_named(tmp_path) -> None:
-    model = build_model("PSPNet", "resnet18", len(CLASSES))
-    train = {"arch": "PSPNet", "encoder": "resnet18", "image_size": 64, "decoder_dropout": 0.0}
+    model = build_model("PSPNet", TINY_MODEL["encoder"], len(CLASSES))
+    train = {"arch": "PSPNet", "encoder": TINY_MODEL["encoder"], "image_size": 64}
+    train["decoder_dropout"] = 0.0
     ckpt = tmp_path / "psp.pt"
     save_checkpoint(
         ckpt, {"model": model.state_dict(), "config": {"classes": CLASSES, "train": train}}

@@ -17,10 +17,11 @@ from segpipe.models.checkpoints import (
     save_checkpoint,
 )
 
+from conftest import TINY_MODEL
+
 CONFIG = {
     "classes": ["background", "cat", "dog"],
-    "train": {"arch": "Unet", "encoder": "resnet18", "decoder_dropout": 0.0, "encoder_depth": 3}
-    | {"decoder_channels": [16, 8, 4]},
+    "train": {**TINY_MODEL, "decoder_dropout": 0.0},
 }
 
 

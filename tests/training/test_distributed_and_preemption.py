@@ -19,12 +19,11 @@ from PIL import Image
 from segpipe.inference.splits import predict_split
 from segpipe.training.train import EXIT_INTERRUPTED, train_model
 
+from conftest import TINY_MODEL
+
 CLASSES = ["a", "b", "c"]
 OPTIONS = dict(
-    arch="Unet",
-    encoder="resnet18",
-    encoder_depth=3,
-    decoder_channels=[32, 16, 8],
+    **TINY_MODEL,
     epochs=3,
     batch_size=4,
     image_size=32,

@@ -24,12 +24,11 @@ from segpipe.logs import UserError
 from segpipe.training.monitor import SCALARS, class_tag, open_monitor
 from segpipe.training.train import HISTORY_COLUMNS, StopRequest, TrainingInterrupted, train_model
 
+from conftest import TINY_MODEL
+
 CLASSES = ["pet", "background", "border/edge"]  # "/" must not make a nested scalar name
 OPTIONS = dict(
-    arch="Unet",
-    encoder="resnet18",
-    encoder_depth=3,
-    decoder_channels=[16, 8, 4],
+    **TINY_MODEL,
     epochs=2,
     batch_size=4,
     image_size=32,

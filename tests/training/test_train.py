@@ -38,14 +38,15 @@ from segpipe.training.train import (
     train_model,
 )
 
+from conftest import TINY_MODEL
+
 CLASSES = ["pet", "background", "border"]
 IGNORE = 255
 CAPTURE = dict(capture_output=True, text=True, timeout=120)
 IMAGE_SIZE = 32
 SIZES = [(40, 40), (36, 44), (44, 36), (48, 40)]  # (height, width)
 OPTIONS = dict(
-    arch="Unet",
-    encoder="resnet18",
+    **TINY_MODEL,
     encoder_weights=None,
     decoder_dropout=0.2,  # randomness that a resumed run must replay
     loss="ce+dice",
@@ -244,7 +245,14 @@ def test_model_from_checkpoint_round_trip(reference, tmp_path):
         assert torch.equal(out, again(x))
         # ...and not the outputs of an untrained model.
         torch.manual_seed(123)
-        fresh = build_model("Unet", "resnet18", 3, decoder_dropout=0.2).eval()
+        fresh = build_model(
+            "Unet",
+            TINY_MODEL["encoder"],
+            3,
+            decoder_dropout=0.2,
+            encoder_depth=TINY_MODEL["encoder_depth"],
+            decoder_channels=TINY_MODEL["decoder_channels"],
+        ).eval()
         assert not torch.allclose(out, fresh(x))
 
 
