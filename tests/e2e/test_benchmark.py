@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TINY_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +17,7 @@ def test_benchmark_writes_all_figures(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--out", str(out),
            "--images", "12", "--steps", "1", "--loader-steps", "2", "--repeats", "1", "--image-size", "32",
-           "--batch-size", "4", "--encoder", "resnet18", "--workers", "0", "--skip-memory"]  # fmt: skip
+           "--batch-size", "4", "--encoder", TINY_MODEL["encoder"], "--workers", "0", "--skip-memory"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -40,6 +40,8 @@ def test_benchmark_writes_all_figures(tmp_path):
 
 
 def test_memory_benchmark_measures_two_dataset_sizes(tmp_path):
+    # A full-size UNet-ResNet18, where the tests use a tiny one: the model's memory is part of what
+    # this benchmark measures against the dataset's.
     out = tmp_path / "memory.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "bench_memory.py"), "--out", str(out),
            "--train-samples", "16", "--val-samples", "4", "--fraction", "0.5", "--image-size", "32",

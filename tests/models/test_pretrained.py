@@ -23,6 +23,8 @@ from segpipe.models.pretrained import (
     record_path,
 )
 
+# A real smp encoder and its published weights' layout, not the tests' tiny model: the weights
+# file and its record are what these tests check.
 ENCODER, WEIGHTS = "mobilenet_v2", "imagenet"
 SETTINGS = smp.encoders.encoders[ENCODER]["pretrained_settings"][WEIGHTS]
 
