@@ -104,8 +104,8 @@ def check_split(index: pd.DataFrame) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(ENTRY, min_size=1, max_size=8))
-def test_every_file_is_accounted_for_once_and_copies_share_a_split(entries):
-    with tempfile.TemporaryDirectory() as tmp:
+def test_every_file_is_accounted_for_once_and_copies_share_a_split(tmp_path_factory, entries):
+    with tempfile.TemporaryDirectory(dir=tmp_path_factory.getbasetemp()) as tmp:
         root = Path(tmp) / "data"
         write(root, entries)
         files = all_files(root)

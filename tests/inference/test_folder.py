@@ -449,8 +449,8 @@ def test_two_inputs_for_one_output_are_refused_naming_both(cli, tmp_path, names)
         unique=True,
     )
 )
-def test_output_names_are_distinct_or_refused(paths) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+def test_output_names_are_distinct_or_refused(tmp_path_factory, paths) -> None:
+    with tempfile.TemporaryDirectory(dir=tmp_path_factory.getbasetemp()) as tmp:
         root = Path(tmp)
         for folder, stem, suffix in paths:
             (root / folder).mkdir(parents=True, exist_ok=True)

@@ -118,15 +118,12 @@ def _build(tmp_path: Path, rung_csvs, histories, **options) -> str:
 
 
 @pytest.fixture(scope="module")
-def built() -> tuple[Path, str, list[dict]]:
+def built(tmp_path_factory) -> tuple[Path, str, list[dict]]:
     """The report of the search over CURVES, built once (with a link to the winner's report)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        paths, histories, rungs = _search(root)
-        html = _build(root, paths, histories, winner_report="../runs/winner/report.html")
-        yield root, html, rungs
+    root = tmp_path_factory.mktemp("search")
+    paths, histories, rungs = _search(root)
+    html = _build(root, paths, histories, winner_report="../runs/winner/report.html")
+    return root, html, rungs
 
 
 def test_the_synthetic_search_changes_its_ranking_between_rungs(built):
