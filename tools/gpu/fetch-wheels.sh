@@ -4,7 +4,7 @@
 # The GPU machine's image has Python 3.12 with CUDA PyTorch, torchvision, timm, torchmetrics,
 # huggingface_hub, pandas, matplotlib, ... but not these, and it reaches no registry. This
 # downloads them as wheels into .whl/ (git-ignored; carried with the call), at the versions
-# pinned in requirements.txt, the one place pins live.
+# pinned in requirements.txt, the runtime lock.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
