@@ -111,6 +111,8 @@ LAYOUT = Layout(
     compare=COMPARE,
     pretrained_cache=PRETRAINED_CACHE,
 )
+# The models rule train trains: a model that shares another's training has no train job.
+TRAINED_MODELS = "|".join(re.escape(name) for name in LAYOUT.trained_models()) or "(?!)"
 
 
 wildcard_constraints:
