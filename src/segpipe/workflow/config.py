@@ -43,8 +43,63 @@ def _shown(key: Any) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
+def _branch_keys(branches: Any) -> list[str] | None:
+    """The key each branch of a oneOf requires, where every branch is an object told apart by
+    one required key (search.space's ranges: log_uniform, uniform, int, choice); else None."""
+    if not isinstance(branches, list):
+        return None
+    keys = [b.get("required", []) if isinstance(b, Mapping) else [] for b in branches]
+    if any(len(k) != 1 for k in keys):
+        return None
+    return [k[0] for k in keys]
+
+
+def _error_branch_keys(error: jsonschema.ValidationError) -> list[str] | None:
+    if error.validator not in ("oneOf", "anyOf"):
+        return None
+    return _branch_keys(error.validator_value)
+
+
+def _branch(keys: list[str] | None, instance: Any) -> int | None:
+    """The branch an object picks by its one key (:func:`_branch_keys`); None when it has none of
+    the keys, more than one, or is no object."""
+    if keys is None or not isinstance(instance, dict) or len(instance) != 1:
+        return None
+    (key,) = instance
+    return keys.index(key) if key in keys else None
+
+
+def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors that say what is wrong: under a oneOf of objects told apart by a key, those of
+    the branch the instance's key picks (``'search.space.train.lr.choice': [] should be
+    non-empty``, not "is not valid under any of the given schemas"); else the error itself."""
+    branch = _branch(_error_branch_keys(error), error.instance)
+    if branch is None:
+        return [error]
+    return [
+        leaf
+        for sub in error.context or []
+        if sub.relative_schema_path[0] == branch
+        for leaf in _leaf_errors(sub)
+    ]
+
+
 def _option(error: jsonschema.ValidationError) -> str:
     path = ".".join(_shown(p) for p in error.absolute_path)
+    keys = _error_branch_keys(error)
+    if keys is not None:
+        got = sorted(map(str, error.instance)) if isinstance(error.instance, dict) else []
+        given = ", ".join(got) or (
+            "none" if isinstance(error.instance, dict) else repr(error.instance)
+        )
+        return (
+            f"config option '{path}': give exactly one of {', '.join(keys[:-1])} or "
+            f"{keys[-1]} (got {given})"
+        )
+    if error.validator == "pattern" and "propertyNames" in error.schema_path:
+        what = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+        if what:
+            return f"config option '{path}': {_shown(error.instance)!r} is not {what}"
     if error.validator == "additionalProperties":
         schema, instance = error.schema, error.instance
         assert isinstance(schema, Mapping) and isinstance(instance, Mapping)  # an object's
@@ -137,7 +192,12 @@ def _normalise(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -
     and torch as a float. Non-whole floats stay, and fail validation naming the option.
     """
     schema = _resolve(schema, root)
+    branch = _branch(_branch_keys(schema.get("oneOf")), value)
+    if branch is not None:
+        schema = _resolve(schema["oneOf"][branch], root)
     types = _types(schema)
+    if value in NULL_WORDS and "null" in types:
+        return None
     if isinstance(value, float) and value.is_integer() and "integer" in types:
         return value if "number" in types else int(value)
     if isinstance(value, str) and schema.get("format") == "path":
@@ -147,6 +207,11 @@ def _normalise(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [_normalise(v, schema["items"], root) for v in value]
     return value
+
+
+# How YAML writes null: what a nested --config value null arrives as (Snakemake reads nested
+# values as strings). Null wherever an option takes null, quoted in a config file too.
+NULL_WORDS = ("null", "Null", "NULL", "~")
 
 
 def _non_finite(value: Any, path: str = "") -> list[str]:
@@ -192,7 +257,7 @@ def validate_config(
     _parse_typed_strings(cfg, validator_cls(schema))
     cfg = _normalise(cfg, schema, schema)
     errors = sorted(validator_cls(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    problems = [_option(e) for e in errors] + _non_finite(cfg)
+    problems = [_option(leaf) for e in errors for leaf in _leaf_errors(e)] + _non_finite(cfg)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     cfg["remap"]["table"] = {int(k): int(v) for k, v in cfg["remap"]["table"].items()}
@@ -233,7 +298,7 @@ def _parse_typed_strings(cfg: dict, validator) -> None:
     """
     for _ in range(8):  # a parsed value can uncover a deeper one (a list given as a string)
         changed = False
-        for error in validator.iter_errors(cfg):
+        for error in (leaf for e in validator.iter_errors(cfg) for leaf in _leaf_errors(e)):
             if error.validator != "type" or not isinstance(error.instance, str):
                 continue
             try:
