@@ -105,6 +105,11 @@ OPTION_CLASSES: dict[str, str] = {
 }
 
 
+# What the data is: options of class "model" that every run of a config shares (runs read the
+# same remapped masks); a run of experiments, a grid or a search cannot change them.
+DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
+
+
 def option_class(option: str) -> str:
     """The class of a dotted option (``train.lr``, ``resources.train.mem_mb``): its own entry
     in :data:`OPTION_CLASSES`, else its nearest section's. KeyError for an option of no class."""

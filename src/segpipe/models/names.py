@@ -97,9 +97,10 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "segpipe"
 
 
+@functools.cache
 def installed_versions() -> dict[str, str]:
     """Versions of the installed smp and timm ("none" for one that is missing), read from their
-    metadata without importing them."""
+    metadata without importing them; once per process (a search checks every draw's names)."""
     versions = {}
     for key, distribution in _DISTRIBUTIONS.items():
         try:

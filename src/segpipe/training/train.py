@@ -51,7 +51,7 @@ from segpipe.data.preprocess import ArrayRows
 from segpipe.evaluation.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.io import remove_stale_temporaries, write_csv, write_json
 from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
-from segpipe.models.build import build_loss, build_model
+from segpipe.models.build import build_loss, build_model, needs_two_per_batch
 from segpipe.models.checkpoints import (
     load_checkpoint,
     model_from_checkpoint,
@@ -907,11 +907,6 @@ def train_batches(samples_per_rank: int, batch_size: int) -> tuple[bool, int]:
     return False, math.ceil(samples_per_rank / batch_size)
 
 
-def has_batchnorm(model: torch.nn.Module) -> bool:
-    """Whether ``model`` has BatchNorm layers (they need 2 or more samples per batch to train)."""
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
 def check_batch_size(cfg: TrainConfig, train_samples: int, num_classes: int) -> None:
     """Fail before training, naming the option, where a training batch would hold one sample.
 
@@ -928,14 +923,8 @@ def check_batch_size(cfg: TrainConfig, train_samples: int, num_classes: int) -> 
         )
     if min(cfg.batch_size, per_rank) >= 2:
         return
-    model = build_model(
-        cfg.arch,
-        cfg.encoder,
-        num_classes,
-        encoder_depth=cfg.encoder_depth,
-        decoder_channels=cfg.decoder_channels,
-    )
-    if not has_batchnorm(model):
+    channels = None if cfg.decoder_channels is None else tuple(cfg.decoder_channels)
+    if not needs_two_per_batch(cfg.arch, cfg.encoder, num_classes, cfg.encoder_depth, channels):
         return
     why = f"the {cfg.arch}-{cfg.encoder} model's BatchNorm needs at least 2 samples per batch"
     if cfg.batch_size < 2:

@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from segpipe.params import DATA_OPTIONS, MODEL, option_class
+
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the option."""
@@ -253,10 +255,13 @@ def validate_config(
     if isinstance(table, dict):
         cfg["remap"]["table"] = {_table_key(k): v for k, v in table.items()}
     table_given = bool(table)
-    validator_cls = _with_defaults(jsonschema.validators.validator_for(schema))
-    _parse_typed_strings(cfg, validator_cls(schema))
-    cfg = _normalise(cfg, schema, schema)
-    errors = sorted(validator_cls(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    validator = _validator(schema)
+    errors = _parse_typed_strings(cfg, validator)
+    normalised = _normalise(cfg, schema, schema)
+    if normalised != cfg:  # a value changed: checked again (most configs need one pass only)
+        errors = list(validator.iter_errors(normalised))
+    cfg = normalised
+    errors.sort(key=lambda e: list(e.absolute_path))
     problems = [_option(leaf) for e in errors for leaf in _leaf_errors(e)] + _non_finite(cfg)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
@@ -269,8 +274,84 @@ def validate_config(
             )
         cfg["remap"]["table"] = {}  # the colour table replaces the default trimap table
     _fill_layout_defaults(cfg["dataset"])
+    if problems := _space_problems(cfg, schema):
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     check_semantics(cfg, check_models=check_models)
     return canonical(cfg)
+
+
+def _option_schema(schema: Mapping[str, Any], option: str) -> Mapping[str, Any] | None:
+    """The schema of a dotted option of a run (``train.augment.hflip``); None for no option."""
+    node: Mapping[str, Any] = schema
+    for key in option.split("."):
+        found = _resolve(node, schema).get("properties", {}).get(key)
+        if found is None:
+            return None
+        node = found
+    return _resolve(node, schema)
+
+
+def _searchable(option: str) -> bool:
+    """Whether a search may draw ``option``: one that trains the model and is no data option
+    (segpipe.params), or one of no class, which does not exist."""
+    try:
+        return option_class(option) == MODEL and option.split(".")[0] not in DATA_OPTIONS
+    except KeyError:
+        return True
+
+
+def _space_problems(cfg: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """search.space ranges that can draw a value their option refuses, found before any draw:
+    an option that does not exist, a bound or a choice that fails the option's schema,
+    fractions for a whole-number option, every whole number for a multiple-of option."""
+    problems = []
+    for option, spec in ((cfg.get("search") or {}).get("space") or {}).items():
+        where = f"config option 'search.space.{option}'"
+        if not _searchable(option):
+            continue  # segpipe.workflow.search says why it cannot be searched
+        node = _option_schema(schema, option)
+        if node is None:
+            problems.append(f"{where}: no such option")
+            continue
+        kind, values = next(iter(spec.items()))
+        problem = _range_problem(kind, values, node) or next(
+            (
+                f"{kind} {values} can draw {value!r}: {error.message}"
+                for value in values
+                for error in _validator(schema)
+                .evolve(schema=node)
+                .iter_errors(copy.deepcopy(value))
+            ),
+            None,
+        )
+        if problem:
+            problems.append(f"{where}: {problem}")
+    return problems
+
+
+def _range_problem(kind: str, values: list, node: Mapping[str, Any]) -> str | None:
+    """What is wrong with a range whatever it draws: low above high, a log-uniform bound not
+    above 0, fractions for a whole-number option, every whole number for a multiple-of one."""
+    if kind == "choice":
+        return None
+    low, high = values
+    types = _types(node)
+    if low > high:
+        return f"{kind} low {low} is above high {high}"
+    if kind == "log_uniform" and low <= 0:
+        return (
+            f"log_uniform bounds must be above 0, got [{low}, {high}] (use uniform for a "
+            "range that holds 0)"
+        )
+    if kind != "int" and "integer" in types and "number" not in types:
+        return f"{kind} draws fractions, but the option takes whole numbers; use int"
+    step = node.get("multipleOf")
+    if kind == "int" and step and low < high:
+        return (
+            f"int {values} draws every whole number from {low} to {high}, but the option "
+            f"takes multiples of {step}; use choice"
+        )
+    return None
 
 
 _JSON_TYPES = {
@@ -287,18 +368,34 @@ _JSON_TYPES = {
 }
 
 
-def _parse_typed_strings(cfg: dict, validator) -> None:
+# The validator of each schema (by its id; the schema kept alive with it): building one takes
+# longer than checking a config, and a search validates every draw's config.
+_VALIDATORS: dict[int, tuple[Mapping[str, Any], Any]] = {}
+
+
+def _validator(schema: Mapping[str, Any]):
+    """A validator of ``schema`` that also fills in defaults (:func:`_with_defaults`)."""
+    found = _VALIDATORS.get(id(schema))
+    if found is None or found[0] is not schema:
+        cls = _with_defaults(jsonschema.validators.validator_for(schema))
+        found = _VALIDATORS[id(schema)] = (schema, cls(schema))
+    return found[1]
+
+
+def _parse_typed_strings(cfg: dict, validator) -> list[jsonschema.ValidationError]:
     """Strings where the schema wants a number, boolean or null become that value if they are
-    one in YAML, in place.
+    one in YAML, in place; the errors of ``cfg`` as it is then.
 
     Snakemake reads the values of a nested ``--config 'train={image_size: 64, lr: 0.01}'`` as
     strings ('64', '0.01'); parsed here, they are checked like values from a config file, so
     '-64' is "less than the minimum", not "not an integer". Strings that are no such value stay
     as they are and fail validation, naming the option.
     """
+    errors: list[jsonschema.ValidationError] = []
     for _ in range(8):  # a parsed value can uncover a deeper one (a list given as a string)
         changed = False
-        for error in (leaf for e in validator.iter_errors(cfg) for leaf in _leaf_errors(e)):
+        errors = list(validator.iter_errors(cfg))
+        for error in (leaf for e in errors for leaf in _leaf_errors(e)):
             if error.validator != "type" or not isinstance(error.instance, str):
                 continue
             try:
@@ -311,7 +408,8 @@ def _parse_typed_strings(cfg: dict, validator) -> None:
                 _set_at(cfg, list(error.absolute_path), value)
                 changed = True
         if not changed:
-            return
+            return errors
+    return list(validator.iter_errors(cfg))
 
 
 def _set_at(cfg: dict, path: list, value: Any) -> None:
@@ -389,6 +487,43 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
         )
     except ValueError as exc:
         raise ConfigError(f"invalid config:\n  {exc}") from None
+    if problems := _batch_problems(cfg):
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _batch_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """A training batch of one sample, given (train.batch_size) or drawn (search.space), for a
+    model with BatchNorm, which cannot train on it: found before any job, where the train job
+    would fail (segpipe.training.train.check_batch_size). Builds the model only then."""
+    train = cfg["train"]
+    spec = ((cfg.get("search") or {}).get("space") or {}).get("train.batch_size")
+    if spec:
+        kind, values = next(iter(spec.items()))
+        small = [v for v in (values[:1] if kind == "int" else values) if _whole(v) and v < 2]
+        where, what = (
+            "search.space.train.batch_size",
+            f"{kind} {values} can draw {min(small or [0])}, too small",
+        )
+    else:
+        small = [train["batch_size"]] if train["batch_size"] < 2 else []
+        where, what = "train.batch_size", f"{train['batch_size']} is too small"
+    if not small:
+        return []
+    from segpipe.models.build import needs_two_per_batch
+
+    channels = train["decoder_channels"]
+    model = (train["arch"], train["encoder"], len(cfg["classes"]), train["encoder_depth"])
+    if not needs_two_per_batch(*model, None if channels is None else tuple(channels)):
+        return []
+    return [
+        f"config option '{where}': {what}: the {train['arch']}-{train['encoder']} model's "
+        "BatchNorm needs at least 2 samples per batch; use 2 or more"
+    ]
+
+
+def _whole(value: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value == int(value)
 
 
 def _class_problems(cfg: Mapping[str, Any]) -> list[str]:

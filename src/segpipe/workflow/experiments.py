@@ -38,11 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segpipe.params import MODEL, option_class
+from segpipe.params import DATA_OPTIONS, MODEL, option_class
 from segpipe.workflow.config import ConfigError, load_config_file
 
-# What the data is: every run reads the same remapped masks.
-DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
 # Sections that declare runs, the name of the single run and the search over runs
 # (segpipe.workflow.search): not options of a run.
 RUN_SECTIONS = ("experiments", "grid", "run_name", "search")

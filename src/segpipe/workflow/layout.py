@@ -12,6 +12,7 @@ of them a run or a model reads.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -39,9 +40,10 @@ class Layout:
     compare: bool = False
     pretrained_cache: str = "resources/pretrained"
 
-    @property
+    @functools.cached_property
     def models(self) -> dict[str, Model]:
-        """The runs' models by name: a run, its folds <run>/fold<i>, its <run>/ensemble."""
+        """The runs' models by name: a run, its folds <run>/fold<i>, its <run>/ensemble
+        (computed once: every job's input functions ask)."""
         return {model.name: model for run in self.runs.values() for model in run.models}
 
     def trained_models(self) -> list[str]:
