@@ -51,7 +51,7 @@ from segpipe.data.preprocess import ArrayRows
 from segpipe.evaluation.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.io import remove_stale_temporaries, write_csv, write_json
 from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
-from segpipe.models.build import build_loss, build_model, needs_two_per_batch
+from segpipe.models.build import build_loss, build_model, has_batchnorm
 from segpipe.models.checkpoints import (
     load_checkpoint,
     model_from_checkpoint,
@@ -923,8 +923,14 @@ def check_batch_size(cfg: TrainConfig, train_samples: int, num_classes: int) -> 
         )
     if min(cfg.batch_size, per_rank) >= 2:
         return
-    channels = None if cfg.decoder_channels is None else tuple(cfg.decoder_channels)
-    if not needs_two_per_batch(cfg.arch, cfg.encoder, num_classes, cfg.encoder_depth, channels):
+    model = build_model(
+        cfg.arch,
+        cfg.encoder,
+        num_classes,
+        encoder_depth=cfg.encoder_depth,
+        decoder_channels=cfg.decoder_channels,
+    )
+    if not has_batchnorm(model):
         return
     why = f"the {cfg.arch}-{cfg.encoder} model's BatchNorm needs at least 2 samples per batch"
     if cfg.batch_size < 2:
