@@ -4,9 +4,9 @@ comparing, and a run's summary without them."""
 
 from __future__ import annotations
 
-import pytest
-
 from typing import Any
+
+import pytest
 
 from segpipe.params import (
     MODEL,

@@ -417,6 +417,33 @@ def _run_until(work: Path, ready, timeout: float = 300) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+def test_a_rerun_never_trains_into_the_resume_folder_of_a_trainer_left_running(tmp_path):
+    """SIGKILL to Snakemake alone during training leaves its trainer running (its own
+    process). After --unlock, the rerun's train job stops at once, naming the resume folder and
+    the trainer's pid, instead of writing the same checkpoints beside it."""
+    work = folder_workflow(tmp_path, tmp_path / "data", [f"p{i}" for i in range(16)], epochs=500)
+    target = ("--cores", "2", "results/runs/ci-tiny/train/best.pt")
+    target += ("--configfile", "config/run.yaml")
+    resume = work / "results/runs/ci-tiny/train/resume"
+    proc = _run_until(work, (resume / "last.pt").is_file)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    holder = (resume / "train.lock").read_text().split()[1]
+    try:
+        assert snakemake(work, *target, "--unlock").returncode == 0
+        rerun = snakemake(work, *target)
+        assert rerun.returncode != 0
+        log = (work / "logs" / "train" / "ci-tiny.log").read_text()
+        assert (
+            "resume folder 'results/runs/ci-tiny/train/resume' is in use by another training "
+            f"(process {holder} on host"
+        ) in log
+        assert "Traceback" not in log
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
 def test_kill_9_of_snakemake_during_remap_and_train_then_unlock_and_rerun(tmp_path):
     """SIGKILL to Snakemake's whole process group (the OOM killer, a lost terminal) in the middle
     of remap, then of train: each rerun first needs `snakemake --unlock` (Snakemake says so);

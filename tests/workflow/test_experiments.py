@@ -185,7 +185,10 @@ def test_fold_runs_share_fold_by_fold_and_val_fraction_is_no_identity_with_folds
     runs = runs_of(
         experiments={
             "cv": {"split": {"folds": 2}},
-            "cv-ens": {"split": {"folds": 2, "val_fraction": 0.3}, "predict": {"ensemble": "folds"}},
+            "cv-ens": {
+                "split": {"folds": 2, "val_fraction": 0.3},
+                "predict": {"ensemble": "folds"},
+            },
             "cv3": {"split": {"folds": 3}},
             "plain": {},
             "plain-vf": {"split": {"val_fraction": 0.3}},

@@ -50,6 +50,7 @@ from segpipe.data.layouts import check_split_lists, index_dataset, is_lost_pair
 from segpipe.data.summary import duplicate_warnings, format_summary, summarize
 from segpipe.io import atomic_dir, remove_stale_temporaries, write_csv
 from segpipe.logs import progress
+from segpipe.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 UNMAPPED = -1
@@ -470,7 +471,9 @@ def check_pairs(
     jobs = [(row, spec, out, max_pixels) for row in frame.to_dict("records")]
     if threads <= 1 or len(jobs) < 2:
         return list(progress(map(_remap_one, jobs), desc="check pairs", total=len(jobs)))
-    with ProcessPoolExecutor(max_workers=threads) as pool:
+    with ProcessPoolExecutor(
+        max_workers=threads, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         return list(
             progress(pool.map(_remap_one, jobs, chunksize=16), desc="check pairs", total=len(jobs))
         )

@@ -261,13 +261,13 @@ def _class_problem(option: str) -> str | None:
 
 
 def _space_problems(space: Mapping[str, Mapping[str, list]]) -> list[str]:
-    problems = []
-    for option, spec in space.items():
-        where = f"config option 'search.space.{option}'"
-        why = _class_problem(option)
-        if why:
-            problems.append(f"{where}: {why}")
-    return problems
+    """Options of the space a search cannot compare candidates by (:func:`_class_problem`);
+    what their ranges can draw is checked with the config (segpipe.workflow.config)."""
+    return [
+        f"config option 'search.space.{option}': {why}"
+        for option in space
+        if (why := _class_problem(option))
+    ]
 
 
 def _nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
