@@ -223,6 +223,7 @@ class Layout:
             "manifest": self.split_manifest(run, "test"),
             "predictions": self.predict_dir(primary),
             "quarantine": "results/remap/quarantine.csv",
+            "index": "results/remap/index.csv",
             "classes": self.split_manifest(run, "classes"),
             "fold_classes": self.fold_classes(run),
             **self.crossval_outputs(run),
