@@ -32,13 +32,16 @@ def run_dir(model: str) -> str:
 class Layout:
     """The paths of a config's runs. ``source`` is dataset.source; ``infer``: infer.images is
     given; ``compare``: the config declares experiments or a grid (results/compare/);
-    ``pretrained_cache``: pretrained.cache, where rule pretrained puts encoder weights."""
+    ``pretrained_cache``: pretrained.cache, where rule pretrained puts encoder weights;
+    ``search_rungs``: the rungs of a search (0 without one), whose winner is trained by rule
+    search_train rung by rung and published by search_winner."""
 
     runs: Mapping[str, Run]
     source: str = "synthetic"
     infer: bool = False
     compare: bool = False
     pretrained_cache: str = "resources/pretrained"
+    search_rungs: int = 0
 
     @functools.cached_property
     def models(self) -> dict[str, Model]:
@@ -334,18 +337,29 @@ class Layout:
             )
         return jobs
 
+    def _train_benchmarks(self, model: Model, label: str) -> dict[str, str]:
+        """The benchmarks of the jobs that trained a model: rule train's (the model's own, or
+        the one's whose training it shares), or a search winner's rungs and publication."""
+        if self.search_rungs:
+            rungs = {
+                f"{label}search_train (rung {rung})": f"benchmarks/search_train/{model.name}/rung{rung}.tsv"
+                for rung in range(self.search_rungs)
+            }
+            return {**rungs, f"{label}search_winner": f"benchmarks/search_winner/{model.name}.tsv"}
+        if model.trained_as:
+            return {
+                f"{label}train (shared: {model.trained_as})": f"benchmarks/train/{model.trained_as}.tsv"
+            }
+        return {f"{label}train": f"benchmarks/train/{model.name}.tsv"}
+
     def _model_benchmarks(self, run: str) -> dict[str, str]:
         setting = self.runs[run]
         jobs = {}
         for model in setting.models:
             label = model.name.removeprefix(setting.name).strip("/")
             label = f"{label}: " if label else ""
-            if model.trained_as:
-                jobs[f"{label}train (shared: {model.trained_as})"] = (
-                    f"benchmarks/train/{model.trained_as}.tsv"
-                )
-            elif model.trained:
-                jobs[f"{label}train"] = f"benchmarks/train/{model.name}.tsv"
+            if model.trained:
+                jobs.update(self._train_benchmarks(model, label))
             jobs[f"{label}predict"] = f"benchmarks/predict/{model.name}.tsv"
             for rule in self.evaluate_rules(model.name):
                 for split in model.splits:
