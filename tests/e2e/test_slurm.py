@@ -172,6 +172,32 @@ def test_gpu_model_reaches_the_request(tmp_path: Path) -> None:
     assert "gpu_model" not in jobs["predict"]["resources"]  # null: any GPU
 
 
+def test_runs_of_one_model_train_once_and_each_has_its_assessment_job(tmp_path: Path) -> None:
+    """Two runs that differ only in predict.tta share one train job (one GPU job); each run's
+    model is still assessed in its own group job, the second from the first's checkpoint."""
+    work = slurm_workflow(tmp_path / "wf")
+    runs = {"experiments": {"a": {}, "b": {"predict": {"tta": ["hflip"]}}}}
+    (work / "config" / "runs.yaml").write_text(yaml.safe_dump(runs))
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", "slurm", "--configfile", TINY, "config/runs.yaml"]
+        + ["-n"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    train = [job for job in job_blocks(out) if job["rule"] == "train"]
+    assert [job["wildcards"] for job in train] == ["model=a"]
+    assessed = sorted(
+        ",".join(sorted({job["wildcards"].split("model=")[1].split(",")[0] for job in group}))
+        for group in group_blocks(out).values()
+    )
+    assert assessed == ["a", "b"]
+
+
 # --- a real Slurm ---------------------------------------------------------------------------
 
 
