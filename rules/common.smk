@@ -112,7 +112,7 @@ LAYOUT = Layout(
     pretrained_cache=PRETRAINED_CACHE,
     search_rungs=len(SEARCH_BUDGETS),
 )
-# The models rule train trains: a model that shares another's training has no train job.
+# The models that train as themselves (a model sharing another's training has no train job).
 TRAINED_MODELS = "|".join(re.escape(name) for name in LAYOUT.trained_models()) or "(?!)"
 
 

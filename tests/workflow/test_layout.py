@@ -3,9 +3,8 @@ the config helpers rules/common.smk calls (override merging, infer.images checks
 
 from __future__ import annotations
 
-import dataclasses
-
 import copy
+import dataclasses
 
 import pytest
 import yaml

@@ -402,7 +402,7 @@ def _parse_typed_strings(cfg: dict, validator) -> list[jsonschema.ValidationErro
                 value = yaml.safe_load(error.instance)
             except yaml.YAMLError:
                 continue
-            wanted = error.validator_value
+            wanted: Any = error.validator_value
             wanted = [wanted] if isinstance(wanted, str) else wanted
             if any(_JSON_TYPES.get(t, lambda v: False)(value) for t in wanted):
                 _set_at(cfg, list(error.absolute_path), value)

@@ -179,7 +179,8 @@ def expand_runs(
     declared = declared_overrides({k: raw.get(k) for k in ("experiments", "grid")})
     if declared is None:
         cfg = _single(validated)
-        return [Run(validated["run_name"], cfg, {}, BASE_SPLIT, *run_split_settings([cfg]))]
+        (split,) = run_split_settings([cfg])
+        return [Run(validated["run_name"], cfg, {}, BASE_SPLIT, split)]
     base_raw = {k: copy.deepcopy(v) for k, v in raw.items() if k not in RUN_SECTIONS}
     configs = {
         name: _validated_run(name, _merge(base_raw, overrides), validate)
