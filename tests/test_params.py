@@ -4,9 +4,8 @@ comparing, and a run's summary without them."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+from test_config_properties import resolve
 
 from segpipe.params import (
     MODEL,
@@ -27,19 +26,10 @@ from conftest import REPO
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 
 
-def _resolve(node: dict) -> dict:
-    while "$ref" in node:
-        target: Any = SCHEMA
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
-
-
 def schema_options(node: dict = SCHEMA, path: str = "") -> list[str]:
     """The dotted path of every option the schema declares, sections and nested options too."""
     found = []
-    for name, sub in _resolve(node).get("properties", {}).items():
+    for name, sub in resolve(node).get("properties", {}).items():
         dotted = f"{path}.{name}".lstrip(".")
         found += [dotted, *schema_options(sub, dotted)]
     return found
