@@ -585,8 +585,9 @@ def _train_problems(cfg: Mapping[str, Any]) -> list[str]:
     channels = train["decoder_channels"]
     if channels is not None and len(channels) != train["encoder_depth"]:
         problems.append(
-            f"config option 'train.decoder_channels': {len(channels)} stages, but "
-            f"train.encoder_depth is {train['encoder_depth']} (one channel count per stage)"
+            "config options 'train.decoder_channels' and 'train.encoder_depth': "
+            f"{len(channels)} decoder stages, but encoder_depth is {train['encoder_depth']} (one "
+            "channel count per stage)"
         )
     weights = train["class_weights"]
     if weights is not None and len(weights) != n:
