@@ -156,6 +156,16 @@ def test_unknown_encoder_lists_valid_ones(schema, base):
     assert "'resnet18'" in msg and "'resnet34'" in msg
 
 
+@pytest.mark.parametrize("arch", ["Linknet", "FPN", "PSPNet", "Segformer", "DPT"])
+def test_decoder_channels_for_an_architecture_without_them_fail_before_any_job(schema, base, arch):
+    """Refused with the config, not in the train job that would build the model."""
+    base["train"].update(arch=arch, encoder="resnet18", encoder_depth=3, decoder_channels=[8, 8, 8])
+    msg = invalid(schema, base)
+    assert f"config option 'train.decoder_channels': {arch} does not take it; set it to null" in msg
+    base["train"]["decoder_channels"] = None
+    assert validate_config(base, schema)["train"]["arch"] == arch
+
+
 def test_encoder_weights_not_available_for_encoder(schema, base):
     base["train"]["encoder"] = "resnet18"
     base["train"]["encoder_weights"] = "instagram"

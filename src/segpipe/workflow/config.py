@@ -482,8 +482,13 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
     from segpipe.models.names import check_model_names
 
     try:
+        train = cfg["train"]
         check_model_names(
-            cfg["train"]["arch"], cfg["train"]["encoder"], cfg["train"]["encoder_weights"]
+            train["arch"],
+            train["encoder"],
+            train["encoder_weights"],
+            train["encoder_depth"],
+            train["decoder_channels"],
         )
     except ValueError as exc:
         raise ConfigError(f"invalid config:\n  {exc}") from None
