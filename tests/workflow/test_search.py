@@ -458,3 +458,23 @@ def test_candidates_that_train_one_model_or_override_what_the_search_sets_are_re
     )
     assert line.startswith("run 'b': option 'train.epochs' is set by the search itself")
     assert candidates_problems(grid={"train.lr": [0.1, 0.2, 0.3]}) == []
+    (line,) = candidates_problems(
+        experiments={"a": {}, "b": {"train": {"lr": TINY["train"]["lr"]}}}
+    )
+    assert "(they are the same run)" in line
+
+
+def test_draws_that_repeat_a_candidate_are_refused_naming_sample() -> None:
+    from segpipe.workflow.search import candidate_problems, sampled_experiments
+
+    search = {
+        **BUDGET,
+        "sample": 6,
+        "space": {"train.encoder": {"choice": ["resnet18", "resnet34"]}},
+    }
+    raw = {**TINY, "search": search}
+    cfg = validate(raw)
+    runs = expand_runs({**raw, "experiments": sampled_experiments(cfg)}, cfg, validate)
+    (line,) = candidate_problems(parse_search(cfg["search"]), runs)
+    assert line.startswith("config option 'search.sample': draws 's00_encoder-")
+    assert "drew the same values" in line

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from segpipe.logs import UserError
 
+logger = logging.getLogger(__name__)
 LOCK_NAME = "train.lock"
 # Resume folders this process holds (a rung holds its folder while seeding it, then trains):
 # folder -> how many holds are open.
@@ -61,11 +64,23 @@ def _lock(fd: int, resume_dir: str | os.PathLike) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "another process"
-        raise ResumeStateLockedError(
-            f"resume folder '{resume_dir}' is in use by another training ({holder}): two "
-            "trainings would write the same checkpoints; wait for it to end or stop it, "
-            "then run again"
-        ) from None
+        _refuse(fd, resume_dir)
+    except OSError as exc:  # a file system without locks (some network ones): train unguarded
+        logger.warning(
+            "cannot lock resume folder '%s' (%s): a second training of it would not be stopped",
+            resume_dir,
+            exc.strerror or exc,
+        )
+        return
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"process {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+
+
+def _refuse(fd: int, resume_dir: str | os.PathLike) -> NoReturn:
+    """Raise for the lock file ``fd`` that another process holds, naming it from the file."""
+    holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "another process"
+    raise ResumeStateLockedError(
+        f"resume folder '{resume_dir}' is in use by another training ({holder}): two "
+        "trainings would write the same checkpoints; wait for it to end or stop it, then run "
+        "again"
+    )

@@ -310,10 +310,10 @@ def candidate_problems(search: Search | None, runs: Sequence[Run]) -> list[str]:
         for option in run.overrides:
             if option in SET_BY_SEARCH:
                 return [f"run '{run.name}': option '{option}' {_class_problem(option)}"]
-    return _same_models(runs)
+    return _same_models(search, runs)
 
 
-def _same_models(runs: Sequence[Run]) -> list[str]:
+def _same_models(search: Search, runs: Sequence[Run]) -> list[str]:
     """The first two candidates that train one model, naming the options they differ in."""
     for run in runs:
         if run.shares is None:
@@ -321,11 +321,21 @@ def _same_models(runs: Sequence[Run]) -> list[str]:
         first = next(r for r in runs if r.name == run.shares)
         ours, theirs = flatten(run.config), flatten(first.config)
         differ = sorted(o for o in ours.keys() | theirs.keys() if ours.get(o) != theirs.get(o))
-        differ = [o for o in differ if o != "run_name"] or ["nothing"]
+        differ = [o for o in differ if o != "run_name"]
+        if not differ and search.sample is not None:
+            return [
+                f"config option 'search.sample': draws '{first.name}' and '{run.name}' drew the "
+                "same values (the space holds fewer different candidates than the draws); draw "
+                "fewer or widen the space"
+            ]
+        why = (
+            f"differ only in {', '.join(differ)}, which does not train it"
+            if differ
+            else ("are the same run")
+        )
         return [
             f"runs '{first.name}' and '{run.name}': candidates that train the same model (they "
-            f"differ only in {', '.join(differ)}, which does not train it); a search compares "
-            "trainings: search options that train the model"
+            f"{why}); a search compares trainings: search options that train the model"
         ]
     return []
 
