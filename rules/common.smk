@@ -27,8 +27,8 @@ from segpipe.workflow.search import (
     candidate_problems,
     parse_search,
     rung_budgets,
+    rung_train_options,
     sampled_experiments,
-    schedule_epochs,
     search_candidates,
     search_problems,
 )
@@ -63,7 +63,7 @@ if _problems := infer_images_problems(config, {n: r.config for n, r in RUNS.item
 # A search's budget, ranges and candidates (segpipe.workflow.search).
 _problems = search_problems(config, search_candidates(config, list(RUNS)))
 if _problems := _problems or candidate_problems(
-    parse_search(config["search"]), {n: r.config for n, r in RUNS.items()}
+    parse_search(config["search"]), list(RUNS.values())
 ):
     raise _config_error(_problems)
 # A successive-halving search over the runs (rules/search.smk), or None; the cumulative epoch
@@ -110,7 +110,10 @@ LAYOUT = Layout(
     infer=bool(INFER_IMAGES),
     compare=COMPARE,
     pretrained_cache=PRETRAINED_CACHE,
+    search_rungs=len(SEARCH_BUDGETS),
 )
+# The models that train as themselves (a model sharing another's training has no train job).
+TRAINED_MODELS = "|".join(re.escape(name) for name in LAYOUT.trained_models()) or "(?!)"
 
 
 wildcard_constraints:
@@ -291,15 +294,11 @@ def previous_rung(wildcards):
     ]
 
 
-def rung_train_options(wildcards):
+def rung_options(wildcards):
     """A candidate's train options in a rung: its run's, trained to the rung's budget on the
-    schedule of the whole search (segpipe.workflow.search.schedule_epochs)."""
+    schedule of the whole search (segpipe.workflow.search.rung_train_options)."""
     train = RUNS[wildcards.run].config["train"]
-    return {
-        **train,
-        "epochs": SEARCH_BUDGETS[int(wildcards.rung)],
-        "schedule_epochs": schedule_epochs(SEARCH, train["scheduler"]),
-    }
+    return rung_train_options(train, SEARCH, int(wildcards.rung))
 
 
 def winner_files(wildcards):

@@ -4,7 +4,8 @@ rule export:
     for results/runs/<run>/train/model.onnx by name.
     """
     input:
-        checkpoint=rules.train.output.best,
+        # The model's training, or the one it shares (segpipe.workflow.layout).
+        checkpoint=lambda wildcards: LAYOUT.checkpoints(wildcards.model)[0],
     output:
         onnx="results/runs/{model}/train/model.onnx",
     log:

@@ -35,7 +35,7 @@ rule search_train:
         nodes=1,
     params:
         # The run's train options, epochs: the rung's budget, schedule_epochs: the search's.
-        train=lambda wildcards: tracked("train", rung_train_options(wildcards)),
+        train=lambda wildcards: tracked("train", rung_options(wildcards)),
         runtime=lambda wildcards: untracked("train", run_option("train")(wildcards)),
         pretrained=lambda wildcards: Untracked(
             {"weights_cache": LAYOUT.weights_cache(wildcards.run)}

@@ -1,7 +1,8 @@
 rule train:
     """Train one model of a run (the run's, or one fold's) with smp; best (by val mIoU) and last
     checkpoints plus per-epoch history. Each model is its own job (on Slurm its own GPU job), so
-    runs and folds train at the same time.
+    runs and folds train at the same time. A run that differs from an earlier one only in
+    options that cannot change the model shares that run's training (no job of its own).
     """
     input:
         # The split's train and val arrays: a fold's parts are rows of both.
@@ -19,6 +20,8 @@ rule train:
         "logs/train/{model}.log",
     benchmark:
         "benchmarks/train/{model}.tsv"
+    wildcard_constraints:
+        model=TRAINED_MODELS,
     conda:
         "../envs/segpipe.yaml"
     threads: res("train", "threads", of_run=True)

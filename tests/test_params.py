@@ -1,14 +1,75 @@
-"""Which options reach a job untracked: the split of a section, the Untracked mapping that
-Snakemake passes on without comparing, and a run's summary without them."""
+"""Every option's class (a model's identity, assessment, nothing, runs) and which options reach
+a job untracked: the split of a section, the Untracked mapping that Snakemake passes on without
+comparing, and a run's summary without them."""
 
 from __future__ import annotations
 
 import pytest
+from test_config_properties import resolve
 
-from segpipe.params import UNTRACKED_OPTIONS, Untracked, run_summary, tracked, untracked
+from segpipe.params import (
+    MODEL,
+    NOTHING,
+    OPTION_CLASS_NAMES,
+    OPTION_CLASSES,
+    UNTRACKED_OPTIONS,
+    Untracked,
+    option_class,
+    run_summary,
+    tracked,
+    untracked,
+)
 from segpipe.workflow.config import load_schema
 
 from conftest import REPO
+
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
+
+
+def schema_options(node: dict = SCHEMA, path: str = "") -> list[str]:
+    """The dotted path of every option the schema declares, sections and nested options too."""
+    found = []
+    for name, sub in resolve(node).get("properties", {}).items():
+        dotted = f"{path}.{name}".lstrip(".")
+        found += [dotted, *schema_options(sub, dotted)]
+    return found
+
+
+def test_every_schema_option_has_a_class() -> None:
+    """A new option fails here until segpipe.params.OPTION_CLASSES says whether it trains the
+    model, only changes how it is assessed or shown, changes nothing, or declares runs."""
+    unclassified = []
+    for option in schema_options():
+        try:
+            assert option_class(option) in OPTION_CLASS_NAMES
+        except KeyError:
+            if not any(o.startswith(option + ".") for o in OPTION_CLASSES):
+                unclassified.append(option)  # a section that mixes classes names each option
+    assert not unclassified, f"options without a class in OPTION_CLASSES: {unclassified}"
+
+
+def test_every_class_entry_is_a_schema_option_and_no_section_mixes_whole_and_parts() -> None:
+    options = set(schema_options())
+    assert set(OPTION_CLASSES) <= options, set(OPTION_CLASSES) - options
+    for entry in OPTION_CLASSES:
+        inner = [o for o in OPTION_CLASSES if o.startswith(entry + ".")]
+        assert not inner, f"{entry} is classified whole and part by part: {inner}"
+
+
+def test_a_new_option_of_a_mixed_section_has_no_class_but_one_of_a_whole_section_has() -> None:
+    with pytest.raises(KeyError, match="train.new_option"):
+        option_class("train.new_option")
+    assert option_class("resources.train.mem_mb") == NOTHING
+    assert option_class("split.new_option") == MODEL
+    assert option_class("train.augment.hflip") == MODEL
+
+
+def test_the_untracked_options_are_those_that_change_nothing() -> None:
+    assert UNTRACKED_OPTIONS == {
+        "dataset": ("retries", "timeout"),
+        "train": ("num_workers", "log_to", "log_images_every"),
+        "predict": ("batch_size",),
+    }
 
 
 def test_every_untracked_option_is_a_schema_option() -> None:

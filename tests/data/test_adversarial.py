@@ -133,6 +133,27 @@ def test_image_and_mask_names_in_nfc_and_nfd_pair(tmp_path):
     assert quarantine(tmp_path / "out") == {}
 
 
+def test_nfc_and_nfd_twins_are_named_escaped_and_said_to_differ_in_normalisation(tmp_path):
+    """Two images 'café.png', one written NFC and one NFD, are one stem: the one not used is
+    quarantined with a problem that shows both names escaped (they print alike) and says why."""
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    data = tmp_path / "data"
+    folder(data)
+    add_pair(data, f"{nfc}.png")
+    add_pair(data, "ok.png")
+    Image.fromarray(rgb()).save(data / "images" / f"{nfd}.png")
+    if len(list((data / "images").iterdir())) < 3:
+        pytest.skip("a file system that folds NFC and NFD names into one file")
+    run_remap(data, tmp_path / "out", table=TABLE, threads=1)
+    ((file, problem),) = quarantine(tmp_path / "out").items()
+    assert file in (f"images/{nfc}.png", f"images/{nfd}.png")
+    assert problem.startswith(f"duplicate stem '{nfc}': ")
+    assert problem.endswith(
+        "(rename it to use it too); the two names differ only in Unicode "
+        "normalisation: 'cafe\\u0301.png' (NFD) and 'caf\\xe9.png' (NFC)"
+    )
+
+
 def test_two_images_of_one_stem_use_one_and_list_the_other(tmp_path):
     """a.jpg + a.png + masks/a.png: the first by name is used, the other is a quarantine row
     saying which file is used (a stray file, not a lost pair: the fraction is not touched)."""
@@ -414,6 +435,33 @@ def _run_until(work: Path, ready, timeout: float = 300) -> subprocess.Popen:
         assert time.monotonic() < deadline, "the job to kill did not start in time"
         time.sleep(0.02)
     return proc
+
+
+@pytest.mark.slow
+def test_a_rerun_never_trains_into_the_resume_folder_of_a_trainer_left_running(tmp_path):
+    """SIGKILL to Snakemake alone during training leaves its trainer running (its own
+    process). After --unlock, the rerun's train job stops at once, naming the resume folder and
+    the trainer's pid, instead of writing the same checkpoints beside it."""
+    work = folder_workflow(tmp_path, tmp_path / "data", [f"p{i}" for i in range(16)], epochs=500)
+    target = ("--cores", "2", "results/runs/ci-tiny/train/best.pt")
+    target += ("--configfile", "config/run.yaml")
+    resume = work / "results/runs/ci-tiny/train/resume"
+    proc = _run_until(work, (resume / "last.pt").is_file)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    holder = (resume / "train.lock").read_text().split()[1]
+    try:
+        assert snakemake(work, *target, "--unlock").returncode == 0
+        rerun = snakemake(work, *target)
+        assert rerun.returncode != 0
+        log = (work / "logs" / "train" / "ci-tiny.log").read_text()
+        assert (
+            "resume folder 'results/runs/ci-tiny/train/resume' is in use by another training "
+            f"(process {holder} on host"
+        ) in log
+        assert "Traceback" not in log
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -378,7 +378,9 @@ def test_decoder_channels_must_match_the_depth(schema):
     cfg = folder_config()
     cfg["train"].update(encoder_depth=3, decoder_channels=[64, 32])
     with pytest.raises(
-        ConfigError, match="train.decoder_channels': 2 stages, but train.encoder_depth is 3"
+        ConfigError,
+        match="'train.decoder_channels' and 'train.encoder_depth': 2 decoder stages, but "
+        "encoder_depth is 3",
     ):
         validate_config(cfg, schema)
 

@@ -163,3 +163,26 @@ def test_a_class_missing_from_train_or_val_is_warned_by_name(tmp_path, caplog):
     assert list(table.columns) == ["class_id", "train", "val", "test"]
     assert table.loc["rare", "test"] == 5 and table.loc["rare", ["train", "val"]].sum() == 0
     assert table.loc["bg", ["train", "val", "test"]].sum() == 120
+
+
+def test_an_empty_official_test_list_carves_test_from_trainval_with_a_warning(caplog):
+    """Images on the trainval list and none on a test list: the test split is carved from the
+    trainval list's images, which the log says as a warning (and the run report shows)."""
+    index = make_index()
+    index["official_split"] = "trainval"
+    caplog.set_level("INFO", logger="segpipe.data.split")
+    parts = split_dataset(index, seed=0, val_fraction=0.2, test_fraction=0.25)
+    assert len(parts["test"]) == 30
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert record.getMessage() == (
+        "no image is on an official test list, but 120 are on the trainval list: the test split "
+        "(30 images) is carved from them at split.test_fraction 0.25; list the test images in the "
+        "test list, or set split.use_official: false to carve it from all images knowingly"
+    )
+    for kept in (make_index(), make_index(official=False)):  # a test list, or no list at all
+        caplog.clear()
+        split_dataset(kept, seed=0, val_fraction=0.2, test_fraction=0.25)
+        assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    caplog.clear()
+    split_dataset(index, seed=0, val_fraction=0.2, test_fraction=0.25, use_official=False)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -171,3 +171,52 @@ def test_console_script_with_an_example_config(shared_data):
     assert "Image sizes (WxH): 512x512 30" in proc.stdout
     assert "Classes (share of pixels): 0 membrane 2" in proc.stdout  # about 22 %
     assert "Verdict: OK" in proc.stdout
+
+
+def test_every_warning_verify_logs_is_counted_in_its_summary_and_verdict(tmp_path, caplog):
+    """An id in two lists, pairs in no list, a file in a sub-folder: each logged warning is one
+    of the summary's warnings, in its count and its verdict ("..., 8 warning(s)")."""
+    root = tmp_path / "data"
+    (root / "images" / "extra").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for name in ("a", "b", "c", "d"):
+        Image.new("RGB", (8, 8)).save(root / "images" / f"{name}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / f"{name}.png")
+    Image.new("RGB", (8, 8)).save(root / "images" / "extra" / "e.png")
+    (root / "trainval.txt").write_text("a\nb\n")
+    (root / "test.txt").write_text("b\nc\n")
+    lists = {"trainval": "trainval.txt", "test": "test.txt"}
+    caplog.set_level("WARNING")
+    s = verify_dataset(root, table={0: 0}, split_lists=lists)
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert logged and set(logged) <= set(s["warnings"])
+    assert "'b' is in both the trainval and the test list" in s["warnings"]
+    assert any("1 pairs are in none of the split lists" in w for w in s["warnings"])
+    assert any("sub-folder 'extra/'" in w for w in s["warnings"])
+    text = format_summary(s)
+    assert f"Warnings ({len(s['warnings'])}):" in text
+    # The file in a sub-folder is a problem too (quarantined, not read).
+    assert text.endswith(f"Verdict: 1 problem(s), {len(s['warnings'])} warning(s)")
+    # With no warning the verdict is the plain OK.
+    assert format_summary({**s, "warnings": []}).endswith("Verdict: 1 problem(s)")
+    assert format_summary({**s, "warnings": [], "ok": True}).endswith("Verdict: OK")
+
+
+def test_the_remap_steps_summary_counts_the_warnings_of_indexing_too(tmp_path):
+    from test_remap import run_remap
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:4] = 255
+    for i, name in enumerate(("a", "b", "c", "d")):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(root / "images" / f"{name}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    (root / "trainval.txt").write_text("a\nb\nc\n")
+    (root / "test.txt").write_text("c\nd\n")
+    lists = {"trainval": "trainval.txt", "test": "test.txt"}
+    _, log = run_remap(root, tmp_path / "out", split_lists=lists, threads=1)
+    (summary,) = [m for _, m in log.lines if m.startswith("dataset summary:")]
+    assert "'c' is in both the trainval and the test list" in summary
+    assert summary.endswith("Verdict: OK, 1 warning(s)")

@@ -71,6 +71,11 @@ def test_the_winner_continues_its_schedule_and_gets_a_full_run(done: Path) -> No
         assert (run / "evaluate" / split / "metrics.json").is_file()
     assert (run / "report" / "report.html").is_file()
     assert (done / "results" / "search" / "report.html").is_file()
+    # Its report reads the benchmarks of the jobs that trained it: its rungs, then search_winner.
+    report_log = (done / "logs" / "report" / f"{winner}.log").read_text()
+    assert "benchmark file" not in report_log, report_log
+    html = (run / "report" / "report.html").read_text()
+    assert "search_train (rung 1)" in html and "search_winner" in html
     # Stopped candidates never reach the test split: no run folder at all.
     runs = sorted(p.name for p in (done / "results" / "runs").iterdir())
     assert runs == [winner]

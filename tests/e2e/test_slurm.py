@@ -68,6 +68,22 @@ def slurm_workflow(dest: Path) -> Path:
     return work
 
 
+def profile_dry_run(work: Path, *configs: str) -> str:
+    """The output of ``snakemake --profile slurm --configfile CONFIGS -n`` in ``work``; it must
+    succeed."""
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", "slurm", "--configfile", *configs, "-n"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    return out
+
+
 def job_blocks(output: str) -> list[dict]:
     """The jobs Snakemake printed: rule, local or not, jobid, threads, resources, wildcards."""
     jobs = []
@@ -119,16 +135,7 @@ def squeue_command() -> list[str]:
 def test_profile_resolves_from_repo_root(tmp_path: Path) -> None:
     """`--profile slurm` is found in the working directory and maps the config's resources."""
     work = slurm_workflow(tmp_path / "wf")
-    proc = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", "slurm", "--configfile", TINY, "-n"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
+    out = profile_dry_run(work, TINY)
     assert "Using profiles slurm and workflow specific profile profiles/default" in out, out[:2000]
     cfg = yaml.safe_load((work / TINY).read_text())
     jobs = {job["rule"]: job for job in job_blocks(out)}
@@ -155,21 +162,29 @@ def test_gpu_model_reaches_the_request(tmp_path: Path) -> None:
     cfg["resources"]["train"]["gpu_model"] = "a100"
     cfg["train"]["gpus"] = 2
     (work / "config" / "model.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", "slurm", "--configfile", "config/model.yaml", "-n"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    jobs = {job["rule"]: job for job in job_blocks(proc.stdout + proc.stderr)}
-    for group in group_blocks(proc.stdout + proc.stderr).values():
+    out = profile_dry_run(work, "config/model.yaml")
+    jobs = {job["rule"]: job for job in job_blocks(out)}
+    for group in group_blocks(out).values():
         jobs.update({job["rule"]: job for job in group})
     assert jobs["train"]["resources"]["gpu"] == "2"
     assert jobs["train"]["resources"]["gpu_model"] == "a100"
     assert "gpu_model" not in jobs["predict"]["resources"]  # null: any GPU
+
+
+def test_runs_of_one_model_train_once_and_each_has_its_assessment_job(tmp_path: Path) -> None:
+    """Two runs that differ only in predict.tta share one train job (one GPU job); each run's
+    model is still assessed in its own group job, the second from the first's checkpoint."""
+    work = slurm_workflow(tmp_path / "wf")
+    runs = {"experiments": {"a": {}, "b": {"predict": {"tta": ["hflip"]}}}}
+    (work / "config" / "runs.yaml").write_text(yaml.safe_dump(runs))
+    out = profile_dry_run(work, TINY, "config/runs.yaml")
+    train = [job for job in job_blocks(out) if job["rule"] == "train"]
+    assert [job["wildcards"] for job in train] == ["model=a"]
+    assessed = sorted(
+        ",".join(sorted({job["wildcards"].split("model=")[1].split(",")[0] for job in group}))
+        for group in group_blocks(out).values()
+    )
+    assert assessed == ["a", "b"]
 
 
 # --- a real Slurm ---------------------------------------------------------------------------

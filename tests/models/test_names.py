@@ -49,6 +49,8 @@ def test_catalogue_holds_smps_names():
     assert names["architectures"] == sorted(ARCHITECTURES)
     assert "imagenet" in names["encoders"]["resnet18"]
     assert "resnet18" in names["timm_models"]
+    assert names["shape_options"]["Unet"] == ["encoder_depth", "decoder_channels"]
+    assert names["shape_options"]["Linknet"] == ["encoder_depth"]
 
 
 def test_catalogue_is_built_once_then_read_from_the_cache(cache_dir, builds):

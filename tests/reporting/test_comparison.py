@@ -151,6 +151,7 @@ def test_leaderboard_csv_columns_and_values(built):
         "train_seconds",
         "images_per_s",
         "parameters",
+        "trained_as",
     ]
     assert table["run"].tolist() == ["wide", "deep", "base"]
     assert table["model"].isna().all() and table["folds"].isna().all()
@@ -160,7 +161,7 @@ def test_leaderboard_csv_columns_and_values(built):
     assert table["iou_border"].isna().all()
     assert table.loc[0, "parameters"] == 1234567 and pd.isna(table.loc[2, "parameters"])
     text = (built[0] / "compare" / "leaderboard.csv").read_text()
-    assert text.splitlines()[1].endswith(",2,3,181.0,20.5,1234567")  # integers stay integers
+    assert text.splitlines()[1].endswith(",2,3,181.0,20.5,1234567,")  # integers stay integers
 
 
 def test_report_is_self_contained_with_overrides_links_and_figures(built):
@@ -184,6 +185,25 @@ def test_report_is_self_contained_with_overrides_links_and_figures(built):
     for name in ("learning_curves", "per_class"):
         with Image.open(root / "compare" / "figures" / f"{name}.png") as figure:
             assert figure.format == "PNG" and figure.width > 300
+
+
+def test_a_run_that_shares_a_training_is_shown_as_a_view_of_that_model(tmp_path):
+    base, wide, deep = three_runs(tmp_path)
+    flips = dataclasses.replace(base, name="flips", trained_as="base", overrides={"x.tta": 1})
+    flips = dataclasses.replace(flips, report_html="../runs/flips/report/report.html")
+    html = _build(tmp_path, [base, wide, deep, flips])
+    parsed = _parse(html)
+    differs = {row[0]: row[1] for row in parsed.tables["overrides"][1:]}
+    assert differs["flips"] == "x.tta = 1the same trained model as base (no training of its own)"
+    assert differs["base"] == "base config"
+    assert "(model of base)" in html and "a view of the same trained model" in html
+    table = pd.read_csv(tmp_path / "compare" / "leaderboard.csv")
+    assert dict(zip(table["run"], table["trained_as"].fillna(""), strict=True)) == {
+        "wide": "",
+        "deep": "",
+        "base": "",
+        "flips": "base",
+    }
 
 
 def test_paired_table_against_the_selected_run(built):

@@ -326,6 +326,26 @@ def test_quarantine_list_is_shown_as_a_table(tmp_path, inputs):
     assert "2 file(s) were left out of the run" in html and 'href="#data"' in html
 
 
+def test_a_test_split_carved_from_the_trainval_list_is_a_visible_warning(tmp_path, inputs):
+    """No image on an official test list but some on the trainval list: the test split was
+    carved from images the user listed for training, which the report says; not otherwise."""
+    index = tmp_path / "index.csv"
+    index.write_text("id,official_split\na,trainval\nb,trainval\nc,trainval\nd,\n")
+    inputs["index_csv"] = index
+    inputs["config"] = {**inputs["config"], "split": {"use_official": True, "test_fraction": 0.2}}
+    html = _build(tmp_path, inputs)
+    assert 'id="carved-test-warning"' in html and 'href="#carved-test"' in html
+    assert "but\n3 are on the trainval list" in html
+    for lists, use_official in [
+        ("a,trainval\nb,test\n", True),
+        ("a,\nb,\n", True),
+        ("a,trainval\n", False),
+    ]:
+        index.write_text("id,official_split\n" + lists)
+        inputs["config"]["split"] = {"use_official": use_official, "test_fraction": 0.2}
+        assert "carved-test" not in _build(tmp_path, inputs)
+
+
 def test_empty_quarantine_list_says_so(tmp_path, inputs):
     (tmp_path / "quarantine.csv").write_text("file,problem\n")
     inputs["quarantine_csv"] = tmp_path / "quarantine.csv"
@@ -534,6 +554,7 @@ def test_the_rules_inputs_become_report_inputs(folds, tta):
     assert inputs.fold_histories == (["a/history.csv", "b/history.csv"] if folds else ())
     assert inputs.crossval_json == ("cv.json" if folds else None)
     assert inputs.fold_class_presence_csvs == ["f0.csv"] and inputs.infer_dir is None
+    assert inputs.index_csv is None  # the remap index, given by rule report (workflow.layout)
     expected = {"metrics": "n.json", "per_class": "n.csv", "val_metrics": ["t.json"]}
     expected |= {"val_metrics_no_tta": ["nv.json"]}
     assert inputs.no_tta == (expected if tta else None)

@@ -436,8 +436,9 @@ def test_a_rerun_removes_what_a_killed_checkpoint_write_left_in_the_resume_dir(
     caplog.set_level(logging.INFO, logger="segpipe")
     train(data, tmp_path)
     assert "train_loss" not in caplog.text  # no epoch was trained, no checkpoint written
-    # The checkpoints and the live history (rewritten at the start of every run).
-    assert sorted(p.name for p in resume.iterdir()) == ["best.pt", "history.csv", "last.pt"]
+    # The checkpoints, the live history (rewritten at the start of every run) and the lock.
+    names = sorted(p.name for p in resume.iterdir())
+    assert names == ["best.pt", "history.csv", "last.pt", "train.lock"]
     assert f"removed {stale}" in caplog.text
 
 

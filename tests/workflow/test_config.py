@@ -156,6 +156,16 @@ def test_unknown_encoder_lists_valid_ones(schema, base):
     assert "'resnet18'" in msg and "'resnet34'" in msg
 
 
+@pytest.mark.parametrize("arch", ["Linknet", "FPN", "PSPNet", "Segformer", "DPT"])
+def test_decoder_channels_for_an_architecture_without_them_fail_before_any_job(schema, base, arch):
+    """Refused with the config, not in the train job that would build the model."""
+    base["train"].update(arch=arch, encoder="resnet18", encoder_depth=3, decoder_channels=[8, 8, 8])
+    msg = invalid(schema, base)
+    assert f"config option 'train.decoder_channels': {arch} does not take it; set it to null" in msg
+    base["train"]["decoder_channels"] = None
+    assert validate_config(base, schema)["train"]["arch"] == arch
+
+
 def test_encoder_weights_not_available_for_encoder(schema, base):
     base["train"]["encoder"] = "resnet18"
     base["train"]["encoder_weights"] = "instagram"
@@ -280,6 +290,105 @@ def test_nested_command_line_values_fail_by_their_value(schema, base, value, mes
         validate_config(base, schema)
 
 
+SEARCH = {"min_epochs": "1", "max_epochs": "9", "sample": "3"}
+
+
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        ({"train.lr": {"uniform": ["0.001", "0.01"]}}, {"train.lr": {"uniform": [0.001, 0.01]}}),
+        (
+            {"train.lr": {"log_uniform": ["1.0e-4", "0.1"]}},
+            {"train.lr": {"log_uniform": [1e-4, 0.1]}},
+        ),
+        ({"train.batch_size": {"int": ["2", "8"]}}, {"train.batch_size": {"int": [2, 8]}}),
+        ({"train.batch_size": {"int": ["2", "8.0"]}}, {"train.batch_size": {"int": [2, 8]}}),
+        # choice takes any value: its strings stay strings (each run's config reads them).
+        (
+            {"train.encoder": {"choice": ["resnet18", "0.5"]}},
+            {"train.encoder": {"choice": ["resnet18", "0.5"]}},
+        ),
+    ],
+)
+def test_nested_command_line_values_inside_a_search_range_are_parsed(schema, base, space, expected):
+    """--config 'search={..., space: {train.lr: {uniform: [0.001, 0.01]}}}' gives strings,
+    under a oneOf of the schema: they are read as the numbers they are."""
+    cfg = validate_config({**base, "search": {**SEARCH, "space": space}}, schema)
+    assert cfg["search"]["space"] == expected
+    assert cfg["search"]["min_epochs"] == 1 and cfg["search"]["sample"] == 3
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("predict", "ensemble", "null", None),  # an enum of a string and null
+        ("train", "encoder_weights", "null", None),  # a string or null
+        ("train", "encoder_weights", "~", None),
+        ("train", "channels_last", "null", None),
+        ("compare", "title", "null", None),
+        ("dataset", "split_lists", {"trainval": "null", "test": "lists/test.txt"}, None),
+        ("train", "log_to", ["tensorboard"], ["tensorboard"]),
+    ],
+)
+def test_nested_command_line_nulls_are_null(schema, base, section, key, value, expected):
+    base.setdefault(section, {})[key] = value
+    cfg = validate_config(base, schema)
+    if isinstance(value, dict):
+        assert cfg[section][key]["trainval"] is None
+        assert cfg[section][key]["test"] == "lists/test.txt"
+    else:
+        assert cfg[section][key] == expected
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"train.lr": {"choice": []}}, "'search.space.train.lr.choice': [] should be non-empty"),
+        (
+            {"train.batch_size": {"int": [2, 8.5]}},
+            "'search.space.train.batch_size.int.1': 8.5 is not of type 'integer'",
+        ),
+        ({"train.lr": {"uniform": [1]}}, "'search.space.train.lr.uniform': [1] is too short"),
+        (
+            {"train.lr": {"normal": [0, 1]}},
+            "'search.space.train.lr': give exactly one of log_uniform, uniform, int or choice "
+            "(got normal)",
+        ),
+        (
+            {"train.lr": {"uniform": [0, 1], "int": [0, 1]}},
+            "'search.space.train.lr': give exactly one of log_uniform, uniform, int or choice "
+            "(got int, uniform)",
+        ),
+        (
+            {"train.lr": {}},
+            "'search.space.train.lr': give exactly one of log_uniform, uniform, int or choice (got none)",
+        ),
+        ({"train.lr": "0.1"}, "'search.space.train.lr': give exactly one of log_uniform"),
+        (
+            {"train.lr": {"uniform": ["a", 1]}},
+            "'search.space.train.lr.uniform.0': 'a' is not of type 'number'",
+        ),
+        (
+            {"classes": {"choice": [["a", "b", "c"]]}},
+            "'search.space': 'classes' is not a dotted option of a run (section.option, e.g. "
+            "train.lr)",
+        ),
+    ],
+)
+def test_a_bad_search_range_names_the_problem(schema, base, space, message):
+    with pytest.raises(ConfigError) as exc:
+        validate_config({**base, "search": {**SEARCH, "space": space}}, schema)
+    assert f"config option {message}" in str(exc.value)
+    assert "is not valid under any of the given schemas" not in str(exc.value)
+    assert "does not match" not in str(exc.value)
+
+
+def test_a_grid_key_that_is_no_dotted_option_says_so(schema, base):
+    with pytest.raises(ConfigError) as exc:
+        validate_config({**base, "grid": {"lr": [0.1]}}, schema)
+    assert "config option 'grid': 'lr' is not a dotted option of a run" in str(exc.value)
+
+
 @pytest.mark.slow
 def test_nested_override_on_the_command_line(tmp_path):
     """The real command line: a nested numeric override works, a negative one names the minimum."""
@@ -293,6 +402,13 @@ def test_nested_override_on_the_command_line(tmp_path):
     )
     assert bad.returncode != 0
     assert "'train.image_size': -64 is less than the minimum of 32" in bad.stdout + bad.stderr
+    search = (
+        "search={min_epochs: 1, max_epochs: 3, sample: 3, seed: 1, "
+        "space: {train.lr: {uniform: [0.001, 0.01]}, train.batch_size: {int: [2, 4]}}}"
+    )
+    drawn = snakemake(work, "-n", "--configfile", "config/test.yaml", "--config", search)
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    assert "search_train" in drawn.stdout
 
 
 # --- whole floats for integer options ------------------------------------------------------

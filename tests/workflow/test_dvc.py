@@ -228,7 +228,7 @@ def make_repo(path: Path) -> Path:
         shutil.copy2(REPO / name, work / name)
     cfg = yaml.safe_load((work / TINY).read_text())
     # A 0.2M-parameter model: a 2.5 MB checkpoint instead of 170 MB keeps push/pull quick.
-    cfg["train"].update(arch="Linknet", encoder="tu-lcnet_035")
+    cfg["train"].update(arch="Linknet", encoder="tu-lcnet_035", decoder_channels=None)
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     git(work, "init", "-q")
     git(work, "config", "user.name", "segpipe test")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
-from segpipe.workflow.experiments import expand_runs
+from segpipe.workflow.experiments import expand_runs, model_identity
 from segpipe.workflow.experiments import main as experiments_main
 
 from conftest import REPO, copy_workflow, planned_jobs, snakemake
@@ -138,6 +138,78 @@ def test_bad_runs_fail_naming_the_run_and_option(sections: dict, message: str) -
     assert message in str(err.value)
 
 
+# --- a model's identity: runs that differ only in options that cannot change it share it ---
+
+
+def test_runs_that_differ_only_in_assessment_or_speed_options_share_a_training() -> None:
+    runs = runs_of(
+        experiments={
+            "a": {},
+            "b": {"train": {"lr": 0.01}},
+            "tta": {"predict": {"tta": ["hflip"]}, "report": {"title": "t"}},
+            "fast": {"train": {"num_workers": 2, "log_to": ["tensorboard"]}},
+            "b-eval": {"train": {"lr": 0.01}, "evaluate": {"foreground_classes": [0]}},
+            "cores": {"resources": {"train": {"threads": 2, "mem_mb": 3000, "runtime": 9}}},
+            "other-seed": {"split": {"seed": 7}},
+        }
+    )
+    assert {r.name: r.shares for r in runs} == {
+        "a": None,
+        "b": None,
+        "tta": "a",
+        "fast": "a",
+        "b-eval": "b",
+        "cores": "a",
+        "other-seed": None,
+    }
+    shared = {r.name: r for r in runs}["tta"]
+    assert [(m.name, m.trained_as) for m in shared.models] == [("tta", "a")]
+
+
+def test_the_identity_is_the_options_that_train_the_model() -> None:
+    a, b, c = runs_of(
+        experiments={
+            "a": {},
+            "b": {"predict": {"tta": ["vflip"], "batch_size": 1}, "compare": {"seed": 3}},
+            "c": {"train": {"augment": {"hflip": 0.4}}},
+        }
+    )
+    assert model_identity(a) == model_identity(b) != model_identity(c)
+    assert "train.lr" in model_identity(a) and "train.augment" in model_identity(a)
+    assert not {"predict.tta", "train.num_workers", "resources.train.threads"} & set(
+        model_identity(a)
+    )
+
+
+def test_fold_runs_share_fold_by_fold_and_val_fraction_is_no_identity_with_folds() -> None:
+    runs = runs_of(
+        experiments={
+            "cv": {"split": {"folds": 2}},
+            "cv-ens": {
+                "split": {"folds": 2, "val_fraction": 0.3},
+                "predict": {"ensemble": "folds"},
+            },
+            "cv3": {"split": {"folds": 3}},
+            "plain": {},
+            "plain-vf": {"split": {"val_fraction": 0.3}},
+        }
+    )
+    by_name = {r.name: r for r in runs}
+    assert {n: r.shares for n, r in by_name.items()} == {
+        "cv": None,
+        "cv-ens": "cv",
+        "cv3": None,
+        "plain": None,
+        "plain-vf": None,  # without folds, val_fraction cuts another validation set
+    }
+    models = by_name["cv-ens"].models
+    assert [(m.name, m.trained_as) for m in models] == [
+        ("cv-ens/fold0", "cv/fold0"),
+        ("cv-ens/fold1", "cv/fold1"),
+        ("cv-ens/ensemble", None),
+    ]
+
+
 def test_make_demo_prints_the_reports_of_its_runs(capsys) -> None:
     configs = [REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml"]
     assert experiments_main(["--reports", *map(str, configs)]) == 0
@@ -181,6 +253,43 @@ def test_dag_of_a_4_run_grid_computes_shared_stages_once(tmp_path: Path) -> None
         "encoder-mobilenet_v2_loss-ce",
         "encoder-mobilenet_v2_loss-ce+dice",
     }
+
+
+@pytest.mark.slow
+def test_a_grid_over_options_that_train_nothing_trains_one_model(tmp_path: Path) -> None:
+    """predict.tta x report.gallery_size is four runs of one model: one train job, each run
+    predicted, scored and reported from that training, and the comparison of the four."""
+    grid = {"predict.tta": [[], ["hflip"]], "report.gallery_size": [1, 2]}
+    work = grid_workflow(tmp_path, {"grid": grid})
+    jobs = planned_jobs(work, "--configfile", "config/test.yaml", "config/runs.yaml")
+    counts = Counter(rule for rule, _ in jobs)
+    assert counts["train"] == 1 and counts["predict"] == 4 and counts["report"] == 4
+    assert [w["model"] for rule, w in jobs if rule == "train"] == ["tta-empty_gallery_size-1"]
+    assert counts["compare"] == 1
+
+
+@pytest.mark.slow
+def test_fold_runs_of_one_model_train_each_fold_once(tmp_path: Path) -> None:
+    runs = {
+        "experiments": {
+            "cv": {"split": {"folds": 2}},
+            "cv-ens": {"split": {"folds": 2}, "predict": {"ensemble": "folds", "tta": ["hflip"]}},
+            "fast": {"train": {"num_workers": 1}},
+        }
+    }
+    work = grid_workflow(tmp_path, runs)
+    jobs = planned_jobs(work, "--configfile", "config/test.yaml", "config/runs.yaml")
+    trained = sorted(w["model"] for rule, w in jobs if rule == "train")
+    assert trained == ["cv/fold0", "cv/fold1", "fast"]
+    predicted = sorted(w["model"] for rule, w in jobs if rule == "predict")
+    assert predicted == [
+        "cv-ens/ensemble",
+        "cv-ens/fold0",
+        "cv-ens/fold1",
+        "cv/fold0",
+        "cv/fold1",
+        "fast",
+    ]
 
 
 @pytest.mark.slow

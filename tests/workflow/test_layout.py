@@ -4,6 +4,7 @@ the config helpers rules/common.smk calls (override merging, infer.images checks
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import yaml
@@ -201,6 +202,22 @@ def test_run_benchmarks_of_a_download_and_a_folder(source: str, first: str) -> N
     ]
     folder = layout_of("folder", run_name="r").run_benchmarks("r")
     assert next(iter(folder)) == "remap" and "download" not in folder
+
+
+def test_a_search_winners_training_is_benchmarked_by_its_rungs() -> None:
+    """The winner of a search trains in rule search_train, rung by rung, and is published by
+    search_winner: its report reads those jobs' benchmarks, not the train rule's it never had."""
+    layout = dataclasses.replace(layout_of(experiments={"a": {}, "b": {}}), search_rungs=3)
+    jobs = layout.run_benchmarks("b")
+    assert not [path for path in jobs.values() if path.startswith("benchmarks/train/")]
+    training = {job: path for job, path in jobs.items() if "search" in job}
+    assert training == {
+        "search_train (rung 0)": "benchmarks/search_train/b/rung0.tsv",
+        "search_train (rung 1)": "benchmarks/search_train/b/rung1.tsv",
+        "search_train (rung 2)": "benchmarks/search_train/b/rung2.tsv",
+        "search_winner": "benchmarks/search_winner/b.tsv",
+    }
+    assert list(jobs)[-4:] == ["search_winner", "predict", "evaluate (val)", "evaluate (test)"]
 
 
 def test_with_experiments_the_comparison_infers_not_each_run() -> None:

@@ -234,17 +234,6 @@ BAD = [
     ({**BUDGET, "sample": 5, "space": {"run_name.x": {"choice": ["a"]}}}, {}, "run_name.x", "run"),
     ({**BUDGET, "sample": 5, "space": {"grid.x": {"choice": [1]}}}, {}, "grid.x", "run"),
     ({**BUDGET, "sample": 5, "space": {"search.eta": {"int": [2, 4]}}}, {}, "search.eta", "run"),
-    *[
-        ({**BUDGET, "sample": 5, "space": {"train.lr": {kind: bounds}}}, {}, "train.lr", words)
-        for kind, bounds, words in [
-            ("uniform", [0.2, 0.1], "low 0.2 is above high 0.1"),
-            ("log_uniform", [0.2, 0.1], "low 0.2 is above high 0.1"),
-            ("int", [5, 2], "low 5 is above high 2"),
-            ("log_uniform", [0, 0.1], "above 0"),
-            ("log_uniform", [-0.1, 0.1], "above 0"),
-            ("log_uniform", [-0.2, -0.1], "above 0"),
-        ]
-    ],
 ]
 
 
@@ -267,6 +256,10 @@ def test_bad_searches_fail_in_one_line_naming_the_option(search, sections, optio
         ({"min_epochs": 0, "max_epochs": 9}, "search.min_epochs"),
         ({"max_epochs": 9}, "search"),
         ({**BUDGET, "sample": 0, "space": SPACE}, "search.sample"),
+        (
+            {**BUDGET, "sample": 1001, "space": SPACE},
+            "search.sample': 1001 is greater than the maximum of 1000",
+        ),
         (
             {**BUDGET, "sample": 3, "space": {"train.lr": {"normal": [0, 1]}}},
             "search.space.train.lr",
@@ -346,10 +339,142 @@ def test_sampled_draws_become_named_runs_and_cross_validated_candidates_are_refu
     assert sampled_experiments({"search": None}) is None
     assert sampled_experiments({"search": {**cfg["search"], "sample": None}}) is None
     search = Search(min_epochs=1, max_epochs=9)
-    (problem,) = candidate_problems(
-        search, {"a": {"split": {"folds": None}}, "b": {"split": {"folds": 2}}}
-    )
+    raw = {**TINY, "experiments": {"a": {}, "b": {"split": {"folds": 2}}}}
+    runs = expand_runs(raw, validate(raw), validate)
+    (problem,) = candidate_problems(search, runs)
     assert problem.startswith("config option 'split.folds'") and "'b'" in problem
-    assert candidate_problems(search, {"a": {"split": {"folds": None}}}) == []
-    assert candidate_problems(None, {"b": {"split": {"folds": 2}}}) == []
+    assert candidate_problems(search, runs[:1]) == []
+    assert candidate_problems(None, runs[1:]) == []
     assert schedule_epochs(search, "cosine") == 9 and schedule_epochs(search, "constant") is None
+
+
+# --- what a space can draw, and what a search can compare ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("space", "words"),
+    [
+        (
+            {"train.batch_size": {"int": [1, 8]}},
+            "'search.space.train.batch_size': int [1, 8] can draw 1, too small: the "
+            "Unet-tu-resnet10t model's BatchNorm needs at least 2 samples per batch",
+        ),
+        (
+            {"train.batch_size": {"choice": [4, 1]}},
+            "'search.space.train.batch_size': choice [4, 1] can draw 1, too small",
+        ),
+        (
+            {"train.batch_size": {"int": [0, 8]}},
+            "'search.space.train.batch_size': int [0, 8] can draw 0: 0 is less than the minimum of 1",
+        ),
+        (
+            {"train.batch_size": {"uniform": [2, 8]}},
+            "'search.space.train.batch_size': uniform draws fractions, but the option takes "
+            "whole numbers; use int",
+        ),
+        (
+            {"train.image_size": {"int": [32, 128]}},
+            "'search.space.train.image_size': int [32, 128] draws every whole number from 32 "
+            "to 128, but the option takes multiples of 32; use choice",
+        ),
+        (
+            {"train.loss": {"choice": ["ce", "hinge"]}},
+            "'search.space.train.loss': choice ['ce', 'hinge'] can draw 'hinge': 'hinge' is not "
+            "one of",
+        ),
+        ({"train.lrr": {"uniform": [0, 1]}}, "'search.space.train.lrr': no such option"),
+        *[
+            ({"train.lr": {kind: bounds}}, f"'search.space.train.lr': {words}")
+            for kind, bounds, words in [
+                ("uniform", [0.2, 0.1], "uniform low 0.2 is above high 0.1"),
+                ("log_uniform", [0.2, 0.1], "log_uniform low 0.2 is above high 0.1"),
+                ("log_uniform", [0, 0.1], "log_uniform bounds must be above 0"),
+                ("log_uniform", [-0.1, 0.1], "log_uniform bounds must be above 0"),
+                ("log_uniform", [-0.2, -0.1], "log_uniform bounds must be above 0"),
+            ]
+        ],
+        ({"train.seed": {"int": [5, 2]}}, "'search.space.train.seed': int low 5 is above high 2"),
+        (
+            {"train.augment.hflip": {"uniform": [0.5, 2]}},
+            "'search.space.train.augment.hflip': uniform [0.5, 2] can draw 2: 2 is greater "
+            "than the maximum of 1",
+        ),
+    ],
+)
+def test_a_range_that_can_draw_what_its_option_refuses_fails_validation(space, words) -> None:
+    cfg = {**TINY, "search": {**BUDGET, "sample": 3, "space": space}}
+    with pytest.raises(ConfigError) as exc:
+        validate_config(cfg, SCHEMA)
+    assert f"config option {words}" in str(exc.value)
+
+
+def test_a_batch_of_one_is_refused_before_any_job_for_a_model_with_batchnorm() -> None:
+    cfg = {**TINY, "train": {**TINY["train"], "batch_size": 1}}
+    with pytest.raises(ConfigError, match="'train.batch_size': 1 is too small: the Unet"):
+        validate_config(cfg, SCHEMA)
+    good = {
+        **TINY,
+        "search": {**BUDGET, "sample": 3, "space": {"train.batch_size": {"int": [2, 8]}}},
+    }
+    assert validate_config(good, SCHEMA)["search"]["space"] == good["search"]["space"]
+
+
+@pytest.mark.parametrize(
+    ("option", "spec", "words"),
+    [
+        ("predict.tta", {"choice": [[], ["hflip"]]}, "only changes how the model is assessed"),
+        ("report.gallery_size", {"int": [1, 3]}, "only changes how the model is assessed"),
+        ("evaluate.foreground_classes", {"choice": [[0], [0, 2]]}, "only changes how"),
+        ("train.num_workers", {"int": [0, 2]}, "changes nothing a job writes"),
+        ("resources.train.threads", {"int": [1, 2]}, "changes nothing a job writes"),
+        ("train.epochs", {"int": [2, 9]}, "is set by the search itself"),
+        ("train.schedule_epochs", {"int": [9, 20]}, "is set by the search itself"),
+    ],
+)
+def test_a_space_over_options_that_do_not_train_the_model_is_refused(option, spec, words) -> None:
+    problems = problems_of({**BUDGET, "sample": 3, "space": {option: spec}})
+    (line,) = problems
+    assert line.startswith(f"config option 'search.space.{option}': "), line
+    assert words in line
+
+
+def candidates_problems(**sections) -> list[str]:
+    from segpipe.workflow.search import candidate_problems
+
+    raw = {**TINY, "search": BUDGET, **sections}
+    cfg = validate(raw)
+    return candidate_problems(parse_search(cfg["search"]), expand_runs(raw, cfg, validate))
+
+
+def test_candidates_that_train_one_model_or_override_what_the_search_sets_are_refused() -> None:
+    (line,) = candidates_problems(grid={"train.lr": [0.1, 0.2], "predict.tta": [[], ["hflip"]]})
+    assert line == (
+        "runs 'lr-0.1_tta-empty' and 'lr-0.1_tta-hflip': candidates that train the same model "
+        "(they differ only in predict.tta, which does not train it); a search compares "
+        "trainings: search options that train the model"
+    )
+    (line,) = candidates_problems(
+        experiments={"a": {}, "b": {"train": {"epochs": 5}}, "c": {"train": {"lr": 0.1}}}
+    )
+    assert line.startswith("run 'b': option 'train.epochs' is set by the search itself")
+    assert candidates_problems(grid={"train.lr": [0.1, 0.2, 0.3]}) == []
+    (line,) = candidates_problems(
+        experiments={"a": {}, "b": {"train": {"lr": TINY["train"]["lr"]}}}
+    )
+    assert "(they are the same run)" in line
+
+
+def test_draws_that_repeat_a_candidate_are_refused_naming_sample() -> None:
+    from segpipe.workflow.search import candidate_problems, sampled_experiments
+
+    search = {
+        **BUDGET,
+        "sample": 6,
+        "space": {"train.encoder": {"choice": ["resnet18", "resnet34"]}},
+    }
+    raw = {**TINY, "search": search}
+    cfg = validate(raw)
+    runs = expand_runs({**raw, "experiments": sampled_experiments(cfg)}, cfg, validate)
+    (line,) = candidate_problems(parse_search(cfg["search"]), runs)
+    assert line.startswith("config option 'search.sample': draws 's00_encoder-")
+    assert "drew the same values" in line

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segpipe.data.preprocess import ArrayRows, load_array
+from segpipe.processes import DieWithParent
 
 logger = logging.getLogger(__name__)
 
@@ -167,4 +168,6 @@ def batch_loader(
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         generator=generator,
+        # A worker dies with the process that reads the batches, even one killed with SIGKILL.
+        worker_init_fn=DieWithParent() if workers > 0 else None,
     )

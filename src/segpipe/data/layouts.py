@@ -126,7 +126,7 @@ def _files_by_stem(
         problem = _entry_problem(path, folder, what, suffixes, name_suffix, quarantine)
         stem = nfc(path.stem[: len(path.stem) - len(name_suffix)])
         if problem is None and stem in listing.found:
-            problem = _duplicate_problem(stem, listing.found[stem])
+            problem = _duplicate_problem(stem, listing.found[stem], path)
         elif problem is None:
             listing.found[stem] = path
             continue
@@ -260,11 +260,28 @@ def nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
-def _duplicate_problem(stem: str, used: Path) -> str:
-    return (
+def normalisation_twins(first: str, second: str) -> str:
+    """For two names that are one in Unicode NFC but differ as written (a name written NFC and
+    its twin written NFD, as macOS writes names), which print alike: both escaped, with their
+    forms ("'caf\\xe9.png' (NFC) and 'cafe\\u0301.png' (NFD)"); "" for any other two names."""
+    if first == second or nfc(first) != nfc(second):
+        return ""
+    return f"{_escaped_form(first)} and {_escaped_form(second)}"
+
+
+def _escaped_form(name: str) -> str:
+    form = next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, name)), "mixed")
+    return f"{ascii(name)} ({form})"
+
+
+def _duplicate_problem(stem: str, used: Path, path: Path) -> str:
+    problem = (
         f"duplicate stem '{stem}': {used.name} is used for it, this file is not "
         "(rename it to use it too)"
     )
+    if twins := normalisation_twins(used.name, path.name):
+        problem += f"; the two names differ only in Unicode normalisation: {twins}"
+    return problem
 
 
 def _partner_problem(what: str, listing: _Listing, stem: str) -> str:

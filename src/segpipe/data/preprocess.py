@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from segpipe.data.masks import load_mask
 from segpipe.data.split import read_manifest
 from segpipe.io import atomic_path
 from segpipe.logs import progress
+from segpipe.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,9 @@ def preprocess_split(
         )
         if scale is not None:
             arr[..., 3] = ignore_index
-        with ProcessPoolExecutor(max_workers=max(1, threads)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=max(1, threads), initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             chunks = pool.map(
                 _decode, jobs, chunksize=max(1, min(64, len(jobs) // (4 * max(1, threads))))
             )

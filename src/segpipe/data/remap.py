@@ -47,9 +47,15 @@ from segpipe.data.images import (
     oriented,
 )
 from segpipe.data.layouts import check_split_lists, index_dataset, is_lost_pair
-from segpipe.data.summary import duplicate_warnings, format_summary, summarize
+from segpipe.data.summary import (
+    duplicate_warnings,
+    format_summary,
+    logged_warnings,
+    summarize,
+)
 from segpipe.io import atomic_dir, remove_stale_temporaries, write_csv
 from segpipe.logs import progress
+from segpipe.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 UNMAPPED = -1
@@ -470,7 +476,9 @@ def check_pairs(
     jobs = [(row, spec, out, max_pixels) for row in frame.to_dict("records")]
     if threads <= 1 or len(jobs) < 2:
         return list(progress(map(_remap_one, jobs), desc="check pairs", total=len(jobs)))
-    with ProcessPoolExecutor(max_workers=threads) as pool:
+    with ProcessPoolExecutor(
+        max_workers=threads, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         return list(
             progress(pool.map(_remap_one, jobs, chunksize=16), desc="check pairs", total=len(jobs))
         )
@@ -570,19 +578,20 @@ def remap_dataset(
     """
     # The outputs' folder is this step's alone: clear what a killed earlier run left there.
     remove_stale_temporaries(Path(masks_out).parent)
-    spec, frame, index_quarantine = index_with_spec(
-        layout,
-        dataset_dir,
-        table=table,
-        colors=colors,
-        ignore_value=ignore_value,
-        unmapped=unmapped,
-        ignore_index=ignore_index,
-        images_dir=images_dir,
-        masks_dir=masks_dir,
-        mask_suffix=mask_suffix,
-        split_lists=split_lists,
-    )
+    with logged_warnings() as index_warnings:  # counted in the summary's warnings
+        spec, frame, index_quarantine = index_with_spec(
+            layout,
+            dataset_dir,
+            table=table,
+            colors=colors,
+            ignore_value=ignore_value,
+            unmapped=unmapped,
+            ignore_index=ignore_index,
+            images_dir=images_dir,
+            masks_dir=masks_dir,
+            mask_suffix=mask_suffix,
+            split_lists=split_lists,
+        )
     check_split_lists(index_quarantine)  # a listed id with no pair: the split is not to be trusted
     if frame.empty:
         _fail_without_pairs(dataset_dir, layout, index_quarantine, quarantine_out)
@@ -604,7 +613,14 @@ def remap_dataset(
             quarantine_out=quarantine_out,
             max_quarantine_fraction=max_quarantine_fraction,
         )
-    summary = summarize(frame, index_quarantine, results, spec, class_names=class_names)
+    summary = summarize(
+        frame,
+        index_quarantine,
+        results,
+        spec,
+        class_names=class_names,
+        index_warnings=index_warnings,
+    )
     logger.info("dataset summary:\n%s", format_summary(summary))
     index = _index_frame(results, masks_out, ignore_index)
     write_csv(index_out, index)

@@ -78,6 +78,29 @@ def _with_test_twins(frame: pd.DataFrame, is_test: pd.Series) -> pd.Series:
     return is_test | pulled
 
 
+def carved_from_trainval(index: pd.DataFrame) -> int:
+    """How many images of ``index`` are on an official trainval list when none is on a test
+    list (the test split is then carved from them); 0 otherwise."""
+    lists = index["official_split"].fillna("")
+    return 0 if (lists == "test").any() else int((lists == "trainval").sum())
+
+
+def warn_carved_from_trainval(index: pd.DataFrame, test: int, test_fraction: float) -> None:
+    """Warn when the test split (``test`` images) is carved from the trainval list's images:
+    an empty test list, or a trainval list alone."""
+    listed = carved_from_trainval(index)
+    if listed:
+        logger.warning(
+            "no image is on an official test list, but %d are on the trainval list: the test "
+            "split (%d images) is carved from them at split.test_fraction %g; list the test "
+            "images in the test list, or set split.use_official: false to carve it from all "
+            "images knowingly",
+            listed,
+            test,
+            test_fraction,
+        )
+
+
 def split_dataset(
     index: pd.DataFrame,
     *,
@@ -100,6 +123,8 @@ def split_dataset(
         pool, test = frame[~is_test], frame[is_test]
     else:
         pool, test = _carve(frame, test_fraction, rng, stratify)
+        if use_official:
+            warn_carved_from_trainval(frame, len(test), test_fraction)
     train, val = _carve(pool, val_fraction, rng, stratify)
     parts = {"train": train, "val": val, "test": test}
     for name, part in parts.items():

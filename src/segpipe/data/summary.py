@@ -9,9 +9,10 @@ imports the other for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,31 @@ def duplicate_warnings(results: list[dict]) -> list[str]:
     ]
 
 
+class _Collect(logging.Handler):
+    """Keeps the message of every warning it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def logged_warnings() -> Iterator[list[str]]:
+    """The messages of the warnings segpipe's loggers log meanwhile, in order (logged as
+    before too): what indexing a dataset warns of (an id in two lists, pairs in no list, files
+    in sub-folders), for :func:`summarize`."""
+    handler = _Collect()
+    package = logging.getLogger("segpipe")
+    package.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        package.removeHandler(handler)
+
+
 def summarize(
     frame: pd.DataFrame,
     index_quarantine: list[tuple[str, str]],
@@ -60,8 +86,11 @@ def summarize(
     class_names: Sequence[str] | None = None,
     root: str | Path | None = None,
     layout: str | None = None,
+    index_warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A JSON-ready summary of a checked dataset (see :func:`segpipe.data.remap.check_pairs`)."""
+    """A JSON-ready summary of a checked dataset (see :func:`segpipe.data.remap.check_pairs`).
+    ``index_warnings``: the warnings indexing logged (:func:`logged_warnings`), first among the
+    summary's warnings, so that their count and the verdict hold every warning."""
     decoded = [r for r in results if "width" in r]
     good = [r for r in results if "problem" not in r]
     values: Counter = Counter()
@@ -73,7 +102,8 @@ def summarize(
     problems = [(f, p) for f, p in index_quarantine] + [
         (r["problem_file"], r["problem"]) for r in results if "problem" in r
     ]
-    warnings = [m for r in results for level, m in r["notes"] if level >= logging.WARNING]
+    warnings = list(index_warnings)
+    warnings += [m for r in results for level, m in r["notes"] if level >= logging.WARNING]
     warnings += duplicate_warnings(results)
     widths = [r["width"] for r in decoded]
     heights = [r["height"] for r in decoded]
@@ -168,5 +198,12 @@ def format_summary(summary: dict[str, Any], max_lines: int = 50) -> str:
         out.append(f"Masks holding a single value: {s['single_value_masks']} (kept)")
     out += _lines("Warnings", s["warnings"], max_lines)
     out += _lines("Problems", [f"{p['file']}: {p['problem']}" for p in s["problems"]], max_lines)
-    out.append("Verdict: OK" if s["ok"] else f"Verdict: {len(s['problems'])} problem(s)")
+    out.append(verdict(s))
     return "\n".join(out)
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """The last line: OK or the problem count, and the warning count when there are some."""
+    verdict = "OK" if summary["ok"] else f"{len(summary['problems'])} problem(s)"
+    warnings = len(summary["warnings"])
+    return f"Verdict: {verdict}" + (f", {warnings} warning(s)" if warnings else "")

@@ -17,7 +17,7 @@ from typing import Any
 from segpipe.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from segpipe.data.layouts import LAYOUT_DIRS
 from segpipe.data.remap import check_pairs, index_with_spec
-from segpipe.data.summary import format_summary, summarize
+from segpipe.data.summary import format_summary, logged_warnings, summarize
 
 __all__ = ["format_summary", "summarize", "verify_dataset"]
 
@@ -43,28 +43,38 @@ def verify_dataset(
 ) -> dict[str, Any]:
     """Check ``root`` as the remap step would, write nothing, and return :func:`summarize`'s
     summary. Without ``table`` or ``colors`` the raw mask values are counted, not mapped; an image
-    or mask of more than ``max_image_pixels`` pixels is a problem, not decoded."""
-    spec, frame, index_quarantine = index_with_spec(
-        layout,
-        root,
-        table=table,
-        colors=colors,
-        ignore_value=ignore_value,
-        unmapped=unmapped,
-        ignore_index=ignore_index,
-        images_dir=images_dir,
-        masks_dir=masks_dir,
-        mask_suffix=mask_suffix,
-        split_lists=split_lists,
-    )
-    if frame.empty:
-        logger.warning(
-            "no pairs found in %s (images %s, masks %s)",
+    or mask of more than ``max_image_pixels`` pixels is a problem, not decoded. The warnings
+    indexing logs (an id in two lists, pairs in no list, files in sub-folders, no pairs at all)
+    are the summary's too: its warning count and verdict hold every warning."""
+    with logged_warnings() as index_warnings:
+        spec, frame, index_quarantine = index_with_spec(
+            layout,
             root,
-            images_dir or LAYOUT_DIRS[layout][0],
-            masks_dir or LAYOUT_DIRS[layout][1],
+            table=table,
+            colors=colors,
+            ignore_value=ignore_value,
+            unmapped=unmapped,
+            ignore_index=ignore_index,
+            images_dir=images_dir,
+            masks_dir=masks_dir,
+            mask_suffix=mask_suffix,
+            split_lists=split_lists,
         )
+        if frame.empty:
+            logger.warning(
+                "no pairs found in %s (images %s, masks %s)",
+                root,
+                images_dir or LAYOUT_DIRS[layout][0],
+                masks_dir or LAYOUT_DIRS[layout][1],
+            )
     results = check_pairs(frame, spec, None, threads, max_image_pixels) if len(frame) else []
     return summarize(
-        frame, index_quarantine, results, spec, class_names=class_names, root=root, layout=layout
+        frame,
+        index_quarantine,
+        results,
+        spec,
+        class_names=class_names,
+        root=root,
+        layout=layout,
+        index_warnings=index_warnings,
     )

@@ -42,6 +42,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segpipe.data import predictions
 from segpipe.data.images import ImageTooLargeError, load_rgb
+from segpipe.data.layouts import normalisation_twins
 from segpipe.inference.engine import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
 from segpipe.inference.onnx import ExportError, onnx_session, read_metadata, stale_reason
 from segpipe.inference.writer import write_prediction
@@ -164,7 +165,9 @@ def _check_unique(named: Sequence[tuple[Path, str]]) -> None:
     for file, name in named:
         key = unicodedata.normalize("NFC", name).casefold()
         if key in seen:
-            clashes.append(f"{seen[key]} and {file} ({predictions.mask_name(name)})")
+            twins = normalisation_twins(seen[key].name, file.name)
+            why = f"; they differ only in Unicode normalisation: {twins}" if twins else ""
+            clashes.append(f"{seen[key]} and {file} ({predictions.mask_name(name)}{why})")
         seen.setdefault(key, file)
     if clashes:
         raise OutputClashError(

@@ -6,6 +6,7 @@ Unknown names fail with the list of valid choices, as segmentation-models-pytorc
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -41,6 +42,32 @@ def _weights_hint(encoder: str, weights: str) -> str:
         f"snapshot_download('{repo}', revision='{rev}')\"`), then copy the cache folder {cache} "
         "to this machine (or point HF_HOME at it); or set train.encoder_weights: null"
     )
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has BatchNorm layers (they need 2 or more samples per batch to train)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@functools.cache
+def needs_two_per_batch(
+    arch: str,
+    encoder: str,
+    num_classes: int,
+    encoder_depth: int = 5,
+    decoder_channels: tuple[int, ...] | None = None,
+) -> bool:
+    """Whether a model of these options has BatchNorm, which fails on a training batch of one
+    sample ("Expected more than 1 value per channel"): built without weights to find out, once
+    per process and options."""
+    model = build_model(
+        arch,
+        encoder,
+        num_classes,
+        encoder_depth=encoder_depth,
+        decoder_channels=None if decoder_channels is None else list(decoder_channels),
+    )
+    return has_batchnorm(model)
 
 
 def build_model(

@@ -31,17 +31,35 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "SEGPIPE_CACHE_DIR"
 """Environment variable naming the cache directory, instead of ``$XDG_CACHE_HOME/segpipe``."""
-FORMAT = 1
+FORMAT = 2
 """Version of the catalogue's layout, part of the cache file's name."""
 _DISTRIBUTIONS = {"smp": "segmentation-models-pytorch", "timm": "timm"}
 
 
-def check_model_names(arch: str, encoder: str, encoder_weights: str | None) -> None:
-    """Raise ValueError naming the option and listing valid choices for an unknown name."""
+# The shape options of train an architecture may take (model.build passes them to smp).
+SHAPE_OPTIONS = ("encoder_depth", "decoder_channels")
+
+
+def check_model_names(
+    arch: str,
+    encoder: str,
+    encoder_weights: str | None,
+    encoder_depth: int = 5,
+    decoder_channels: list[int] | None = None,
+) -> None:
+    """Raise ValueError naming the option and listing valid choices for an unknown name, or an
+    encoder_depth (other than 5) or decoder_channels the architecture does not take."""
     names = catalogue()
     if arch not in names["architectures"]:
         raise ValueError(
             f"config option 'train.arch': unknown '{arch}'; valid: {sorted(names['architectures'])}"
+        )
+    takes = names["shape_options"].get(arch, [])
+    if encoder_depth != 5 and "encoder_depth" not in takes:
+        raise ValueError(f"config option 'train.encoder_depth': {arch} has a fixed depth (5)")
+    if decoder_channels is not None and "decoder_channels" not in takes:
+        raise ValueError(
+            f"config option 'train.decoder_channels': {arch} does not take it; set it to null"
         )
     if encoder.startswith("tu-"):
         # As timm.list_models(pattern) does: a wildcard pattern, matched against the names.
@@ -74,13 +92,21 @@ def catalogue() -> dict[str, Any]:
 
 
 def names_from_smp() -> dict[str, Any]:
-    """The catalogue, read from smp and timm (imports both): architecture names, encoder name ->
-    its pretrained weight names, and timm's model names."""
+    """The catalogue, read from smp and timm (imports both): architecture names, the shape
+    options each takes (:data:`SHAPE_OPTIONS`), encoder name -> its pretrained weight names, and
+    timm's model names."""
+    import inspect
+
     import segmentation_models_pytorch as smp
     import timm
 
+    classes = smp.MODEL_ARCHITECTURES_MAPPING.values()
     return {
-        "architectures": sorted(cls.__name__ for cls in smp.MODEL_ARCHITECTURES_MAPPING.values()),
+        "architectures": sorted(cls.__name__ for cls in classes),
+        "shape_options": {
+            cls.__name__: [o for o in SHAPE_OPTIONS if o in inspect.signature(cls).parameters]
+            for cls in classes
+        },
         "encoders": {
             name: sorted(smp.encoders.encoders[name]["pretrained_settings"])
             for name in smp.encoders.get_encoder_names()
@@ -97,9 +123,10 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "segpipe"
 
 
+@functools.cache
 def installed_versions() -> dict[str, str]:
     """Versions of the installed smp and timm ("none" for one that is missing), read from their
-    metadata without importing them."""
+    metadata without importing them; once per process (a search checks every draw's names)."""
     versions = {}
     for key, distribution in _DISTRIBUTIONS.items():
         try:
@@ -176,6 +203,8 @@ def _well_formed(names: Any) -> bool:
         and strings(names.get("timm_models"))
         and isinstance(names.get("encoders"), dict)
         and all(strings(weights) for weights in names["encoders"].values())
+        and isinstance(names.get("shape_options"), dict)
+        and all(strings(options) for options in names["shape_options"].values())
     )
 
 

@@ -74,6 +74,8 @@ METRIC_COLUMNS = {  # leaderboard column -> (split, key in metrics.json)
 }
 SCORE_COLUMNS = ("val_miou", "val_miou_std", *(c for c in METRIC_COLUMNS if c != "val_miou"))
 TRAINING_COLUMNS = ("best_epoch", "epochs", "train_seconds", "images_per_s", "parameters")
+# The run whose trained model a run shares (RunResult.trained_as); empty for its own.
+SHARED_COLUMN = "trained_as"
 INTEGER_COLUMNS = ("rank", "folds", "best_epoch", "epochs", "parameters")
 # What the paired differences are computed on: all runs cross-validated, or not.
 PAIRED_DATA = {
@@ -91,6 +93,11 @@ class RunResult:
     other fields are paths: the val and test ``metrics.json``, the test ``per_class.csv`` and
     ``per_image.csv``, ``history.csv``, ``model.json`` (optional: may be None or missing), the
     test split manifest and the test predictions folder (holding ``masks/<id>.png``).
+
+    ``trained_as`` names the earlier run whose trained model(s) this run shares (it differs
+    from it only in options that cannot change a trained weight: segpipe.params.OPTION_CLASSES):
+    the two are views of one model, and ``history`` and ``model_json`` are that run's. None: its
+    own training.
 
     A run with k-fold cross-validation also has :data:`CROSSVAL_INPUTS`, its ``crossval/``
     ``metrics.json``, ``folds.csv`` and ``per_image.csv`` (None for a run without folds); its
@@ -112,6 +119,7 @@ class RunResult:
     crossval_metrics: str | os.PathLike | None = None
     crossval_folds: str | os.PathLike | None = None
     crossval_per_image: str | os.PathLike | None = None
+    trained_as: str | None = None
 
     @property
     def cross_validated(self) -> bool:
@@ -121,10 +129,16 @@ class RunResult:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> RunResult:
         """A RunResult from a mapping of its fields (a Snakemake param); ``overrides`` defaults
-        to none, ``model_json`` and :data:`CROSSVAL_INPUTS` to None. An unknown or missing
+        to none, ``model_json``, ``trained_as`` and :data:`CROSSVAL_INPUTS` to None. An unknown or missing
         field raises ValueError."""
         names = [field.name for field in dataclasses.fields(cls)]
-        values = {"overrides": {}, "model_json": None, **dict.fromkeys(CROSSVAL_INPUTS), **mapping}
+        values = {
+            "overrides": {},
+            "model_json": None,
+            "trained_as": None,
+            **dict.fromkeys(CROSSVAL_INPUTS),
+            **mapping,
+        }
         unknown = sorted(set(values) - set(names))
         missing = [name for name in names if name not in values]
         if unknown or missing:
@@ -291,6 +305,7 @@ def _read_run(run: RunResult, class_names: Sequence[str]) -> _RunData:
     row["train_seconds"] = number(training["seconds"])
     row["images_per_s"] = number(training["images_per_s"])
     row["parameters"] = _parameters(run.model_json)
+    row["trained_as"] = run.trained_as
     per_image = read_table(run.test_per_image)
     if run.crossval_metrics is None:  # not cross-validated
         return _RunData(run, row, history, per_image)
@@ -341,9 +356,18 @@ def _fold_rows(
             "val_miou_std": None,
             "iou": dict.fromkeys(class_names),
             **dict.fromkeys(TRAINING_COLUMNS),
+            SHARED_COLUMN: _shared_fold(run, str(record["model"])),
         }
         for record in folds.to_dict("records")
     ]
+
+
+def _shared_fold(run: RunResult, model: str) -> str | None:
+    """The fold model whose training a fold of a run that shares its trainings is: the same
+    fold of the run it shares; None for its own folds and for the ensemble (never trained)."""
+    if run.trained_as is None or not model.startswith("fold"):
+        return None
+    return f"{run.trained_as}/{model}"
 
 
 def _read_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -395,19 +419,27 @@ def leaderboard_frame(
 ) -> pd.DataFrame:
     """The leaderboard as a table: rank, run, model ("cv" for a cross-validated run, fold<i> or
     "ensemble" for its unranked rows, empty otherwise), selected, folds, the scores
-    (:data:`SCORE_COLUMNS`), ``iou_<class>`` per class and the training summary; integers stay
-    integers, missing values are empty cells."""
+    (:data:`SCORE_COLUMNS`), ``iou_<class>`` per class, the training summary and the run whose
+    trained model a run shares (``trained_as``); integers stay integers, missing values are
+    empty cells."""
     columns = ["rank", "run", "model", "selected", "folds", *SCORE_COLUMNS]
     records = [
         {
             **{column: row[column] for column in columns},
             **{f"iou_{name}": row["iou"][name] for name in class_names},
             **{column: row[column] for column in TRAINING_COLUMNS},
+            SHARED_COLUMN: row.get(SHARED_COLUMN),
         }
         for row in rows
     ]
     frame = pd.DataFrame.from_records(
-        records, columns=[*columns, *(f"iou_{name}" for name in class_names), *TRAINING_COLUMNS]
+        records,
+        columns=[
+            *columns,
+            *(f"iou_{name}" for name in class_names),
+            *TRAINING_COLUMNS,
+            SHARED_COLUMN,
+        ],
     )
     return frame.astype({column: "Int64" for column in INTEGER_COLUMNS})
 
@@ -415,12 +447,13 @@ def leaderboard_frame(
 def override_lines(run: RunResult) -> list[str]:
     """``option = value`` per override of ``run`` (values as in YAML/JSON: true, null, 0.001,
     [1, 2]; strings as they are), or ["base config"] when it overrides nothing."""
-    if not run.overrides:
-        return ["base config"]
-    return [
+    lines = [
         f"{option} = {value if isinstance(value, str) else json.dumps(value)}"
         for option, value in run.overrides.items()
-    ]
+    ] or ["base config"]
+    if run.trained_as:
+        lines.append(f"the same trained model as {run.trained_as} (no training of its own)")
+    return lines
 
 
 def _figures(data: Sequence[_RunData], class_names: Sequence[str], figures_dir: Path) -> dict:

@@ -35,6 +35,7 @@ from segpipe.data.colors import colorize, legend
 from segpipe.data.images import load_rgb
 from segpipe.data.layouts import SOURCE_ONLY_OPTIONS
 from segpipe.data.masks import load_mask
+from segpipe.data.split import carved_from_trainval
 from segpipe.evaluation.crossval import SCORES
 from segpipe.io import read_table, write_text
 from segpipe.params import run_summary, tracked
@@ -93,6 +94,9 @@ class ReportInputs:
       left out of the run;
     - ``class_presence_csv``: the split step's images per class and split, shown as the classes
       that no train or val mask holds;
+    - ``index_csv``: the remap step's index: when the run honours the official lists
+      (split.use_official) and no image is on a test list, the report warns that the test
+      split was carved from the trainval list's images;
     - a run with k-fold cross-validation: ``fold_histories`` (every fold's ``history.csv`` in
       fold order; ``history_csv`` is fold 0's), ``crossval_json`` and ``crossval_folds_csv``
       (:func:`segpipe.evaluation.crossval.write_crossval`; required when given) and
@@ -126,6 +130,7 @@ class ReportInputs:
     ignore_index: int = 255
     quarantine_csv: str | os.PathLike | None = None
     class_presence_csv: str | os.PathLike | None = None
+    index_csv: str | os.PathLike | None = None
     fold_histories: Sequence[str | os.PathLike] = ()
     crossval_json: str | os.PathLike | None = None
     crossval_folds_csv: str | os.PathLike | None = None
@@ -168,6 +173,7 @@ def inputs_of_rule(
         predictions_dir=predictions.split_dir(files["predictions"], "test"),
         quarantine_csv=files["quarantine"],
         class_presence_csv=files["classes"],
+        index_csv=files.get("index"),
         fold_class_presence_csvs=list(files["fold_classes"]),
         infer_dir=files.get("infer"),
         no_tta=no_tta,
@@ -212,6 +218,7 @@ def build_report(
         "quarantine": _read_quarantine(inputs.quarantine_csv),
         "missing_classes": _missing_classes(inputs.class_presence_csv, pooled=bool(histories)),
         "fold_missing_classes": _fold_missing_classes(inputs.fold_class_presence_csvs),
+        "carved_test": _carved_test(inputs.index_csv, config, len(manifest)),
         "galleries": _galleries(
             per_image,
             manifest,
@@ -531,6 +538,20 @@ def _read_quarantine(path: str | os.PathLike | None) -> dict[str, Any] | None:
     table = read_table(path, text=True)
     rows = table[["file", "problem"]].head(QUARANTINE_MAX_ROWS).to_dict("records")
     return {"rows": rows, "total": len(table), "shown": len(rows)}
+
+
+def _carved_test(
+    index_csv: str | os.PathLike | None, config: Mapping[str, Any], test: int
+) -> dict[str, Any] | None:
+    """The images of the trainval list and of the test split when the test split was carved
+    from the trainval list (:func:`segpipe.data.split.carved_from_trainval`); else None."""
+    split = config.get("split") or {}
+    if index_csv is None or not split.get("use_official", True):
+        return None
+    listed = carved_from_trainval(read_table(index_csv))
+    if not listed:
+        return None
+    return {"listed": listed, "test": test, "fraction": split.get("test_fraction")}
 
 
 def _missing_classes(

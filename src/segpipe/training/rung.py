@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from segpipe.io import atomic_path
+from segpipe.training.lock import hold_resume_state
 from segpipe.training.train import train_model
 
 logger = logging.getLogger(__name__)
@@ -29,12 +30,12 @@ def train_rung(
     unless it holds a newer resume state (a rerun of a killed rung resumes from its own)."""
     resume = Path(resume_dir)
     own = resume / "last.pt"
-    if previous and not (own.exists() and own.stat().st_mtime > _newest(previous)):
-        resume.mkdir(parents=True, exist_ok=True)
-        for path in previous:
-            logger.info("starting from %s", path)
-            _copy(path, resume / Path(path).name)
-    return train_model(resume_dir=resume, **train)
+    with hold_resume_state(resume):  # seeded and trained by this process alone
+        if previous and not (own.exists() and own.stat().st_mtime > _newest(previous)):
+            for path in previous:
+                logger.info("starting from %s", path)
+                _copy(path, resume / Path(path).name)
+        return train_model(resume_dir=resume, **train)
 
 
 def _newest(paths: Sequence[str | os.PathLike]) -> float:

@@ -31,6 +31,7 @@ import dataclasses
 import functools
 import logging
 import math
+import os
 import signal
 import socket
 import time
@@ -51,7 +52,7 @@ from segpipe.data.preprocess import ArrayRows
 from segpipe.evaluation.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.io import remove_stale_temporaries, write_csv, write_json
 from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
-from segpipe.models.build import build_loss, build_model
+from segpipe.models.build import build_loss, build_model, has_batchnorm
 from segpipe.models.checkpoints import (
     load_checkpoint,
     model_from_checkpoint,
@@ -66,7 +67,9 @@ from segpipe.models.device import (
     resolve_device,
 )
 from segpipe.params import UNTRACKED_OPTIONS
+from segpipe.processes import die_with_parent
 from segpipe.training.augment import BatchAugment
+from segpipe.training.lock import hold_resume_state
 from segpipe.training.monitor import TrainingMonitor, open_monitor
 
 logger = logging.getLogger(__name__)
@@ -353,8 +356,10 @@ def train_model(
     a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`.
     Writes the best and last checkpoints, the per-epoch history CSV and, given ``model_path``, the
     model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
-    :class:`BatchTooSmallError` before training where a batch would hold a single sample.
-    Temporaries that killed checkpoint writes left in ``resume_dir`` are removed first.
+    :class:`BatchTooSmallError` before training where a batch would hold a single sample, and
+    :class:`segpipe.training.lock.ResumeStateLockedError` while another process trains into
+    ``resume_dir``. Temporaries that killed checkpoint writes left in ``resume_dir`` are
+    removed first.
     With ``weights_cache``, train.encoder_weights are read from that folder only, offline
     (:mod:`segpipe.models.pretrained`).
     """
@@ -364,25 +369,27 @@ def train_model(
         for data in (train_data, val_data)
     )
     check_batch_size(cfg, len(ArrayDataset(train_rows)), len(classes))
-    remove_stale_temporaries(resume_dir)
-    job = Job(
-        cfg=cfg,
-        train_data=train_rows,
-        val_data=val_rows,
-        classes=list(classes),
-        ignore_index=ignore_index,
-        threads=threads,
-        resume_dir=Path(resume_dir),
-        best_path=str(best_path),
-        last_path=str(last_path),
-        history_path=str(history_path),
-        data_digest=train_rows.digest() + val_rows.digest(),
-        weights_cache=None if weights_cache is None else str(weights_cache),
-    )
-    if cfg.gpus == 1:
-        _train(0, 1, None, job)
-    else:
-        _train_data_parallel(job)
+    # One training writes a resume folder at a time (segpipe.training.lock).
+    with hold_resume_state(resume_dir):
+        remove_stale_temporaries(resume_dir)
+        job = Job(
+            cfg=cfg,
+            train_data=train_rows,
+            val_data=val_rows,
+            classes=list(classes),
+            ignore_index=ignore_index,
+            threads=threads,
+            resume_dir=Path(resume_dir),
+            best_path=str(best_path),
+            last_path=str(last_path),
+            history_path=str(history_path),
+            data_digest=train_rows.digest() + val_rows.digest(),
+            weights_cache=None if weights_cache is None else str(weights_cache),
+        )
+        if cfg.gpus == 1:
+            _train(0, 1, None, job)
+        else:
+            _train_data_parallel(job)
     if model_path is not None:
         write_model_card(model_path, load_checkpoint(best_path))
     return load_checkpoint(last_path)
@@ -396,7 +403,7 @@ def _train_data_parallel(job: Job) -> None:
         try:
             torch.multiprocessing.start_processes(
                 _train,
-                args=(job.cfg.gpus, port, job, inherited_log_files()),
+                args=(job.cfg.gpus, port, job, inherited_log_files(), os.getpid()),
                 nprocs=job.cfg.gpus,
                 join=True,
                 # fork, not spawn: spawn re-runs the unguarded __main__ of a Snakemake
@@ -429,9 +436,19 @@ def write_model_card(path: str | Path, ckpt: dict[str, Any]) -> None:
 
 
 def _train(
-    rank: int, world_size: int, port: int | None, job: Job, log_files: list[str] | None = None
+    rank: int,
+    world_size: int,
+    port: int | None,
+    job: Job,
+    log_files: list[str] | None = None,
+    parent: int | None = None,
 ) -> None:
-    """The training loop of one process (the only one when ``world_size`` is 1)."""
+    """The training loop of one process (the only one when ``world_size`` is 1; a data-parallel
+    rank dies with ``parent``, the process that started the ranks, however it ends: torch's
+    start_processes asks for SIGINT, which a rank blocked in a collective may not act on;
+    segpipe.processes makes it SIGKILL)."""
+    if parent is not None:
+        die_with_parent(parent)
     # Process and device: threads, loader workers, autocast; data-parallel ranks join a group.
     proc = setup_process(rank, world_size, port, job, log_files)
     # Data: memory-mapped arrays read a batch at a time; augmentation (seeded per sample) and
@@ -905,11 +922,6 @@ def train_batches(samples_per_rank: int, batch_size: int) -> tuple[bool, int]:
     if samples_per_rank > batch_size:
         return True, samples_per_rank // batch_size
     return False, math.ceil(samples_per_rank / batch_size)
-
-
-def has_batchnorm(model: torch.nn.Module) -> bool:
-    """Whether ``model`` has BatchNorm layers (they need 2 or more samples per batch to train)."""
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def check_batch_size(cfg: TrainConfig, train_samples: int, num_classes: int) -> None:

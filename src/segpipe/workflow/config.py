@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from segpipe.params import DATA_OPTIONS, MODEL, option_class
+
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the option."""
@@ -43,8 +45,63 @@ def _shown(key: Any) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
+def _branch_keys(branches: Any) -> list[str] | None:
+    """The key each branch of a oneOf requires, where every branch is an object told apart by
+    one required key (search.space's ranges: log_uniform, uniform, int, choice); else None."""
+    if not isinstance(branches, list):
+        return None
+    keys = [b.get("required", []) if isinstance(b, Mapping) else [] for b in branches]
+    if any(len(k) != 1 for k in keys):
+        return None
+    return [k[0] for k in keys]
+
+
+def _error_branch_keys(error: jsonschema.ValidationError) -> list[str] | None:
+    if error.validator not in ("oneOf", "anyOf"):
+        return None
+    return _branch_keys(error.validator_value)
+
+
+def _branch(keys: list[str] | None, instance: Any) -> int | None:
+    """The branch an object picks by its one key (:func:`_branch_keys`); None when it has none of
+    the keys, more than one, or is no object."""
+    if keys is None or not isinstance(instance, dict) or len(instance) != 1:
+        return None
+    (key,) = instance
+    return keys.index(key) if key in keys else None
+
+
+def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors that say what is wrong: under a oneOf of objects told apart by a key, those of
+    the branch the instance's key picks (``'search.space.train.lr.choice': [] should be
+    non-empty``, not "is not valid under any of the given schemas"); else the error itself."""
+    branch = _branch(_error_branch_keys(error), error.instance)
+    if branch is None:
+        return [error]
+    return [
+        leaf
+        for sub in error.context or []
+        if sub.relative_schema_path[0] == branch
+        for leaf in _leaf_errors(sub)
+    ]
+
+
 def _option(error: jsonschema.ValidationError) -> str:
     path = ".".join(_shown(p) for p in error.absolute_path)
+    keys = _error_branch_keys(error)
+    if keys is not None:
+        got = sorted(map(str, error.instance)) if isinstance(error.instance, dict) else []
+        given = ", ".join(got) or (
+            "none" if isinstance(error.instance, dict) else repr(error.instance)
+        )
+        return (
+            f"config option '{path}': give exactly one of {', '.join(keys[:-1])} or "
+            f"{keys[-1]} (got {given})"
+        )
+    if error.validator == "pattern" and "propertyNames" in error.schema_path:
+        what = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+        if what:
+            return f"config option '{path}': {_shown(error.instance)!r} is not {what}"
     if error.validator == "additionalProperties":
         schema, instance = error.schema, error.instance
         assert isinstance(schema, Mapping) and isinstance(instance, Mapping)  # an object's
@@ -137,7 +194,12 @@ def _normalise(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -
     and torch as a float. Non-whole floats stay, and fail validation naming the option.
     """
     schema = _resolve(schema, root)
+    branch = _branch(_branch_keys(schema.get("oneOf")), value)
+    if branch is not None:
+        schema = _resolve(schema["oneOf"][branch], root)
     types = _types(schema)
+    if value in NULL_WORDS and "null" in types:
+        return None
     if isinstance(value, float) and value.is_integer() and "integer" in types:
         return value if "number" in types else int(value)
     if isinstance(value, str) and schema.get("format") == "path":
@@ -147,6 +209,11 @@ def _normalise(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [_normalise(v, schema["items"], root) for v in value]
     return value
+
+
+# How YAML writes null: what a nested --config value null arrives as (Snakemake reads nested
+# values as strings). Null wherever an option takes null, quoted in a config file too.
+NULL_WORDS = ("null", "Null", "NULL", "~")
 
 
 def _non_finite(value: Any, path: str = "") -> list[str]:
@@ -188,11 +255,14 @@ def validate_config(
     if isinstance(table, dict):
         cfg["remap"]["table"] = {_table_key(k): v for k, v in table.items()}
     table_given = bool(table)
-    validator_cls = _with_defaults(jsonschema.validators.validator_for(schema))
-    _parse_typed_strings(cfg, validator_cls(schema))
-    cfg = _normalise(cfg, schema, schema)
-    errors = sorted(validator_cls(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    problems = [_option(e) for e in errors] + _non_finite(cfg)
+    validator = _validator(schema)
+    errors = _parse_typed_strings(cfg, validator)
+    normalised = _normalise(cfg, schema, schema)
+    if normalised != cfg:  # a value changed: checked again (most configs need one pass only)
+        errors = list(validator.iter_errors(normalised))
+    cfg = normalised
+    errors.sort(key=lambda e: list(e.absolute_path))
+    problems = [_option(leaf) for e in errors for leaf in _leaf_errors(e)] + _non_finite(cfg)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     cfg["remap"]["table"] = {int(k): int(v) for k, v in cfg["remap"]["table"].items()}
@@ -204,8 +274,84 @@ def validate_config(
             )
         cfg["remap"]["table"] = {}  # the colour table replaces the default trimap table
     _fill_layout_defaults(cfg["dataset"])
+    if problems := _space_problems(cfg, schema):
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     check_semantics(cfg, check_models=check_models)
     return canonical(cfg)
+
+
+def _option_schema(schema: Mapping[str, Any], option: str) -> Mapping[str, Any] | None:
+    """The schema of a dotted option of a run (``train.augment.hflip``); None for no option."""
+    node: Mapping[str, Any] = schema
+    for key in option.split("."):
+        found = _resolve(node, schema).get("properties", {}).get(key)
+        if found is None:
+            return None
+        node = found
+    return _resolve(node, schema)
+
+
+def _searchable(option: str) -> bool:
+    """Whether a search may draw ``option``: one that trains the model and is no data option
+    (segpipe.params), or one of no class, which does not exist."""
+    try:
+        return option_class(option) == MODEL and option.split(".")[0] not in DATA_OPTIONS
+    except KeyError:
+        return True
+
+
+def _space_problems(cfg: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """search.space ranges that can draw a value their option refuses, found before any draw:
+    an option that does not exist, a bound or a choice that fails the option's schema,
+    fractions for a whole-number option, every whole number for a multiple-of option."""
+    problems = []
+    for option, spec in ((cfg.get("search") or {}).get("space") or {}).items():
+        where = f"config option 'search.space.{option}'"
+        if not _searchable(option):
+            continue  # segpipe.workflow.search says why it cannot be searched
+        node = _option_schema(schema, option)
+        if node is None:
+            problems.append(f"{where}: no such option")
+            continue
+        kind, values = next(iter(spec.items()))
+        problem = _range_problem(kind, values, node) or next(
+            (
+                f"{kind} {values} can draw {value!r}: {error.message}"
+                for value in values
+                for error in _validator(schema)
+                .evolve(schema=node)
+                .iter_errors(copy.deepcopy(value))
+            ),
+            None,
+        )
+        if problem:
+            problems.append(f"{where}: {problem}")
+    return problems
+
+
+def _range_problem(kind: str, values: list, node: Mapping[str, Any]) -> str | None:
+    """What is wrong with a range whatever it draws: low above high, a log-uniform bound not
+    above 0, fractions for a whole-number option, every whole number for a multiple-of one."""
+    if kind == "choice":
+        return None
+    low, high = values
+    types = _types(node)
+    if low > high:
+        return f"{kind} low {low} is above high {high}"
+    if kind == "log_uniform" and low <= 0:
+        return (
+            f"log_uniform bounds must be above 0, got [{low}, {high}] (use uniform for a "
+            "range that holds 0)"
+        )
+    if kind != "int" and "integer" in types and "number" not in types:
+        return f"{kind} draws fractions, but the option takes whole numbers; use int"
+    step = node.get("multipleOf")
+    if kind == "int" and step and low < high:
+        return (
+            f"int {values} draws every whole number from {low} to {high}, but the option "
+            f"takes multiples of {step}; use choice"
+        )
+    return None
 
 
 _JSON_TYPES = {
@@ -222,31 +368,48 @@ _JSON_TYPES = {
 }
 
 
-def _parse_typed_strings(cfg: dict, validator) -> None:
+# The validator of each schema (by its id; the schema kept alive with it): building one takes
+# longer than checking a config, and a search validates every draw's config.
+_VALIDATORS: dict[int, tuple[Mapping[str, Any], Any]] = {}
+
+
+def _validator(schema: Mapping[str, Any]):
+    """A validator of ``schema`` that also fills in defaults (:func:`_with_defaults`)."""
+    found = _VALIDATORS.get(id(schema))
+    if found is None or found[0] is not schema:
+        cls = _with_defaults(jsonschema.validators.validator_for(schema))
+        found = _VALIDATORS[id(schema)] = (schema, cls(schema))
+    return found[1]
+
+
+def _parse_typed_strings(cfg: dict, validator) -> list[jsonschema.ValidationError]:
     """Strings where the schema wants a number, boolean or null become that value if they are
-    one in YAML, in place.
+    one in YAML, in place; the errors of ``cfg`` as it is then.
 
     Snakemake reads the values of a nested ``--config 'train={image_size: 64, lr: 0.01}'`` as
     strings ('64', '0.01'); parsed here, they are checked like values from a config file, so
     '-64' is "less than the minimum", not "not an integer". Strings that are no such value stay
     as they are and fail validation, naming the option.
     """
+    errors: list[jsonschema.ValidationError] = []
     for _ in range(8):  # a parsed value can uncover a deeper one (a list given as a string)
         changed = False
-        for error in validator.iter_errors(cfg):
+        errors = list(validator.iter_errors(cfg))
+        for error in (leaf for e in errors for leaf in _leaf_errors(e)):
             if error.validator != "type" or not isinstance(error.instance, str):
                 continue
             try:
                 value = yaml.safe_load(error.instance)
             except yaml.YAMLError:
                 continue
-            wanted = error.validator_value
+            wanted: Any = error.validator_value
             wanted = [wanted] if isinstance(wanted, str) else wanted
             if any(_JSON_TYPES.get(t, lambda v: False)(value) for t in wanted):
                 _set_at(cfg, list(error.absolute_path), value)
                 changed = True
         if not changed:
-            return
+            return errors
+    return list(validator.iter_errors(cfg))
 
 
 def _set_at(cfg: dict, path: list, value: Any) -> None:
@@ -319,11 +482,53 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
     from segpipe.models.names import check_model_names
 
     try:
+        train = cfg["train"]
         check_model_names(
-            cfg["train"]["arch"], cfg["train"]["encoder"], cfg["train"]["encoder_weights"]
+            train["arch"],
+            train["encoder"],
+            train["encoder_weights"],
+            train["encoder_depth"],
+            train["decoder_channels"],
         )
     except ValueError as exc:
         raise ConfigError(f"invalid config:\n  {exc}") from None
+    if problems := _batch_problems(cfg):
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _batch_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """A training batch of one sample, given (train.batch_size) or drawn (search.space), for a
+    model with BatchNorm, which cannot train on it: found before any job, where the train job
+    would fail (segpipe.training.train.check_batch_size). Builds the model only then."""
+    train = cfg["train"]
+    spec = ((cfg.get("search") or {}).get("space") or {}).get("train.batch_size")
+    if spec:
+        kind, values = next(iter(spec.items()))
+        small = [v for v in (values[:1] if kind == "int" else values) if _whole(v) and v < 2]
+        where, what = (
+            "search.space.train.batch_size",
+            f"{kind} {values} can draw {min(small or [0])}, too small",
+        )
+    else:
+        small = [train["batch_size"]] if train["batch_size"] < 2 else []
+        where, what = "train.batch_size", f"{train['batch_size']} is too small"
+    if not small:
+        return []
+    from segpipe.models.build import needs_two_per_batch
+
+    channels = train["decoder_channels"]
+    model = (train["arch"], train["encoder"], len(cfg["classes"]), train["encoder_depth"])
+    if not needs_two_per_batch(*model, None if channels is None else tuple(channels)):
+        return []
+    return [
+        f"config option '{where}': {what}: the {train['arch']}-{train['encoder']} model's "
+        "BatchNorm needs at least 2 samples per batch; use 2 or more"
+    ]
+
+
+def _whole(value: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value == int(value)
 
 
 def _class_problems(cfg: Mapping[str, Any]) -> list[str]:
@@ -385,8 +590,9 @@ def _train_problems(cfg: Mapping[str, Any]) -> list[str]:
     channels = train["decoder_channels"]
     if channels is not None and len(channels) != train["encoder_depth"]:
         problems.append(
-            f"config option 'train.decoder_channels': {len(channels)} stages, but "
-            f"train.encoder_depth is {train['encoder_depth']} (one channel count per stage)"
+            "config options 'train.decoder_channels' and 'train.encoder_depth': "
+            f"{len(channels)} decoder stages, but encoder_depth is {train['encoder_depth']} (one "
+            "channel count per stage)"
         )
     weights = train["class_weights"]
     if weights is not None and len(weights) != n:

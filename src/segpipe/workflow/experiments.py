@@ -17,11 +17,17 @@ Runs share the data (download, remap): an override of ``dataset``, ``classes``, 
 A run trains one model (``results/runs/<run>/``) or, with ``split.folds: k``, one per fold
 (``<run>/fold0`` ... ``<run>/fold<k-1>``), plus with ``predict.ensemble: folds`` the fold
 ensemble ``<run>/ensemble`` that averages them. These are the run's models (:class:`Model`).
+
+A model's identity is the options that train it (:func:`model_identity`: those of class
+``model`` in segpipe.params.OPTION_CLASSES). A run whose identity equals an earlier run's
+shares that run's trainings (:attr:`Run.shares`): it is predicted, scored and reported on its
+own, from the checkpoints in ``results/runs/<earlier run>/train/``, and trains nothing.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -32,10 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segpipe.params import DATA_OPTIONS, MODEL, option_class
 from segpipe.workflow.config import ConfigError, load_config_file
 
-# What the data is: every run reads the same remapped masks.
-DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
 # Sections that declare runs, the name of the single run and the search over runs
 # (segpipe.workflow.search): not options of a run.
 RUN_SECTIONS = ("experiments", "grid", "run_name", "search")
@@ -62,10 +67,19 @@ class Model:
     run: str
     fold: int | None = None
     members: tuple[str, ...] = ()
+    # The model whose training this one is (Run.shares): its checkpoints, history and train
+    # job are that model's; None: trained as itself.
+    trained_as: str | None = None
 
     @property
     def trained(self) -> bool:
+        """A single trained model (its own training or a shared one), not an ensemble."""
         return not self.members
+
+    @property
+    def training(self) -> str:
+        """The model whose train job trains it (results/runs/<training>/train/)."""
+        return self.trained_as or self.name
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -83,6 +97,9 @@ class Run:
     overrides: dict[str, Any]  # dotted option -> value, as declared
     splitting: str  # results/split/<splitting>/: "base", or named by the split options changed
     split: dict[str, Any]  # the options of rule split (run_split_settings)
+    # The earlier run whose trainings this run's models share (equal model_identity); None:
+    # it trains its own.
+    shares: str | None = None
 
     @property
     def folds(self) -> int | None:
@@ -93,8 +110,16 @@ class Run:
     def models(self) -> list[Model]:
         """The run's models: itself, or its folds and (predict.ensemble: folds) their ensemble."""
         if self.folds is None:
-            return [Model(self.name, self.name)]
-        folds = [Model(f"{self.name}/fold{i}", self.name, i) for i in range(self.folds)]
+            return [Model(self.name, self.name, trained_as=self.shares)]
+        folds = [
+            Model(
+                f"{self.name}/fold{i}",
+                self.name,
+                i,
+                trained_as=self.shares and f"{self.shares}/fold{i}",
+            )
+            for i in range(self.folds)
+        ]
         if self.config["predict"]["ensemble"] != "folds":
             return folds
         return [
@@ -154,7 +179,8 @@ def expand_runs(
     declared = declared_overrides({k: raw.get(k) for k in ("experiments", "grid")})
     if declared is None:
         cfg = _single(validated)
-        return [Run(validated["run_name"], cfg, {}, BASE_SPLIT, *run_split_settings([cfg]))]
+        (split,) = run_split_settings([cfg])
+        return [Run(validated["run_name"], cfg, {}, BASE_SPLIT, split)]
     base_raw = {k: copy.deepcopy(v) for k, v in raw.items() if k not in RUN_SECTIONS}
     configs = {
         name: _validated_run(name, _merge(base_raw, overrides), validate)
@@ -168,7 +194,33 @@ def expand_runs(
         for (name, cfg), setting in zip(configs.items(), settings, strict=True)
     ]
     _check_split_names(runs)
-    return runs
+    return share_trainings(runs)
+
+
+def model_identity(run: Run) -> dict[str, Any]:
+    """What a run's models are trained from: every option of its config of class ``model``
+    (segpipe.params.OPTION_CLASSES), dotted, with the split section as the run's split job
+    reads it (:attr:`Run.split`: a run with folds ignores split.val_fraction) and its folds.
+    Two runs with one identity train identical models."""
+    identity = {
+        option: value
+        for option, value in flatten(run.config).items()
+        if option_class(option) == MODEL and not option.startswith("split.")
+    }
+    split = {**run.split, FOLDS: run.folds}
+    return identity | {f"split.{key}": value for key, value in sorted(split.items())}
+
+
+def share_trainings(runs: list[Run]) -> list[Run]:
+    """The runs, each whose :func:`model_identity` equals an earlier run's sharing that run's
+    trainings (:attr:`Run.shares`): one train job per distinct model."""
+    first: dict[str, str] = {}
+    shared = []
+    for run in runs:
+        key = json.dumps(model_identity(run), sort_keys=True, default=str)
+        owner = first.setdefault(key, run.name)
+        shared.append(dataclasses.replace(run, shares=None if owner == run.name else owner))
+    return shared
 
 
 def declared_overrides(cfg: Mapping[str, Any]) -> dict[str, dict] | None:

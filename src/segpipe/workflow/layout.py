@@ -1,7 +1,9 @@
 """Where the workflow's files go: the results, benchmarks and logs of runs, models, splits and folds.
 
 A run (segpipe.workflow.experiments.Run) trains one model or one per fold, plus the fold ensemble;
-each model's train, predict and evaluate outputs go to ``results/runs/<model>/``. Runs share a
+each model's train, predict and evaluate outputs go to ``results/runs/<model>/``. A model that
+shares another's training (Model.trained_as) has no ``train/`` of its own: its checkpoints and
+history are read from the model it shares. Runs share a
 split (``results/split/<splitting>/``), its folds (``results/folds/<splitting>/k<k>/fold<i>/``)
 and its arrays at one image size or scale (``results/preprocess/<splitting>/<size>/``).
 The rule files (rules/*.smk) declare these paths as their outputs; :class:`Layout` answers which
@@ -10,6 +12,7 @@ of them a run or a model reads.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,18 +32,31 @@ def run_dir(model: str) -> str:
 class Layout:
     """The paths of a config's runs. ``source`` is dataset.source; ``infer``: infer.images is
     given; ``compare``: the config declares experiments or a grid (results/compare/);
-    ``pretrained_cache``: pretrained.cache, where rule pretrained puts encoder weights."""
+    ``pretrained_cache``: pretrained.cache, where rule pretrained puts encoder weights;
+    ``search_rungs``: the rungs of a search (0 without one), whose winner is trained by rule
+    search_train rung by rung and published by search_winner."""
 
     runs: Mapping[str, Run]
     source: str = "synthetic"
     infer: bool = False
     compare: bool = False
     pretrained_cache: str = "resources/pretrained"
+    search_rungs: int = 0
 
-    @property
+    @functools.cached_property
     def models(self) -> dict[str, Model]:
-        """The runs' models by name: a run, its folds <run>/fold<i>, its <run>/ensemble."""
+        """The runs' models by name: a run, its folds <run>/fold<i>, its <run>/ensemble
+        (computed once: every job's input functions ask)."""
         return {model.name: model for run in self.runs.values() for model in run.models}
+
+    def trained_models(self) -> list[str]:
+        """The models rule train trains: every single model that trains as itself."""
+        return [name for name, m in self.models.items() if m.trained and m.trained_as is None]
+
+    def train_dir(self, model: str) -> str:
+        """Rule train's folder of a model: its own, or that of the model whose training it
+        shares."""
+        return f"{run_dir(self.models[model].training)}/train"
 
     def model_run(self, model: str) -> Run:
         """The run a model (a run's, a fold's, an ensemble) belongs to."""
@@ -143,7 +159,7 @@ class Layout:
     def checkpoints(self, model: str) -> list[str]:
         """The best checkpoints a model predicts with: its own, or its fold members' (ensemble)."""
         members = self.models[model].members or (model,)
-        return [f"{run_dir(member)}/train/best.pt" for member in members]
+        return [f"{self.train_dir(member)}/best.pt" for member in members]
 
     def evaluations(self) -> list[str]:
         """Every model's metrics on each split it is evaluated on, with the configured flips
@@ -206,10 +222,11 @@ class Layout:
             "per_class": self.evaluated(primary, "test", "per_class.csv"),
             "confusion": self.evaluated(primary, "test", "confusion.csv"),
             "per_image": self.evaluated(primary, "test", "per_image.csv"),
-            "history": [f"{run_dir(m)}/train/history.csv" for m in trained],
+            "history": [f"{self.train_dir(m)}/history.csv" for m in trained],
             "manifest": self.split_manifest(run, "test"),
             "predictions": self.predict_dir(primary),
             "quarantine": "results/remap/quarantine.csv",
+            "index": "results/remap/index.csv",
             "classes": self.split_manifest(run, "classes"),
             "fold_classes": self.fold_classes(run),
             **self.crossval_outputs(run),
@@ -244,13 +261,14 @@ class Layout:
         return {
             "name": run,
             "overrides": setting.overrides,
+            "trained_as": setting.shares,
             "report_html": f"../runs/{run}/report/report.html",
             "val_metrics": self.evaluated(first, "val", "metrics.json"),
             "test_metrics": self.evaluated(primary, "test", "metrics.json"),
             "test_per_class": self.evaluated(primary, "test", "per_class.csv"),
             "test_per_image": self.evaluated(primary, "test", "per_image.csv"),
-            "history": f"{run_dir(first)}/train/history.csv",
-            "model_json": f"{run_dir(first)}/train/model.json",
+            "history": f"{self.train_dir(first)}/history.csv",
+            "model_json": f"{self.train_dir(first)}/model.json",
             "test_manifest": self.split_manifest(run, "test"),
             "test_predictions": self.predictions(primary, "test"),
             **self.crossval_outputs(run),
@@ -261,7 +279,7 @@ class Layout:
         files = []
         for run in self.runs:
             entry = self.compare_run(run)
-            skip = ("name", "overrides", "report_html", "test_predictions")
+            skip = ("name", "overrides", "trained_as", "report_html", "test_predictions")
             files += [v for k, v in entry.items() if k not in skip]
             files.append(self.predict_dir(self.runs[run].primary.name))
             files.append(f"{run_dir(run)}/report/report.html")
@@ -319,6 +337,21 @@ class Layout:
             )
         return jobs
 
+    def _train_benchmarks(self, model: Model, label: str) -> dict[str, str]:
+        """The benchmarks of the jobs that trained a model: rule train's (the model's own, or
+        the one's whose training it shares), or a search winner's rungs and publication."""
+        if self.search_rungs:
+            rungs = {
+                f"{label}search_train (rung {rung})": f"benchmarks/search_train/{model.name}/rung{rung}.tsv"
+                for rung in range(self.search_rungs)
+            }
+            return {**rungs, f"{label}search_winner": f"benchmarks/search_winner/{model.name}.tsv"}
+        if model.trained_as:
+            return {
+                f"{label}train (shared: {model.trained_as})": f"benchmarks/train/{model.trained_as}.tsv"
+            }
+        return {f"{label}train": f"benchmarks/train/{model.name}.tsv"}
+
     def _model_benchmarks(self, run: str) -> dict[str, str]:
         setting = self.runs[run]
         jobs = {}
@@ -326,7 +359,7 @@ class Layout:
             label = model.name.removeprefix(setting.name).strip("/")
             label = f"{label}: " if label else ""
             if model.trained:
-                jobs[f"{label}train"] = f"benchmarks/train/{model.name}.tsv"
+                jobs.update(self._train_benchmarks(model, label))
             jobs[f"{label}predict"] = f"benchmarks/predict/{model.name}.tsv"
             for rule in self.evaluate_rules(model.name):
                 for split in model.splits:

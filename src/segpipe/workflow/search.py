@@ -18,18 +18,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from segpipe.params import ASSESSMENT, DATA_OPTIONS, MODEL, NOTHING, option_class
 from segpipe.workflow.experiments import (
-    DATA_OPTIONS,
     NAME_MAX,
     RUN_SECTIONS,
+    Run,
     _labels,
     _slug,
+    flatten,
 )
 
 # The kinds of range of search.space, each {kind: [low, high]} or {choice: [values...]}.
 RANGES = ("log_uniform", "uniform", "int", "choice")
 DEFAULT_ETA = 3
 DEFAULT_SEED = 0
+# The train options every rung sets itself (rung_train_options): its budget of epochs and the
+# schedule planned for the whole search. A candidate's own value would be ignored.
+SET_BY_SEARCH = ("train.epochs", "train.schedule_epochs")
+# Why a space over an option of another class than "model" compares nothing.
+_NOT_TRAINING = {
+    ASSESSMENT: "only changes how the model is assessed or shown",
+    NOTHING: "changes nothing a job writes",
+}
 
 
 @dataclass(frozen=True)
@@ -225,29 +235,39 @@ def _too_few(search: Search, n: int) -> str:
     )
 
 
+def _class_problem(option: str) -> str | None:
+    """Why a search cannot compare candidates that differ in ``option``: it changes what the
+    data is, declares runs, is set by every rung, or does not train the model; None if it can."""
+    section = option.split(".")[0]
+    if section in DATA_OPTIONS:
+        return f"changes what the data is; candidates share {', '.join(DATA_OPTIONS)}"
+    if section in RUN_SECTIONS:
+        return "is not an option of a run"
+    if option in SET_BY_SEARCH:
+        return (
+            "is set by the search itself (each rung trains to its budget of epochs on a "
+            "schedule planned for search.max_epochs); a candidate's value would be ignored"
+        )
+    try:
+        kind = option_class(option)
+    except KeyError:
+        return None  # no such option: each candidate's config names it
+    if kind == MODEL:
+        return None
+    return (
+        f"{_NOT_TRAINING[kind]}, not what is trained: every candidate would train the same "
+        "model; a search compares trainings: search options that train the model"
+    )
+
+
 def _space_problems(space: Mapping[str, Mapping[str, list]]) -> list[str]:
-    problems = []
-    for option, spec in space.items():
-        where = f"config option 'search.space.{option}'"
-        section = option.split(".")[0]
-        if section in DATA_OPTIONS:
-            problems.append(
-                f"{where}: changes what the data is; candidates share {', '.join(DATA_OPTIONS)}"
-            )
-        elif section in RUN_SECTIONS:
-            problems.append(f"{where}: is not an option of a run")
-        kind, bounds = next(iter(spec.items()))
-        if kind == "choice":
-            continue
-        low, high = bounds
-        if low > high:
-            problems.append(f"{where}: {kind} low {low} is above high {high}")
-        if kind == "log_uniform" and min(low, high) <= 0:
-            problems.append(
-                f"{where}: log_uniform bounds must be above 0, got [{low}, {high}] "
-                "(use uniform for a range that holds 0)"
-            )
-    return problems
+    """Options of the space a search cannot compare candidates by (:func:`_class_problem`);
+    what their ranges can draw is checked with the config (segpipe.workflow.config)."""
+    return [
+        f"config option 'search.space.{option}': {why}"
+        for option in space
+        if (why := _class_problem(option))
+    ]
 
 
 def _nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,18 +293,62 @@ def sampled_experiments(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]] | N
     return {name: _nested(values) for name, values in draws.items()}
 
 
-def candidate_problems(search: Search | None, runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Why the candidates (run name -> validated config) cannot be searched: a
-    cross-validated candidate (split.folds; a rung scores one model per candidate)."""
+def candidate_problems(search: Search | None, runs: Sequence[Run]) -> list[str]:
+    """Why the candidates (the runs) cannot be searched: a cross-validated candidate
+    (split.folds; a rung scores one model per candidate), a candidate's override of an option
+    every rung sets (SET_BY_SEARCH), and two candidates that train the same model (they differ
+    only in options that do not train it: segpipe.params.OPTION_CLASSES)."""
     if search is None:
         return []
-    folds = [name for name, cfg in runs.items() if cfg["split"]["folds"]]
-    if not folds:
-        return []
-    return [
-        f"config option 'split.folds': a search scores one model per candidate; candidate "
-        f"'{folds[0]}' is cross-validated (drop split.folds from the search's runs)"
-    ]
+    folds = [run.name for run in runs if run.config["split"]["folds"]]
+    if folds:
+        return [
+            f"config option 'split.folds': a search scores one model per candidate; candidate "
+            f"'{folds[0]}' is cross-validated (drop split.folds from the search's runs)"
+        ]
+    for run in runs:
+        for option in run.overrides:
+            if option in SET_BY_SEARCH:
+                return [f"run '{run.name}': option '{option}' {_class_problem(option)}"]
+    return _same_models(search, runs)
+
+
+def _same_models(search: Search, runs: Sequence[Run]) -> list[str]:
+    """The first two candidates that train one model, naming the options they differ in."""
+    for run in runs:
+        if run.shares is None:
+            continue
+        first = next(r for r in runs if r.name == run.shares)
+        ours, theirs = flatten(run.config), flatten(first.config)
+        differ = sorted(o for o in ours.keys() | theirs.keys() if ours.get(o) != theirs.get(o))
+        differ = [o for o in differ if o != "run_name"]
+        if not differ and search.sample is not None:
+            return [
+                f"config option 'search.sample': draws '{first.name}' and '{run.name}' drew the "
+                "same values (the space holds fewer different candidates than the draws); draw "
+                "fewer or widen the space"
+            ]
+        why = (
+            f"differ only in {', '.join(differ)}, which does not train it"
+            if differ
+            else ("are the same run")
+        )
+        return [
+            f"runs '{first.name}' and '{run.name}': candidates that train the same model (they "
+            f"{why}); a search compares trainings: search options that train the model"
+        ]
+    return []
+
+
+def rung_train_options(train: Mapping[str, Any], search: Search, rung: int) -> dict[str, Any]:
+    """A candidate's train options in a rung: its run's, with the options the search sets
+    (SET_BY_SEARCH): epochs, the rung's budget; schedule_epochs, the whole search's."""
+    budgets = rung_budgets(search.min_epochs, search.max_epochs, search.eta)
+    return {
+        **train,
+        "epochs": budgets[rung],
+        "schedule_epochs": schedule_epochs(search, train["scheduler"]),
+    }
 
 
 def schedule_epochs(search: Search, scheduler: str) -> int | None:
