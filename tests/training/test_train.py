@@ -429,8 +429,37 @@ def test_a_rerun_removes_what_a_killed_checkpoint_write_left_in_the_resume_dir(
     train(data, tmp_path)
     assert "train_loss" not in caplog.text  # no epoch was trained, no checkpoint written
     # The checkpoints and the live history (rewritten at the start of every run).
-    assert sorted(p.name for p in resume.iterdir()) == ["best.pt", "history.csv", "last.pt"]
+    assert sorted(p.name for p in resume.iterdir()) == [
+        "best.pt",
+        "checkpoints.json",
+        "history.csv",
+        "last.pt",
+    ]
     assert f"removed {stale}" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["best.pt", "last.pt"])
+def test_a_file_copied_over_a_published_checkpoint_is_not_resumed_from(
+    data, reference, tmp_path, caplog, name
+):
+    """train/best.pt and resume/best.pt are one file (a hard link): a checkpoint copied over
+    the published one in place (cp) changes the resume state too. The next training tells it
+    by the digests it recorded and starts afresh instead of resuming into the foreign model."""
+    _, paths = train(data, tmp_path, epochs=1)
+    published = tmp_path / name
+    assert os.path.samefile(published, tmp_path / "resume" / name)
+    foreign = reference[1]["best_path"] if name == "best.pt" else reference[1]["last_path"]
+    shutil.copyfile(foreign, published)  # writes in place, through the hard link
+    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    ckpt, paths = train(data, tmp_path)
+    assert "not resuming" in caplog.text and f"resume/{name} changed" in caplog.text
+    assert "resuming from" not in caplog.text
+    # Trained from scratch: the uninterrupted two-epoch run, bit for bit.
+    assert pd.read_csv(paths["history_path"])["epoch"].tolist() == [1, 2]
+    assert_same_weights(ckpt["model"], reference[0]["model"])
+    best, expected = load_checkpoint(paths["best_path"]), load_checkpoint(reference[1]["best_path"])
+    assert best["epoch"] == expected["epoch"]
+    assert_same_weights(best["model"], expected["model"])
 
 
 # Batches of one: BatchNorm cannot train on a single sample ---------------------------------

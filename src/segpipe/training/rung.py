@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segpipe.io import atomic_path
+from segpipe.models.checkpoints import copy_checkpoint
 from segpipe.training.train import train_model
 
 logger = logging.getLogger(__name__)
@@ -33,14 +32,9 @@ def train_rung(
         resume.mkdir(parents=True, exist_ok=True)
         for path in previous:
             logger.info("starting from %s", path)
-            _copy(path, resume / Path(path).name)
+            copy_checkpoint(path, resume / Path(path).name)
     return train_model(resume_dir=resume, **train)
 
 
 def _newest(paths: Sequence[str | os.PathLike]) -> float:
     return max(os.stat(path).st_mtime for path in paths)
-
-
-def _copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)

@@ -53,6 +53,7 @@ from segpipe.io import remove_stale_temporaries, write_csv, write_json
 from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
 from segpipe.models.build import build_loss, build_model
 from segpipe.models.checkpoints import (
+    changed_since_saved,
     load_checkpoint,
     model_from_checkpoint,
     publish,
@@ -618,6 +619,11 @@ def resumable(job: Job, proc: Process) -> dict[str, Any] | None:
     and no more epochs than this run trains; None otherwise (a warning where there was one)."""
     if not (job.resume_last.exists() and job.resume_best.exists()):
         return None
+    for path in (job.resume_last, job.resume_best):
+        if (changed := changed_since_saved(path)) is not None:
+            if proc.is_main:
+                logger.warning("not resuming: %s; training starts afresh", changed)
+            return None
     saved = load_checkpoint(job.resume_last, map_location=proc.device)
     recorded = saved.get("config", {})
     train = {**PREDATED_OPTIONS, **recorded.get("train", {}), "epochs": job.cfg.epochs}
