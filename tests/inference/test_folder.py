@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,7 @@ from segpipe.inference.folder import (
     predict_files,
 )
 from segpipe.inference.splits import predict_split
+from segpipe.outputs import MANIFEST
 from segpipe.reporting.run_report import infer_gallery
 
 from conftest import BIN
@@ -376,6 +379,18 @@ def test_a_folder_named_like_an_image_is_searched(cli, tmp_path) -> None:
     assert (tmp_path / "out" / "masks" / "x.png" / "y.png").is_file()
 
 
+def digests(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` (links not followed) -> the sha256 of its content, or where
+    a link points."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            found[str(path)] = "-> " + os.readlink(path)
+        elif path.is_file():
+            found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
 def predicted_masks(out: Path) -> list[str]:
     return sorted(p.relative_to(out / "masks").as_posix() for p in (out / "masks").rglob("*.*"))
 
@@ -479,17 +494,46 @@ def test_an_output_path_that_is_a_file_is_one_line(cli, tmp_path) -> None:
 
 
 def test_an_output_folder_with_files_needs_overwrite(cli, tmp_path) -> None:
-    image(tmp_path / "in" / "new.png")
+    image(tmp_path / "in" / "old.png")
+    assert cli(tmp_path / "in", "--out", tmp_path / "out")[0] == 0  # an earlier prediction
     old = tmp_path / "out" / "masks" / "old.png"
-    image(old)
-    (tmp_path / "out" / "summary.csv").write_text("file,status,output,reason\n")
+    (tmp_path / "in" / "old.png").unlink()
+    image(tmp_path / "in" / "new.png")
     code, _, err = cli(tmp_path / "in", "--out", tmp_path / "out")
-    assert code == 2 and "already holds 2 file(s)" in err and str(tmp_path / "out") in err
+    assert code == 2 and "already holds 4 file(s)" in err and str(tmp_path / "out") in err
     assert old.is_file() and "--overwrite" in err
     code, _, _ = cli(tmp_path / "in", "--out", tmp_path / "out", "--overwrite")
     assert code == 0 and predicted_masks(tmp_path / "out") == ["new.png"]
     (tmp_path / "empty").mkdir()
     assert cli(tmp_path / "in", "--out", tmp_path / "empty")[0] == 0
+
+
+def test_overwrite_replaces_only_what_segpipe_predict_wrote(cli, tmp_path) -> None:
+    """A folder that looks like predictions but that segpipe did not write (no manifest, or
+    one of another writer), or an earlier output that now holds a file of the user's, is never
+    replaced: --overwrite is refused naming the folder and the files, and nothing changes."""
+    image(tmp_path / "in" / "new.png")
+    hand_made = tmp_path / "hand_made"
+    image(hand_made / "masks" / "old.png")
+    (hand_made / "summary.csv").write_text("file,status,output,reason\n")
+    assert cli(tmp_path / "in", "--out", tmp_path / "out")[0] == 0
+    (tmp_path / "out" / "notes.txt").write_text("my notes")
+    (tmp_path / "out" / "masks" / "mine.png").write_bytes(b"mine")
+    other = tmp_path / "other"
+    image(other / "a.png")
+    (other / MANIFEST).write_text('{"writer": "someone else", "files": ["a.png"]}')
+    for out, message in [
+        (hand_made, f"no {MANIFEST} of segpipe predict"),
+        (
+            tmp_path / "out",
+            "2 file(s) that segpipe predict did not write (masks/mine.png, notes.txt)",
+        ),
+        (other, f"no {MANIFEST} of segpipe predict"),
+    ]:
+        before = digests(tmp_path)
+        code, _, err = cli(tmp_path / "in", "--out", out, "--overwrite")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert digests(tmp_path) == before
 
 
 def test_an_interrupted_prediction_leaves_no_output_folder(tmp_path) -> None:

@@ -1,0 +1,241 @@
+"""Where segpipe may write: every command and job checks its outputs here before any work.
+
+- :func:`check_clear`: an output that is, holds or lies inside a path it reads (an input, a
+  checkpoint, the config, the dataset), or that is or holds the working directory or the
+  segpipe repository, is refused in one line. Paths are compared with their symbolic links
+  followed and, where they exist, by identity (device and inode): a hard link, a bind mount,
+  ``..``, a trailing slash or another case on a case-insensitive disk is the same path.
+- :func:`check_folder`: a folder output that holds files is replaced (``--overwrite``) only
+  when its writer wrote it: it holds :data:`MANIFEST`, listing every file in it, and no file
+  besides (:func:`write_manifest` writes it last). A folder segpipe did not write is never
+  replaced, whatever the flags.
+- :func:`check_file`: a file output replaces only a file that its writer recognises as its own
+  (an ONNX export, a verify summary).
+
+A symbolic link given as an output is followed only on those terms: the folder or file it
+points to is written when it may be replaced; a dangling link or a loop is refused. Writes the
+file system refuses are :class:`segpipe.io.WriteError` (:mod:`segpipe.io`).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from segpipe.io import unwritable_reason, write_json
+from segpipe.logs import UserError
+
+MANIFEST = ".segpipe-outputs.json"
+"""In a folder that a segpipe command wrote whole: the writer and every file it wrote."""
+
+
+class OutputError(UserError, ValueError):
+    """An output path that would overwrite or delete what its writer did not write, or what
+    it reads."""
+
+
+@dataclass(frozen=True)
+class Read:
+    """A path that an output must keep clear of, and what it is in words (``the checkpoint``).
+    ``outputs_inside``: an output may lie inside it (the working directory, the repository,
+    the folder of an input file); it must still not be it or hold it."""
+
+    path: Path
+    what: str
+    outputs_inside: bool = False
+
+
+def real_path(path: str | os.PathLike, option: str = "") -> Path:
+    """``path`` absolute, its symbolic links followed as far as they lead; OutputError naming
+    ``option`` for a loop of links."""
+    try:
+        return Path(os.path.realpath(path, strict=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return Path(os.path.realpath(path))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OutputError(f"{option} {path}: a loop of symbolic links".strip()) from None
+        raise OutputError(f"{option} {path}: {exc.strerror}".strip()) from None
+
+
+class _Identities:
+    """(device, inode) of paths, each looked up once."""
+
+    def __init__(self) -> None:
+        self.known: dict[Path, tuple[int, int] | None] = {}
+
+    def __call__(self, path: Path) -> tuple[int, int] | None:
+        if path not in self.known:
+            try:
+                stat = os.stat(path)
+                self.known[path] = (stat.st_dev, stat.st_ino)
+            except OSError:
+                self.known[path] = None
+        return self.known[path]
+
+    def among(self, path: Path, folders: Iterable[Path]) -> bool:
+        """Whether ``path`` is one of ``folders``, by name or by identity."""
+        folders = list(folders)
+        if path in folders:
+            return True
+        mine = self(path)
+        return mine is not None and any(self(folder) == mine for folder in folders)
+
+
+def relation(out: Path, read: Path, identities: _Identities | None = None) -> str | None:
+    """How the real path ``out`` stands to the real path ``read``: ``is``, ``holds``, ``lies
+    inside``, or None."""
+    same = identities or _Identities()
+    if same.among(out, [read]):
+        return "is"
+    if same(out) is not None and same.among(out, read.parents):
+        return "holds"
+    if same(read) is not None and same.among(read, out.parents):
+        return "lies inside"
+    if out in read.parents:
+        return "holds"
+    if read in out.parents:
+        return "lies inside"
+    return None
+
+
+def protected_places() -> list[Read]:
+    """What no output may be or hold: the working directory and, when segpipe runs from a
+    checkout, its repository."""
+    places = [Read(Path.cwd(), "the working directory", outputs_inside=True)]
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "Snakefile").is_file():
+        places.append(Read(checkout, "the segpipe repository", outputs_inside=True))
+    return places
+
+
+def check_clear(out: str | os.PathLike, option: str, reads: Iterable[Read]) -> Path:
+    """The real path of the output ``out`` (given as ``option``), when it is, holds and lies
+    inside none of ``reads`` (except where a read allows outputs inside it) nor the
+    :func:`protected_places`; else OutputError naming both."""
+    real, identities = real_path(out, option), _Identities()
+    for read in [*reads, *protected_places()]:
+        found = relation(real, real_path(read.path), identities)
+        if found is None or (found == "lies inside" and read.outputs_inside):
+            continue
+        alias = ""
+        if found == "is" and real != real_path(read.path):
+            alias = " (the same file or folder under another name: a hard link or a mount)"
+        raise OutputError(
+            f"{option} {out} {found} {read.what} {read.path}{alias}; write the outputs elsewhere"
+        )
+    return real
+
+
+def _not_dangling(out: Path, option: str) -> None:
+    if out.is_symlink() and not out.exists():
+        real_path(out, option)  # a loop says so
+        raise OutputError(
+            f"{option} {out}: a symbolic link to {os.readlink(out)}, which does not exist; "
+            "give the folder or file itself"
+        )
+
+
+def files_below(folder: Path) -> list[str]:
+    """Every entry of ``folder`` that is not a folder (files, links of any kind, FIFOs), as
+    paths relative to it, sorted; links to folders are not followed."""
+    found = []
+    for parent, dirs, names in os.walk(folder):
+        here = Path(parent)
+        links = [d for d in dirs if (here / d).is_symlink()]
+        dirs[:] = [d for d in dirs if d not in links]
+        found += [(here / name).relative_to(folder).as_posix() for name in [*names, *links]]
+    return sorted(found)
+
+
+def listed_outputs(folder: Path, writer: str) -> set[str] | None:
+    """The files that ``writer`` wrote into ``folder`` (its :data:`MANIFEST`), or None when the
+    folder has no such manifest of that writer."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("writer") != writer:
+        return None
+    files = manifest.get("files")
+    return {str(f) for f in files} if isinstance(files, list) else None
+
+
+def write_manifest(folder: Path, writer: str) -> None:
+    """Record every file of ``folder`` as written by ``writer``: call it last, once they are."""
+    files = [f for f in files_below(folder) if f != MANIFEST]
+    write_json(folder / MANIFEST, {"writer": writer, "files": files})
+
+
+def check_folder(
+    out: str | os.PathLike,
+    option: str,
+    *,
+    writer: str,
+    reads: Iterable[Read] = (),
+    overwrite: bool = False,
+) -> Path:
+    """The real folder to write the output folder ``out`` (given as ``option``) of ``writer``
+    at, checked: clear of ``reads`` (:func:`check_clear`), a folder or nothing yet, writable,
+    and empty, or (with ``overwrite``) holding only what ``writer`` wrote there. A symbolic
+    link leads to the folder it points to on the same terms. Raises OutputError in one line."""
+    out = Path(out)
+    _not_dangling(out, option)
+    real = check_clear(out, option, reads)
+    if real.exists() and not real.is_dir():
+        raise OutputError(f"{option} {out} is a file; give a folder")
+    if why := unwritable_reason(real):
+        raise OutputError(f"{option} {out}: {why}")
+    files = files_below(real) if real.is_dir() else []
+    if not files:
+        return real
+    if not overwrite:
+        raise OutputError(
+            f"{option} {out} already holds {len(files)} file(s); give another folder, or "
+            f"--overwrite to replace what {writer} wrote there"
+        )
+    listed = listed_outputs(real, writer)
+    if listed is None:
+        raise OutputError(
+            f"{option} {out} holds {len(files)} file(s) and no {MANIFEST} of {writer}: "
+            f"--overwrite replaces only a folder that {writer} wrote; move the files away or "
+            "give another folder"
+        )
+    if foreign := [f for f in files if f not in listed and f != MANIFEST]:
+        raise OutputError(
+            f"{option} {out} holds {len(foreign)} file(s) that {writer} did not write "
+            f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): --overwrite "
+            "replaces only its own outputs; move them away or give another folder"
+        )
+    return real
+
+
+def check_file(
+    out: str | os.PathLike,
+    option: str,
+    *,
+    own: Callable[[Path], bool],
+    what: str,
+    reads: Iterable[Read] = (),
+) -> Path:
+    """The real path to write the output file ``out`` (given as ``option``) at, checked: clear
+    of ``reads`` (:func:`check_clear`), not a folder, writable, and new or a file that ``own``
+    recognises as ``what`` (an earlier output of the same writer). A symbolic link leads to the
+    file it points to on the same terms. Raises OutputError in one line."""
+    out = Path(out)
+    _not_dangling(out, option)
+    real = check_clear(out, option, reads)
+    if real.is_dir():
+        raise OutputError(f"{option} {out}: is a folder; give a file name")
+    if why := unwritable_reason(real):
+        raise OutputError(f"{option} {out}: {why}")
+    if real.exists() and not own(real):
+        raise OutputError(
+            f"{option} {out}: a file that is not {what} is there; it is replaced only by a "
+            "new one of its kind: give a new file name or move it away"
+        )
+    return real
