@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import io
 import os
 import subprocess
@@ -45,10 +46,9 @@ def remount_read_only(folder: Path) -> None:
 
 def fill(folder: Path) -> None:
     """Take every free byte of the file system of ``folder``."""
-    with open(folder / "filler", "wb") as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 4096)
-            f.flush()
+    with open(folder / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while f.write(b"\0" * 4096):
+            pass
 
 
 class FailingFile(io.RawIOBase):
@@ -83,3 +83,19 @@ def failing_open(code: int, after: int = 4096) -> Callable[..., Any]:
         return FailingFile(builtins.open(file, mode, buffering=0), code, after)
 
     return opener
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """Every entry below ``folder`` that is not a folder (links not followed) -> the sha256 of
+    its content, or where a link points."""
+    found = {}
+    for parent, dirs, names in os.walk(folder):
+        for name in [*names, *(d for d in dirs if Path(parent, d).is_symlink())]:
+            path = Path(parent, name)
+            if path.is_symlink():
+                found[str(path)] = "-> " + os.readlink(path)
+            elif path.is_file():
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                found[str(path)] = "not a regular file"
+    return found

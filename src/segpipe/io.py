@@ -356,14 +356,17 @@ def read_table(path: str | os.PathLike, text=TEXT_COLUMNS, **kwargs):
     )
 
 
-def unwritable_reason(path: Path) -> str | None:
-    """Why ``path`` cannot be created, or None: the nearest existing folder above it is a file,
-    or cannot be written in."""
-    parent = path.absolute().parent
+def check_writable(path: str | os.PathLike) -> None:
+    """Before any work: raise :class:`WriteError` when the nearest existing folder of ``path``
+    is on a read-only file system or cannot be written in, NotADirectoryError (naming it)
+    when it is a file."""
+    parent = Path(path).absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        return f"{parent} is a file, not a folder"
+        raise NotADirectoryError(f"{parent} is a file, not a folder")
+    cause = _filesystem_cause(parent)
+    if cause == WRITE_ERRORS[errno.EROFS]:
+        raise WriteError(path, cause)
     if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot write in {parent} (permission denied)"
-    return None
+        raise WriteError(path, f"{WRITE_ERRORS[errno.EACCES]} in {parent}")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from segpipe.io import unwritable_reason, write_json
+from segpipe.io import WriteError, check_writable, write_json
 from segpipe.logs import UserError
 
 MANIFEST = ".segpipe-outputs.json"
@@ -140,6 +140,17 @@ def _not_dangling(out: Path, option: str) -> None:
         )
 
 
+def _check_writable(real: Path, out: Path, option: str) -> None:
+    """OutputError when ``real`` lies under a file; WriteError (exit status 3) when its folder
+    is read-only or cannot be written in."""
+    try:
+        check_writable(real)
+    except NotADirectoryError as exc:
+        raise OutputError(f"{option} {out}: {exc}") from None
+    except WriteError as exc:
+        raise WriteError(out, exc.cause) from None
+
+
 def files_below(folder: Path) -> list[str]:
     """Every entry of ``folder`` that is not a folder (files, links of any kind, FIFOs), as
     paths relative to it, sorted; links to folders are not followed."""
@@ -188,8 +199,7 @@ def check_folder(
     real = check_clear(out, option, reads)
     if real.exists() and not real.is_dir():
         raise OutputError(f"{option} {out} is a file; give a folder")
-    if why := unwritable_reason(real):
-        raise OutputError(f"{option} {out}: {why}")
+    _check_writable(real, out, option)
     files = files_below(real) if real.is_dir() else []
     if not files:
         return real
@@ -231,8 +241,7 @@ def check_file(
     real = check_clear(out, option, reads)
     if real.is_dir():
         raise OutputError(f"{option} {out}: is a folder; give a file name")
-    if why := unwritable_reason(real):
-        raise OutputError(f"{option} {out}: {why}")
+    _check_writable(real, out, option)
     if real.exists() and not own(real):
         raise OutputError(
             f"{option} {out}: a file that is not {what} is there; it is replaced only by a "

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from filesystems import digests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -372,23 +372,43 @@ def test_predict_without_any_input_file_is_a_usage_error(cli, tmp_path, layout, 
     assert not (tmp_path / "out").exists()
 
 
+def test_everything_a_folder_holds_is_predicted_or_has_a_row(cli, tmp_path) -> None:
+    """``.dot.png`` was dropped with no row while ``.hidden/x.png`` was predicted: now hidden
+    files and folders (any depth), links to folders, broken links and FIFOs each get a
+    skipped row with the reason, and exit 1; a hidden file given by name is predicted."""
+    folder = tmp_path / "in"
+    image(folder / "a.png")
+    image(folder / ".dot.png")
+    image(folder / ".hidden" / "x.png")
+    image(folder / "sub" / ".deep" / "y.png")
+    image(tmp_path / "elsewhere" / "z.png")
+    (folder / "to_folder").symlink_to(tmp_path / "elsewhere")
+    (folder / "broken.png").symlink_to(tmp_path / "nowhere.png")
+    (folder / "to_file.png").symlink_to(folder / "a.png")
+    os.mkfifo(folder / "pipe.png")
+    code, out, err = cli(folder, "--out", tmp_path / "out")
+    assert code == 1, out + err
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv", keep_default_na=False)
+    reasons = dict(zip(summary["file"], summary["reason"], strict=True))
+    status = dict(zip(summary["file"], summary["status"], strict=True))
+    assert status[str(folder / "a.png")] == status[str(folder / "to_file.png")] == "predicted"
+    assert reasons[str(folder / ".dot.png")].startswith("hidden file")
+    assert reasons[str(folder / ".hidden")].startswith("hidden folder")
+    assert reasons[str(folder / "sub" / ".deep")].startswith("hidden folder")
+    assert reasons[str(folder / "to_folder")].startswith("link to a folder")
+    assert reasons[str(folder / "broken.png")].startswith("broken symbolic link")
+    assert reasons[str(folder / "pipe.png")].startswith("not a regular file")
+    assert len(summary) == 8 and "2 of 8 images predicted" in out
+    code, _, err = cli(folder / ".dot.png", "--out", tmp_path / "by_name")
+    assert code == 0, err
+    assert predicted_masks(tmp_path / "by_name") == [".dot.png"]
+
+
 def test_a_folder_named_like_an_image_is_searched(cli, tmp_path) -> None:
     image(tmp_path / "in" / "x.png" / "y.png")
     code, _, _ = cli(tmp_path / "in" / "x.png", tmp_path / "in", "--out", tmp_path / "out")
     assert code == 0
     assert (tmp_path / "out" / "masks" / "x.png" / "y.png").is_file()
-
-
-def digests(folder: Path) -> dict[str, str]:
-    """Every file below ``folder`` (links not followed) -> the sha256 of its content, or where
-    a link points."""
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_symlink():
-            found[str(path)] = "-> " + os.readlink(path)
-        elif path.is_file():
-            found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
 
 
 def predicted_masks(out: Path) -> list[str]:

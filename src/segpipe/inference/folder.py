@@ -249,7 +249,7 @@ def check_output_dir(
         if item.is_dir():
             reads.append(Read(item, "the input folder"))
         else:
-            reads += [Read(item, "the input file"), Read(item.parent, "the input folder", True)]
+            reads += [Read(item.parent, "the input folder", True), Read(item, "the input file")]
     try:
         return check_folder(
             out_dir, "output folder", writer=WRITER, reads=reads, overwrite=overwrite
