@@ -9,22 +9,36 @@ inputs, outputs, links and flags and check that no file outside segpipe's own ou
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from filesystems import digests, fill, remount_read_only, tmpfs
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from test_train import tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.cli import main
-from segpipe.inference.onnx import export_onnx
-from segpipe.outputs import MANIFEST, OutputError, Read, check_clear, check_folder, relation
+from segpipe.data.summary import is_summary_file
+from segpipe.inference.onnx import export_onnx, is_export
+from segpipe.outputs import (
+    MANIFEST,
+    OutputError,
+    Read,
+    check_clear,
+    check_folder,
+    listed_outputs,
+    relation,
+)
 
 TINY = {"encoder": "tu-resnet10t", "encoder_depth": 3, "decoder_channels": [16, 8, 4]}
 
@@ -324,3 +338,196 @@ def test_a_refused_write_of_a_prediction_is_exit_3_where_no_tmpfs_can_be_mounted
     )
     assert len(result[2].strip().splitlines()) == 1
     assert digests(world) == earlier
+
+
+# --- property-based: random trees of inputs, outputs, links and flags ------------------------
+
+LINK_TARGETS = ["IN", "IN/images", "IN/images/a.png", "run", "run/best.pt", "run/model.onnx"]
+LINK_TARGETS += ["prev", "prev/summary.csv", "mine", "empty", "work", "nowhere", "SELF"]
+PLACES = ["links", "prev", "empty", "IN/images"]
+OUTS = ["new", "new.onnx", "summary.json", "IN", "IN/", "IN/images", "IN/images/sub"]
+OUTS += ["IN/images/..", "IN/images/a.png", "IN/notes.txt", "IN/masks", "run", "run/best.pt"]
+OUTS += ["run/model.onnx", "prev", "prev/", "prev/summary.csv", "mine", "empty", "work"]
+OUTS += [f"{place}/l{i}" for place in PLACES for i in range(3)] + ["links/l0/sub"]
+OUTS += ["IN/new", "IN/images/new", "run/new", "links/l1/new"]
+KEY_OUTS = ["mine", "work", "prev", "empty", "IN", "run", "links/l0", "prev/l0"]  # drawn more
+
+links = st.lists(
+    st.tuples(
+        st.sampled_from(PLACES),
+        st.sampled_from(["symbolic", "relative", "hard"]),
+        st.sampled_from(LINK_TARGETS),
+    ),
+    max_size=4,
+)
+
+
+@pytest.fixture(scope="module")
+def template(checkpoint, onnx_file, tmp_path_factory) -> Path:
+    """A tree to copy for each example: a dataset ``IN`` (images, masks, notes), a run's
+    checkpoint and ONNX file, an earlier output of segpipe predict, a folder of the user's, an
+    empty folder, and the working directory ``work``."""
+    root = tmp_path_factory.mktemp("template")
+    for name in ("a", "sub/b"):
+        image(root / "IN" / "images" / f"{name}.png")
+    (root / "IN" / "masks").mkdir()
+    Image.fromarray(np.zeros((12, 10), np.uint8)).save(root / "IN" / "masks" / "a.png")
+    (root / "IN" / "notes.txt").write_text("the user's")
+    (root / "run").mkdir()
+    shutil.copy(checkpoint, root / "run" / "best.pt")
+    shutil.copy(onnx_file, root / "run" / "model.onnx")
+    assert (
+        main(["predict", str(checkpoint), str(root / "IN" / "images"), "-o", str(root / "prev")])
+        == 0
+    )
+    image(root / "mine" / "photo.png")
+    for name in ("empty", "links", "work"):
+        (root / name).mkdir()
+    (root / "work" / "thesis.tex").write_text("the user's")
+    return root
+
+
+def make_links(world: Path, drawn: list[tuple[str, str, str]]) -> None:
+    """``place/l<i>``: a symbolic link (absolute or relative) or a hard link to a target."""
+    for i, (place, kind, target) in enumerate(drawn):
+        link = world / place / f"l{i}"
+        to = link if target == "SELF" else world / target
+        if kind == "hard" and to.is_file() and not to.is_symlink():
+            os.link(to, link)
+        elif kind == "relative":
+            link.symlink_to(os.path.relpath(to, link.parent))
+        else:
+            link.symlink_to(to)
+
+
+def may_change(world: Path, out: str, command: str) -> tuple[Path, set[str]]:
+    """Where ``command -o out`` may write (the real path), and the files there before that it
+    may replace: an earlier output of its own, nothing else."""
+    try:
+        real = Path(os.path.realpath(out, strict=False))
+    except OSError:
+        return world / "nowhere-to-write", set()
+    own: set[str] = set()
+    if command == "predict" and real.is_dir():
+        listed = listed_outputs(real, "segpipe predict") or set()
+        own = {str(real / name) for name in [*listed, MANIFEST]}
+    elif (
+        command == "export"
+        and real.is_file()
+        and is_export(real)
+        or command == "verify"
+        and real.is_file()
+        and is_summary_file(real)
+    ):
+        own = {str(real)}
+    return real, own
+
+
+def kept_clear(command: str, model: str, inputs: list[str]) -> list[tuple[Path, bool]]:
+    """(real path, whether outputs may lie inside it) of what the command reads: the model
+    file and the input folders and files of predict (outputs may go beside an input file, not
+    into its folder itself), the dataset of verify, the checkpoint of export."""
+    real = [Path(os.path.realpath(p)) for p in inputs]
+    model_file = Path(os.path.realpath(model.split()[-1]))
+    if command == "verify":
+        return [(Path(os.path.realpath("../IN")), False)]
+    if command == "export":
+        return [(model_file.with_name("best.pt"), False)]
+    return (
+        [(model_file, False)]
+        + [(p, False) if p.is_dir() else (p.parent, True) for p in real]
+        + [(p, False) for p in real if not p.is_dir()]
+    )
+
+
+def assert_clear(real: Path, reads: list[tuple[Path, bool]]) -> None:
+    """The output written is none of what was read, holds none of it, and lies in none of it
+    (except where outputs may)."""
+    for read, inside_ok in reads:
+        assert real != read and read not in real.parents or inside_ok and real != read, read
+        assert real not in read.parents, read
+
+
+def command_line(
+    command: str, model: str, inputs: list[str], out: str, overwrite: bool
+) -> list[str]:
+    if command == "predict":
+        flag = ["--overwrite"] if overwrite else []
+        return ["predict", *model.split(), *inputs, "-o", out, *flag]
+    if command == "export":
+        return ["export", model.split()[-1].replace("model.onnx", "best.pt"), "-o", out]
+    return ["verify", "../IN", "--table", "0=0,255=1", "--json", out]
+
+
+def case(command: str, out: str, overwrite: bool = True, **drawn):
+    """An example every run tries: the cases of the issue that first showed this family."""
+    defaults = {"model": "../run/best.pt", "inputs": ["../IN/images"], "drawn": []}
+    return example(command=command, out=out, overwrite=overwrite, **{**defaults, **drawn})
+
+
+@case("predict", "../IN")
+@case("predict", "../run")
+@case("predict", "../mine")
+@case("predict", "../prev")
+@case("predict", "../links/l0", drawn=[("links", "relative", "prev")])
+@case("predict", "../links/l0", drawn=[("links", "symbolic", "mine")])
+@case("predict", "../prev", drawn=[("prev", "hard", "run/best.pt")])
+@case("export", "../run/best.pt")
+@case("export", "../IN/images/a.png")
+@case("export", "../links/l0", drawn=[("links", "hard", "run/best.pt")])
+@case("verify", "../IN/masks/a.png")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    command=st.sampled_from(["predict", "predict", "export", "verify"]),
+    model=st.sampled_from(["../run/best.pt", "--onnx ../run/model.onnx", "../links/l0"]),
+    inputs=st.lists(
+        st.sampled_from(["../IN/images", "../IN/images/a.png", "../IN", "../links/l1"]),
+        min_size=1,
+        max_size=2,
+    ),
+    out=st.one_of(
+        st.sampled_from([f"../{o}" for o in KEY_OUTS]),
+        st.sampled_from([*(f"../{o}" for o in OUTS), ".", "..", "../links/../IN"]),
+    ),
+    overwrite=st.booleans(),
+    drawn=links,
+)
+def test_no_file_outside_segpipes_own_outputs_changes(
+    template, command, model, inputs, out, overwrite, drawn
+) -> None:
+    """Whatever the tree, the links and the flags: the command ends with an exit status of the
+    documented ones and at most one line of error, and every file that changed, appeared or
+    went is in the folder or file it was told to write, and was, if it existed before, an
+    output of the same command (listed in its manifest, an ONNX export, a verify summary)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        world = Path(os.path.realpath(tmp)) / "world"
+        shutil.copytree(template, world, symlinks=True)
+        make_links(world, drawn)
+        cwd = os.getcwd()
+        os.chdir(world / "work")
+        try:
+            real, own = may_change(world, out, command)
+            reads = kept_clear(command, model, inputs)
+            before = digests(world)
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()) as err,
+            ):
+                try:
+                    code = main(command_line(command, model, inputs, out, overwrite))
+                except SystemExit as exc:  # argparse: a model that is no file, and the like
+                    code = exc.code
+            after = digests(world)
+        finally:
+            os.chdir(cwd)
+    event(f"{command} exit {code}")
+    assert code in (0, 1, 2, 3), err.getvalue()
+    assert "Traceback" not in err.getvalue()
+    if code in (2, 3):
+        assert len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
+    if code in (0, 1):
+        assert_clear(real, reads)
+    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    for path in changed:
+        assert path == str(real) or Path(path).is_relative_to(real), (path, out, code)
+        assert path not in before or path in own, (path, out, code)
