@@ -24,7 +24,7 @@ from filesystems import digests, fill, remount_read_only, tmpfs
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from test_train import tiny_splits
+from test_train import TINY, tiny_splits
 from test_train import train as train_tiny
 
 from segpipe.cli import main
@@ -39,8 +39,6 @@ from segpipe.outputs import (
     listed_outputs,
     relation,
 )
-
-TINY = {"encoder": "tu-resnet10t", "encoder_depth": 3, "decoder_channels": [16, 8, 4]}
 
 
 @pytest.fixture(scope="module")
