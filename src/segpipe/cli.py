@@ -43,7 +43,7 @@ from typing import Any
 
 from segpipe.data.layouts import LAYOUTS, SPLIT_LISTS
 from segpipe.data.remap import UNMAPPED_POLICIES
-from segpipe.io import WRITE_ERRORS, WriteError, write_text
+from segpipe.io import WRITE_ERRORS, WriteError, check_writable, write_text
 from segpipe.logs import UserError
 from segpipe.outputs import Read, check_file
 
@@ -342,6 +342,7 @@ def fetch_weights_main(args: argparse.Namespace) -> int:
 
     if args.cache.exists() and not args.cache.is_dir():
         raise ValueError(f"--cache {args.cache} is a file; give a folder")
+    check_writable(args.cache / "records")  # a read-only cache: before the download
     record = fetch_weights(args.encoder, args.weights, args.cache)
     print(f"'{args.weights}' weights of encoder '{args.encoder}' in {args.cache}: {record}")
     return EXIT_OK

@@ -179,6 +179,8 @@ def write_failure(
             return WriteError(
                 path / named.relative_to(temporary.absolute()), WRITE_ERRORS[exc.errno]
             )
+        if path.absolute() in named.parents:  # a file of the output folder
+            return WriteError(named, WRITE_ERRORS[exc.errno])
         places = {path.absolute(), path.absolute().parent}
         if temporary is not None:
             places.add(temporary.absolute())
