@@ -37,8 +37,11 @@ from segpipe.outputs import (
     check_clear,
     check_folder,
     listed_outputs,
+    path_option_problems,
     relation,
 )
+
+from conftest import copy_workflow, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -529,3 +532,47 @@ def test_no_file_outside_segpipes_own_outputs_changes(
     for path in changed:
         assert path == str(real) or Path(path).is_relative_to(real), (path, out, code)
         assert path not in before or path in own, (path, out, code)
+
+
+# --- the pipeline: paths that config options name -------------------------------------------
+
+
+def test_what_the_pipeline_writes_is_kept_apart_from_what_it_reads(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    written = {"results/": "results", "config option 'pretrained.cache'": "resources/pretrained"}
+    assert path_option_problems(written, {"config option 'dataset.root'": "data"}) == []
+    for root, message in [
+        (".", "results/ 'results' lies inside config option 'dataset.root' '.'"),
+        ("results/mine", "results/ 'results' holds config option 'dataset.root' 'results/mine'"),
+        ("resources", "'pretrained.cache' 'resources/pretrained' lies inside config option"),
+    ]:
+        problems = path_option_problems(written, {"config option 'dataset.root'": root})
+        assert any(message in problem for problem in problems), problems
+    cache = {"config option 'pretrained.cache'": "link/images/weights"}
+    problems = path_option_problems(cache, {"config option 'infer.images'": "data/images"})
+    assert len(problems) == 1 and "lies inside config option 'infer.images'" in problems[0]
+
+
+@pytest.mark.slow
+def test_a_dataset_that_holds_the_results_fails_before_any_job_runs(tmp_path) -> None:
+    """dataset.root '.' (results/ would lie inside the dataset: every run would change it) and
+    pretrained.cache inside the dataset are refused naming the options, before any job."""
+    work = copy_workflow(tmp_path / "work")
+    (work / "images").mkdir()
+    for overrides, message in [
+        (
+            ["dataset={source: folder, root: .}"],
+            "results/ 'results' lies inside config option 'dataset.root' '.'",
+        ),
+        (
+            ["dataset={source: folder, root: data}", "pretrained={cache: data/weights}"],
+            "config option 'pretrained.cache' 'data/weights' lies inside config option "
+            "'dataset.root' 'data'",
+        ),
+    ]:
+        args = ["--configfile", "config/test.yaml", "-n", "--config", *overrides]
+        proc = snakemake(work, *args)
+        assert proc.returncode != 0 and message in proc.stdout + proc.stderr, proc.stdout[-2000:]
+        assert not (work / "results").exists()

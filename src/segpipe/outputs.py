@@ -248,3 +248,27 @@ def check_file(
             "new one of its kind: give a new file name or move it away"
         )
     return real
+
+
+def path_option_problems(
+    written: dict[str, str | os.PathLike | None], read: dict[str, str | os.PathLike | None]
+) -> list[str]:
+    """One line per place the pipeline writes (``written``: what names it, say ``config option
+    'pretrained.cache'`` or ``results/``, -> the path) that is, holds or lies in a place it only
+    reads (``read``, alike: the dataset, infer.images); None paths are left out."""
+    problems = []
+    for writer, out in written.items():
+        for reader, path in read.items():
+            if out is None or path is None:
+                continue
+            try:
+                found = relation(real_path(out), real_path(path))
+            except OutputError as exc:
+                problems.append(f"{reader}: {exc}")
+                continue
+            if found is not None:
+                problems.append(
+                    f"{writer} '{out}' {found} {reader} '{path}': the pipeline writes the one "
+                    "and only reads the other; keep them apart"
+                )
+    return problems
