@@ -29,6 +29,7 @@ from test_train import train as train_tiny
 
 from segpipe.cli import main
 from segpipe.data.summary import is_summary_file
+from segpipe.inference import folder
 from segpipe.inference.onnx import export_onnx, is_export
 from segpipe.outputs import (
     MANIFEST,
@@ -204,6 +205,45 @@ def test_overwrite_follows_a_link_only_to_an_output_of_segpipe_predict(world, ca
     result = segpipe(capsys, *args, "-o", "to_mine", "--overwrite")
     assert refused(result, "no .segpipe-outputs.json of segpipe predict"), result
     assert digests(world) == before
+
+
+def test_a_file_added_while_predicting_is_not_deleted_by_overwrite(
+    world, capsys, monkeypatch
+) -> None:
+    """--overwrite checks the folder again before replacing it: a file of the user's that
+    came while the images were being predicted stops the replacement, and stays."""
+    os.chdir(world)
+    assert segpipe(capsys, "predict", "run/best.pt", "IN/images", "-o", "preds")[0] == 0
+    real_check = folder.check_output_dir
+    calls = []
+
+    def user_saves_notes_meanwhile(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second look, after predicting
+            (world / "preds" / "notes.txt").write_text("the user's")
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(folder, "check_output_dir", user_saves_notes_meanwhile)
+    result = segpipe(capsys, "predict", "run/best.pt", "IN/images", "-o", "preds", "--overwrite")
+    assert refused(result, "1 file(s) that segpipe predict did not write (notes.txt)"), result
+    assert (world / "preds" / "notes.txt").read_text() == "the user's"
+    assert (world / "preds" / MANIFEST).is_file()
+    assert sorted(p.name for p in world.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_device_or_fifo_as_output_is_refused_without_reading_it(world, capsys) -> None:
+    """``export -o /dev/full`` read the device to tell whether it was an ONNX file, without
+    end, until the kernel killed it."""
+    os.chdir(world)
+    os.mkfifo("fifo")
+    for args in (
+        ["export", "run/best.pt", "-o", "/dev/full"],
+        ["export", "run/best.pt", "-o", "fifo"],
+        ["verify", "IN", "--table", "0=0", "--json", "/dev/zero"],
+        ["predict", "run/best.pt", "IN/images", "-o", "/dev/null"],
+    ):
+        message = "is a file; give a folder" if args[0] == "predict" else "not a regular file"
+        assert refused(segpipe(capsys, *args), message), args
 
 
 # --- segpipe export --------------------------------------------------------------------------

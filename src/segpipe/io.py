@@ -23,7 +23,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -264,13 +264,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike, check: Callable[[], object] | None = None
+) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; it replaces ``path`` only if the block succeeds.
 
     Temporary directories of ``path`` that killed writers left are removed first. A write the
     file system refuses, of the folder or of a file in it, ends in a :class:`WriteError` that
     names it at its place in ``path``; the earlier ``path`` stays as it was. ``path`` must not
     be a symbolic link: give the folder it points to (:func:`segpipe.outputs.check_folder`).
+    ``check``, called once the block is done and before ``path`` is replaced, may still refuse
+    it (what was there may have changed while the block ran).
     """
     path = Path(path)
     if path.is_symlink():
@@ -282,6 +286,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         with _refused_writes(path, tmp):
             yield tmp
+            if check is not None:
+                check()
             os.chmod(tmp, 0o777 & ~_UMASK)
             if path.exists():
                 shutil.rmtree(path)

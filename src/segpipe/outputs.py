@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from segpipe.logs import UserError
 
 MANIFEST = ".segpipe-outputs.json"
 """In a folder that a segpipe command wrote whole: the writer and every file it wrote."""
+COUNTED = 10_000  # files counted in a folder that a command will not replace
 
 
 class OutputError(UserError, ValueError):
@@ -151,15 +153,18 @@ def _check_writable(real: Path, out: Path, option: str) -> None:
         raise WriteError(out, exc.cause) from None
 
 
-def files_below(folder: Path) -> list[str]:
+def files_below(folder: Path, limit: int | None = None) -> list[str]:
     """Every entry of ``folder`` that is not a folder (files, links of any kind, FIFOs), as
-    paths relative to it, sorted; links to folders are not followed."""
-    found = []
+    paths relative to it, sorted; links to folders are not followed. With ``limit``, the
+    first ``limit`` found (a home folder is not walked whole to be refused)."""
+    found: list[str] = []
     for parent, dirs, names in os.walk(folder):
         here = Path(parent)
         links = [d for d in dirs if (here / d).is_symlink()]
         dirs[:] = [d for d in dirs if d not in links]
         found += [(here / name).relative_to(folder).as_posix() for name in [*names, *links]]
+        if limit is not None and len(found) >= limit:
+            return sorted(found[:limit])
     return sorted(found)
 
 
@@ -200,20 +205,21 @@ def check_folder(
     if real.exists() and not real.is_dir():
         raise OutputError(f"{option} {out} is a file; give a folder")
     _check_writable(real, out, option)
-    files = files_below(real) if real.is_dir() else []
+    listed = listed_outputs(real, writer) if real.is_dir() else None
+    # A folder segpipe did not write is refused whatever it holds: counted up to a limit.
+    files = files_below(real, None if listed else COUNTED) if real.is_dir() else []
     if not files:
         return real
+    held = f"{len(files)}{' or more' if len(files) == COUNTED else ''} file(s)"
     if not overwrite:
         raise OutputError(
-            f"{option} {out} already holds {len(files)} file(s); give another folder, or "
-            f"--overwrite to replace what {writer} wrote there"
+            f"{option} {out} already holds {held}; give another folder, or --overwrite to "
+            f"replace what {writer} wrote there"
         )
-    listed = listed_outputs(real, writer)
     if listed is None:
         raise OutputError(
-            f"{option} {out} holds {len(files)} file(s) and no {MANIFEST} of {writer}: "
-            f"--overwrite replaces only a folder that {writer} wrote; move the files away or "
-            "give another folder"
+            f"{option} {out} holds {held} and no {MANIFEST} of {writer}: --overwrite replaces "
+            f"only a folder that {writer} wrote; move the files away or give another folder"
         )
     if foreign := [f for f in files if f not in listed and f != MANIFEST]:
         raise OutputError(
@@ -242,6 +248,10 @@ def check_file(
     if real.is_dir():
         raise OutputError(f"{option} {out}: is a folder; give a file name")
     _check_writable(real, out, option)
+    if real.exists() and not stat.S_ISREG(real.stat().st_mode):
+        raise OutputError(
+            f"{option} {out}: not a regular file (a device, FIFO or socket); give a file name"
+        )
     if real.exists() and not own(real):
         raise OutputError(
             f"{option} {out}: a file that is not {what} is there; it is replaced only by a "

@@ -314,7 +314,10 @@ def predict_files(
             f"the checkpoint's classes {model.classes} differ from the config's {list(classes)}"
         )
     out = Path(out_dir)
-    real = check_output_dir(out, inputs, overwrite=overwrite, model_files=model.files)
+    check = functools.partial(
+        check_output_dir, out, inputs, overwrite=overwrite, model_files=model.files
+    )
+    real = check()
     named, left_out = walk_inputs(inputs)
     predict = functools.partial(
         predict_images,
@@ -327,7 +330,7 @@ def predict_files(
     )
     per_batch = batch_size if mode == "resize" else 1
     batches = [named[i : i + per_batch] for i in range(0, len(named), per_batch)]
-    with atomic_dir(real) as tmp:
+    with atomic_dir(real, check=check) as tmp:  # checked again: files may have come
         write = functools.partial(
             write_prediction,
             tmp,
