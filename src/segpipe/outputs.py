@@ -1,4 +1,5 @@
-"""Where segpipe may write: every command and job checks its outputs here before any work.
+"""Where segpipe may write: every command checks its outputs here before any work, and the
+pipeline the paths its config names (:func:`path_option_problems`) before any job.
 
 - :func:`check_clear`: an output that is, holds or lies inside a path it reads (an input, a
   checkpoint, the config, the dataset), or that is or holds the working directory or the
@@ -73,8 +74,8 @@ class _Identities:
     def __call__(self, path: Path) -> tuple[int, int] | None:
         if path not in self.known:
             try:
-                stat = os.stat(path)
-                self.known[path] = (stat.st_dev, stat.st_ino)
+                info = os.stat(path)
+                self.known[path] = (info.st_dev, info.st_ino)
             except OSError:
                 self.known[path] = None
         return self.known[path]
