@@ -496,8 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segpipe {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # not through segpipe's writers: a full disk is still one line
-        full = exc.errno in WRITE_ERRORS and exc.errno not in (errno.EACCES, errno.EPERM)
-        cause = WRITE_ERRORS[exc.errno] if full else exc.strerror
+        code = exc.errno or 0
+        full = code in WRITE_ERRORS and code not in (errno.EACCES, errno.EPERM)
+        cause = WRITE_ERRORS[code] if full else exc.strerror
         print(f"segpipe {args.command}: error: {exc.filename}: {cause}", file=sys.stderr)
         return EXIT_WRITE if full else EXIT_USAGE
     return EXIT_USAGE

@@ -202,7 +202,8 @@ class RecordingWriter(io.RawIOBase):
 
     def __init__(self, file: Any):
         super().__init__()
-        self.file, self.error = file, None
+        self.file = file
+        self.error: OSError | None = None
 
     def writable(self) -> bool:
         return True

@@ -49,7 +49,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
     with atomic_path(path) as tmp, open(tmp, "wb", buffering=0) as raw:
         writer = _HashingWriter(raw)
         try:
-            torch.save(state, writer)
+            torch.save(state, writer)  # type: ignore[arg-type]  # a binary file, as IO[bytes]
         except RuntimeError:
             if writer.error is not None:
                 raise writer.error from None
@@ -61,7 +61,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
     return digest
 
 
-def copy_checkpoint(source: str | Path, target: str | Path) -> None:
+def copy_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """Copy ``source`` to ``target`` atomically and record it in the target folder's ledger."""
     target = Path(target)
     with atomic_path(target) as tmp:
@@ -69,7 +69,7 @@ def copy_checkpoint(source: str | Path, target: str | Path) -> None:
         _record(target, _sha256(tmp))
 
 
-def _sha256(path: str | Path) -> str:
+def _sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
