@@ -6,9 +6,11 @@ normalised on the device (:mod:`segpipe.models.device`, shared with prediction).
 
 ``resume_dir`` holds ``last.pt`` (after every epoch, and mid-epoch when the job is told to stop
 by SIGTERM or SIGUSR1, as Slurm does at its time limit or on preemption) and ``best.pt`` (when the
-validation mIoU improves). It is not a rule output, so Snakemake does not delete it before a
-rerun: the next run of the rule continues from it when the training config (the number of
-epochs aside, which may grow) and the data are unchanged. The learning-rate schedule is planned
+validation mIoU improves), with their digests (``checkpoints.json``). It is not a rule output,
+so Snakemake does not delete it before a rerun: the next run of the rule continues from it when
+the training config (the number of epochs aside, which may grow) and the data are unchanged,
+and its checkpoints are the ones training wrote (the rule outputs are hard links of them, and a
+file copied over one writes through: then training starts afresh). The learning-rate schedule is planned
 for ``train.schedule_epochs`` (``train.epochs`` when null), so a run trained in stages with
 growing ``epochs`` on one planned schedule ends as a run trained straight to its end.
 
