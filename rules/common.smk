@@ -32,6 +32,7 @@ from segpipe.workflow.search import (
     search_candidates,
     search_problems,
 )
+from segpipe.outputs import path_option_problems
 from segpipe.params import Untracked, run_summary, tracked, untracked
 
 replace_whole_options(config, workflow.config_settings.overwrite_config)
@@ -59,6 +60,26 @@ except ConfigError as exc:
 config.clear()
 config.update(_validated)
 if _problems := infer_images_problems(config, {n: r.config for n, r in RUNS.items()}):
+    raise _config_error(_problems)
+# What the pipeline writes (Snakemake's outputs, the weights cache) is kept apart from what it
+# only reads (segpipe.outputs).
+if _problems := path_option_problems(
+    {
+        **{
+            f"{folder}/": folder
+            for folder in ("results", "logs", "benchmarks", ".snakemake")
+        },
+        "config option 'pretrained.cache'": config["pretrained"]["cache"],
+    },
+    {
+        "config option 'dataset.root'": (
+            config["dataset"].get("root")
+            if config["dataset"]["source"] == "folder"
+            else None
+        ),
+        "config option 'infer.images'": config["infer"]["images"],
+    },
+):
     raise _config_error(_problems)
 # A search's budget, ranges and candidates (segpipe.workflow.search).
 _problems = search_problems(config, search_candidates(config, list(RUNS)))

@@ -68,7 +68,7 @@ def test_the_new_test_modules_of_the_fault_model_are_named_in_it():
     named = {file for _, file, _ in faults_references()} | {
         Path(link).name for link in LINK.findall(FAULTS.read_text(encoding="utf-8"))
     }
-    for module in ("test_dataset_files.py", "test_duplicates_and_sizes.py"):
+    for module in ("test_dataset_files.py", "test_duplicates_and_sizes.py", "test_outputs.py"):
         assert module in named
         assert _test_functions(_test_module(module)) <= {
             name for _, file, name in faults_references() if file == module

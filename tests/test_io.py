@@ -148,3 +148,83 @@ def test_old_style_and_other_host_temporaries_are_stale_and_nothing_else(tmp_pat
     assert remove_stale_temporaries(tmp_path, "train.npy") == [old_npy]
     assert sorted(tmp_path.iterdir()) == sorted(keep)
     assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+# --- writes the file system refuses ---------------------------------------------------------
+
+
+def test_a_full_disk_names_the_output_and_keeps_the_previous_file_and_folder(tmp_path):
+    from filesystems import tmpfs
+
+    from segpipe.io import WriteError, write_text
+
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        write_text(disk / "summary.json", "good\n")
+        with pytest.raises(WriteError) as caught:
+            write_text(disk / "summary.json", "x" * 200_000)
+        assert (
+            str(caught.value)
+            == f"cannot write {disk / 'summary.json'}: no space left on the device"
+        )
+        assert (disk / "summary.json").read_text() == "good\n"
+        with atomic_dir(disk / "out") as tmp:
+            (tmp / "a.png").write_bytes(b"old")
+        with pytest.raises(WriteError) as caught, atomic_dir(disk / "out") as tmp:
+            (tmp / "masks").mkdir()
+            (tmp / "masks" / "b.png").write_bytes(b"x" * 200_000)
+        # Named at its place in the output, not in the temporary folder that is gone.
+        assert str(caught.value).startswith(f"cannot write {disk / 'out'}")
+        assert sorted(p.name for p in disk.iterdir()) == ["out", "summary.json"]
+        assert (disk / "out" / "a.png").read_bytes() == b"old"
+
+
+def test_a_read_only_file_system_is_named_as_such(tmp_path):
+    from filesystems import remount_read_only, tmpfs
+
+    from segpipe.io import WriteError, write_text
+
+    with tmpfs(tmp_path / "disk") as disk:
+        write_text(disk / "a.txt", "good\n")
+        remount_read_only(disk)
+        for target in (disk / "a.txt", disk / "new" / "b.txt"):
+            with pytest.raises(WriteError, match=f"cannot write {target}: read-only file system"):
+                write_text(target, "new\n")
+        with pytest.raises(WriteError, match="read-only file system"), atomic_dir(disk / "out"):
+            pass
+        assert (disk / "a.txt").read_text() == "good\n"
+
+
+def test_a_permission_error_of_a_file_being_read_is_not_a_write_error(tmp_path):
+    """Only refusals of the output and its temporary are write errors; the rest pass as they
+    are, so that a bug or an unreadable input is not reported as a full disk."""
+    import errno
+
+    from segpipe.io import WriteError
+
+    unreadable = OSError(errno.EACCES, "Permission denied", str(tmp_path / "inputs" / "a.png"))
+    with pytest.raises(PermissionError), atomic_path(tmp_path / "out" / "x.txt"):
+        raise unreadable
+    with (
+        pytest.raises(WriteError, match="permission denied"),
+        atomic_path(tmp_path / "x.txt") as tmp,
+    ):
+        raise OSError(errno.EACCES, "Permission denied", str(tmp))
+    with pytest.raises(ValueError, match="not a write"), atomic_path(tmp_path / "x.txt"):
+        raise ValueError("not a write")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_a_file_that_only_looks_like_an_old_temporary_is_kept(tmp_path):
+    from segpipe.io import remove_stale_temporaries
+
+    mine = [
+        tmp_path / ".best.pt.backup12",
+        tmp_path / ".best.pt.20240101",
+        tmp_path / ".a.png.original",
+    ]
+    for path in mine:
+        path.write_bytes(b"the user's")
+    assert remove_stale_temporaries(tmp_path, "best.pt") == []
+    assert remove_stale_temporaries(tmp_path, "a.png") == []
+    assert remove_stale_temporaries(tmp_path) == []
+    assert all(path.read_bytes() == b"the user's" for path in mine)

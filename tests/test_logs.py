@@ -46,14 +46,26 @@ raise {error}("{message}")
 """
 
 
-@pytest.mark.parametrize("error, traceback", [("UserError", False), ("KeyError", True)])
-def test_an_uncaught_error_ends_in_the_log(tmp_path, error, traceback) -> None:
+@pytest.mark.parametrize(
+    "error, name, traceback",
+    [
+        ("UserError", "UserError", False),
+        ("KeyError", "KeyError", True),
+        ("lambda m: OSError(28, 'No space left on device', m)", "OSError", False),
+        ("lambda m: OSError(30, 'Read-only file system', m)", "OSError", False),
+        ("lambda m: OSError(2, 'No such file or directory', m)", "FileNotFoundError", True),
+    ],
+    ids=["user_error", "bug", "full_disk", "read_only", "other_os_error"],
+)
+def test_an_uncaught_error_ends_in_the_log(tmp_path, error, name, traceback) -> None:
+    """A UserError, or a write a full or read-only disk refused outside segpipe.io (a
+    logger's own files), is one line; anything else keeps its traceback."""
     log = tmp_path / "job.log"
-    script = SCRIPT.format(log=str(log), error=error, message="dataset.root: no such folder")
+    script = SCRIPT.format(log=str(log), error=f"({error})", message="dataset.root: no such folder")
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True)
     assert proc.returncode == 1
     text = log.read_text()
-    assert f"CRITICAL segpipe: {error}: " in text and "no such folder" in text
+    assert f"CRITICAL segpipe: {name}: " in text and "no such folder" in text
     assert ("Traceback" in text) is traceback
     assert ("Traceback" in proc.stderr.decode()) is traceback
 

@@ -12,17 +12,29 @@ Examples::
     segpipe predict --onnx results/runs/segpipe/training/train/model.onnx new_images/ --out predictions/
     segpipe fetch-weights --encoder resnet34 --weights imagenet --cache resources/pretrained
 
-Exit status: 0 when every file is usable (verify) or predicted (predict); 1 when problems were
-found: verify found unusable files, predict skipped an input (an empty file, a truncated image,
-no image; the others are still predicted, summary.csv lists why); 2 for a usage or config error
-(a missing or unreadable checkpoint or ONNX file, a missing input, a folder without files, two
-inputs predicted into one file, an output folder that is a file, an input folder, or holds files
-without --overwrite, weights that cannot be fetched).
+Exit status (the same for every command):
+
+  0  done: every file usable (verify), every input predicted (predict), written (export,
+     fetch-weights);
+  1  problems found: verify found unusable files; predict skipped an input (an empty file, a
+     truncated image, no image, a hidden file in a folder given; the others are still
+     predicted, summary.csv lists every one with its reason);
+  2  a usage or config error, before any work: a missing or unreadable checkpoint or ONNX
+     file, a missing input, a folder without files, two inputs predicted into one file,
+     weights that cannot be fetched; an output (--out, --json, --cache) that is a file where
+     a folder goes or the reverse, that is, holds or lies inside what the command reads (an
+     input, the checkpoint, the config, the dataset) or is the working directory, or that
+     would replace a file or folder segpipe did not write (see --overwrite);
+  3  an output could not be written: no space left, a disk quota, a read-only file system,
+     no permission. One line names the file and the cause; nothing half-written is left and
+     an earlier output stays as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import json
 import logging
 import sys
@@ -31,10 +43,11 @@ from typing import Any
 
 from segpipe.data.layouts import LAYOUTS, SPLIT_LISTS
 from segpipe.data.remap import UNMAPPED_POLICIES
-from segpipe.io import write_text
+from segpipe.io import WRITE_ERRORS, WriteError, check_writable, write_text
 from segpipe.logs import UserError
+from segpipe.outputs import Read, check_file
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_WRITE = 0, 1, 2, 3
 
 
 def _table(items: list[str] | None) -> dict[int, int] | None:
@@ -94,18 +107,6 @@ def _input_file(path: Path, what: str) -> Path:
     return path
 
 
-def _output_file(path: Path, option: str) -> Path:
-    """``path`` when a file can be written there; else ValueError naming ``option``: a folder,
-    under a file, or in a folder that cannot be written."""
-    if path.is_dir():
-        raise ValueError(f"{option} {path}: is a folder; give a file name")
-    from segpipe.io import unwritable_reason
-
-    if why := unwritable_reason(path):
-        raise ValueError(f"{option} {path}: {why}")
-    return path
-
-
 def _find_schema(configfile: Path) -> Path:
     for folder in (
         configfile.resolve().parent,
@@ -142,7 +143,12 @@ def _from_config(path: Path, schema: Path | None) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segpipe", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="segpipe",
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit status" + __doc__.split("Exit status")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     verify = sub.add_parser(
         "verify",
@@ -193,7 +199,12 @@ def _parser() -> argparse.ArgumentParser:
         help="larger images and masks are problems, not decoded (default 89478485)",
     )
     verify.add_argument("--threads", type=int, default=1, help="processes (default 1)")
-    verify.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    verify.add_argument(
+        "--json",
+        type=Path,
+        help="also write the summary as JSON here (not inside the dataset; an existing file "
+        "is replaced only when it is such a summary)",
+    )
     verify.add_argument(
         "--max-lines", type=int, default=50, help="warnings/problems listed (default 50)"
     )
@@ -243,12 +254,15 @@ def _add_predict(sub) -> None:
         "--out",
         type=Path,
         required=True,
-        help="output folder, written whole once complete; refused when it holds files",
+        help="output folder, written whole once complete; refused when it holds files, is "
+        "or holds the checkpoint or an input, or lies inside an input folder",
     )
     predict.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an output folder that holds files (its files are removed)",
+        help="replace an output folder of an earlier segpipe predict (it lists its files in "
+        ".segpipe-outputs.json); a folder segpipe did not write, or that holds other files, "
+        "is never replaced",
     )
     predict.add_argument(
         "--mode",
@@ -290,7 +304,11 @@ def _add_export(sub) -> None:
     )
     export.add_argument("checkpoint", type=Path, help="a run's best.pt (results/runs/.../)")
     export.add_argument(
-        "-o", "--out", type=Path, help="ONNX file to write (default: model.onnx beside CHECKPOINT)"
+        "-o",
+        "--out",
+        type=Path,
+        help="ONNX file to write (default: model.onnx beside CHECKPOINT); an existing file is "
+        "replaced only when segpipe export wrote it",
     )
     export.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
@@ -322,6 +340,9 @@ def _add_fetch_weights(sub) -> None:
 def fetch_weights_main(args: argparse.Namespace) -> int:
     from segpipe.models.pretrained import fetch_weights
 
+    if args.cache.exists() and not args.cache.is_dir():
+        raise ValueError(f"--cache {args.cache} is a file; give a folder")
+    check_writable(args.cache / "records")  # a read-only cache: before the download
     record = fetch_weights(args.encoder, args.weights, args.cache)
     print(f"'{args.weights}' weights of encoder '{args.encoder}' in {args.cache}: {record}")
     return EXIT_OK
@@ -342,6 +363,11 @@ def _predict_model(args: argparse.Namespace):
     return load_model([args.checkpoint], device=args.device), args.inputs
 
 
+def _beside_onnx(onnx: Path) -> list[Path]:
+    """The checkpoint that predict --onnx compares the ONNX file with, where there is one."""
+    return [p for p in onnx.parent.glob("*.pt") if p.is_file()]
+
+
 def predict_main(args: argparse.Namespace) -> int:
     from segpipe.inference.folder import predict_files
 
@@ -349,6 +375,8 @@ def predict_main(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or not 0 <= args.overlap < 1:
         raise ValueError("--batch-size must be at least 1 and --overlap in [0, 1)")
     model, inputs = _predict_model(args)
+    if args.onnx is not None and args.checkpoint is not None:
+        model = dataclasses.replace(model, files=(*model.files, *_beside_onnx(args.onnx)))
     summary = predict_files(
         model,
         inputs,
@@ -369,19 +397,43 @@ def predict_main(args: argparse.Namespace) -> int:
 
 def export_main(args: argparse.Namespace) -> int:
     """Export the checkpoint, then print where to and how far onnxruntime is from torch."""
-    from segpipe.inference.onnx import export_onnx, parity, random_batch, read_checkpoint
+    from segpipe.inference.onnx import (
+        export_onnx,
+        is_export,
+        parity,
+        random_batch,
+        read_checkpoint,
+    )
 
     _input_file(args.checkpoint, "checkpoint")
-    out = _output_file(args.out or args.checkpoint.with_name("model.onnx"), "--out")
+    given = args.out or args.checkpoint.with_name("model.onnx")
+    out = check_file(
+        given,
+        "--out",
+        own=is_export,
+        what="an ONNX file of segpipe export",
+        reads=[Read(args.checkpoint, "the checkpoint")],
+    )
     size = int(read_checkpoint(args.checkpoint)["config"]["train"]["image_size"])
-    out = export_onnx(args.checkpoint, out, opset=args.opset)
+    export_onnx(args.checkpoint, out, opset=args.opset)
     check = parity(args.checkpoint, out, random_batch((2, 3, size, size)))
     print(
-        f"wrote {out}; onnxruntime vs torch on 2 random {size} x {size} images: max |logit "
+        f"wrote {given}; onnxruntime vs torch on 2 random {size} x {size} images: max |logit "
         f"difference| {check['max_abs_logit_diff']:.2g}, argmax agreement "
         f"{check['argmax_agreement']:.2%}"
     )
     return EXIT_OK
+
+
+def _json_output(args: argparse.Namespace, options: dict[str, Any]) -> Path:
+    """Where verify --json writes: clear of the dataset and the config, and new or a summary
+    that verify wrote (:func:`segpipe.outputs.check_file`)."""
+    from segpipe.data.summary import is_summary_file
+
+    reads = [Read(Path(options["root"]), "the dataset")]
+    reads += [Read(path, "the config file") for path in (args.configfile, args.schema) if path]
+    what = "a summary of segpipe verify --json"
+    return check_file(args.json, "--json", own=is_summary_file, what=what, reads=reads)
 
 
 def verify_main(args: argparse.Namespace) -> int:
@@ -414,12 +466,11 @@ def verify_main(args: argparse.Namespace) -> int:
         raise FileNotFoundError("no dataset directory: give ROOT (or dataset.root in --configfile)")
     if Path(options["root"]).is_file():
         raise ValueError(f"{options['root']}: is a file, not a dataset folder")
-    if args.json:
-        _output_file(args.json, "--json")
+    out = _json_output(args, options) if args.json else None
     summary = verify_dataset(threads=args.threads, **options)
     print(format_summary(summary, max_lines=args.max_lines))
-    if args.json:
-        write_text(args.json, json.dumps(summary, indent=2) + "\n")
+    if out:
+        write_text(out, json.dumps(summary, indent=2) + "\n")
     return EXIT_OK if summary["ok"] else EXIT_PROBLEMS
 
 
@@ -438,9 +489,18 @@ def main(argv: list[str] | None = None) -> int:
             return fetch_weights_main(args)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
+    except WriteError as exc:
+        print(f"segpipe {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_WRITE
     except (FileNotFoundError, ValueError, UserError) as exc:
         print(f"segpipe {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # not through segpipe's writers: a full disk is still one line
+        code = exc.errno or 0
+        full = code in WRITE_ERRORS and code not in (errno.EACCES, errno.EPERM)
+        cause = WRITE_ERRORS[code] if full else exc.strerror
+        print(f"segpipe {args.command}: error: {exc.filename}: {cause}", file=sys.stderr)
+        return EXIT_WRITE if full else EXIT_USAGE
     return EXIT_USAGE
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import time
@@ -48,13 +49,21 @@ class UserError(Exception):
     """
 
 
+# A write the disk refused that did not go through segpipe.io (a logger's own files): still
+# one line, since no traceback helps with a full disk, a quota or a read-only file system.
+FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def _log_uncaught(exc_type, exc, tb) -> None:
     """Put the error that ends a rule's script into its log file, where users look first.
 
-    A :class:`UserError` is one line; anything else comes with its traceback. The stderr handler
+    A :class:`UserError` or a full or read-only disk is one line; anything else comes with its
+    traceback. The stderr handler
     prints the same record, so the default hook is not called again.
     """
-    expected = issubclass(exc_type, UserError)
+    expected = issubclass(exc_type, UserError) or (
+        issubclass(exc_type, OSError) and getattr(exc, "errno", None) in FULL_OR_READ_ONLY
+    )
     logging.getLogger("segpipe").critical(
         "%s: %s", exc_type.__name__, exc, exc_info=None if expected else (exc_type, exc, tb)
     )

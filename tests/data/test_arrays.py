@@ -253,3 +253,49 @@ def test_pinned_batches_reach_the_gpu(manifest, tmp_path):
     images, masks = prepare_batch(batch, torch.device("cuda"), True, BatchAugment(hflip=0.5))
     assert images.is_cuda and images.is_contiguous(memory_format=torch.channels_last)
     assert masks.is_cuda and masks.dtype == torch.int64
+
+
+PREPROCESS = """
+import sys
+from segpipe.data.preprocess import preprocess_split
+from segpipe.io import WriteError
+try:
+    preprocess_split(sys.argv[1], sys.argv[2], image_size=int(sys.argv[3]))
+except WriteError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def test_a_full_disk_is_one_line_not_a_sigbus_and_the_old_array_stays(manifest, tmp_path):
+    """Preprocess writes through a memory map: on a full disk a write into it would find no
+    block and the kernel would kill the job with SIGBUS. The file's blocks are taken first, so
+    a full disk is one line naming the array (in a process of its own: a SIGBUS would kill
+    pytest)."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from filesystems import tmpfs
+
+    manifest.to_csv(tmp_path / "train.csv", index=False)
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        out = disk / "train.npy"
+        preprocess_split(tmp_path / "train.csv", out, image_size=32)
+        before = out.read_bytes()
+        args = [sys.executable, "-c", PREPROCESS, str(tmp_path / "train.csv"), str(out), "256"]
+        with open(tmp_path / "stdout", "w+") as stdout:
+            # Its own process group, ended whole: a pool worker outlives a killed parent.
+            proc = subprocess.Popen(args, stdout=stdout, start_new_session=True)
+            try:
+                returncode = proc.wait(timeout=120)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            assert returncode == 3, returncode  # -7 is SIGBUS
+            stdout.seek(0)
+            assert stdout.read().strip() == f"cannot write {out}: no space left on the device"
+        assert out.read_bytes() == before
+        assert sorted(p.name for p in disk.iterdir()) == ["train.npy"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from filesystems import digests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -39,6 +41,7 @@ from segpipe.inference.folder import (
     predict_files,
 )
 from segpipe.inference.splits import predict_split
+from segpipe.outputs import MANIFEST
 from segpipe.reporting.run_report import infer_gallery
 
 from conftest import BIN
@@ -369,6 +372,38 @@ def test_predict_without_any_input_file_is_a_usage_error(cli, tmp_path, layout, 
     assert not (tmp_path / "out").exists()
 
 
+def test_everything_a_folder_holds_is_predicted_or_has_a_row(cli, tmp_path) -> None:
+    """``.dot.png`` was dropped with no row while ``.hidden/x.png`` was predicted: now hidden
+    files and folders (any depth), links to folders, broken links and FIFOs each get a
+    skipped row with the reason, and exit 1; a hidden file given by name is predicted."""
+    folder = tmp_path / "in"
+    image(folder / "a.png")
+    image(folder / ".dot.png")
+    image(folder / ".hidden" / "x.png")
+    image(folder / "sub" / ".deep" / "y.png")
+    image(tmp_path / "elsewhere" / "z.png")
+    (folder / "to_folder").symlink_to(tmp_path / "elsewhere")
+    (folder / "broken.png").symlink_to(tmp_path / "nowhere.png")
+    (folder / "to_file.png").symlink_to(folder / "a.png")
+    os.mkfifo(folder / "pipe.png")
+    code, out, err = cli(folder, "--out", tmp_path / "out")
+    assert code == 1, out + err
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv", keep_default_na=False)
+    reasons = dict(zip(summary["file"], summary["reason"], strict=True))
+    status = dict(zip(summary["file"], summary["status"], strict=True))
+    assert status[str(folder / "a.png")] == status[str(folder / "to_file.png")] == "predicted"
+    assert reasons[str(folder / ".dot.png")].startswith("hidden file")
+    assert reasons[str(folder / ".hidden")].startswith("hidden folder")
+    assert reasons[str(folder / "sub" / ".deep")].startswith("hidden folder")
+    assert reasons[str(folder / "to_folder")].startswith("link to a folder")
+    assert reasons[str(folder / "broken.png")].startswith("broken symbolic link")
+    assert reasons[str(folder / "pipe.png")].startswith("not a regular file")
+    assert len(summary) == 8 and "2 of 8 images predicted" in out
+    code, _, err = cli(folder / ".dot.png", "--out", tmp_path / "by_name")
+    assert code == 0, err
+    assert predicted_masks(tmp_path / "by_name") == [".dot.png"]
+
+
 def test_a_folder_named_like_an_image_is_searched(cli, tmp_path) -> None:
     image(tmp_path / "in" / "x.png" / "y.png")
     code, _, _ = cli(tmp_path / "in" / "x.png", tmp_path / "in", "--out", tmp_path / "out")
@@ -482,17 +517,46 @@ def test_an_output_path_that_is_a_file_is_one_line(cli, tmp_path) -> None:
 
 
 def test_an_output_folder_with_files_needs_overwrite(cli, tmp_path) -> None:
-    image(tmp_path / "in" / "new.png")
+    image(tmp_path / "in" / "old.png")
+    assert cli(tmp_path / "in", "--out", tmp_path / "out")[0] == 0  # an earlier prediction
     old = tmp_path / "out" / "masks" / "old.png"
-    image(old)
-    (tmp_path / "out" / "summary.csv").write_text("file,status,output,reason\n")
+    (tmp_path / "in" / "old.png").unlink()
+    image(tmp_path / "in" / "new.png")
     code, _, err = cli(tmp_path / "in", "--out", tmp_path / "out")
-    assert code == 2 and "already holds 2 file(s)" in err and str(tmp_path / "out") in err
+    assert code == 2 and "already holds 4 file(s)" in err and str(tmp_path / "out") in err
     assert old.is_file() and "--overwrite" in err
     code, _, _ = cli(tmp_path / "in", "--out", tmp_path / "out", "--overwrite")
     assert code == 0 and predicted_masks(tmp_path / "out") == ["new.png"]
     (tmp_path / "empty").mkdir()
     assert cli(tmp_path / "in", "--out", tmp_path / "empty")[0] == 0
+
+
+def test_overwrite_replaces_only_what_segpipe_predict_wrote(cli, tmp_path) -> None:
+    """A folder that looks like predictions but that segpipe did not write (no manifest, or
+    one of another writer), or an earlier output that now holds a file of the user's, is never
+    replaced: --overwrite is refused naming the folder and the files, and nothing changes."""
+    image(tmp_path / "in" / "new.png")
+    hand_made = tmp_path / "hand_made"
+    image(hand_made / "masks" / "old.png")
+    (hand_made / "summary.csv").write_text("file,status,output,reason\n")
+    assert cli(tmp_path / "in", "--out", tmp_path / "out")[0] == 0
+    (tmp_path / "out" / "notes.txt").write_text("my notes")
+    (tmp_path / "out" / "masks" / "mine.png").write_bytes(b"mine")
+    other = tmp_path / "other"
+    image(other / "a.png")
+    (other / MANIFEST).write_text('{"writer": "someone else", "files": ["a.png"]}')
+    for out, message in [
+        (hand_made, f"no {MANIFEST} of segpipe predict"),
+        (
+            tmp_path / "out",
+            "2 file(s) that segpipe predict did not write (masks/mine.png, notes.txt)",
+        ),
+        (other, f"no {MANIFEST} of segpipe predict"),
+    ]:
+        before = digests(tmp_path)
+        code, _, err = cli(tmp_path / "in", "--out", out, "--overwrite")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert digests(tmp_path) == before
 
 
 def test_an_interrupted_prediction_leaves_no_output_folder(tmp_path) -> None:

@@ -25,7 +25,7 @@ from segpipe.inference.engine import predict_sliding
 from segpipe.inference.folder import InferError, load_model, load_onnx_model
 from segpipe.inference.onnx import ExportError, export_onnx, parity, random_batch
 from segpipe.models.build import build_model
-from segpipe.models.checkpoints import save_checkpoint
+from segpipe.models.checkpoints import LEDGER, save_checkpoint
 
 from conftest import BIN, REPO, TINY_MODEL, copy_workflow, planned_rules, snakemake
 
@@ -253,7 +253,7 @@ def test_an_architecture_the_exporter_cannot_trace_is_named(tmp_path) -> None:
     )
     with pytest.raises(ExportError, match=r"psp\.pt: PSPNet cannot be exported to ONNX"):
         export_onnx(ckpt, tmp_path / "psp.onnx")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["psp.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LEDGER, "psp.pt"]  # no ONNX file
 
 
 def test_load_onnx_model_names_a_file_that_is_not_one(tmp_path) -> None:
@@ -368,7 +368,8 @@ def test_an_onnx_file_on_its_own_or_without_digest_is_used(
         (["verify", "--configfile", "{missing}"], "config file '{missing}' not found"),
         (["verify", "--configfile", "{broken}"], "'{broken}' is not valid YAML: line 2"),
         (["verify", "--configfile", "{image}"], "'{image}' cannot be read"),
-        (["verify", "{folder}", "--json", "{folder}"], "--json {folder}: is a folder"),
+        (["verify", "{folder}", "--json", "{folder}"], "--json {folder} is the dataset {folder}"),
+        (["verify", "{text}/..", "--json", "{folder}"], "--json {folder} lies inside the dataset"),
         (["verify", "{folder}", "--json", "{text}/s.json"], "{text} is a file, not a folder"),
     ],
 )

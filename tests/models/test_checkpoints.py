@@ -3,12 +3,20 @@ their models rebuilt without a download, alone or as an ensemble of the same cla
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 
 import pytest
 import torch
+from filesystems import failing_open, remount_read_only, tmpfs
 
+from segpipe.io import WriteError
+from segpipe.models import checkpoints
 from segpipe.models.checkpoints import (
+    LEDGER,
+    changed_since_saved,
+    copy_checkpoint,
     load_checkpoint,
     load_models,
     model_from_checkpoint,
@@ -36,7 +44,8 @@ def checkpoint(tmp_path_factory):
 
 def test_a_saved_checkpoint_rebuilds_the_same_model(checkpoint) -> None:
     path, model = checkpoint
-    assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]  # no temporary left
+    # No temporary left; the digest recorded beside it.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt", LEDGER]
     ckpt = load_checkpoint(path)
     assert ckpt["epoch"] == 3
     rebuilt = model_from_checkpoint(ckpt).eval()
@@ -80,3 +89,67 @@ def test_an_ensemble_refuses_models_of_other_classes(checkpoint, tmp_path) -> No
     save_checkpoint(other, {"config": config, "model": model_from_config(config).state_dict()})
     with pytest.raises(ValueError, match=r"other.pt: classes \['background', 'cat'\] differ"):
         load_models([path, other], torch.device("cpu"), channels_last=False)
+
+
+def test_a_checkpoint_changed_in_place_is_told_from_one_segpipe_saved(tmp_path) -> None:
+    """A published checkpoint is a hard link of the resume state's: a file copied over it
+    writes through. The ledger of digests tells it; a new save or an atomic copy does not
+    count as a change, and a folder without a ledger (an older segpipe's) is trusted."""
+    resume, train = tmp_path / "resume", tmp_path / "train"
+    train.mkdir()
+    save_checkpoint(resume / "best.pt", {"epoch": 1})
+    publish(resume / "best.pt", train / "best.pt")
+    assert changed_since_saved(resume / "best.pt") is None
+    save_checkpoint(resume / "best.pt", {"epoch": 2})  # replaced by rename: the link is broken
+    assert changed_since_saved(resume / "best.pt") is None
+    publish(resume / "best.pt", train / "best.pt")
+    torch.save({"epoch": 9, "foreign": True}, tmp_path / "foreign.pt")
+    shutil.copyfile(tmp_path / "foreign.pt", train / "best.pt")  # in place, as cp does
+    assert load_checkpoint(resume / "best.pt")["epoch"] == 9  # the hard link wrote through
+    reason = changed_since_saved(resume / "best.pt")
+    assert reason is not None and str(resume / "best.pt") in reason and LEDGER in reason
+    copy_checkpoint(tmp_path / "foreign.pt", tmp_path / "rung" / "last.pt")
+    assert changed_since_saved(tmp_path / "rung" / "last.pt") is None
+    assert changed_since_saved(tmp_path / "foreign.pt") is None  # no ledger: not told
+
+
+@pytest.mark.parametrize(
+    ("code", "cause"),
+    [
+        (errno.ENOSPC, "no space left on the device"),
+        (errno.EDQUOT, "disk quota exceeded"),
+        (errno.EROFS, "read-only file system"),
+    ],
+)
+def test_a_refused_checkpoint_write_is_one_line_and_keeps_the_old_file(
+    tmp_path, monkeypatch, code, cause
+) -> None:
+    """torch.save turns a failed write into "[enforce fail at inline_container.cc] unexpected
+    pos"; save_checkpoint names the file and the cause, and the previous checkpoint stays."""
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 1})
+    before = path.read_bytes()
+    monkeypatch.setattr(checkpoints, "open", failing_open(code), raising=False)
+    with pytest.raises(WriteError) as caught:
+        save_checkpoint(path, {"epoch": 2, "weights": torch.zeros(100_000)})
+    monkeypatch.undo()
+    assert str(caught.value) == f"cannot write {path}: {cause}"
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LEDGER, "last.pt"]
+    assert changed_since_saved(path) is None
+
+
+def test_a_full_disk_is_one_line_not_torchs_assertion(tmp_path) -> None:
+    """On a real file system that fills up (a small tmpfs), not an injected error."""
+    with tmpfs(tmp_path / "disk", "128k") as disk:
+        path = disk / "resume" / "last.pt"
+        save_checkpoint(path, {"epoch": 1})
+        before = path.read_bytes()
+        with pytest.raises(WriteError, match=f"cannot write {path}: no space left on the device"):
+            save_checkpoint(path, {"epoch": 2, "weights": torch.zeros(100_000)})
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in path.parent.iterdir()) == [LEDGER, "last.pt"]
+        remount_read_only(disk)
+        with pytest.raises(WriteError, match=f"cannot write {path}: read-only file system"):
+            save_checkpoint(path, {"epoch": 2})
+        assert path.read_bytes() == before

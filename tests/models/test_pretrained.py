@@ -248,3 +248,27 @@ def test_the_pipeline_fetches_once_and_trains_offline(published, tmp_path, monke
         for run in ("a", "b"):
             assert next((work / "results/runs" / run).rglob("best.pt"))
         assert planned_rules(work, *args) == {}  # fetched once: the rule does not run again
+
+
+def test_cli_fetch_weights_into_a_full_read_only_or_file_cache_is_one_line(hub, tmp_path, capsys):
+    """The cache a file: exit 2 before the download; a cache on a disk that fills up or is
+    read-only: exit 3, one line naming the file and the cause, and no record."""
+    from filesystems import remount_read_only, tmpfs
+
+    def fetch(cache: Path) -> tuple[int, str]:
+        argv = ["fetch-weights", "--encoder", ENCODER, "--weights", WEIGHTS, "--cache", str(cache)]
+        code = cli.main(argv)
+        return code, capsys.readouterr().err
+
+    (tmp_path / "a file").write_text("mine")
+    code, err = fetch(tmp_path / "a file")
+    assert code == cli.EXIT_USAGE and "is a file" in err and err.count("\n") == 1
+    assert (tmp_path / "a file").read_text() == "mine"
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        code, err = fetch(disk / "cache")
+        assert code == cli.EXIT_WRITE and err.count("\n") == 1, err
+        assert f"cannot write {disk / 'cache'}" in err and "no space left on the device" in err
+        assert not record_path(disk / "cache", ENCODER, WEIGHTS).exists()
+        remount_read_only(disk)
+        code, err = fetch(disk / "other")
+        assert code == cli.EXIT_WRITE and "read-only file system" in err and err.count("\n") == 1

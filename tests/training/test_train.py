@@ -28,6 +28,7 @@ from segpipe.data.arrays import EpochSampler
 from segpipe.data.preprocess import preprocess_split
 from segpipe.evaluation.evaluate import evaluate_split
 from segpipe.inference.splits import predict_split
+from segpipe.io import WriteError
 from segpipe.models.build import build_model
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
 from segpipe.training.train import (
@@ -60,6 +61,8 @@ OPTIONS = dict(
     num_workers=0,
     augment={"hflip": 0.5},
 )
+# A UNet of 0.37 M parameters (checkpoints of 1.5 MB), for tests where its size does not matter.
+TINY = {"encoder": "tu-resnet10t", "encoder_depth": 3, "decoder_channels": [16, 8, 4]}
 
 
 @pytest.fixture(autouse=True)
@@ -436,10 +439,55 @@ def test_a_rerun_removes_what_a_killed_checkpoint_write_left_in_the_resume_dir(
     caplog.set_level(logging.INFO, logger="segpipe")
     train(data, tmp_path)
     assert "train_loss" not in caplog.text  # no epoch was trained, no checkpoint written
-    # The checkpoints, the live history (rewritten at the start of every run) and the lock.
+    # The checkpoints with their digests, the live history (rewritten at the start of every
+    # run) and the lock.
     names = sorted(p.name for p in resume.iterdir())
-    assert names == ["best.pt", "history.csv", "last.pt", "train.lock"]
+    assert names == ["best.pt", "checkpoints.json", "history.csv", "last.pt", "train.lock"]
     assert f"removed {stale}" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["best.pt", "last.pt"])
+def test_a_file_copied_over_a_published_checkpoint_is_not_resumed_from(
+    data, reference, tmp_path, caplog, name
+):
+    """train/best.pt and resume/best.pt are one file (a hard link): a checkpoint copied over
+    the published one in place (cp) changes the resume state too. The next training tells it
+    by the digests it recorded and starts afresh instead of resuming into the foreign model."""
+    _, paths = train(data, tmp_path, epochs=1)
+    published = tmp_path / name
+    assert os.path.samefile(published, tmp_path / "resume" / name)
+    foreign = reference[1]["best_path"] if name == "best.pt" else reference[1]["last_path"]
+    shutil.copyfile(foreign, published)  # writes in place, through the hard link
+    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    ckpt, paths = train(data, tmp_path)
+    assert "not resuming" in caplog.text and f"resume/{name} changed" in caplog.text
+    assert "resuming from" not in caplog.text
+    # Trained from scratch: the uninterrupted two-epoch run, bit for bit.
+    assert pd.read_csv(paths["history_path"])["epoch"].tolist() == [1, 2]
+    assert_same_weights(ckpt["model"], reference[0]["model"])
+    best, expected = load_checkpoint(paths["best_path"]), load_checkpoint(reference[1]["best_path"])
+    assert best["epoch"] == expected["epoch"]
+    assert_same_weights(best["model"], expected["model"])
+
+
+def test_a_full_disk_mid_training_is_one_line_and_keeps_the_last_good_checkpoint(data, tmp_path):
+    """torch.save on a full disk died with "[enforce fail at inline_container.cc:672] .
+    unexpected pos"; now it is one WriteError naming the file, the resume state of the last
+    epoch stays, and with space again the run resumes from it."""
+    from filesystems import fill, tmpfs
+
+    with tmpfs(tmp_path / "disk", "48m") as disk:
+        train(data, disk, epochs=1, **TINY)
+        fill(disk)
+        with pytest.raises(
+            WriteError, match=f"cannot write {disk}/.*: no space left on the device"
+        ):
+            train(data, disk, epochs=2, **TINY)
+        assert load_checkpoint(disk / "resume" / "last.pt")["epoch"] == 1
+        assert not [p for p in (disk / "resume").iterdir() if p.name.startswith(".")]
+        (disk / "filler").unlink()
+        ckpt, _ = train(data, disk, epochs=2, **TINY)
+        assert ckpt["epoch"] == 2 and [r["epoch"] for r in ckpt["history"]] == [1, 2]
 
 
 # Batches of one: BatchNorm cannot train on a single sample ---------------------------------

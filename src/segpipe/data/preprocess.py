@@ -10,6 +10,7 @@ second.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -80,6 +81,7 @@ def preprocess_split(
         arr = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.uint8, shape=(len(jobs), *shape, 4)
         )
+        allocate(tmp)
         if scale is not None:
             arr[..., 3] = ignore_index
         with ProcessPoolExecutor(
@@ -102,6 +104,20 @@ def preprocess_split(
     how = f"at scale {scale}, aspect kept" if scale is not None else f"at {image_size}²"
     logger.info("wrote %d samples %s (%d x %d) to %s", len(jobs), how, *shape, out_path)
     return Path(out_path)
+
+
+def allocate(path: str | Path) -> None:
+    """Give the (sparse) file at ``path`` its disk blocks now: a full disk or a quota is then an
+    OSError here, not a SIGBUS that kills the process when a write into its memory map finds
+    no block. File systems that cannot allocate ahead (EOPNOTSUPP) are left as they are."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+    finally:
+        os.close(fd)
 
 
 def load_array(path: str | Path) -> np.ndarray:

@@ -141,6 +141,21 @@ def summarize(
     }
 
 
+SUMMARY_KEYS = frozenset({"root", "layout", "pairs_found", "pairs_usable", "ok"})
+
+
+def is_summary_file(path: str | Path) -> bool:
+    """Whether ``path`` holds a summary that ``segpipe verify --json`` wrote (JSON with the keys
+    of :func:`summarize`): the only file that ``--json`` replaces."""
+    import json
+
+    try:
+        summary = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and summary.keys() >= SUMMARY_KEYS
+
+
 def _lines(title: str, items: list[str], limit: int) -> list[str]:
     out = [f"{title} ({len(items)}):"]
     out += [f"  {item}" for item in items[:limit]]

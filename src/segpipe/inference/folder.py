@@ -20,9 +20,15 @@ file on macOS or Windows) are refused before anything is predicted, naming both.
 
 A file that cannot be read as an image (an empty file, a truncated image, a file that is no
 image whatever its suffix) is skipped, logged and listed in ``summary.csv`` (file, status,
-output relative to the output folder, reason) with every other input. The output folder is
-written as a whole: it appears once complete (an interrupted run leaves none); an output folder
-that already holds files is refused unless ``overwrite``, which replaces it.
+output relative to the output folder, reason) with every other input. So is everything in a
+folder given that is not searched: a hidden file or folder (a name that starts with ``.``; a
+hidden file given by name is predicted), a link to a folder, a broken link, a FIFO or socket.
+
+The output folder is written as a whole: it appears once complete (an interrupted run, a full
+disk leave none, and the previous one as it was), with :data:`segpipe.outputs.MANIFEST` listing
+its files. It must not be, hold or lie inside an input folder, nor be or hold the model's file
+(:mod:`segpipe.outputs`); one that already holds files is refused unless ``overwrite``, which
+replaces it only when segpipe predict wrote it and it holds nothing else.
 """
 
 from __future__ import annotations
@@ -46,12 +52,14 @@ from segpipe.data.layouts import normalisation_twins
 from segpipe.inference.engine import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
 from segpipe.inference.onnx import ExportError, onnx_session, read_metadata, stale_reason
 from segpipe.inference.writer import write_prediction
-from segpipe.io import atomic_dir, unwritable_reason, write_csv
+from segpipe.io import atomic_dir, write_csv
 from segpipe.logs import UserError, progress
 from segpipe.models.checkpoints import load_models
 from segpipe.models.device import amp_dtype, resolve_device
+from segpipe.outputs import OutputError, Read, check_folder, write_manifest
 
 logger = logging.getLogger(__name__)
+WRITER = "segpipe predict"  # the writer its output folders' manifest names
 UNREADABLE = (
     OSError,
     UnidentifiedImageError,
@@ -80,6 +88,7 @@ class Model:
     classes: list[str]
     image_size: int
     image_scale: float | None = None  # trained on images kept at this scale; None: squashed
+    files: tuple[Path, ...] = ()  # the checkpoints or ONNX file it was read from
 
 
 def load_model(
@@ -95,7 +104,8 @@ def load_model(
     score = torch_scorer(models, dev, autocast=amp_dtype(amp, dev))
     train = cfg["train"]
     scale = train["image_scale"] if train.get("resize") == "keep_aspect" else None
-    return Model(score, list(cfg["classes"]), int(train["image_size"]), scale)
+    files = tuple(map(Path, checkpoints))
+    return Model(score, list(cfg["classes"]), int(train["image_size"]), scale, files)
 
 
 def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = False) -> Model:
@@ -119,35 +129,76 @@ def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = F
         if not allow_stale:
             raise InferError(reason)
         logger.warning("%s", reason.split(": re-export")[0] + " (--allow-stale-onnx)")
-    return Model(onnx_scorer(session), info["classes"], info["image_size"], info["image_scale"])
+    scorer, scale = onnx_scorer(session), info["image_scale"]
+    return Model(scorer, info["classes"], info["image_size"], scale, (Path(path),))
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     """The files given and the files in the folders given (recursively, sorted; hidden files
-    left out), each once. Raises InferError for a missing input or when there is no file at
-    all."""
+    and folders left out, :func:`walk_inputs`), each once. Raises InferError for a missing
+    input or when there is no file at all."""
     return [file for file, _ in find_inputs(inputs)]
 
 
-def _files_of(item: Path) -> list[Path]:
+def _walk(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files below ``folder``, and what is not searched there with the reason: hidden
+    files and folders, links to folders, broken links, FIFOs and sockets."""
+    files, left_out = [], []
+    for parent, dirs, names in os.walk(folder):
+        here = Path(parent)
+        for name in sorted(dirs):
+            if name.startswith("."):
+                left_out.append(
+                    (here / name, "hidden folder (its name starts with '.'), not searched")
+                )
+            elif (here / name).is_symlink():
+                left_out.append(
+                    (here / name, "link to a folder, not searched; give the folder itself")
+                )
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here / d).is_symlink())
+        for name in sorted(names):
+            path = here / name
+            if name.startswith("."):
+                left_out.append(
+                    (path, "hidden file (its name starts with '.'); give it by name to predict it")
+                )
+            elif path.is_symlink() and not path.exists():
+                left_out.append((path, f"broken symbolic link (points to {os.readlink(path)})"))
+            elif not path.is_file():
+                left_out.append((path, "not a regular file (a FIFO, socket or device), not opened"))
+            else:
+                files.append(path)
+    return sorted(files), left_out
+
+
+def _files_of(item: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     if item.is_dir():
-        return sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return _walk(item)
     if item.is_file():
-        return [item]
+        return [item], []
     raise InferError(f"{item}: no such file or folder")
 
 
-def find_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
-    """(file, output name) of every file of ``inputs`` (:func:`find_images`): its path below
-    the folder that holds every input, without its suffix. Raises InferError naming two files
-    whose names would be one (compared ignoring case and Unicode normalisation)."""
+def walk_inputs(
+    inputs: Sequence[str | Path],
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """(file, output name) of every file of ``inputs`` (:func:`find_inputs`), and (path,
+    reason) of everything in the folders given that is not searched (:func:`_walk`). Raises
+    InferError for a missing input, when there is no file to predict, or for two files whose
+    names would be one."""
     items = [Path(item) for item in inputs]
     files: dict[str, Path] = {}
+    left_out: dict[str, tuple[Path, str]] = {}
     for item in items:
-        for file in _files_of(item):
+        found, skipped = _files_of(item)
+        for file in found:
             files.setdefault(os.path.normpath(os.path.abspath(file)), file)
+        for path, reason in skipped:
+            left_out.setdefault(os.path.normpath(os.path.abspath(path)), (path, reason))
     if not files:
-        raise InferError(f"no images in {', '.join(map(str, inputs))}: the folders are empty")
+        example = next(iter(left_out.values()), None)
+        more = f" ({len(left_out)} left out; {example[0]}: {example[1]})" if example else ""
+        raise InferError(f"no images in {', '.join(map(str, inputs))}: the folders are empty{more}")
     bases = [os.path.abspath(i if i.is_dir() else i.parent) for i in items]
     root = os.path.commonpath(bases)
     named = [
@@ -155,7 +206,14 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
         for absolute, file in files.items()
     ]
     _check_unique(named)
-    return named
+    return named, [entry for key, entry in left_out.items() if key not in files]
+
+
+def find_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """(file, output name) of every file of ``inputs`` (:func:`find_images`): its path below
+    the folder that holds every input, without its suffix. Raises InferError naming two files
+    whose names would be one (compared ignoring case and Unicode normalisation)."""
+    return walk_inputs(inputs)[0]
 
 
 def _check_unique(named: Sequence[tuple[Path, str]]) -> None:
@@ -177,35 +235,30 @@ def _check_unique(named: Sequence[tuple[Path, str]]) -> None:
         )
 
 
-def _check_writable(out: Path) -> None:
-    """InferError when ``out`` cannot be created: under a file, or in a read-only folder."""
-    if why := unwritable_reason(out):
-        raise InferError(f"output folder {out}: {why}")
-
-
 def check_output_dir(
-    out_dir: Path, inputs: Sequence[str | Path], *, overwrite: bool = False
-) -> None:
-    """Raise InferError when ``out_dir`` is an input folder or lies inside one (the outputs
-    would become inputs of the next run), is a file, cannot be created, or (without
-    ``overwrite``) already holds files."""
-    out = out_dir.resolve()
+    out_dir: Path,
+    inputs: Sequence[str | Path],
+    *,
+    overwrite: bool = False,
+    model_files: Sequence[Path] = (),
+) -> Path:
+    """The real folder to write ``out_dir`` at: raises InferError when it is, holds or lies
+    inside an input folder (the outputs would become inputs of the next run), is the folder of
+    an input file, is or holds a model file, is a file, cannot be created, or holds files
+    without ``overwrite``, or files that segpipe predict did not write
+    (:func:`segpipe.outputs.check_folder`)."""
+    reads = [Read(Path(f), "the model file") for f in model_files]
     for item in map(Path, inputs):
-        folder = item.resolve() if item.is_dir() else item.resolve().parent
-        if out == folder or (item.is_dir() and folder in out.parents):
-            raise InferError(
-                f"output folder {out_dir} is the input folder {item} or inside it; "
-                "write the predictions elsewhere"
-            )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InferError(f"output folder {out_dir} is a file; give a folder")
-    _check_writable(out_dir)
-    held = sum(1 for p in out_dir.rglob("*") if not p.is_dir()) if out_dir.is_dir() else 0
-    if held and not overwrite:
-        raise InferError(
-            f"output folder {out_dir} already holds {held} file(s); give another folder, or "
-            "--overwrite to replace it (its files are removed)"
+        if item.is_dir():
+            reads.append(Read(item, "the input folder"))
+        else:
+            reads += [Read(item.parent, "the input folder", True), Read(item, "the input file")]
+    try:
+        return check_folder(
+            out_dir, "output folder", writer=WRITER, reads=reads, overwrite=overwrite
         )
+    except OutputError as exc:
+        raise InferError(str(exc)) from None
 
 
 def unreadable_reason(file: Path, exc: BaseException) -> str:
@@ -264,8 +317,11 @@ def predict_files(
             f"the checkpoint's classes {model.classes} differ from the config's {list(classes)}"
         )
     out = Path(out_dir)
-    check_output_dir(out, inputs, overwrite=overwrite)
-    named = find_inputs(inputs)
+    check = functools.partial(
+        check_output_dir, out, inputs, overwrite=overwrite, model_files=model.files
+    )
+    real = check()
+    named, left_out = walk_inputs(inputs)
     predict = functools.partial(
         predict_images,
         score=with_flips(model.score, tta),
@@ -277,7 +333,7 @@ def predict_files(
     )
     per_batch = batch_size if mode == "resize" else 1
     batches = [named[i : i + per_batch] for i in range(0, len(named), per_batch)]
-    with atomic_dir(out) as tmp:
+    with atomic_dir(real, check=check) as tmp:  # checked again: files may have come
         write = functools.partial(
             write_prediction,
             tmp,
@@ -285,10 +341,12 @@ def predict_files(
             keep_probabilities=probabilities,
             overlay_alpha=overlay_alpha,
         )
-        rows = []
+        rows = [_left_out_row(path, reason) for path, reason in left_out]
         for batch in progress(batches, desc=f"predict ({per_batch} per batch)", logger=logger):
             rows += _predict_batch(batch, predict, write)
-        summary = _write_summary(tmp, [file for file, _ in named], rows)
+        files = [file for file, _ in named] + [path for path, _ in left_out]
+        summary = _write_summary(tmp, files, rows)
+        write_manifest(tmp, WRITER)
     _log_summary(summary, out)
     return summary
 
@@ -348,6 +406,11 @@ def _predict_batch(
         output = predictions.mask_name(name)
         rows.append({"file": str(file), "status": "predicted", "output": output, "reason": ""})
     return rows
+
+
+def _left_out_row(path: Path, reason: str) -> dict[str, str]:
+    logger.warning("skipped %s: %s", path, reason)
+    return {"file": str(path), "status": "skipped", "output": "", "reason": reason}
 
 
 def _write_summary(out: Path, files: Sequence[Path], rows: list[dict[str, str]]) -> pd.DataFrame:

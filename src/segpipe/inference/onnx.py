@@ -176,6 +176,18 @@ def export_onnx(
     return out
 
 
+def is_export(path: str | Path) -> bool:
+    """Whether ``path`` is an ONNX file that :func:`export_onnx` wrote (its metadata names the
+    classes, training size, architecture and encoder): the only file an export replaces."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and the like: not an ONNX file
+        return False
+    return {"classes", "image_size", "arch", "encoder"} <= {p.key for p in proto.metadata_props}
+
+
 def onnx_session(path: str | Path, *, threads: int = 0):
     """An onnxruntime session of ``path`` on the CPU (``threads``: 0 for onnxruntime's default).
     Raises ExportError naming a file that onnxruntime cannot load."""

@@ -1,9 +1,17 @@
 """Checkpoints: written atomically (:func:`save_checkpoint`), read (:func:`load_checkpoint`),
 published as rule outputs (:func:`publish`), and the models they hold rebuilt without a download
-(:func:`model_from_checkpoint`, :func:`load_models`)."""
+(:func:`model_from_checkpoint`, :func:`load_models`).
+
+Each folder that checkpoints are saved in holds their digests, :data:`LEDGER`: a checkpoint that
+changed since segpipe wrote it (a file copied over a published hard link of it, which writes
+through to this name) is told by :func:`changed_since_saved`, so that training never resumes
+from a model it did not train.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -12,14 +20,90 @@ from typing import Any
 
 import torch
 
-from segpipe.io import atomic_path
+from segpipe.io import RecordingWriter, atomic_path, write_json
 from segpipe.models.build import build_model
 
+LEDGER = "checkpoints.json"
+"""In a folder of saved checkpoints: file name -> the sha256 of the last two versions saved."""
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """torch.save to a temp file, then rename: a kill never leaves a truncated checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+
+class _HashingWriter(RecordingWriter):
+    """A file that keeps the sha256 of what is written through it (torch.save writes a
+    checkpoint from start to end, without seeking)."""
+
+    def __init__(self, file: Any):
+        super().__init__(file)
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        written = super().write(data)
+        self.sha256.update(memoryview(data).cast("B")[:written])
+        return written
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
+    """torch.save to a temp file, then rename: a kill never leaves a truncated checkpoint, and a
+    full or read-only disk ends in one :class:`segpipe.io.WriteError` naming ``path`` (torch
+    alone says ``unexpected pos``). The digest goes to the folder's :data:`LEDGER`; returns it."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb", buffering=0) as raw:
+        writer = _HashingWriter(raw)
+        try:
+            torch.save(state, writer)  # type: ignore[arg-type]  # a binary file, as IO[bytes]
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
+        digest = writer.sha256.hexdigest()
+        # Recorded before the rename: a kill between the two leaves the old file, which the
+        # ledger still lists.
+        _record(path, digest)
+    return digest
+
+
+def copy_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy ``source`` to ``target`` atomically and record it in the target folder's ledger."""
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+        _record(target, _sha256(tmp))
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _ledger(folder: Path) -> dict[str, list[str]]:
+    try:
+        ledger = json.loads((folder / LEDGER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return ledger if isinstance(ledger, dict) else {}
+
+
+def _record(path: Path, digest: str) -> None:
+    ledger = _ledger(path.parent)
+    earlier = [d for d in ledger.get(path.name, []) if isinstance(d, str)][-1:]
+    write_json(path.parent / LEDGER, {**ledger, path.name: [*earlier, digest]})
+
+
+def changed_since_saved(path: str | Path) -> str | None:
+    """Why the checkpoint at ``path`` is not one that :func:`save_checkpoint` wrote there (its
+    sha256 is none its folder's ledger lists), or None; None too where no ledger lists it (a
+    folder saved by an older segpipe)."""
+    path = Path(path)
+    known = _ledger(path.parent).get(path.name)
+    if not known or not path.is_file() or _sha256(path) in known:
+        return None
+    return (
+        f"{path} changed since training wrote it (its sha256 is not the one recorded in "
+        f"{path.parent / LEDGER}; a file copied over a published checkpoint writes through "
+        "its hard link)"
+    )
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -33,7 +117,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def publish(src: str | Path, dst: str | Path) -> None:
     """Make ``dst`` a hard link to ``src`` (a copy across file systems), atomically.
 
-    Safe because checkpoints are only ever replaced by rename, never rewritten in place.
+    Safe for segpipe, which replaces checkpoints only by rename, never in place. A file copied
+    over ``dst`` by hand (``cp``, which writes in place) changes ``src`` too: training tells it
+    by :func:`changed_since_saved` before resuming from ``src``.
     """
     with atomic_path(dst) as tmp:
         tmp.unlink()

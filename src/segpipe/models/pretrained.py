@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from segpipe.io import write_json
+from segpipe.io import WriteError, write_failure, write_json
 from segpipe.logs import UserError
 from segpipe.models.names import check_model_names
 from segpipe.network import unreachable_reason
@@ -152,6 +152,8 @@ def fetch_weights(encoder: str, weights: str, cache: str | os.PathLike) -> Path:
                 encoder, weights=True if encoder.startswith("tu-") else weights
             )
         except Exception as exc:  # hub/network errors come in many types
+            if (refused := _refused_write(exc, cache)) is not None:
+                raise refused from None
             raise WeightsUnavailableError(
                 f"cannot fetch the '{weights}' weights of encoder '{encoder}' "
                 f"({type(exc).__name__}: {_one_line(exc)})"
@@ -168,6 +170,18 @@ def fetch_weights(encoder: str, weights: str, cache: str | os.PathLike) -> Path:
         },
     )
     return record
+
+
+def _refused_write(exc: BaseException | None, cache: Path) -> WriteError | None:
+    """The WriteError behind a failed download (a full or read-only cache), if any: the hub
+    client wraps the OSError of its write in errors of its own."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if (refused := write_failure(exc, cache)) is not None:
+            return refused
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segpipe.io import atomic_path
+from segpipe.models.checkpoints import copy_checkpoint
 from segpipe.training.lock import hold_resume_state
 from segpipe.training.train import train_model
 
@@ -34,14 +33,9 @@ def train_rung(
         if previous and not (own.exists() and own.stat().st_mtime > _newest(previous)):
             for path in previous:
                 logger.info("starting from %s", path)
-                _copy(path, resume / Path(path).name)
+                copy_checkpoint(path, resume / Path(path).name)
         return train_model(resume_dir=resume, **train)
 
 
 def _newest(paths: Sequence[str | os.PathLike]) -> float:
     return max(os.stat(path).st_mtime for path in paths)
-
-
-def _copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)

@@ -6,9 +6,11 @@ normalised on the device (:mod:`segpipe.models.device`, shared with prediction).
 
 ``resume_dir`` holds ``last.pt`` (after every epoch, and mid-epoch when the job is told to stop
 by SIGTERM or SIGUSR1, as Slurm does at its time limit or on preemption) and ``best.pt`` (when the
-validation mIoU improves). It is not a rule output, so Snakemake does not delete it before a
-rerun: the next run of the rule continues from it when the training config (the number of
-epochs aside, which may grow) and the data are unchanged. The learning-rate schedule is planned
+validation mIoU improves), with their digests (``checkpoints.json``). It is not a rule output,
+so Snakemake does not delete it before a rerun: the next run of the rule continues from it when
+the training config (the number of epochs aside, which may grow) and the data are unchanged,
+and its checkpoints are the ones training wrote (the rule outputs are hard links of them, and a
+file copied over one writes through: then training starts afresh). The learning-rate schedule is planned
 for ``train.schedule_epochs`` (``train.epochs`` when null), so a run trained in stages with
 growing ``epochs`` on one planned schedule ends as a run trained straight to its end.
 
@@ -54,6 +56,7 @@ from segpipe.io import remove_stale_temporaries, write_csv, write_json
 from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
 from segpipe.models.build import build_loss, build_model, has_batchnorm
 from segpipe.models.checkpoints import (
+    changed_since_saved,
     load_checkpoint,
     model_from_checkpoint,
     publish,
@@ -635,6 +638,11 @@ def resumable(job: Job, proc: Process) -> dict[str, Any] | None:
     and no more epochs than this run trains; None otherwise (a warning where there was one)."""
     if not (job.resume_last.exists() and job.resume_best.exists()):
         return None
+    for path in (job.resume_last, job.resume_best):
+        if (changed := changed_since_saved(path)) is not None:
+            if proc.is_main:
+                logger.warning("not resuming: %s; training starts afresh", changed)
+            return None
     saved = load_checkpoint(job.resume_last, map_location=proc.device)
     recorded = saved.get("config", {})
     train = {**PREDATED_OPTIONS, **recorded.get("train", {}), "epochs": job.cfg.epochs}
