@@ -39,6 +39,7 @@ from segpipe.inference.folder import (
     predict_files,
 )
 from segpipe.inference.splits import predict_split
+from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
 from segpipe.reporting.run_report import infer_gallery
 
 from conftest import BIN
@@ -121,6 +122,41 @@ def test_cli_predictions_equal_the_pipelines(data, checkpoint, tmp_path) -> None
         a = np.asarray(Image.open(tmp_path / "pipeline" / "masks" / f"{image_id}.png"))
         b = np.asarray(Image.open(tmp_path / "cli" / "masks" / f"{image_id}.png"))
         assert np.array_equal(a, b), image_id
+
+
+def tied_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """``checkpoint`` with its last class's head a copy of the class before it: the two classes
+    score the same at every pixel, so wherever they lead they tie."""
+    ckpt = load_checkpoint(checkpoint)
+    state = dict(ckpt["model"])
+    head = [key for key in state if key.startswith("segmentation_head.")]
+    assert len(head) == 2, head  # its convolution's weight and bias
+    for key in head:
+        state[key] = state[key].clone()
+        state[key][-1] = state[key][-2]
+    save_checkpoint(out, {**ckpt, "model": state})
+    return out
+
+
+@pytest.mark.parametrize("tta", [[], ["hflip"]])
+def test_tied_classes_go_to_the_lower_id_in_the_pipeline_and_the_cli_alike(
+    data, checkpoint, tmp_path, tta
+) -> None:
+    tied = tied_checkpoint(checkpoint, tmp_path / "tied.pt")
+    test = data["test"]
+    predict_split(tied, test["manifest"], test["array"], tmp_path / "pipeline", tta=tta)
+    rows = pd.read_csv(test["manifest"])
+    model = load_model([tied], device="cpu")
+    files = [Path(p) for p in rows["image"]]
+    predict_files(model, files, tmp_path / "cli", tta=tta, batch_size=3)
+    predicted = set()
+    for image_id in rows["id"]:
+        a = np.asarray(Image.open(tmp_path / "pipeline" / "masks" / f"{image_id}.png"))
+        b = np.asarray(Image.open(tmp_path / "cli" / "masks" / f"{image_id}.png"))
+        assert np.array_equal(a, b), image_id
+        predicted |= set(np.unique(a).tolist())
+    low, high = len(CLASSES) - 2, len(CLASSES) - 1
+    assert low in predicted and high not in predicted, predicted
 
 
 def test_sliding_windows_beat_squashing_a_large_image(checkpoint) -> None:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from segpipe.data import predictions
 from segpipe.data.colors import overlay
+from segpipe.models.argmax import class_ids
 
 
 def _save(path: Path, save: Callable[[Path], None]) -> None:
@@ -40,7 +41,7 @@ def write_prediction(
     files are written in place: an interrupted run leaves no output folder, and no file of one
     is ever half-written. (A temporary file and rename per file would rescan the folder for
     stale temporaries at each write, quadratic in the number of images.)"""
-    mask = probabilities.argmax(0).to(torch.uint8).cpu().numpy()
+    mask = class_ids(probabilities, 0).to(torch.uint8).cpu().numpy()
     mask_path = predictions.mask_path(out_dir, name)
     _save(mask_path, lambda tmp: Image.fromarray(mask, mode="L").save(tmp, format="PNG"))
     shaded = Image.fromarray(overlay(rgb, mask, len(classes), overlay_alpha))
