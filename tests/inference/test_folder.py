@@ -550,6 +550,37 @@ def test_the_report_gallery_finds_the_overlays_in_sub_folders(tmp_path) -> None:
         image(tmp_path / "in" / name)
     (tmp_path / "in" / "b" / "empty.png").write_bytes(b"")
     predict_files(fake_model(), [tmp_path / "in"], tmp_path / "out")
-    gallery = infer_gallery(tmp_path / "out", 10)
+    gallery = infer_gallery(tmp_path / "out", 10, num_classes=2)
     assert [item["name"] for item in gallery["items"]] == ["a/x.png", "b/x.png", "y.jpg"]
     assert gallery["skipped"] == [{"name": "empty.png", "reason": "empty file"}]
+
+
+def test_no_overlays_writes_masks_only_and_the_gallery_draws_them(cli, tmp_path) -> None:
+    for name in ("a/x.png", "y.jpg"):
+        image(tmp_path / "in" / name, (12, 10))
+    status, _, _ = cli(tmp_path / "in", "--out", tmp_path / "drawn")
+    assert status == 0
+    status, out, _ = cli(tmp_path / "in", "--out", tmp_path / "bare", "--no-overlays")
+    assert status == 0 and "2 of 2 images predicted" in out
+    folder = tmp_path / "bare"
+    bare = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert bare == ["masks/a/x.png", "masks/y.png", "summary.csv"]
+    for name in ("a/x", "y"):
+        a = np.asarray(Image.open(tmp_path / "drawn" / "masks" / f"{name}.png"))
+        b = np.asarray(Image.open(tmp_path / "bare" / "masks" / f"{name}.png"))
+        assert np.array_equal(a, b)
+    # The report's gallery: the overlays written, or drawn alike from the images and masks.
+    drawn = infer_gallery(tmp_path / "drawn", 10, num_classes=2)
+    redrawn = infer_gallery(tmp_path / "bare", 10, num_classes=2)
+    assert [i["name"] for i in redrawn["items"]] == [i["name"] for i in drawn["items"]]
+    for a, b in zip(drawn["items"], redrawn["items"], strict=True):
+        assert np.abs(thumbnail(a["src"]) - thumbnail(b["src"])).mean() < 4  # JPEG, twice
+
+
+def thumbnail(src: str) -> np.ndarray:
+    """The pixels of a gallery item's JPEG data URI."""
+    import base64
+    import io
+
+    data = base64.b64decode(src.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=int)
