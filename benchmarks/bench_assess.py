@@ -65,6 +65,7 @@ GOALS = {"predict_speedup": 2.5, "assess_over_train_cpu": 0.15}
 # calls it. argv[1]: the JSON spec.
 PREDICT = """
 import json, shutil, sys, time
+STEPS = json.loads(sys.argv[2])
 start = time.process_time()
 from segpipe.inference.splits import predict_model
 from segpipe.workflow.config import load_schema, predict_options, validate_config
@@ -82,8 +83,42 @@ for i in range(spec["repeats"]):
     )
     runs.append({"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall})
     shutil.rmtree(out)
-print(json.dumps({"imports_cpu_s": imports, "options": options, "runs": runs}))
+steps = None
+if spec["profile"]:  # one more pass under cProfile: its time by step
+    import cProfile, pstats
+    profile = cProfile.Profile(time.process_time)  # CPU seconds: other work inflates less
+    profile.runcall(
+        predict_model,
+        [spec["checkpoint"]], {"test": spec["manifest"]}, [spec["array"]], [spec["manifest"]],
+        f"{spec['out']}/profiled", threads=spec["threads"], device="cpu",
+        amp=cfg["train"]["amp"], **options,
+    )
+    stats = pstats.Stats(profile).stats
+    steps = {step: 0.0 for step in STEPS}
+    for (file, _, name), (_, _, own, cumulative, _) in stats.items():
+        for step, functions in STEPS.items():
+            for suffix, function, whole in functions:
+                if file.endswith(suffix) and name == function:
+                    steps[step] += cumulative if whole else own
+    steps["all"] = max(v[3] for v in stats.values())
+print(json.dumps({"imports_cpu_s": imports, "options": options, "runs": runs, "steps": steps}))
 """
+# A predict job's steps in a profile: step -> (file suffix, function, whether its cumulative
+# time counts, else its own). Reading the image back, blending and the JPEG make an overlay.
+STEPS = {
+    "load model": [("models/checkpoints.py", "load_models", True)],
+    "read arrays": [("torch/utils/data/dataloader.py", "__next__", True)],
+    "forward": [("inference/engine.py", "score", True)],
+    "upsample": [("inference/splits.py", "_at_image_size", True)],
+    "reduce": [
+        ("~", "<method 'argmax' of 'torch._C.TensorBase' objects>", False),
+        ("models/argmax.py", "class_ids", True),
+    ],
+    "encode mask (PNG)": [("PIL/PngImagePlugin.py", "_save", True)],
+    "overlay: read image": [("data/images.py", "load_rgb", True)],
+    "overlay: blend": [("data/colors.py", "overlay", True)],
+    "overlay: encode (JPEG)": [("PIL/JpegImagePlugin.py", "_save", True)],
+}
 
 
 def load_config(path: str, extra: dict | None = None) -> dict:
@@ -133,7 +168,7 @@ def time_predict(src: Path, spec: dict) -> dict:
     """The PREDICT child's record for ``spec`` with the code of ``src``."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     proc = subprocess.run(
-        [sys.executable, "-c", PREDICT, json.dumps(spec)],
+        [sys.executable, "-c", PREDICT, json.dumps(spec), json.dumps(STEPS)],
         capture_output=True,
         text=True,
         env=env,
@@ -160,9 +195,10 @@ def predict_case(name: str, codes: dict[str, Path], work: Path, args) -> dict:
         ),
     }
     records: dict[str, dict] = {}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for variant, (src, config) in variants.items():
             spec = {
+                "profile": args.profile and repeat == 0,
                 "config": config,
                 "schema": str(src.parent / "config" / "schema.yaml"),
                 "checkpoint": checkpoint,
@@ -175,6 +211,8 @@ def predict_case(name: str, codes: dict[str, Path], work: Path, args) -> dict:
             record = records.setdefault(variant, {"options": got["options"], "runs": []})
             record["runs"] += got["runs"]
             record["imports_cpu_s"] = min(record.get("imports_cpu_s", 1e9), got["imports_cpu_s"])
+            if got["steps"]:
+                record["profile_s"] = {k: round(v, 3) for k, v in got["steps"].items()}
     result = {
         "config": config_file,
         "model": f"{cfg['train']['arch']}-{cfg['train']['encoder']}",
@@ -191,6 +229,7 @@ def predict_case(name: str, codes: dict[str, Path], work: Path, args) -> dict:
             "wall_s": round(best["wall_s"], 2),
             "images_per_cpu_s": round(split["images"] / best["cpu_s"], 2),
             "imports_cpu_s": round(record["imports_cpu_s"], 2),
+            **({"profile_s": record["profile_s"]} if "profile_s" in record else {}),
         }
     result["speedup"] = round(
         result["after"]["images_per_cpu_s"] / result["before"]["images_per_cpu_s"], 2
@@ -293,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=100, help="images per predict case")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-grid", dest="grid", action="store_false")
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="leave out the profiled pass per case and code (seconds by step under cProfile)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs of the grid")
     parser.add_argument("--epochs", type=int, default=9, help="epochs per run of the grid")
     parser.add_argument("--grid-images", type=int, default=850, help="synthetic images of the grid")
