@@ -37,7 +37,6 @@ other work on the machine inflates less than wall time, but does inflate.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -49,7 +48,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from PIL import Image
-from record import BIN, REPO, export, machine, write_result
+from record import BIN, REPO, export, machine, rule_costs, write_result
 
 THREADS = 1
 CASES = {
@@ -263,19 +262,6 @@ def grid_config(args) -> dict:
     }
 
 
-def rule_cpu(work: Path) -> dict[str, dict[str, float]]:
-    """Per rule: jobs and CPU seconds, from Snakemake's benchmark files."""
-    costs: dict[str, dict[str, float]] = {}
-    for tsv in sorted((work / "benchmarks").rglob("*.tsv")):
-        rule = tsv.relative_to(work / "benchmarks").parts[0]
-        with tsv.open() as f:
-            row = next(csv.DictReader(f, delimiter="\t"))
-        entry = costs.setdefault(rule, {"jobs": 0, "cpu_s": 0.0})
-        entry["jobs"] += 1
-        entry["cpu_s"] = round(entry["cpu_s"] + float(row["cpu_time"]), 2)
-    return costs
-
-
 def run_grid(rev: str, extra: dict, timeout: int) -> dict:
     """The grid in a fresh export of ``rev``: its rules' CPU seconds and the ratio."""
     with tempfile.TemporaryDirectory(prefix="bench-assess-", dir=REPO.parent) as tmp:
@@ -301,7 +287,7 @@ def run_grid(rev: str, extra: dict, timeout: int) -> dict:
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             sys.exit(f"the grid failed in {work}:\n{(proc.stdout + proc.stderr)[-6000:]}")
-        rules = rule_cpu(work)
+        rules = rule_costs(work)
         counts = {
             split: len(pd.read_csv(work / "results" / "split" / "base" / f"{split}.csv"))
             for split in ("train", "val", "test")
