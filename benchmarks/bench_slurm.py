@@ -20,7 +20,6 @@ benchmark files). Results merge into the JSON under the label (``before``/``afte
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -32,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from record import BIN, export, machine, write_result
+from record import BIN, export, machine, rule_costs, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "slurm-cpu-2cores.json"
@@ -51,20 +50,6 @@ def job_kind(log: str) -> str:
     (.snakemake/slurm_logs/<kind>/...), the group's model left out."""
     part = Path(log).parts[Path(log).parts.index("slurm_logs") + 1]
     return re.sub(r"^group_assess_.*", "group_assess", part)
-
-
-def rule_costs(work: Path) -> dict[str, dict[str, float]]:
-    """Per rule: jobs, wall seconds and CPU seconds, from its benchmark files."""
-    costs: dict[str, dict[str, float]] = {}
-    for tsv in sorted((work / "benchmarks").rglob("*.tsv")):
-        rule = tsv.relative_to(work / "benchmarks").parts[0]
-        with tsv.open() as f:
-            row = next(csv.DictReader(f, delimiter="\t"))
-        entry = costs.setdefault(rule, {"jobs": 0, "s": 0.0, "cpu_s": 0.0})
-        entry["jobs"] += 1
-        entry["s"] = round(entry["s"] + float(row["s"]), 2)
-        entry["cpu_s"] = round(entry["cpu_s"] + float(row["cpu_time"]), 2)
-    return costs
 
 
 def run_case(work: Path, extra: dict, timeout: int) -> dict:

@@ -1,7 +1,9 @@
-"""What the benchmark scripts share: the machine record, timing a Snakemake call, the JSON."""
+"""What the benchmark scripts share: the machine record, timing a Snakemake call, the costs of
+its rules' jobs, the JSON."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -59,3 +61,17 @@ def export(rev: str, dest: Path) -> str:
     with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
         archive.extractall(dest, filter="tar")
     return commit
+
+
+def rule_costs(work: Path) -> dict[str, dict[str, float]]:
+    """Per rule: jobs, wall seconds and CPU seconds, from its benchmark files."""
+    costs: dict[str, dict[str, float]] = {}
+    for tsv in sorted((work / "benchmarks").rglob("*.tsv")):
+        rule = tsv.relative_to(work / "benchmarks").parts[0]
+        with tsv.open() as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        entry = costs.setdefault(rule, {"jobs": 0, "s": 0.0, "cpu_s": 0.0})
+        entry["jobs"] += 1
+        entry["s"] = round(entry["s"] + float(row["s"]), 2)
+        entry["cpu_s"] = round(entry["cpu_s"] + float(row["cpu_time"]), 2)
+    return costs

@@ -42,11 +42,15 @@ rule compare:
             "title": config["compare"]["title"]
             or f"{config['report']['title']} (comparison)",
         },
-        # The infer.images predictions of the selected run and how many to show; null without.
+        # The infer.images predictions of the selected run, how many to show and each run's
+        # overlay_alpha (to draw them where predict.overlays is none); null without.
         infer=verbatim(
             {
                 "predictions": LAYOUT.infer_dir(),
                 "gallery_size": 2 * config["report"]["gallery_size"],
+                "overlay_alpha": {
+                    run: RUNS[run].config["predict"]["overlay_alpha"] for run in RUNS
+                },
             }
             if INFER_IMAGES
             else None

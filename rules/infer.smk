@@ -1,7 +1,8 @@
 rule infer:
     """Predict every image of the infer.images folder with the run's model (with folds: the fold
-    ensemble, else fold 0): class-id masks and overlays at each image's own size, and
-    summary.csv listing every file, those that are no readable image as skipped."""
+    ensemble, else fold 0): class-id masks and (unless predict.overlays is none) overlays at
+    each image's own size, and summary.csv listing every file, those that are no readable
+    image as skipped."""
     input:
         images=as_inputs(INFER_IMAGES),
         checkpoints=lambda wildcards: LAYOUT.checkpoints(

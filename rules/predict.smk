@@ -1,6 +1,6 @@
 rule predict:
-    """Class-id masks at original size and colour overlays of every split a model is scored on
-    (val and test; a fold ensemble's test, averaging its fold models' class probabilities), and
+    """Class-id masks at original size (and with predict.overlays: all, colour overlays) of
+    every split a model is scored on (val and test; a fold ensemble's test, averaging its fold models' class probabilities), and
     with predict.tta the same without the flips, from the same forward passes
     (predict/no_tta/<split>). One job per model loads its checkpoints once; on Slurm it is the
     GPU part of the model's one assessment job (group assess_<model> in profiles/slurm).
@@ -24,7 +24,8 @@ rule predict:
         gpu_model=res("predict", "gpu_model", of_run=True),
     params:
         splits=lambda wildcards: list(LAYOUT.models[wildcards.model].splits),
-        # batch_size, overlay_alpha and the predict.tta flips the probabilities are averaged over.
+        # Whether to write overlays (predict.overlays: all) and their overlay_alpha, the
+        # predict.tta flips the probabilities are averaged over, sliding windows.
         predict=lambda wildcards: predict_options(run_option("predict")(wildcards)),
         runtime=lambda wildcards: untracked("predict", run_option("predict")(wildcards)),
         device=run_option("train", "device"),

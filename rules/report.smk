@@ -43,6 +43,8 @@ rule report:
     params:
         report=run_option("report"),
         tta=run_option("predict", "tta"),
+        # The infer.images gallery's overlays are drawn at it where predict.overlays is none.
+        overlay_alpha=run_option("predict", "overlay_alpha"),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # Shown in the run summary: the options its results depend on (segpipe.params).

@@ -17,5 +17,6 @@ inputs = inputs_of_rule(
     benchmarks=params.benchmarks,
     repo_dir=snakemake.scriptdir + "/..",
     tta=params.tta,
+    overlay_alpha=params.overlay_alpha,
 )
 build_report(snakemake.output.html, Path(snakemake.output.confusion).parent, inputs)

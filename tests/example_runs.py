@@ -139,7 +139,8 @@ def check_outputs(results: Path, cfg: dict, n_quarantined: int = 0) -> None:
     for row in test.itertuples():
         with Image.open(run / "predict" / "test" / "masks" / f"{row.id}.png") as pred:
             assert pred.size == (row.width, row.height)
-        assert (run / "predict" / "test" / "overlays" / f"{row.id}.jpg").is_file()
+        overlay = run / "predict" / "test" / "overlays" / f"{row.id}.jpg"
+        assert overlay.is_file() == (cfg.get("predict", {}).get("overlays") == "all"), overlay
     for split in ("val", "test"):
         metrics = yaml.safe_load((run / "evaluate" / split / "metrics.json").read_text())
         assert list(metrics["per_class"]) == cfg["classes"]

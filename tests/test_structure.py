@@ -216,6 +216,7 @@ CHOICES = {
     "dataset.layout": ("segpipe.data.layouts", "LAYOUTS"),
     "predict.mode": ("segpipe.inference.engine", "MODES"),
     "predict.tta": ("segpipe.inference.engine", "FLIPS"),
+    "predict.overlays": ("segpipe.data.predictions", "OVERLAY_CHOICES"),
 }
 
 

@@ -197,6 +197,111 @@ def search(record: dict) -> str:
     )
 
 
+LOAD_WHEN = {
+    "before_predict": "before the predict cases",
+    "after_predict": "after them",
+    "between_grids": "between the grids",
+    "after_grid": "after the grids",
+}
+ASSESS_CASES = {"demo": "the demo's", "grid": "the grid's", "oxford": "the Oxford config's"}
+
+
+def _assess_row(name: str, case: dict) -> str:
+    before, after, drawn = case["before"], case["after"], case["after_all_overlays"]
+    return (
+        f"| {ASSESS_CASES[name]}: {case['model']} at {case['image_size']}², {case['images']} "
+        f"images of {case['image_sizes']} | {before['images_per_cpu_s']:.1f} | "
+        f"{after['images_per_cpu_s']:.1f} | **{case['speedup']:.2f}×** | "
+        f"{drawn['images_per_cpu_s']:.1f} |"
+    )
+
+
+def _assess_grid(record: dict) -> str:
+    grid, goal = record["grid"], record["goals"]["assess_over_train_cpu"]
+    before, after = grid["before"], grid["after"]
+    images = after["images"]
+
+    def share(result: dict) -> str:
+        return (
+            f"{result['assess_cpu_s']:.0f} s of CPU against {result['train_cpu_s']:.0f} s of "
+            f"training, {result['assess_over_train_cpu']:.0%}"
+        )
+
+    return _wrap(
+        f"The grid ({grid['runs']} runs of {grid['epochs']} epochs at 64², {images['train']} "
+        f"training images, {images['val']} val and {images['test']} test images of 375-500 px, "
+        f"one thread per job, `snakemake --cores 2`): assessing the models (rules predict, "
+        f"evaluate, report and compare) took {share(before)}, before; {share(after)}, after "
+        f"(goal: at most {goal:.0%}): {'met' if after['assess_over_train_cpu'] <= goal else 'not met'}. "
+        f"Training took {before['train_cpu_s']:.0f} s of CPU in the first grid and "
+        f"{after['train_cpu_s']:.0f} s in the second, though its code differs only in "
+        "validation's class reduction: CPU seconds too grow with other work on the machine; "
+        f"against the first grid's training, the assessment after is "
+        f"{after['assess_cpu_s'] / before['train_cpu_s']:.0%}."
+    )
+
+
+def assess(record: dict) -> str:
+    loads = ", ".join(
+        f"{value:g} {LOAD_WHEN[key]}" for key, value in record["load_average_1min"].items()
+    )
+    head = _wrap(
+        f"`benchmarks/bench_assess.py` ({_measured(record)}; 1-minute load average {loads}; "
+        f"`{record['command']}`): rule predict's images per CPU second on "
+        f"{record['threads']} thread, before (commit {record['before_commit']}) and after "
+        f"(commit {record['after_commit']}), each the best of its passes, checkpoint loading "
+        "included; the last column writes every image's overlay as before (`predict.overlays: "
+        f"all`). Goal: {record['goals']['predict_speedup']:g}× faster."
+    )
+    table = [
+        "| case | before | after | speed-up | after, `overlays: all` |",
+        "|---|---|---|---|---|",
+        *(_assess_row(name, case) for name, case in record["predict"].items()),
+    ]
+    imports = max(case["after"]["imports_cpu_s"] for case in record["predict"].values())
+    tail = _wrap(
+        f"A predict job also spends up to {imports:.1f} s of CPU importing torch, "
+        "segmentation-models-pytorch and their dependencies before it predicts anything."
+    )
+    parts = [head, "\n", "\n".join(table), "\n\n", tail]
+    if "profile_s" in record["predict"].get("grid", {}).get("before", {}):
+        parts += ["\n", _assess_steps(record["predict"]["grid"])]
+    if "grid" in record:
+        parts += ["\n", _assess_grid(record)]
+    return "".join(parts)
+
+
+STEP_NAMES = {"load model": "load the model (once per job, spread over the images)"}
+
+
+def _assess_steps(case: dict) -> str:
+    """The grid case's predict pass by step under cProfile, ms of CPU per image."""
+    before, after = case["before"]["profile_s"], case["after"]["profile_s"]
+
+    def ms(seconds: float) -> str:
+        return f"{1000 * seconds / case['images']:.1f}"
+
+    rows = [
+        f"| {STEP_NAMES.get(step, step)} | {ms(before[step])} | {ms(after[step])} |"
+        for step in before
+        if step != "all"
+    ]
+    other = {
+        k: v["all"] - sum(x for s, x in v.items() if s != "all")
+        for k, v in (("b", before), ("a", after))
+    }
+    return (
+        _wrap(
+            f"The grid's case by step (one pass under cProfile, CPU ms per image, "
+            f"{case['images']} images):"
+        )
+        + "\n| step | before | after |\n|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n| other (the loop, tensors, files) | {ms(other['b'])} | {ms(other['a'])} |"
+        + f"\n| **all** | **{ms(before['all'])}** | **{ms(after['all'])}** |\n"
+    )
+
+
 FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "demo": ("demo-cpu-2cores.json", demo),
     "runs": ("runs-cpu-2cores.json", runs),
@@ -207,6 +312,7 @@ FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "lean-jobs": ("lean-jobs-cpu-2cores.json", lean_jobs),
     "slurm": ("slurm-cpu-2cores.json", slurm),
     "search": ("search-membrane-cpu-2cores.json", search),
+    "assess": ("assess-cpu-2cores.json", assess),
 }
 
 

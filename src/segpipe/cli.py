@@ -283,6 +283,12 @@ def _add_predict(sub) -> None:
         "--probabilities", action="store_true", help="also write probabilities/<name>.npz (uint8)"
     )
     predict.add_argument(
+        "--no-overlays",
+        dest="with_overlays",
+        action="store_false",
+        help="write no overlays/<name>.jpg, only the masks (faster: a JPEG per image saved)",
+    )
+    predict.add_argument(
         "--device",
         default="auto",
         help="auto (CUDA if visible), cuda or cpu; --onnx runs on the CPU",
@@ -386,6 +392,7 @@ def predict_main(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
         probabilities=args.probabilities,
+        with_overlays=args.with_overlays,
         overwrite=args.overwrite,
     )
     skipped = summary[summary["status"] == "skipped"]

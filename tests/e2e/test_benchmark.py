@@ -75,3 +75,31 @@ def test_dag_benchmark_measures_each_dataset_size(tmp_path):
     assert [r["files"] for r in result["runs"]] == [10, 26]
     assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 for r in result["runs"])
     assert result["machine"] and result["date"]
+
+
+def test_assessment_benchmark_records_each_code_and_its_steps(tmp_path):
+    """bench_assess.py at its smallest: one predict case, this commit against itself."""
+    out = tmp_path / "assess.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_assess.py"), "--before", "HEAD",
+           "--quick", "--no-grid", "--cases", "demo", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    case = result["predict"]["demo"]
+    assert case["images"] == 12 and case["image_size"] == 64
+    for variant in ("before", "after", "after_all_overlays"):
+        assert case[variant]["images_per_cpu_s"] > 0 and case[variant]["imports_cpu_s"] > 0
+        steps = case[variant]["profile_s"]
+        assert (
+            steps["forward"] > 0
+            and steps["all"] >= sum(v for k, v in steps.items() if k != "all") * 0.99
+        )
+    # The pipeline's options of each code: overlays of every split image only when asked.
+    assert case["after"]["options"]["with_overlays"] is False
+    assert case["after_all_overlays"]["options"]["with_overlays"] is True
+    assert case["after_all_overlays"]["profile_s"]["overlay: blend"] > 0
+    assert case["after"]["profile_s"]["overlay: blend"] == 0
+    assert set(result["load_average_1min"]) == {"before_predict", "after_predict"}
+    from tools import performance_figures
+
+    assert "the demo's: Unet-resnet18 at 64², 12 images" in performance_figures.assess(result)

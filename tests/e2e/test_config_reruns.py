@@ -89,7 +89,11 @@ def test_with_experiments_speed_options_rerun_nothing(two_runs: Path) -> None:
     ("change", "reruns"),
     [
         ("train={lr: 0.02}", {"train", "predict", "evaluate", "infer", "report"}),
-        ("predict={overlay_alpha: 0.3}", {"predict", "evaluate", "infer", "report"}),
+        # Only the new images get overlays by default (predict.overlays: gallery).
+        ("predict={overlay_alpha: 0.3}", {"infer", "report"}),
+        ("predict={overlays: all}", {"predict", "evaluate", "report"}),
+        ("predict={overlays: none}", {"infer", "report"}),
+        ("predict={overlays: none, overlay_alpha: 0.3}", {"infer", "report"}),
         ("report={title: another}", {"report"}),
     ],
 )

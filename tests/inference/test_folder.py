@@ -41,6 +41,7 @@ from segpipe.inference.folder import (
     predict_files,
 )
 from segpipe.inference.splits import predict_split
+from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
 from segpipe.outputs import MANIFEST
 from segpipe.reporting.run_report import infer_gallery
 
@@ -124,6 +125,41 @@ def test_cli_predictions_equal_the_pipelines(data, checkpoint, tmp_path) -> None
         a = np.asarray(Image.open(tmp_path / "pipeline" / "masks" / f"{image_id}.png"))
         b = np.asarray(Image.open(tmp_path / "cli" / "masks" / f"{image_id}.png"))
         assert np.array_equal(a, b), image_id
+
+
+def tied_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """``checkpoint`` with its last class's head a copy of the class before it: the two classes
+    score the same at every pixel, so wherever they lead they tie."""
+    ckpt = load_checkpoint(checkpoint)
+    state = dict(ckpt["model"])
+    head = [key for key in state if key.startswith("segmentation_head.")]
+    assert len(head) == 2, head  # its convolution's weight and bias
+    for key in head:
+        state[key] = state[key].clone()
+        state[key][-1] = state[key][-2]
+    save_checkpoint(out, {**ckpt, "model": state})
+    return out
+
+
+@pytest.mark.parametrize("tta", [[], ["hflip"]])
+def test_tied_classes_go_to_the_lower_id_in_the_pipeline_and_the_cli_alike(
+    data, checkpoint, tmp_path, tta
+) -> None:
+    tied = tied_checkpoint(checkpoint, tmp_path / "tied.pt")
+    test = data["test"]
+    predict_split(tied, test["manifest"], test["array"], tmp_path / "pipeline", tta=tta)
+    rows = pd.read_csv(test["manifest"])
+    model = load_model([tied], device="cpu")
+    files = [Path(p) for p in rows["image"]]
+    predict_files(model, files, tmp_path / "cli", tta=tta, batch_size=3)
+    predicted = set()
+    for image_id in rows["id"]:
+        a = np.asarray(Image.open(tmp_path / "pipeline" / "masks" / f"{image_id}.png"))
+        b = np.asarray(Image.open(tmp_path / "cli" / "masks" / f"{image_id}.png"))
+        assert np.array_equal(a, b), image_id
+        predicted |= set(np.unique(a).tolist())
+    low, high = len(CLASSES) - 2, len(CLASSES) - 1
+    assert low in predicted and high not in predicted, predicted
 
 
 def test_sliding_windows_beat_squashing_a_large_image(checkpoint) -> None:
@@ -581,6 +617,37 @@ def test_the_report_gallery_finds_the_overlays_in_sub_folders(tmp_path) -> None:
         image(tmp_path / "in" / name)
     (tmp_path / "in" / "b" / "empty.png").write_bytes(b"")
     predict_files(fake_model(), [tmp_path / "in"], tmp_path / "out")
-    gallery = infer_gallery(tmp_path / "out", 10)
+    gallery = infer_gallery(tmp_path / "out", 10, num_classes=2)
     assert [item["name"] for item in gallery["items"]] == ["a/x.png", "b/x.png", "y.jpg"]
     assert gallery["skipped"] == [{"name": "empty.png", "reason": "empty file"}]
+
+
+def test_no_overlays_writes_masks_only_and_the_gallery_draws_them(cli, tmp_path) -> None:
+    for name in ("a/x.png", "y.jpg"):
+        image(tmp_path / "in" / name, (12, 10))
+    status, _, _ = cli(tmp_path / "in", "--out", tmp_path / "drawn")
+    assert status == 0
+    status, out, _ = cli(tmp_path / "in", "--out", tmp_path / "bare", "--no-overlays")
+    assert status == 0 and "2 of 2 images predicted" in out
+    folder = tmp_path / "bare"
+    bare = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert bare == [MANIFEST, "masks/a/x.png", "masks/y.png", "summary.csv"]
+    for name in ("a/x", "y"):
+        a = np.asarray(Image.open(tmp_path / "drawn" / "masks" / f"{name}.png"))
+        b = np.asarray(Image.open(tmp_path / "bare" / "masks" / f"{name}.png"))
+        assert np.array_equal(a, b)
+    # The report's gallery: the overlays written, or drawn alike from the images and masks.
+    drawn = infer_gallery(tmp_path / "drawn", 10, num_classes=2)
+    redrawn = infer_gallery(tmp_path / "bare", 10, num_classes=2)
+    assert [i["name"] for i in redrawn["items"]] == [i["name"] for i in drawn["items"]]
+    for a, b in zip(drawn["items"], redrawn["items"], strict=True):
+        assert np.abs(thumbnail(a["src"]) - thumbnail(b["src"])).mean() < 4  # JPEG, twice
+
+
+def thumbnail(src: str) -> np.ndarray:
+    """The pixels of a gallery item's JPEG data URI."""
+    import base64
+    import io
+
+    data = base64.b64decode(src.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=int)

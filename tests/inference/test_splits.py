@@ -120,6 +120,28 @@ def test_without_flips_one_folder_per_split_and_nothing_else(data, checkpoint, t
     assert not (tmp_path / "model" / predictions.NO_TTA).exists()
 
 
+def test_without_overlays_the_same_masks_and_no_overlays_folder(
+    data, checkpoint, tmp_path, monkeypatch
+):
+    """predict.overlays other than all: masks only, the images not even read for overlays."""
+    predict_all(data, checkpoint, tmp_path / "drawn", tta=["hflip"])
+
+    def unread(*args, **kwargs):
+        raise AssertionError("an image read back without overlays")
+
+    monkeypatch.setattr("segpipe.inference.splits.load_rgb", unread)
+    predict_all(data, checkpoint, tmp_path / "bare", tta=["hflip"], with_overlays=False)
+    for split in SPLITS:
+        for flips in (True, False):
+            drawn = predictions.split_dir(tmp_path / "drawn", split, flips=flips)
+            bare = predictions.split_dir(tmp_path / "bare", split, flips=flips)
+            assert (drawn / predictions.OVERLAYS).is_dir()
+            assert sorted(p.name for p in bare.iterdir()) == [predictions.MASKS]
+            assert masks(bare).keys() == masks(drawn).keys()
+            for name, mask in masks(bare).items():
+                assert np.array_equal(mask, masks(drawn)[name]), (split, flips, name)
+
+
 def test_a_failing_split_leaves_no_folder(data, checkpoint, tmp_path):
     """The folder appears whole or not at all: a later split's bad manifest fails the job."""
     bad = tmp_path / "bad.csv"

@@ -59,6 +59,9 @@ def test_defaults_are_no_flips_and_no_folder() -> None:
         ({"predict": {"tta": "hflip"}}, "config option 'predict.tta'"),
         ({"infer": {"images": 3}}, "config option 'infer.images'"),
         ({"infer": {"folder": "x"}}, "config option 'infer.folder' is unknown"),
+        ({"predict": {"overlays": "some"}}, "config option 'predict.overlays': 'some' is not"),
+        ({"predict": {"overlays": True}}, "config option 'predict.overlays'"),
+        ({"predict": {"overlays": ["all"]}}, "config option 'predict.overlays'"),
     ],
 )
 def test_bad_options_fail_naming_them(sections: dict, message: str) -> None:

@@ -57,3 +57,13 @@ def test_write_prediction_refuses_a_name_outside_the_folder(tmp_path):
     with pytest.raises(ValueError, match="not a relative path"):
         write_prediction(tmp_path / "out", "../escaped", rgb, probabilities(), CLASSES)
     assert not list(tmp_path.rglob("*.png"))
+
+
+@pytest.mark.parametrize("name", ["x", "a/b/x"])
+def test_without_an_image_only_the_mask_is_written(tmp_path, name):
+    mask_path = write_prediction(tmp_path, name, None, probabilities(), CLASSES)
+    assert np.array_equal(load_mask(mask_path), probabilities().argmax(0).numpy())
+    assert not (tmp_path / predictions.OVERLAYS).exists()
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()] == [
+        mask_path.relative_to(tmp_path)
+    ]

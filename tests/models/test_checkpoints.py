@@ -54,12 +54,65 @@ def test_a_saved_checkpoint_rebuilds_the_same_model(checkpoint) -> None:
         assert torch.equal(rebuilt(x), model.eval()(x))
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated"])
-def test_an_unreadable_checkpoint_is_named(tmp_path, content) -> None:
+def test_the_rebuilt_model_holds_no_tensor_on_the_meta_device(checkpoint) -> None:
+    """Built on the meta device, it takes every weight and buffer from the checkpoint."""
+    rebuilt = model_from_checkpoint(load_checkpoint(checkpoint[0]))
+    tensors = [*rebuilt.parameters(), *rebuilt.buffers()]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    assert all(p.requires_grad for p in rebuilt.parameters())
+
+
+class WithScale(torch.nn.Module):
+    """A model that keeps a tensor the checkpoint does not hold (a non-persistent buffer, or a
+    plain attribute): only initialising it as usual gives it a value."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        if how == "buffer":
+            self.register_buffer("scale", torch.full((1,), 2.0), persistent=False)
+        else:
+            self.scale = torch.full((1,), 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * self.scale
+
+
+@pytest.mark.parametrize("how", ["buffer", "attribute", "fails on meta"])
+def test_a_model_the_meta_device_cannot_build_is_built_as_usual(monkeypatch, how) -> None:
+    def build(cfg):
+        if how == "fails on meta" and torch.get_default_device().type == "meta":
+            raise RuntimeError("Tensor.item() cannot be called on meta tensors")
+        return WithScale("buffer" if how == "fails on meta" else how)
+
+    monkeypatch.setattr("segpipe.models.checkpoints.model_from_config", build)
+    torch.manual_seed(0)
+    trained = WithScale("buffer" if how == "fails on meta" else how)
+    rebuilt = model_from_checkpoint({"config": CONFIG, "model": trained.state_dict()})
+    x = torch.rand(1, 3, 4, 4)
+    assert torch.equal(rebuilt(x), trained(x))
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not a checkpoint", b"PK\x03\x04truncated", _png()], ids=str
+)
+def test_an_unreadable_checkpoint_is_named_in_one_line(tmp_path, content) -> None:
+    # An image's bytes make torch's unpickler explain itself over two lines.
     path = tmp_path / "best.pt"
     path.write_bytes(content)
-    with pytest.raises(RuntimeError, match="best.pt: not a readable segpipe checkpoint"):
+    with pytest.raises(RuntimeError, match="best.pt: not a readable segpipe checkpoint") as err:
         load_checkpoint(path)
+    assert "\n" not in str(err.value)
 
 
 def test_publish_links_or_copies_atomically(checkpoint, tmp_path, monkeypatch) -> None:

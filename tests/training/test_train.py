@@ -533,6 +533,37 @@ def test_a_last_batch_of_one_trains_and_validates(data, tmp_path):
     assert trained == set(range(5))
 
 
+class TiedScores(torch.nn.Module):
+    """Logits that tie: every class where the first channel is at most 0, classes 1 and 2
+    elsewhere (a stand-in model for validation and previews)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        high = (x[:, :1] > 0).float()
+        return torch.cat([torch.zeros_like(high), high, high], 1)
+
+
+def test_validation_and_previews_give_ties_to_the_lowest_class(data):
+    from segpipe.data.arrays import ArrayDataset, batch_loader
+    from segpipe.data.colors import colorize
+    from segpipe.evaluation.metrics import confusion_matrix, summarize
+    from segpipe.models.device import prepare_batch
+    from segpipe.training.train import preview_predictions, validate
+
+    dataset, cpu = ArrayDataset(data["val"]["array"]), torch.device("cpu")
+    loss = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
+    got = validate(TiedScores(), batch_loader(dataset, batch_size=3), loss, 3, IGNORE, cpu)
+    everything = dataset.__getitems__(list(range(len(dataset))))
+    images, masks = prepare_batch(everything, cpu, channels_last=False)
+    first = np.argmax(TiedScores()(images).numpy(), axis=1)  # the first of equal maxima
+    assert set(np.unique(first)) == {0, 1}
+    expected = summarize(confusion_matrix(first, masks.numpy(), 3, IGNORE))
+    assert {key: got[key] for key in expected} == pytest.approx(expected, nan_ok=True)
+    panels = preview_predictions(TiedScores(), dataset, 2, 3, IGNORE, cpu)
+    width = masks.shape[-1]
+    for panel, ids in zip(panels, first, strict=False):
+        assert np.array_equal(panel[:, -width:], colorize(ids, 3, IGNORE))
+
+
 def test_batch_size_one_fails_before_training_naming_the_option(data, tmp_path):
     from segpipe.logs import UserError
 

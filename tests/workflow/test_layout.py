@@ -337,17 +337,44 @@ def test_compare_and_selection_read_each_runs_validation_scores() -> None:
 
 
 def test_predict_options_leave_out_defaults_and_the_flips_without_tta() -> None:
-    predict = {"overlay_alpha": 0.4, "tta": ["hflip"], "mode": "resize", "overlap": 0.5}
-    assert predict_options(predict) == {"overlay_alpha": 0.4, "tta": ["hflip"]}
-    assert predict_options({**predict, "tta": []}) == {"overlay_alpha": 0.4}
+    predict = {
+        "overlay_alpha": 0.4,
+        "overlays": "all",
+        "tta": ["hflip"],
+        "mode": "resize",
+        "overlap": 0.5,
+    }
+    drawn = {"with_overlays": True, "overlay_alpha": 0.4}
+    assert predict_options(predict) == {**drawn, "tta": ["hflip"]}
+    assert predict_options({**predict, "tta": []}) == drawn
     sliding = {**predict, "tta": [], "mode": "sliding", "overlap": 0.25}
-    assert predict_options(sliding) == {"overlay_alpha": 0.4, "mode": "sliding", "overlap": 0.25}
+    assert predict_options(sliding) == {**drawn, "mode": "sliding", "overlap": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("choice", "splits", "folder"),
+    [("gallery", False, True), ("all", True, True), ("none", False, False)],
+)
+def test_overlays_of_the_splits_and_new_images_and_their_alpha_only_with_them(
+    choice, splits, folder
+) -> None:
+    cfg = validate({**copy.deepcopy(TINY), "predict": {"overlays": choice, "overlay_alpha": 0.3}})
+    alpha = {"overlay_alpha": 0.3}
+    assert predict_options(cfg["predict"]) == {
+        "with_overlays": splits,
+        **(alpha if splits else {}),
+    }
+    options = infer_options(cfg)
+    assert options["with_overlays"] is folder and options.get("overlay_alpha") == (
+        0.3 if folder else None
+    )
 
 
 def test_infer_options_and_download_resources() -> None:
     cfg = validate({**copy.deepcopy(TINY), "predict": {"batch_size": 3, "tta": ["vflip"]}})
     assert infer_options(cfg) == {
         "batch_size": 3,
+        "with_overlays": True,
         "overlay_alpha": cfg["predict"]["overlay_alpha"],
         "tta": ["vflip"],
         "device": cfg["train"]["device"],

@@ -3,7 +3,8 @@
 A folder of predictions (a split's, or a folder of new images') holds, per image name:
 
 - ``masks/<name>.png``: class ids, uint8, at the image's own size;
-- ``overlays/<name>.jpg``: the classes' colours over the image;
+- ``overlays/<name>.jpg``: the classes' colours over the image, where ``predict.overlays``
+  asks for them (:func:`split_overlays`, :func:`folder_overlays`);
 - ``probabilities/<name>.npz`` (only when asked for): the class probabilities;
 
 and, for a folder of new images, ``summary.csv`` listing every input. A model's predictions
@@ -18,7 +19,9 @@ functions. Torch-free: every stage may import it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 MASKS = "masks"
 OVERLAYS = "overlays"
@@ -28,6 +31,29 @@ MASK_SUFFIX = ".png"
 OVERLAY_SUFFIX = ".jpg"
 PROBABILITIES_SUFFIX = ".npz"
 NO_TTA = "no_tta"
+# predict.overlays: which predictions get a colour overlay besides their mask (config/schema.yaml).
+OVERLAY_CHOICES = ("gallery", "all", "none")
+
+
+def split_overlays(predict: Mapping[str, Any]) -> bool:
+    """Whether rule predict writes the overlay of every image of a model's splits, by the
+    ``predict`` options: only with ``overlays: all``. The run report's galleries are drawn from the masks, so nothing reads them."""
+    return _overlay_choice(predict) == "all"
+
+
+def folder_overlays(predict: Mapping[str, Any]) -> bool:
+    """Whether the predictions of a folder of new images (rules infer and infer_selected, as
+    ``segpipe predict`` writes them) get overlays, by the ``predict`` options: unless
+    ``overlays: none``. The reports' galleries of
+    those images show them (drawn from the image and mask where there are none)."""
+    return _overlay_choice(predict) != "none"
+
+
+def _overlay_choice(predict: Mapping[str, Any]) -> str:
+    choice = predict["overlays"]
+    if choice not in OVERLAY_CHOICES:
+        raise ValueError(f"predict.overlays: {choice!r}; use one of {list(OVERLAY_CHOICES)}")
+    return choice
 
 
 def _checked(name: str) -> str:

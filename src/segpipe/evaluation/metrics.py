@@ -28,6 +28,8 @@ def confusion_matrix(pred: Any, target: Any, num_classes: int, ignore_index: int
     """
     n = num_classes
     tensor = _is_tensor(pred) or _is_tensor(target)
+    if not tensor and (counts := _uint8_counts(pred, target, n, ignore_index)) is not None:
+        return counts
     if tensor:  # on the tensors' device, with their own methods
         pred = pred.reshape(-1).long()
         target = target.reshape(-1).long().to(pred.device)
@@ -41,6 +43,23 @@ def confusion_matrix(pred: Any, target: Any, num_classes: int, ignore_index: int
     index = n * target + pred
     counts = index.bincount(minlength=n * n) if tensor else np.bincount(index, minlength=n * n)
     return counts.reshape(n, n) if tensor else counts.reshape(n, n).astype(np.int64, copy=False)
+
+
+def _uint8_counts(pred: Any, target: Any, n: int, ignore_index: int | None) -> np.ndarray | None:
+    """The matrix of two uint8 masks (as PNG masks are read) from one histogram of
+    ``256 * truth + prediction`` in uint16: a few times faster than widening both to int64 and
+    filtering. None for other masks, and where an id outside ``0..n-1`` (other than the
+    ignored one) occurs: the general path then names it."""
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.dtype != np.uint8 or target.dtype != np.uint8 or pred.shape != target.shape or n > 256:
+        return None
+    index = target.reshape(-1).astype(np.uint16) << 8
+    index |= pred.reshape(-1)
+    counts = np.bincount(index, minlength=256 * 256).reshape(256, 256)
+    if ignore_index is not None and 0 <= ignore_index < 256:
+        counts[ignore_index] = 0
+    inside = counts[:n, :n]
+    return inside.astype(np.int64) if inside.sum() == counts.sum() else None
 
 
 def _is_tensor(value: Any) -> bool:

@@ -8,7 +8,7 @@ says (a ``.jpg`` that is a PNG, RGBA, greyscale, 16-bit), gets at its original s
 of :mod:`segpipe.data.predictions`, written by :mod:`segpipe.inference.writer`):
 
 - ``masks/<name>.png``: class ids, uint8;
-- ``overlays/<name>.jpg``: the classes' colours over the image;
+- ``overlays/<name>.jpg``: the classes' colours over the image (not with ``--no-overlays``);
 - with ``probabilities``, ``probabilities/<name>.npz``: ``probabilities`` (C, H, W) uint8, the
   class probabilities times 255 rounded, and ``classes``.
 
@@ -301,6 +301,7 @@ def predict_files(
     overlap: float = 0.5,
     batch_size: int = 8,
     probabilities: bool = False,
+    with_overlays: bool = True,
     overlay_alpha: float = 0.5,
     classes: Sequence[str] | None = None,
     overwrite: bool = False,
@@ -308,7 +309,8 @@ def predict_files(
     """Predict every image of ``inputs`` (files and folders) into ``out_dir`` with ``model``
     (:func:`load_model`), ``batch_size`` images (resize) or tiles (sliding) at a time:
     ``mode`` resize or sliding (:func:`segpipe.inference.engine.predict_images`), averaged over the
-    ``tta`` flips. ``classes``, when given, must be the model's. ``out_dir`` appears when
+    ``tta`` flips; the overlays only ``with_overlays``. ``classes``, when given, must be the
+    model's. ``out_dir`` appears when
     complete; one that holds files is replaced with ``overwrite``, else refused
     (:func:`check_output_dir`). Returns the summary (file, status, output, reason), also
     written as ``out_dir/summary.csv``."""
@@ -334,13 +336,18 @@ def predict_files(
     per_batch = batch_size if mode == "resize" else 1
     batches = [named[i : i + per_batch] for i in range(0, len(named), per_batch)]
     with atomic_dir(real, check=check) as tmp:  # checked again: files may have come
-        write = functools.partial(
-            write_prediction,
-            tmp,
-            classes=model.classes,
-            keep_probabilities=probabilities,
-            overlay_alpha=overlay_alpha,
-        )
+
+        def write(name: str, rgb: np.ndarray, p: torch.Tensor) -> Path:
+            return write_prediction(
+                tmp,
+                name,
+                rgb if with_overlays else None,
+                p,
+                model.classes,
+                keep_probabilities=probabilities,
+                overlay_alpha=overlay_alpha,
+            )
+
         rows = [_left_out_row(path, reason) for path, reason in left_out]
         for batch in progress(batches, desc=f"predict ({per_batch} per batch)", logger=logger):
             rows += _predict_batch(batch, predict, write)
@@ -362,11 +369,13 @@ def predict_folder(
     amp: str = "auto",
     tta: Sequence[str] = (),
     batch_size: int = 8,
+    with_overlays: bool = True,
     overlay_alpha: float = 0.5,
 ) -> pd.DataFrame:
     """Predict every image of ``folder`` with the mean of ``checkpoints`` as ``segpipe predict``
     does (:func:`predict_files`, each image resized to the training size and its probabilities
-    back, averaged over the ``tta`` flips): ``masks/``, ``overlays/`` and ``summary.csv``
+    back, averaged over the ``tta`` flips): ``masks/``, ``overlays/`` (``with_overlays``:
+    :func:`segpipe.data.predictions.folder_overlays`) and ``summary.csv``
     (files that are no readable image skipped) in ``out_dir``, which appears when complete,
     replacing any earlier one (rule ``infer``). Raises :class:`InferError` when the
     checkpoints' classes are not ``classes`` or two files of ``folder`` would be predicted into
@@ -380,6 +389,7 @@ def predict_folder(
         mode="resize",
         tta=tta,
         batch_size=batch_size,
+        with_overlays=with_overlays,
         overlay_alpha=overlay_alpha,
         classes=classes,
         overwrite=True,  # the rule's output folder: Snakemake's to replace

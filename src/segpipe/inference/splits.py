@@ -1,5 +1,5 @@
 """Predicting whole splits: every image of a split's manifest, read from its preprocessed
-arrays, into class-id PNG masks at each image's original size plus colour overlays
+arrays, into class-id PNG masks at each image's original size, with colour overlays when asked
 (:func:`predict_split`); every split a model is scored on, with and without flips, in one go
 (:func:`predict_model`, rule ``predict``)."""
 
@@ -52,6 +52,7 @@ def predict_model(
     threads: int = 1,
     device: str = "auto",
     amp: str = "auto",
+    with_overlays: bool = True,
     overlay_alpha: float = 0.5,
     tta: Sequence[str] = (),
     mode: str = "resize",
@@ -63,15 +64,17 @@ def predict_model(
     from the same forward passes (the image unflipped is one of the views). The checkpoints are
     loaded once; each split's images are the rows of ``arrays`` (written from
     ``array_manifests``) that its manifest lists. ``out_dir`` appears atomically when every
-    split is written."""
+    split is written. Without ``with_overlays`` only the masks are written (rule predict, unless
+    predict.overlays is ``all``: :func:`segpipe.data.predictions.split_overlays`)."""
     scoring, classes = _scoring(checkpoints, threads, device, amp, tta, mode, overlap)
+    alpha = overlay_alpha if with_overlays else None
     with atomic_dir(out_dir) as tmp:
         for split, manifest in manifests.items():
             folders = [predictions.split_dir(tmp, split)]
             if tta:
                 folders.append(predictions.split_dir(tmp, split, flips=False))
             data = select_rows(manifest, arrays, array_manifests)
-            _predict_rows(scoring, classes, manifest, data, folders, batch_size, overlay_alpha)
+            _predict_rows(scoring, classes, manifest, data, folders, batch_size, alpha)
     logger.info("wrote the predictions of %s to %s", ", ".join(manifests), out_dir)
 
 
@@ -86,13 +89,15 @@ def predict_split(
     threads: int = 1,
     device: str = "auto",
     amp: str = "auto",
+    with_overlays: bool = True,
     overlay_alpha: float = 0.5,
     tta: Sequence[str] = (),
     mode: str = "resize",
     overlap: float = 0.5,
 ) -> None:
     """Predict every image of a split into ``out_dir/masks/<id>.png`` (uint8 class ids, original
-    size) and ``out_dir/overlays/<id>.jpg``; ``out_dir`` appears atomically when complete.
+    size) and, ``with_overlays``, ``out_dir/overlays/<id>.jpg``; ``out_dir`` appears atomically
+    when complete.
 
     Inputs come from the split's preprocessed array, or the rows of arrays that hold its images
     (``data``; the same data path as training). The class probabilities are the mean over
@@ -105,8 +110,9 @@ def predict_split(
     if isinstance(checkpoints, str | Path):
         checkpoints = [checkpoints]
     scoring, classes = _scoring(checkpoints, threads, device, amp, tta, mode, overlap, plain=False)
+    alpha = overlay_alpha if with_overlays else None
     with atomic_dir(out_dir) as tmp:
-        _predict_rows(scoring, classes, manifest_csv, data, [tmp], batch_size, overlay_alpha)
+        _predict_rows(scoring, classes, manifest_csv, data, [tmp], batch_size, alpha)
     logger.info("wrote the predictions of %s to %s", manifest_csv, out_dir)
 
 
@@ -145,14 +151,16 @@ def _predict_rows(
     data: str | Path | ArrayRows,
     folders: list[Path],
     batch_size: int,
-    overlay_alpha: float,
+    overlay_alpha: float | None,
 ) -> None:
-    """Write the predictions of a manifest's rows: one view of the scores per folder."""
+    """Write the predictions of a manifest's rows: one view of the scores per folder, with
+    overlays of ``overlay_alpha`` (None: masks only)."""
     rows = read_manifest(manifest_csv).to_dict("records")
     threads = torch.get_num_threads()
     loader = _split_loader(data, len(rows), manifest_csv, batch_size, threads, scoring.device)
+    parts = [predictions.MASKS] + ([predictions.OVERLAYS] if overlay_alpha is not None else [])
     for folder in folders:
-        for part in (predictions.MASKS, predictions.OVERLAYS):  # there for an empty split too
+        for part in parts:  # there for an empty split too
             (folder / part).mkdir(parents=True)
     start = 0
     for batch in progress(loader, desc=f"predict {Path(manifest_csv).stem}", logger=logger):
@@ -234,9 +242,14 @@ def _write_row(
     row: dict[str, Any],
     probabilities: torch.Tensor,
     classes: Sequence[str],
-    alpha: float,
+    alpha: float | None,
 ) -> None:
     """The prediction of one manifest row (:func:`segpipe.inference.writer.write_prediction`,
-    named by its id) from its probabilities at the image's own size."""
+    named by its id) from its probabilities at the image's own size; its image is read (for the
+    overlay) only with an overlay ``alpha``."""
+    name = str(row["id"])
+    if alpha is None:
+        write_prediction(out_dir, name, None, probabilities, classes)
+        return
     rgb = np.asarray(load_rgb(row["image"], None))  # checked by remap
-    write_prediction(out_dir, str(row["id"]), rgb, probabilities, classes, overlay_alpha=alpha)
+    write_prediction(out_dir, name, rgb, probabilities, classes, overlay_alpha=alpha)

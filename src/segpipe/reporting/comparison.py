@@ -212,9 +212,9 @@ def build_comparison(
     required input (:data:`REQUIRED_INPUTS`, and :data:`CROSSVAL_INPUTS` where given) raises
     :class:`FileNotFoundError` naming it and its run, before anything is written.
 
-    ``infer`` (``predictions``: the folder :func:`segpipe.inference.selected.predict_selected` wrote, ``gallery_size``) adds
-    a gallery of the selected run's predictions of new images; a folder predicted by another
-    run raises ValueError.
+    ``infer`` (``predictions``: the folder :func:`segpipe.inference.selected.predict_selected` wrote, ``gallery_size``,
+    and ``overlay_alpha``: run -> predict.overlay_alpha) adds a gallery of the selected run's
+    predictions of new images; a folder predicted by another run raises ValueError.
     """
     _check_inputs(runs)
     data = _rank([_read_run(run, class_names) for run in runs])
@@ -250,7 +250,7 @@ def build_comparison(
         "seed": seed,
         "gallery_size": gallery_size,
         "legend": legend(class_names),
-        "infer": _selected_infer(infer, selected.run.name) if infer else None,
+        "infer": _selected_infer(infer, selected.run.name, len(class_names)) if infer else None,
     }
     write_text(out_html, template_environment().get_template("compare.html.j2").render(context))
     logger.info(
@@ -401,7 +401,7 @@ def _rank(data: Iterable[_RunData]) -> list[_RunData]:
     return ranked
 
 
-def _selected_infer(infer: Mapping[str, Any], selected: str) -> dict[str, Any]:
+def _selected_infer(infer: Mapping[str, Any], selected: str, num_classes: int) -> dict[str, Any]:
     """The gallery of the selected run's predictions of new images (``infer["predictions"]``,
     :func:`segpipe.inference.selected.predict_selected`); ValueError when another run predicted them."""
     folder = Path(infer["predictions"])
@@ -411,7 +411,9 @@ def _selected_infer(infer: Mapping[str, Any], selected: str) -> dict[str, Any]:
             f"{folder} holds the predictions of run {run!r}, but the leaderboard selects "
             f"{selected!r}; delete the folder and run the workflow again"
         )
-    return {"run": run, **infer_gallery(folder, infer["gallery_size"])}
+    alpha = infer.get("overlay_alpha", {}).get(run, 0.5)
+    gallery = infer_gallery(folder, infer["gallery_size"], num_classes=num_classes, alpha=alpha)
+    return {"run": run, **gallery}
 
 
 def leaderboard_frame(

@@ -31,7 +31,7 @@ import yaml
 from PIL import Image
 
 from segpipe.data import predictions
-from segpipe.data.colors import colorize, legend
+from segpipe.data.colors import colorize, legend, overlay
 from segpipe.data.images import load_rgb
 from segpipe.data.layouts import SOURCE_ONLY_OPTIONS
 from segpipe.data.masks import load_mask
@@ -110,7 +110,7 @@ class ReportInputs:
       :func:`tta_comparison`), shown side by side with those with them;
     - ``infer_dir``: the predictions of the infer.images folder
       (:func:`segpipe.inference.folder.predict_files`), a gallery of up to ``2 * gallery_size``
-      of their overlays.
+      of their overlays (drawn at ``overlay_alpha`` where the folder has none).
     """
 
     metrics_json: str | os.PathLike
@@ -139,6 +139,7 @@ class ReportInputs:
     tta: Sequence[str] = ()
     no_tta: Mapping[str, Any] | None = None
     infer_dir: str | os.PathLike | None = None
+    overlay_alpha: float = 0.5
 
 
 def inputs_of_rule(
@@ -228,7 +229,12 @@ def build_report(
             inputs.ignore_index,
         ),
         "tta": tta_comparison(inputs.tta, test_metrics, per_class, inputs.no_tta, folds),
-        "infer": infer_gallery(inputs.infer_dir, 2 * inputs.gallery_size)
+        "infer": infer_gallery(
+            inputs.infer_dir,
+            2 * inputs.gallery_size,
+            num_classes=len(class_names),
+            alpha=inputs.overlay_alpha,
+        )
         if inputs.infer_dir
         else None,
         "infer_images": (config.get("infer") or {}).get("images"),
@@ -439,18 +445,21 @@ def _mean_scores(paths: Sequence[str | os.PathLike]) -> dict[str, float | None]:
 INFER_THUMBNAIL = (256, 192)
 
 
-def infer_gallery(infer_dir: str | os.PathLike, size: int) -> dict[str, Any]:
+def infer_gallery(
+    infer_dir: str | os.PathLike, size: int, *, num_classes: int, alpha: float = 0.5
+) -> dict[str, Any]:
     """The first ``size`` overlays of a folder's predictions (:func:`segpipe.inference.folder.predict_files`,
     in the order of its ``summary.csv``) as small JPEG data URIs with their file names, the
-    number of files and the skipped ones with why."""
+    number of files and the skipped ones with why. A folder written without overlays
+    (predict.overlays ``none``) has each drawn from its image and mask (``num_classes``
+    colours at ``alpha``, :func:`segpipe.data.colors.overlay`)."""
     folder = Path(infer_dir)
     summary = read_table(predictions.summary_path(folder), text=True)
     predicted = summary[summary["status"] == "predicted"]
     items = []
     for row in predicted.head(size).to_dict("records"):
         name = predictions.name_of_mask(row["output"])
-        with Image.open(predictions.overlay_path(folder, name)) as image:
-            thumbnail = image.convert("RGB")
+        thumbnail = _overlay_of(folder, name, Path(row["file"]), num_classes, alpha)
         thumbnail.thumbnail(INFER_THUMBNAIL)
         buffer = io.BytesIO()
         thumbnail.save(buffer, format="JPEG", quality=85)
@@ -466,6 +475,20 @@ def infer_gallery(infer_dir: str | os.PathLike, size: int) -> dict[str, Any]:
             for row in skipped.to_dict("records")
         ],
     }
+
+
+def _overlay_of(
+    folder: Path, name: str, image: Path, num_classes: int, alpha: float
+) -> Image.Image:
+    """The overlay of prediction ``name`` of ``folder``: its file, else drawn from the
+    ``image`` predicted and its mask."""
+    path = predictions.overlay_path(folder, name)
+    if path.is_file():
+        with Image.open(path) as shaded:
+            return shaded.convert("RGB")
+    rgb = np.asarray(load_rgb(image))  # predicted, so readable
+    mask = load_mask(predictions.mask_path(folder, name))
+    return Image.fromarray(overlay(rgb, mask, num_classes, alpha))
 
 
 def package_versions() -> dict[str, str]:

@@ -54,6 +54,7 @@ from segpipe.data.preprocess import ArrayRows
 from segpipe.evaluation.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.io import remove_stale_temporaries, write_csv, write_json
 from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
+from segpipe.models.argmax import class_ids
 from segpipe.models.build import build_loss, build_model, has_batchnorm
 from segpipe.models.checkpoints import (
     changed_since_saved,
@@ -800,7 +801,7 @@ def validate(
         logits = logits.float()
         sums[0] += loss_fn(logits, masks).double() * len(images)
         sums[1] += len(images)
-        cm += confusion_matrix(logits.argmax(1), masks, num_classes, ignore_index)
+        cm += confusion_matrix(class_ids(logits, 1), masks, num_classes, ignore_index)
     if dist.is_initialized():
         dist.all_reduce(cm)
         dist.all_reduce(sums)
@@ -1073,7 +1074,7 @@ def preview_predictions(
     with autocast(device, amp):
         logits = model(images)
     height, width = masks.shape[-2:]
-    predicted = logits.float().argmax(1)[:, :height, :width].cpu().numpy()
+    predicted = class_ids(logits.float(), 1)[:, :height, :width].cpu().numpy()
     panels = []
     for image, mask, pred in zip(
         raw_images.permute(0, 2, 3, 1).numpy(), masks.numpy(), predicted, strict=True
