@@ -34,8 +34,10 @@ DEFAULT_SEED = 0
 
 @dataclass(frozen=True)
 class Search:
-    """A config's ``search`` section: the budget (min_epochs, max_epochs, eta) and, with
-    ``sample``, the seeded draws from ``space`` (dotted option -> {kind: bounds or values})."""
+    """A config's ``search`` section: the budget (min_epochs, max_epochs, eta), with
+    ``sample`` the seeded draws from ``space`` (dotted option -> {kind: bounds or values}), and
+    the number of Hyperband ``brackets`` (segpipe.workflow.brackets; 1: plain successive
+    halving)."""
 
     min_epochs: int
     max_epochs: int
@@ -43,6 +45,7 @@ class Search:
     sample: int | None = None
     seed: int = DEFAULT_SEED
     space: Mapping[str, Mapping[str, list]] = field(default_factory=dict)
+    brackets: int = 1
 
 
 def parse_search(section: Mapping[str, Any] | None) -> Search | None:
@@ -56,6 +59,7 @@ def parse_search(section: Mapping[str, Any] | None) -> Search | None:
         sample=section.get("sample"),
         seed=section.get("seed", DEFAULT_SEED),
         space=dict(section.get("space") or {}),
+        brackets=section.get("brackets", 1),
     )
 
 
