@@ -40,7 +40,6 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -219,7 +218,10 @@ def run_search(folder: Path, rev: str, cfg: dict, search: dict, timeout: int) ->
     wall = snakemake(work, "results/search/winner.csv", timeout=timeout)
     results = work / "results" / "search"
     rungs = pd.concat(
-        [pd.read_csv(p, dtype={"candidate": str}) for p in sorted(results.glob("bracket*/rung*.csv"))]
+        [
+            pd.read_csv(p, dtype={"candidate": str})
+            for p in sorted(results.glob("bracket*/rung*.csv"))
+        ]
     )
     selection = pd.read_csv(results / "winner.csv", dtype={"candidate": str})
     (winner,) = selection.loc[selection["winner"] == "yes", "candidate"]
@@ -259,16 +261,13 @@ def main() -> None:
         out = (work if args.tiny else RESULTS) / f"search-{name}-cpu-2cores.json"
         record = phase_record(out)
         cfg = dataset_config(name, data, work, args.tiny)
-        steps: dict[str, Callable[[], dict]] = {
-            "grid": lambda: run_grid(work / f"{name}-grid", args.rev, cfg, args.timeout),
-            "search": lambda: run_search(
-                work / f"{name}-search", args.rev, cfg, search, args.timeout
-            ),
-        }
-        for phase, step in steps.items():
-            if args.phase in (phase, "all"):
-                record[phase] = step()
-                print(f"{name} {phase}: winner {record[phase]['winner']}", flush=True)
+        if args.phase in ("grid", "all"):
+            record["grid"] = run_grid(work / f"{name}-grid", args.rev, cfg, args.timeout)
+            print(f"{name} grid: winner {record['grid']['winner']}", flush=True)
+        if args.phase in ("search", "all"):
+            folder = work / f"{name}-search"
+            record["search"] = run_search(folder, args.rev, cfg, search, args.timeout)
+            print(f"{name} search: winner {record['search']['winner']}", flush=True)
         record.update(
             {
                 **machine(),
@@ -289,7 +288,11 @@ def main() -> None:
 def scale(name: str, cfg: dict, record: dict) -> dict:
     """What the benchmark's numbers were measured at."""
     train = cfg["train"]
-    test_images = len(next(iter(record["grid"]["runs"].values()))["test_per_image"]) if "grid" in record else None
+    test_images = (
+        len(next(iter(record["grid"]["runs"].values()))["test_per_image"])
+        if "grid" in record
+        else None
+    )
     return {
         "image_size": train["image_size"],
         "model": f"{train['arch']} {train['encoder']} depth {train['encoder_depth']}, decoder "

@@ -161,6 +161,8 @@ def test_a_last_rung_without_one_best_is_named(tmp_path, marks) -> None:
     table = pd.read_csv(path)
     table["promoted"] = ["yes" if c in marks else "no" for c in table["candidate"]]
     table.to_csv(path, index=False)
-    with pytest.raises(RungError, match=rf"b0\.csv: a last rung marks one best candidate, found {len(marks)}"):
+    with pytest.raises(
+        RungError, match=rf"b0\.csv: a last rung marks one best candidate, found {len(marks)}"
+    ):
         write_selection(tmp_path / "w.csv", [path])
     assert not (tmp_path / "w.csv").exists()

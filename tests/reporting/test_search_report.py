@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from test_comparison import _parse
 
-from segpipe.logs import UserError
 from segpipe.evaluation.rungs import write_selection
+from segpipe.logs import UserError
 from segpipe.reporting.search_report import (
     FIGURE,
     RUNG_COLUMNS,

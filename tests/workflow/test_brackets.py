@@ -31,14 +31,17 @@ def test_brackets_start_one_rung_later_each_on_one_ladder() -> None:
     assert bracket_rungs(Search(min_epochs=1, max_epochs=9)) == [[0, 1, 2]]
 
 
+def brackets_of(search: dict) -> int:
+    cfg = validate_config({**TINY, "search": search}, SCHEMA, check_models=False)
+    return parse_search(cfg["search"]).brackets
+
+
 def test_the_section_defaults_to_one_bracket_and_refuses_fewer() -> None:
     budget = {"min_epochs": 1, "max_epochs": 9}
-    assert parse_search(validate_config({**TINY, "search": budget}, SCHEMA, check_models=False)["search"]).brackets == 1
-    cfg = validate_config({**TINY, "search": {**budget, "brackets": 2}}, SCHEMA, check_models=False)
-    assert parse_search(cfg["search"]).brackets == 2
+    assert brackets_of(budget) == 1 and brackets_of({**budget, "brackets": 2}) == 2
     for bad in (0, -1, 1.5, "two"):
         with pytest.raises(ConfigError, match="config option 'search.brackets"):
-            validate_config({**TINY, "search": {**budget, "brackets": bad}}, SCHEMA, check_models=False)
+            brackets_of({**budget, "brackets": bad})
 
 
 @pytest.mark.parametrize(

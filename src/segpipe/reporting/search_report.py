@@ -75,9 +75,7 @@ def read_rung(path: str | os.PathLike) -> Rung:
     repeated = sorted(set(table["candidate"][table["candidate"].duplicated()]))
     if repeated:
         raise SearchReportError(f"{name}: candidate(s) listed twice: {repeated}")
-    values = {
-        column: _one_integer(table, column, name) for column in ("bracket", "rung", "epochs")
-    }
+    values = {column: _one_integer(table, column, name) for column in ("bracket", "rung", "epochs")}
     try:
         scores = table["val_miou"].astype(float)
     except (TypeError, ValueError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from segpipe.workflow.search import Search, rung_budgets, rung_count
 
+
 def ladder(search: Search) -> list[int]:
     """The cumulative epochs of every rung the search can train, shared by its brackets."""
     return rung_budgets(search.min_epochs, search.max_epochs, search.eta)
