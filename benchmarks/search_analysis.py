@@ -138,7 +138,7 @@ def consistency(search: Mapping, replayed: Mapping) -> dict:
     """Whether the real search's rung files are the replay of the grid's histories: the same
     candidates, promotions and scores (largest score difference), and the same winner."""
     real = pd.DataFrame(search["rungs"])
-    worst, same = 0.0, True
+    worst, same, count = 0.0, True, 0
     for number, bracket in enumerate(replayed["brackets"]):
         for rung in bracket:
             rows = real[(real["bracket"] == number) & (real["rung"] == rung["rung"])]
@@ -146,8 +146,10 @@ def consistency(search: Mapping, replayed: Mapping) -> dict:
             same &= list(rows.loc[rows["promoted"] == "yes", "candidate"]) == rung["promoted"]
             for name, value in zip(rows["candidate"], rows["val_miou"], strict=True):
                 worst = max(worst, abs(value - rung["scores"].get(name, math.inf)))
+                count += 1
     return {
         "same_decisions": bool(same and search["winner"] == replayed["winner"]),
+        "rungs": count,
         "max_score_difference": worst,
     }
 
@@ -158,7 +160,7 @@ def rule_comparison(grid: Mapping, goal_ratio: float) -> dict:
     each finds the grid's winner or one within its interval, and the mean regret."""
     histories = {n: r["history_val_miou"] for n, r in grid["runs"].items()}
     high = len(next(iter(histories.values())))
-    out = {}
+    out: dict = {"first_budgets": list(REPLAY_FIRST), "etas": list(REPLAY_ETA), "rules": {}}
     for rule in RULES:
         cases = []
         for eta in REPLAY_ETA:
@@ -168,7 +170,7 @@ def rule_comparison(grid: Mapping, goal_ratio: float) -> dict:
                     continue
                 result = verdict(grid, replay(histories, budgets, [0], eta, rule), goal_ratio)
                 cases.append({"min_epochs": low, "eta": eta, **result})
-        out[rule] = {
+        out["rules"][rule] = {
             "searches": len(cases),
             "same_winner": sum(c["same_winner"] for c in cases),
             "within_interval": sum(c["within_interval"] for c in cases),
@@ -202,6 +204,7 @@ def analyze(record: Mapping, goal_ratio: float) -> dict:
         split: {n: r[f"{split}_miou"] for n, r in grid["runs"].items()} for split in ("val", "test")
     }
     return {
+        "ladder": budgets,
         "consistency": consistency(
             search, replay(histories, budgets, firsts, budget["eta"], "best")
         ),

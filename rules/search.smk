@@ -117,7 +117,10 @@ def last_rung_files():
 
 def search_report_inputs(wildcards):
     """Every rung's file (bracket by bracket, in rung order), the selection, and each
-    candidate's history of the highest rung any bracket trained it in."""
+    candidate's history of the highest rung any bracket trained it in. The selection is asked
+    for first: the winner_report param reads it, and a param may only wait for a checkpoint
+    that the job's input waits for."""
+    search_winner()
     rungs, reached = [], {}
     for bracket, numbers in enumerate(BRACKETS):
         for rung in numbers:
