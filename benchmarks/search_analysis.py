@@ -154,11 +154,12 @@ def consistency(search: Mapping, replayed: Mapping) -> dict:
     }
 
 
-def rule_comparison(grid: Mapping, goal_ratio: float) -> dict:
+def rule_comparison(
+    grid: Mapping, histories: Mapping[str, Sequence[float]], goal_ratio: float
+) -> dict:
     """Per promotion rule, the plain searches replayed from every first budget of
     :data:`REPLAY_FIRST` at every eta of :data:`REPLAY_ETA` (to the grid's epochs): how often
     each finds the grid's winner or one within its interval, and the mean regret."""
-    histories = {n: r["history_val_miou"] for n, r in grid["runs"].items()}
     high = len(next(iter(histories.values())))
     out: dict = {"first_budgets": list(REPLAY_FIRST), "etas": list(REPLAY_ETA), "rules": {}}
     for rule in RULES:
@@ -186,7 +187,10 @@ def rule_comparison(grid: Mapping, goal_ratio: float) -> dict:
 def analyze(record: Mapping, goal_ratio: float) -> dict:
     """Everything the benchmark reports of one dataset (see the module's docstring)."""
     grid, search, budget = record["grid"], record["search"], record["search_budget"]
-    histories = {n: r["history_val_miou"] for n, r in grid["runs"].items()}
+    # The candidates in declared order (the first rung's), which breaks ties as the search does.
+    order = [r["candidate"] for r in search["rungs"] if r["bracket"] == 0 and r["rung"] == 0]
+    assert sorted(order) == sorted(grid["runs"]), "the search and the grid differ in candidates"
+    histories = {n: grid["runs"][n]["history_val_miou"] for n in order}
     budgets = rung_budgets(budget["min_epochs"], budget["max_epochs"], budget["eta"])
     firsts = list(range(budget["brackets"]))
     searches = {
@@ -227,7 +231,7 @@ def analyze(record: Mapping, goal_ratio: float) -> dict:
                 }
                 for rule in RULES
             },  # fmt: skip
-            "plain_searches_replayed": rule_comparison(grid, goal_ratio),
+            "plain_searches_replayed": rule_comparison(grid, histories, goal_ratio),
         },
         "grid_winner_by_history": max(histories, key=lambda n: score(histories[n], 10**9, "best")),
     }

@@ -206,7 +206,8 @@ def search(record: dict) -> str:
     budgets = sorted({r["first_budget"] for r in searches.values()})
     best = grid["runs"][grid["winner"]]
     rho = ", ".join(
-        f"{r['epochs']} epochs {r['rho']:+.2f}" if r["rho"] is not None else f"{r['epochs']}: n/a"
+        f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''} "
+        + (f"{r['rho']:+.2f}" if r["rho"] is not None else "n/a")
         for r in analysis["rank_correlation"]["best"]["val"]
     )
     rho_test = ", ".join(
