@@ -189,6 +189,17 @@ def evaluation(work: Path, run: str) -> dict:
     }
 
 
+def job_seconds(work: Path, rule: str) -> dict:
+    """Wall and CPU seconds of every job of ``rule`` (Snakemake's benchmark files), summed: what
+    the training cost, however many snakemake calls it took."""
+    tables = [pd.read_csv(p, sep="\t") for p in (work / "benchmarks" / rule).rglob("*.tsv")]
+    return {
+        "jobs": len(tables),
+        "wall_s": round(sum(float(t["s"].iloc[-1]) for t in tables), 1),
+        "cpu_s": round(sum(float(t["cpu_time"].iloc[-1]) for t in tables), 1),
+    }
+
+
 def run_grid(folder: Path, rev: str, cfg: dict, timeout: int) -> dict:
     """Every candidate trained for max_epochs and evaluated; the leaderboard's winner."""
     work, commit = prepared(folder, rev, cfg)
@@ -208,6 +219,7 @@ def run_grid(folder: Path, rev: str, cfg: dict, timeout: int) -> dict:
         "epochs": int(len(board) * cfg["train"]["epochs"]),
         "candidates": len(board),
         "runs": runs,
+        "training": job_seconds(work, "train"),
         "wall_s": round(wall, 1),
     }
 
@@ -237,12 +249,15 @@ def run_search(folder: Path, rev: str, cfg: dict, search: dict, timeout: int) ->
         "rungs": rungs.to_dict("records"),
         "selection": selection.to_dict("records"),
         "winner_evaluation": evaluation(work, winner),
+        "training": job_seconds(work, "search_train"),
         "wall_s": round(wall, 1),
     }
 
 
 def phase_record(out: Path) -> dict:
-    return json.loads(out.read_text()) if out.is_file() else {}
+    """What earlier phases recorded of a dataset (a record of this benchmark's format only)."""
+    record = json.loads(out.read_text()) if out.is_file() else {}
+    return record if "dataset" in record else {}
 
 
 def main() -> None:

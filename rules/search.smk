@@ -49,13 +49,12 @@ def search_winner():
 
 
 def search_targets(wildcards):
-    """What a search makes: every rung's file, the search report and, for the winner only,
-    everything a run gets (predictions, scores with and without flips, its report)."""
+    """What a search makes for the winner only: everything a run gets (predictions, scores with
+    and without flips, its report). Rule all asks for the search report itself."""
     if SEARCH is None:
         return []
     winner = search_winner()
     return [
-        "results/search/report.html",
         f"{run_dir(winner)}/report/report.html",
         *[f for f in LAYOUT.evaluations() if f.startswith(f"{run_dir(winner)}/")],
     ]

@@ -178,6 +178,14 @@ def _interval(low: float | None, high: float | None) -> str:
     return "none" if low is None else f"[{low:+.3f}, {high:+.3f}]"
 
 
+def _training(phase: dict) -> str:
+    cost = phase["training"]
+    return (
+        f"{cost['jobs']} training jobs, {cost['wall_s'] / 60:.0f} min of wall time and "
+        f"{cost['cpu_s'] / 60:.0f} min of CPU in all"
+    )
+
+
 def _search_row(name: str, result: dict, budgets: list[int]) -> str:
     first = f"{budgets[0]} and {budgets[1]}" if name == "brackets" else str(result["first_budget"])
     loss = result["regret"]
@@ -219,11 +227,12 @@ def search(record: dict) -> str:
         f"`benchmarks/bench_search.py` ({_measured(record)}; `{record['command']}`, one thread "
         f"per job; {scale['model']} at {scale['image_size']} px, {scale['test_images']} test "
         f"images): the grid of {grid['candidates']} candidates trained {grid['epochs']} epochs "
-        f"({budget['max_epochs']} each) and chose {grid['winner']} (validation mIoU "
-        f"{best['val_miou']:.3f}, test {best['test_miou']:.3f}) in {grid['wall_s'] / 60:.0f} "
-        f"min; the search with `brackets: {budget['brackets']}` over rungs of "
-        f"{' → '.join(str(b) for b in analysis['ladder'])} epochs at eta {budget['eta']} took "
-        f"{record['search']['wall_s'] / 60:.0f} min to its winner's test scores. Its bracket b "
+        f"({budget['max_epochs']} each; {_training(grid)}) and chose {grid['winner']} "
+        f"(validation mIoU {best['val_miou']:.3f}, test {best['test_miou']:.3f}); the search "
+        f"with `brackets: {budget['brackets']}` over rungs of "
+        f"{' → '.join(str(b) for b in analysis['ladder'])} epochs at eta {budget['eta']} "
+        f"trained {searches['brackets']['epochs']} epochs ({_training(record['search'])}). Its "
+        "bracket b "
         "is the plain search from the ladder's b-th budget, scored alone below; regret: the "
         "grid winner's test mIoU minus the search winner's, with the paired bootstrap 95% "
         "interval of the per-image difference:"

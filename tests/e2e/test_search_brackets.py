@@ -130,6 +130,17 @@ def test_a_new_candidate_trains_what_the_brackets_need_of_it_and_nothing_else(wo
     assert {("lr-0.0003", "0"), ("lr-0.0003", "1")} <= set(trained)
     assert not set(trained) & before  # nothing trained twice
     assert len(rung(work, 0, 0)) == len(rung(work, 1, 1)) == 4
+    assert "rule search_report:" in proc.stdout + proc.stderr  # redecided rungs, new report
+    assert planned_rules(work, *ARGS) == {}
+
+
+def test_a_longer_search_retrains_every_rung_and_leaves_nothing_stale(work) -> None:
+    """Raising max_epochs changes every epoch's learning rate (cosine): every rung trains
+    again, and the winner's run and the report follow in the same run."""
+    write_search(work, {**SEARCH, "search": {**SEARCH["search"], "max_epochs": 8}})
+    proc = snakemake(work, *ARGS, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert set(rung(work, 0, 3)["epochs"]) == set(rung(work, 1, 3)["epochs"]) == {8}
     assert planned_rules(work, *ARGS) == {}
 
 
