@@ -220,6 +220,10 @@ def run_grid(folder: Path, rev: str, cfg: dict, timeout: int) -> dict:
         "candidates": len(board),
         "runs": runs,
         "training": job_seconds(work, "train"),
+        "split": {
+            split: len(pd.read_csv(next((work / "results" / "split").glob(f"*/{split}.csv"))))
+            for split in ("train", "val", "test")
+        },
         "wall_s": round(wall, 1),
     }
 

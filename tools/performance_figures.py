@@ -178,6 +178,10 @@ def _interval(low: float | None, high: float | None) -> str:
     return "none" if low is None else f"[{low:+.3f}, {high:+.3f}]"
 
 
+def _split(split: dict) -> str:
+    return f"{split['train']} training, {split['val']} validation and {split['test']} test images"
+
+
 def _training(phase: dict) -> str:
     cost = phase["training"]
     return (
@@ -225,8 +229,7 @@ def search(record: dict) -> str:
     check = analysis["consistency"]
     text = _wrap(
         f"`benchmarks/bench_search.py` ({_measured(record)}; `{record['command']}`, one thread "
-        f"per job; {scale['model']} at {scale['image_size']} px, {scale['test_images']} test "
-        f"images): the grid of {grid['candidates']} candidates trained {grid['epochs']} epochs "
+        f"per job; {scale['model']} at {scale['image_size']} px; {_split(grid['split'])}): the grid of {grid['candidates']} candidates trained {grid['epochs']} epochs "
         f"({budget['max_epochs']} each; {_training(grid)}) and chose {grid['winner']} "
         f"(validation mIoU {best['val_miou']:.3f}, test {best['test_miou']:.3f}); the search "
         f"with `brackets: {budget['brackets']}` over rungs of "
