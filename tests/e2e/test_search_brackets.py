@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from test_search_runs import dvc_stage
 
 from conftest import copy_workflow, planned_rules, snakemake
 
@@ -144,24 +145,8 @@ def test_a_longer_search_retrains_every_rung_and_leaves_nothing_stale(work) -> N
     assert planned_rules(work, *ARGS) == {}
 
 
-def merged(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        both = isinstance(value, dict) and isinstance(base.get(key), dict)
-        out[key] = merged(base[key], value) if both else value
-    return out
-
-
 def test_dvc_records_every_brackets_rungs_and_the_selection(work) -> None:
-    from segpipe.workflow.dvc import build_dvc_yaml, dag_summary
-
-    config, tiny = {}, yaml.safe_load((work / "config" / "test.yaml").read_text())
-    for name in ("config.yaml", "test.yaml", "search.yaml"):
-        config = merged(config, yaml.safe_load((work / "config" / name).read_text()))
-    config["train"]["augment"] = tiny["train"]["augment"]  # replaced whole, as Snakemake does
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    outputs = [row["output_file"] for row in dag_summary(work)]
-    outs = [next(iter(entry)) for entry in build_dvc_yaml(outputs)["stages"]["pipeline"]["outs"]]
+    outs = [next(iter(entry)) for entry in dvc_stage(work)["outs"]]
     files = [f"results/search/bracket{b}/rung{r}.csv" for b, r in ((0, 0), (0, 1), (0, 2), (1, 1))]
     assert {*files, "results/search/bracket1/rung2.csv", "results/search/winner.csv"} <= set(outs)
     assert "results/search/report.html" in outs

@@ -145,9 +145,9 @@ def merged(base: dict, override: dict) -> dict:
     return out
 
 
-def test_dvc_records_the_rungs_and_the_winners_metrics(work: Path) -> None:
-    """With the search in config/config.yaml, dvc.yaml (generated from the DAG once the rungs
-    are decided) versions every rung's file and holds the winner's scores as metrics."""
+def dvc_stage(work: Path) -> dict:
+    """The pipeline stage of dvc.yaml generated from the DAG of ``work`` with its search in
+    config/config.yaml (the tiny config and config/search.yaml merged into it)."""
     from segpipe.workflow.dvc import build_dvc_yaml, dag_summary
 
     config, tiny = {}, yaml.safe_load((work / "config" / "test.yaml").read_text())
@@ -156,7 +156,13 @@ def test_dvc_records_the_rungs_and_the_winners_metrics(work: Path) -> None:
     config["train"]["augment"] = tiny["train"]["augment"]  # replaced whole, as Snakemake does
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     outputs = [row["output_file"] for row in dag_summary(work)]
-    stage = build_dvc_yaml(outputs)["stages"]["pipeline"]
+    return build_dvc_yaml(outputs)["stages"]["pipeline"]
+
+
+def test_dvc_records_the_rungs_and_the_winners_metrics(work: Path) -> None:
+    """With the search in config/config.yaml, dvc.yaml (generated from the DAG once the rungs
+    are decided) versions every rung's file and holds the winner's scores as metrics."""
+    stage = dvc_stage(work)
     outs = [next(iter(entry)) for entry in stage["outs"]]
     metrics = [next(iter(entry)) for entry in stage["metrics"]]
     (winner,) = rung(work, 1)["candidate"]

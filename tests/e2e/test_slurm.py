@@ -462,15 +462,14 @@ SEARCH = {
 }
 
 
-def test_search_on_slurm(slurm, tmp_path: Path) -> None:
-    """A search of 3 candidates in 2 rungs: the rung-0 train jobs are GPU jobs that run at the
-    same time, the rungs are decided on the submitting machine, and the promoted candidate's
-    rung-1 job resumes from its rung-0 checkpoint."""
-    work = slurm_workflow(tmp_path / "wf")
-    (work / "config" / "search.yaml").write_text(yaml.safe_dump(SEARCH))
+def search_train_spans(work: Path, search: dict, target: str) -> dict[tuple[str, str], list[str]]:
+    """Run a search of the tiny config on Slurm towards ``target``: every job but the local
+    rules went to Slurm, each search_train job as a GPU job; returns (candidate, rung) -> its
+    Slurm [StartTime, EndTime], each trained once."""
+    (work / "config" / "search.yaml").write_text(yaml.safe_dump(search))
     cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake")]
     cmd += ["--profile", "slurm", "--configfile", TINY, "config/search.yaml"]
-    cmd += ["--slurm-init-seconds-before-status-checks", "2", "results/search/bracket0/rung1.csv"]
+    cmd += ["--slurm-init-seconds-before-status-checks", "2", target]
     with JobWatcher() as watcher:
         proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
     output = proc.stdout + proc.stderr
@@ -479,15 +478,26 @@ def test_search_on_slurm(slurm, tmp_path: Path) -> None:
         subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
     assert proc.returncode == 0, output[-8000:]
     jobs = {job["jobid"]: job for job in job_blocks(output)}
-    rungs = {"0": [], "1": []}
+    spans: dict[tuple[str, str], list[str]] = {}
     for jobid, (slurm_id, _) in found.items():
         job = jobs[jobid]
         assert job["rule"] not in LOCAL_RULES, f"local rule {job['rule']} went to Slurm"
         if job["rule"] == "search_train":
             info = slurm_job(watcher, slurm_id, job["wildcards"])
             assert info["Partition"] == GPU_PARTITION and "gpu" in info.get("TresPerJob", "")
-            rung = re.search(r"rung=(\d)", job["wildcards"])[1]
-            rungs[rung].append([info[k] for k in ("StartTime", "EndTime")])
+            key = re.search(r"run=([^,]+), rung=(\d)", job["wildcards"]).groups()
+            assert key not in spans, f"{key} trained twice"
+            spans[key] = [info[k] for k in ("StartTime", "EndTime")]
+    return spans
+
+
+def test_search_on_slurm(slurm, tmp_path: Path) -> None:
+    """A search of 3 candidates in 2 rungs: the rung-0 train jobs are GPU jobs that run at the
+    same time, the rungs are decided on the submitting machine, and the promoted candidate's
+    rung-1 job resumes from its rung-0 checkpoint."""
+    work = slurm_workflow(tmp_path / "wf")
+    spans = search_train_spans(work, SEARCH, "results/search/bracket0/rung1.csv")
+    rungs = {r: [span for (_, rung), span in spans.items() if rung == r] for r in ("0", "1")}
     assert len(rungs["0"]) == 3 and len(rungs["1"]) == 1, rungs
     assert any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(rungs["0"], 2)), (
         f"no two rung-0 train jobs overlapped: {rungs['0']}"
@@ -512,28 +522,7 @@ def test_bracket_search_on_slurm(slurm, tmp_path: Path) -> None:
     candidate's rung is one GPU job whichever brackets need it; rungs and the selection across
     the brackets are decided on the submitting machine."""
     work = slurm_workflow(tmp_path / "wf")
-    (work / "config" / "search.yaml").write_text(yaml.safe_dump(BRACKETS))
-    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake")]
-    cmd += ["--profile", "slurm", "--configfile", TINY, "config/search.yaml"]
-    cmd += ["--slurm-init-seconds-before-status-checks", "2", "results/search/winner.csv"]
-    with JobWatcher() as watcher:
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
-    output = proc.stdout + proc.stderr
-    found = submissions(output)
-    if found:
-        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
-    assert proc.returncode == 0, output[-8000:]
-    jobs = {job["jobid"]: job for job in job_blocks(output)}
-    spans: dict[tuple[str, str], list[str]] = {}
-    for jobid, (slurm_id, _) in found.items():
-        job = jobs[jobid]
-        assert job["rule"] not in LOCAL_RULES, f"local rule {job['rule']} went to Slurm"
-        if job["rule"] == "search_train":
-            info = slurm_job(watcher, slurm_id, job["wildcards"])
-            assert info["Partition"] == GPU_PARTITION and "gpu" in info.get("TresPerJob", "")
-            key = re.search(r"run=([^,]+), rung=(\d)", job["wildcards"]).groups()
-            assert key not in spans, f"{key} trained twice"
-            spans[key] = [info[k] for k in ("StartTime", "EndTime")]
+    spans = search_train_spans(work, BRACKETS, "results/search/winner.csv")
     search = work / "results" / "search"
     rung0 = pd.read_csv(search / "bracket0" / "rung0.csv")
     (stopped,) = rung0.loc[rung0["promoted"] == "no", "candidate"]

@@ -64,12 +64,7 @@ def read_rung(path: str | os.PathLike) -> Rung:
     a repeated candidate, a ``rung`` or ``epochs`` that is not one integer, a non-number
     ``val_miou`` or a ``promoted`` other than yes/no."""
     name = str(path)
-    table = read_table(path, text=("candidate", "promoted"))
-    missing = [column for column in RUNG_COLUMNS if column not in table.columns]
-    if missing:
-        raise SearchReportError(
-            f"{name}: missing column(s) {missing}; a rung table has {list(RUNG_COLUMNS)}"
-        )
+    table = _read_columns(path, RUNG_COLUMNS, ("candidate", "promoted"), "a rung table")
     if table.empty:
         raise SearchReportError(f"{name}: no candidates (an empty rung)")
     repeated = sorted(set(table["candidate"][table["candidate"].duplicated()]))
@@ -93,6 +88,18 @@ def read_rung(path: str | os.PathLike) -> Rung:
             c for c, p in zip(table["candidate"], table["promoted"], strict=True) if p == "yes"
         ],
     )
+
+
+def _read_columns(
+    path: str | os.PathLike, columns: Sequence[str], text: Sequence[str], what: str
+) -> pd.DataFrame:
+    """The table at ``path`` (``text`` columns read as text); :class:`SearchReportError`
+    naming it when it lacks one of ``columns`` (the columns of ``what``)."""
+    table = read_table(path, text=tuple(text))
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise SearchReportError(f"{path}: missing column(s) {missing}; {what} has {list(columns)}")
+    return table
 
 
 def _one_integer(table: pd.DataFrame, column: str, name: str) -> int:
@@ -187,12 +194,7 @@ def read_selection(path: str | os.PathLike, brackets: Sequence[Sequence[Rung]]) 
     column, rows that are not one per bracket in order, a row that is not its bracket's best
     or score, a winner that is not the one best by validation (ties to the first bracket)."""
     name = str(path)
-    table = read_table(path, text=("candidate", "winner"))
-    missing = [column for column in SELECTION_COLUMNS if column not in table.columns]
-    if missing:
-        raise SearchReportError(
-            f"{name}: missing column(s) {missing}; a selection has {list(SELECTION_COLUMNS)}"
-        )
+    table = _read_columns(path, SELECTION_COLUMNS, ("candidate", "winner"), "a selection")
     expected = [(b[-1].promoted[0], b[-1].scores[b[-1].promoted[0]]) for b in brackets]
     found = list(zip(table["candidate"], table["val_miou"].astype(float), strict=True))
     if [str(b) for b in table["bracket"]] != [str(b) for b in range(len(brackets))] or [
