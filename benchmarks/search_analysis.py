@@ -184,6 +184,33 @@ def rule_comparison(
     return out
 
 
+def configurations(
+    grid: Mapping, histories: Mapping[str, Sequence[float]], goal_ratio: float
+) -> list[dict]:
+    """Every search replayed from the grid's histories with promotion by the best epoch: eta
+    in :data:`REPLAY_ETA`, first budget in :data:`REPLAY_FIRST`, 1 bracket (plain successive
+    halving) to one fewer than the rungs; per search its ladder, brackets, winner, whether it
+    is the grid's or within its interval, and its epochs against the grid's."""
+    high = len(next(iter(histories.values())))
+    out = []
+    for eta in REPLAY_ETA:
+        for low in REPLAY_FIRST:
+            budgets = rung_budgets(low, high, eta)
+            for brackets in range(1, len(budgets)):
+                starts = list(range(brackets))
+                result = verdict(grid, replay(histories, budgets, starts, eta, "best"), goal_ratio)
+                out.append(
+                    {
+                        "eta": eta,
+                        "ladder": budgets,
+                        "brackets": brackets,
+                        **{k: result[k] for k in ("winner", "same_winner", "within_interval")},
+                        "epochs_ratio": result["epochs_ratio"],
+                    }
+                )
+    return out
+
+
 def analyze(record: Mapping, goal_ratio: float) -> dict:
     """Everything the benchmark reports of one dataset (see the module's docstring)."""
     grid, search, budget = record["grid"], record["search"], record["search_budget"]
@@ -233,5 +260,6 @@ def analyze(record: Mapping, goal_ratio: float) -> dict:
             },  # fmt: skip
             "plain_searches_replayed": rule_comparison(grid, histories, goal_ratio),
         },
+        "configurations_replayed": configurations(grid, histories, goal_ratio),
         "grid_winner_by_history": max(histories, key=lambda n: score(histories[n], 10**9, "best")),
     }

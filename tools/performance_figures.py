@@ -210,6 +210,28 @@ def _rules_line(rules: dict) -> str:
     return "; ".join(parts)
 
 
+def _cheapest(configurations: list[dict]) -> str:
+    """The replayed searches that held up (the grid's winner or one within its interval): how
+    many, and the one with the fewest epochs."""
+    held = [c for c in configurations if c["within_interval"]]
+    plain = [c for c in configurations if c["brackets"] == 1]
+    text = (
+        f"Of {len(configurations)} searches replayed from the grid's histories (eta 2 and 3, "
+        f"first budgets {', '.join(str(c) for c in sorted({c['ladder'][0] for c in plain}))}, "
+        f"from 1 bracket to the rungs minus 1), {len(held)} found the grid's winner or one within "
+        f"its interval, {sum(c['within_interval'] for c in plain)} of the {len(plain)} plain ones"
+    )
+    if not held:
+        return text + "."
+    best = min(held, key=lambda c: (c["epochs_ratio"], c["brackets"]))
+    ladder = " → ".join(str(b) for b in best["ladder"])
+    return (
+        f"{text}; the cheapest spent {best['epochs_ratio']:.0%} of the grid's epochs "
+        f"({best['brackets']} bracket{'s' if best['brackets'] > 1 else ''} over {ladder} at "
+        f"eta {best['eta']})."
+    )
+
+
 def search(record: dict) -> str:
     """One dataset of benchmarks/bench_search.py: the grid, the three searches as a table, the
     rank correlations, the replay check and the promotion rules."""
@@ -256,8 +278,9 @@ def search(record: dict) -> str:
         f"histories at each budget (largest difference {check['max_score_difference']:.1e}; "
         f"the same decisions: {'yes' if check['same_decisions'] else 'no'}). Promotion rules, "
         f"the plain searches replayed from the grid's histories (first budgets "
-        f"{rules['first_budgets']}, eta {rules['etas']}), grid's winner found: "
-        f"{_rules_line(rules['rules'])}."
+        f"{', '.join(map(str, rules['first_budgets']))}; eta {' and '.join(map(str, rules['etas']))}"
+        "), grid's winner found: "
+        f"{_rules_line(rules['rules'])}. {_cheapest(analysis['configurations_replayed'])}"
     )
     return text + table + tail
 
