@@ -46,11 +46,16 @@ def replay_bracket(
     rule: str,
 ) -> list[dict]:  # fmt: skip
     """One bracket from rung ``first`` of ``budgets``: per rung its budget, every candidate's
-    score and who goes on (the last rung: the bracket's best alone)."""
+    score and who goes on (the last rung: the bracket's best alone). ``rule`` scores the rungs
+    that promote; the last rung selects by the best epoch, the checkpoint a winner publishes
+    (best.pt) and the one the grid's leaderboard scores."""
     alive, rungs = list(histories), []
     for rung in range(first, len(budgets)):
-        scores = [(name, score(histories[name], budgets[rung], rule)) for name in alive]
         last = rung == len(budgets) - 1
+        scores = [
+            (name, score(histories[name], budgets[rung], "best" if last else rule))
+            for name in alive
+        ]
         promoted = promote(scores, 1 if last else math.ceil(len(alive) / eta))
         rungs.append(
             {"rung": rung, "epochs": budgets[rung], "scores": dict(scores), "promoted": promoted}
