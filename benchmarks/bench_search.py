@@ -302,11 +302,22 @@ def main() -> None:
 
             record["analysis"] = analyze(record, goal_ratio=GOAL_RATIO)
         write_result(out, record)
+    write_summary(work if args.tiny else RESULTS)
+
+
+def write_summary(folder: Path) -> None:
+    """search-summary-cpu-2cores.json across the datasets, once each has its analysis."""
+    records = {name: phase_record(folder / f"search-{name}-cpu-2cores.json") for name in DATASETS}
+    if all("analysis" in record for record in records.values()):
+        from search_analysis import summary
+
+        write_result(folder / "search-summary-cpu-2cores.json", {**machine(), **summary(records)})
 
 
 def scale(name: str, cfg: dict, record: dict) -> dict:
     """What the benchmark's numbers were measured at."""
     train = cfg["train"]
+    encoders = cfg["grid"].get("train.encoder") or [train["encoder"]]
     test_images = (
         len(next(iter(record["grid"]["runs"].values()))["test_per_image"])
         if "grid" in record
@@ -314,8 +325,8 @@ def scale(name: str, cfg: dict, record: dict) -> dict:
     )
     return {
         "image_size": train["image_size"],
-        "model": f"{train['arch']} {train['encoder']} depth {train['encoder_depth']}, decoder "
-        f"{train['decoder_channels']}",
+        "model": f"{train['arch']} {' / '.join(encoders)} depth {train['encoder_depth']}, "
+        f"decoder {train['decoder_channels']}",
         "batch_size": train["batch_size"],
         "threads_per_job": 1,
         "source": cfg["dataset"].get("root") or "synthetic",

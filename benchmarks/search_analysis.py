@@ -162,40 +162,34 @@ def consistency(search: Mapping, replayed: Mapping) -> dict:
 def rule_comparison(
     grid: Mapping, histories: Mapping[str, Sequence[float]], goal_ratio: float
 ) -> dict:
-    """Per promotion rule, the plain searches replayed from every first budget of
-    :data:`REPLAY_FIRST` at every eta of :data:`REPLAY_ETA` (to the grid's epochs): how often
-    each finds the grid's winner or one within its interval, and the mean regret."""
+    """Per promotion rule, every search of :func:`configurations` replayed with it: how many
+    found the grid's winner or one within its interval, the mean regret, and the mean
+    Spearman rho between the candidates' scores and the grid's final validation mIoU over
+    every epoch before the last."""
     high = len(next(iter(histories.values())))
+    final = {n: grid["runs"][n]["val_miou"] for n in histories}
     out: dict = {"first_budgets": list(REPLAY_FIRST), "etas": list(REPLAY_ETA), "rules": {}}
     for rule in RULES:
-        cases = []
-        for eta in REPLAY_ETA:
-            for low in REPLAY_FIRST:
-                budgets = rung_budgets(low, high, eta)
-                if len(budgets) < 2:
-                    continue
-                result = verdict(grid, replay(histories, budgets, [0], eta, rule), goal_ratio)
-                cases.append({"min_epochs": low, "eta": eta, **result})
+        cases = configurations(grid, histories, goal_ratio, rule)
+        rhos = [r["rho"] for r in rank_correlations(histories, range(1, high), final, rule)]
         out["rules"][rule] = {
             "searches": len(cases),
             "same_winner": sum(c["same_winner"] for c in cases),
             "within_interval": sum(c["within_interval"] for c in cases),
-            "mean_regret": float(np.mean([c["regret"]["test_miou_difference"] for c in cases])),
-            "cases": [
-                {k: c[k] for k in ("min_epochs", "eta", "winner", "same_winner", "epochs_ratio")}
-                for c in cases
-            ],
+            "mean_regret": float(np.mean([c["regret"] for c in cases])),
+            "mean_rho": float(np.mean([r for r in rhos if r is not None])),
         }
     return out
 
 
 def configurations(
-    grid: Mapping, histories: Mapping[str, Sequence[float]], goal_ratio: float
-) -> list[dict]:
-    """Every search replayed from the grid's histories with promotion by the best epoch: eta
-    in :data:`REPLAY_ETA`, first budget in :data:`REPLAY_FIRST`, 1 bracket (plain successive
+    grid: Mapping, histories: Mapping[str, Sequence[float]], goal_ratio: float,
+    rule: str = "best",
+) -> list[dict]:  # fmt: skip
+    """Every search replayed from the grid's histories with promotion by ``rule``: eta in
+    :data:`REPLAY_ETA`, first budget in :data:`REPLAY_FIRST`, 1 bracket (plain successive
     halving) to one fewer than the rungs; per search its ladder, brackets, winner, whether it
-    is the grid's or within its interval, and its epochs against the grid's."""
+    is the grid's or within its interval, its regret and its epochs against the grid's."""
     high = len(next(iter(histories.values())))
     out = []
     for eta in REPLAY_ETA:
@@ -203,13 +197,14 @@ def configurations(
             budgets = rung_budgets(low, high, eta)
             for brackets in range(1, len(budgets)):
                 starts = list(range(brackets))
-                result = verdict(grid, replay(histories, budgets, starts, eta, "best"), goal_ratio)
+                result = verdict(grid, replay(histories, budgets, starts, eta, rule), goal_ratio)
                 out.append(
                     {
                         "eta": eta,
                         "ladder": budgets,
                         "brackets": brackets,
                         **{k: result[k] for k in ("winner", "same_winner", "within_interval")},
+                        "regret": result["regret"]["test_miou_difference"],
                         "epochs_ratio": result["epochs_ratio"],
                     }
                 )
@@ -263,8 +258,52 @@ def analyze(record: Mapping, goal_ratio: float) -> dict:
                 }
                 for rule in RULES
             },  # fmt: skip
-            "plain_searches_replayed": rule_comparison(grid, histories, goal_ratio),
+            "searches_replayed": rule_comparison(grid, histories, goal_ratio),
         },
         "configurations_replayed": configurations(grid, histories, goal_ratio),
         "grid_winner_by_history": max(histories, key=lambda n: score(histories[n], 10**9, "best")),
+    }
+
+
+def summary(records: Mapping[str, Mapping]) -> dict:
+    """Across the datasets' records (name -> record with its analysis): per dataset whether
+    each search held up; per promotion rule the replayed searches that held up and the mean
+    regret; the replayed search configurations that held up on every dataset, cheapest first
+    (each at its largest fraction of a grid's epochs)."""
+    rules: dict = {}
+    held: dict = {}
+    for record in records.values():
+        analysis = record["analysis"]
+        for rule, result in analysis["promotion_rules"]["searches_replayed"]["rules"].items():
+            total = rules.setdefault(rule, {"searches": 0, "within_interval": 0, "regrets": []})
+            total["searches"] += result["searches"]
+            total["within_interval"] += result["within_interval"]
+            total["regrets"].append(result["mean_regret"])
+        for case in analysis["configurations_replayed"]:
+            key = (case["eta"], tuple(case["ladder"]), case["brackets"])
+            held.setdefault(key, []).append((case["within_interval"], case["epochs_ratio"]))
+    everywhere = [
+        {"eta": eta, "ladder": list(ladder), "brackets": brackets,
+         "epochs_ratio": max(r for _, r in cases)}
+        for (eta, ladder, brackets), cases in held.items()
+        if len(cases) == len(records) and all(ok for ok, _ in cases)
+    ]  # fmt: skip
+    return {
+        "datasets": {
+            name: {
+                search: result["within_interval"]
+                for search, result in record["analysis"]["searches"].items()
+            }
+            | {"goal": record["analysis"]["searches"]["brackets"]["meets_goal"]}
+            for name, record in records.items()
+        },
+        "rules": {
+            rule: {
+                "searches": t["searches"],
+                "within_interval": t["within_interval"],
+                "mean_regret": float(np.mean(t["regrets"])),
+            }
+            for rule, t in rules.items()
+        },
+        "held_everywhere": sorted(everywhere, key=lambda c: (c["epochs_ratio"], c["brackets"])),
     }

@@ -202,39 +202,46 @@ def _search_row(name: str, result: dict, budgets: list[int]) -> str:
 
 
 def _rules_line(rules: dict) -> str:
-    parts = [
-        f"{rule} {r['same_winner']}/{r['searches']} (within the interval "
-        f"{r['within_interval']}/{r['searches']}, mean regret {r['mean_regret']:+.3f})"
+    return "; ".join(
+        f"{rule} {r['within_interval']} of {r['searches']} (mean regret {r['mean_regret']:+.4f}"
+        + (f", mean rho {r['mean_rho']:+.2f}" if "mean_rho" in r else "")
+        + ")"
         for rule, r in rules.items()
-    ]
-    return "; ".join(parts)
+    )
 
 
-def _cheapest(configurations: list[dict]) -> str:
-    """The replayed searches that held up (the grid's winner or one within its interval): how
-    many, and the one with the fewest epochs."""
+def _search_line(case: dict) -> str:
+    ladder = " → ".join(str(b) for b in case["ladder"])
+    brackets = f"{case['brackets']} bracket{'s' if case['brackets'] > 1 else ''}"
+    return f"{brackets} over {ladder} at eta {case['eta']}, {case['epochs_ratio']:.0%}"
+
+
+def _replayed(analysis: dict) -> str:
+    """The searches replayed from the grid's histories: how many held up (the grid's winner or
+    one within its interval) by each promotion rule, and the cheapest that held up."""
+    configurations = analysis["configurations_replayed"]
+    rules = analysis["promotion_rules"]["searches_replayed"]
     held = [c for c in configurations if c["within_interval"]]
     plain = [c for c in configurations if c["brackets"] == 1]
     text = (
-        f"Of {len(configurations)} searches replayed from the grid's histories (eta 2 and 3, "
-        f"first budgets {', '.join(str(c) for c in sorted({c['ladder'][0] for c in plain}))}, "
-        f"from 1 bracket to the rungs minus 1), {len(held)} found the grid's winner or one within "
-        f"its interval, {sum(c['within_interval'] for c in plain)} of the {len(plain)} plain ones"
+        f"Replayed from the grid's histories, {len(configurations)} searches (eta "
+        f"{' and '.join(map(str, rules['etas']))}, first budgets "
+        f"{', '.join(map(str, rules['first_budgets']))}, 1 bracket to the rungs minus 1): "
+        f"{len(held)} held up, {sum(c['within_interval'] for c in plain)} of the {len(plain)} "
+        "plain ones"
     )
-    if not held:
-        return text + "."
-    best = min(held, key=lambda c: (c["epochs_ratio"], c["brackets"]))
-    ladder = " → ".join(str(b) for b in best["ladder"])
+    if held:
+        best = min(held, key=lambda c: (c["epochs_ratio"], c["brackets"]))
+        text += f"; the cheapest that held up: {_search_line(best)} of the grid's epochs"
     return (
-        f"{text}; the cheapest spent {best['epochs_ratio']:.0%} of the grid's epochs "
-        f"({best['brackets']} bracket{'s' if best['brackets'] > 1 else ''} over {ladder} at "
-        f"eta {best['eta']})."
+        f"{text}. The same searches with promotion by the best epoch, the last epoch or a "
+        f"smoothed score (mean rho over the epochs before the last): {_rules_line(rules['rules'])}."
     )
 
 
 def search(record: dict) -> str:
     """One dataset of benchmarks/bench_search.py: the grid, the three searches as a table, the
-    rank correlations, the replay check and the promotion rules."""
+    rank correlations, the replay check and the replayed searches."""
     grid, analysis, scale = record["grid"], record["analysis"], record["scale"]
     budget, searches = record["search_budget"], analysis["searches"]
     budgets = sorted({r["first_budget"] for r in searches.values()})
@@ -251,38 +258,58 @@ def search(record: dict) -> str:
     check = analysis["consistency"]
     text = _wrap(
         f"`benchmarks/bench_search.py` ({_measured(record)}; `{record['command']}`, one thread "
-        f"per job; {scale['model']} at {scale['image_size']} px; {_split(grid['split'])}): the grid of {grid['candidates']} candidates trained {grid['epochs']} epochs "
+        f"per job; {scale['model']} at {scale['image_size']} px; {_split(grid['split'])}): the "
+        f"grid of {grid['candidates']} candidates trained {grid['epochs']} epochs "
         f"({budget['max_epochs']} each; {_training(grid)}) and chose {grid['winner']} "
         f"(validation mIoU {best['val_miou']:.3f}, test {best['test_miou']:.3f}); the search "
         f"with `brackets: {budget['brackets']}` over rungs of "
         f"{' → '.join(str(b) for b in analysis['ladder'])} epochs at eta {budget['eta']} "
         f"trained {searches['brackets']['epochs']} epochs ({_training(record['search'])}). Its "
-        "bracket b "
-        "is the plain search from the ladder's b-th budget, scored alone below; regret: the "
-        "grid winner's test mIoU minus the search winner's, with the paired bootstrap 95% "
-        "interval of the per-image difference:"
+        "bracket b is the plain search from the ladder's b-th budget, scored alone below; "
+        "regret: the grid winner's test mIoU minus the search winner's, with the paired "
+        "bootstrap 95% interval of the per-image difference; held up: the grid's winner or one "
+        "within its interval:"
     )
     table = (
         "\n| search | first budget (epochs) | epochs (of the grid's) | winner | the grid's | "
-        "regret | interval | within |\n|---|---|---|---|---|---|---|---|\n"
+        "regret | interval | held up |\n|---|---|---|---|---|---|---|---|\n"
         + "".join(_search_row(name, searches[name], budgets) for name in SEARCH_NAMES)
         + "\n"
     )
     goal = searches["brackets"]["meets_goal"]
-    rules = analysis["promotion_rules"]["plain_searches_replayed"]
     tail = _wrap(
-        f"Goal (brackets: the grid's winner or one within its interval, at no more than 50% of "
-        f"the grid's epochs): {'met' if goal else 'not met'}. Spearman's rho between the "
-        f"candidates' scores at each rung and the grid's final validation mIoU: {rho} (against "
-        f"test mIoU: {rho_test}). The search's {check['rungs']} rung scores are the grid's "
-        f"histories at each budget (largest difference {check['max_score_difference']:.1e}; "
-        f"the same decisions: {'yes' if check['same_decisions'] else 'no'}). Promotion rules, "
-        f"the plain searches replayed from the grid's histories (first budgets "
-        f"{', '.join(map(str, rules['first_budgets']))}; eta {' and '.join(map(str, rules['etas']))}"
-        "), grid's winner found: "
-        f"{_rules_line(rules['rules'])}. {_cheapest(analysis['configurations_replayed'])}"
+        f"Goal (brackets: held up at no more than 50% of the grid's epochs): "
+        f"{'met' if goal else 'not met'}. Spearman's rho between the candidates' scores at each "
+        f"rung and the grid's final validation mIoU: {rho} (against test mIoU: {rho_test}). "
+        f"The search's {check['rungs']} rung scores are the grid's histories at each budget "
+        f"(largest difference {check['max_score_difference']:.1e}; the same decisions: "
+        f"{'yes' if check['same_decisions'] else 'no'}). {_replayed(analysis)}"
     )
     return text + table + tail
+
+
+def search_summary(record: dict) -> str:
+    """Across the datasets of benchmarks/bench_search.py: which searches held up, the promotion
+    rules, the replayed searches that held up everywhere."""
+    names = {"plain_short": "successive halving from 1 epoch", "plain_long": "from 3 epochs"}
+    datasets = "; ".join(
+        f"{name}: " + ", ".join(
+            f"{names.get(search, 'the 2 brackets')} {'held up' if ok else 'did not'}"
+            for search, ok in result.items() if search != "goal"
+        )
+        for name, result in record["datasets"].items()
+    )  # fmt: skip
+    held = record["held_everywhere"]
+    cheapest = (
+        f"the cheapest replayed search that held up on all three: {_search_line(held[0])} of "
+        "the grid's epochs"
+        if held
+        else "no replayed search held up on all three"
+    )
+    return _wrap(
+        f"Across the three datasets ({_measured(record)}): {datasets}. Promotion rules over "
+        f"every replayed search, held up: {_rules_line(record['rules'])}; {cheapest}."
+    )
 
 
 FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
@@ -297,6 +324,7 @@ FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "search-membrane": ("search-membrane-cpu-2cores.json", search),
     "search-camvid": ("search-camvid-cpu-2cores.json", search),
     "search-synthetic": ("search-synthetic-cpu-2cores.json", search),
+    "search-summary": ("search-summary-cpu-2cores.json", search_summary),
 }
 
 
