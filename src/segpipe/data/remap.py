@@ -106,7 +106,9 @@ class RemapSpec:
 
     ``table`` maps raw values (greyscale, class ids, palette indices); ``colors`` maps RGB
     colours and, when given, replaces the table. ``table=None`` with no colours counts raw values
-    without mapping them (``segpipe verify`` without a table).
+    without mapping them (``segpipe verify`` without a table); with ``count_colors`` too, it
+    counts the masks' colours (``segpipe plan`` reading a colour-mask dataset). Counting, the
+    "mapped" mask of :func:`check_pair` is the raw keys themselves.
     """
 
     table: dict[int, int] | None
@@ -114,24 +116,25 @@ class RemapSpec:
     unmapped: str = "error"  # one of UNMAPPED_POLICIES
     ignore_index: int = 255
     colors: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    count_colors: bool = False  # with no table and no colours: count packed colours, not values
 
     @property
     def by_color(self) -> bool:
-        return bool(self.colors)
+        return bool(self.colors) or (self.count_colors and self.table is None)
 
     @property
     def counts_only(self) -> bool:
-        """No table and no colours: raw values are counted, not mapped (``segpipe verify``)."""
+        """No table and no colours: raw values (or colours) are counted, not mapped."""
         return self.table is None and not self.colors
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Class id of each raw key (a value, or a packed colour); :data:`UNMAPPED` if unknown."""
+        if self.counts_only:
+            return keys.astype(np.int64)
         if self.by_color:
             mapping = {
                 int(pack_rgb(np.asarray(c, dtype=np.uint8))): k for c, k in self.colors.items()
             }
-        elif self.table is None:
-            return keys.astype(np.int64)
         else:
             mapping = dict(self.table)
             if self.ignore_value is not None:
@@ -286,6 +289,8 @@ def _map(values: np.ndarray, spec: RemapSpec, skip: np.ndarray | None = None) ->
     classes = _classes(keys, spec)
     missing = classes == UNMAPPED
     classes[missing] = spec.ignore_index
+    if spec.counts_only:  # the raw keys are the result (non-integer float pixels 0)
+        return _Mapped(values, keys, counts, [])
     mapped = classes[inverse.ravel()].astype(np.uint8)
     if skip is None:
         out = mapped.reshape(values.shape)
@@ -309,6 +314,8 @@ def _map_counted(values: np.ndarray, spec: RemapSpec) -> _Mapped:
     mapped through a lookup table, in memory of the size of the uint8 output."""
     counts = np.bincount(values.ravel())
     keys = np.flatnonzero(counts)
+    if spec.counts_only:  # the raw keys are the result, not copied
+        return _Mapped(values, keys, counts[keys], [])
     classes = _classes(keys, spec)
     missing = classes == UNMAPPED
     classes[missing] = spec.ignore_index
@@ -375,7 +382,8 @@ def check_pair(
 ) -> tuple[dict, np.ndarray | None]:
     """Decode one image and its mask completely and remap the mask.
 
-    Returns ``(result, class_id_mask)``. ``result`` is ``row`` plus ``image_format``,
+    Returns ``(result, class_id_mask)`` (with a counting spec, :attr:`RemapSpec.counts_only`,
+    the raw keys instead: values, or packed colours). ``result`` is ``row`` plus ``image_format``,
     ``image_mode``, ``width``, ``height``, ``value_counts`` (raw value or (r, g, b) -> pixels),
     ``class_counts`` (class id -> pixels), ``content`` (the image's
     :func:`~segpipe.data.images.content_digest`) and ``notes`` ((level, message) log lines); a pair
@@ -429,11 +437,16 @@ def check_pair(
             # which problem_file does.
             return problem(mask, message.removeprefix(f"{mask}: "), spec.unmapped == "error")
         result["notes"].append((logging.WARNING, message + ": marked as ignored"))
-    class_counts = np.bincount(mapped.out.ravel(), minlength=256)
-    classes = np.flatnonzero(class_counts)
-    result["class_counts"] = dict(
-        zip(classes.tolist(), class_counts[classes].tolist(), strict=True)
-    )
+    if spec.counts_only:  # the keys are the "classes": no bincount over packed colours
+        result["class_counts"] = dict(
+            zip(mapped.keys.tolist(), mapped.counts.tolist(), strict=True)
+        )
+    else:
+        class_counts = np.bincount(mapped.out.ravel(), minlength=256)
+        classes = np.flatnonzero(class_counts)
+        result["class_counts"] = dict(
+            zip(classes.tolist(), class_counts[classes].tolist(), strict=True)
+        )
     labelled = [c for c in result["class_counts"] if spec.counts_only or c != spec.ignore_index]
     if not labelled:
         return problem(mask, f"no labelled pixel: every mask value {described} maps to ignore")
