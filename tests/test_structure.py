@@ -139,6 +139,9 @@ MAY_IMPORT = {
     "inference": {"data", "models", "evaluation"},
     "reporting": {"data", "evaluation"},
     "workflow": {"data", "models"},
+    # segpipe plan: reads data, validates configs (workflow), and its probe's child process
+    # trains a step (models, training)
+    "planning": {"data", "models", "training", "workflow"},
 }
 
 
