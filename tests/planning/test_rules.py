@@ -380,4 +380,3 @@ def test_the_run_is_named_after_the_dataset(root, name, run):
 
 def test_a_given_name_names_the_run():
     assert rules.names(fingerprint(), "ISBI 2012", "resnet18")["run_name"].value == "ISBI-2012"
-

@@ -316,9 +316,11 @@ def _probe_until_it_fits(fp, labels, choices, train_pairs, target, run):
             return geometry, probe, batch
         last = geometry.image_size
         geometry = geometry.shrunk()
+    first = probe["trials"][0]
+    shown = "out of memory" if first.get("oom") else f"{first.get('peak_mb', 0):.0f} MB"
     raise PlanError(
-        f"a batch of {rules.MIN_BATCH} does not fit in {target.memory_mb} MB on {target.device} even at "
-        f"{last} px (probe: {probe['trials'][:1]}); raise --memory-gb"
+        f"a batch of {rules.MIN_BATCH} does not fit in {target.memory_mb} MB on {target.device} "
+        f"even at {last} px (measured {shown}); raise --memory-gb"
     )
 
 

@@ -9,7 +9,8 @@ width along every branch (not the size of the network, which its bounding box wo
 middle-line pixel stands for about its width in pixels, so the widths are kept as a histogram
 weighted that way (:func:`width_histogram`): its 5th percentile is the width that the thinnest
 5% of a value's pixels have, what a downscale destroys first. The image's edge is no change of
-value.
+value: a middle-line pixel that near the edge reaches that much less on that side (a region
+cut by the edge is as wide as what is seen of it).
 
 Components of fewer than :data:`MIN_AREA` pixels (annotation specks) are counted, not measured.
 A mask holding many components of a value keeps a seeded sample of :data:`MAX_COMPONENTS` of
@@ -74,11 +75,14 @@ def width_map(keys: np.ndarray) -> np.ndarray:
     """The width at every middle-line pixel (see the module docstring); 0 elsewhere."""
     change = change_map(keys)
     if not change.any():  # one value everywhere: as wide as the image
-        distance = np.full(keys.shape, min(keys.shape) // 2, dtype=float)
-    else:
-        distance = ndimage.distance_transform_edt(~change)
+        return np.full(keys.shape, min(keys.shape), dtype=np.int32)
+    distance = ndimage.distance_transform_edt(~change)
     ridge = distance >= ndimage.maximum_filter(distance, size=3)
-    return np.where(ridge, 2 * np.floor(distance) + 1, 0).astype(np.int32)
+    reach = np.floor(distance)
+    rows, cols = np.indices(keys.shape)
+    edge = np.minimum(np.minimum(rows, cols), np.minimum(rows[::-1], cols[:, ::-1]))
+    # what is seen of it: a middle line at the edge reaches one way only
+    return np.where(ridge, reach + np.minimum(reach, edge) + 1, 0).astype(np.int32)
 
 
 def width_histogram(widths: np.ndarray) -> np.ndarray:
