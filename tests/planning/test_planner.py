@@ -10,13 +10,14 @@ from fabricated import fingerprint, probe_model, value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO
 from segpipe.data.split import fold_assignment, split_dataset
 from segpipe.planning import rules
 from segpipe.planning.planner import PlanRequest, assemble, header, plan_fingerprint
 from segpipe.planning.rules import PlanError, Target
 from segpipe.planning.writer import check_planned, render
 from segpipe.workflow.config import load_schema
+
+from conftest import REPO
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 
