@@ -30,7 +30,9 @@ WIDTH = 100
 
 def flow(value: Any) -> str:
     """One value as one line of YAML (flow style: lists in [], mappings in {})."""
-    text = yaml.safe_dump([value], default_flow_style=True, sort_keys=False, width=10**9)
+    text = yaml.safe_dump(
+        [value], default_flow_style=True, sort_keys=False, width=10**9, allow_unicode=True
+    )
     return text.strip()[1:-1]
 
 
