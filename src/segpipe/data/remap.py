@@ -136,7 +136,7 @@ class RemapSpec:
                 int(pack_rgb(np.asarray(c, dtype=np.uint8))): k for c, k in self.colors.items()
             }
         else:
-            mapping = dict(self.table)
+            mapping = dict(self.table or {})
             if self.ignore_value is not None:
                 mapping[self.ignore_value] = self.ignore_index
         return np.array([mapping.get(int(k), UNMAPPED) for k in keys], dtype=np.int64)

@@ -177,6 +177,12 @@ def _values_row(fp: Fingerprint, key: Any) -> dict | None:
     return next((v for v in fp["values"] if v["value"] == key), None)
 
 
+def _share(fp: Fingerprint, key: Any) -> float:
+    """The pixel share of a raw key found (0 for one not found)."""
+    row = _values_row(fp, key)
+    return row["share"] if row else 0.0
+
+
 def intensity_check(fp: Fingerprint) -> None:
     """Refuse masks whose values look like intensities (hundreds of levels) or a mixture of
     colour and single-channel masks."""
@@ -212,7 +218,7 @@ def ignored_value(fp: Fingerprint) -> Choice:
     values = [v["value"] for v in fp["values"]]
     others = [v for v in values if v != 255]
     if 255 in values and is_class_ids(others):
-        share = _values_row(fp, 255)["share"]
+        share = _share(fp, 255)
         return Choice(
             255,
             f"255 ({pct(share)} of the pixels) beside class ids {others[0]}..{others[-1]}: "
@@ -249,7 +255,7 @@ def labels(fp: Fingerprint, ignore: Choice) -> Labels:
         )
     names = [class_name(k) for k in keys]
     kind = _encoding_name(fp, [v["value"] for v in fp["values"]])
-    listed = ", ".join(f"{k} ({pct(_values_row(fp, k)['share'])})" for k in keys[:12])
+    listed = ", ".join(f"{k} ({pct(_share(fp, k))})" for k in keys[:12])
     more = f", ... {len(keys)} in all" if len(keys) > 12 else ""
     why = {
         "classes": f"one class per mask value found: {listed}{more}",
@@ -269,6 +275,7 @@ def given_labels(fp: Fingerprint, given: dict[str, Any]) -> Labels:
     values found: a value found that they neither map nor ignore is refused, as remap would."""
     table, colors = given.get("table") or {}, given.get("colors") or []
     ignore, ignore_index = given.get("ignore_value"), given.get("ignore_index", 255)
+    mapping: dict[Any, int]
     if colors:
         mapping = {tuple(c["color"]): c["class"] for c in colors}
         found = [
@@ -291,9 +298,8 @@ def given_labels(fp: Fingerprint, given: dict[str, Any]) -> Labels:
         for i in range(len(names))
     ]
     why = {key: "given" for key in ("classes", "remap.table", "remap.colors", "remap.ignore_value")}
-    return Labels(
-        {} if colors else mapping, list(colors), None if colors else ignore, list(names), keys, why
-    )
+    table = {} if colors else {int(k): c for k, c in mapping.items()}
+    return Labels(table, list(colors), None if colors else ignore, list(names), keys, why)
 
 
 @dataclass(frozen=True)

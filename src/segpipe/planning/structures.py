@@ -79,8 +79,9 @@ def width_map(keys: np.ndarray) -> np.ndarray:
     distance = ndimage.distance_transform_edt(~change)
     ridge = distance >= ndimage.maximum_filter(distance, size=3)
     reach = np.floor(distance)
-    rows, cols = np.indices(keys.shape)
-    edge = np.minimum(np.minimum(rows, cols), np.minimum(rows[::-1], cols[:, ::-1]))
+    height, width = keys.shape
+    rows, cols = np.arange(height)[:, None], np.arange(width)[None, :]
+    edge = np.minimum(np.minimum(rows, height - 1 - rows), np.minimum(cols, width - 1 - cols))
     # what is seen of it: a middle line at the edge reaches one way only
     return np.where(ridge, reach + np.minimum(reach, edge) + 1, 0).astype(np.int32)
 

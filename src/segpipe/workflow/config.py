@@ -475,13 +475,16 @@ BASE_CONFIG = "config/config.yaml"
 """The Snakefile's ``configfile:``, relative to the working directory as Snakemake reads it."""
 
 
-def merge_config(config: dict, override: Mapping[str, Any]) -> dict:
-    """``config`` updated with ``override`` in place as Snakemake's ``update_config`` does: a
-    mapping merged key by key, recursively; any other value (a list, null) replacing whole."""
+def merge_config(config: Any, override: Mapping[str, Any]) -> Any:
+    """``config`` updated with ``override`` as Snakemake's ``update_config`` does (in place
+    where ``config`` is a mapping): a mapping merged key by key, recursively, into what is
+    there (a value that is no mapping is replaced by one, unless the mapping is empty); any
+    other value (a list, null) replacing whole."""
     for key, value in override.items():
+        if not isinstance(config, Mapping):
+            config = {}
         if isinstance(value, Mapping):
-            sub = config.get(key)
-            config[key] = merge_config(sub if isinstance(sub, dict) else {}, value)
+            config[key] = merge_config(config.get(key, {}), value)
         else:
             config[key] = copy.deepcopy(value)
     return config
