@@ -523,7 +523,7 @@ def plan_main(args: argparse.Namespace) -> int:
         summary_lines,
         write_plan,
     )
-    from segpipe.planning.writer import default_schema
+    from segpipe.planning.render import default_schema
 
     logging.getLogger("segpipe").setLevel(logging.INFO)
     options = partial_config(args.configfile) if args.configfile else {"root": None}

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from segpipe.data.split import fold_assignment, split_dataset
 from segpipe.planning import rules
 from segpipe.planning.planner import PlanRequest, assemble, header, plan_fingerprint
+from segpipe.planning.render import check_planned, render
 from segpipe.planning.rules import PlanError, Target
-from segpipe.planning.writer import check_planned, render
 from segpipe.workflow.config import load_schema
 
 from conftest import REPO

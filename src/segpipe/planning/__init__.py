@@ -8,6 +8,6 @@
   device) to each planned option, each with the figure it came from (docs/planning.md);
 - :mod:`~segpipe.planning.probe`: the batch-size probe, forward and backward at the planned size
   (imports torch in the process that measures);
-- :mod:`~segpipe.planning.writer`: the planned config as commented YAML, validated;
+- :mod:`~segpipe.planning.render`: the planned config as commented YAML, and its checks;
 - :mod:`~segpipe.planning.planner`: the steps in order, for ``segpipe plan``.
 """

@@ -17,8 +17,8 @@ from segpipe.io import write_json, write_text
 from segpipe.planning import rules
 from segpipe.planning.fingerprint import DEFAULT_SAMPLE, fingerprint_dataset
 from segpipe.planning.probe import ProbeSpec, run_probe
+from segpipe.planning.render import check_planned, render
 from segpipe.planning.rules import Choice, PlanError, Target
-from segpipe.planning.writer import check_planned, render
 from segpipe.workflow.config import load_schema
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def partial_config(path: Path) -> dict[str, Any]:
     """Verify-style options from a partial config (dataset, classes, remap, ignore_index),
     validated against the schema; the table, colours, ignored value and classes only where the
     file gives them (not the schema's defaults)."""
-    from segpipe.planning.writer import default_schema
+    from segpipe.planning.render import default_schema
     from segpipe.workflow.config import (
         ConfigError,
         dataset_options,

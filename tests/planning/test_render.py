@@ -8,8 +8,8 @@ import yaml
 from fabricated import fingerprint, probe_model
 
 from segpipe.planning.planner import PlanRequest, header, plan_fingerprint
+from segpipe.planning.render import WIDTH, check_planned, flow, render
 from segpipe.planning.rules import Target
-from segpipe.planning.writer import WIDTH, check_planned, flow, render
 from segpipe.workflow.config import ConfigError, load_schema
 
 from conftest import REPO
