@@ -491,3 +491,37 @@ def test_search_on_slurm(slurm, tmp_path: Path) -> None:
     winner = table[1].split(",")[0]
     log = (work / "logs" / "search_train" / winner / "rung1.log").read_text()
     assert "at the end of epoch 1" in log and "continuing epochs 2..3" in log, log[-3000:]
+
+
+def test_a_planned_config_runs_on_slurm_with_its_planned_job_sizes(slurm, tmp_path: Path) -> None:
+    """`segpipe plan` then `snakemake --profile slurm --configfile <planned>`: the train job asks
+    Slurm for the memory and time the plan measured and estimated (one epoch on top, to keep it
+    short)."""
+    from segpipe.data.synthetic import make_oxford_like
+
+    work = slurm_workflow(tmp_path / "wf")
+    make_oxford_like(tmp_path / "pets", n_images=40, seed=2, min_size=40, max_size=56)
+    plan = [str(BIN / "segpipe"), "plan", str(tmp_path / "pets"), "--layout", "oxford"]
+    plan += ["--device", "cpu", "--max-size", "32", "--memory-gb", "4", "-o", "config/pets.yaml"]
+    proc = subprocess.run(plan, cwd=work, capture_output=True, text=True, env=_env(), timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    planned = yaml.safe_load((work / "config" / "pets.yaml").read_text())
+    (work / "config" / "one-epoch.yaml").write_text(yaml.safe_dump({"train": {"epochs": 1}}))
+    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake"), "--profile", "slurm"]
+    cmd += ["--configfile", "config/pets.yaml", "config/one-epoch.yaml"]
+    cmd += ["--slurm-init-seconds-before-status-checks", "2"]
+    with JobWatcher() as watcher:
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
+    output = proc.stdout + proc.stderr
+    found = submissions(output)
+    if found:
+        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
+    assert proc.returncode == 0, output[-8000:]
+    jobs = {job["jobid"]: job for job in job_blocks(output)}
+    (train,) = [i for j, (i, _) in found.items() if jobs.get(j, {}).get("rule") == "train"]
+    info = slurm_job(watcher, train, "train")
+    asked = planned["resources"]["train"]
+    assert megabytes(info["MinMemoryNode"]) == asked["mem_mb"]
+    assert minutes(info["TimeLimit"]) == asked["runtime"]
+    report = work / "results" / "runs" / planned["run_name"] / "report" / "report.html"
+    assert report.is_file() and "Oxford-IIIT Pet" not in report.read_text()
