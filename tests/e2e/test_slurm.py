@@ -116,6 +116,22 @@ def squeue_command() -> list[str]:
     return shlex.split(lines[0].split("#")[0])
 
 
+def run_on_slurm(work: Path, configfiles: list[str], *targets: str):
+    """`snakemake --profile slurm --configfile CONFIGFILES TARGETS` in ``work`` (a short first
+    status check), watched: the process, its output, its submissions and the watcher; no job is
+    left behind."""
+    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake"), "--profile", "slurm"]
+    cmd += ["--configfile", *configfiles, "--slurm-init-seconds-before-status-checks", "2"]
+    cmd += targets
+    with JobWatcher() as watcher:
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
+    output = proc.stdout + proc.stderr
+    found = submissions(output)
+    if found:
+        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
+    return proc, output, found, watcher
+
+
 def test_profile_resolves_from_repo_root(tmp_path: Path) -> None:
     """`--profile slurm` is found in the working directory and maps the config's resources."""
     work = slurm_workflow(tmp_path / "wf")
@@ -463,15 +479,9 @@ def test_search_on_slurm(slurm, tmp_path: Path) -> None:
     rung-1 job resumes from its rung-0 checkpoint."""
     work = slurm_workflow(tmp_path / "wf")
     (work / "config" / "search.yaml").write_text(yaml.safe_dump(SEARCH))
-    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake")]
-    cmd += ["--profile", "slurm", "--configfile", TINY, "config/search.yaml"]
-    cmd += ["--slurm-init-seconds-before-status-checks", "2", "results/search/rung1.csv"]
-    with JobWatcher() as watcher:
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
-    output = proc.stdout + proc.stderr
-    found = submissions(output)
-    if found:
-        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
+    proc, output, found, watcher = run_on_slurm(
+        work, [TINY, "config/search.yaml"], "results/search/rung1.csv"
+    )
     assert proc.returncode == 0, output[-8000:]
     jobs = {job["jobid"]: job for job in job_blocks(output)}
     rungs = {"0": [], "1": []}
@@ -507,15 +517,7 @@ def test_a_planned_config_runs_on_slurm_with_its_planned_job_sizes(slurm, tmp_pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
     planned = yaml.safe_load((work / "config" / "pets.yaml").read_text())
     (work / "config" / "one-epoch.yaml").write_text(yaml.safe_dump({"train": {"epochs": 1}}))
-    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake"), "--profile", "slurm"]
-    cmd += ["--configfile", "config/pets.yaml", "config/one-epoch.yaml"]
-    cmd += ["--slurm-init-seconds-before-status-checks", "2"]
-    with JobWatcher() as watcher:
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
-    output = proc.stdout + proc.stderr
-    found = submissions(output)
-    if found:
-        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
+    proc, output, found, watcher = run_on_slurm(work, ["config/pets.yaml", "config/one-epoch.yaml"])
     assert proc.returncode == 0, output[-8000:]
     jobs = {job["jobid"]: job for job in job_blocks(output)}
     (train,) = [i for j, (i, _) in found.items() if jobs.get(j, {}).get("rule") == "train"]

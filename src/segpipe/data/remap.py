@@ -481,12 +481,17 @@ def check_pairs(
     """:func:`check_pair` for every row, in ``threads`` processes; masks written to ``out_dir``."""
     out = None if out_dir is None else str(out_dir)
     jobs = [(row, spec, out, max_pixels) for row in frame.to_dict("records")]
+    return map_pairs(_remap_one, jobs, threads, "check pairs")
+
+
+def map_pairs(function, jobs: list, threads: int, desc: str, chunksize: int = 16) -> list:
+    """``function`` (a module-level function, picklable) over ``jobs`` in order, in ``threads``
+    processes (in this one for 1 or a single job), with progress lines."""
     if threads <= 1 or len(jobs) < 2:
-        return list(progress(map(_remap_one, jobs), desc="check pairs", total=len(jobs)))
+        return list(progress(map(function, jobs), desc=desc, total=len(jobs)))
     with ProcessPoolExecutor(max_workers=threads) as pool:
-        return list(
-            progress(pool.map(_remap_one, jobs, chunksize=16), desc="check pairs", total=len(jobs))
-        )
+        mapped = pool.map(function, jobs, chunksize=chunksize)
+        return list(progress(mapped, desc=desc, total=len(jobs)))
 
 
 def log_results(results: list[dict], quarantine: list[tuple[str, str]]) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,8 @@ from PIL import Image
 
 from segpipe.data.images import DEFAULT_MAX_IMAGE_PIXELS, open_image
 from segpipe.data.layouts import check_split_lists
-from segpipe.data.remap import RemapSpec, check_pair, index_with_spec, unpack_rgb
+from segpipe.data.remap import RemapSpec, check_pair, index_with_spec, map_pairs, unpack_rgb
 from segpipe.data.summary import summarize
-from segpipe.logs import progress
 from segpipe.planning.rules import DEFAULT_SAMPLE
 from segpipe.planning.structures import MEASURES, measure_structures
 
@@ -100,11 +98,7 @@ def read_pair(job: tuple[dict, int | None, int]) -> dict:
 
 def _read_pairs(frame: pd.DataFrame, max_pixels: int | None, seed: int, threads: int):
     jobs = [(row, max_pixels, seed) for row in frame.to_dict("records")]
-    if threads <= 1 or len(jobs) < 2:
-        return list(progress(map(read_pair, jobs), desc="fingerprint", total=len(jobs)))
-    with ProcessPoolExecutor(max_workers=threads) as pool:
-        mapped = pool.map(read_pair, jobs, chunksize=8)
-        return list(progress(mapped, desc="fingerprint", total=len(jobs)))
+    return map_pairs(read_pair, jobs, threads, "fingerprint", chunksize=8)
 
 
 def fingerprint_dataset(
