@@ -427,7 +427,10 @@ def assemble(request: PlanRequest, choices: dict[str, Choice]) -> tuple[dict, di
     """The config (options in :data:`ORDER`) and its comments by dotted name."""
     values = {**FIXED, **choices}
     values["train.device"] = Choice(request.target.device, "the target device (--device)")
-    values["predict.batch_size"] = Choice(choices["train.batch_size"].value, "the training batch")
+    values["predict.batch_size"] = Choice(
+        2 * choices["train.batch_size"].value,
+        "twice the training batch: a forward pass keeps nothing for a backward one",
+    )
     dataset = {k: v for k, v in request.dataset.items() if v not in (None, "", {})}
     if dataset.get("max_image_pixels") == DEFAULT_MAX_IMAGE_PIXELS:
         del dataset["max_image_pixels"]
