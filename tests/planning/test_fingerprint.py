@@ -50,6 +50,7 @@ def test_binary_masks_give_values_shares_sizes_and_structure_widths(tmp_path):
         "stray_files": 0,
     }
     assert fp["sample"] is None and fp["masks"]["encoding"] == "values"
+    assert fp["masks"]["kind"] == "binary 0/255"
     assert fp["images"]["width"]["min"] == 32 and fp["images"]["width"]["max"] == 48
     assert fp["images"]["aspect"]["max"] == 1.5 and fp["images"]["modes"] == {"RGB": 4}
     found = values_of(fp)
@@ -65,6 +66,7 @@ def test_colour_masks_are_read_as_colours(tmp_path):
     root = pairs(tmp_path / "d", [mask, mask])
     fp = fingerprint_dataset(root)
     assert fp["masks"]["encoding"] == "colours" and fp["masks"]["modes"] == {"RGB": 2}
+    assert fp["masks"]["kind"] == "RGB colours"
     assert [v["value"] for v in fp["values"]] == [[0, 0, 0], [128, 0, 0]]
     assert fp["values"][1]["structures"]["width"]["median"] == 10  # cut by the edge
 
@@ -94,6 +96,7 @@ def test_palette_masks_give_indices_and_their_colours(tmp_path):
     fp = fingerprint_dataset(root)
     assert [v["value"] for v in fp["values"]] == [0, 1, 255]
     assert fp["masks"]["palette"] == {"0": [0, 0, 0], "1": [128, 0, 0], "255": [224, 224, 192]}
+    assert fp["masks"]["kind"] == "palette indices"
 
 
 def test_16_bit_values_are_kept(tmp_path):
@@ -101,6 +104,7 @@ def test_16_bit_values_are_kept(tmp_path):
     mask[:8] = 3
     fp = fingerprint_dataset(pairs(tmp_path / "d", [mask]))
     assert [v["value"] for v in fp["values"]] == [3, 1000]
+    assert fp["masks"]["kind"] == "grey levels"
 
 
 def test_intensity_masks_are_counted_not_measured(tmp_path):
@@ -108,6 +112,7 @@ def test_intensity_masks_are_counted_not_measured(tmp_path):
     fp = fingerprint_dataset(pairs(tmp_path / "d", [ramp]))
     assert fp["masks"]["distinct_per_mask"]["median"] == 200
     assert fp["masks"]["measured"] is False and fp["values"][0]["structures"] is None
+    assert fp["masks"]["kind"] == "intensities"
 
 
 def test_a_large_dataset_is_read_as_a_seeded_sample(tmp_path):

@@ -11,8 +11,9 @@ sample of that many, and the fingerprint says so. Its sections:
 - ``quarantine``: every unusable or unpaired file with its problem; ``warnings``;
 - ``images``: height, width and aspect ratio (width / height) as min, p10, median, p90, max;
   modes, channels and real formats;
-- ``masks``: the encoding (``values``: class ids, intensity levels or palette indices;
-  ``colours``: RGB colours; ``mixed``), the mask modes, distinct values per mask;
+- ``masks``: the encoding (``values``: class ids, grey levels or palette indices; ``colours``:
+  RGB colours; ``mixed``) and the ``kind`` in words, the mask modes, the palette, distinct values
+  per mask;
 - ``values``: per raw value (or [r, g, b] colour): pixels, pixel share, images it is in, and the
   size of its structures: the 5th percentile and median of its components' area and shorter
   bounding-box side, and of its pixels' structure width (the width of the thinnest 5% of its
@@ -35,7 +36,7 @@ from segpipe.data.images import DEFAULT_MAX_IMAGE_PIXELS, open_image
 from segpipe.data.layouts import check_split_lists
 from segpipe.data.remap import RemapSpec, check_pair, index_with_spec, map_pairs, unpack_rgb
 from segpipe.data.summary import summarize
-from segpipe.planning.rules import DEFAULT_SAMPLE
+from segpipe.planning.rules import DEFAULT_SAMPLE, is_class_ids
 from segpipe.planning.structures import MEASURES, measure_structures
 
 logger = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ def _mask_figures(usable: list[dict], encoding: str) -> dict[str, Any]:
         palettes.update(r.get("palette", {}))
     return {
         "encoding": encoding,
+        "kind": mask_kind(usable, encoding, distinct, bool(palettes)),
         "modes": dict(Counter(r["mask_mode"] for r in usable).most_common()),
         "distinct_per_mask": (
             {"median": float(np.median(distinct)), "max": int(max(distinct))} if distinct else None
@@ -220,6 +222,22 @@ def _mask_figures(usable: list[dict], encoding: str) -> dict[str, Any]:
         "measured": all("structures" in r for r in usable),
         "palette": {str(k): v for k, v in sorted(palettes.items())} or None,
     }
+
+
+def mask_kind(usable: list[dict], encoding: str, distinct: list[int], palette: bool) -> str:
+    """What the masks hold, in words: RGB colours, palette indices, binary 0/255, class ids
+    (consecutive from 0 or 1), intensities (over MEASURED_VALUES values in the median mask) or
+    grey levels."""
+    if encoding != "values":
+        return "RGB colours" if encoding == "colours" else "mixed colours and values"
+    values = sorted({_key(k, encoding) for r in usable for k in r["value_counts"]})
+    if distinct and float(np.median(distinct)) > MEASURED_VALUES:
+        return "intensities"
+    if palette:
+        return "palette indices"
+    if values == [0, 255]:
+        return "binary 0/255"
+    return "class ids" if is_class_ids(values) else "grey levels"
 
 
 def _values(usable: list[dict], encoding: str) -> list[dict[str, Any]]:
