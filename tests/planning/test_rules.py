@@ -341,6 +341,7 @@ def test_resources_come_from_the_measured_peak_and_the_estimated_time():
         "runtime": 160,
     }  # 3000 * 1.3 + 600; 100 * 1.5 + 10
     assert chosen["resources.predict"].value["mem_mb"] == 4500
+    assert chosen["train.gpus"].value == 1
     assert chosen["resources.predict"].value["runtime"] == 16
     assert "peak 3000 MB x 1.3 + arrays 600 MB" in chosen["resources.train"].why
 

@@ -411,7 +411,7 @@ ORDER = (
     *(f"train.{key}" for key in ("decoder_channels", "loss", "class_weights", "lr")),
     *(f"train.{key}" for key in ("weight_decay", "scheduler", "warmup_epochs", "epochs")),
     *(f"train.{key}" for key in ("batch_size", "resize", "image_size", "image_scale")),
-    *(f"train.{key}" for key in ("augment", "seed", "device", "amp")),
+    *(f"train.{key}" for key in ("augment", "seed", "device", "gpus", "amp")),
     *(f"predict.{key}" for key in ("batch_size", "mode", "overlap", "ensemble")),
     "evaluate.foreground_classes",
     "report.title",

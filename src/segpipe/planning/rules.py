@@ -720,7 +720,8 @@ def resources(
     train_minutes: float,
     predict_minutes: float,
 ) -> dict[str, Choice]:
-    """Slurm (and local) resources from the probe: the train job's memory is its measured peak
+    """Slurm (and local) resources from the probe: one GPU (the probe measured one); the train
+    job's memory is its measured peak
     times MEMORY_MARGIN plus its data arrays; prediction, which runs the same model forward
     only, gets the same; runtimes are the estimates times RUNTIME_MARGIN plus 10 minutes.
     remap and preprocess decode a few of the largest images per process."""
@@ -730,7 +731,11 @@ def resources(
     measured_why = f"peak {measured.peak_mb:.0f} MB x {MEMORY_MARGIN} + arrays {arrays_mb:.0f} MB"
     time_why = f"{_duration(train_minutes)} estimated x {RUNTIME_MARGIN} + 10 min"
     io = {"threads": threads, "mem_mb": _mb(1000 + threads * image_mb), "runtime": 60}
+    gpu = "the batch was measured on one GPU"
+    if target.device != "cuda":
+        gpu = "the Slurm GPU request; training runs on the CPU (train.device)"
     return {
+        "train.gpus": Choice(1, gpu),
         "resources.download": Choice(
             {"threads": 1, "mem_mb": 1000, "runtime": 10}, "a folder: nothing to download"
         ),
