@@ -68,14 +68,14 @@ CASES = {
     "isbi": {
         "example": "config/examples/membrane_mini_unet.yaml",
         "size": 128,
-        "epochs": 20,
+        "epochs": 15,
         "plan": ["--images-dir", "image", "--masks-dir", "label", "--classes", "membrane,cell"]
         + ["--any-orientation", "--name", "ISBI 2012 EM membranes"],
     },
     "camvid": {
         "example": "config/examples/compare_camvid_scale.yaml",
         "size": 128,
-        "epochs": 10,
+        "epochs": 8,
         "plan": ["--images-dir", "train", "--masks-dir", "trainannot", "--ignore-value", "11"]
         + ["--classes", ",".join(CAMVID), "--name", "CamVid road scenes"],
     },
