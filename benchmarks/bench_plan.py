@@ -161,7 +161,9 @@ def train_memory(work: Path, run: str) -> list[float]:
     for tsv in sorted((work / "benchmarks" / "train").rglob("*.tsv")):
         if str(tsv.relative_to(work / "benchmarks" / "train")).startswith(run):
             with tsv.open() as fh:
-                peaks.append(float(next(csv.DictReader(fh, delimiter="\t"))["max_rss"]))
+                value = next(csv.DictReader(fh, delimiter="\t"))["max_rss"]
+            if value.replace(".", "", 1).isdigit():
+                peaks.append(float(value))
     return peaks
 
 
