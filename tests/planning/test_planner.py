@@ -225,3 +225,9 @@ def carve(fp: dict, cfg: dict) -> None:
         assert len(pool) - np.bincount(folds.to_numpy()).max() >= 2
     else:
         assert len(parts["train"]) >= 2
+
+
+def test_a_given_ignore_index_is_the_planned_one():
+    fp = fingerprint([value(0, 0.5), value(1, 0.4), value(255, 0.1)])
+    _, cfg, _ = planned_text(fp, request(ignore_index=100))
+    assert cfg["ignore_index"] == 100 and cfg["remap"]["ignore_value"] == 255

@@ -239,6 +239,8 @@ def plan_fingerprint(
     )
     choices["evaluate.foreground_classes"] = rules.foreground(classes)
     choices["train.augment"] = rules.augmentation(target)
+    ignore_index = request.given.get("ignore_index") or 255
+    choices["ignore_index"] = Choice(ignore_index, "given" if ignore_index != 255 else "")
     name = request.name or request.given.get("name")
     choices.update(rules.names(fp, name, choices["train.encoder"].value))
     config, comments = assemble(request, choices)
@@ -376,16 +378,19 @@ def _time_and_jobs(fp, geometry, probe, batch, train_pairs, val_pairs, choices, 
             predict_minutes=predicted / 60,
         )
     )
-    lr, loss = rules.LR, choices["train.loss"].value
-    encoder = "resnet34" if train_pairs >= rules.LARGE_DATASET else "resnet18"
-    chosen["search"] = rules.search(target, lr=lr, loss_name=loss, encoder=encoder, epochs=count)
+    chosen["search"] = rules.search(
+        target,
+        lr=choices["train.lr"].value,
+        loss_name=choices["train.loss"].value,
+        encoder=choices["train.encoder"].value,
+        epochs=count,
+    )
     return chosen
 
 
 FIXED: dict[str, Choice] = {
     "dataset.source": Choice("folder", ""),
     "remap.unmapped": Choice("error", "a value not planned for stops remap, naming it"),
-    "ignore_index": Choice(255, ""),
     "split.seed": Choice(42, ""),
     "split.stratify": Choice(True, ""),
     "train.weight_decay": Choice(1e-4, ""),
