@@ -67,22 +67,22 @@ CAMVID = [
 CASES = {
     "isbi": {
         "example": "config/examples/membrane_mini_unet.yaml",
-        "size": 128,
-        "epochs": 15,
+        "size": 64,
+        "epochs": 10,
         "plan": ["--images-dir", "image", "--masks-dir", "label", "--classes", "membrane,cell"]
         + ["--any-orientation", "--name", "ISBI 2012 EM membranes"],
     },
     "camvid": {
         "example": "config/examples/compare_camvid_scale.yaml",
-        "size": 128,
-        "epochs": 8,
+        "size": 64,
+        "epochs": 6,
         "plan": ["--images-dir", "train", "--masks-dir", "trainannot", "--ignore-value", "11"]
         + ["--classes", ",".join(CAMVID), "--name", "CamVid road scenes"],
     },
     "oxford-synthetic": {
         "example": "config/demo.yaml",
         "size": 64,
-        "epochs": 12,
+        "epochs": 10,
         "plan": ["--layout", "oxford", "--name", "synthetic Oxford-layout pets"],
     },
 }

@@ -150,6 +150,17 @@ def test_thin_structures_keep_the_scale_that_keeps_them_and_crop():
     assert "squashing to 256 would thin 'c0'" in geometry.why["train.resize"]
 
 
+def test_whole_images_stay_within_twice_the_input_size_even_thinning_structures():
+    """CamVid's poles are 1 px wide at 480x360: kept at full scale they would need whole
+    480x360 images for every validation; with 64-px inputs they are kept at 128 px at most."""
+    fp = fingerprint(width=480, height=360)
+    geometry = rules.geometry(fp, figures(1, 40), Target(max_size=64))
+    assert geometry.resize == "keep_aspect" and geometry.image_scale == 0.26
+    assert geometry.image_size == 64
+    assert "whole images at most 2x --max-size 64" in geometry.why["train.image_scale"]
+    assert rules.geometry(fp, figures(1, 40), Target(max_size=256)).image_scale == 1.0
+
+
 def test_wide_images_keep_their_aspect():
     fp = fingerprint(width=480, height=360)
     geometry = rules.geometry(fp, figures(40, 40), Target(max_size=128))

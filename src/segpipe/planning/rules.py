@@ -67,6 +67,9 @@ MAX_ASPECT_SPREAD = 1.25
 """p90 / p10 of the aspect ratio, and of the width and height, above which sizes vary too much
 to squash (an image squashed differently from the next teaches the wrong shapes)."""
 MAX_SIZE_SPREAD = 1.5
+WHOLE_SIDE = 2
+"""Validation and prediction see whole images: their scaled longer side stays within this many
+times --max-size, even where that thins the thinnest structures."""
 BOTTLENECK = 4
 """The smallest feature map of the encoder (pixels): its depth is the most that keeps it."""
 LARGE_DATASET = 1000
@@ -395,7 +398,8 @@ def squashable(fp: Fingerprint) -> tuple[bool, str]:
 def geometry(fp: Fingerprint, classes: list[ClassFigures], target: Target) -> Geometry:
     """Squash near-square images of one shape to the largest stride multiple within
     target.max_size when that keeps the thinnest structures MIN_WIDTH wide; otherwise keep the
-    aspect at the scale that does (or that fits max_size, if larger) and train on crops."""
+    aspect at the scale that does (or that fits max_size, if larger; at most the scale at which
+    the whole image is WHOLE_SIDE times max_size) and train on crops."""
     width, height = median_size(fp)
     side = max(width, height)
     needed, thin = keep_scale(classes)
@@ -414,19 +418,25 @@ def geometry(fp: Fingerprint, classes: list[ClassFigures], target: Target) -> Ge
             },
         )
     scale = min(1.0, math.ceil(max(needed, fits) * 100) / 100)
+    whole = math.floor(WHOLE_SIDE * target.max_size / side * 100) / 100
+    kept = f"(keeps {MIN_WIDTH} px or more)"
+    if scale > whole:  # validation and prediction see whole images: bounded
+        scale = whole
+        kept = f"(whole images at most {WHOLE_SIDE}x --max-size {target.max_size}: thinner than {MIN_WIDTH} px)"
     size = round_to_stride(side * scale, high=target.max_size)
     reason = (
         "not near-square or not alike"
         if not square
         else f"squashing to {target.max_size} would thin {thin}"
     )
+    thinned = figure(round(_thin_at(classes, scale), 1))
     return Geometry(
         "keep_aspect",
         size,
         scale,
         {
             "train.resize": f"{shape}: {reason}",
-            "train.image_scale": f"{thin} -> {figure(round(_thin_at(classes, scale), 1))} px at {scale:g} (keeps {MIN_WIDTH} px or more)",
+            "train.image_scale": f"{thin} -> {thinned} px at {scale:g} {kept}",
             "train.image_size": f"crops of the {round(width * scale)}x{round(height * scale)} median scaled image, at most {target.max_size}",
         },
     )
