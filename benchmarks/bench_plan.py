@@ -114,10 +114,9 @@ def command(work: Path, args: list[str], timeout: int) -> tuple[float, str]:
 
 def dataset(name: str, data: Path) -> tuple[Path, dict]:
     """The dataset's root and the hand-written config's dataset section pointing at it."""
-    if name == "isbi":
-        return SHARED / "isbi2012_membrane" / "train", {}
-    if name == "camvid":
-        return SHARED / "camvid", {}
+    if name in ("isbi", "camvid"):  # the example's root, ../shared/data/..., is the repo's
+        root = SHARED / ("isbi2012_membrane/train" if name == "isbi" else "camvid")
+        return root, {"dataset_root": str(root)}
     root = data / "pets"
     if not root.is_dir():
         make_oxford_like(root, n_images=160, seed=0, min_size=64, max_size=112, test_fraction=0.25)
@@ -130,7 +129,10 @@ def hand_written(work: Path, case: dict, dataset_section: dict) -> dict:
     cfg = yaml.safe_load((work / case["example"]).read_text())
     for key in ("experiments", "grid", "compare"):
         cfg.pop(key, None)
-    cfg.update(dataset_section)
+    if "dataset_root" in dataset_section:
+        cfg["dataset"]["root"] = dataset_section["dataset_root"]
+    else:
+        cfg.update(dataset_section)
     cfg["run_name"] = "hand-written"
     cfg["train"]["image_size"] = min(cfg["train"]["image_size"], case["size"])
     return cfg
