@@ -9,6 +9,8 @@ from snakemake.io import contains_wildcard
 from segpipe.data.layouts import dataset_files
 from segpipe.workflow.config import (
     ConfigError,
+    base_config,
+    borrowed_options,
     dataset_layout,
     dataset_options,
     download_resources,
@@ -34,6 +36,12 @@ from segpipe.outputs import path_option_problems
 from segpipe.params import Untracked, run_summary, tracked, untracked
 
 replace_whole_options(config, workflow.config_settings.overwrite_config)
+# A config that reads another dataset gives the options that describe one (classes, names,
+# sizes...), or it would run with config.yaml's, chosen for Oxford-IIIT Pet.
+if _borrowed := borrowed_options(
+    base_config(), workflow.config_settings.overwrite_config
+):
+    raise ValueError(_borrowed)
 _schema = load_schema(Path(workflow.basedir) / "config/schema.yaml")
 
 

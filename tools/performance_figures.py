@@ -417,6 +417,66 @@ def _assess_steps(case: dict) -> str:
     )
 
 
+PLAN_CASES = {
+    "isbi": "ISBI 2012 membranes",
+    "camvid": "CamVid road scenes",
+    "oxford-synthetic": "synthetic Oxford-layout pets",
+}
+
+
+def _geometry(train: dict) -> str:
+    if train["resize"] == "squash":
+        return f"squashed to {train['image_size']}²"
+    return f"kept at scale {train['image_scale']:g}, {train['image_size']}² crops"
+
+
+def _plan_case(name: str, case: dict) -> str:
+    planned, hand, diff = case["planned"], case["hand_written"], case["test_miou_difference"]
+    low, high = diff["ci95"]
+    interval = "none" if low is None else f"[{low:+.3f}, {high:+.3f}]"
+    folds = planned["split"]["folds"]
+    how = f"{folds} folds and their ensemble on test" if folds else "one model"
+    peak = max(planned["train_peak_rss_mb"] or [0])
+    p, h = planned["config"], hand["config"]
+    return _wrap(
+        f"- {PLAN_CASES[name]} (`{case['example']}`, {case['epochs']} epochs each): planned "
+        f"{_geometry(p)}, {p['encoder']} depth {p['encoder_depth']}, batch {p['batch_size']}, "
+        f"loss {p['loss']}, {how}: validation mIoU {planned['val_miou']:.3f}, test "
+        f"{planned['test_miou']:.3f}; hand-written {_geometry(h)}, {h['encoder']}, batch "
+        f"{h['batch_size']}, loss {h['loss']}: {hand['val_miou']:.3f}, {hand['test_miou']:.3f}. "
+        f"Test mIoU difference (planned minus hand-written) {diff['planned_minus_hand_written']:+.3f}, "
+        f"paired bootstrap 95% interval {interval} over {diff['n_images']} test images; the "
+        f"planned train jobs peaked at {peak:,.0f} MB of the {planned['train_mem_mb']:,} MB they "
+        f"asked for; planning took {case['plan_s']:.0f} s, training and scoring "
+        f"{planned['wall_s'] / 60:.1f} min (hand-written {hand['wall_s'] / 60:.1f} min).",
+        indent="  ",
+    )
+
+
+def plan(record: dict) -> str:
+    goals, timing = record["goals"], record["planning_time"]
+    sample, every = timing["sample_500"], timing["all"]
+    head = _wrap(
+        f"`benchmarks/bench_plan.py` ({_measured(record)}, 1-minute load average "
+        f"{record['load_average_1min_before']} before the run; `{record['command']}`): each "
+        "dataset planned with `segpipe plan --device cpu --max-size <the hand-written config's "
+        "input size at this scale>`, then both configs trained for the same epochs with "
+        "`snakemake --cores 2` and scored on the same test images."
+    )
+    cases = "".join(_plan_case(name, case) for name, case in record["cases"].items())
+    tail = _wrap(
+        f"The planned config scored at least as well, or within the interval, on "
+        f"{goals['planned_at_least_as_good_or_inside_the_interval']} datasets (goal: 2 of 3: "
+        f"{'met' if goals['met'] else 'not met'}); planned train jobs within their memory: "
+        f"{'yes' if goals['planned_train_jobs_within_their_memory'] else 'no'}. Planning "
+        f"{timing['pairs']:,} synthetic pairs took {sample['wall_s']:.0f} s with `--sample 500` "
+        f"({sample['fingerprint_s']:.0f} s of it reading them, the rest the probe; goal: under "
+        f"a minute) and {every['wall_s']:.0f} s reading all of them "
+        f"({every['fingerprint_s']:.0f} s)."
+    )
+    return head + "\n" + cases + "\n" + tail
+
+
 FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "demo": ("demo-cpu-2cores.json", demo),
     "runs": ("runs-cpu-2cores.json", runs),
@@ -431,6 +491,7 @@ FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "search-synthetic": ("search-synthetic-cpu-2cores.json", search),
     "search-summary": ("search-summary-cpu-2cores.json", search_summary),
     "assess": ("assess-cpu-2cores.json", assess),
+    "plan": ("plan-cpu-2cores.json", plan),
 }
 
 

@@ -133,6 +133,22 @@ def squeue_command() -> list[str]:
     return shlex.split(lines[0].split("#")[0])
 
 
+def run_on_slurm(work: Path, configfiles: list[str], *targets: str):
+    """`snakemake --profile slurm --configfile CONFIGFILES TARGETS` in ``work`` (a short first
+    status check), watched: the process, its output, its submissions and the watcher; no job is
+    left behind."""
+    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake"), "--profile", "slurm"]
+    cmd += ["--configfile", *configfiles, "--slurm-init-seconds-before-status-checks", "2"]
+    cmd += targets
+    with JobWatcher() as watcher:
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
+    output = proc.stdout + proc.stderr
+    found = submissions(output)
+    if found:
+        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
+    return proc, output, found, watcher
+
+
 def test_profile_resolves_from_repo_root(tmp_path: Path) -> None:
     """`--profile slurm` is found in the working directory and maps the config's resources."""
     work = slurm_workflow(tmp_path / "wf")
@@ -482,15 +498,7 @@ def search_train_spans(work: Path, search: dict, target: str) -> dict[tuple[str,
     rules went to Slurm, each search_train job as a GPU job; returns (candidate, rung) -> its
     Slurm [StartTime, EndTime], each trained once."""
     (work / "config" / "search.yaml").write_text(yaml.safe_dump(search))
-    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake")]
-    cmd += ["--profile", "slurm", "--configfile", TINY, "config/search.yaml"]
-    cmd += ["--slurm-init-seconds-before-status-checks", "2", target]
-    with JobWatcher() as watcher:
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
-    output = proc.stdout + proc.stderr
-    found = submissions(output)
-    if found:
-        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
+    proc, output, found, watcher = run_on_slurm(work, [TINY, "config/search.yaml"], target)
     assert proc.returncode == 0, output[-8000:]
     jobs = {job["jobid"]: job for job in job_blocks(output)}
     spans: dict[tuple[str, str], list[str]] = {}
@@ -549,3 +557,29 @@ def test_bracket_search_on_slurm(slurm, tmp_path: Path) -> None:
     ), f"bracket 1's rung-1 job of {stopped} ran alone: {spans}"
     selection = pd.read_csv(search / "winner.csv")
     assert selection["bracket"].tolist() == [0, 1] and (selection["winner"] == "yes").sum() == 1
+
+
+def test_a_planned_config_runs_on_slurm_with_its_planned_job_sizes(slurm, tmp_path: Path) -> None:
+    """`segpipe plan` then `snakemake --profile slurm --configfile <planned>`: the train job asks
+    Slurm for the memory and time the plan measured and estimated (one epoch on top, to keep it
+    short)."""
+    from segpipe.data.synthetic import make_oxford_like
+
+    work = slurm_workflow(tmp_path / "wf")
+    make_oxford_like(tmp_path / "pets", n_images=40, seed=2, min_size=40, max_size=56)
+    plan = [str(BIN / "segpipe"), "plan", str(tmp_path / "pets"), "--layout", "oxford"]
+    plan += ["--device", "cpu", "--max-size", "32", "--memory-gb", "4", "-o", "config/pets.yaml"]
+    proc = subprocess.run(plan, cwd=work, capture_output=True, text=True, env=_env(), timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    planned = yaml.safe_load((work / "config" / "pets.yaml").read_text())
+    (work / "config" / "one-epoch.yaml").write_text(yaml.safe_dump({"train": {"epochs": 1}}))
+    proc, output, found, watcher = run_on_slurm(work, ["config/pets.yaml", "config/one-epoch.yaml"])
+    assert proc.returncode == 0, output[-8000:]
+    jobs = {job["jobid"]: job for job in job_blocks(output)}
+    (train,) = [i for j, (i, _) in found.items() if jobs.get(j, {}).get("rule") == "train"]
+    info = slurm_job(watcher, train, "train")
+    asked = planned["resources"]["train"]
+    assert megabytes(info["MinMemoryNode"]) == asked["mem_mb"]
+    assert minutes(info["TimeLimit"]) == asked["runtime"]
+    report = work / "results" / "runs" / planned["run_name"] / "report" / "report.html"
+    assert report.is_file() and "Oxford-IIIT Pet" not in report.read_text()
