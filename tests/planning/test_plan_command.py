@@ -145,6 +145,9 @@ def test_bad_datasets_end_in_one_line_and_write_nothing(tmp_path, capsys, make, 
     [
         (["-o", "{exists}"], "--out {exists}: exists; --overwrite replaces it"),
         (["-o", "{folder}"], "--out {folder}: is a folder; give a file name"),
+        (["-o", "{inside}"], "--out {inside} lies inside the dataset"),
+        (["-o", "{exists}", "--overwrite"], "a file that is not a config segpipe plan wrote"),
+        (["-o", "{x}", "--fingerprint", "{exists}", "--overwrite"], "not a fingerprint segpipe"),
         (["-o", "{x}", "--fingerprint", "{x}"], "--out and --fingerprint are one file"),
         (["--max-size", "100"], "--max-size 100: a multiple of 32, at least 32"),
         (["--memory-gb", "0"], "--memory-gb must be above 0"),
@@ -157,12 +160,14 @@ def test_bad_options_end_in_one_line(tmp_path, capsys, args, message):
     root = dataset(tmp_path / "d", n=6)
     paths = {
         "exists": tmp_path / "exists.yaml",
-        "folder": tmp_path,
+        "folder": tmp_path / "folder",
+        "inside": root / "planned.yaml",
         "x": tmp_path / "x.yaml",
         "train": tmp_path / "train.yaml",
         "oxford": tmp_path / "oxford.yaml",
     }
     paths["exists"].write_text("run_name: mine\n")
+    paths["folder"].mkdir()
     paths["train"].write_text(yaml.safe_dump({"dataset": {"root": str(root)}, "train": {"lr": 1}}))
     paths["oxford"].write_text(yaml.safe_dump({"dataset": {"source": "oxford_pets"}}))
     args = [a.format(**paths) for a in args]

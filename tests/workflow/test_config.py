@@ -403,7 +403,7 @@ def test_nested_override_on_the_command_line(tmp_path):
     assert bad.returncode != 0
     assert "'train.image_size': -64 is less than the minimum of 32" in bad.stdout + bad.stderr
     search = (
-        "search={min_epochs: 1, max_epochs: 3, sample: 3, seed: 1, "
+        "search={min_epochs: 2, max_epochs: 6, sample: 3, seed: 1, "
         "space: {train.lr: {uniform: [0.001, 0.01]}, train.batch_size: {int: [2, 4]}}}"
     )
     drawn = snakemake(work, "-n", "--configfile", "config/test.yaml", "--config", search)
