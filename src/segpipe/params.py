@@ -95,6 +95,7 @@ OPTION_CLASSES: dict[str, str] = {
     "predict.mode": ASSESSMENT,
     "predict.overlap": ASSESSMENT,
     "predict.overlay_alpha": ASSESSMENT,
+    "predict.overlays": ASSESSMENT,
     "predict.tta": ASSESSMENT,
     "predict.ensemble": ASSESSMENT,
     "infer": ASSESSMENT,
