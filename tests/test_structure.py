@@ -210,6 +210,7 @@ def test_function_level_import_cycle_is_found(tmp_path: Path) -> None:
 CHOICES = {
     "train.loss": ("segpipe.models.build", "LOSSES"),
     "train.arch": ("segpipe.models.build", "ARCHITECTURES"),
+    "train.resize": ("segpipe.models.model_input", "RESIZES"),
     "train.scheduler": ("segpipe.training.train", "SCHEDULERS"),
     "train.log_to": ("segpipe.training.monitor", "LOGGERS"),
     "remap.unmapped": ("segpipe.data.remap", "UNMAPPED_POLICIES"),

@@ -70,6 +70,7 @@ from segpipe.models.device import (
     prepare_batch,
     resolve_device,
 )
+from segpipe.models.model_input import ModelInput
 from segpipe.params import UNTRACKED_OPTIONS
 from segpipe.processes import die_with_parent
 from segpipe.training.augment import BatchAugment
@@ -172,6 +173,11 @@ class TrainConfig:
                 f"train.epochs ({self.epochs}); the learning-rate schedule must cover every "
                 "epoch trained (null: plan it for train.epochs)"
             )
+
+    @property
+    def model_input(self) -> ModelInput:
+        """The geometry of the images the model is trained on."""
+        return ModelInput.from_train(vars(self))
 
     @property
     def schedule_length(self) -> int:
@@ -547,7 +553,7 @@ def build_loaders(job: Job, proc: Process) -> Loaders:
     """This process's share of the training batches (drop_last as :func:`train_batches` says)
     and of the validation batches, and the augmentation applied on the device."""
     cfg = job.cfg
-    crop = cfg.image_size if cfg.resize == "keep_aspect" else None
+    crop = cfg.model_input.crop
     augment = BatchAugment(**cfg.augment, ignore_index=job.ignore_index, crop=crop)
     train_set = ArrayDataset(job.train_data, job.ignore_index)
     val_set = ArrayDataset(job.val_data, job.ignore_index)

@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from segpipe.data import predictions
+from segpipe.models.model_input import ModelInput
 from segpipe.params import DATA_OPTIONS, MODEL, option_class
 
 
@@ -636,11 +637,9 @@ def _run_problems(cfg: Mapping[str, Any]) -> list[str]:
             "config option 'predict.ensemble': folds averages the fold models, but split.folds "
             "is null (set split.folds: k, k >= 2)"
         )
-    if cfg["predict"]["mode"] == "sliding" and cfg["train"]["resize"] != "keep_aspect":
-        problems.append(
-            "config option 'predict.mode': sliding windows need images kept at their scale "
-            "(train.resize: keep_aspect); squashed images are predicted whole (mode: resize)"
-        )
+    model_input = ModelInput.from_train(cfg["train"])
+    if (problem := model_input.split_mode_problem(cfg["predict"]["mode"])) is not None:
+        problems.append(f"config option 'predict.mode': {problem}")
     syn = cfg["dataset"]["synthetic"]
     if syn["min_size"] > syn["max_size"]:
         problems.append(
