@@ -39,4 +39,7 @@ rule all:
         expand(rules.crossval.output.metrics, run=[r for r in RUNS if RUNS[r].folds]),
         rules.compare.output.html if COMPARE else [],
         [LAYOUT.infer_dir()] if INFER_IMAGES and not SEARCH else [],
+        # The search report from the start: asked for only once its checkpoints are decided,
+        # it would be left stale by a run that redecides them without a new winner.
+        "results/search/report.html" if SEARCH else [],
         search_targets,

@@ -9,6 +9,8 @@ from snakemake.io import contains_wildcard
 from segpipe.data.layouts import dataset_files
 from segpipe.workflow.config import (
     ConfigError,
+    base_config,
+    borrowed_options,
     dataset_layout,
     dataset_options,
     download_resources,
@@ -19,15 +21,13 @@ from segpipe.workflow.config import (
     replace_whole_options,
     validate_config,
 )
-from segpipe.evaluation.rungs import read_promoted
 from segpipe.models.pretrained import record_path
 from segpipe.workflow.experiments import expand_runs
 from segpipe.workflow.layout import Layout, run_dir
+from segpipe.workflow.brackets import ladder
 from segpipe.workflow.search import (
     candidate_problems,
     parse_search,
-    rung_budgets,
-    rung_train_options,
     sampled_experiments,
     search_candidates,
     search_problems,
@@ -36,6 +36,12 @@ from segpipe.outputs import path_option_problems
 from segpipe.params import Untracked, run_summary, tracked, untracked
 
 replace_whole_options(config, workflow.config_settings.overwrite_config)
+# A config that reads another dataset gives the options that describe one (classes, names,
+# sizes...), or it would run with config.yaml's, chosen for Oxford-IIIT Pet.
+if _borrowed := borrowed_options(
+    base_config(), workflow.config_settings.overwrite_config
+):
+    raise ValueError(_borrowed)
 _schema = load_schema(Path(workflow.basedir) / "config/schema.yaml")
 
 
@@ -87,12 +93,10 @@ if _problems := _problems or candidate_problems(
     parse_search(config["search"]), list(RUNS.values())
 ):
     raise _config_error(_problems)
-# A successive-halving search over the runs (rules/search.smk), or None; the cumulative epoch
-# budget of each of its rungs.
+# A successive-halving search over the runs (rules/search.smk), or None.
 SEARCH = parse_search(config["search"])
-SEARCH_BUDGETS = (
-    rung_budgets(SEARCH.min_epochs, SEARCH.max_epochs, SEARCH.eta) if SEARCH else []
-)
+# The cumulative epoch budget of each rung, shared by the search's brackets.
+SEARCH_BUDGETS = ladder(SEARCH) if SEARCH else []
 # Split settings of the runs: results/split/<splitting>/, computed once each.
 SPLITTINGS = {run.splitting: run.split for run in RUNS.values()}
 # The runs' models (results/runs/<model>/): a run, its folds <run>/fold<i>, its <run>/ensemble.
@@ -145,7 +149,6 @@ wildcard_constraints:
     size="[0-9]+|x[0-9.e+-]+",
     k="[0-9]+",
     fold="[0-9]+",
-    rung="|".join(str(rung) for rung in range(len(SEARCH_BUDGETS))) or "(?!)",
 
 
 def res(rule_name, key, of_run=False):
@@ -263,88 +266,3 @@ def infer_runtime():
             for run in RUNS
         }
     )
-
-
-# --- a successive-halving search (rules/search.smk) -------------------------------------------
-
-
-def rung_candidates(rung):
-    """The candidates rung ``rung`` trains: every run in rung 0, then those the previous
-    rung's file promotes (known once that rung is decided: a Snakemake checkpoint)."""
-    if rung == 0:
-        return list(RUNS)
-    return read_promoted(checkpoints.search_rung.get(rung=str(rung - 1)).output.rung)
-
-
-def search_winner():
-    """The run the last rung promotes."""
-    last = checkpoints.search_rung.get(rung=str(len(SEARCH_BUDGETS) - 1)).output.rung
-    (winner,) = read_promoted(last)
-    return winner
-
-
-def search_targets(wildcards):
-    """What a search makes: every rung's file, the search report and, for the winner only,
-    everything a run gets (predictions, scores with and without flips, its report)."""
-    if SEARCH is None:
-        return []
-    winner = search_winner()
-    return [
-        "results/search/report.html",
-        f"{run_dir(winner)}/report/report.html",
-        *[f for f in LAYOUT.evaluations() if f.startswith(f"{run_dir(winner)}/")],
-    ]
-
-
-# The runs whose train outputs search_winner writes, the winner's; none without a search.
-SEARCH_RUNS = "|".join(re.escape(name) for name in RUNS) if SEARCH else "(?!)"
-
-
-def rung_dir(run, rung):
-    """Where rule search_train puts a candidate's rung."""
-    return f"results/search/{run}/rung{rung}"
-
-
-def previous_rung(wildcards):
-    """The checkpoints a candidate's rung starts from: its previous rung's; none in rung 0."""
-    rung = int(wildcards.rung)
-    if rung == 0:
-        return []
-    return [
-        f"{rung_dir(wildcards.run, rung - 1)}/{name}" for name in ("last.pt", "best.pt")
-    ]
-
-
-def rung_options(wildcards):
-    """A candidate's train options in a rung: its run's, trained to the rung's budget on the
-    schedule of the whole search (segpipe.workflow.search.rung_train_options)."""
-    train = RUNS[wildcards.run].config["train"]
-    return rung_train_options(train, SEARCH, int(wildcards.rung))
-
-
-def winner_files(wildcards):
-    """The winner's last rung: its checkpoints, history and model card."""
-    winner = search_winner()
-    if wildcards.model != winner:
-        raise ValueError(
-            f"run '{wildcards.model}' was stopped by the search (see results/search/); "
-            f"only the winner, '{winner}', is trained in full"
-        )
-    folder = rung_dir(winner, len(SEARCH_BUDGETS) - 1)
-    names = {
-        "best": "best.pt",
-        "last": "last.pt",
-        "history": "history.csv",
-        "model": "model.json",
-    }
-    return {key: f"{folder}/{name}" for key, name in names.items()}
-
-
-def search_report_inputs(wildcards):
-    """Every rung's file (in order) and each candidate's history of the last rung it trained."""
-    rungs = [f"results/search/rung{rung}.csv" for rung in range(len(SEARCH_BUDGETS))]
-    last = {}
-    for rung in range(len(SEARCH_BUDGETS)):
-        for run in rung_candidates(rung):
-            last[run] = f"{rung_dir(run, rung)}/history.csv"
-    return {"rungs": rungs, "histories": [last[run] for run in RUNS]}

@@ -1,5 +1,14 @@
+include: "search_common.smk"
+
+
+wildcard_constraints:
+    rung="|".join(str(rung) for rung in range(len(SEARCH_BUDGETS))) or "(?!)",
+    bracket="|".join(str(bracket) for bracket in range(len(BRACKETS))) or "(?!)",
+
+
 localrules:
     search_rung,
+    search_select,
     search_winner,
     search_report,
 
@@ -7,8 +16,8 @@ localrules:
 rule search_train:
     """One rung of a successive-halving search for one candidate (a run): train it up to the
     rung's cumulative budget of epochs on the learning-rate schedule of the whole search,
-    starting from its previous rung's last checkpoint. Only promoted candidates get the next
-    rung's job (checkpoint search_rung)."""
+    starting from its previous rung's last checkpoint. Only candidates that a bracket trains in
+    that rung get its job (checkpoint search_rung), once whichever brackets need it."""
     input:
         unpack(lambda wildcards: LAYOUT.model_arrays(wildcards.run, "train")),
         unpack(lambda wildcards: LAYOUT.weights_record(wildcards.run)),
@@ -48,28 +57,48 @@ rule search_train:
 
 
 checkpoint search_rung:
-    """Score every candidate of a rung at the rung's budget (its best validation mIoU so far)
-    and promote the top ceil(n / eta) to the next rung; in the last rung, the winner."""
+    """Score every candidate a bracket trains in a rung at the rung's budget (its best
+    validation mIoU so far) and promote the top ceil(n / eta) to the bracket's next rung; in
+    the last rung, the bracket's best."""
     input:
         histories=lambda wildcards: [
-            f"results/search/{run}/rung{wildcards.rung}/history.csv"
-            for run in rung_candidates(int(wildcards.rung))
+            f"{rung_dir(run, wildcards.rung)}/history.csv"
+            for run in rung_candidates(int(wildcards.bracket), int(wildcards.rung))
         ],
     output:
-        rung="results/search/rung{rung}.csv",
+        rung=RUNG_FILE,
     log:
-        "logs/search_rung/rung{rung}.log",
+        "logs/search_rung/bracket{bracket}/rung{rung}.log",
     benchmark:
-        "benchmarks/search_rung/rung{rung}.tsv"
+        "benchmarks/search_rung/bracket{bracket}/rung{rung}.tsv"
     conda:
         "../envs/segpipe.yaml"
     params:
-        candidates=lambda wildcards: rung_candidates(int(wildcards.rung)),
+        candidates=lambda wildcards: rung_candidates(
+            int(wildcards.bracket), int(wildcards.rung)
+        ),
         epochs=lambda wildcards: SEARCH_BUDGETS[int(wildcards.rung)],
         eta=SEARCH.eta if SEARCH else 0,
         last=lambda wildcards: int(wildcards.rung) == len(SEARCH_BUDGETS) - 1,
     script:
         "../scripts/search_rung.py"
+
+
+checkpoint search_select:
+    """The winner: the best by validation mIoU of the brackets' last rungs (ties: the first
+    bracket's)."""
+    input:
+        last=last_rung_files(),
+    output:
+        selection=SELECTION_FILE,
+    log:
+        "logs/search_select/search_select.log",
+    benchmark:
+        "benchmarks/search_select/search_select.tsv"
+    conda:
+        "../envs/segpipe.yaml"
+    script:
+        "../scripts/search_select.py"
 
 
 rule search_winner:
@@ -98,9 +127,9 @@ ruleorder: search_winner > train
 
 
 rule search_report:
-    """The search on one page: every rung (who was promoted, with scores), the epochs spent
-    against the full grid over the same candidates, and every candidate's learning curve to
-    where it stopped."""
+    """The search on one page: per bracket every rung (who was promoted, with scores) and the
+    candidates' learning curves to where the bracket stopped them, the selection across the
+    brackets, and the epochs spent against the full grid over the same candidates."""
     input:
         unpack(search_report_inputs),
     output:

@@ -10,6 +10,7 @@ build_search_report(
     dict(zip(params.runs, inp.histories, strict=True)),
     snakemake.output.html,
     snakemake.output.figures,
+    selection_csv=inp.selection,
     max_epochs=params.max_epochs,
     eta=params.eta,
     title=params.title,

@@ -7,6 +7,7 @@ setup_logging(snakemake.log[0])
 params = snakemake.params
 write_rung(
     snakemake.output.rung,
+    bracket=int(snakemake.wildcards.bracket),
     rung=int(snakemake.wildcards.rung),
     epochs=params.epochs,
     candidates=list(params.candidates),

@@ -167,33 +167,148 @@ def slurm(record: dict) -> str:
     )
 
 
+SEARCH_NAMES = {
+    "plain_short": "successive halving",
+    "plain_long": "successive halving",
+    "brackets": "2 brackets",
+}
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return "none" if low is None else f"[{low:+.3f}, {high:+.3f}]"
+
+
+def _split(split: dict) -> str:
+    return f"{split['train']} training, {split['val']} validation and {split['test']} test images"
+
+
+def _training(phase: dict) -> str:
+    cost = phase["training"]
+    return (
+        f"{cost['jobs']} training jobs, {cost['wall_s'] / 60:.0f} min of wall time and "
+        f"{cost['cpu_s'] / 60:.0f} min of CPU in all"
+    )
+
+
+def _search_row(name: str, result: dict, budgets: list[int]) -> str:
+    first = f"{budgets[0]} and {budgets[1]}" if name == "brackets" else str(result["first_budget"])
+    loss = result["regret"]
+    return (
+        f"| {SEARCH_NAMES[name]} | {first} | {result['epochs']} ({result['epochs_ratio']:.0%}) | "
+        f"{result['winner']} | {'yes' if result['same_winner'] else 'no'} | "
+        f"{loss['test_miou_difference']:+.3f} | {_interval(*loss['ci95'])} | "
+        f"{'yes' if result['within_interval'] else 'no'} |\n"
+    )
+
+
+def _rules_line(rules: dict) -> str:
+    return "; ".join(
+        f"{rule} {r['within_interval']} of {r['searches']} (mean regret {r['mean_regret']:+.4f}"
+        + (f", mean rho {r['mean_rho']:+.2f}" if "mean_rho" in r else "")
+        + ")"
+        for rule, r in rules.items()
+    )
+
+
+def _search_line(case: dict) -> str:
+    ladder = " → ".join(str(b) for b in case["ladder"])
+    brackets = f"{case['brackets']} bracket{'s' if case['brackets'] > 1 else ''}"
+    return f"{brackets} over {ladder} at eta {case['eta']}, {case['epochs_ratio']:.0%}"
+
+
+def _replayed(analysis: dict) -> str:
+    """The searches replayed from the grid's histories: how many held up (the grid's winner or
+    one within its interval) by each promotion rule, and the cheapest that held up."""
+    configurations = analysis["configurations_replayed"]
+    rules = analysis["promotion_rules"]["searches_replayed"]
+    held = [c for c in configurations if c["within_interval"]]
+    plain = [c for c in configurations if c["brackets"] == 1]
+    text = (
+        f"Replayed from the grid's histories, {len(configurations)} searches (eta "
+        f"{' and '.join(map(str, rules['etas']))}, first budgets "
+        f"{', '.join(map(str, rules['first_budgets']))}, 1 bracket to the rungs minus 1): "
+        f"{len(held)} held up, {sum(c['within_interval'] for c in plain)} of the {len(plain)} "
+        "plain ones"
+    )
+    if held:
+        best = min(held, key=lambda c: (c["epochs_ratio"], c["brackets"]))
+        text += f"; the cheapest that held up: {_search_line(best)} of the grid's epochs"
+    return (
+        f"{text}. The same searches with promotion by the best epoch, the last epoch or a "
+        f"smoothed score (mean rho over the epochs before the last): {_rules_line(rules['rules'])}."
+    )
+
+
 def search(record: dict) -> str:
-    found, grid, verdict = record["search"], record["grid"], record["verdict"]
-    budget, diff = record["search_budget"], verdict["test_miou_difference"]
-    low, high = diff["ci95"]
-    interval = "none" if low is None else f"[{low:+.3f}, {high:+.3f}]"
-    winners = (
-        "the same winner"
-        if verdict["same_winner"]
-        else f"different winners ({found['winner']} against {grid['winner']})"
+    """One dataset of benchmarks/bench_search.py: the grid, the three searches as a table, the
+    rank correlations, the replay check and the replayed searches."""
+    grid, analysis, scale = record["grid"], record["analysis"], record["scale"]
+    budget, searches = record["search_budget"], analysis["searches"]
+    budgets = sorted({r["first_budget"] for r in searches.values()})
+    best = grid["runs"][grid["winner"]]
+    rho = ", ".join(
+        f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''} "
+        + (f"{r['rho']:+.2f}" if r["rho"] is not None else "n/a")
+        for r in analysis["rank_correlation"]["best"]["val"]
+    )
+    rho_test = ", ".join(
+        f"{r['rho']:+.2f}" if r["rho"] is not None else "n/a"
+        for r in analysis["rank_correlation"]["best"]["test"]
+    )
+    check = analysis["consistency"]
+    text = _wrap(
+        f"`benchmarks/bench_search.py` ({_measured(record)}; `{record['command']}`, one thread "
+        f"per job; {scale['model']} at {scale['image_size']} px; {_split(grid['split'])}): the "
+        f"grid of {grid['candidates']} candidates trained {grid['epochs']} epochs "
+        f"({budget['max_epochs']} each; {_training(grid)}) and chose {grid['winner']} "
+        f"(validation mIoU {best['val_miou']:.3f}, test {best['test_miou']:.3f}); the search "
+        f"with `brackets: {budget['brackets']}` over rungs of "
+        f"{' → '.join(str(b) for b in analysis['ladder'])} epochs at eta {budget['eta']} "
+        f"trained {searches['brackets']['epochs']} epochs ({_training(record['search'])}). Its "
+        "bracket b is the plain search from the ladder's b-th budget, scored alone below; "
+        "regret: the grid winner's test mIoU minus the search winner's, with the paired "
+        "bootstrap 95% interval of the per-image difference; held up: the grid's winner or one "
+        "within its interval:"
+    )
+    table = (
+        "\n| search | first budget (epochs) | epochs (of the grid's) | winner | the grid's | "
+        "regret | interval | held up |\n|---|---|---|---|---|---|---|---|\n"
+        + "".join(_search_row(name, searches[name], budgets) for name in SEARCH_NAMES)
+        + "\n"
+    )
+    goal = searches["brackets"]["meets_goal"]
+    tail = _wrap(
+        f"Goal (brackets: held up at no more than 50% of the grid's epochs): "
+        f"{'met' if goal else 'not met'}. Spearman's rho between the candidates' scores at each "
+        f"rung and the grid's final validation mIoU: {rho} (against test mIoU: {rho_test}). "
+        f"The search's {check['rungs']} rung scores are the grid's histories at each budget "
+        f"(largest difference {check['max_score_difference']:.1e}; the same decisions: "
+        f"{'yes' if check['same_decisions'] else 'no'}). {_replayed(analysis)}"
+    )
+    return text + table + tail
+
+
+def search_summary(record: dict) -> str:
+    """Across the datasets of benchmarks/bench_search.py: which searches held up, the promotion
+    rules, the replayed searches that held up everywhere."""
+    names = {"plain_short": "successive halving from 1 epoch", "plain_long": "from 3 epochs"}
+    datasets = "; ".join(
+        f"{name}: " + ", ".join(
+            f"{names.get(search, 'the 2 brackets')} {'held up' if ok else 'did not'}"
+            for search, ok in result.items() if search != "goal"
+        )
+        for name, result in record["datasets"].items()
+    )  # fmt: skip
+    held = record["held_everywhere"]
+    cheapest = (
+        f"the cheapest replayed search that held up on all three: {_search_line(held[0])} of "
+        "the grid's epochs"
+        if held
+        else "no replayed search held up on all three"
     )
     return _wrap(
-        f"`benchmarks/bench_search.py` ({_measured(record)}; `{record['command']}`, "
-        f"`{record['config']}` at {record['overrides']['train']['image_size']} px, one thread "
-        f"per job): the search over {grid['candidates']} candidates (rungs of "
-        f"{'/'.join(str(n) for n in found['rungs'])} candidates, {budget['min_epochs']} to "
-        f"{budget['max_epochs']} epochs at eta {budget['eta']}) trained {found['epochs']} epochs "
-        f"and chose {found['winner']} (validation mIoU "
-        f"{found['val_miou']:.3f}, test {found['test_miou']:.3f}) in {found['wall_s'] / 60:.1f} "
-        f"min to the winner's test scores; the full grid trained {grid['epochs']} epochs and "
-        f"chose {grid['winner']} (validation {grid['val_miou']:.3f}, test "
-        f"{grid['test_miou']:.3f}) in {grid['wall_s'] / 60:.1f} min to its leaderboard (every "
-        f"run predicted, evaluated and reported). That is "
-        f"{winners}, a per-image test mIoU difference (grid minus search) of "
-        f"{diff['grid_minus_search']:+.3f} with paired bootstrap 95% interval {interval} over "
-        f"{diff['n_images']} test images, at {verdict['epochs_ratio']:.0%} of the grid's epochs "
-        f"(goal: the same winner or 0 inside the interval, at no more than 40%): "
-        f"{'met' if verdict['passes'] else 'not met'}."
+        f"Across the three datasets ({_measured(record)}): {datasets}. Promotion rules over "
+        f"every replayed search, held up: {_rules_line(record['rules'])}; {cheapest}."
     )
 
 
@@ -302,6 +417,66 @@ def _assess_steps(case: dict) -> str:
     )
 
 
+PLAN_CASES = {
+    "isbi": "ISBI 2012 membranes",
+    "camvid": "CamVid road scenes",
+    "oxford-synthetic": "synthetic Oxford-layout pets",
+}
+
+
+def _geometry(train: dict) -> str:
+    if train["resize"] == "squash":
+        return f"squashed to {train['image_size']}²"
+    return f"kept at scale {train['image_scale']:g}, {train['image_size']}² crops"
+
+
+def _plan_case(name: str, case: dict) -> str:
+    planned, hand, diff = case["planned"], case["hand_written"], case["test_miou_difference"]
+    low, high = diff["ci95"]
+    interval = "none" if low is None else f"[{low:+.3f}, {high:+.3f}]"
+    folds = planned["split"]["folds"]
+    how = f"{folds} folds and their ensemble on test" if folds else "one model"
+    peak = max(planned["train_peak_rss_mb"] or [0])
+    p, h = planned["config"], hand["config"]
+    return _wrap(
+        f"- {PLAN_CASES[name]} (`{case['example']}`, {case['epochs']} epochs each): planned "
+        f"{_geometry(p)}, {p['encoder']} depth {p['encoder_depth']}, batch {p['batch_size']}, "
+        f"loss {p['loss']}, {how}: validation mIoU {planned['val_miou']:.3f}, test "
+        f"{planned['test_miou']:.3f}; hand-written {_geometry(h)}, {h['encoder']}, batch "
+        f"{h['batch_size']}, loss {h['loss']}: {hand['val_miou']:.3f}, {hand['test_miou']:.3f}. "
+        f"Test mIoU difference (planned minus hand-written) {diff['planned_minus_hand_written']:+.3f}, "
+        f"paired bootstrap 95% interval {interval} over {diff['n_images']} test images; the "
+        f"planned train jobs peaked at {peak:,.0f} MB of the {planned['train_mem_mb']:,} MB they "
+        f"asked for; planning took {case['plan_s']:.0f} s, training and scoring "
+        f"{planned['wall_s'] / 60:.1f} min (hand-written {hand['wall_s'] / 60:.1f} min).",
+        indent="  ",
+    )
+
+
+def plan(record: dict) -> str:
+    goals, timing = record["goals"], record["planning_time"]
+    sample, every = timing["sample_500"], timing["all"]
+    head = _wrap(
+        f"`benchmarks/bench_plan.py` ({_measured(record)}, 1-minute load average "
+        f"{record['load_average_1min_before']} before the run; `{record['command']}`): each "
+        "dataset planned with `segpipe plan --device cpu --max-size <the hand-written config's "
+        "input size at this scale>`, then both configs trained for the same epochs with "
+        "`snakemake --cores 2` and scored on the same test images."
+    )
+    cases = "".join(_plan_case(name, case) for name, case in record["cases"].items())
+    tail = _wrap(
+        f"The planned config scored at least as well, or within the interval, on "
+        f"{goals['planned_at_least_as_good_or_inside_the_interval']} datasets (goal: 2 of 3: "
+        f"{'met' if goals['met'] else 'not met'}); planned train jobs within their memory: "
+        f"{'yes' if goals['planned_train_jobs_within_their_memory'] else 'no'}. Planning "
+        f"{timing['pairs']:,} synthetic pairs took {sample['wall_s']:.0f} s with `--sample 500` "
+        f"({sample['fingerprint_s']:.0f} s of it reading them, the rest the probe; goal: under "
+        f"a minute) and {every['wall_s']:.0f} s reading all of them "
+        f"({every['fingerprint_s']:.0f} s)."
+    )
+    return head + "\n" + cases + "\n" + tail
+
+
 FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "demo": ("demo-cpu-2cores.json", demo),
     "runs": ("runs-cpu-2cores.json", runs),
@@ -311,8 +486,12 @@ FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "predict": ("predict-cpu-2cores.json", predict),
     "lean-jobs": ("lean-jobs-cpu-2cores.json", lean_jobs),
     "slurm": ("slurm-cpu-2cores.json", slurm),
-    "search": ("search-membrane-cpu-2cores.json", search),
+    "search-membrane": ("search-membrane-cpu-2cores.json", search),
+    "search-camvid": ("search-camvid-cpu-2cores.json", search),
+    "search-synthetic": ("search-synthetic-cpu-2cores.json", search),
+    "search-summary": ("search-summary-cpu-2cores.json", search_summary),
     "assess": ("assess-cpu-2cores.json", assess),
+    "plan": ("plan-cpu-2cores.json", plan),
 }
 
 

@@ -46,6 +46,7 @@ from segpipe.data.remap import UNMAPPED_POLICIES
 from segpipe.io import WRITE_ERRORS, WriteError, check_writable, write_text
 from segpipe.logs import UserError
 from segpipe.outputs import Read, check_file
+from segpipe.planning.rules import DEFAULT_SAMPLE
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_WRITE = 0, 1, 2, 3
 
@@ -122,24 +123,98 @@ def _find_schema(configfile: Path) -> Path:
     raise FileNotFoundError(f"no schema.yaml found near {configfile}; pass --schema")
 
 
-def _from_config(path: Path, schema: Path | None) -> dict[str, Any]:
-    """verify_dataset arguments taken from a pipeline config (validated, defaults filled in): the
-    dataset and remap options rule remap takes (:func:`segpipe.workflow.config.dataset_options`) and the
-    dataset root."""
+def _from_config(paths: list[Path], schema: Path | None) -> dict[str, Any]:
+    """verify_dataset arguments taken from pipeline configs layered as Snakemake layers them
+    (config/config.yaml of the working directory, then each file; validated, defaults filled
+    in): the dataset and remap options rule remap takes
+    (:func:`segpipe.workflow.config.dataset_options`) and the dataset root. A config that reads
+    another dataset than config.yaml and leaves it options that describe a dataset is refused,
+    as the workflow refuses it."""
     from segpipe.workflow.config import (
+        ConfigError,
+        base_config,
+        borrowed_options,
         dataset_options,
-        load_config_file,
+        layered_config,
         load_schema,
         validate_config,
     )
 
-    if path.is_dir():
-        _input_file(path, "config file")  # one line naming the folder
-    raw = load_config_file(path)
-    cfg = validate_config(raw, load_schema(schema or _find_schema(path)))
+    for path in paths:
+        if path.is_dir():
+            _input_file(path, "config file")  # one line naming the folder
+    raw, override = layered_config(paths)
+    if problem := borrowed_options(base_config(), override):
+        raise ConfigError(problem)
+    cfg = validate_config(raw, load_schema(schema or _find_schema(paths[0])))
     options = dataset_options(cfg)
     del options["max_quarantine_fraction"]  # the remap step's limit; verify lists every problem
     return {"root": cfg["dataset"].get("root"), **options}
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dataset and remap options ``segpipe verify`` and ``segpipe plan`` share."""
+    parser.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: folder)")
+    parser.add_argument("--images-dir", help="image directory relative to ROOT (layout default)")
+    parser.add_argument("--masks-dir", help="mask directory relative to ROOT (layout default)")
+    parser.add_argument("--mask-suffix", help="masks are named <image stem><suffix>, e.g. _mask")
+    parser.add_argument(
+        "--split-list",
+        action="append",
+        metavar="NAME=FILE",
+        help="trainval=FILE or test=FILE, relative to ROOT (repeatable)",
+    )
+    parser.add_argument(
+        "--table",
+        action="append",
+        metavar="RAW=CLASS,...",
+        help="remap table, e.g. 0=0,255=1 (repeatable)",
+    )
+    parser.add_argument(
+        "--color", action="append", metavar="R,G,B=CLASS", help="colour table entry (repeatable)"
+    )
+    parser.add_argument("--ignore-value", type=int, help="raw value to ignore (e.g. 255 for VOC)")
+    parser.add_argument("--ignore-index", type=int, help="class id of ignored pixels (default 255)")
+    parser.add_argument("--classes", help="class names in id order, comma-separated")
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        help="larger images and masks are problems, not decoded (default 89478485)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="processes (default 1)")
+
+
+def _dataset_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The dataset and remap options given on the command line (None: not given)."""
+    return {
+        "root": args.root,
+        "layout": args.layout,
+        "images_dir": args.images_dir,
+        "masks_dir": args.masks_dir,
+        "mask_suffix": args.mask_suffix,
+        "split_lists": _split_lists(args.split_list),
+        "table": _table(args.table),
+        "colors": _colors(args.color),
+        "ignore_value": args.ignore_value,
+        "ignore_index": args.ignore_index,
+        "class_names": args.classes.split(",") if args.classes else None,
+        "max_image_pixels": args.max_image_pixels,
+    }
+
+
+def _with_given(options: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``options`` (from a config) with the command line's given options over them; a table
+    given replaces the config's colours, and colours its table."""
+    options = {**options, **{k: v for k, v in given.items() if v is not None}}
+    if given["colors"]:
+        options["table"] = None
+    elif given["table"]:
+        options["colors"] = None
+    if not options.get("root"):
+        raise FileNotFoundError("no dataset directory: give ROOT (or dataset.root in --configfile)")
+    if Path(options["root"]).is_file():
+        raise ValueError(f"{options['root']}: is a file, not a dataset folder")
+    return options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,44 +236,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("root", nargs="?", help="dataset directory (default: dataset.root)")
     verify.add_argument(
-        "--configfile", type=Path, help="take the dataset and remap options from a pipeline config"
+        "--configfile",
+        type=Path,
+        action="append",
+        help="take the dataset and remap options from a pipeline config, layered over "
+        "config/config.yaml as snakemake --configfile layers it (repeatable, in order)",
     )
     verify.add_argument(
         "--schema", type=Path, help="config schema (default: found beside the configfile)"
     )
-    verify.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: folder)")
-    verify.add_argument("--images-dir", help="image directory relative to ROOT (layout default)")
-    verify.add_argument("--masks-dir", help="mask directory relative to ROOT (layout default)")
-    verify.add_argument("--mask-suffix", help="masks are named <image stem><suffix>, e.g. _mask")
-    verify.add_argument(
-        "--split-list",
-        action="append",
-        metavar="NAME=FILE",
-        help="trainval=FILE or test=FILE, relative to ROOT (repeatable)",
-    )
-    verify.add_argument(
-        "--table",
-        action="append",
-        metavar="RAW=CLASS,...",
-        help="remap table, e.g. 0=0,255=1 (repeatable)",
-    )
-    verify.add_argument(
-        "--color", action="append", metavar="R,G,B=CLASS", help="colour table entry (repeatable)"
-    )
-    verify.add_argument("--ignore-value", type=int, help="raw value to ignore (e.g. 255 for VOC)")
-    verify.add_argument("--ignore-index", type=int, help="class id of ignored pixels (default 255)")
+    _add_dataset_arguments(verify)
     verify.add_argument(
         "--unmapped",
         choices=UNMAPPED_POLICIES,
         help="values outside the table (default error: reported as problems)",
     )
-    verify.add_argument("--classes", help="class names in id order, comma-separated")
-    verify.add_argument(
-        "--max-image-pixels",
-        type=int,
-        help="larger images and masks are problems, not decoded (default 89478485)",
-    )
-    verify.add_argument("--threads", type=int, default=1, help="processes (default 1)")
     verify.add_argument(
         "--json",
         type=Path,
@@ -208,10 +260,69 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--max-lines", type=int, default=50, help="warnings/problems listed (default 50)"
     )
+    _add_plan(sub)
     _add_predict(sub)
     _add_export(sub)
     _add_fetch_weights(sub)
     return parser
+
+
+def _add_plan(sub) -> None:
+    plan = sub.add_parser(
+        "plan",
+        help="fingerprint a dataset and write a config planned for it",
+        description=(
+            "Read the dataset once with the remap step's checks (a seeded sample of --sample "
+            "pairs when it has more), measure the batch that fits the memory budget on the "
+            "target device, and write a config that runs as it is (snakemake --configfile "
+            "OUT), every planned option commented with the figure it came from, and the "
+            "fingerprint (JSON). The rules are in docs/planning.md."
+        ),
+    )
+    plan.add_argument("root", nargs="?", help="dataset directory (default: dataset.root)")
+    plan.add_argument(
+        "--configfile",
+        type=Path,
+        help="a partial config: dataset, classes, remap and ignore_index are taken from it",
+    )
+    plan.add_argument("--schema", type=Path, help="config schema (default: config/schema.yaml)")
+    _add_dataset_arguments(plan)
+    plan.add_argument("--name", help="the dataset's name (default: its folder's)")
+    plan.add_argument(
+        "-o", "--out", type=Path, help="config to write (default: config/<name>.yaml or ./)"
+    )
+    plan.add_argument(
+        "--fingerprint", type=Path, help="fingerprint to write (default: beside OUT, .json)"
+    )
+    plan.add_argument("--overwrite", action="store_true", help="replace OUT and the fingerprint")
+    plan.add_argument(
+        "--sample",
+        type=int,
+        default=DEFAULT_SAMPLE,
+        help=f"read a seeded sample of this many pairs at most (default {DEFAULT_SAMPLE}; 0: all)",
+    )
+    plan.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    plan.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="target device"
+    )
+    plan.add_argument(
+        "--memory-gb",
+        type=float,
+        help="memory budget of a training process (default: 85%% of the GPU; on the CPU a "
+        "quarter of this machine's memory, at most 16)",
+    )
+    plan.add_argument(
+        "--max-size", type=int, help="largest training input side (default 512 CUDA, 256 CPU)"
+    )
+    plan.add_argument("--max-batch", type=int, default=32, help="largest batch (default 32)")
+    plan.add_argument("--hours", type=float, help="wall-clock budget of the training")
+    plan.add_argument(
+        "--any-orientation",
+        action="store_true",
+        help="the images have no canonical orientation (microscopy, aerial): vertical flips "
+        "and rotations too",
+    )
+    plan.add_argument("--search", type=int, metavar="N", help="add a search of N candidates")
 
 
 def _add_predict(sub) -> None:
@@ -450,36 +561,41 @@ def verify_main(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"root": None}  # else verify_dataset's defaults
     if args.configfile:
         options.update(_from_config(args.configfile, args.schema))
-    given = {
-        "root": args.root,
-        "layout": args.layout,
-        "images_dir": args.images_dir,
-        "masks_dir": args.masks_dir,
-        "mask_suffix": args.mask_suffix,
-        "split_lists": _split_lists(args.split_list),
-        "table": _table(args.table),
-        "colors": _colors(args.color),
-        "ignore_value": args.ignore_value,
-        "ignore_index": args.ignore_index,
-        "unmapped": args.unmapped,
-        "class_names": args.classes.split(",") if args.classes else None,
-        "max_image_pixels": args.max_image_pixels,
-    }
-    options.update({k: v for k, v in given.items() if v is not None})
-    if given["colors"]:
-        options["table"] = None
-    elif given["table"]:
-        options["colors"] = None
-    if not options["root"]:
-        raise FileNotFoundError("no dataset directory: give ROOT (or dataset.root in --configfile)")
-    if Path(options["root"]).is_file():
-        raise ValueError(f"{options['root']}: is a file, not a dataset folder")
+    given = {**_dataset_given(args), "unmapped": args.unmapped}
+    options = _with_given(options, given)
     out = _json_output(args, options) if args.json else None
     summary = verify_dataset(threads=args.threads, **options)
     print(format_summary(summary, max_lines=args.max_lines))
     if out:
         write_text(out, json.dumps(summary, indent=2) + "\n")
     return EXIT_OK if summary["ok"] else EXIT_PROBLEMS
+
+
+def plan_main(args: argparse.Namespace) -> int:
+    """Fingerprint the dataset, plan, write the fingerprint and the config, say what to run."""
+    from segpipe.planning.planner import (
+        PlanRequest,
+        output_paths,
+        partial_config,
+        plan_dataset,
+        resolve_target,
+        summary_lines,
+        write_plan,
+    )
+    from segpipe.planning.render import default_schema
+
+    logging.getLogger("segpipe").setLevel(logging.INFO)
+    options = partial_config(args.configfile) if args.configfile else {"root": None}
+    options = _with_given(options, _dataset_given(args))
+    target = resolve_target(args)
+    request = PlanRequest.from_options(
+        options, name=args.name, target=target, sample=args.sample, seed=args.seed
+    )
+    out, fingerprint = output_paths(args.out, args.fingerprint, request, args.overwrite)
+    plan = plan_dataset(request)
+    write_plan(plan, out, fingerprint, args.schema or default_schema())
+    print("\n".join(summary_lines(plan, out, fingerprint)))
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -489,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "verify":
             return verify_main(args)
+        if args.command == "plan":
+            return plan_main(args)
         if args.command == "predict":
             return predict_main(args)
         if args.command == "export":

@@ -392,11 +392,14 @@ def test_command_line_colour_table_replaces_config_yaml_table(tmp_path):
     work = copy_workflow(tmp_path / "work")
     root = _pairs(tmp_path / "data", [Image.fromarray(_colour_mask())])
     cfg = {
-        "dataset": {"source": "folder", "root": str(root)},
+        "run_name": "colours",
+        "dataset": {"source": "folder", "root": str(root), "name": "colour masks"},
         "classes": ["a", "b"],
         "remap": {"colors": [{"color": [128, 0, 0], "class": 1}]},
         "evaluate": {"foreground_classes": None},
-        "train": {"augment": {"hflip": 0.5}},
+        "report": {"title": "colour masks"},
+        "train": {"augment": {"hflip": 0.5}, "image_size": 32, "epochs": 1, "batch_size": 2},
+        "resources": {"train": {"mem_mb": 1000}},
     }
     (work / "config" / "colours.yaml").write_text(yaml.safe_dump(cfg))
     assert planned_rules(

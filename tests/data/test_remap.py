@@ -419,3 +419,43 @@ def test_no_pairs_at_all_is_a_clear_error(tmp_path):
     Image.fromarray(solid(RED)).save(root / "images" / "a.jpg")
     with pytest.raises(FileNotFoundError, match="mask directory not found: .*masks"):
         run_remap(root, tmp_path / "out")
+
+
+def _pair_row(tmp_path: Path, mask: np.ndarray) -> dict:
+    """A row of the index for one image and its mask, as check_pair takes it."""
+    image, raw = tmp_path / "a.png", tmp_path / "a_mask.png"
+    Image.fromarray(np.zeros(mask.shape[:2] + (3,), np.uint8)).save(image)
+    Image.fromarray(mask).save(raw)
+    return {"id": "a", "image": str(image), "raw_mask": str(raw)}
+
+
+def test_counting_colours_gives_each_colour_and_the_packed_keys(tmp_path):
+    """A counting spec for colours (segpipe plan on a colour-mask dataset): every colour with its
+    pixels, and the packed colours as the "mapped" mask, not wrapped to 8 bits."""
+    from segpipe.data.remap import RemapSpec, check_pair, pack_rgb
+
+    mask = solid(RED)
+    mask[:4] = (0, 128, 255)
+    result, keys = check_pair(_pair_row(tmp_path, mask), RemapSpec(None, count_colors=True))
+    assert "problem" not in result
+    assert result["value_counts"] == {(255, 0, 0): 12 * SIZE, (0, 128, 255): 4 * SIZE}
+    assert keys is not None and keys.dtype == np.uint32
+    assert set(np.unique(keys).tolist()) == {
+        int(pack_rgb(np.array(c, np.uint8))) for c in (RED, (0, 128, 255))
+    }
+    assert result["class_counts"] == {
+        int(pack_rgb(np.array(RED, np.uint8))): 12 * SIZE,
+        33023: 4 * SIZE,
+    }
+
+
+def test_counting_values_keeps_16_bit_values_whole(tmp_path):
+    """Counting raw values of a 16-bit mask: 300 and 70 stay 300 and 70 (not 300 % 256 = 44)."""
+    from segpipe.data.remap import RemapSpec, check_pair
+
+    mask = np.full((SIZE, SIZE), 300, dtype=np.uint16)
+    mask[:2] = 70
+    result, keys = check_pair(_pair_row(tmp_path, mask), RemapSpec(None))
+    assert result["value_counts"] == {70: 2 * SIZE, 300: 14 * SIZE}
+    assert keys is not None and sorted(np.unique(keys).tolist()) == [70, 300]
+    assert result["class_counts"] == {70: 2 * SIZE, 300: 14 * SIZE}

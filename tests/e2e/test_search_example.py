@@ -62,11 +62,13 @@ def test_search_example_promotes_and_publishes_only_the_winner(shared_data, tmp_
     assert shipped["train"]["epochs"] == shipped["search"]["max_epochs"]
     cfg = tiny(shipped, root=str(isbi))
     cfg["search"] = {"min_epochs": 1, "max_epochs": 3, "eta": 3}  # rungs of 1 and 3 epochs
+    cfg["train"]["warmup_epochs"] = 0  # 1 would end with the 1-epoch rung (refused)
     work = copy_workflow(tmp_path / "work")
-    results = run_example(work, NAME, cfg, "results/search/rung1.csv")
+    results = run_example(work, NAME, cfg, "results/search/bracket0/rung1.csv")
 
-    rung0, rung1 = (read_rung(results / "search" / f"rung{r}.csv") for r in (0, 1))
-    assert list(rung0.columns) == ["candidate", "rung", "epochs", "val_miou", "promoted"]
+    rung0, rung1 = (read_rung(results / "search" / "bracket0" / f"rung{r}.csv") for r in (0, 1))
+    columns = ["candidate", "bracket", "rung", "epochs", "val_miou", "promoted"]
+    assert list(rung0.columns) == columns
     assert len(rung0) == 9 and rung0["promoted"].sum() == 3 and set(rung0["epochs"]) == {1}
     promoted = set(rung0.loc[rung0["promoted"], "candidate"])
     assert set(rung1["candidate"]) == promoted and set(rung1["epochs"]) == {3}
@@ -81,6 +83,6 @@ def test_search_example_promotes_and_publishes_only_the_winner(shared_data, tmp_
     for name in set(rung0["candidate"]) - {winner}:
         assert not (results / "runs" / name).exists(), name
     config = f"config/examples/{NAME}.yaml"
-    targets = ("results/search/rung1.csv", metrics)
+    targets = ("results/search/bracket0/rung1.csv", metrics)
     assert planned_rules(work, "--configfile", config, "--", *targets) == {}
     assert tree_digest(isbi) == before

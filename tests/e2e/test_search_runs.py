@@ -17,7 +17,12 @@ from conftest import copy_workflow, planned_rules, snakemake
 pytestmark = pytest.mark.slow
 ARGS = ("--configfile", "config/test.yaml", "config/search.yaml")
 CANDIDATES = ["lr-0.001", "lr-0.003", "lr-0.01"]
-SEARCH = {"grid": {"train.lr": [0.001, 0.003, 0.01]}, "search": {"min_epochs": 1, "max_epochs": 3}}
+# No warm-up: config/config.yaml's 1-epoch warm-up would end where a 1-epoch rung ends (refused).
+SEARCH = {
+    "grid": {"train.lr": [0.001, 0.003, 0.01]},
+    "search": {"min_epochs": 1, "max_epochs": 3},
+    "train": {"warmup_epochs": 0},
+}
 
 
 def write_search(work: Path, search: dict) -> None:
@@ -41,7 +46,7 @@ def work(done: Path, tmp_path: Path) -> Path:
 
 
 def rung(work: Path, r: int) -> pd.DataFrame:
-    return pd.read_csv(work / "results" / "search" / f"rung{r}.csv")
+    return pd.read_csv(work / "results" / "search" / "bracket0" / f"rung{r}.csv")
 
 
 def test_each_rung_trains_only_what_the_last_one_promoted(done: Path) -> None:
@@ -121,10 +126,10 @@ def test_with_a_constant_rate_a_longer_search_adds_a_rung(tmp_path: Path) -> Non
     work = copy_workflow(tmp_path / "constant")
     constant = {**SEARCH, "train": {"scheduler": "constant"}}
     write_search(work, constant)
-    proc = snakemake(work, *ARGS, "--cores", "2", "results/search/rung1.csv")
+    proc = snakemake(work, *ARGS, "--cores", "2", "results/search/bracket0/rung1.csv")
     assert proc.returncode == 0, proc.stderr[-6000:]
     write_search(work, {**constant, "search": {"min_epochs": 1, "max_epochs": 9}})
-    proc = snakemake(work, *ARGS, "--cores", "2", "results/search/rung2.csv")
+    proc = snakemake(work, *ARGS, "--cores", "2", "results/search/bracket0/rung2.csv")
     assert proc.returncode == 0, proc.stderr[-6000:]
     ran = proc.stdout + proc.stderr
     assert "search_train" in ran and "wildcards: run=lr-0.001, rung=0" not in ran
@@ -145,9 +150,9 @@ def merged(base: dict, override: dict) -> dict:
     return out
 
 
-def test_dvc_records_the_rungs_and_the_winners_metrics(work: Path) -> None:
-    """With the search in config/config.yaml, dvc.yaml (generated from the DAG once the rungs
-    are decided) versions every rung's file and holds the winner's scores as metrics."""
+def dvc_stage(work: Path) -> dict:
+    """The pipeline stage of dvc.yaml generated from the DAG of ``work`` with its search in
+    config/config.yaml (the tiny config and config/search.yaml merged into it)."""
     from segpipe.workflow.dvc import build_dvc_yaml, dag_summary
 
     config, tiny = {}, yaml.safe_load((work / "config" / "test.yaml").read_text())
@@ -156,11 +161,18 @@ def test_dvc_records_the_rungs_and_the_winners_metrics(work: Path) -> None:
     config["train"]["augment"] = tiny["train"]["augment"]  # replaced whole, as Snakemake does
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     outputs = [row["output_file"] for row in dag_summary(work)]
-    stage = build_dvc_yaml(outputs)["stages"]["pipeline"]
+    return build_dvc_yaml(outputs)["stages"]["pipeline"]
+
+
+def test_dvc_records_the_rungs_and_the_winners_metrics(work: Path) -> None:
+    """With the search in config/config.yaml, dvc.yaml (generated from the DAG once the rungs
+    are decided) versions every rung's file and holds the winner's scores as metrics."""
+    stage = dvc_stage(work)
     outs = [next(iter(entry)) for entry in stage["outs"]]
     metrics = [next(iter(entry)) for entry in stage["metrics"]]
     (winner,) = rung(work, 1)["candidate"]
-    assert {"results/search/rung0.csv", "results/search/rung1.csv"} <= set(outs)
+    rungs = {f"results/search/bracket0/rung{r}.csv" for r in (0, 1)}
+    assert rungs | {"results/search/winner.csv"} <= set(outs)
     assert f"results/search/{winner}/rung1/last.pt" in outs
     assert sorted(metrics) == [
         f"results/runs/{winner}/evaluate/{split}/metrics.json" for split in ("test", "val")

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -29,7 +30,7 @@ from conftest import BIN, REPO, copy_workflow
 pytestmark = pytest.mark.slow
 TINY = "config/test.yaml"
 LOCAL_RULES = {"synthesize", "download", "crossval", "report", "compare", "pretrained"}
-LOCAL_RULES |= {"search_rung", "search_winner", "search_report"}
+LOCAL_RULES |= {"search_rung", "search_select", "search_winner", "search_report"}
 GPU_RULES = {"train", "predict"}
 # The rules of a model's assessment job (profiles/slurm: group assess_<model>).
 ASSESS_RULES = {"predict", "evaluate", "evaluate_no_tta"}
@@ -130,6 +131,22 @@ def squeue_command() -> list[str]:
     lines = [line for line in text.splitlines() if line.startswith("squeue ") and "%k" in line]
     assert len(lines) == 1, f"docs/slurm.md should give one squeue command with %k: {lines}"
     return shlex.split(lines[0].split("#")[0])
+
+
+def run_on_slurm(work: Path, configfiles: list[str], *targets: str):
+    """`snakemake --profile slurm --configfile CONFIGFILES TARGETS` in ``work`` (a short first
+    status check), watched: the process, its output, its submissions and the watcher; no job is
+    left behind."""
+    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake"), "--profile", "slurm"]
+    cmd += ["--configfile", *configfiles, "--slurm-init-seconds-before-status-checks", "2"]
+    cmd += targets
+    with JobWatcher() as watcher:
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
+    output = proc.stdout + proc.stderr
+    found = submissions(output)
+    if found:
+        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
+    return proc, output, found, watcher
 
 
 def test_profile_resolves_from_repo_root(tmp_path: Path) -> None:
@@ -469,7 +486,32 @@ def test_a_failed_job_names_its_slurm_log(slurm, tmp_path: Path) -> None:
     assert f"/rule_remap/{slurm_id}.log" in log
 
 
-SEARCH = {"grid": {"train.lr": [0.001, 0.003, 0.01]}, "search": {"min_epochs": 1, "max_epochs": 3}}
+SEARCH = {
+    "grid": {"train.lr": [0.001, 0.003, 0.01]},
+    "search": {"min_epochs": 1, "max_epochs": 3},
+    "train": {"warmup_epochs": 0},  # a 1-epoch warm-up would end with the 1-epoch rung
+}
+
+
+def search_train_spans(work: Path, search: dict, target: str) -> dict[tuple[str, str], list[str]]:
+    """Run a search of the tiny config on Slurm towards ``target``: every job but the local
+    rules went to Slurm, each search_train job as a GPU job; returns (candidate, rung) -> its
+    Slurm [StartTime, EndTime], each trained once."""
+    (work / "config" / "search.yaml").write_text(yaml.safe_dump(search))
+    proc, output, found, watcher = run_on_slurm(work, [TINY, "config/search.yaml"], target)
+    assert proc.returncode == 0, output[-8000:]
+    jobs = {job["jobid"]: job for job in job_blocks(output)}
+    spans: dict[tuple[str, str], list[str]] = {}
+    for jobid, (slurm_id, _) in found.items():
+        job = jobs[jobid]
+        assert job["rule"] not in LOCAL_RULES, f"local rule {job['rule']} went to Slurm"
+        if job["rule"] == "search_train":
+            info = slurm_job(watcher, slurm_id, job["wildcards"])
+            assert info["Partition"] == GPU_PARTITION and "gpu" in info.get("TresPerJob", "")
+            key = re.search(r"run=([^,]+), rung=(\d)", job["wildcards"]).groups()
+            assert key not in spans, f"{key} trained twice"
+            spans[key] = [info[k] for k in ("StartTime", "EndTime")]
+    return spans
 
 
 def test_search_on_slurm(slurm, tmp_path: Path) -> None:
@@ -477,32 +519,67 @@ def test_search_on_slurm(slurm, tmp_path: Path) -> None:
     same time, the rungs are decided on the submitting machine, and the promoted candidate's
     rung-1 job resumes from its rung-0 checkpoint."""
     work = slurm_workflow(tmp_path / "wf")
-    (work / "config" / "search.yaml").write_text(yaml.safe_dump(SEARCH))
-    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake")]
-    cmd += ["--profile", "slurm", "--configfile", TINY, "config/search.yaml"]
-    cmd += ["--slurm-init-seconds-before-status-checks", "2", "results/search/rung1.csv"]
-    with JobWatcher() as watcher:
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_env())
-    output = proc.stdout + proc.stderr
-    found = submissions(output)
-    if found:
-        subprocess.run(["scancel", *(i for i, _ in found.values())], capture_output=True)
-    assert proc.returncode == 0, output[-8000:]
-    jobs = {job["jobid"]: job for job in job_blocks(output)}
-    rungs = {"0": [], "1": []}
-    for jobid, (slurm_id, _) in found.items():
-        job = jobs[jobid]
-        assert job["rule"] not in LOCAL_RULES, f"local rule {job['rule']} went to Slurm"
-        if job["rule"] == "search_train":
-            info = slurm_job(watcher, slurm_id, job["wildcards"])
-            assert info["Partition"] == GPU_PARTITION and "gpu" in info.get("TresPerJob", "")
-            rung = re.search(r"rung=(\d)", job["wildcards"])[1]
-            rungs[rung].append([info[k] for k in ("StartTime", "EndTime")])
+    spans = search_train_spans(work, SEARCH, "results/search/bracket0/rung1.csv")
+    rungs = {r: [span for (_, rung), span in spans.items() if rung == r] for r in ("0", "1")}
     assert len(rungs["0"]) == 3 and len(rungs["1"]) == 1, rungs
     assert any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(rungs["0"], 2)), (
         f"no two rung-0 train jobs overlapped: {rungs['0']}"
     )
-    table = (work / "results" / "search" / "rung1.csv").read_text().splitlines()
+    table = (work / "results" / "search" / "bracket0" / "rung1.csv").read_text().splitlines()
     winner = table[1].split(",")[0]
     log = (work / "logs" / "search_train" / winner / "rung1.log").read_text()
     assert "at the end of epoch 1" in log and "continuing epochs 2..3" in log, log[-3000:]
+
+
+BRACKETS = {
+    "grid": {"train.lr": [0.001, 0.003, 0.01]},
+    "search": {"min_epochs": 1, "max_epochs": 4, "eta": 2, "brackets": 2},
+    "train": {"warmup_epochs": 0},
+}
+
+
+def test_bracket_search_on_slurm(slurm, tmp_path: Path) -> None:
+    """Two brackets over rungs of 1, 2 and 4 epochs (eta 2, 3 candidates): bracket 1 trains
+    every candidate to 2 epochs without waiting for bracket 0's decisions, so the rung-1 job of
+    the candidate bracket 0 stopped runs beside the jobs bracket 0 goes on with; each
+    candidate's rung is one GPU job whichever brackets need it; rungs and the selection across
+    the brackets are decided on the submitting machine."""
+    work = slurm_workflow(tmp_path / "wf")
+    spans = search_train_spans(work, BRACKETS, "results/search/winner.csv")
+    search = work / "results" / "search"
+    rung0 = pd.read_csv(search / "bracket0" / "rung0.csv")
+    (stopped,) = rung0.loc[rung0["promoted"] == "no", "candidate"]
+    assert sorted(run for run, rung in spans if rung == "1") == sorted(rung0["candidate"])
+    mine = spans[(stopped, "1")]
+    assert any(
+        key != (stopped, "1") and mine[0] < span[1] and span[0] < mine[1]
+        for key, span in spans.items()
+    ), f"bracket 1's rung-1 job of {stopped} ran alone: {spans}"
+    selection = pd.read_csv(search / "winner.csv")
+    assert selection["bracket"].tolist() == [0, 1] and (selection["winner"] == "yes").sum() == 1
+
+
+def test_a_planned_config_runs_on_slurm_with_its_planned_job_sizes(slurm, tmp_path: Path) -> None:
+    """`segpipe plan` then `snakemake --profile slurm --configfile <planned>`: the train job asks
+    Slurm for the memory and time the plan measured and estimated (one epoch on top, to keep it
+    short)."""
+    from segpipe.data.synthetic import make_oxford_like
+
+    work = slurm_workflow(tmp_path / "wf")
+    make_oxford_like(tmp_path / "pets", n_images=40, seed=2, min_size=40, max_size=56)
+    plan = [str(BIN / "segpipe"), "plan", str(tmp_path / "pets"), "--layout", "oxford"]
+    plan += ["--device", "cpu", "--max-size", "32", "--memory-gb", "4", "-o", "config/pets.yaml"]
+    proc = subprocess.run(plan, cwd=work, capture_output=True, text=True, env=_env(), timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    planned = yaml.safe_load((work / "config" / "pets.yaml").read_text())
+    (work / "config" / "one-epoch.yaml").write_text(yaml.safe_dump({"train": {"epochs": 1}}))
+    proc, output, found, watcher = run_on_slurm(work, ["config/pets.yaml", "config/one-epoch.yaml"])
+    assert proc.returncode == 0, output[-8000:]
+    jobs = {job["jobid"]: job for job in job_blocks(output)}
+    (train,) = [i for j, (i, _) in found.items() if jobs.get(j, {}).get("rule") == "train"]
+    info = slurm_job(watcher, train, "train")
+    asked = planned["resources"]["train"]
+    assert megabytes(info["MinMemoryNode"]) == asked["mem_mb"]
+    assert minutes(info["TimeLimit"]) == asked["runtime"]
+    report = work / "results" / "runs" / planned["run_name"] / "report" / "report.html"
+    assert report.is_file() and "Oxford-IIIT Pet" not in report.read_text()

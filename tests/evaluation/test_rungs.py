@@ -1,5 +1,5 @@
 """A search's rungs: who is promoted (ties, NaN), each candidate's score at the rung's budget,
-the rung's file, and histories that do not fit."""
+the rung's file, histories that do not fit, and the winner across the brackets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segpipe.evaluation.rungs import RungError, promote, read_promoted, rung_score, write_rung
+from segpipe.evaluation.rungs import (
+    RungError,
+    promote,
+    read_promoted,
+    read_winner,
+    rung_score,
+    write_rung,
+    write_selection,
+)
 
 
 def test_promote_keeps_the_best_in_declared_order() -> None:
@@ -85,7 +93,8 @@ def test_a_rung_scores_each_candidate_at_its_budget_and_promotes_the_best(tmp_pa
     )
     assert promoted == ["a", "b"] == read_promoted(out)
     table = pd.read_csv(out)
-    assert list(table.columns) == ["candidate", "rung", "epochs", "val_miou", "promoted"]
+    assert list(table.columns) == ["candidate", "bracket", "rung", "epochs", "val_miou", "promoted"]
+    assert table["bracket"].tolist() == [0, 0, 0]
     assert table["val_miou"].tolist() == [0.5, 0.6, 0.3]
     assert table["epochs"].tolist() == [2, 2, 2] and table["promoted"].tolist() == [
         "yes",
@@ -107,3 +116,53 @@ def test_a_history_that_stops_short_of_the_budget_is_named(tmp_path) -> None:
     with pytest.raises(RungError, match="bad.csv: not a training history"):
         rung_score(tmp_path / "bad.csv", 1)
     assert math.isnan(rung_score(history(tmp_path / "nan.csv", [math.nan]), 1))
+
+
+def last_rung(path, bracket: int, scores: dict[str, float], best: str):
+    """A bracket's last rung file at 9 epochs: these scores, ``best`` promoted."""
+    rows = [[c, bracket, 2, 9, v, "yes" if c == best else "no"] for c, v in scores.items()]
+    columns = ["candidate", "bracket", "rung", "epochs", "val_miou", "promoted"]
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
+    return path
+
+
+def test_the_winner_is_the_best_of_the_brackets_last_rungs(tmp_path) -> None:
+    lasts = [
+        last_rung(tmp_path / "b0.csv", 0, {"a": 0.6}, "a"),
+        last_rung(tmp_path / "b1.csv", 1, {"b": 0.7, "c": 0.5}, "b"),
+        last_rung(tmp_path / "b2.csv", 2, {"a": 0.6, "d": 0.4}, "a"),
+    ]
+    out = tmp_path / "winner.csv"
+    assert write_selection(out, lasts) == "b" == read_winner(out)
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["bracket", "candidate", "epochs", "val_miou", "winner"]
+    assert table.values.tolist() == [
+        [0, "a", 9, 0.6, "no"],
+        [1, "b", 9, 0.7, "yes"],
+        [2, "a", 9, 0.6, "no"],
+    ]
+
+
+def test_equal_brackets_go_to_the_first_and_nan_ranks_last(tmp_path) -> None:
+    nan = float("nan")
+    lasts = [
+        last_rung(tmp_path / "b0.csv", 0, {"a": nan}, "a"),
+        last_rung(tmp_path / "b1.csv", 1, {"b": 0.5}, "b"),
+        last_rung(tmp_path / "b2.csv", 2, {"c": 0.5}, "c"),
+    ]
+    assert write_selection(tmp_path / "w.csv", lasts) == "b"
+    assert write_selection(tmp_path / "one.csv", lasts[:1]) == "a"  # one bracket: its best
+
+
+@pytest.mark.parametrize("marks", [[], ["a", "b"]])
+def test_a_last_rung_without_one_best_is_named(tmp_path, marks) -> None:
+    path = tmp_path / "b0.csv"
+    last_rung(path, 0, {"a": 0.5, "b": 0.6}, "x")
+    table = pd.read_csv(path)
+    table["promoted"] = ["yes" if c in marks else "no" for c in table["candidate"]]
+    table.to_csv(path, index=False)
+    with pytest.raises(
+        RungError, match=rf"b0\.csv: a last rung marks one best candidate, found {len(marks)}"
+    ):
+        write_selection(tmp_path / "w.csv", [path])
+    assert not (tmp_path / "w.csv").exists()

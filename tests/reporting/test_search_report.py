@@ -1,6 +1,6 @@
 """Tests for segpipe.reporting.search_report: the report of a successive-halving search, built
 from small rung tables and synthetic histories written here (9 candidates, eta 3, budgets
-1/3/9 epochs)."""
+1/3/9 epochs), and of a search in two Hyperband brackets over the same ladder."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from test_comparison import _parse
 
+from segpipe.evaluation.rungs import write_selection
 from segpipe.logs import UserError
 from segpipe.reporting.search_report import (
     FIGURE,
@@ -65,21 +66,27 @@ def _promote(scores: dict[str, float], count: int) -> list[str]:
     return order[:count]
 
 
-def _search(root: Path) -> tuple[list[Path], dict[str, Path], list[dict]]:
-    """Write the histories and rung tables of a search over CURVES; return the rung paths, the
-    histories and what each rung did ({epochs, scores, promoted})."""
-    frames = {
+def _frames(curves: dict[str, tuple[float, float]]) -> dict[str, pd.DataFrame]:
+    return {
         name: _history(start, gain, MAX_EPOCHS, name == "c7")
-        for name, (start, gain) in CURVES.items()
+        for name, (start, gain) in curves.items()
     }
-    alive, rungs, paths = list(CURVES), [], []
-    for r, budget in enumerate(BUDGETS):
+
+
+def _bracket(root: Path, frames, bracket: int) -> tuple[list[Path], list[dict]]:
+    """Write the rung tables of bracket ``bracket`` (rungs bracket.. of BUDGETS) over the
+    candidates of ``frames``; return their paths and what each rung did ({epochs, scores,
+    promoted})."""
+    alive, rungs, paths = list(frames), [], []
+    for r in range(bracket, len(BUDGETS)):
+        budget = BUDGETS[r]
         scores = {c: float(frames[c]["val_miou"][:budget].max()) for c in alive}
         last = r == len(BUDGETS) - 1
         promoted = _promote(scores, 1 if last else math.ceil(len(alive) / ETA))
         rows = [
             {
                 "candidate": c,
+                "bracket": bracket,
                 "rung": r,
                 "epochs": budget,
                 "val_miou": scores[c],
@@ -87,17 +94,39 @@ def _search(root: Path) -> tuple[list[Path], dict[str, Path], list[dict]]:
             }
             for c in alive
         ]
-        paths.append(root / f"rung{r}.csv")
+        paths.append(root / f"bracket{bracket}" / f"rung{r}.csv")
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows, columns=list(RUNG_COLUMNS)).to_csv(paths[-1], index=False)
         rungs.append({"epochs": budget, "scores": scores, "promoted": promoted})
         alive = [c for c in alive if c in promoted]
+    return paths, rungs
+
+
+def _write_histories(root: Path, frames, rungs: list[dict]) -> dict[str, Path]:
     histories = {}
     for name, frame in frames.items():
         stop = max(rung["epochs"] for rung in rungs if name in rung["scores"])
         histories[name] = root / "runs" / name / "history.csv"
         histories[name].parent.mkdir(parents=True)
         frame[frame["epoch"] <= stop].to_csv(histories[name], index=False)
-    return paths, histories, rungs
+    return histories
+
+
+def _search(
+    root: Path, brackets: int = 1, curves: dict[str, tuple[float, float]] = CURVES
+) -> tuple[list[Path], dict[str, Path], list[dict]]:
+    """Write the histories, rung tables and selection of a search over ``curves`` in
+    ``brackets`` brackets; return the rung paths, the histories and what each rung did
+    ({epochs, scores, promoted}), bracket by bracket (the selection is root/winner.csv)."""
+    frames = _frames(curves)
+    paths, rungs, lasts = [], [], []
+    for bracket in range(brackets):
+        bracket_paths, bracket_rungs = _bracket(root, frames, bracket)
+        paths += bracket_paths
+        rungs += bracket_rungs
+        lasts.append(bracket_paths[-1])
+    write_selection(root / "winner.csv", lasts)
+    return paths, _write_histories(root, frames, rungs), rungs
 
 
 @pytest.fixture
@@ -106,13 +135,16 @@ def search(tmp_path: Path) -> tuple[list[Path], dict[str, Path], list[dict]]:
 
 
 def _build(tmp_path: Path, rung_csvs, histories, **options) -> str:
+    """The report of the rung tables; the selection is winner.csv beside the first bracket's
+    folder unless given."""
     out = tmp_path / "search"
+    selection = Path(rung_csvs[0]).parent.parent / "winner.csv" if rung_csvs else "none.csv"
     build_search_report(
         rung_csvs,
         histories,
         out / "report.html",
         out / "figures",
-        **{"max_epochs": MAX_EPOCHS, "eta": ETA, **options},
+        **{"selection_csv": selection, "max_epochs": MAX_EPOCHS, "eta": ETA, **options},
     )
     return (out / "report.html").read_text(encoding="utf-8")
 
@@ -135,7 +167,7 @@ def test_the_synthetic_search_changes_its_ranking_between_rungs(built):
 
 
 def test_rung_summary_rows(built):
-    table = _parse(built[1]).tables["rung-summary"]
+    table = _parse(built[1]).tables["rung-summary-0"]
 
     assert table[0] == ["Rung", "Budget (epochs)", "Candidates", "Promoted"]
     expected = [
@@ -148,7 +180,7 @@ def test_rung_summary_rows(built):
 
 def test_candidate_rows_show_scores_promotions_stops_and_the_winner(built):
     parsed = _parse(built[1])
-    table = parsed.tables["candidates"]
+    table = parsed.tables["candidates-0"]
     rungs = built[2]
     winner = rungs[-1]["promoted"][0]
 
@@ -174,7 +206,7 @@ def test_candidate_rows_show_scores_promotions_stops_and_the_winner(built):
         label = f"{name} winner" if name == winner else name
         expected.append([label, str(trained[-1]["epochs"]), *cells])
     assert table[1:] == expected
-    assert parsed.row_classes["candidates"][1:] == [
+    assert parsed.row_classes["candidates-0"][1:] == [
         "selected" if name == winner else None for name in CURVES
     ]
     assert "n/a stopped here" in table[1 + list(CURVES).index("c7")]
@@ -208,7 +240,7 @@ def test_winner_is_named_with_a_link_to_its_report(built, search, tmp_path):
 
 def test_figure_is_inlined_and_saved(search, tmp_path):
     html = _build(tmp_path, *search[:2])
-    saved = tmp_path / "search" / "figures" / FIGURE
+    saved = tmp_path / "search" / "figures" / FIGURE.format(bracket=0)
 
     sources = re.findall(r'<img[^>]* src="([^"]+)"', html)
     assert len(sources) == 1 and sources[0].startswith("data:image/png;base64,")
@@ -279,7 +311,7 @@ def test_a_last_rung_without_one_winner_is_refused(marks, search, tmp_path):
     with pytest.raises(SearchReportError) as error:
         _build(tmp_path, paths[:2], histories)
     winners = marks.count("yes")
-    assert str(error.value).startswith(f"{paths[1]}: the last rung marks one winner")
+    assert str(error.value).startswith(f"{paths[1]}: a bracket's last rung marks its one best")
     assert f"found {winners}" in str(error.value)
 
 
@@ -329,3 +361,103 @@ def test_a_history_longer_than_the_last_budget_is_cut_there(search, tmp_path, mo
     _build(tmp_path, paths, histories)
     assert drawn[stopped]["epoch"].tolist() == [1]
     assert drawn[rungs[-1]["promoted"][0]]["epoch"].tolist() == list(range(1, MAX_EPOCHS + 1))
+
+
+# --- two brackets over the ladder 1/3/9: bracket 0 from rung 0, bracket 1 from rung 1 ---------
+
+# Three flat candidates lead after 1 epoch; "late" starts last and leads from epoch 3 on, so
+# bracket 0 stops it at rung 0 and bracket 1 finds it.
+TWO = {
+    "flat1": (0.30, 0.0),
+    "flat2": (0.29, 0.0),
+    "flat3": (0.28, 0.0),
+    "late": (0.10, 0.11),
+    **{f"low{i}": (0.05 + 0.01 * i, 0.005) for i in range(5)},
+}
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory) -> tuple[Path, str, list[dict], list[Path]]:
+    root = tmp_path_factory.mktemp("brackets")
+    paths, histories, rungs = _search(root, brackets=2, curves=TWO)
+    return root, _build(root, paths, histories), rungs, paths
+
+
+def test_two_brackets_each_get_a_section_and_the_best_of_their_last_rungs_wins(two):
+    root, html, rungs, _ = two
+    parsed = _parse(html)
+    bracket0, bracket1 = rungs[:3], rungs[3:]
+    assert [len(r["scores"]) for r in bracket0] == [9, 3, 1]
+    assert [len(r["scores"]) for r in bracket1] == [9, 3]  # 9 candidates at 3, then 3 at 9
+    bests = [bracket0[-1]["promoted"][0], bracket1[-1]["promoted"][0]]
+    scores = [bracket0[-1]["scores"][bests[0]], bracket1[-1]["scores"][bests[1]]]
+    winner = bests[int(scores[1] > scores[0])]
+    assert bests == ["flat1", "late"] and winner == "late"  # a guard on the data
+
+    assert parsed.tables["selection"][0] == [
+        "Bracket", "First rung (epochs)", "Bracket's best", "Val mIoU at 9 epochs"
+    ]  # fmt: skip
+    assert [row[:3] for row in parsed.tables["selection"][1:]] == [
+        ["0", "1", bests[0] + (" winner" if bests[0] == winner else "")],
+        ["1", "3", bests[1] + (" winner" if bests[1] == winner else "")],
+    ]
+    assert [row[:2] for row in parsed.tables["rung-summary-1"][1:]] == [["1", "3"], ["2", "9"]]
+    assert parsed.tables["candidates-1"][0][2:] == [
+        "Rung 1 (3 epochs): val mIoU",
+        "Rung 2 (9 epochs): val mIoU",
+    ]
+    cell = {row[0].removesuffix(" winner"): row[-1] for row in parsed.tables["candidates-0"][1:]}
+    assert cell[bests[0]].endswith("winner" if bests[0] == winner else "bracket's best")
+    assert f"<strong>{winner}</strong>" in html and "bracket 1)" in html
+    assert 'id="bracket-0"' in html and 'id="bracket-1"' in html
+    figures = sorted(p.name for p in (root / "search" / "figures").iterdir())
+    assert figures == [FIGURE.format(bracket=0), FIGURE.format(bracket=1)]
+    assert len(re.findall(r'<img[^>]* src="data:image/png', html)) == 2
+
+
+def test_the_cost_of_brackets_counts_each_candidate_once(two):
+    _, html, rungs, _ = two
+    reached = {name: max(r["epochs"] for r in rungs if name in r["scores"]) for name in TWO}
+    # Every candidate reaches rung 1 (3 epochs) in bracket 1; its best three (late, flat1,
+    # flat2) and bracket 0's best (flat1) go on to 9.
+    assert sorted(reached.values()) == [3] * 6 + [9] * 3
+    table = dict(_parse(html).tables["cost"])
+    assert table["Epochs trained"] == str(sum(reached.values())) == "45"
+    assert table["Fraction of the full grid"] == f"{45 / 81:.1%}"
+    assert "Alone, this bracket would train 21 epochs" in html  # 6*1 + 2*3 + 9
+    assert "Alone, this bracket would train 45 epochs" in html  # 6*3 + 3*9
+
+
+SELECTION_CHANGES = {  # what is done to winner.csv -> a phrase of the error
+    "no winner column": (lambda t: t.drop(columns="winner"), "missing column(s) ['winner']"),
+    "a bracket left out": (lambda t: t.iloc[:1], "but the brackets' last rungs mark"),
+    "another candidate": (lambda t: t.assign(candidate=["late", "late"]), "lists ['late', 'late']"),
+    "brackets swapped": (lambda t: t.iloc[::-1], "but the brackets' last rungs mark"),
+    "two winners": (lambda t: t.assign(winner="yes"), "marks bracket(s) ['0', '1']"),
+    "the worse one": (
+        lambda t: t.assign(winner=["no" if w == "yes" else "yes" for w in t["winner"]]),
+        "the best by validation mIoU is bracket",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SELECTION_CHANGES))
+def test_a_selection_that_does_not_fit_the_brackets_is_refused(case, tmp_path):
+    paths, histories, _ = _search(tmp_path, brackets=2, curves=TWO)
+    change, phrase = SELECTION_CHANGES[case]
+    selection = tmp_path / "winner.csv"
+    change(pd.read_csv(selection)).to_csv(selection, index=False)
+    with pytest.raises(SearchReportError) as error:
+        _build(tmp_path, paths, histories)
+    assert str(error.value).startswith(f"{selection}: ") and phrase in str(error.value)
+    assert "\n" not in str(error.value) and not (tmp_path / "search").exists()
+
+
+def test_brackets_out_of_order_or_not_over_every_candidate_are_refused(tmp_path):
+    paths, histories, _ = _search(tmp_path, brackets=2)
+    first_of_1 = paths[3]
+    with pytest.raises(SearchReportError, match=r"bracket 1 out of order"):
+        _build(tmp_path, paths[3:] + paths[:3], histories)
+    pd.read_csv(first_of_1).iloc[1:].to_csv(first_of_1, index=False)
+    with pytest.raises(SearchReportError, match=r"a bracket starts with every candidate"):
+        _build(tmp_path, paths, histories)

@@ -170,3 +170,27 @@ def test_a_checkpoint_written_before_the_option_existed_still_resumes(data, tmp_
     assert "resuming from" in caplog.text and "ignoring" not in caplog.text
     assert "extending training from 1 to 2 epochs" in caplog.text
     assert [row["epoch"] for row in ckpt["history"]] == [1, 2]
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+@pytest.mark.parametrize("steps_per_epoch", [1, 7, 10])
+def test_the_search_knows_where_each_schedule_peaks(name, steps_per_epoch):
+    """segpipe.workflow.lr_peak.peak_epoch, by which a search refuses a first rung that ends
+    before the learning rate peaks, is where the schedule training builds first reaches its
+    highest rate: in a step that starts by the peak epoch and ends less than a step before it
+    (a warm-up of whole steps: int(warmup_epochs * steps per epoch))."""
+    from segpipe.training.train import TrainConfig, make_scheduler
+    from segpipe.workflow.lr_peak import peak_epoch
+
+    options = {"warmup_epochs": 0.0, **SCHEDULES[name]}
+    cfg = TrainConfig(epochs=10, lr=0.1, **options)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    scheduler = make_scheduler(opt, cfg, steps_per_epoch)
+    rates = []
+    for _ in range(10 * steps_per_epoch):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    first_peak = rates.index(max(rates))  # the step that first trains at the peak rate
+    peak = peak_epoch({"scheduler": cfg.scheduler, "warmup_epochs": cfg.warmup_epochs}, 10)
+    assert first_peak / steps_per_epoch <= peak < (first_peak + 2) / steps_per_epoch

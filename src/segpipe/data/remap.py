@@ -112,7 +112,9 @@ class RemapSpec:
 
     ``table`` maps raw values (greyscale, class ids, palette indices); ``colors`` maps RGB
     colours and, when given, replaces the table. ``table=None`` with no colours counts raw values
-    without mapping them (``segpipe verify`` without a table).
+    without mapping them (``segpipe verify`` without a table); with ``count_colors`` too, it
+    counts the masks' colours (``segpipe plan`` reading a colour-mask dataset). Counting, the
+    "mapped" mask of :func:`check_pair` is the raw keys themselves.
     """
 
     table: dict[int, int] | None
@@ -120,26 +122,27 @@ class RemapSpec:
     unmapped: str = "error"  # one of UNMAPPED_POLICIES
     ignore_index: int = 255
     colors: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    count_colors: bool = False  # with no table and no colours: count packed colours, not values
 
     @property
     def by_color(self) -> bool:
-        return bool(self.colors)
+        return bool(self.colors) or (self.count_colors and self.table is None)
 
     @property
     def counts_only(self) -> bool:
-        """No table and no colours: raw values are counted, not mapped (``segpipe verify``)."""
+        """No table and no colours: raw values (or colours) are counted, not mapped."""
         return self.table is None and not self.colors
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Class id of each raw key (a value, or a packed colour); :data:`UNMAPPED` if unknown."""
+        if self.counts_only:
+            return keys.astype(np.int64)
         if self.by_color:
             mapping = {
                 int(pack_rgb(np.asarray(c, dtype=np.uint8))): k for c, k in self.colors.items()
             }
-        elif self.table is None:
-            return keys.astype(np.int64)
         else:
-            mapping = dict(self.table)
+            mapping = dict(self.table or {})
             if self.ignore_value is not None:
                 mapping[self.ignore_value] = self.ignore_index
         return np.array([mapping.get(int(k), UNMAPPED) for k in keys], dtype=np.int64)
@@ -292,6 +295,8 @@ def _map(values: np.ndarray, spec: RemapSpec, skip: np.ndarray | None = None) ->
     classes = _classes(keys, spec)
     missing = classes == UNMAPPED
     classes[missing] = spec.ignore_index
+    if spec.counts_only:  # the raw keys are the result (non-integer float pixels 0)
+        return _Mapped(values, keys, counts, [])
     mapped = classes[inverse.ravel()].astype(np.uint8)
     if skip is None:
         out = mapped.reshape(values.shape)
@@ -315,6 +320,8 @@ def _map_counted(values: np.ndarray, spec: RemapSpec) -> _Mapped:
     mapped through a lookup table, in memory of the size of the uint8 output."""
     counts = np.bincount(values.ravel())
     keys = np.flatnonzero(counts)
+    if spec.counts_only:  # the raw keys are the result, not copied
+        return _Mapped(values, keys, counts[keys], [])
     classes = _classes(keys, spec)
     missing = classes == UNMAPPED
     classes[missing] = spec.ignore_index
@@ -381,7 +388,8 @@ def check_pair(
 ) -> tuple[dict, np.ndarray | None]:
     """Decode one image and its mask completely and remap the mask.
 
-    Returns ``(result, class_id_mask)``. ``result`` is ``row`` plus ``image_format``,
+    Returns ``(result, class_id_mask)`` (with a counting spec, :attr:`RemapSpec.counts_only`,
+    the raw keys instead: values, or packed colours). ``result`` is ``row`` plus ``image_format``,
     ``image_mode``, ``width``, ``height``, ``value_counts`` (raw value or (r, g, b) -> pixels),
     ``class_counts`` (class id -> pixels), ``content`` (the image's
     :func:`~segpipe.data.images.content_digest`) and ``notes`` ((level, message) log lines); a pair
@@ -435,11 +443,16 @@ def check_pair(
             # which problem_file does.
             return problem(mask, message.removeprefix(f"{mask}: "), spec.unmapped == "error")
         result["notes"].append((logging.WARNING, message + ": marked as ignored"))
-    class_counts = np.bincount(mapped.out.ravel(), minlength=256)
-    classes = np.flatnonzero(class_counts)
-    result["class_counts"] = dict(
-        zip(classes.tolist(), class_counts[classes].tolist(), strict=True)
-    )
+    if spec.counts_only:  # the keys are the "classes": no bincount over packed colours
+        result["class_counts"] = dict(
+            zip(mapped.keys.tolist(), mapped.counts.tolist(), strict=True)
+        )
+    else:
+        class_counts = np.bincount(mapped.out.ravel(), minlength=256)
+        classes = np.flatnonzero(class_counts)
+        result["class_counts"] = dict(
+            zip(classes.tolist(), class_counts[classes].tolist(), strict=True)
+        )
     labelled = [c for c in result["class_counts"] if spec.counts_only or c != spec.ignore_index]
     if not labelled:
         return problem(mask, f"no labelled pixel: every mask value {described} maps to ignore")
@@ -474,14 +487,19 @@ def check_pairs(
     """:func:`check_pair` for every row, in ``threads`` processes; masks written to ``out_dir``."""
     out = None if out_dir is None else str(out_dir)
     jobs = [(row, spec, out, max_pixels) for row in frame.to_dict("records")]
+    return map_pairs(_remap_one, jobs, threads, "check pairs")
+
+
+def map_pairs(function, jobs: list, threads: int, desc: str, chunksize: int = 16) -> list:
+    """``function`` (a module-level function, picklable) over ``jobs`` in order, in ``threads``
+    processes (in this one for 1 or a single job), with progress lines."""
     if threads <= 1 or len(jobs) < 2:
-        return list(progress(map(_remap_one, jobs), desc="check pairs", total=len(jobs)))
+        return list(progress(map(function, jobs), desc=desc, total=len(jobs)))
     with ProcessPoolExecutor(
         max_workers=threads, initializer=die_with_parent, initargs=(os.getpid(),)
     ) as pool:
-        return list(
-            progress(pool.map(_remap_one, jobs, chunksize=16), desc="check pairs", total=len(jobs))
-        )
+        mapped = pool.map(function, jobs, chunksize=chunksize)
+        return list(progress(mapped, desc=desc, total=len(jobs)))
 
 
 def log_results(results: list[dict], quarantine: list[tuple[str, str]]) -> None:

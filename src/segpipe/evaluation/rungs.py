@@ -1,12 +1,14 @@
-"""The rungs of a successive-halving search: each candidate's score at a rung's budget, and who
-goes on (rule search_rung).
+"""The rungs of a successive-halving search: each candidate's score at a rung's budget, who
+goes on (rule search_rung), and the winner across the brackets (rule search_select).
 
-A rung's file, ``results/search/rung<r>.csv``, lists every candidate the rung trained, in
-declared order: ``candidate``, ``rung``, ``epochs`` (the rung's cumulative budget),
-``val_miou`` (the best validation mIoU of the epochs up to the budget, the epoch its best
-checkpoint holds; NaN without one) and ``promoted`` (``yes``/``no``). The top ceil(n / eta) go
-on (:func:`promote`); in the last rung ``yes`` marks the winner alone, whose last rung becomes
-its run's training (:func:`publish_winner`, rule search_winner). Torch-free.
+A rung's file, ``results/search/bracket<b>/rung<r>.csv``, lists every candidate the rung
+trained, in declared order: ``candidate``, ``bracket``, ``rung``, ``epochs`` (the rung's
+cumulative budget), ``val_miou`` (the best validation mIoU of the epochs up to the budget, the
+epoch its best checkpoint holds; NaN without one) and ``promoted`` (``yes``/``no``). The top
+ceil(n / eta) go on (:func:`promote`); in a bracket's last rung ``yes`` marks the bracket's best
+alone. ``results/search/winner.csv`` (:data:`SELECTION_COLUMNS`) lists each bracket's best and
+marks the best of them the winner (:func:`write_selection`), whose last rung becomes its run's
+training (:func:`publish_winner`, rule search_winner). Torch-free.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from segpipe.io import atomic_path, write_csv
 from segpipe.logs import UserError
 
 logger = logging.getLogger(__name__)
-COLUMNS = ["candidate", "rung", "epochs", "val_miou", "promoted"]
+COLUMNS = ["candidate", "bracket", "rung", "epochs", "val_miou", "promoted"]
+SELECTION_COLUMNS = ["bracket", "candidate", "epochs", "val_miou", "winner"]
 
 
 class RungError(UserError, ValueError):
@@ -68,29 +71,63 @@ def write_rung(
     rung: int,
     epochs: int,
     candidates: Sequence[str],
+    bracket: int = 0,
     histories: Sequence[str | os.PathLike],
     eta: int,
     last: bool,
 ) -> list[str]:
     """Score the rung's candidates (in declared order, each with its history) at ``epochs``,
     promote the top ceil(n / eta) (the best one alone in the ``last`` rung: the winner), write
-    the rung's file; returns the promoted names."""
+    the rung's file (of bracket ``bracket``); returns the promoted names."""
     if not candidates or len(candidates) != len(histories):
         raise RungError(f"{out_csv}: {len(candidates)} candidates, {len(histories)} histories")
     scores = [(name, rung_score(h, epochs)) for name, h in zip(candidates, histories, strict=True)]
     keep = 1 if last else math.ceil(len(scores) / eta)
     promoted = promote(scores, keep)
     rows = [
-        [name, rung, epochs, score, "yes" if name in promoted else "no"] for name, score in scores
+        [name, bracket, rung, epochs, score, "yes" if name in promoted else "no"]
+        for name, score in scores
     ]
     write_csv(out_csv, pd.DataFrame(rows, columns=COLUMNS))
     return promoted
 
 
 def read_promoted(rung_csv: str | os.PathLike) -> list[str]:
-    """The candidates a rung's file promotes, in declared order (the last rung's: the winner)."""
+    """The candidates a rung's file promotes, in declared order (a bracket's last rung: its
+    best)."""
     table = pd.read_csv(rung_csv, dtype={"candidate": str, "promoted": str})
     return table.loc[table["promoted"] == "yes", "candidate"].tolist()
+
+
+def write_selection(out_csv: str | os.PathLike, last_rungs: Sequence[str | os.PathLike]) -> str:
+    """Each bracket's best (the promoted row of its last rung's file, ``last_rungs`` in bracket
+    order) and the winner among them by validation mIoU (ties and NaN as in :func:`promote`:
+    the first bracket's first), written to ``out_csv``; returns the winner."""
+    rows = []
+    for path in last_rungs:
+        table = pd.read_csv(path, dtype={"candidate": str, "promoted": str})
+        best = table.loc[table["promoted"] == "yes"]
+        if len(best) != 1 or not set(COLUMNS) <= set(table.columns):
+            raise RungError(f"{path}: a last rung marks one best candidate, found {len(best)}")
+        row = best.iloc[0]
+        rows.append([int(row["bracket"]), row["candidate"], int(row["epochs"]), row["val_miou"]])
+    if not rows:
+        raise RungError(f"{out_csv}: no bracket to select from")
+    scores = [(str(index), float(row[3])) for index, row in enumerate(rows)]
+    (chosen,) = promote(scores, 1)
+    table = pd.DataFrame(
+        [[*row, "yes" if str(i) == chosen else "no"] for i, row in enumerate(rows)],
+        columns=SELECTION_COLUMNS,
+    )
+    write_csv(out_csv, table)
+    return rows[int(chosen)][1]
+
+
+def read_winner(selection_csv: str | os.PathLike) -> str:
+    """The winner a selection file (:func:`write_selection`) marks."""
+    table = pd.read_csv(selection_csv, dtype={"candidate": str, "winner": str})
+    (winner,) = table.loc[table["winner"] == "yes", "candidate"]
+    return winner
 
 
 def publish_winner(

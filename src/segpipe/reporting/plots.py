@@ -250,13 +250,14 @@ def plot_search_curves(
     winner: str,
     budgets: Sequence[int] = (),
     title: str = "Successive-halving search",
+    winner_label: str = "winner",
 ) -> None:
     """Validation mIoU over epochs of every candidate of a search, one line each.
 
     ``histories`` maps a candidate to its ``history.csv`` table up to where it stopped, in
     legend order; each line ends with a marker at its last epoch. The ``winner`` is drawn
-    thick, on top, and named in the legend as the winner; the rung ``budgets`` (cumulative
-    epochs) are dotted vertical lines.
+    thick, on top, and named in the legend with ``winner_label``; the rung ``budgets``
+    (cumulative epochs) are dotted vertical lines.
     """
     fig = _new_figure(9.0, 5.0)
     ax = fig.add_subplot()
@@ -275,7 +276,7 @@ def plot_search_curves(
             markersize=14 if is_winner else 6,
             markeredgecolor="black" if is_winner else color,
             markevery=[len(history) - 1] if len(history) else None,
-            label=f"{name} (winner)" if is_winner else name,
+            label=f"{name} ({winner_label})" if is_winner else name,
         )
     ax.set_xlabel("epoch")
     ax.set_ylabel("val mIoU")

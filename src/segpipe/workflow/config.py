@@ -677,6 +677,118 @@ def replace_whole_options(cfg: dict, override: Mapping[str, Any] | None) -> dict
     return cfg
 
 
+BASE_CONFIG = "config/config.yaml"
+"""The Snakefile's ``configfile:``, relative to the working directory as Snakemake reads it."""
+
+
+def merge_config(config: Any, override: Mapping[str, Any]) -> Any:
+    """``config`` updated with ``override`` as Snakemake's ``update_config`` does (in place
+    where ``config`` is a mapping): a mapping merged key by key, recursively, into what is
+    there (a value that is no mapping is replaced by one, unless the mapping is empty); any
+    other value (a list, null) replacing whole."""
+    for key, value in override.items():
+        if not isinstance(config, Mapping):
+            config = {}
+        if isinstance(value, Mapping):
+            config[key] = merge_config(config.get(key, {}), value)
+        else:
+            config[key] = copy.deepcopy(value)
+    return config
+
+
+def base_config(path: str | Path | None = BASE_CONFIG) -> dict:
+    """The options of the Snakefile's ``configfile:`` ({} when it is missing, as Snakemake then
+    runs on the --configfile options alone)."""
+    return load_config_file(path) if path is not None and Path(path).is_file() else {}
+
+
+def layered_config(
+    files: Iterable[str | Path], base: str | Path | None = BASE_CONFIG
+) -> tuple[dict, dict]:
+    """The config Snakemake runs with ``--configfile FILES...``: ``base`` (when it exists, as
+    Snakemake skips a missing ``configfile:`` beside --configfile) with the files merged over
+    it in turn (:func:`merge_config`), and the table-like options of the files replacing base's
+    (:func:`replace_whole_options`). Returns (that config, the files' own merged options)."""
+    override: dict = {}
+    for path in files:
+        merge_config(override, load_config_file(path))
+    merged = merge_config(base_config(base), override)
+    return replace_whole_options(merged, override), override
+
+
+DATASET_IDENTITY = (
+    "source",
+    "root",
+    "layout",
+    "images_dir",
+    "masks_dir",
+    "mask_suffix",
+    "synthetic",
+)
+"""The dataset options that say which images and masks are read (not how they are fetched)."""
+DESCRIBES_THE_DATASET = (
+    "run_name",
+    "dataset.name",
+    "classes",
+    "remap.table|remap.colors",
+    "evaluate.foreground_classes",
+    "report.title",
+    "train.image_size",
+    "train.epochs",
+    "train.batch_size",
+    "resources.train.mem_mb",
+)
+"""Options whose base values were chosen for the base config's dataset (Oxford-IIIT Pet): a
+config that reads another dataset must give them (``a|b``: either)."""
+
+
+def _given(cfg: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def changes_dataset(base: Mapping[str, Any], override: Mapping[str, Any]) -> list[str]:
+    """The dataset options of ``override`` that read other images and masks than ``base``'s
+    (``dataset.root: data/cells``); none when it reads the same ones."""
+    dataset, known = override.get("dataset") or {}, base.get("dataset") or {}
+    return [
+        f"dataset.{key}: {dataset[key]}"
+        for key in DATASET_IDENTITY
+        if key in dataset and dataset[key] != known.get(key)
+    ]
+
+
+def borrowed_options(base: Mapping[str, Any], override: Mapping[str, Any]) -> str | None:
+    """One line naming every option that describes ``base``'s dataset and that ``override``
+    (the --configfile/--config options) leaves to it although it reads another dataset; None
+    when there is none. run_name is not needed where experiments, a grid or a search's draws
+    name the runs."""
+    changed = changes_dataset(base, override)
+    if not changed:
+        return None
+    named = override.get("experiments") or override.get("grid")
+    named = named or (override.get("search") or {}).get("sample")
+    missing = [
+        option.replace("|", " or ")
+        for option in DESCRIBES_THE_DATASET
+        if not (option == "run_name" and named)
+        and not any(_given(override, o) for o in option.split("|"))
+        and any(_given(base, o) for o in option.split("|"))
+    ]
+    if not missing:
+        return None
+    name = (base.get("dataset") or {}).get("name") or "another dataset"
+    return (
+        f"the config reads another dataset ({', '.join(changed)}) but leaves these options to "
+        f"{BASE_CONFIG}, which chose them for {name}: {', '.join(missing)}; set them in your "
+        "config (segpipe plan writes a config that sets every one)"
+    )
+
+
 def infer_images_problems(cfg: Mapping[str, Any], runs: Mapping[str, Mapping]) -> list[str]:
     """Why infer.images cannot be predicted as given: it differs between runs (with experiments,
     the run the comparison selects predicts it), or the folder is missing, a file, or holds

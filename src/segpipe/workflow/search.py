@@ -44,8 +44,10 @@ _NOT_TRAINING = {
 
 @dataclass(frozen=True)
 class Search:
-    """A config's ``search`` section: the budget (min_epochs, max_epochs, eta) and, with
-    ``sample``, the seeded draws from ``space`` (dotted option -> {kind: bounds or values})."""
+    """A config's ``search`` section: the budget (min_epochs, max_epochs, eta), with
+    ``sample`` the seeded draws from ``space`` (dotted option -> {kind: bounds or values}), and
+    the number of Hyperband ``brackets`` (segpipe.workflow.brackets; 1: plain successive
+    halving)."""
 
     min_epochs: int
     max_epochs: int
@@ -53,6 +55,7 @@ class Search:
     sample: int | None = None
     seed: int = DEFAULT_SEED
     space: Mapping[str, Mapping[str, list]] = field(default_factory=dict)
+    brackets: int = 1
 
 
 def parse_search(section: Mapping[str, Any] | None) -> Search | None:
@@ -66,6 +69,7 @@ def parse_search(section: Mapping[str, Any] | None) -> Search | None:
         sample=section.get("sample"),
         seed=section.get("seed", DEFAULT_SEED),
         space=dict(section.get("space") or {}),
+        brackets=section.get("brackets", 1),
     )
 
 

@@ -1,0 +1,119 @@
+"""The glue of the successive-halving search and its brackets (rules/search.smk): which
+candidates each bracket's rung trains, the winner, and each rule's inputs and params."""
+
+from segpipe.evaluation.rungs import read_promoted, read_winner
+from segpipe.workflow.brackets import bracket_problems, bracket_rungs
+from segpipe.workflow.lr_peak import warmup_problems
+from segpipe.workflow.search import rung_train_options
+
+# A search's brackets and a first rung that ends before the learning rate peaks, refused here.
+if SEARCH and (
+    _problems := bracket_problems(SEARCH)
+    + warmup_problems(
+        SEARCH.min_epochs,
+        SEARCH.max_epochs,
+        {name: run.config for name, run in RUNS.items()},
+    )
+):
+    raise _config_error(_problems)
+# Each bracket's rungs (indices into SEARCH_BUDGETS, rules/common.smk).
+BRACKETS = bracket_rungs(SEARCH) if SEARCH else []
+# Bracket b's decision at rung r (rule search_rung); the winner across brackets (search_select).
+RUNG_FILE = "results/search/bracket{bracket}/rung{rung}.csv"
+SELECTION_FILE = "results/search/winner.csv"
+
+
+def rung_candidates(bracket, rung):
+    """The candidates bracket ``bracket`` trains in rung ``rung``: every run in its first rung
+    (rung number ``bracket``), then those its previous rung's file promotes (known once that
+    rung is decided: a Snakemake checkpoint)."""
+    if rung == bracket:
+        return list(RUNS)
+    previous = checkpoints.search_rung.get(bracket=str(bracket), rung=str(rung - 1))
+    return read_promoted(previous.output.rung)
+
+
+def search_winner():
+    """The run the selection across the brackets' last rungs marks the winner."""
+    return read_winner(checkpoints.search_select.get().output.selection)
+
+
+def search_targets(wildcards):
+    """What a search makes for the winner only: everything a run gets (predictions, scores with
+    and without flips, its report). Rule all asks for the search report itself."""
+    if SEARCH is None:
+        return []
+    winner = search_winner()
+    return [
+        f"{run_dir(winner)}/report/report.html",
+        *[f for f in LAYOUT.evaluations() if f.startswith(f"{run_dir(winner)}/")],
+    ]
+
+
+# The runs whose train outputs search_winner writes, the winner's; none without a search.
+SEARCH_RUNS = "|".join(re.escape(name) for name in RUNS) if SEARCH else "(?!)"
+
+
+def rung_dir(run, rung):
+    """Where rule search_train puts a candidate's rung (the same in every bracket)."""
+    return f"results/search/{run}/rung{rung}"
+
+
+def previous_rung(wildcards):
+    """The checkpoints a candidate's rung starts from: its previous rung's; none in rung 0."""
+    rung = int(wildcards.rung)
+    if rung == 0:
+        return []
+    return [
+        f"{rung_dir(wildcards.run, rung - 1)}/{name}" for name in ("last.pt", "best.pt")
+    ]
+
+
+def rung_options(wildcards):
+    """A candidate's train options in a rung: its run's, trained to the rung's budget on the
+    schedule of the whole search (segpipe.workflow.search.rung_train_options)."""
+    train = RUNS[wildcards.run].config["train"]
+    return rung_train_options(train, SEARCH, int(wildcards.rung))
+
+
+def winner_files(wildcards):
+    """The winner's last rung: its checkpoints, history and model card."""
+    winner = search_winner()
+    if wildcards.model != winner:
+        raise ValueError(
+            f"run '{wildcards.model}' was stopped by the search (see results/search/); "
+            f"only the winner, '{winner}', is trained in full"
+        )
+    folder = rung_dir(winner, len(SEARCH_BUDGETS) - 1)
+    names = {
+        "best": "best.pt",
+        "last": "last.pt",
+        "history": "history.csv",
+        "model": "model.json",
+    }
+    return {key: f"{folder}/{name}" for key, name in names.items()}
+
+
+def last_rung_files():
+    """Each bracket's last rung file, in bracket order."""
+    last = len(SEARCH_BUDGETS) - 1
+    return [RUNG_FILE.format(bracket=b, rung=last) for b in range(len(BRACKETS))]
+
+
+def search_report_inputs(wildcards):
+    """Every rung's file (bracket by bracket, in rung order), the selection, and each
+    candidate's history of the highest rung any bracket trained it in. The selection is asked
+    for first: the winner_report param reads it, and a param may only wait for a checkpoint
+    that the job's input waits for."""
+    search_winner()
+    rungs, reached = [], {}
+    for bracket, numbers in enumerate(BRACKETS):
+        for rung in numbers:
+            rungs.append(RUNG_FILE.format(bracket=bracket, rung=rung))
+            for run in rung_candidates(bracket, rung):
+                reached[run] = max(reached.get(run, 0), rung)
+    return {
+        "rungs": rungs,
+        "selection": SELECTION_FILE,
+        "histories": [f"{rung_dir(run, reached[run])}/history.csv" for run in RUNS],
+    }
