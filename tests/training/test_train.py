@@ -23,6 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
+import segpipe.training.preflight
 import segpipe.training.train
 from segpipe.data.arrays import EpochSampler
 from segpipe.data.preprocess import preprocess_split
@@ -31,13 +32,9 @@ from segpipe.inference.splits import predict_split
 from segpipe.io import WriteError
 from segpipe.models.build import build_model
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
-from segpipe.training.train import (
-    HISTORY_COLUMNS,
-    UNRECORDED_OPTIONS,
-    StopRequest,
-    TrainingInterrupted,
-    train_model,
-)
+from segpipe.training.job import UNRECORDED_OPTIONS
+from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
+from segpipe.training.train import HISTORY_COLUMNS, train_model
 
 from conftest import TINY_MODEL
 
@@ -338,7 +335,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(
 
     calls.clear()
     monkeypatch.setattr(segpipe.training.train, "validate", counting_validate)
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path)
     assert "resuming from" in caplog.text and "the end of epoch 1" in caplog.text
     # Only epoch 2 ran (a restart from scratch would also end with the reference weights).
@@ -376,7 +373,7 @@ def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(
     assert not (tmp_path / "last.pt").exists()
 
     monkeypatch.setattr(StopRequest, "agreed", real_agreed)
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path)
     assert "epoch 2 step 1" in caplog.text
     assert ckpt["epoch"] == 2
@@ -390,7 +387,7 @@ def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(
 def test_finished_run_is_not_trained_again(data, reference, tmp_path, caplog):
     # A rerun of a finished training (same config and data) resumes after the last epoch.
     shutil.copytree(reference[1]["resume_dir"], tmp_path / "resume")
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path)
     assert "the end of epoch 2" in caplog.text
     assert "train_loss" not in caplog.text  # no epoch was trained
@@ -400,7 +397,7 @@ def test_finished_run_is_not_trained_again(data, reference, tmp_path, caplog):
 
 def test_changed_config_ignores_stale_resume_dir(data, reference, tmp_path, caplog):
     shutil.copytree(reference[1]["resume_dir"], tmp_path / "resume")
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path, lr=0.001)
     assert "ignoring" in caplog.text
     assert "resuming" not in caplog.text
@@ -458,7 +455,7 @@ def test_a_file_copied_over_a_published_checkpoint_is_not_resumed_from(
     assert os.path.samefile(published, tmp_path / "resume" / name)
     foreign = reference[1]["best_path"] if name == "best.pt" else reference[1]["last_path"]
     shutil.copyfile(foreign, published)  # writes in place, through the hard link
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path)
     assert "not resuming" in caplog.text and f"resume/{name} changed" in caplog.text
     assert "resuming from" not in caplog.text
@@ -604,11 +601,10 @@ def without_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def test_batch_size_one_trains_a_model_without_batchnorm(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        segpipe.training.train,
-        "build_model",
-        lambda *a, **kw: without_batchnorm(build_model(*a, **kw)),
-    )
+    for module in (segpipe.training.train, segpipe.training.preflight):
+        monkeypatch.setattr(
+            module, "build_model", lambda *a, **kw: without_batchnorm(build_model(*a, **kw))
+        )
     ckpt, _ = train(data, tmp_path, batch_size=1, epochs=1)
     assert len(ckpt["history"]) == 1 and np.isfinite(ckpt["history"][0]["train_loss"])
 

@@ -222,7 +222,7 @@ def test_all_errors_are_reported_together(schema, base):
 def test_every_train_option_reaches_train_model(schema):
     # scripts/train.py passes the validated train section as TrainConfig fields: a schema option
     # that TrainConfig lacks would fail only when the train rule runs.
-    from segpipe.training.train import TrainConfig
+    from segpipe.training.job import TrainConfig
 
     cfg = validate_config(read_config("test.yaml"), schema)
     assert set(cfg["train"]) == set(schema["properties"]["train"]["properties"])
@@ -242,7 +242,7 @@ def test_train_config_defaults_are_the_schemas(schema):
     gets: the schema's default, nested defaults (train.augment's) filled in."""
     import dataclasses
 
-    from segpipe.training.train import TrainConfig
+    from segpipe.training.job import TrainConfig
 
     config = read_config("test.yaml")
     del config["train"]

@@ -501,7 +501,7 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
 def _batch_problems(cfg: Mapping[str, Any]) -> list[str]:
     """A training batch of one sample, given (train.batch_size) or drawn (search.space), for a
     model with BatchNorm, which cannot train on it: found before any job, where the train job
-    would fail (segpipe.training.train.check_batch_size). Builds the model only then."""
+    would fail (segpipe.training.preflight.check_batch_size). Builds the model only then."""
     train = cfg["train"]
     spec = ((cfg.get("search") or {}).get("space") or {}).get("train.batch_size")
     if spec:

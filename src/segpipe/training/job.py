@@ -1,0 +1,133 @@
+"""What a training run is given: the ``train`` options (:class:`TrainConfig`) and, the same in
+every process, the data, classes and output paths (:class:`Job`), with the config a checkpoint
+records."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from segpipe.data.preprocess import ArrayRows
+from segpipe.logs import UserError
+from segpipe.models.model_input import ModelInput
+from segpipe.params import UNTRACKED_OPTIONS
+from segpipe.training.schedule import SCHEDULERS
+
+# Options that change how fast training runs or how it is watched, not what it computes
+# (segpipe.params): not part of the config a checkpoint records, so changing them keeps the
+# resume state.
+UNRECORDED_OPTIONS = UNTRACKED_OPTIONS["train"]
+
+
+class ScheduleTooShortError(UserError, ValueError):
+    """``train.schedule_epochs`` is fewer than the ``train.epochs`` it must cover."""
+
+
+@dataclass
+class TrainConfig:
+    """The ``train`` section of the config (see config/schema.yaml for each option)."""
+
+    arch: str = "Unet"
+    encoder: str = "resnet34"
+    encoder_weights: str | None = None
+    encoder_depth: int = 5
+    decoder_channels: list[int] | None = None
+    decoder_dropout: float = 0.0
+    loss: str = "ce+dice"
+    class_weights: list[float] | None = None
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    warmup_epochs: float = 0.0
+    epochs: int = 30
+    schedule_epochs: int | None = None  # the learning-rate schedule's length; None: epochs
+    batch_size: int = 16
+    image_size: int = 256
+    resize: str = "squash"
+    image_scale: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    gpus: int = 1
+    num_workers: int | None = None
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    # Left out: config/schema.yaml's train.augment defaults, what a config without it gets.
+    augment: dict[str, float] = field(default_factory=lambda: dict(TrainConfig.AUGMENT_DEFAULTS))
+    log_to: list[str] = field(default_factory=list)
+    log_images_every: int = 5
+
+    AUGMENT_DEFAULTS: ClassVar[dict[str, float]] = {
+        "hflip": 0.5,
+        "vflip": 0.0,
+        "rotate": 0.0,
+        "translate": 0.0,
+        "scale": 0.0,
+        "shear": 0.0,
+        "color_jitter": 0.0,
+    }
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"config option 'train.scheduler': unknown '{self.scheduler}'; "
+                f"valid: {list(SCHEDULERS)}"
+            )
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise ScheduleTooShortError(
+                f"config option 'train.schedule_epochs': {self.schedule_epochs} is fewer than "
+                f"train.epochs ({self.epochs}); the learning-rate schedule must cover every "
+                "epoch trained (null: plan it for train.epochs)"
+            )
+
+    @property
+    def model_input(self) -> ModelInput:
+        """The geometry of the images the model is trained on."""
+        return ModelInput.from_train(vars(self))
+
+    @property
+    def schedule_length(self) -> int:
+        """The epochs the learning-rate schedule is planned for: ``schedule_epochs``, or
+        ``epochs`` when that is None."""
+        return self.epochs if self.schedule_epochs is None else self.schedule_epochs
+
+
+@dataclass
+class Job:
+    """What a training run is given, the same in every process: config, data and outputs."""
+
+    cfg: TrainConfig
+    train_data: ArrayRows
+    val_data: ArrayRows
+    classes: list[str]
+    ignore_index: int
+    threads: int  # for all the processes together
+    resume_dir: Path
+    best_path: str
+    last_path: str
+    history_path: str
+    data_digest: str  # of the train and val data, computed once rather than once per process
+    weights_cache: str | None = None  # pretrained weights read offline from here (pretrained.cache)
+
+    @property
+    def resume_last(self) -> Path:
+        return self.resume_dir / "last.pt"
+
+    @property
+    def resume_best(self) -> Path:
+        return self.resume_dir / "best.pt"
+
+    @functools.cached_property
+    def config(self) -> dict[str, Any]:
+        """The config a checkpoint records: the train options (UNRECORDED_OPTIONS aside), the
+        classes and ignore_index."""
+        train = dataclasses.asdict(self.cfg)
+        return {
+            "train": {k: v for k, v in train.items() if k not in UNRECORDED_OPTIONS},
+            "classes": list(self.classes),
+            "ignore_index": self.ignore_index,
+        }
