@@ -781,3 +781,25 @@ def test_a_single_process_stops_at_the_step_it_was_signalled():
         assert not any(stop.agreed(torch.device("cpu"), step) for step in range(1, 25))
         os.kill(os.getpid(), signal.SIGUSR1)
         assert stop.agreed(torch.device("cpu"), 7) and stop.signum == signal.SIGUSR1
+
+
+def test_the_model_card_counts_the_trained_models_parameters(data, tmp_path, monkeypatch):
+    """model.json describes the model the loop trained, without reading best.pt back and
+    building the model a second time; a rerun with nothing left to train writes it too."""
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the model card rebuilt the model from a checkpoint")
+
+    monkeypatch.setattr(segpipe.training.train, "model_from_checkpoint", no_rebuild, raising=False)
+    card = tmp_path / "model.json"
+    for _ in range(2):  # trained, then resumed with nothing left to train
+        card.unlink(missing_ok=True)
+        _, paths = train(data, tmp_path, epochs=1, model_path=card)
+        model = model_from_checkpoint(load_checkpoint(paths["best_path"]))
+        count = sum(p.numel() for p in model.parameters())
+        assert json.loads(card.read_text()) == {
+            "arch": OPTIONS["arch"],
+            "encoder": OPTIONS["encoder"],
+            "parameters": count,
+            "trainable_parameters": count,
+        }

@@ -112,6 +112,7 @@ class Job:
     history_path: str
     data_digest: str  # of the train and val data, computed once rather than once per process
     weights_cache: str | None = None  # pretrained weights read offline from here (pretrained.cache)
+    model_path: str | None = None  # model.json, the model card, written with the outputs
 
     @property
     def resume_last(self) -> Path:

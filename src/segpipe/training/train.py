@@ -56,12 +56,7 @@ from segpipe.io import remove_stale_temporaries, write_csv, write_json
 from segpipe.logs import progress
 from segpipe.models.argmax import class_ids
 from segpipe.models.build import build_loss, build_model
-from segpipe.models.checkpoints import (
-    load_checkpoint,
-    model_from_checkpoint,
-    publish,
-    save_checkpoint,
-)
+from segpipe.models.checkpoints import load_checkpoint, publish, save_checkpoint
 from segpipe.models.device import autocast, pad_to_multiple, prepare_batch
 from segpipe.processes import die_with_parent
 from segpipe.training.augment import BatchAugment
@@ -170,30 +165,13 @@ def train_model(
             history_path=str(history_path),
             data_digest=train_rows.digest() + val_rows.digest(),
             weights_cache=None if weights_cache is None else str(weights_cache),
+            model_path=None if model_path is None else str(model_path),
         )
         if cfg.gpus == 1:
             _train(0, 1, None, job)
         else:
             train_data_parallel(_train, job)
-    if model_path is not None:
-        write_model_card(model_path, load_checkpoint(best_path))
     return load_checkpoint(last_path)
-
-
-def write_model_card(path: str | Path, ckpt: dict[str, Any]) -> None:
-    """``model.json``: architecture, encoder and parameter counts of a checkpoint's model."""
-    model = model_from_checkpoint(ckpt)
-    train = ckpt["config"]["train"]
-    params = list(model.parameters())
-    write_json(
-        path,
-        {
-            "arch": train["arch"],
-            "encoder": train["encoder"],
-            "parameters": sum(p.numel() for p in params),
-            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
-        },
-    )
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -526,7 +504,8 @@ def save_epoch(state: TrainState, job: Job) -> None:
 
 def publish_outputs(state: TrainState, job: Job, rank_samples: list[Any] | None) -> None:
     """Publish the resume state as the rule outputs (hard links, each an atomic rename) and
-    write the history; ``rank_samples`` (data-parallel runs) goes into ``last.pt`` first."""
+    write the history and the model card (:func:`write_model_card`, given ``model_path``);
+    ``rank_samples`` (data-parallel runs) goes into ``last.pt`` first."""
     if rank_samples is not None:
         final = load_checkpoint(job.resume_last)
         final["rank_samples"] = rank_samples
@@ -534,6 +513,8 @@ def publish_outputs(state: TrainState, job: Job, rank_samples: list[Any] | None)
     publish(job.resume_best, job.best_path)
     publish(job.resume_last, job.last_path)
     write_csv(job.history_path, pd.DataFrame(state.history, columns=HISTORY_COLUMNS))
+    if job.model_path is not None:
+        write_model_card(job.model_path, state.raw_model, job.cfg)
     logger.info("best val mIoU %.4f at epoch %d", state.best_score, state.best_epoch)
 
 
@@ -552,6 +533,20 @@ def train_batches(samples_per_rank: int, batch_size: int) -> tuple[bool, int]:
     if samples_per_rank > batch_size:
         return True, samples_per_rank // batch_size
     return False, math.ceil(samples_per_rank / batch_size)
+
+
+def write_model_card(path: str | Path, model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """``model.json``: architecture, encoder and parameter counts of the model trained."""
+    params = list(model.parameters())
+    write_json(
+        path,
+        {
+            "arch": cfg.arch,
+            "encoder": cfg.encoder,
+            "parameters": sum(p.numel() for p in params),
+            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+        },
+    )
 
 
 def train_step(model, loss_fn, opt, scaler, images, masks, device, amp):
