@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_workflow, planned_rules, snakemake
+from conftest import TRAIN_DEFAULTS, copy_workflow, planned_rules, snakemake
 
 TINY = ("--configfile", "config/test.yaml", "config/runs.yaml")
 
@@ -116,7 +116,7 @@ def test_speed_and_monitor_options_keep_the_resume_state() -> None:
 
     def recorded(**options) -> dict:
         job = Job(
-            cfg=TrainConfig(**options),
+            cfg=TrainConfig(**{**TRAIN_DEFAULTS, **options}),
             train_data=None,
             val_data=None,
             classes=["a", "b"],

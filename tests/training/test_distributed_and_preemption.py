@@ -20,19 +20,22 @@ from segpipe.inference.splits import predict_split
 from segpipe.training.stop_signals import EXIT_INTERRUPTED
 from segpipe.training.train import train_model
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, TRAIN_DEFAULTS
 
 CLASSES = ["a", "b", "c"]
-OPTIONS = dict(
+OPTIONS = {
+    **TRAIN_DEFAULTS,
     **TINY_MODEL,
-    epochs=3,
-    batch_size=4,
-    image_size=32,
-    device="cpu",
-    num_workers=0,
-    decoder_dropout=0.1,  # dropout makes the RNG part of what must replay exactly
-    augment={"hflip": 0.5, "rotate": 10},
-)
+    **dict(
+        epochs=3,
+        batch_size=4,
+        image_size=32,
+        device="cpu",
+        num_workers=0,
+        decoder_dropout=0.1,  # dropout makes the RNG part of what must replay exactly
+        augment={"hflip": 0.5, "rotate": 10},
+    ),
+}
 
 
 def make_array(path: Path, n: int, seed: int) -> Path:

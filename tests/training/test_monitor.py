@@ -25,18 +25,21 @@ from segpipe.training.monitor import SCALARS, class_tag, open_monitor
 from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
 from segpipe.training.train import HISTORY_COLUMNS, train_model
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, TRAIN_DEFAULTS
 
 CLASSES = ["pet", "background", "border/edge"]  # "/" must not make a nested scalar name
-OPTIONS = dict(
+OPTIONS = {
+    **TRAIN_DEFAULTS,
     **TINY_MODEL,
-    epochs=2,
-    batch_size=4,
-    image_size=32,
-    device="cpu",
-    num_workers=0,
-    augment={"hflip": 0.5},
-)
+    **dict(
+        epochs=2,
+        batch_size=4,
+        image_size=32,
+        device="cpu",
+        num_workers=0,
+        augment={"hflip": 0.5},
+    ),
+}
 TAGS = [*SCALARS.values(), *(class_tag(i, name) for i, name in enumerate(CLASSES))]
 
 

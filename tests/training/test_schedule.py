@@ -22,6 +22,8 @@ from segpipe.logs import UserError
 from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
 from segpipe.training.job import ScheduleTooShortError
 
+from conftest import TRAIN_DEFAULTS
+
 SCHEDULES = {
     "cosine with warm-up": dict(scheduler="cosine", warmup_epochs=1.5),
     "onecycle": dict(scheduler="onecycle"),
@@ -184,7 +186,7 @@ def test_the_search_knows_where_each_schedule_peaks(name, steps_per_epoch):
     from segpipe.workflow.lr_peak import peak_epoch
 
     options = {"warmup_epochs": 0.0, **SCHEDULES[name]}
-    cfg = TrainConfig(epochs=10, lr=0.1, **options)
+    cfg = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": 10, "lr": 0.1, **options})
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
     scheduler = make_scheduler(opt, cfg, steps_per_epoch)
     rates = []

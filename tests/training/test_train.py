@@ -36,28 +36,31 @@ from segpipe.training.job import UNRECORDED_OPTIONS
 from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
 from segpipe.training.train import HISTORY_COLUMNS, train_model
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, TRAIN_DEFAULTS
 
 CLASSES = ["pet", "background", "border"]
 IGNORE = 255
 CAPTURE = dict(capture_output=True, text=True, timeout=120)
 IMAGE_SIZE = 32
 SIZES = [(40, 40), (36, 44), (44, 36), (48, 40)]  # (height, width)
-OPTIONS = dict(
+OPTIONS = {
+    **TRAIN_DEFAULTS,
     **TINY_MODEL,
-    encoder_weights=None,
-    decoder_dropout=0.2,  # randomness that a resumed run must replay
-    loss="ce+dice",
-    lr=0.003,
-    scheduler="cosine",
-    epochs=2,
-    batch_size=2,
-    image_size=IMAGE_SIZE,
-    seed=0,
-    device="cpu",
-    num_workers=0,
-    augment={"hflip": 0.5},
-)
+    **dict(
+        encoder_weights=None,
+        decoder_dropout=0.2,  # randomness that a resumed run must replay
+        loss="ce+dice",
+        lr=0.003,
+        scheduler="cosine",
+        epochs=2,
+        batch_size=2,
+        image_size=IMAGE_SIZE,
+        seed=0,
+        device="cpu",
+        num_workers=0,
+        augment={"hflip": 0.5},
+    ),
+}
 # A UNet of 0.37 M parameters (checkpoints of 1.5 MB), for tests where its size does not matter.
 TINY = {"encoder": "tu-resnet10t", "encoder_depth": 3, "decoder_channels": [16, 8, 4]}
 

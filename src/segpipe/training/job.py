@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from segpipe.data.preprocess import ArrayRows
 from segpipe.logs import UserError
@@ -26,50 +26,41 @@ class ScheduleTooShortError(UserError, ValueError):
     """``train.schedule_epochs`` is fewer than the ``train.epochs`` it must cover."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
-    """The ``train`` section of the config (see config/schema.yaml for each option)."""
+    """The ``train`` section of the config, every option given: config/schema.yaml documents
+    each and holds its default, the one source of them (the validated config's section, or
+    :func:`segpipe.workflow.config.section_defaults` for a caller without a config)."""
 
-    arch: str = "Unet"
-    encoder: str = "resnet34"
-    encoder_weights: str | None = None
-    encoder_depth: int = 5
-    decoder_channels: list[int] | None = None
-    decoder_dropout: float = 0.0
-    loss: str = "ce+dice"
-    class_weights: list[float] | None = None
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"
-    warmup_epochs: float = 0.0
-    epochs: int = 30
-    schedule_epochs: int | None = None  # the learning-rate schedule's length; None: epochs
-    batch_size: int = 16
-    image_size: int = 256
-    resize: str = "squash"
-    image_scale: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    gpus: int = 1
-    num_workers: int | None = None
-    amp: str = "auto"
-    channels_last: bool | None = None
-    compile: bool = False
-    # Left out: config/schema.yaml's train.augment defaults, what a config without it gets.
-    augment: dict[str, float] = field(default_factory=lambda: dict(TrainConfig.AUGMENT_DEFAULTS))
-    log_to: list[str] = field(default_factory=list)
-    log_images_every: int = 5
-
-    AUGMENT_DEFAULTS: ClassVar[dict[str, float]] = {
-        "hflip": 0.5,
-        "vflip": 0.0,
-        "rotate": 0.0,
-        "translate": 0.0,
-        "scale": 0.0,
-        "shear": 0.0,
-        "color_jitter": 0.0,
-    }
+    arch: str
+    encoder: str
+    encoder_weights: str | None
+    encoder_depth: int
+    decoder_channels: list[int] | None
+    decoder_dropout: float
+    loss: str
+    class_weights: list[float] | None
+    optimizer: str
+    lr: float
+    weight_decay: float
+    scheduler: str
+    warmup_epochs: float
+    epochs: int
+    schedule_epochs: int | None  # the learning-rate schedule's length; None: epochs
+    batch_size: int
+    image_size: int
+    resize: str
+    image_scale: float
+    seed: int
+    device: str
+    gpus: int
+    num_workers: int | None
+    amp: str
+    channels_last: bool | None
+    compile: bool
+    augment: dict[str, float]
+    log_to: list[str]
+    log_images_every: int
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:

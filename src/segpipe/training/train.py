@@ -133,7 +133,7 @@ def train_model(
 
     ``train_data`` / ``val_data`` are ``.npy`` arrays written by
     :func:`segpipe.data.preprocess.preprocess_split`, or rows of them (:func:`segpipe.data.preprocess.select_rows`:
-    a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`.
+    a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`, every one.
     Writes the best and last checkpoints, the per-epoch history CSV and, given ``model_path``, the
     model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
     :class:`BatchTooSmallError` before training where a batch would hold a single sample, and

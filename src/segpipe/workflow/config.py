@@ -384,6 +384,16 @@ def _validator(schema: Mapping[str, Any]):
     return found[1]
 
 
+def section_defaults(schema: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """What validation fills in for a config ``section`` left out: each of its options'
+    default, nested sections' too (``train.augment``). The one source of the defaults that
+    callers of the package's functions pass (:class:`segpipe.training.job.TrainConfig` has
+    none of its own)."""
+    values: dict[str, Any] = {}
+    _validator(schema["properties"][section]).validate(values)
+    return values
+
+
 def _parse_typed_strings(cfg: dict, validator) -> list[jsonschema.ValidationError]:
     """Strings where the schema wants a number, boolean or null become that value if they are
     one in YAML, in place; the errors of ``cfg`` as it is then.
