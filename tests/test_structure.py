@@ -215,6 +215,7 @@ CHOICES = {
     "train.arch": ("segpipe.models.build", "ARCHITECTURES"),
     "train.resize": ("segpipe.models.model_input", "RESIZES"),
     "train.scheduler": ("segpipe.training.schedule", "SCHEDULERS"),
+    "train.optimizer": ("segpipe.training.optimizers", "OPTIMIZERS"),
     "train.log_to": ("segpipe.training.monitor", "LOGGERS"),
     "remap.unmapped": ("segpipe.data.remap", "UNMAPPED_POLICIES"),
     "dataset.layout": ("segpipe.data.layouts", "LAYOUTS"),

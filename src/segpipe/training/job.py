@@ -14,6 +14,7 @@ from segpipe.data.preprocess import ArrayRows
 from segpipe.logs import UserError
 from segpipe.models.model_input import ModelInput
 from segpipe.params import UNTRACKED_OPTIONS
+from segpipe.training.optimizers import unknown_optimizer
 from segpipe.training.schedule import SCHEDULERS
 
 # Options that change how fast training runs or how it is watched, not what it computes
@@ -43,6 +44,7 @@ class TrainConfig:
     optimizer: str
     lr: float
     weight_decay: float
+    momentum: float  # sgd's
     scheduler: str
     warmup_epochs: float
     epochs: int
@@ -63,6 +65,8 @@ class TrainConfig:
     log_images_every: int
 
     def __post_init__(self) -> None:
+        if (problem := unknown_optimizer(self.optimizer)) is not None:
+            raise ValueError(problem)
         if self.scheduler not in SCHEDULERS:
             raise ValueError(
                 f"config option 'train.scheduler': unknown '{self.scheduler}'; "

@@ -106,7 +106,7 @@ def resume(state: TrainState, job: Job, proc: Process) -> None:
 
 # Train options that checkpoints written before the option existed do not record, with the
 # value that trains what they trained: such a checkpoint still resumes.
-PREDATED_OPTIONS: dict[str, Any] = {"schedule_epochs": None}
+PREDATED_OPTIONS: dict[str, Any] = {"schedule_epochs": None, "momentum": 0.9}
 
 
 def resumable(job: Job, proc: Process) -> dict[str, Any] | None:

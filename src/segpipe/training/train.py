@@ -69,6 +69,7 @@ from segpipe.training.distributed import (
 from segpipe.training.job import Job, TrainConfig
 from segpipe.training.lock import hold_resume_state
 from segpipe.training.monitor import TrainingMonitor, open_monitor
+from segpipe.training.optimizers import build_optimizer
 from segpipe.training.preflight import check_batch_size
 from segpipe.training.resume import EpochProgress, TrainState, resume
 from segpipe.training.schedule import make_scheduler
@@ -264,7 +265,7 @@ def build_loaders(job: Job, proc: Process) -> Loaders:
 
 def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
     """The model (seeded with ``train.seed``; under DDP and compiled as configured), the loss,
-    AdamW, the learning-rate schedule and the gradient scaler."""
+    the optimiser (train.optimizer), the learning-rate schedule and the gradient scaler."""
     cfg = job.cfg
     torch.manual_seed(cfg.seed)
     raw_model = build_model(
@@ -281,7 +282,13 @@ def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
         raw_model = raw_model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg.loss, class_weights=cfg.class_weights, ignore_index=job.ignore_index)
     loss_fn = loss_fn.to(proc.device)
-    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(
+        cfg.optimizer,
+        raw_model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        momentum=cfg.momentum,
+    )
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(proc.device.type, enabled=proc.amp == torch.float16)
     model = raw_model
