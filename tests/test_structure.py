@@ -286,6 +286,7 @@ TESTED_ELSEWHERE = {
     "training.distributed": "training/test_distributed_and_preemption.py",
     "training.job": "training/test_train.py, training/test_schedule.py",
     "training.preflight": "training/test_train.py",
+    "training.previews": "training/test_train.py, training/test_monitor.py",
     "training.resume": "training/test_train.py, training/test_schedule.py",
     "training.stop_signals": "training/test_distributed_and_preemption.py, training/test_train.py",
 }

@@ -547,7 +547,8 @@ def test_validation_and_previews_give_ties_to_the_lowest_class(data):
     from segpipe.data.colors import colorize
     from segpipe.evaluation.metrics import confusion_matrix, summarize
     from segpipe.models.device import prepare_batch
-    from segpipe.training.train import preview_predictions, validate
+    from segpipe.training.previews import preview_predictions
+    from segpipe.training.train import validate
 
     dataset, cpu = ArrayDataset(data["val"]["array"]), torch.device("cpu")
     loss = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)

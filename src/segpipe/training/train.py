@@ -27,8 +27,9 @@ order it calls them. Around it, each in a module of its own: the options and wha
 given (:mod:`~segpipe.training.job`), the checks before training
 (:mod:`~segpipe.training.preflight`), the processes and their devices
 (:mod:`~segpipe.training.distributed`), the resume state (:mod:`~segpipe.training.resume`), the
-learning-rate schedules (:mod:`~segpipe.training.schedule`) and the stop signals
-(:mod:`~segpipe.training.stop_signals`).
+learning-rate schedules (:mod:`~segpipe.training.schedule`), the optimisers
+(:mod:`~segpipe.training.optimizers`), the stop signals (:mod:`~segpipe.training.stop_signals`)
+and the loggers' prediction previews (:mod:`~segpipe.training.previews`).
 """
 
 from __future__ import annotations
@@ -42,14 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from segpipe.data.arrays import ArrayDataset, EpochSampler, batch_loader
-from segpipe.data.colors import colorize
 from segpipe.data.preprocess import ArrayRows
 from segpipe.evaluation.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.io import remove_stale_temporaries, write_csv, write_json
@@ -71,6 +70,7 @@ from segpipe.training.lock import hold_resume_state
 from segpipe.training.monitor import TrainingMonitor, open_monitor
 from segpipe.training.optimizers import build_optimizer
 from segpipe.training.preflight import check_batch_size
+from segpipe.training.previews import PREVIEW_SAMPLES, preview_predictions
 from segpipe.training.resume import EpochProgress, TrainState, resume
 from segpipe.training.schedule import make_scheduler
 from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
@@ -87,7 +87,6 @@ HISTORY_COLUMNS = [
     "images_per_s",
 ]
 LIVE_HISTORY = "history.csv"  # in resume_dir: the history so far, readable while training runs
-PREVIEW_SAMPLES = 4  # validation samples whose predictions the loggers show as images
 
 
 @dataclass
@@ -203,7 +202,7 @@ def _train(
     # Watching: the live history and the loggers continue from the resume state (rank 0 only).
     monitor = open_watchers(state, job, proc)
 
-    with StopRequest() as stop, _closing(monitor):
+    with StopRequest() as stop, contextlib.closing(monitor):
         for epoch in range(state.epoch + 1, job.cfg.epochs + 1):
             # Train; on a stop signal this checkpoints the epoch so far and raises.
             trained = run_epoch(epoch, state, loaders, job, proc, stop)
@@ -568,48 +567,6 @@ def train_step(model, loss_fn, opt, scaler, images, masks, device, amp):
     return loss.detach()
 
 
-@torch.no_grad()
-def preview_predictions(
-    model,
-    dataset: ArrayDataset,
-    count: int,
-    num_classes: int,
-    ignore_index: int,
-    device,
-    *,
-    amp=None,
-    channels_last=False,
-) -> list[np.ndarray]:
-    """The first ``count`` samples of ``dataset`` as RGB uint8 (H, W, 3) panels: the image, the
-    true mask and the predicted mask side by side (class colours as in the report)."""
-    batch = dataset.__getitems__(list(range(min(count, len(dataset)))))
-    raw_images, masks = batch.unpack("cpu")
-    images, padded_masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), 0)
-    model.eval()
-    with autocast(device, amp):
-        logits = model(images)
-    height, width = masks.shape[-2:]
-    predicted = class_ids(logits.float(), 1)[:, :height, :width].cpu().numpy()
-    panels = []
-    for image, mask, pred in zip(
-        raw_images.permute(0, 2, 3, 1).numpy(), masks.numpy(), predicted, strict=True
-    ):
-        gap = np.full((image.shape[0], 2, 3), 255, dtype=np.uint8)
-        true_rgb = colorize(mask, num_classes, ignore_index)
-        pred_rgb = colorize(pred, num_classes, ignore_index)
-        panels.append(np.concatenate([image, gap, true_rgb, gap, pred_rgb], axis=1))
-    return panels
-
-
 def write_live_history(resume_dir: str | Path, history: list[dict[str, Any]]) -> None:
     """``resume_dir/history.csv``: the epochs of the resume state, same columns as history.csv."""
     write_csv(Path(resume_dir) / LIVE_HISTORY, pd.DataFrame(history, columns=HISTORY_COLUMNS))
-
-
-@contextlib.contextmanager
-def _closing(monitor: TrainingMonitor):
-    """Close the loggers however the loop ends (a stop signal included), flushing what they hold."""
-    try:
-        yield monitor
-    finally:
-        monitor.close()
