@@ -36,6 +36,7 @@ import numpy as np
 from segpipe.data.preprocess import preprocess_split
 from segpipe.data.remap import remap_dataset
 from segpipe.data.synthetic import make_oxford_like
+from segpipe.workflow.config import load_schema, section_defaults
 
 # The data shape of the Oxford config (all 7,349 images, 70/15/15) and its train settings that
 # shape memory, the model aside.
@@ -80,8 +81,11 @@ print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_max
 
 def peak_memory_mb(train_array: Path, val_array: Path, options: dict, threads: int = 1) -> dict:
     """Peak resident memory of one training epoch in a fresh process, in MB: in all (ru_maxrss),
-    anonymous and file-backed; ``options`` are train_model's (TrainConfig's) keyword arguments."""
-    options = {"device": "cpu", "num_workers": 0, **options, "epochs": 1}
+    anonymous and file-backed; ``options`` are train_model's (TrainConfig's) keyword arguments,
+    the schema's defaults for those left out."""
+    schema = load_schema(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
+    defaults = section_defaults(schema, "train")  # train_model takes every option
+    options = {**defaults, "device": "cpu", "num_workers": 0, **options, "epochs": 1}
     cmd = [sys.executable, "-c", PROBE, str(train_array), str(val_array), str(threads),
            json.dumps(options)]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True)

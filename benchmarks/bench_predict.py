@@ -56,12 +56,12 @@ def images_per_s(model: Model, images: list[np.ndarray], tta: list[str], args) -
     """Best of ``args.repeats`` timed passes over ``images``, after one untimed batch."""
     score = with_flips(model.score, tta)
     batches = [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)]
-    predict_images(batches[0], score, mode="resize", size=model.image_size)
+    predict_images(batches[0], score, model.input, mode="resize")
     best = float("inf")
     for _ in range(args.repeats):
         start = time.perf_counter()
         for batch in batches:
-            predict_images(batch, score, mode="resize", size=model.image_size)
+            predict_images(batch, score, model.input, mode="resize")
         best = min(best, time.perf_counter() - start)
     return round(len(images) / best, 2)
 

@@ -43,7 +43,8 @@ from segpipe.data.synthetic import make_oxford_like
 from segpipe.models.build import build_loss, build_model
 from segpipe.models.device import amp_dtype, prepare_batch, resolve_device
 from segpipe.training.augment import BatchAugment
-from segpipe.training.train import default_workers, train_step
+from segpipe.training.distributed import default_workers
+from segpipe.training.train import train_step
 
 from bench_memory import growth, tiled
 from naive_loader import SegmentationDataset
@@ -189,7 +190,7 @@ def main() -> None:
         "--workers",
         type=int,
         default=None,
-        help="segpipe's loader workers (default: what training picks, segpipe.training.train.default_workers)",
+        help="segpipe's loader workers (default: what training picks, segpipe.training.distributed.default_workers)",
     )
     parser.add_argument(
         "--compile", action="store_true", help="include torch.compile in the CUDA fast settings"

@@ -47,6 +47,17 @@ def _tiny_model() -> dict:
 TINY_MODEL = _tiny_model()
 
 
+def _train_defaults() -> dict:
+    from segpipe.workflow.config import load_schema, section_defaults
+
+    return section_defaults(load_schema(REPO / "config" / "schema.yaml"), "train")
+
+
+# What a config that leaves the train options out gets: config/schema.yaml's defaults, which
+# TrainConfig, taking every option, does not repeat. Tests that call train_model start from it.
+TRAIN_DEFAULTS = _train_defaults()
+
+
 # The modules that take longest, in the order `make test`'s two workers (pytest-xdist,
 # --dist loadfile: a module's tests, which share its fixtures, stay on one worker) start them, so
 # that neither is left alone with a long module at the end. The rest follow in collection order.

@@ -213,7 +213,9 @@ def test_function_level_import_cycle_is_found(tmp_path: Path) -> None:
 CHOICES = {
     "train.loss": ("segpipe.models.build", "LOSSES"),
     "train.arch": ("segpipe.models.build", "ARCHITECTURES"),
-    "train.scheduler": ("segpipe.training.train", "SCHEDULERS"),
+    "train.resize": ("segpipe.models.model_input", "RESIZES"),
+    "train.scheduler": ("segpipe.training.schedule", "SCHEDULERS"),
+    "train.optimizer": ("segpipe.training.optimizers", "OPTIMIZERS"),
     "train.log_to": ("segpipe.training.monitor", "LOGGERS"),
     "remap.unmapped": ("segpipe.data.remap", "UNMAPPED_POLICIES"),
     "dataset.layout": ("segpipe.data.layouts", "LAYOUTS"),
@@ -281,6 +283,12 @@ TESTED_ELSEWHERE = {
     "data.summary": "data/test_verify.py, data/test_remap.py (the summary verify prints)",
     "inference.selected": "inference/test_tta_infer.py",
     "evaluation.crossval": "e2e/test_folds.py, reporting/test_comparison.py",
+    "training.distributed": "training/test_distributed_and_preemption.py",
+    "training.job": "training/test_train.py, training/test_schedule.py",
+    "training.preflight": "training/test_train.py",
+    "training.previews": "training/test_train.py, training/test_monitor.py",
+    "training.resume": "training/test_train.py, training/test_schedule.py",
+    "training.stop_signals": "training/test_distributed_and_preemption.py, training/test_train.py",
 }
 
 

@@ -498,7 +498,7 @@ def predict_main(args: argparse.Namespace) -> int:
         model,
         inputs,
         args.out,
-        mode=args.mode or ("sliding" if model.image_scale else "resize"),
+        mode=args.mode or model.input.default_mode,
         tta=args.tta,
         overlap=args.overlap,
         batch_size=args.batch_size,
@@ -522,6 +522,7 @@ def export_main(args: argparse.Namespace) -> int:
         random_batch,
         read_checkpoint,
     )
+    from segpipe.models.model_input import ModelInput
 
     _input_file(args.checkpoint, "checkpoint")
     given = args.out or args.checkpoint.with_name("model.onnx")
@@ -532,7 +533,7 @@ def export_main(args: argparse.Namespace) -> int:
         what="an ONNX file of segpipe export",
         reads=[Read(args.checkpoint, "the checkpoint")],
     )
-    size = int(read_checkpoint(args.checkpoint)["config"]["train"]["image_size"])
+    size = ModelInput.from_checkpoint(read_checkpoint(args.checkpoint)).size
     export_onnx(args.checkpoint, out, opset=args.opset)
     check = parity(args.checkpoint, out, random_batch((2, 3, size, size)))
     print(

@@ -72,6 +72,7 @@ OPTION_CLASSES: dict[str, str] = {
     "train.optimizer": MODEL,
     "train.lr": MODEL,
     "train.weight_decay": MODEL,
+    "train.momentum": MODEL,
     "train.scheduler": MODEL,
     "train.warmup_epochs": MODEL,
     "train.epochs": MODEL,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_workflow, planned_rules, snakemake
+from conftest import TRAIN_DEFAULTS, copy_workflow, planned_rules, snakemake
 
 TINY = ("--configfile", "config/test.yaml", "config/runs.yaml")
 
@@ -112,11 +112,11 @@ def test_val_fraction_with_folds_retrains_nothing(fold_run: Path) -> None:
 def test_speed_and_monitor_options_keep_the_resume_state() -> None:
     """A rerun for another reason resumes training rather than starting it again."""
     from segpipe.params import UNTRACKED_OPTIONS
-    from segpipe.training.train import Job, TrainConfig
+    from segpipe.training.job import Job, TrainConfig
 
     def recorded(**options) -> dict:
         job = Job(
-            cfg=TrainConfig(**options),
+            cfg=TrainConfig(**{**TRAIN_DEFAULTS, **options}),
             train_data=None,
             val_data=None,
             classes=["a", "b"],

@@ -42,6 +42,7 @@ from segpipe.inference.folder import (
 )
 from segpipe.inference.splits import predict_split
 from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
+from segpipe.models.model_input import ModelInput
 from segpipe.outputs import MANIFEST
 from segpipe.reporting.run_report import infer_gallery
 
@@ -325,7 +326,7 @@ def test_segpipe_predict_help_runs() -> None:
 
 
 def fake_model() -> Model:
-    return Model(pointwise, ["background", "object"], 32)
+    return Model(pointwise, ["background", "object"], ModelInput(32))
 
 
 def image(path: Path, size: tuple[int, int] = (12, 10)) -> Path:
@@ -606,7 +607,7 @@ def test_an_interrupted_prediction_leaves_no_output_folder(tmp_path) -> None:
             raise KeyboardInterrupt
         return pointwise(x)
 
-    model = Model(dies_second_time, ["background", "object"], 32)
+    model = Model(dies_second_time, ["background", "object"], ModelInput(32))
     with pytest.raises(KeyboardInterrupt):
         predict_files(model, [tmp_path / "in"], tmp_path / "out", batch_size=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

@@ -26,6 +26,7 @@ from segpipe.inference.folder import InferError, load_model, load_onnx_model
 from segpipe.inference.onnx import ExportError, export_onnx, parity, random_batch
 from segpipe.models.build import build_model
 from segpipe.models.checkpoints import LEDGER, save_checkpoint
+from segpipe.models.model_input import ModelInput
 
 from conftest import BIN, REPO, TINY_MODEL, copy_workflow, planned_rules, snakemake
 
@@ -120,7 +121,7 @@ def test_onnx_model_has_the_checkpoints_classes_size_and_probabilities(
 ) -> None:
     onnx_model = load_onnx_model(onnx_file, threads=1)
     torch_model = load_model([checkpoint], device="cpu")
-    assert (onnx_model.classes, onnx_model.image_size) == (CLASSES, IMAGE_SIZE)
+    assert (onnx_model.classes, onnx_model.input) == (CLASSES, ModelInput(IMAGE_SIZE))
     x = random_batch((2, 3, 40, 56))
     p = onnx_model.score(x)
     assert p.dtype == torch.float32 and p.device.type == "cpu"
@@ -275,7 +276,7 @@ def test_export_rule_writes_the_runs_onnx_on_request_only(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     model = load_onnx_model(work / target)
-    assert (model.classes, model.image_size) == (config["classes"], config["train"]["image_size"])
+    assert (model.classes, model.input.size) == (config["classes"], config["train"]["image_size"])
     assert (work / "logs" / "export" / "ci-tiny.log").is_file()
     assert (work / "benchmarks" / "export" / "ci-tiny.tsv").is_file()
     result = parity(

@@ -14,6 +14,7 @@ from test_train import write_split
 
 from segpipe.data.preprocess import load_array, preprocess_split
 from segpipe.inference.folder import load_model, predict_files
+from segpipe.models.model_input import ModelInput
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
 from conftest import REPO, copy_workflow, planned_jobs, snakemake
@@ -84,7 +85,7 @@ def test_a_run_at_scale_trains_on_crops_and_predicts_in_windows(kept) -> None:
 def test_segpipe_predict_uses_the_checkpoints_scale(kept, tmp_path) -> None:
     work, _ = kept
     model = load_model([work / "results/runs/ci-tiny/train/best.pt"], device="cpu")
-    assert model.image_scale == 0.75 and model.image_size == 32
+    assert model.input == ModelInput(size=32, scale=0.75)
     rgb = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "a.png")
     for mode in ("sliding", "resize"):

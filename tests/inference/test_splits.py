@@ -157,3 +157,16 @@ def test_a_failing_split_leaves_no_folder(data, checkpoint, tmp_path):
         )
     assert not (tmp_path / "model").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["bad.csv"]
+
+
+def test_sliding_windows_over_a_squashed_models_split_are_refused_before_any_output(
+    data, checkpoint, tmp_path
+) -> None:
+    """A squashed model's samples are squares of its training size already: the checkpoint's
+    geometry refuses the mode before the model scores anything or the folder appears."""
+    out = tmp_path / "val"
+    with pytest.raises(ValueError, match=rf"{checkpoint.name}: sliding windows need"):
+        predict_split(
+            checkpoint, data["val"]["manifest"], data["val"]["array"], out, mode="sliding"
+        )
+    assert not out.exists() and list(tmp_path.iterdir()) == []

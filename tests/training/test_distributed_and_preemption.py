@@ -17,21 +17,25 @@ import torch
 from PIL import Image
 
 from segpipe.inference.splits import predict_split
-from segpipe.training.train import EXIT_INTERRUPTED, train_model
+from segpipe.training.stop_signals import EXIT_INTERRUPTED
+from segpipe.training.train import train_model
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, TRAIN_DEFAULTS
 
 CLASSES = ["a", "b", "c"]
-OPTIONS = dict(
+OPTIONS = {
+    **TRAIN_DEFAULTS,
     **TINY_MODEL,
-    epochs=3,
-    batch_size=4,
-    image_size=32,
-    device="cpu",
-    num_workers=0,
-    decoder_dropout=0.1,  # dropout makes the RNG part of what must replay exactly
-    augment={"hflip": 0.5, "rotate": 10},
-)
+    **dict(
+        epochs=3,
+        batch_size=4,
+        image_size=32,
+        device="cpu",
+        num_workers=0,
+        decoder_dropout=0.1,  # dropout makes the RNG part of what must replay exactly
+        augment={"hflip": 0.5, "rotate": 10},
+    ),
+}
 
 
 def make_array(path: Path, n: int, seed: int) -> Path:
@@ -124,7 +128,7 @@ def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(arrays, refere
 
 def test_resume_can_extend_the_number_of_epochs(arrays, tmp_path, caplog):
     run(arrays, tmp_path, epochs=2)
-    caplog.set_level("INFO", logger="segpipe.training.train")
+    caplog.set_level("INFO", logger="segpipe.training")
     final = run(arrays, tmp_path, epochs=4)
     assert "extending training from 2 to 4 epochs" in caplog.text
     assert "epoch 1/4" not in caplog.text and "epoch 3/4 train_loss" in caplog.text

@@ -22,20 +22,24 @@ from test_distributed_and_preemption import make_array
 import segpipe.training.train
 from segpipe.logs import UserError
 from segpipe.training.monitor import SCALARS, class_tag, open_monitor
-from segpipe.training.train import HISTORY_COLUMNS, StopRequest, TrainingInterrupted, train_model
+from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
+from segpipe.training.train import HISTORY_COLUMNS, train_model
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, TRAIN_DEFAULTS
 
 CLASSES = ["pet", "background", "border/edge"]  # "/" must not make a nested scalar name
-OPTIONS = dict(
+OPTIONS = {
+    **TRAIN_DEFAULTS,
     **TINY_MODEL,
-    epochs=2,
-    batch_size=4,
-    image_size=32,
-    device="cpu",
-    num_workers=0,
-    augment={"hflip": 0.5},
-)
+    **dict(
+        epochs=2,
+        batch_size=4,
+        image_size=32,
+        device="cpu",
+        num_workers=0,
+        augment={"hflip": 0.5},
+    ),
+}
 TAGS = [*SCALARS.values(), *(class_tag(i, name) for i, name in enumerate(CLASSES))]
 
 
@@ -196,7 +200,7 @@ def test_each_epoch_once_after_interruptions(arrays, tmp_path, monkeypatch):
 def test_a_logger_switched_on_mid_run_gets_the_epochs_so_far(arrays, tmp_path, caplog):
     run(arrays, tmp_path)
     assert not (tmp_path / "tensorboard").exists() and not (tmp_path / "dvclive").exists()
-    caplog.set_level("INFO", logger="segpipe.training.train")
+    caplog.set_level("INFO", logger="segpipe.training")
     run(arrays, tmp_path, epochs=3, log_to=["tensorboard"])
     # Logging options are not part of the model's config: the resume state was kept.
     assert "resuming from" in caplog.text and "ignoring" not in caplog.text

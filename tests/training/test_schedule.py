@@ -20,7 +20,9 @@ from test_train import tiny_splits, train
 import segpipe.training.train
 from segpipe.logs import UserError
 from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
-from segpipe.training.train import ScheduleTooShortError
+from segpipe.training.job import ScheduleTooShortError
+
+from conftest import TRAIN_DEFAULTS
 
 SCHEDULES = {
     "cosine with warm-up": dict(scheduler="cosine", warmup_epochs=1.5),
@@ -83,7 +85,7 @@ def test_rungs_resumed_on_one_schedule_end_as_a_straight_run(
     _, straight = train(data, tmp_path / "straight", epochs=4, schedule_epochs=4, **schedule)
     straight_rates = list(step_rates)
     step_rates.clear()
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     for epochs in (1, 2, 4):
         _, rungs = train(data, tmp_path / "rungs", epochs=epochs, schedule_epochs=4, **schedule)
     assert "continuing epochs 2..2 of a schedule planned for 4" in caplog.text
@@ -142,7 +144,7 @@ def test_a_schedule_shorter_than_the_epochs_is_refused_naming_the_option(data, t
 def test_a_rung_with_another_schedule_length_starts_afresh(data, tmp_path, step_rates, caplog):
     train(data, tmp_path / "run", epochs=1, schedule_epochs=4)
     step_rates.clear()
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path / "run", epochs=2, schedule_epochs=6)
     assert "ignoring" in caplog.text and "resuming" not in caplog.text
     assert "training epochs 1..2 of a schedule planned for 6" in caplog.text
@@ -165,7 +167,7 @@ def test_a_checkpoint_written_before_the_option_existed_still_resumes(data, tmp_
         ckpt = load_checkpoint(path)
         del ckpt["config"]["train"]["schedule_epochs"]
         save_checkpoint(path, ckpt)
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, _ = train(data, tmp_path, epochs=2)
     assert "resuming from" in caplog.text and "ignoring" not in caplog.text
     assert "extending training from 1 to 2 epochs" in caplog.text
@@ -179,11 +181,12 @@ def test_the_search_knows_where_each_schedule_peaks(name, steps_per_epoch):
     before the learning rate peaks, is where the schedule training builds first reaches its
     highest rate: in a step that starts by the peak epoch and ends less than a step before it
     (a warm-up of whole steps: int(warmup_epochs * steps per epoch))."""
-    from segpipe.training.train import TrainConfig, make_scheduler
+    from segpipe.training.job import TrainConfig
+    from segpipe.training.schedule import make_scheduler
     from segpipe.workflow.lr_peak import peak_epoch
 
     options = {"warmup_epochs": 0.0, **SCHEDULES[name]}
-    cfg = TrainConfig(epochs=10, lr=0.1, **options)
+    cfg = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": 10, "lr": 0.1, **options})
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
     scheduler = make_scheduler(opt, cfg, steps_per_epoch)
     rates = []

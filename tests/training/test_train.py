@@ -23,6 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
+import segpipe.training.preflight
 import segpipe.training.train
 from segpipe.data.arrays import EpochSampler
 from segpipe.data.preprocess import preprocess_split
@@ -31,36 +32,35 @@ from segpipe.inference.splits import predict_split
 from segpipe.io import WriteError
 from segpipe.models.build import build_model
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
-from segpipe.training.train import (
-    HISTORY_COLUMNS,
-    UNRECORDED_OPTIONS,
-    StopRequest,
-    TrainingInterrupted,
-    train_model,
-)
+from segpipe.training.job import UNRECORDED_OPTIONS
+from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
+from segpipe.training.train import HISTORY_COLUMNS, train_model
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, TRAIN_DEFAULTS
 
 CLASSES = ["pet", "background", "border"]
 IGNORE = 255
 CAPTURE = dict(capture_output=True, text=True, timeout=120)
 IMAGE_SIZE = 32
 SIZES = [(40, 40), (36, 44), (44, 36), (48, 40)]  # (height, width)
-OPTIONS = dict(
+OPTIONS = {
+    **TRAIN_DEFAULTS,
     **TINY_MODEL,
-    encoder_weights=None,
-    decoder_dropout=0.2,  # randomness that a resumed run must replay
-    loss="ce+dice",
-    lr=0.003,
-    scheduler="cosine",
-    epochs=2,
-    batch_size=2,
-    image_size=IMAGE_SIZE,
-    seed=0,
-    device="cpu",
-    num_workers=0,
-    augment={"hflip": 0.5},
-)
+    **dict(
+        encoder_weights=None,
+        decoder_dropout=0.2,  # randomness that a resumed run must replay
+        loss="ce+dice",
+        lr=0.003,
+        scheduler="cosine",
+        epochs=2,
+        batch_size=2,
+        image_size=IMAGE_SIZE,
+        seed=0,
+        device="cpu",
+        num_workers=0,
+        augment={"hflip": 0.5},
+    ),
+}
 # A UNet of 0.37 M parameters (checkpoints of 1.5 MB), for tests where its size does not matter.
 TINY = {"encoder": "tu-resnet10t", "encoder_depth": 3, "decoder_channels": [16, 8, 4]}
 
@@ -338,7 +338,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(
 
     calls.clear()
     monkeypatch.setattr(segpipe.training.train, "validate", counting_validate)
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path)
     assert "resuming from" in caplog.text and "the end of epoch 1" in caplog.text
     # Only epoch 2 ran (a restart from scratch would also end with the reference weights).
@@ -376,7 +376,7 @@ def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(
     assert not (tmp_path / "last.pt").exists()
 
     monkeypatch.setattr(StopRequest, "agreed", real_agreed)
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path)
     assert "epoch 2 step 1" in caplog.text
     assert ckpt["epoch"] == 2
@@ -390,7 +390,7 @@ def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(
 def test_finished_run_is_not_trained_again(data, reference, tmp_path, caplog):
     # A rerun of a finished training (same config and data) resumes after the last epoch.
     shutil.copytree(reference[1]["resume_dir"], tmp_path / "resume")
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path)
     assert "the end of epoch 2" in caplog.text
     assert "train_loss" not in caplog.text  # no epoch was trained
@@ -400,7 +400,7 @@ def test_finished_run_is_not_trained_again(data, reference, tmp_path, caplog):
 
 def test_changed_config_ignores_stale_resume_dir(data, reference, tmp_path, caplog):
     shutil.copytree(reference[1]["resume_dir"], tmp_path / "resume")
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path, lr=0.001)
     assert "ignoring" in caplog.text
     assert "resuming" not in caplog.text
@@ -458,7 +458,7 @@ def test_a_file_copied_over_a_published_checkpoint_is_not_resumed_from(
     assert os.path.samefile(published, tmp_path / "resume" / name)
     foreign = reference[1]["best_path"] if name == "best.pt" else reference[1]["last_path"]
     shutil.copyfile(foreign, published)  # writes in place, through the hard link
-    caplog.set_level(logging.INFO, logger="segpipe.training.train")
+    caplog.set_level(logging.INFO, logger="segpipe.training")
     ckpt, paths = train(data, tmp_path)
     assert "not resuming" in caplog.text and f"resume/{name} changed" in caplog.text
     assert "resuming from" not in caplog.text
@@ -547,7 +547,8 @@ def test_validation_and_previews_give_ties_to_the_lowest_class(data):
     from segpipe.data.colors import colorize
     from segpipe.evaluation.metrics import confusion_matrix, summarize
     from segpipe.models.device import prepare_batch
-    from segpipe.training.train import preview_predictions, validate
+    from segpipe.training.previews import preview_predictions
+    from segpipe.training.train import validate
 
     dataset, cpu = ArrayDataset(data["val"]["array"]), torch.device("cpu")
     loss = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
@@ -604,11 +605,10 @@ def without_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def test_batch_size_one_trains_a_model_without_batchnorm(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        segpipe.training.train,
-        "build_model",
-        lambda *a, **kw: without_batchnorm(build_model(*a, **kw)),
-    )
+    for module in (segpipe.training.train, segpipe.training.preflight):
+        monkeypatch.setattr(
+            module, "build_model", lambda *a, **kw: without_batchnorm(build_model(*a, **kw))
+        )
     ckpt, _ = train(data, tmp_path, batch_size=1, epochs=1)
     assert len(ckpt["history"]) == 1 and np.isfinite(ckpt["history"][0]["train_loss"])
 
@@ -785,3 +785,25 @@ def test_a_single_process_stops_at_the_step_it_was_signalled():
         assert not any(stop.agreed(torch.device("cpu"), step) for step in range(1, 25))
         os.kill(os.getpid(), signal.SIGUSR1)
         assert stop.agreed(torch.device("cpu"), 7) and stop.signum == signal.SIGUSR1
+
+
+def test_the_model_card_counts_the_trained_models_parameters(data, tmp_path, monkeypatch):
+    """model.json describes the model the loop trained, without reading best.pt back and
+    building the model a second time; a rerun with nothing left to train writes it too."""
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the model card rebuilt the model from a checkpoint")
+
+    monkeypatch.setattr(segpipe.training.train, "model_from_checkpoint", no_rebuild, raising=False)
+    card = tmp_path / "model.json"
+    for _ in range(2):  # trained, then resumed with nothing left to train
+        card.unlink(missing_ok=True)
+        _, paths = train(data, tmp_path, epochs=1, model_path=card)
+        model = model_from_checkpoint(load_checkpoint(paths["best_path"]))
+        count = sum(p.numel() for p in model.parameters())
+        assert json.loads(card.read_text()) == {
+            "arch": OPTIONS["arch"],
+            "encoder": OPTIONS["encoder"],
+            "parameters": count,
+            "trainable_parameters": count,
+        }

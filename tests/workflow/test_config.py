@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from segpipe.workflow.config import ConfigError, load_schema, validate_config
+from segpipe.workflow.config import ConfigError, load_schema, section_defaults, validate_config
 
 from conftest import REPO, copy_workflow, snakemake
 
@@ -222,7 +222,7 @@ def test_all_errors_are_reported_together(schema, base):
 def test_every_train_option_reaches_train_model(schema):
     # scripts/train.py passes the validated train section as TrainConfig fields: a schema option
     # that TrainConfig lacks would fail only when the train rule runs.
-    from segpipe.training.train import TrainConfig
+    from segpipe.training.job import TrainConfig
 
     cfg = validate_config(read_config("test.yaml"), schema)
     assert set(cfg["train"]) == set(schema["properties"]["train"]["properties"])
@@ -232,30 +232,24 @@ def test_every_train_option_reaches_train_model(schema):
     assert train.augment["vflip"] == 0
 
 
-# TrainConfig fields that are not train.* options of the schema (none today): a new field must
-# be listed here or be an option with the schema's default.
-TRAIN_FIELDS_NOT_OPTIONS: tuple[str, ...] = ()
-
-
-def test_train_config_defaults_are_the_schemas(schema):
-    """A caller of train_model that leaves an option out gets what a config that leaves it out
-    gets: the schema's default, nested defaults (train.augment's) filled in."""
+def test_train_config_has_no_defaults_of_its_own(schema):
+    """A caller of train_model passes every option: the schema holds the defaults, once, and
+    section_defaults gives what a config that leaves the section out gets, nested defaults
+    (train.augment's) filled in."""
     import dataclasses
 
-    from segpipe.training.train import TrainConfig
+    from segpipe.training.job import TrainConfig
 
     config = read_config("test.yaml")
     del config["train"]
     defaults = validate_config(config, schema, check_models=False)["train"]
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    assert set(fields) - set(defaults) == set(TRAIN_FIELDS_NOT_OPTIONS)
-    made = TrainConfig()
-    differ = {
-        name: (getattr(made, name), defaults[name])
-        for name in fields
-        if name in defaults and getattr(made, name) != defaults[name]
-    }
-    assert not differ, f"TrainConfig default != schema default: {differ}"
+    assert section_defaults(schema, "train") == defaults
+    fields = dataclasses.fields(TrainConfig)
+    assert {f.name for f in fields} == set(defaults)
+    assert all(f.default is f.default_factory is dataclasses.MISSING for f in fields)
+    assert TrainConfig(**defaults).augment["hflip"] == 0.5
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'lr'"):
+        TrainConfig(**{k: v for k, v in defaults.items() if k != "lr"})
 
 
 def test_duplicate_class_names_are_rejected(schema, base):

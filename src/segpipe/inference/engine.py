@@ -28,10 +28,11 @@ from PIL import Image
 
 from segpipe.models.device import autocast as amp_context
 from segpipe.models.device import normalize
+from segpipe.models.model_input import RESIZE, SLIDING, ModelInput
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 FLIPS = {"hflip": 3, "vflip": 2}  # the tensor dimension each flip reverses
-MODES = ("resize", "sliding")
+MODES = (RESIZE, SLIDING)  # predict.mode
 
 
 def normalized(rgb: np.ndarray) -> torch.Tensor:
@@ -212,22 +213,24 @@ def predict_sliding(
 def predict_at_scale(
     rgb: np.ndarray,
     score: Scorer,
+    model_input: ModelInput,
     *,
     mode: str,
-    size: int,
-    scale: float,
     overlap: float = 0.5,
     batch_size: int = 8,
 ) -> torch.Tensor:
-    """Probabilities (C, H, W) of an image for a model trained on images kept at ``scale``
-    (``train.resize: keep_aspect``): the image resized by ``scale`` (PIL bilinear, aspect kept,
-    as preprocess), scored whole (``resize``, padded to a multiple of 32) or in sliding windows
-    of ``size``, and the probabilities resized back to the image's own size."""
+    """Probabilities (C, H, W) of an image for a model trained on images kept at a scale
+    (``train.resize: keep_aspect``): the image resized by the model's scale (PIL bilinear,
+    aspect kept, as preprocess), scored whole (``resize``, padded to a multiple of 32) or in
+    sliding windows of the model's size, and the probabilities resized back to the image's own
+    size."""
     height, width = rgb.shape[:2]
-    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    h, w = model_input.scaled_size(height, width)
     small = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
-    if mode == "sliding":
-        p = predict_sliding(small, score, size, overlap=overlap, batch_size=batch_size)[None]
+    if mode == SLIDING:
+        p = predict_sliding(small, score, model_input.size, overlap=overlap, batch_size=batch_size)[
+            None
+        ]
     else:
         x = normalized(small)
         x = F.pad(x, (0, -w % 32, 0, -h % 32))
@@ -238,32 +241,27 @@ def predict_at_scale(
 def predict_images(
     images: Sequence[np.ndarray],
     score: Scorer,
+    model_input: ModelInput,
     *,
     mode: str,
-    size: int,
     overlap: float = 0.5,
     batch_size: int = 8,
-    scale: float | None = None,
 ) -> list[torch.Tensor]:
     """Probabilities (C, H, W) of each image by ``mode``: ``resize`` (:func:`predict_resized`,
-    the images in one batch) or ``sliding`` (:func:`predict_sliding`, tiles of ``size`` in
-    batches of ``batch_size``); for a model trained at a ``scale``, :func:`predict_at_scale`."""
+    the images in one batch) or ``sliding`` (:func:`predict_sliding`, tiles of the model's
+    size in batches of ``batch_size``); for a model trained at a scale,
+    :func:`predict_at_scale`."""
     if mode not in MODES:
         raise ValueError(f"unknown prediction mode {mode!r}; use one of {list(MODES)}")
-    if scale is not None:
+    if model_input.keeps_aspect:
         return [
             predict_at_scale(
-                rgb,
-                score,
-                mode=mode,
-                size=size,
-                scale=scale,
-                overlap=overlap,
-                batch_size=batch_size,
+                rgb, score, model_input, mode=mode, overlap=overlap, batch_size=batch_size
             )
             for rgb in images
         ]
-    if mode == "resize":
+    size = model_input.size
+    if mode == RESIZE:
         return predict_resized(images, score, size)
     return [
         predict_sliding(rgb, score, size, overlap=overlap, batch_size=batch_size) for rgb in images

@@ -56,6 +56,7 @@ from segpipe.io import atomic_dir, write_csv
 from segpipe.logs import UserError, progress
 from segpipe.models.checkpoints import load_models
 from segpipe.models.device import amp_dtype, resolve_device
+from segpipe.models.model_input import ModelInput
 from segpipe.outputs import OutputError, Read, check_folder, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -82,12 +83,11 @@ class OutputClashError(InferError):
 
 @dataclass(frozen=True)
 class Model:
-    """What predicting needs of a trained model: its scorer, classes and training size."""
+    """What predicting needs of a trained model: its scorer, classes and input geometry."""
 
     score: Scorer
     classes: list[str]
-    image_size: int
-    image_scale: float | None = None  # trained on images kept at this scale; None: squashed
+    input: ModelInput
     files: tuple[Path, ...] = ()  # the checkpoints or ONNX file it was read from
 
 
@@ -102,10 +102,8 @@ def load_model(
     except RuntimeError as exc:
         raise InferError(str(exc)) from None
     score = torch_scorer(models, dev, autocast=amp_dtype(amp, dev))
-    train = cfg["train"]
-    scale = train["image_scale"] if train.get("resize") == "keep_aspect" else None
     files = tuple(map(Path, checkpoints))
-    return Model(score, list(cfg["classes"]), int(train["image_size"]), scale, files)
+    return Model(score, list(cfg["classes"]), ModelInput.from_train(cfg["train"]), files)
 
 
 def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = False) -> Model:
@@ -129,8 +127,7 @@ def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = F
         if not allow_stale:
             raise InferError(reason)
         logger.warning("%s", reason.split(": re-export")[0] + " (--allow-stale-onnx)")
-    scorer, scale = onnx_scorer(session), info["image_scale"]
-    return Model(scorer, info["classes"], info["image_size"], scale, (Path(path),))
+    return Model(onnx_scorer(session), info["classes"], info["input"], (Path(path),))
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -327,11 +324,10 @@ def predict_files(
     predict = functools.partial(
         predict_images,
         score=with_flips(model.score, tta),
+        model_input=model.input,
         mode=mode,
-        size=model.image_size,
         overlap=overlap,
         batch_size=batch_size,
-        scale=model.image_scale,
     )
     per_batch = batch_size if mode == "resize" else 1
     batches = [named[i : i + per_batch] for i in range(0, len(named), per_batch)]

@@ -34,6 +34,7 @@ from segpipe.logs import UserError
 from segpipe.models.argmax import class_ids
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
 from segpipe.models.device import normalize
+from segpipe.models.model_input import ModelInput
 
 logger = logging.getLogger(__name__)
 INPUT, OUTPUT = "images", "logits"
@@ -66,17 +67,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def metadata(config: dict[str, Any]) -> dict[str, str]:
-    """The ONNX metadata_props of a checkpoint's config: its classes (JSON), training size,
-    architecture, encoder and ignore_index."""
+    """The ONNX metadata_props of a checkpoint's config: its classes (JSON), input geometry
+    (:meth:`segpipe.models.model_input.ModelInput.metadata`: training size, and the scale of a
+    model trained on images kept at one), architecture, encoder and ignore_index."""
     train = config["train"]
     return {
         "classes": json.dumps(list(config["classes"])),
-        "image_size": str(int(train["image_size"])),
+        **ModelInput.from_train(train).metadata(),
         "arch": str(train["arch"]),
         "encoder": str(train["encoder"]),
         "ignore_index": str(config.get("ignore_index", "")),
-        # Trained on images kept at this scale (train.resize keep_aspect); empty: squashed.
-        "image_scale": str(train["image_scale"]) if train.get("resize") == "keep_aspect" else "",
     }
 
 
@@ -155,7 +155,7 @@ def export_onnx(
     ckpt = read_checkpoint(checkpoint)
     config = ckpt["config"]
     model = model_from_checkpoint(ckpt).eval()
-    size = int(config["train"]["image_size"])
+    size = ModelInput.from_checkpoint(ckpt).size
     out = Path(out_path)
     with atomic_path(out) as tmp:
         try:
@@ -205,25 +205,21 @@ def onnx_session(path: str | Path, *, threads: int = 0):
 
 
 def read_metadata(session, path: str | Path) -> dict[str, Any]:
-    """The classes and training size (plus arch, encoder, ignore_index as stored) of a session
-    of a file :func:`export_onnx` wrote. Raises ExportError naming a file without them."""
+    """The metadata of a session of a file :func:`export_onnx` wrote, as stored (arch,
+    encoder, ignore_index, the checkpoint's path and digest), with ``classes`` read as a list
+    and ``input`` its :class:`~segpipe.models.model_input.ModelInput`. Raises ExportError
+    naming a file without them."""
     props = session.get_modelmeta().custom_metadata_map
     try:
         classes = json.loads(props["classes"])
-        size = int(props["image_size"])
+        model_input = ModelInput.from_metadata(props)
     except (KeyError, ValueError) as exc:
         raise ExportError(
             f"{path}: no segpipe metadata ({exc}); write the file with segpipe export"
         ) from None
     if not isinstance(classes, list) or not classes:
         raise ExportError(f"{path}: metadata 'classes' is not a list of class names")
-    scale = props.get("image_scale") or None
-    return {
-        **props,
-        "classes": [str(c) for c in classes],
-        "image_size": size,
-        "image_scale": float(scale) if scale else None,
-    }
+    return {**props, "classes": [str(c) for c in classes], "input": model_input}
 
 
 def parity(

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from segpipe.data import predictions
 from segpipe.data.arrays import ArrayDataset, Batch, batch_loader
 from segpipe.data.images import load_rgb
-from segpipe.data.preprocess import ArrayRows, scaled_size, select_rows
+from segpipe.data.preprocess import ArrayRows, select_rows
 from segpipe.data.split import read_manifest
 from segpipe.inference.engine import (
     Scorer,
@@ -36,6 +36,7 @@ from segpipe.io import atomic_dir
 from segpipe.logs import progress
 from segpipe.models.checkpoints import load_models
 from segpipe.models.device import amp_dtype, pad_to_multiple, prepare_batch, resolve_device
+from segpipe.models.model_input import SLIDING, ModelInput
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,10 @@ def _scoring(
             ", and of the unflipped view alone" if plain and tta else "",
         )
     views = with_flips_and_plain(score, tta) if plain and tta else with_flips(score, tta)
-    return SplitScoring(views, cfg["train"], mode, overlap, dev), list(cfg["classes"])
+    model_input = ModelInput.from_train(cfg["train"])
+    if (problem := model_input.split_mode_problem(mode)) is not None:
+        raise ValueError(f"{checkpoints[0]}: {problem}")
+    return SplitScoring(views, model_input, mode, overlap, dev), list(cfg["classes"])
 
 
 def _predict_rows(
@@ -197,10 +201,10 @@ def _split_loader(
 @dataclass(frozen=True)
 class SplitScoring:
     """How the images of a split's loader batches are scored: ``score`` (probabilities of
-    normalised images), the checkpoint's ``train`` options, and ``mode`` with ``overlap``."""
+    normalised images), the model's input geometry, and ``mode`` with ``overlap``."""
 
     score: Scorer
-    train: dict[str, Any]
+    input: ModelInput
     mode: str
     overlap: float
     device: torch.device
@@ -208,23 +212,16 @@ class SplitScoring:
     def scores(self, batch: Batch, rows: list[dict[str, Any]]) -> Iterable[torch.Tensor]:
         """The probabilities of a loader batch's images: the batch whole (squashed images), or
         per image its region at scale of the padded sample, whole or in sliding windows."""
-        train = self.train
-        if train.get("resize", "squash") != "keep_aspect":
-            if self.mode == "sliding":
-                raise ValueError(
-                    "sliding windows need a model trained with train.resize keep_aspect"
-                )
+        if not self.input.keeps_aspect:
             channels_last = self.device.type == "cuda"
             return self.score(prepare_batch(batch, self.device, channels_last)[0])
         images, _ = batch.unpack("cpu")
         out = []
         for image, row in zip(images, rows, strict=True):
-            height, width = scaled_size(int(row["height"]), int(row["width"]), train["image_scale"])
+            height, width = self.input.scaled_size(int(row["height"]), int(row["width"]))
             rgb = image[:, :height, :width].permute(1, 2, 0).numpy()
-            if self.mode == "sliding":
-                out.append(
-                    predict_sliding(rgb, self.score, train["image_size"], overlap=self.overlap)
-                )
+            if self.mode == SLIDING:
+                out.append(predict_sliding(rgb, self.score, self.input.size, overlap=self.overlap))
             else:
                 x, _ = pad_to_multiple(normalized(rgb), torch.zeros(1, height, width), 0)
                 out.append(self.score(x)[0, :, :height, :width])

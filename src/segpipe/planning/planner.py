@@ -14,6 +14,7 @@ from typing import Any
 
 from segpipe.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from segpipe.io import write_json, write_text
+from segpipe.models.model_input import ModelInput
 from segpipe.planning import rules
 from segpipe.planning.fingerprint import DEFAULT_SAMPLE, fingerprint_dataset
 from segpipe.planning.probe import ProbeSpec, run_probe
@@ -349,8 +350,7 @@ def _probe_until_it_fits(fp, labels, choices, train_pairs, target, run):
 
 
 def _geometry_choices(geometry: rules.Geometry) -> dict[str, Choice]:
-    keep = geometry.resize == "keep_aspect"
-    why = geometry.why
+    model_input, why = geometry.model_input, geometry.why
     return {
         "train.resize": Choice(geometry.resize, why["train.resize"]),
         "train.image_size": Choice(geometry.image_size, why["train.image_size"]),
@@ -358,9 +358,9 @@ def _geometry_choices(geometry: rules.Geometry) -> dict[str, Choice]:
             geometry.image_scale, why.get("train.image_scale", "unused when squashing")
         ),
         "predict.mode": Choice(
-            "sliding" if keep else "resize",
+            model_input.default_mode,
             "windows of the training size at the training scale"
-            if keep
+            if model_input.keeps_aspect
             else "whole images, as trained",
         ),
     }
@@ -368,7 +368,7 @@ def _geometry_choices(geometry: rules.Geometry) -> dict[str, Choice]:
 
 def _scaled_pixels(fp: dict, geometry: rules.Geometry, quantile: str) -> float:
     """Pixels of a preprocessed image: image_size² squashed, the scaled image kept at scale."""
-    if geometry.resize == "squash":
+    if not geometry.model_input.keeps_aspect:
         return float(geometry.image_size**2)
     images, scale = fp["images"], geometry.image_scale
     return images["width"][quantile] * scale * images["height"][quantile] * scale
@@ -514,10 +514,13 @@ def summary_lines(plan: Plan, out: Path, fingerprint: Path) -> list[str]:
     """What ``segpipe plan`` prints: the files, the main choices and the command to run."""
     c = {key: choice.value for key, choice in plan.choices.items()}
     pairs = plan.fingerprint["pairs"]
+    model_input = ModelInput.from_train(
+        {key: c[f"train.{key}"] for key in ("resize", "image_size", "image_scale")}
+    )
     size = (
-        f"squashed to {c['train.image_size']}"
-        if c["train.resize"] == "squash"
-        else f"kept at scale {c['train.image_scale']:g}, crops of {c['train.image_size']}"
+        f"kept at scale {model_input.scale:g}, crops of {model_input.size}"
+        if model_input.keeps_aspect
+        else f"squashed to {model_input.size}"
     )
     folds = f", {c['split.folds']} folds" if c["split.folds"] else ""
     return [

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segpipe.logs import UserError
+from segpipe.models.model_input import KEEP_ASPECT, SQUASH, ModelInput
 
 Fingerprint = dict[str, Any]
 
@@ -361,6 +362,12 @@ class Geometry:
         why = {**self.why, "train.image_size": f"{self.image_size} did not fit a batch of 2"}
         return Geometry(self.resize, size, self.image_scale, why)
 
+    @property
+    def model_input(self) -> ModelInput:
+        """The geometry as the model trained with it will read it."""
+        train = {"resize": self.resize, "image_size": self.image_size}
+        return ModelInput.from_train({**train, "image_scale": self.image_scale})
+
 
 def _spread(quantiles: dict[str, float]) -> float:
     return quantiles["p90"] / quantiles["p10"] if quantiles["p10"] else math.inf
@@ -409,7 +416,7 @@ def geometry(fp: Fingerprint, classes: list[ClassFigures], target: Target) -> Ge
         size = round_to_stride(side * fits, high=target.max_size)
         scale = size / side
         return Geometry(
-            "squash",
+            SQUASH,
             size,
             1.0,
             {
@@ -431,7 +438,7 @@ def geometry(fp: Fingerprint, classes: list[ClassFigures], target: Target) -> Ge
     )
     thinned = figure(round(_thin_at(classes, scale), 1))
     return Geometry(
-        "keep_aspect",
+        KEEP_ASPECT,
         size,
         scale,
         {

@@ -23,58 +23,57 @@ With ``gpus > 1`` the same loop runs in one process per GPU under DistributedDat
 (nccl on CUDA, gloo on the CPU); rank 0 alone writes checkpoints, history and logs.
 
 :func:`_train` is the loop of one process; the steps it calls follow it in this file, in the
-order it calls them, and the state they pass on lives in the dataclasses above it.
+order it calls them. Around it, each in a module of its own: the options and what a run is
+given (:mod:`~segpipe.training.job`), the checks before training
+(:mod:`~segpipe.training.preflight`), the processes and their devices
+(:mod:`~segpipe.training.distributed`), the resume state (:mod:`~segpipe.training.resume`), the
+learning-rate schedules (:mod:`~segpipe.training.schedule`), the optimisers
+(:mod:`~segpipe.training.optimizers`), the stop signals (:mod:`~segpipe.training.stop_signals`)
+and the loggers' prediction previews (:mod:`~segpipe.training.previews`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import logging
 import math
-import os
-import signal
-import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, NoReturn
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from segpipe.data.arrays import ArrayDataset, EpochSampler, batch_loader
-from segpipe.data.colors import colorize
 from segpipe.data.preprocess import ArrayRows
 from segpipe.evaluation.metrics import confusion_matrix, per_class_scores, summarize
 from segpipe.io import remove_stale_temporaries, write_csv, write_json
-from segpipe.logs import UserError, inherited_log_files, progress, setup_logging
+from segpipe.logs import progress
 from segpipe.models.argmax import class_ids
-from segpipe.models.build import build_loss, build_model, has_batchnorm
-from segpipe.models.checkpoints import (
-    changed_since_saved,
-    load_checkpoint,
-    model_from_checkpoint,
-    publish,
-    save_checkpoint,
-)
-from segpipe.models.device import (
-    amp_dtype,
-    autocast,
-    pad_to_multiple,
-    prepare_batch,
-    resolve_device,
-)
-from segpipe.params import UNTRACKED_OPTIONS
+from segpipe.models.build import build_loss, build_model
+from segpipe.models.checkpoints import load_checkpoint, publish, save_checkpoint
+from segpipe.models.device import autocast, pad_to_multiple, prepare_batch
 from segpipe.processes import die_with_parent
 from segpipe.training.augment import BatchAugment
+from segpipe.training.distributed import (
+    Process,
+    leave_process_group,
+    setup_process,
+    train_data_parallel,
+)
+from segpipe.training.job import Job, TrainConfig
 from segpipe.training.lock import hold_resume_state
 from segpipe.training.monitor import TrainingMonitor, open_monitor
+from segpipe.training.optimizers import build_optimizer
+from segpipe.training.preflight import check_batch_size
+from segpipe.training.previews import PREVIEW_SAMPLES, preview_predictions
+from segpipe.training.resume import EpochProgress, TrainState, resume
+from segpipe.training.schedule import make_scheduler
+from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
 
 logger = logging.getLogger(__name__)
 HISTORY_COLUMNS = [
@@ -88,164 +87,6 @@ HISTORY_COLUMNS = [
     "images_per_s",
 ]
 LIVE_HISTORY = "history.csv"  # in resume_dir: the history so far, readable while training runs
-# Options that change how fast training runs or how it is watched, not what it computes
-# (segpipe.params): not part of the config a checkpoint records, so changing them keeps the
-# resume state.
-UNRECORDED_OPTIONS = UNTRACKED_OPTIONS["train"]
-PREVIEW_SAMPLES = 4  # validation samples whose predictions the loggers show as images
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-STOP_CHECK_EVERY = 10  # steps between the ranks' agreement on a stop signal (DDP only)
-
-
-EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the exit status of a process ended by SIGTERM
-
-
-class BatchTooSmallError(UserError, ValueError):
-    """A training batch would hold a single sample, which BatchNorm cannot normalise."""
-
-
-class ScheduleTooShortError(UserError, ValueError):
-    """``train.schedule_epochs`` is fewer than the ``train.epochs`` it must cover."""
-
-
-class TrainingInterrupted(SystemExit):
-    """Raised after a stop signal, once the resumable checkpoint is safely on disk."""
-
-    def __init__(self):
-        super().__init__(EXIT_INTERRUPTED)
-
-
-@dataclass
-class TrainConfig:
-    """The ``train`` section of the config (see config/schema.yaml for each option)."""
-
-    arch: str = "Unet"
-    encoder: str = "resnet34"
-    encoder_weights: str | None = None
-    encoder_depth: int = 5
-    decoder_channels: list[int] | None = None
-    decoder_dropout: float = 0.0
-    loss: str = "ce+dice"
-    class_weights: list[float] | None = None
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"
-    warmup_epochs: float = 0.0
-    epochs: int = 30
-    schedule_epochs: int | None = None  # the learning-rate schedule's length; None: epochs
-    batch_size: int = 16
-    image_size: int = 256
-    resize: str = "squash"
-    image_scale: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    gpus: int = 1
-    num_workers: int | None = None
-    amp: str = "auto"
-    channels_last: bool | None = None
-    compile: bool = False
-    # Left out: config/schema.yaml's train.augment defaults, what a config without it gets.
-    augment: dict[str, float] = field(default_factory=lambda: dict(TrainConfig.AUGMENT_DEFAULTS))
-    log_to: list[str] = field(default_factory=list)
-    log_images_every: int = 5
-
-    AUGMENT_DEFAULTS: ClassVar[dict[str, float]] = {
-        "hflip": 0.5,
-        "vflip": 0.0,
-        "rotate": 0.0,
-        "translate": 0.0,
-        "scale": 0.0,
-        "shear": 0.0,
-        "color_jitter": 0.0,
-    }
-
-    def __post_init__(self) -> None:
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(
-                f"config option 'train.scheduler': unknown '{self.scheduler}'; "
-                f"valid: {list(SCHEDULERS)}"
-            )
-        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
-            raise ScheduleTooShortError(
-                f"config option 'train.schedule_epochs': {self.schedule_epochs} is fewer than "
-                f"train.epochs ({self.epochs}); the learning-rate schedule must cover every "
-                "epoch trained (null: plan it for train.epochs)"
-            )
-
-    @property
-    def schedule_length(self) -> int:
-        """The epochs the learning-rate schedule is planned for: ``schedule_epochs``, or
-        ``epochs`` when that is None."""
-        return self.epochs if self.schedule_epochs is None else self.schedule_epochs
-
-
-# ----------------------------------------------------------------------------- state
-
-# Scheduler attributes that hold the schedule's plan rather than how far it got: a one-cycle
-# schedule saves its phases, computed from its length, with its step count. A restored schedule
-# keeps the plan it was built with, so a longer run stretches it (a LambdaLR saves no plan: its
-# step function is built from the config).
-SCHEDULE_PLAN = ("total_steps", "_schedule_phases")
-
-
-@dataclass
-class Job:
-    """What a training run is given, the same in every process: config, data and outputs."""
-
-    cfg: TrainConfig
-    train_data: ArrayRows
-    val_data: ArrayRows
-    classes: list[str]
-    ignore_index: int
-    threads: int  # for all the processes together
-    resume_dir: Path
-    best_path: str
-    last_path: str
-    history_path: str
-    data_digest: str  # of the train and val data, computed once rather than once per process
-    weights_cache: str | None = None  # pretrained weights read offline from here (pretrained.cache)
-
-    @property
-    def resume_last(self) -> Path:
-        return self.resume_dir / "last.pt"
-
-    @property
-    def resume_best(self) -> Path:
-        return self.resume_dir / "best.pt"
-
-    @functools.cached_property
-    def config(self) -> dict[str, Any]:
-        """The config a checkpoint records: the train options (UNRECORDED_OPTIONS aside), the
-        classes and ignore_index."""
-        train = dataclasses.asdict(self.cfg)
-        return {
-            "train": {k: v for k, v in train.items() if k not in UNRECORDED_OPTIONS},
-            "classes": list(self.classes),
-            "ignore_index": self.ignore_index,
-        }
-
-
-@dataclass
-class Process:
-    """One training process: its rank of ``world_size``, its device and how it computes."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-    threads: int
-    workers: int  # loader worker processes
-    amp: torch.dtype | None  # the autocast dtype; None: full precision
-    channels_last: bool
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the process that logs and writes checkpoints and history."""
-        return self.rank == 0
 
 
 @dataclass
@@ -261,19 +102,6 @@ class Loaders:
 
 
 @dataclass
-class EpochProgress:
-    """How far an epoch got: steps, summed loss, images and training seconds so far; ``rng``,
-    the torch RNG state where a stop signal interrupted it."""
-
-    epoch: int
-    steps: int = 0
-    loss_sum: float = 0.0
-    seen: int = 0
-    elapsed: float = 0.0
-    rng: torch.Tensor | None = None
-
-
-@dataclass
 class EpochResult:
     """One trained epoch, summed over the processes: mean loss, images and training seconds."""
 
@@ -281,58 +109,6 @@ class EpochResult:
     images: float
     seconds: float
     ended: float  # time.perf_counter() at the end of training; validation time counts from it
-
-
-@dataclass
-class TrainState:
-    """The model and what the epoch loop changes: what a checkpoint saves and restores."""
-
-    model: torch.nn.Module  # what the loop calls: raw_model, under DDP and/or compiled
-    raw_model: torch.nn.Module
-    loss_fn: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    epoch: int = 0  # epochs done
-    best_score: float = -1.0
-    best_epoch: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    partial: EpochProgress | None = None  # how far the next epoch got, when resumed mid-epoch
-
-    def checkpoint(self, job: Job, partial: EpochProgress | None = None) -> dict[str, Any]:
-        """The checkpoint after ``epoch``, or ``partial`` way into the next epoch."""
-        return {
-            "model": {k: v.detach().cpu() for k, v in self.raw_model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
-            "config": job.config,
-            "history": self.history,
-            "data_digest": job.data_digest,
-            "partial": dataclasses.asdict(partial) if partial else None,
-        }
-
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Continue from a :meth:`checkpoint` on the schedule this run planned
-        (:attr:`TrainConfig.schedule_length` epochs): the checkpoint's own with
-        ``train.schedule_epochs``, stretched where ``train.epochs`` grew without it."""
-        self.raw_model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        planned = {
-            k: getattr(self.scheduler, k) for k in SCHEDULE_PLAN if hasattr(self.scheduler, k)
-        }
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scheduler.__dict__.update(planned)
-        self.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch = ckpt["epoch"]
-        self.best_score = ckpt["best_score"]
-        self.best_epoch = ckpt["best_epoch"]
-        self.history = ckpt["history"]
-        partial = ckpt.get("partial")
-        self.partial = EpochProgress(**partial) if partial else None
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -357,7 +133,7 @@ def train_model(
 
     ``train_data`` / ``val_data`` are ``.npy`` arrays written by
     :func:`segpipe.data.preprocess.preprocess_split`, or rows of them (:func:`segpipe.data.preprocess.select_rows`:
-    a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`.
+    a cross-validation fold); ``options`` are the fields of :class:`TrainConfig`, every one.
     Writes the best and last checkpoints, the per-epoch history CSV and, given ``model_path``, the
     model's description (:func:`write_model_card`); returns the last checkpoint. Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/SIGUSR1, and
     :class:`BatchTooSmallError` before training where a batch would hold a single sample, and
@@ -389,51 +165,13 @@ def train_model(
             history_path=str(history_path),
             data_digest=train_rows.digest() + val_rows.digest(),
             weights_cache=None if weights_cache is None else str(weights_cache),
+            model_path=None if model_path is None else str(model_path),
         )
         if cfg.gpus == 1:
             _train(0, 1, None, job)
         else:
-            _train_data_parallel(job)
-    if model_path is not None:
-        write_model_card(model_path, load_checkpoint(best_path))
+            train_data_parallel(_train, job)
     return load_checkpoint(last_path)
-
-
-def _train_data_parallel(job: Job) -> None:
-    """Run :func:`_train` in ``train.gpus`` processes under DistributedDataParallel."""
-    port = _free_port()
-    logger.info("starting %d data-parallel processes (DistributedDataParallel)", job.cfg.gpus)
-    with StopRequest():  # the ranks handle the signal; the parent waits for their checkpoint
-        try:
-            torch.multiprocessing.start_processes(
-                _train,
-                args=(job.cfg.gpus, port, job, inherited_log_files(), os.getpid()),
-                nprocs=job.cfg.gpus,
-                join=True,
-                # fork, not spawn: spawn re-runs the unguarded __main__ of a Snakemake
-                # script. The parent has not initialised CUDA, so forking is safe.
-                start_method="fork",
-            )
-        except torch.multiprocessing.ProcessExitedException as exc:
-            if exc.exit_code == EXIT_INTERRUPTED:
-                raise TrainingInterrupted() from None
-            raise
-
-
-def write_model_card(path: str | Path, ckpt: dict[str, Any]) -> None:
-    """``model.json``: architecture, encoder and parameter counts of a checkpoint's model."""
-    model = model_from_checkpoint(ckpt)
-    train = ckpt["config"]["train"]
-    params = list(model.parameters())
-    write_json(
-        path,
-        {
-            "arch": train["arch"],
-            "encoder": train["encoder"],
-            "parameters": sum(p.numel() for p in params),
-            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
-        },
-    )
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -464,7 +202,7 @@ def _train(
     # Watching: the live history and the loggers continue from the resume state (rank 0 only).
     monitor = open_watchers(state, job, proc)
 
-    with StopRequest() as stop, _closing(monitor):
+    with StopRequest() as stop, contextlib.closing(monitor):
         for epoch in range(state.epoch + 1, job.cfg.epochs + 1):
             # Train; on a stop signal this checkpoints the epoch so far and raises.
             trained = run_epoch(epoch, state, loaders, job, proc, stop)
@@ -494,60 +232,11 @@ def _train(
 # ----------------------------------------------------------------------------- the steps
 
 
-def setup_process(
-    rank: int, world_size: int, port: int | None, job: Job, log_files: list[str] | None
-) -> Process:
-    """This process's device, threads, loader workers and autocast; a data-parallel rank also
-    joins the process group (rank 0 logging to the parent's log file)."""
-    cfg = job.cfg
-    device = resolve_device(cfg.device, rank if world_size > 1 else 0)
-    if world_size > 1:
-        if rank == 0 and log_files:
-            setup_logging(log_files[0], append=True)
-        dist.init_process_group(
-            "nccl" if device.type == "cuda" else "gloo",
-            init_method=f"tcp://127.0.0.1:{port}",
-            rank=rank,
-            world_size=world_size,
-        )
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    threads = max(1, job.threads // world_size)
-    torch.set_num_threads(threads)
-    proc = Process(
-        rank=rank,
-        world_size=world_size,
-        device=device,
-        threads=threads,
-        workers=cfg.num_workers
-        if cfg.num_workers is not None
-        else default_workers(device, threads),
-        amp=amp_dtype(cfg.amp, device),
-        channels_last=cfg.channels_last if cfg.channels_last is not None else device.type == "cuda",
-    )
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if proc.is_main:
-        logger.info(
-            "training %s-%s on %s x%d, %d threads and %d loader workers per process, amp %s, channels_last %s, compile %s",
-            cfg.arch,
-            cfg.encoder,
-            device.type,
-            world_size,
-            threads,
-            proc.workers,
-            proc.amp,
-            proc.channels_last,
-            cfg.compile,
-        )
-    return proc
-
-
 def build_loaders(job: Job, proc: Process) -> Loaders:
     """This process's share of the training batches (drop_last as :func:`train_batches` says)
     and of the validation batches, and the augmentation applied on the device."""
     cfg = job.cfg
-    crop = cfg.image_size if cfg.resize == "keep_aspect" else None
+    crop = cfg.model_input.crop
     augment = BatchAugment(**cfg.augment, ignore_index=job.ignore_index, crop=crop)
     train_set = ArrayDataset(job.train_data, job.ignore_index)
     val_set = ArrayDataset(job.val_data, job.ignore_index)
@@ -575,7 +264,7 @@ def build_loaders(job: Job, proc: Process) -> Loaders:
 
 def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
     """The model (seeded with ``train.seed``; under DDP and compiled as configured), the loss,
-    AdamW, the learning-rate schedule and the gradient scaler."""
+    the optimiser (train.optimizer), the learning-rate schedule and the gradient scaler."""
     cfg = job.cfg
     torch.manual_seed(cfg.seed)
     raw_model = build_model(
@@ -592,7 +281,13 @@ def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
         raw_model = raw_model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg.loss, class_weights=cfg.class_weights, ignore_index=job.ignore_index)
     loss_fn = loss_fn.to(proc.device)
-    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(
+        cfg.optimizer,
+        raw_model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        momentum=cfg.momentum,
+    )
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(proc.device.type, enabled=proc.amp == torch.float16)
     model = raw_model
@@ -614,73 +309,6 @@ def build_state(job: Job, proc: Process, steps_per_epoch: int) -> TrainState:
         scheduler=scheduler,
         scaler=scaler,
     )
-
-
-def resume(state: TrainState, job: Job, proc: Process) -> None:
-    """Continue from ``resume_dir/last.pt`` when it was written for this config and data, the
-    number of epochs aside (see :func:`resumable`); otherwise start afresh, with a warning
-    where there was one. The schedule keeps its planned length with ``train.schedule_epochs``;
-    without it, it is stretched to the new number of epochs."""
-    saved = resumable(job, proc)
-    if saved is not None:
-        state.restore(saved)
-    if proc.is_main:
-        log_start(state, job, None if saved is None else saved["config"]["train"]["epochs"])
-
-
-# Train options that checkpoints written before the option existed do not record, with the
-# value that trains what they trained: such a checkpoint still resumes.
-PREDATED_OPTIONS: dict[str, Any] = {"schedule_epochs": None}
-
-
-def resumable(job: Job, proc: Process) -> dict[str, Any] | None:
-    """``resume_dir/last.pt`` when it records this config (``train.epochs`` aside: it may grow,
-    up to ``train.schedule_epochs`` when that is set, which must itself be the same) and data
-    and no more epochs than this run trains; None otherwise (a warning where there was one)."""
-    if not (job.resume_last.exists() and job.resume_best.exists()):
-        return None
-    for path in (job.resume_last, job.resume_best):
-        if (changed := changed_since_saved(path)) is not None:
-            if proc.is_main:
-                logger.warning("not resuming: %s; training starts afresh", changed)
-            return None
-    saved = load_checkpoint(job.resume_last, map_location=proc.device)
-    recorded = saved.get("config", {})
-    train = {**PREDATED_OPTIONS, **recorded.get("train", {}), "epochs": job.cfg.epochs}
-    if (
-        {**recorded, "train": train} == job.config
-        and saved.get("data_digest") == job.data_digest
-        and saved["epoch"] <= job.cfg.epochs
-    ):
-        return saved
-    if proc.is_main:
-        logger.warning("ignoring %s: it was written for another config or data", job.resume_dir)
-    return None
-
-
-def log_start(state: TrainState, job: Job, recorded_epochs: int | None) -> None:
-    """Say where training starts: the resume state (``recorded_epochs``: the epochs its run
-    was set to train; None: a fresh start) and, with ``train.schedule_epochs``, which epochs of
-    the planned schedule this run trains."""
-    cfg, partial = job.cfg, state.partial
-    if recorded_epochs is not None:
-        where = (
-            f"epoch {partial.epoch} step {partial.steps}"
-            if partial
-            else f"the end of epoch {state.epoch}"
-        )
-        logger.info("resuming from %s at %s", job.resume_last, where)
-    first = partial.epoch if partial else state.epoch + 1
-    if cfg.schedule_epochs is not None and first <= cfg.epochs:
-        logger.info(
-            "%s epochs %d..%d of a schedule planned for %d",
-            "training" if recorded_epochs is None else "continuing",
-            first,
-            cfg.epochs,
-            cfg.schedule_epochs,
-        )
-    elif recorded_epochs is not None and recorded_epochs != cfg.epochs:
-        logger.info("extending training from %d to %d epochs", recorded_epochs, cfg.epochs)
 
 
 def open_watchers(state: TrainState, job: Job, proc: Process) -> TrainingMonitor:
@@ -880,21 +508,10 @@ def save_epoch(state: TrainState, job: Job) -> None:
     write_live_history(job.resume_dir, state.history)
 
 
-def leave_process_group(proc: Process, sampler: EpochSampler) -> list[Any] | None:
-    """Which train samples each rank used in the last epoch (disjoint by construction),
-    gathered before the process group ends; None for a single process."""
-    if not proc.distributed:
-        return None
-    samples: list[Any] = [None] * proc.world_size
-    dist.all_gather_object(samples, sampler.indices())
-    dist.barrier()
-    dist.destroy_process_group()
-    return samples
-
-
 def publish_outputs(state: TrainState, job: Job, rank_samples: list[Any] | None) -> None:
     """Publish the resume state as the rule outputs (hard links, each an atomic rename) and
-    write the history; ``rank_samples`` (data-parallel runs) goes into ``last.pt`` first."""
+    write the history and the model card (:func:`write_model_card`, given ``model_path``);
+    ``rank_samples`` (data-parallel runs) goes into ``last.pt`` first."""
     if rank_samples is not None:
         final = load_checkpoint(job.resume_last)
         final["rank_samples"] = rank_samples
@@ -902,21 +519,12 @@ def publish_outputs(state: TrainState, job: Job, rank_samples: list[Any] | None)
     publish(job.resume_best, job.best_path)
     publish(job.resume_last, job.last_path)
     write_csv(job.history_path, pd.DataFrame(state.history, columns=HISTORY_COLUMNS))
+    if job.model_path is not None:
+        write_model_card(job.model_path, state.raw_model, job.cfg)
     logger.info("best val mIoU %.4f at epoch %d", state.best_score, state.best_epoch)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def default_workers(device: torch.device, threads: int) -> int:
-    """Loader workers when the config leaves them to segpipe.
-
-    A batch read from the page-cached memory map costs tens of microseconds, while handing a
-    batch from a worker process to the trainer costs about a millisecond (shared memory, pickling;
-    ``benchmarks/bench_train.py`` measures both), so on the CPU the trainer reads its own batches.
-    On CUDA the workers read and pin large batches while the main process keeps the GPU busy.
-    """
-    return 0 if device.type == "cpu" else min(8, max(0, threads - 1))
 
 
 def train_batches(samples_per_rank: int, batch_size: int) -> tuple[bool, int]:
@@ -933,112 +541,18 @@ def train_batches(samples_per_rank: int, batch_size: int) -> tuple[bool, int]:
     return False, math.ceil(samples_per_rank / batch_size)
 
 
-def check_batch_size(cfg: TrainConfig, train_samples: int, num_classes: int) -> None:
-    """Fail before training, naming the option, where a training batch would hold one sample.
-
-    Each of the ``train.gpus`` processes trains on ``train_samples // gpus`` samples; its
-    smallest batch holds ``min(batch_size, samples per process)`` (see :func:`train_batches`).
-    BatchNorm in train mode fails on a batch of one ("Expected more than 1 value per channel"),
-    so that is refused unless the model has no BatchNorm (built without weights to find out).
-    """
-    per_rank = train_samples // cfg.gpus
-    if per_rank == 0:
-        raise BatchTooSmallError(
-            f"the train split has {train_samples} samples, fewer than the {cfg.gpus} training "
-            f"processes of config option 'train.gpus'"
-        )
-    if min(cfg.batch_size, per_rank) >= 2:
-        return
-    model = build_model(
-        cfg.arch,
-        cfg.encoder,
-        num_classes,
-        encoder_depth=cfg.encoder_depth,
-        decoder_channels=cfg.decoder_channels,
+def write_model_card(path: str | Path, model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """``model.json``: architecture, encoder and parameter counts of the model trained."""
+    params = list(model.parameters())
+    write_json(
+        path,
+        {
+            "arch": cfg.arch,
+            "encoder": cfg.encoder,
+            "parameters": sum(p.numel() for p in params),
+            "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+        },
     )
-    if not has_batchnorm(model):
-        return
-    why = f"the {cfg.arch}-{cfg.encoder} model's BatchNorm needs at least 2 samples per batch"
-    if cfg.batch_size < 2:
-        raise BatchTooSmallError(
-            f"config option 'train.batch_size': {cfg.batch_size} is too small: {why}; use 2 or more"
-        )
-    raise BatchTooSmallError(
-        f"the train split has {train_samples} samples, {per_rank} per training process "
-        f"(config option 'train.gpus': {cfg.gpus}), but {why}; add training samples or use "
-        "fewer gpus"
-    )
-
-
-def _cosine(opt, cfg: TrainConfig, steps_per_epoch: int):
-    """Linear warm-up over ``train.warmup_epochs``, then cosine decay to 0 at the last step of
-    the schedule (:attr:`TrainConfig.schedule_length` epochs)."""
-    total = cfg.schedule_length * steps_per_epoch
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-
-    def cosine(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        done = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, cosine)
-
-
-def _onecycle(opt, cfg: TrainConfig, steps_per_epoch: int):
-    """One cycle up to ``train.lr`` and down again over the whole schedule
-    (:attr:`TrainConfig.schedule_length` epochs)."""
-    total = cfg.schedule_length * steps_per_epoch
-    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
-
-
-def _constant(opt, cfg: TrainConfig, steps_per_epoch: int):
-    """``train.lr`` throughout."""
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-
-
-# The learning-rate schedules of config option ``train.scheduler``, by name.
-SCHEDULERS = {"cosine": _cosine, "onecycle": _onecycle, "constant": _constant}
-
-
-def make_scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
-    """The schedule ``train.scheduler`` names (:data:`SCHEDULERS`), stepped every batch."""
-    return SCHEDULERS[cfg.scheduler](opt, cfg, steps_per_epoch)
-
-
-class StopRequest:
-    """Records SIGTERM/SIGUSR1 so the loop can checkpoint at the next step, then stop."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self):
-        for sig in STOP_SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def agreed(self, device: torch.device, step: int) -> bool:
-        """True on every rank as soon as any rank was signalled (all ranks stop at one step).
-
-        A single process reads its own flag. Data-parallel ranks agree through an all-reduce,
-        which makes the host wait for the device, so they do it only every
-        ``STOP_CHECK_EVERY`` steps (a signal arrives minutes before the time limit).
-        """
-        if not dist.is_initialized():
-            return self.signum is not None
-        if step % STOP_CHECK_EVERY:
-            return False
-        flag = torch.tensor([1 if self.signum is not None else 0], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
 
 
 def train_step(model, loss_fn, opt, scaler, images, masks, device, amp):
@@ -1053,54 +567,6 @@ def train_step(model, loss_fn, opt, scaler, images, masks, device, amp):
     return loss.detach()
 
 
-@torch.no_grad()
-def preview_predictions(
-    model,
-    dataset: ArrayDataset,
-    count: int,
-    num_classes: int,
-    ignore_index: int,
-    device,
-    *,
-    amp=None,
-    channels_last=False,
-) -> list[np.ndarray]:
-    """The first ``count`` samples of ``dataset`` as RGB uint8 (H, W, 3) panels: the image, the
-    true mask and the predicted mask side by side (class colours as in the report)."""
-    batch = dataset.__getitems__(list(range(min(count, len(dataset)))))
-    raw_images, masks = batch.unpack("cpu")
-    images, padded_masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), 0)
-    model.eval()
-    with autocast(device, amp):
-        logits = model(images)
-    height, width = masks.shape[-2:]
-    predicted = class_ids(logits.float(), 1)[:, :height, :width].cpu().numpy()
-    panels = []
-    for image, mask, pred in zip(
-        raw_images.permute(0, 2, 3, 1).numpy(), masks.numpy(), predicted, strict=True
-    ):
-        gap = np.full((image.shape[0], 2, 3), 255, dtype=np.uint8)
-        true_rgb = colorize(mask, num_classes, ignore_index)
-        pred_rgb = colorize(pred, num_classes, ignore_index)
-        panels.append(np.concatenate([image, gap, true_rgb, gap, pred_rgb], axis=1))
-    return panels
-
-
 def write_live_history(resume_dir: str | Path, history: list[dict[str, Any]]) -> None:
     """``resume_dir/history.csv``: the epochs of the resume state, same columns as history.csv."""
     write_csv(Path(resume_dir) / LIVE_HISTORY, pd.DataFrame(history, columns=HISTORY_COLUMNS))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _closing(monitor: TrainingMonitor):
-    """Close the loggers however the loop ends (a stop signal included), flushing what they hold."""
-    try:
-        yield monitor
-    finally:
-        monitor.close()

@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from segpipe.data import predictions
+from segpipe.models.model_input import ModelInput
 from segpipe.params import DATA_OPTIONS, MODEL, option_class
 
 
@@ -383,6 +384,16 @@ def _validator(schema: Mapping[str, Any]):
     return found[1]
 
 
+def section_defaults(schema: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """What validation fills in for a config ``section`` left out: each of its options'
+    default, nested sections' too (``train.augment``). The one source of the defaults that
+    callers of the package's functions pass (:class:`segpipe.training.job.TrainConfig` has
+    none of its own)."""
+    values: dict[str, Any] = {}
+    _validator(schema["properties"][section]).validate(values)
+    return values
+
+
 def _parse_typed_strings(cfg: dict, validator) -> list[jsonschema.ValidationError]:
     """Strings where the schema wants a number, boolean or null become that value if they are
     one in YAML, in place; the errors of ``cfg`` as it is then.
@@ -500,7 +511,7 @@ def check_semantics(cfg: Mapping[str, Any], *, check_models: bool = True) -> Non
 def _batch_problems(cfg: Mapping[str, Any]) -> list[str]:
     """A training batch of one sample, given (train.batch_size) or drawn (search.space), for a
     model with BatchNorm, which cannot train on it: found before any job, where the train job
-    would fail (segpipe.training.train.check_batch_size). Builds the model only then."""
+    would fail (segpipe.training.preflight.check_batch_size). Builds the model only then."""
     train = cfg["train"]
     spec = ((cfg.get("search") or {}).get("space") or {}).get("train.batch_size")
     if spec:
@@ -636,11 +647,9 @@ def _run_problems(cfg: Mapping[str, Any]) -> list[str]:
             "config option 'predict.ensemble': folds averages the fold models, but split.folds "
             "is null (set split.folds: k, k >= 2)"
         )
-    if cfg["predict"]["mode"] == "sliding" and cfg["train"]["resize"] != "keep_aspect":
-        problems.append(
-            "config option 'predict.mode': sliding windows need images kept at their scale "
-            "(train.resize: keep_aspect); squashed images are predicted whole (mode: resize)"
-        )
+    model_input = ModelInput.from_train(cfg["train"])
+    if (problem := model_input.split_mode_problem(cfg["predict"]["mode"])) is not None:
+        problems.append(f"config option 'predict.mode': {problem}")
     syn = cfg["dataset"]["synthetic"]
     if syn["min_size"] > syn["max_size"]:
         problems.append(

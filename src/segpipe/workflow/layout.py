@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from segpipe.data import predictions
+from segpipe.models.model_input import ModelInput
 from segpipe.models.pretrained import record_path
 from segpipe.workflow.experiments import Model, Run
 
@@ -82,10 +83,10 @@ class Layout:
     def preprocess_size(self, run: str) -> str:
         """How the run's images are preprocessed: to the image size (squash), or x<scale>
         (keep_aspect: x0.5 is half the size, aspect ratio kept)."""
-        train = self.runs[run].config["train"]
-        if train["resize"] == "keep_aspect":
-            return f"x{train['image_scale']:g}"
-        return str(train["image_size"])
+        model_input = ModelInput.from_train(self.runs[run].config["train"])
+        if model_input.scale is not None:
+            return f"x{model_input.scale:g}"
+        return str(model_input.size)
 
     def preprocessed(self, run: str, split: str) -> str:
         """The array of ``split`` at the run's image size or scale (rule preprocess)."""

@@ -9,7 +9,7 @@ schedule, which a search plans for ``search.max_epochs`` (segpipe.workflow.searc
 
 - ``cosine``: linear warm-up over ``train.warmup_epochs``, peak at its end;
 - ``onecycle``: up to ``train.lr`` over the first :data:`ONECYCLE_PEAK` of the schedule
-  (torch's OneCycleLR default ``pct_start``, which segpipe.training.train uses);
+  (torch's OneCycleLR default ``pct_start``, which segpipe.training.schedule uses);
 - ``constant``: at its peak from the first step.
 
 Pure and torch-free; tests/training/test_schedule.py checks these peaks against the schedules
