@@ -425,7 +425,8 @@ PLAN_CASES = {
 
 
 def _geometry(train: dict) -> str:
-    if train["resize"] == "squash":
+    # A hand-written config that sets no resize squashes (the schema's default).
+    if train.get("resize", "squash") == "squash":
         return f"squashed to {train['image_size']}²"
     return f"kept at scale {train['image_scale']:g}, {train['image_size']}² crops"
 
