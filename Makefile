@@ -45,10 +45,10 @@ record: venv  ## store the current results' hashes in dvc.lock (when a run wasn'
 dvc-yaml: venv  ## regenerate dvc.yaml from the Snakemake DAG
 	$(BIN)/python -m segpipe.workflow.dvc generate
 
-bench: venv  ## training-speed benchmark on this machine -> benchmarks/results/$(BENCH).json
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_train.py --out benchmarks/results/$(BENCH).json
+bench: venv  ## training-speed benchmark on this machine -> tools/bench/results/$(BENCH).json
+	HF_HUB_OFFLINE=1 $(BIN)/python tools/bench/bench_train.py --out tools/bench/results/$(BENCH).json
 
-slurm-start:  ## single-node Slurm on localhost to try `snakemake --profile slurm` (root, Debian)
+slurm-start:  ## single-node Slurm on localhost to try `snakemake --profile profiles/slurm` (root, Debian)
 	tools/slurm/local-slurm.sh start
 
 slurm-stop:  ## stop the daemons that slurm-start started
@@ -64,5 +64,4 @@ lint: venv
 	$(BIN)/shfmt --diff .ci/run tools/*/*.sh
 
 clean:  ## remove pipeline outputs (keeps .venv)
-	rm -rf results logs .snakemake
-	find benchmarks -mindepth 1 -maxdepth 1 -type d ! -name results -exec rm -rf {} + 2>/dev/null || true
+	rm -rf results logs benchmarks .snakemake

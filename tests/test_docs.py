@@ -77,7 +77,7 @@ def test_the_new_test_modules_of_the_fault_model_are_named_in_it():
 
 def test_the_benchmark_figures_in_the_docs_are_the_committed_jsons():
     """Every marked figures block in the docs is what tools/performance_figures.py makes from
-    benchmarks/results/ (rerun the script after committing a new JSON)."""
+    tools/bench/results/ (rerun the script after committing a new JSON)."""
     from tools import performance_figures as figures
 
     stale = [

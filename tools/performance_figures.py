@@ -1,7 +1,7 @@
-"""Write the benchmark figures into the docs from the committed JSONs in benchmarks/results/.
+"""Write the benchmark figures into the docs from the committed JSONs in tools/bench/results/.
 
 Each figure sits in a marked block, ``<!-- figures:NAME -->`` ... ``<!-- /figures:NAME -->``,
-whose text this script makes from ``benchmarks/results/<JSON>`` (FIGURES: name -> JSON, maker);
+whose text this script makes from ``tools/bench/results/<JSON>`` (FIGURES: name -> JSON, maker);
 every block names the machine and date of its JSON. Rerun after committing a new JSON:
 
     python tools/performance_figures.py          # rewrite the blocks in the docs
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = REPO / "tools" / "bench" / "results"
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "config" / "README.md"]
 BLOCK = re.compile(r"(<!-- figures:([\w-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 
@@ -45,7 +45,7 @@ def demo(record: dict) -> str:
     minutes, seconds = divmod(round(record["wall_s"]), 60)
     assert set(runs) == set(record["runs"]), "leaderboard and metrics name different runs"
     return _wrap(
-        f"`benchmarks/bench_demo.py` ({_measured(record)}, torch "
+        f"`tools/bench/bench_demo.py` ({_measured(record)}, torch "
         f"{record['versions']['torch']}, segmentation-models-pytorch "
         f"{record['versions']['segmentation-models-pytorch']}): the pipeline of `make demo` "
         f"(`snakemake --configfile config/demo.yaml --cores {record['cores']}` on a fresh copy of "
@@ -64,7 +64,7 @@ def runs(record: dict) -> str:
     single, grid = record["single_run"], record["grid_16_runs"]
     goals = record["goals"]
     return _wrap(
-        f"`benchmarks/bench_runs.py` ({_measured(record)}): a no-op `snakemake -n` (everything "
+        f"`tools/bench/bench_runs.py` ({_measured(record)}): a no-op `snakemake -n` (everything "
         f"up to date) of the tiny config costs {single['cpu_s']:.2f} s of CPU as one run and "
         f"{grid['cpu_s']:.2f} s as a complete 16-run grid (`train.lr` × `train.loss`), "
         f"{record['grid_over_single_cpu']:.2f}× the single run (goals: at most "
@@ -75,7 +75,7 @@ def runs(record: dict) -> str:
 
 def compare(record: dict) -> str:
     return _wrap(
-        f"`benchmarks/bench_compare.py` ({_measured(record)}): building the comparison report of "
+        f"`tools/bench/bench_compare.py` ({_measured(record)}): building the comparison report of "
         f"{record['runs']} runs ({record['test_images']} test images of "
         f"{record['image_size']}², {record['classes']} classes, {record['epochs']}-epoch "
         f"histories, galleries and 10,000 bootstrap resamples per pair) took "
@@ -86,7 +86,7 @@ def compare(record: dict) -> str:
 def dag(record: dict) -> str:
     small, large = record["runs"][0], record["runs"][-1]
     return _wrap(
-        f"`benchmarks/bench_dag.py` ({_measured(record)}): a `folder` dataset is watched file by "
+        f"`tools/bench/bench_dag.py` ({_measured(record)}): a `folder` dataset is watched file by "
         "file (see [what reruns](../config/README.md#what-reruns-when-something-changes)); on a "
         f"{large['pairs']:,}-pair folder the dry run costs "
         f"{large['cpu_s'] - small['cpu_s']:.2f} s more CPU than on {small['pairs']} pairs."
@@ -96,7 +96,7 @@ def dag(record: dict) -> str:
 def verify_memory(record: dict) -> str:
     before, after = record["runs"][0], record["runs"][-1]
     return _wrap(
-        f"`benchmarks/bench_verify_memory.py` ({_measured(record)}): `segpipe verify` of one "
+        f"`tools/bench/bench_verify_memory.py` ({_measured(record)}): `segpipe verify` of one "
         f"{after['size'].replace('x', '×')} RGB PNG with its mask peaked at "
         f"{after['peak_rss_mb']:,} MB resident memory ({after['seconds']} s), down from "
         f"{before['peak_rss_mb']:,} MB ({before['seconds']} s) before the header check, the "
@@ -107,7 +107,7 @@ def verify_memory(record: dict) -> str:
 def predict(record: dict) -> str:
     speed, settings = record["images_per_s"], record["settings"]
     return _wrap(
-        f"- Speed (`benchmarks/bench_predict.py`, {_measured(record)}, 1-minute load average "
+        f"- Speed (`tools/bench/bench_predict.py`, {_measured(record)}, 1-minute load average "
         f"{record['load_average_1min_before']} before the run): {settings['model']} at "
         f"{settings['image_size']}², {settings['images']} images in batches of "
         f"{settings['batch_size']}: torch {speed['torch']['tta_off']:.1f} images/s "
@@ -123,7 +123,7 @@ def lean_jobs(record: dict) -> str:
     predict, images = record["predict_imports"], record["images"]
     assessment = after["val"]["cpu_s"] + after["test"]["cpu_s"]
     return _wrap(
-        f"`benchmarks/bench_lean_jobs.py` ({_measured(record)}, 1-minute load average "
+        f"`tools/bench/bench_lean_jobs.py` ({_measured(record)}, 1-minute load average "
         f"{record['load_average_1min_before']} before the run): the evaluate step of a demo-scale "
         f"test split ({images['test']} masks of {record['image_sizes']}, {record['classes']} "
         f"classes) took {after['test']['cpu_s']:.2f} s of CPU and {after['test']['max_rss_mb']:.0f}"
@@ -159,7 +159,7 @@ def _slurm_case(case: dict) -> str:
 def slurm(record: dict) -> str:
     cases = record["cases"]
     return _wrap(
-        f"`benchmarks/bench_slurm.py` ({_measured(record)}; the single-node Slurm of "
+        f"`tools/bench/bench_slurm.py` ({_measured(record)}; the single-node Slurm of "
         "`tools/slurm/local-slurm.sh` with 2 fake GPUs, training on the CPU; the profile as "
         f"committed, so status checks every 40 s or more): `{record['command']}`. The demo "
         f"config (2 runs): {_slurm_case(cases['demo'])}. A 4-run grid of the demo config with "
@@ -240,7 +240,7 @@ def _replayed(analysis: dict) -> str:
 
 
 def search(record: dict) -> str:
-    """One dataset of benchmarks/bench_search.py: the grid, the three searches as a table, the
+    """One dataset of tools/bench/bench_search.py: the grid, the three searches as a table, the
     rank correlations, the replay check and the replayed searches."""
     grid, analysis, scale = record["grid"], record["analysis"], record["scale"]
     budget, searches = record["search_budget"], analysis["searches"]
@@ -257,7 +257,7 @@ def search(record: dict) -> str:
     )
     check = analysis["consistency"]
     text = _wrap(
-        f"`benchmarks/bench_search.py` ({_measured(record)}; `{record['command']}`, one thread "
+        f"`tools/bench/bench_search.py` ({_measured(record)}; `{record['command']}`, one thread "
         f"per job; {scale['model']} at {scale['image_size']} px; {_split(grid['split'])}): the "
         f"grid of {grid['candidates']} candidates trained {grid['epochs']} epochs "
         f"({budget['max_epochs']} each; {_training(grid)}) and chose {grid['winner']} "
@@ -289,7 +289,7 @@ def search(record: dict) -> str:
 
 
 def search_summary(record: dict) -> str:
-    """Across the datasets of benchmarks/bench_search.py: which searches held up, the promotion
+    """Across the datasets of tools/bench/bench_search.py: which searches held up, the promotion
     rules, the replayed searches that held up everywhere."""
     names = {"plain_short": "successive halving from 1 epoch", "plain_long": "from 3 epochs"}
     datasets = "; ".join(
@@ -361,7 +361,7 @@ def assess(record: dict) -> str:
         f"{value:g} {LOAD_WHEN[key]}" for key, value in record["load_average_1min"].items()
     )
     head = _wrap(
-        f"`benchmarks/bench_assess.py` ({_measured(record)}; 1-minute load average {loads}; "
+        f"`tools/bench/bench_assess.py` ({_measured(record)}; 1-minute load average {loads}; "
         f"`{record['command']}`): rule predict's images per CPU second on "
         f"{record['threads']} thread, before (commit {record['before_commit']}) and after "
         f"(commit {record['after_commit']}), each the best of its passes, checkpoint loading "
@@ -458,7 +458,7 @@ def plan(record: dict) -> str:
     goals, timing = record["goals"], record["planning_time"]
     sample, every = timing["sample_500"], timing["all"]
     head = _wrap(
-        f"`benchmarks/bench_plan.py` ({_measured(record)}, 1-minute load average "
+        f"`tools/bench/bench_plan.py` ({_measured(record)}, 1-minute load average "
         f"{record['load_average_1min_before']} before the run; `{record['command']}`): each "
         "dataset planned with `segpipe plan --device cpu --max-size <the hand-written config's "
         "input size at this scale>`, then both configs trained for the same epochs with "

@@ -17,7 +17,7 @@ from segpipe.data.preprocess import load_array, preprocess_split
 from segpipe.models.device import prepare_batch
 from segpipe.training.augment import BatchAugment
 
-from benchmarks.naive_loader import SegmentationDataset, to_model_input
+from tools.bench.naive_loader import SegmentationDataset, to_model_input
 
 IGNORE = 255
 

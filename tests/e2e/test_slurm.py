@@ -1,4 +1,4 @@
-"""`snakemake --profile slurm`: how the profile resolves, and the tiny pipeline on a real Slurm.
+"""`snakemake --profile profiles/slurm`: how the profile resolves, and the tiny pipeline on a real Slurm.
 
 The Slurm test needs a running Slurm with the partitions the profile names (by default `cpu`
 and `gpu`, a GPU gres on the node), e.g. the single-node one of `tools/slurm/local-slurm.sh
@@ -59,21 +59,19 @@ def _env() -> dict[str, str]:
 
 
 def slurm_workflow(dest: Path) -> Path:
-    """The workflow copied as a user's clone has it, the top-level `slurm` profile link included."""
-    link = REPO / "slurm"
-    assert link.is_symlink() and link.resolve() == (REPO / "profiles" / "slurm").resolve(), (
-        "the repository's top-level `slurm` must be a symlink to profiles/slurm"
+    """The workflow copied as a user's clone has it; the Slurm profile is `profiles/slurm`, its
+    one name (no second copy or link at the top level)."""
+    assert not (REPO / "slurm").exists() and not (REPO / "slurm").is_symlink(), (
+        "the Slurm profile has one name, profiles/slurm: remove the top-level `slurm`"
     )
-    work = copy_workflow(dest)
-    os.symlink(os.readlink(link), work / "slurm")
-    return work
+    return copy_workflow(dest)
 
 
 def profile_dry_run(work: Path, *configs: str) -> str:
-    """The output of ``snakemake --profile slurm --configfile CONFIGS -n`` in ``work``; it must
+    """The output of ``snakemake --profile profiles/slurm --configfile CONFIGS -n`` in ``work``; it must
     succeed."""
     proc = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", "slurm", "--configfile", *configs, "-n"],
+        [str(BIN / "snakemake"), "--profile", "profiles/slurm", "--configfile", *configs, "-n"],
         cwd=work,
         capture_output=True,
         text=True,
@@ -134,10 +132,10 @@ def squeue_command() -> list[str]:
 
 
 def run_on_slurm(work: Path, configfiles: list[str], *targets: str):
-    """`snakemake --profile slurm --configfile CONFIGFILES TARGETS` in ``work`` (a short first
+    """`snakemake --profile profiles/slurm --configfile CONFIGFILES TARGETS` in ``work`` (a short first
     status check), watched: the process, its output, its submissions and the watcher; no job is
     left behind."""
-    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake"), "--profile", "slurm"]
+    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake"), "--profile", "profiles/slurm"]
     cmd += ["--configfile", *configfiles, "--slurm-init-seconds-before-status-checks", "2"]
     cmd += targets
     with JobWatcher() as watcher:
@@ -150,10 +148,11 @@ def run_on_slurm(work: Path, configfiles: list[str], *targets: str):
 
 
 def test_profile_resolves_from_repo_root(tmp_path: Path) -> None:
-    """`--profile slurm` is found in the working directory and maps the config's resources."""
+    """`--profile profiles/slurm` is found from the working directory and maps the config's
+    resources."""
     work = slurm_workflow(tmp_path / "wf")
     out = profile_dry_run(work, TINY)
-    assert "Using profiles slurm and workflow specific profile profiles/default" in out, out[:2000]
+    assert "Using profiles profiles/slurm and workflow specific profile profiles/default" in out, out[:2000]
     cfg = yaml.safe_load((work / TINY).read_text())
     jobs = {job["rule"]: job for job in job_blocks(out)}
     (group,) = group_blocks(out).values()  # the model's assessment job
@@ -353,7 +352,7 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
     # Exactly the user's command, plus the tiny config and a short first status check (the
     # profile keeps the plugin's 40 s, sized for real jobs).
     cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake")]
-    cmd += ["--profile", "slurm", "--configfile", TINY, "config/runs.yaml"]
+    cmd += ["--profile", "profiles/slurm", "--configfile", TINY, "config/runs.yaml"]
     cmd += ["--slurm-init-seconds-before-status-checks", "2"]
     log_path = tmp_path / "slurm.log"
     t0 = time.monotonic()
@@ -387,8 +386,8 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
     )
     context = f"\n{output[-8000:]}\n{slurm_logs[-12000:]}"
     if proc.returncode == -9 or proc.returncode == 137:
-        pytest.fail(f"snakemake --profile slurm killed after {HARD_TIMEOUT} s{context}")
-    assert proc.returncode == 0, f"snakemake --profile slurm failed ({elapsed:.0f} s){context}"
+        pytest.fail(f"snakemake --profile profiles/slurm killed after {HARD_TIMEOUT} s{context}")
+    assert proc.returncode == 0, f"snakemake --profile profiles/slurm failed ({elapsed:.0f} s){context}"
     assert local.returncode == 0, (tmp_path / "local.log").read_text()[-6000:]
     print(f"pipeline on Slurm: {elapsed:.0f} s, {len(submitted)} sbatch jobs")
 
@@ -471,7 +470,7 @@ def test_a_failed_job_names_its_slurm_log(slurm, tmp_path: Path) -> None:
     error (the first job to go to Slurm, remap, fails here on purpose)."""
     work = slurm_workflow(tmp_path / "wf")
     (work / "scripts" / "remap.py").write_text('import sys\n\nsys.exit("remap fails on purpose")\n')
-    cmd = [str(BIN / "snakemake"), "--profile", "slurm", "--configfile", TINY]
+    cmd = [str(BIN / "snakemake"), "--profile", "profiles/slurm", "--configfile", TINY]
     cmd += ["--slurm-init-seconds-before-status-checks", "2"]
     proc = subprocess.run(
         cmd, cwd=work, capture_output=True, text=True, env=_env(), timeout=HARD_TIMEOUT
@@ -560,7 +559,7 @@ def test_bracket_search_on_slurm(slurm, tmp_path: Path) -> None:
 
 
 def test_a_planned_config_runs_on_slurm_with_its_planned_job_sizes(slurm, tmp_path: Path) -> None:
-    """`segpipe plan` then `snakemake --profile slurm --configfile <planned>`: the train job asks
+    """`segpipe plan` then `snakemake --profile profiles/slurm --configfile <planned>`: the train job asks
     Slurm for the memory and time the plan measured and estimated (one epoch on top, to keep it
     short)."""
     from segpipe.data.synthetic import make_oxford_like

@@ -2,15 +2,15 @@
 # The GPU checks of issue #6 in one call, on a lent GPU machine (the `device` tool):
 #   1. the CUDA tests (pytest -m cuda: GPU augmentation = CPU, pinned channels_last batches,
 #      training under bf16/fp16 autocast and torch.compile),
-#   2. benchmarks/bench_train.py at 256², UNet-ResNet34, batch 64, fast settings with
+#   2. tools/bench/bench_train.py at 256², UNet-ResNet34, batch 64, fast settings with
 #      torch.compile vs fp32 eager, on synthetic Oxford-layout data.
-# It writes $OUT/<name>.json and $OUT/check.log (OUT defaults to benchmarks/results).
+# It writes $OUT/<name>.json and $OUT/check.log (OUT defaults to tools/bench/results).
 # Prepare with tools/gpu/fetch-wheels.sh here, then run it there with `.whl` carried:
 #   bash tools/gpu/check.sh h200
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 name=${1:-gpu}
-out=${OUT:-benchmarks/results}
+out=${OUT:-tools/bench/results}
 mkdir -p "$out"
 exec > >(tee "$out/check.log") 2>&1
 
@@ -32,6 +32,6 @@ status=0
 timeout 180 python3 -m pytest -q -p no:cacheprovider -m cuda \
 	tests/training/test_augment.py tests/data/test_arrays.py tests/training/test_train.py || status=$?
 
-timeout 360 python3 benchmarks/bench_train.py --image-size 256 --batch-size 64 --images 512 \
+timeout 360 python3 tools/bench/bench_train.py --image-size 256 --batch-size 64 --images 512 \
 	--steps 20 --loader-steps 40 --compile --skip-memory --out "$out/$name.json" || status=$?
 exit $status

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A single-node Slurm on localhost, to try `snakemake --profile slurm` and for CI.
+# A single-node Slurm on localhost, to try `snakemake --profile profiles/slurm` and for CI.
 #
 #   tools/slurm/local-slurm.sh install   # apt-get install slurmctld slurmd slurm-client munge
 #   tools/slurm/local-slurm.sh start     # install if needed, configure, start, wait for the node

@@ -99,7 +99,7 @@ def default_workers(device: torch.device, threads: int) -> int:
 
     A batch read from the page-cached memory map costs tens of microseconds, while handing a
     batch from a worker process to the trainer costs about a millisecond (shared memory, pickling;
-    ``benchmarks/bench_train.py`` measures both), so on the CPU the trainer reads its own batches.
+    ``tools/bench/bench_train.py`` measures both), so on the CPU the trainer reads its own batches.
     On CUDA the workers read and pin large batches while the main process keeps the GPU busy.
     """
     return 0 if device.type == "cpu" else min(8, max(0, threads - 1))

@@ -30,8 +30,8 @@ goes to assessing its models, for a commit before a change and for this checkout
 The load average is recorded before and after each part: the figures are CPU seconds, which
 other work on the machine inflates less than wall time, but does inflate.
 
-    python benchmarks/bench_assess.py --before 8fc1d8b --out benchmarks/results/assess-cpu-2cores.json
-    python benchmarks/bench_assess.py --before 8fc1d8b --quick --out /tmp/assess.json  # minutes
+    python tools/bench/bench_assess.py --before 8fc1d8b --out tools/bench/results/assess-cpu-2cores.json
+    python tools/bench/bench_assess.py --before 8fc1d8b --quick --out /tmp/assess.json  # minutes
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.images, args.repeats, args.runs, args.epochs, args.grid_images = 12, 1, 2, 1, 40
     result: dict = {"benchmark": "assessment at the model's speed", **machine()}
-    result["command"] = " ".join(["python", "benchmarks/bench_assess.py", *(argv or sys.argv[1:])])
+    result["command"] = " ".join(["python", "tools/bench/bench_assess.py", *(argv or sys.argv[1:])])
     result["threads"] = THREADS
     with tempfile.TemporaryDirectory(prefix="bench-assess-", dir=REPO.parent) as tmp:
         before = Path(tmp) / "before"

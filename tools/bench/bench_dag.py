@@ -7,7 +7,7 @@ run is a fresh process on a fresh working directory (every job planned), repeate
 holds the median wall time and CPU time (user + system of the process and its children).
 File contents do not matter to Snakemake here, so the pairs are one tiny PNG copied.
 
-    python benchmarks/bench_dag.py --out benchmarks/results/dag-cpu-2cores.json
+    python tools/bench/bench_dag.py --out tools/bench/results/dag-cpu-2cores.json
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from record import machine, timed_snakemake, write_result
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = ["Snakefile", "rules", "scripts", "config", "envs", "profiles"]
 
 

@@ -10,7 +10,7 @@ run is a fresh process, repeated; the JSON holds the median wall and CPU time (u
 the process and its children). Goals: the single run at most 3 s of CPU, the grid at most twice
 the single run.
 
-    python benchmarks/bench_runs.py --out benchmarks/results/runs-cpu-2cores.json
+    python tools/bench/bench_runs.py --out tools/bench/results/runs-cpu-2cores.json
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 from record import machine, timed_snakemake, write_result
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = ["Snakefile", "rules", "scripts", "config", "envs", "profiles"]
 TINY = "config/test.yaml"
 GRID = {

@@ -6,7 +6,7 @@ nothing of this checkout (its `.venv`, caches, results) helps. `.ci/run` records
 folder through tools/disk_watch.py (SEGPIPE_DISK_RECORD); this script keeps that record.
 docs/performance.md quotes the JSON through tools/performance_figures.py.
 
-    python3 benchmarks/bench_ci.py --out benchmarks/results/ci-cpu-2cores.json
+    python3 tools/bench/bench_ci.py --out tools/bench/results/ci-cpu-2cores.json
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from record import machine, write_result
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Goals of the tiers on this machine (docs/performance.md).
 GOALS = {"ci_s": 12 * 60, "check_s": 2 * 60, "left_behind_gb": 1, "peak_gb": 10}
 SUMMARY = re.compile(r"^=+ (?P<counts>.*?) in (?P<seconds>[\d.]+)s", re.M)
@@ -61,7 +61,7 @@ def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ci-cpu-2cores.json")
+    parser.add_argument("--out", type=Path, default=REPO / "tools/bench/results/ci-cpu-2cores.json")
     parser.add_argument("--rev", default="HEAD", help="the commit to clone")
     parser.add_argument("--keep", action="store_true", help="keep the clone and its logs")
     args = parser.parse_args()

@@ -11,8 +11,8 @@ best of ``--repeats`` runs is kept. A predict job imports at least segpipe.infer
 (torch, smp): the cost of that import alone is recorded as a lower bound for one predict job.
 
     git worktree add /tmp/before <commit> && \\
-    python benchmarks/bench_lean_jobs.py --before-src /tmp/before/src \\
-        --out benchmarks/results/lean-jobs-cpu-2cores.json
+    python tools/bench/bench_lean_jobs.py --before-src /tmp/before/src \\
+        --out tools/bench/results/lean-jobs-cpu-2cores.json
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from record import machine, write_result
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["pet", "background", "border"]
 GOALS = {"evaluate_cpu_s": 1.0, "evaluate_max_rss_mb": 200}
 

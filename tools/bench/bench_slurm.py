@@ -1,4 +1,4 @@
-"""Slurm jobs and wall time of `snakemake --profile slurm`, for a commit of this repository.
+"""Slurm jobs and wall time of `snakemake --profile profiles/slurm`, for a commit of this repository.
 
 Runs the user's command, with the profile as committed, on a running Slurm (e.g. the single-node
 one of `tools/slurm/local-slurm.sh start`) in a fresh export of ``--rev`` (`git archive`; its own
@@ -13,8 +13,8 @@ Per case it records the wall time, the sbatch submissions by rule or group (from
 many of them asked for a GPU, and the seconds and CPU seconds of each rule's jobs (Snakemake's
 benchmark files). Results merge into the JSON under the label (``before``/``after``):
 
-    python benchmarks/bench_slurm.py --rev 4df1a94 --label before
-    python benchmarks/bench_slurm.py --rev HEAD --label after
+    python tools/bench/bench_slurm.py --rev 4df1a94 --label before
+    python tools/bench/bench_slurm.py --rev HEAD --label after
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from pathlib import Path
 import yaml
 from record import BIN, export, machine, rule_costs, write_result
 
-REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "benchmarks" / "results" / "slurm-cpu-2cores.json"
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "tools" / "bench" / "results" / "slurm-cpu-2cores.json"
 GRID = {
     "grid": {"train.encoder": ["resnet18", "mobilenet_v2"], "train.lr": [0.003, 0.01]},
     "predict": {"tta": ["hflip"]},
@@ -61,7 +61,7 @@ def run_case(work: Path, extra: dict, timeout: int) -> dict:
         "PYTHONPATH": str(work / "src"),
         "HF_HUB_OFFLINE": "1",
     }
-    cmd = [str(BIN / "snakemake"), "--profile", "slurm"]
+    cmd = [str(BIN / "snakemake"), "--profile", "profiles/slurm"]
     cmd += ["--configfile", "config/demo.yaml", "config/bench.yaml"]
     start = time.perf_counter()
     proc = subprocess.run(
@@ -70,7 +70,7 @@ def run_case(work: Path, extra: dict, timeout: int) -> dict:
     wall = time.perf_counter() - start
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        sys.exit(f"snakemake --profile slurm failed in {work}:\n{output[-6000:]}")
+        sys.exit(f"snakemake --profile profiles/slurm failed in {work}:\n{output[-6000:]}")
     kinds = Counter(job_kind(log) for _, log in SUBMITTED.findall(output))
     gpu = sum(n for kind, n in kinds.items() if kind.split("_", 1)[1] in GPU_RULES)
     return {
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     record = json.loads(OUT.read_text()) if OUT.exists() else {}
     record.update(machine())
-    record["command"] = "snakemake --profile slurm --configfile config/demo.yaml config/bench.yaml"
+    record["command"] = "snakemake --profile profiles/slurm --configfile config/demo.yaml config/bench.yaml"
     record["cases"] = {name: {"overrides": extra} for name, extra in CASES.items()} | {
         name: case for name, case in record.get("cases", {}).items()
     }

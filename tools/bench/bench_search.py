@@ -23,10 +23,10 @@ correlation (scipy.stats) between the candidates' scores at the rung's budget an
 final ranking; and, replaying the grid's histories, how the searches decide when promotion reads
 a rung's last epoch, its best epoch or a smoothed score.
 
-    PYTHONPATH=src nice -n 10 python benchmarks/bench_search.py --data ../shared/data
+    PYTHONPATH=src nice -n 10 python tools/bench/bench_search.py --data ../shared/data
 
 ``--tiny`` validates the whole benchmark in minutes (32 px, a tiny UNet, a few images, rungs of
-1 -> 3 -> 9 epochs) and writes its JSON under the work folder instead of benchmarks/results/.
+1 -> 3 -> 9 epochs) and writes its JSON under the work folder instead of tools/bench/results/.
 Phases can run apart (``--phase grid`` now, ``--phase search`` later): each keeps its folder
 under ``--work`` and Snakemake resumes what a killed phase left.
 """
@@ -46,8 +46,8 @@ import pandas as pd
 import yaml
 from record import BIN, export, machine, write_result
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "tools" / "bench" / "results"
 DATASETS = ("membrane", "camvid", "synthetic")
 COMMAND = "snakemake --configfile config/bench.yaml --cores 2"
 RULES = ["download", "remap", "split", "preprocess", "train", "predict", "evaluate", "report"]

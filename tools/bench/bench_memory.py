@@ -15,7 +15,7 @@ training epoch takes. The model's memory does not depend on the dataset size, so
 cheaper UNet than the config's ResNet-34 can stand in (--encoder, --encoder-depth,
 --decoder-channels) to fit an epoch of 5,144 images in minutes; the JSON records which.
 
-    python benchmarks/bench_memory.py --out benchmarks/results/memory-oxford-cpu.json \\
+    python tools/bench/bench_memory.py --out tools/bench/results/memory-oxford-cpu.json \\
         --encoder resnet18 --encoder-depth 3 --decoder-channels 16 8 4
 """
 
@@ -83,7 +83,7 @@ def peak_memory_mb(train_array: Path, val_array: Path, options: dict, threads: i
     """Peak resident memory of one training epoch in a fresh process, in MB: in all (ru_maxrss),
     anonymous and file-backed; ``options`` are train_model's (TrainConfig's) keyword arguments,
     the schema's defaults for those left out."""
-    schema = load_schema(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
+    schema = load_schema(Path(__file__).resolve().parents[2] / "config" / "schema.yaml")
     defaults = section_defaults(schema, "train")  # train_model takes every option
     options = {**defaults, "device": "cpu", "num_workers": 0, **options, "epochs": 1}
     cmd = [sys.executable, "-c", PROBE, str(train_array), str(val_array), str(threads),

@@ -10,7 +10,7 @@ and by the ONNX file through onnxruntime (segpipe.inference.folder.load_onnx_mod
 Reading and writing files is left out. One batch warms each up untimed; the JSON holds the best
 of ``--repeats`` passes over the images.
 
-    python benchmarks/bench_predict.py --out benchmarks/results/predict-cpu-2cores.json
+    python tools/bench/bench_predict.py --out tools/bench/results/predict-cpu-2cores.json
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from segpipe.inference.onnx import export_onnx
 from segpipe.models.checkpoints import model_from_config, save_checkpoint
 from segpipe.workflow.config import load_schema, validate_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TTA = {"tta_off": [], "hflip": ["hflip"]}
 
 

@@ -1,4 +1,4 @@
-"""What benchmarks/bench_search.py reports of one dataset, from its grid and its bracket search.
+"""What tools/bench/bench_search.py reports of one dataset, from its grid and its bracket search.
 
 A search's rung trains a candidate exactly as the grid trains it up to the rung's budget (the
 same schedule of max_epochs; tests/training/test_rung.py), so the grid's per-epoch validation

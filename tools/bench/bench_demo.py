@@ -5,7 +5,7 @@ The copy holds the workflow only (no results), so every job runs; the venv is no
 wall time is the pipeline's, not pip's). docs/performance.md quotes this JSON through
 tools/performance_figures.py.
 
-    python benchmarks/bench_demo.py --out benchmarks/results/demo-cpu-2cores.json
+    python tools/bench/bench_demo.py --out tools/bench/results/demo-cpu-2cores.json
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from record import machine, timed_snakemake, write_result
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = ["Snakefile", "rules", "scripts", "config", "envs", "profiles"]
 CONFIG = "config/demo.yaml"
 METRICS = ("mean_iou", "mean_dice", "pixel_accuracy", "foreground_iou")
@@ -70,7 +70,7 @@ def run_demo(work: Path, cores: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/demo.json")
+    parser.add_argument("--out", type=Path, default=REPO / "tools/bench/results/demo.json")
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="segpipe-demo-") as tmp:

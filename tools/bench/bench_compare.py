@@ -9,7 +9,7 @@ per-class and per-image scores from the masks, and model.json. Then builds the c
 selected one) ``--repeats`` times; the JSON holds the median wall time. The inputs are written
 once, outside the timing.
 
-    python benchmarks/bench_compare.py --out benchmarks/results/compare-cpu-2cores.json
+    python tools/bench/bench_compare.py --out tools/bench/results/compare-cpu-2cores.json
 """
 
 from __future__ import annotations

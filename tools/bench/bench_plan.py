@@ -21,7 +21,7 @@ as the pipeline scores it: the mean of its folds' validation mIoU, and its fold 
 Planning time: ``segpipe plan --sample 500`` on 2,048 synthetic Oxford-layout pairs made in a
 temporary folder (and on all of them), wall seconds of the command and of its fingerprint step.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_plan.py
+    nice -n 10 .venv/bin/python tools/bench/bench_plan.py
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from record import BIN, export, machine, write_result
 from segpipe.data.synthetic import make_oxford_like
 from segpipe.reporting.comparison import paired_difference
 
-REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "benchmarks" / "results" / "plan-cpu-2cores.json"
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "tools" / "bench" / "results" / "plan-cpu-2cores.json"
 SHARED = Path(os.environ.get("SEGPIPE_SHARED_DATA", REPO.parent / "shared" / "data"))
 CAMVID = [
     "sky",
@@ -269,7 +269,7 @@ def main() -> None:
     )
     record = {
         **machine(),
-        "command": "nice -n 10 python benchmarks/bench_plan.py",
+        "command": "nice -n 10 python tools/bench/bench_plan.py",
         "load_average_1min_before": load_before,
         "scale": {
             "note": "CPU scale: the plan is asked for the hand-written config's input size at "

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def machine() -> dict[str, str]:

@@ -13,8 +13,8 @@ torch.compile). Also: remap and preprocess throughput with 1 vs all cores, and p
 of training on two dataset sizes (bench_memory.py), to show it does not grow beyond the
 memory-mapped arrays.
 
-    python benchmarks/bench_train.py --out benchmarks/results/cpu.json            # defaults for CPU
-    python benchmarks/bench_train.py --image-size 256 --batch-size 64 --out benchmarks/results/h100.json
+    python tools/bench/bench_train.py --out tools/bench/results/cpu.json            # defaults for CPU
+    python tools/bench/bench_train.py --image-size 256 --batch-size 64 --out tools/bench/results/h100.json
 """
 
 from __future__ import annotations

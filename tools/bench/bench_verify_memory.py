@@ -4,8 +4,8 @@ Writes a folder dataset holding one SIZE x SIZE RGB PNG and its two-value greysc
 runs :func:`segpipe.data.verify.verify_dataset` on it in a fresh process and records that process's
 peak resident memory (``ru_maxrss``) and the wall time, as JSON:
 
-    python benchmarks/bench_verify_memory.py --size 9000 \\
-        --out benchmarks/results/verify-memory-cpu.json
+    python tools/bench/bench_verify_memory.py --size 9000 \\
+        --out tools/bench/results/verify-memory-cpu.json
 """
 
 from __future__ import annotations
