@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from helpers.repo import REPO
 from tools import disk_watch
-
-from conftest import REPO
 
 
 def write(path: Path, size: int) -> None:

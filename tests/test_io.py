@@ -154,9 +154,9 @@ def test_old_style_and_other_host_temporaries_are_stale_and_nothing_else(tmp_pat
 
 
 def test_a_full_disk_names_the_output_and_keeps_the_previous_file_and_folder(tmp_path):
-    from filesystems import tmpfs
-
     from segpipe.io import WriteError, write_text
+
+    from helpers.filesystems import tmpfs
 
     with tmpfs(tmp_path / "disk", "64k") as disk:
         write_text(disk / "summary.json", "good\n")
@@ -179,9 +179,9 @@ def test_a_full_disk_names_the_output_and_keeps_the_previous_file_and_folder(tmp
 
 
 def test_a_read_only_file_system_is_named_as_such(tmp_path):
-    from filesystems import remount_read_only, tmpfs
-
     from segpipe.io import WriteError, write_text
+
+    from helpers.filesystems import remount_read_only, tmpfs
 
     with tmpfs(tmp_path / "disk") as disk:
         write_text(disk / "a.txt", "good\n")

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, REPO
+from helpers.repo import BIN, REPO
 
 SHELL_SCRIPTS = [".ci/run", *sorted(str(p.relative_to(REPO)) for p in REPO.glob("tools/**/*.sh"))]
 CHECKS = {
@@ -23,7 +23,7 @@ CHECKS = {
 }
 
 
-# snakemake --lint starts Snakemake: the slow tier (tests/slow_guard.py).
+# snakemake --lint starts Snakemake: the slow tier (tests/helpers/slow_guard.py).
 @pytest.mark.parametrize(
     "name",
     [

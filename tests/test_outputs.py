@@ -20,12 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from filesystems import digests, fill, remount_read_only, tmpfs
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from test_train import TINY, tiny_splits
-from test_train import train as train_tiny
 
 from segpipe.cli import main
 from segpipe.data.summary import is_summary_file
@@ -42,7 +39,10 @@ from segpipe.outputs import (
     relation,
 )
 
-from conftest import copy_workflow, snakemake
+from helpers.filesystems import digests, fill, remount_read_only, tmpfs
+from helpers.repo import copy_workflow, snakemake
+from helpers.train import TINY, tiny_splits
+from helpers.train import train as train_tiny
 
 
 @pytest.fixture(scope="module")

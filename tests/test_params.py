@@ -5,7 +5,6 @@ comparing, and a run's summary without them."""
 from __future__ import annotations
 
 import pytest
-from test_config_properties import resolve
 
 from segpipe.params import (
     MODEL,
@@ -21,7 +20,8 @@ from segpipe.params import (
 )
 from segpipe.workflow.config import load_schema
 
-from conftest import REPO
+from helpers.config import resolve
+from helpers.repo import REPO
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 

@@ -1,4 +1,4 @@
-"""The slow tier's guard (tests/slow_guard.py): which commands start Snakemake or segpipe, and
+"""The slow tier's guard (tests/helpers/slow_guard.py): which commands start Snakemake or segpipe, and
 an unmarked test that starts one fails while a slow- or check-marked one runs."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from slow_guard import starts_workflow
+
+from helpers.slow_guard import starts_workflow
 
 BIN = Path(sys.executable).parent
 TESTS = Path(__file__).resolve().parent
@@ -163,7 +164,16 @@ def test_an_unmarked_test_that_starts_snakemake_fails(tmp_path):
         "PYTHONPATH": os.pathsep.join([str(api.parent), str(TESTS)]),
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "slow_guard", "-p", "no:cacheprovider", "-rA"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "helpers.slow_guard",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -12,7 +12,7 @@ import pytest
 
 from segpipe.workflow.config import load_schema
 
-from conftest import REPO
+from helpers.repo import REPO
 
 PACKAGE = REPO / "src" / "segpipe"
 
@@ -307,15 +307,79 @@ def test_tests_mirror_the_package() -> None:
             assert (tests / file.split(" ")[0]).is_file(), f"{module}: no tests/{file}"
 
 
-def test_every_test_folder_is_on_pytests_path() -> None:
-    """A test imports another module's helpers by its name (pyproject's pythonpath)."""
+def imported_test_modules(tests: Path) -> dict[str, list[str]]:
+    """Test file -> the test modules (``test_*``) and ``conftest`` it imports."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            bad = [n for n in names if n.split(".")[-1].startswith("test_") or n == "conftest"]
+            if bad:
+                found.setdefault(str(path.relative_to(tests)), []).extend(bad)
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    """What tests share lives in the helper package (tests/helpers/, imported as helpers.<name>)
+    or in conftest's fixtures; a test module never imports another test module or conftest."""
+    imports = imported_test_modules(REPO / "tests")
+    assert not imports, f"test modules importing test modules: {imports}; move what they share "
+    "to tests/helpers/"
+
+
+def test_a_test_importing_another_is_found(tmp_path: Path) -> None:
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "test_a.py").write_text("from test_b import helper\n")
+    (tmp_path / "test_c.py").write_text("import conftest\nfrom helpers.train import train\n")
+    (tmp_path / "test_d.py").write_text("def f():\n    from stage import test_a\n")
+    assert imported_test_modules(tmp_path) == {
+        "stage/test_a.py": ["test_b"],
+        "test_c.py": ["conftest"],
+        "test_d.py": ["stage.test_a"],
+    }
+
+
+def test_helpers_are_a_package_on_pytests_path() -> None:
+    """The helper package is importable as ``helpers`` (pyproject's pythonpath holds tests/)."""
     import tomllib
 
     settings = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    on_path = set(settings["tool"]["pytest"]["ini_options"]["pythonpath"])
-    folders = {f"tests/{p.name}" for p in (REPO / "tests").iterdir() if p.is_dir()}
-    folders -= {"tests/__pycache__"}
-    assert folders <= on_path
+    assert "tests" in settings["tool"]["pytest"]["ini_options"]["pythonpath"]
+    assert (REPO / "tests" / "helpers" / "__init__.py").is_file()
+
+
+def _tracked(*paths: str) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "ls-files", "--", *paths], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+def test_benchmark_scripts_and_snakemake_benchmark_records_live_apart() -> None:
+    """benchmarks/ holds Snakemake's per-rule records only (ignored); the benchmark scripts and
+    their JSON records are in tools/bench/."""
+    assert not _tracked("benchmarks"), "benchmarks/ is Snakemake's: move scripts to tools/bench/"
+    assert "bench_train.py" in {Path(p).name for p in _tracked("tools/bench")}
+
+
+def test_the_slurm_profile_has_one_name() -> None:
+    """`--profile profiles/slurm`: no second copy or link of the profile at the top level, and no
+    tracked text that names it by the old top-level name."""
+    assert not _tracked("slurm"), "remove the top-level `slurm`: the profile is profiles/slurm"
+    said = [p for p in _tracked() if Path(p).suffix in {".md", ".py", ".yaml", ".sh", ".in", ""}]
+    wrong = [
+        p
+        for p in said
+        if (REPO / p).is_file() and "--profile " + "slurm" in (REPO / p).read_text(errors="replace")
+    ]
+    assert not wrong, f"the old profile name in {wrong}: write `--profile profiles/slurm`"
 
 
 # --- the two locks ------------------------------------------------------------------------------

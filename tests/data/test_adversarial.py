@@ -22,8 +22,6 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_ids_and_lists import untrained_checkpoint
-from test_remap import run_remap
 
 from segpipe.data.preprocess import preprocess_split
 from segpipe.data.remap import UnmappedValuesError
@@ -32,7 +30,9 @@ from segpipe.evaluation.evaluate import evaluate_split
 from segpipe.inference.splits import predict_split
 from segpipe.io import read_table, write_csv
 
-from conftest import BIN, REPO, copy_workflow, planned_rules, snakemake
+from helpers.checkpoints import untrained_checkpoint
+from helpers.remap import run_remap
+from helpers.repo import BIN, REPO, copy_workflow, planned_rules, snakemake
 
 SIZE = 16
 TABLE = {0: 0, 255: 1}  # binary masks: 0 background, 255 foreground

@@ -278,7 +278,7 @@ def test_a_full_disk_is_one_line_not_a_sigbus_and_the_old_array_stays(manifest, 
     import subprocess
     import sys
 
-    from filesystems import tmpfs
+    from helpers.filesystems import tmpfs
 
     manifest.to_csv(tmp_path / "train.csv", index=False)
     with tmpfs(tmp_path / "disk", "256k") as disk:

@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
-from test_remap import half_mask, run_remap, solid
 
 from segpipe.data.layouts import dataset_files, index_dataset, is_lost_pair
 from segpipe.data.verify import verify_dataset
+
+from helpers.remap import half_mask, run_remap, solid
 
 SIZE = 16
 

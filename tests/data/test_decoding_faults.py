@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_remap import half_mask, run_remap, tree_digest
 
 from segpipe.data.images import inspect_image, load_rgb
 from segpipe.data.remap import NonIntegerMaskError, UnmappedValuesError, read_mask_values
 from segpipe.data.verify import format_summary, verify_dataset
+
+from helpers.remap import half_mask, run_remap, tree_digest
 
 SIZE = 16
 GREY, RED = (128, 128, 128), (255, 0, 0)

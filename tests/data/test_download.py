@@ -27,7 +27,7 @@ from segpipe.data.download import (
 from segpipe.data.synthetic import make_oxford_like, pack_oxford_archives
 from segpipe.logs import UserError
 
-from conftest import copy_workflow, snakemake
+from helpers.repo import copy_workflow, snakemake
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB, several reads long
 PAYLOAD_HASH = "md5:" + hashlib.md5(PAYLOAD).hexdigest()

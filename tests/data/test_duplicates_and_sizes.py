@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_remap import half_mask, run_remap
 
 from segpipe.cli import main
 from segpipe.data.split import fold_assignment, split_dataset, write_fold
 from segpipe.data.verify import verify_dataset
+
+from helpers.remap import half_mask, run_remap
 
 SIZE = 16
 

@@ -22,11 +22,11 @@ from segpipe.data.verify import verify_dataset
 from segpipe.evaluation.evaluate import evaluate_split
 from segpipe.inference.splits import predict_split
 from segpipe.io import read_table, write_csv
-from segpipe.models.build import build_model
 from segpipe.reporting.run_report import ReportInputs, build_report
 from segpipe.training.train import HISTORY_COLUMNS
 
-from conftest import REPO, TINY_MODEL, copy_workflow, snakemake
+from helpers.checkpoints import untrained_checkpoint
+from helpers.repo import REPO, copy_workflow, snakemake
 
 # Strings pandas reads as NaN by default (those that can be file names), a blank-looking id,
 # and ones it would read as numbers.
@@ -75,21 +75,6 @@ def test_read_table_keeps_na_like_text_and_empty_numbers(tmp_path):
     table = read_table(path)
     assert table["id"].tolist() == ids
     assert table["score"].dtype == float and np.isnan(table["score"].iloc[-1])
-
-
-def untrained_checkpoint(path: Path, classes: list[str]) -> Path:
-    """A checkpoint of a random-weight mini UNet, as predict reads it (no training needed)."""
-    train = {**TINY_MODEL, "decoder_dropout": 0.0}
-    torch.manual_seed(0)
-    model = build_model(
-        "Unet",
-        train["encoder"],
-        len(classes),
-        encoder_depth=train["encoder_depth"],
-        decoder_channels=train["decoder_channels"],
-    )
-    torch.save({"config": {"classes": classes, "train": train}, "model": model.state_dict()}, path)
-    return path
 
 
 def test_na_like_ids_survive_index_split_predict_evaluate_and_report(tmp_path):

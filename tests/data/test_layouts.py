@@ -21,30 +21,10 @@ from segpipe.data.split import split_dataset
 from segpipe.data.synthetic import make_oxford_like
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
-from conftest import REPO, copy_workflow, planned_rules
+from helpers.masks import save_palette_mask
+from helpers.repo import REPO, copy_workflow, planned_rules
 
 SIZE = 24
-
-
-def voc_palette() -> list[int]:
-    """The Pascal VOC colour map (256 entries, flattened), as the devkit's bitget recipe."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-def save_palette_mask(path: Path, ids: np.ndarray) -> None:
-    img = Image.fromarray(ids.astype(np.uint8), mode="P")
-    img.putpalette(voc_palette())
-    img.save(path)
 
 
 def remap(root: Path, out: Path, **kwargs) -> pd.DataFrame:
@@ -411,7 +391,7 @@ def test_source_only_options_are_dataset_options_of_known_sources() -> None:
     from segpipe.data.layouts import SOURCE_ONLY_OPTIONS
     from segpipe.workflow.config import load_schema
 
-    from conftest import REPO
+    from helpers.repo import REPO
 
     dataset = load_schema(REPO / "config" / "schema.yaml")["properties"]["dataset"]
     assert set(SOURCE_ONLY_OPTIONS) <= set(dataset["properties"])

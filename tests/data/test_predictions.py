@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from segpipe.data import predictions
 
-from conftest import REPO
+from helpers.repo import REPO
 
 NAMES = ["x", "a/x", "a/b/x", "x.tar", "with space", "ünïcødé/名前", "dots.in.dir/x.y"]
 

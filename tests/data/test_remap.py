@@ -9,7 +9,6 @@ covered by tests/data/test_download.py, tests/models/test_build.py and tests/wor
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -19,36 +18,16 @@ import pytest
 from PIL import Image
 
 from segpipe.data.images import load_rgb
-from segpipe.data.remap import UnmappedValuesError, remap_dataset
+from segpipe.data.remap import UnmappedValuesError
 
-SIZE = 16
-TABLE = {0: 0, 255: 1}
-IGNORE_VALUE = 128
+from helpers.remap import IGNORE_VALUE, SIZE, half_mask, run_remap, solid, tree_digest
+
 RED = (255, 0, 0)
-
-
-def half_mask(size: int = SIZE) -> np.ndarray:
-    mask = np.zeros((size, size), dtype=np.uint8)
-    mask[:, size // 2 :] = 255
-    return mask
-
-
-def solid(color, size: int = SIZE) -> np.ndarray:
-    return np.full((size, size, 3), color, dtype=np.uint8)
 
 
 def truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """sha256 of every file under root (names included), to prove nothing was modified."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 # Each fault: how the test builds its files, and what must happen.
@@ -183,39 +162,6 @@ def build_faulty(root: Path) -> Path:
     for build in BUILDERS:
         build(images, masks)
     return root
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[tuple[int, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.levelno, record.getMessage()))
-
-
-def run_remap(root: Path, out: Path, **kwargs) -> tuple[pd.DataFrame | None, _Records]:
-    handler = _Records()
-    logger = logging.getLogger("segpipe")
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        options = dict(
-            layout="folder",
-            table=TABLE,
-            ignore_value=IGNORE_VALUE,
-            threads=2,
-            max_quarantine_fraction=0.5,
-        )
-        options.update(kwargs)
-        index = remap_dataset(
-            root, out / "masks", out / "index.csv", out / "quarantine.csv", **options
-        )
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-    return index, handler
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_remap import tree_digest
 
 from segpipe.cli import main
 from segpipe.data.verify import format_summary, verify_dataset
 
-from conftest import BIN, REPO
+from helpers.remap import tree_digest
+from helpers.repo import BIN, REPO
 
 
 def build(root: Path) -> Path:
@@ -203,7 +203,7 @@ def test_every_warning_verify_logs_is_counted_in_its_summary_and_verdict(tmp_pat
 
 
 def test_the_remap_steps_summary_counts_the_warnings_of_indexing_too(tmp_path):
-    from test_remap import run_remap
+    from helpers.remap import run_remap
 
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)

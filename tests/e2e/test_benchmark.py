@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, TINY_MODEL
+from helpers.repo import REPO, TINY_MODEL
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TRAIN_DEFAULTS, copy_workflow, planned_rules, snakemake
+from helpers.repo import TRAIN_DEFAULTS, copy_workflow, planned_rules, snakemake
 
 TINY = ("--configfile", "config/test.yaml", "config/runs.yaml")
 

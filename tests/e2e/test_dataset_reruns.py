@@ -13,7 +13,7 @@ from PIL import Image
 
 from segpipe.data.synthetic import make_oxford_like
 
-from conftest import copy_workflow, planned_rules, snakemake
+from helpers.repo import copy_workflow, planned_rules, snakemake
 
 pytestmark = pytest.mark.slow
 CONFIG = "config/folder.yaml"

@@ -1,5 +1,5 @@
 """Every example config under config/examples/ is complete and valid, and the CamVid-derived
-seven-class examples run end to end at tiny scale (tests/example_runs.py).
+seven-class examples run end to end at tiny scale (tests/helpers/example_runs.py).
 
 1. unet_7class_grayscale and the class-imbalance comparison: CamVid pairs with the 12 ids grouped
    into 7 classes, stored by the test as greyscale intensities (0, 40, ... 240; void 255), images
@@ -19,15 +19,13 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_remap import tree_digest
 
 from segpipe.models.checkpoints import load_checkpoint, model_from_config
 from segpipe.params import tracked
 from segpipe.workflow.config import load_schema, validate_config
 from segpipe.workflow.experiments import expand_runs
 
-from conftest import REPO, copy_workflow, planned_rules
-from example_runs import (
+from helpers.example_runs import (
     COMPARISONS,
     CROSS_VALIDATED,
     NAMES,
@@ -38,6 +36,8 @@ from example_runs import (
     run_example,
     tiny,
 )
+from helpers.remap import tree_digest
+from helpers.repo import REPO, copy_workflow, planned_rules
 
 # --------------------------------------------------------------------------- configs
 

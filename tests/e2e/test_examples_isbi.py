@@ -1,4 +1,4 @@
-"""The ISBI 2012 membrane examples at tiny scale (tests/example_runs.py): membrane_mini_unet,
+"""The ISBI 2012 membrane examples at tiny scale (tests/helpers/example_runs.py): membrane_mini_unet,
 membrane_mobilenet_unet and membrane_unet_augment, the comparison of the first two, and the
 5-fold example's folds and plan. The stack is read in place and must not change.
 """
@@ -10,19 +10,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_remap import tree_digest
 
 from segpipe.workflow.config import load_schema, validate_config
 from segpipe.workflow.experiments import expand_runs
 
-from conftest import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
-from example_runs import (
+from helpers.example_runs import (
     check_comparison,
     check_outputs,
     load_example,
     run_example,
     tiny,
 )
+from helpers.remap import tree_digest
+from helpers.repo import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 

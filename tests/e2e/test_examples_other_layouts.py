@@ -1,4 +1,4 @@
-"""Examples of other layouts at tiny scale (tests/example_runs.py):
+"""Examples of other layouts at tiny scale (tests/helpers/example_runs.py):
 
 - oxford_pets_mobilenetv2: the synthetic Oxford-layout dataset (no real Oxford in CI);
 - voc_vgg16_unet: a VOC-layout copy of CamVid the test builds (palette PNGs, 255 = void,
@@ -13,10 +13,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from PIL import Image
-from test_remap import tree_digest
 
-from conftest import copy_workflow
-from example_runs import (
+from helpers.example_runs import (
     build_camvid_voc,
     camvid_pairs,
     check_comparison,
@@ -26,6 +24,8 @@ from example_runs import (
     run_example,
     tiny,
 )
+from helpers.remap import tree_digest
+from helpers.repo import copy_workflow
 
 pytestmark = pytest.mark.slow
 

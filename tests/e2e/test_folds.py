@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 from PIL import Image
-from test_train import CLASSES, tiny_splits
-from test_train import train as train_tiny
 
 from segpipe.data.arrays import ArrayDataset
 from segpipe.data.preprocess import select_rows
@@ -29,7 +27,9 @@ from segpipe.models.device import prepare_batch
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
 from segpipe.workflow.experiments import expand_runs
 
-from conftest import REPO, copy_workflow, planned_jobs, snakemake
+from helpers.repo import REPO, copy_workflow, planned_jobs, snakemake
+from helpers.train import CLASSES, tiny_splits
+from helpers.train import train as train_tiny
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import copy_workflow, planned_rules, snakemake
+from helpers.repo import copy_workflow, planned_rules, snakemake
 
 pytestmark = pytest.mark.slow
 TINY = "config/test.yaml"

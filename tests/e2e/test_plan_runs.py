@@ -17,8 +17,8 @@ import yaml
 
 from segpipe.data.synthetic import make_oxford_like
 
-from conftest import BIN, REPO, copy_workflow, planned_rules, snakemake
-from example_runs import camvid_pairs
+from helpers.example_runs import camvid_pairs
+from helpers.repo import BIN, REPO, copy_workflow, planned_rules, snakemake
 
 pytestmark = pytest.mark.slow
 TINY_PLAN = ["--device", "cpu", "--max-size", "32", "--memory-gb", "8", "--threads", "2"]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_search_runs import dvc_stage
 
-from conftest import copy_workflow, planned_rules, snakemake
+from helpers.dvc import dvc_stage
+from helpers.repo import copy_workflow, planned_rules, snakemake
 
 pytestmark = pytest.mark.slow
 ARGS = ("--configfile", "config/test.yaml", "config/search.yaml")

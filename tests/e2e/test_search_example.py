@@ -1,5 +1,5 @@
 """The search example (config/examples/search_membrane.yaml) at tiny scale on the ISBI 2012
-stack: 9 candidates, rungs of 1 and 3 epochs at eta 3 (tests/example_runs.py)."""
+stack: 9 candidates, rungs of 1 and 3 epochs at eta 3 (tests/helpers/example_runs.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_remap import tree_digest
 
 from segpipe.workflow.config import load_schema, validate_config
 from segpipe.workflow.experiments import expand_runs
@@ -20,8 +19,9 @@ from segpipe.workflow.search import (
     search_problems,
 )
 
-from conftest import REPO, copy_workflow, planned_rules
-from example_runs import load_example, run_example, tiny
+from helpers.example_runs import load_example, run_example, tiny
+from helpers.remap import tree_digest
+from helpers.repo import REPO, copy_workflow, planned_rules
 
 NAME = "search_membrane"
 

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import BIN, REPO, copy_workflow
+from helpers.repo import BIN, REPO, copy_workflow
 
 pytestmark = pytest.mark.slow
 TINY = "config/test.yaml"
@@ -135,7 +135,15 @@ def run_on_slurm(work: Path, configfiles: list[str], *targets: str):
     """`snakemake --profile profiles/slurm --configfile CONFIGFILES TARGETS` in ``work`` (a short first
     status check), watched: the process, its output, its submissions and the watcher; no job is
     left behind."""
-    cmd = ["timeout", "-s", "KILL", str(HARD_TIMEOUT), str(BIN / "snakemake"), "--profile", "profiles/slurm"]
+    cmd = [
+        "timeout",
+        "-s",
+        "KILL",
+        str(HARD_TIMEOUT),
+        str(BIN / "snakemake"),
+        "--profile",
+        "profiles/slurm",
+    ]
     cmd += ["--configfile", *configfiles, "--slurm-init-seconds-before-status-checks", "2"]
     cmd += targets
     with JobWatcher() as watcher:
@@ -152,7 +160,9 @@ def test_profile_resolves_from_repo_root(tmp_path: Path) -> None:
     resources."""
     work = slurm_workflow(tmp_path / "wf")
     out = profile_dry_run(work, TINY)
-    assert "Using profiles profiles/slurm and workflow specific profile profiles/default" in out, out[:2000]
+    assert "Using profiles profiles/slurm and workflow specific profile profiles/default" in out, (
+        out[:2000]
+    )
     cfg = yaml.safe_load((work / TINY).read_text())
     jobs = {job["rule"]: job for job in job_blocks(out)}
     (group,) = group_blocks(out).values()  # the model's assessment job
@@ -387,7 +397,9 @@ def test_pipeline_on_slurm(slurm, tmp_path: Path) -> None:
     context = f"\n{output[-8000:]}\n{slurm_logs[-12000:]}"
     if proc.returncode == -9 or proc.returncode == 137:
         pytest.fail(f"snakemake --profile profiles/slurm killed after {HARD_TIMEOUT} s{context}")
-    assert proc.returncode == 0, f"snakemake --profile profiles/slurm failed ({elapsed:.0f} s){context}"
+    assert proc.returncode == 0, (
+        f"snakemake --profile profiles/slurm failed ({elapsed:.0f} s){context}"
+    )
     assert local.returncode == 0, (tmp_path / "local.log").read_text()[-6000:]
     print(f"pipeline on Slurm: {elapsed:.0f} s, {len(submitted)} sbatch jobs")
 

@@ -14,12 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from filesystems import digests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from test_train import CLASSES, make_pair, tiny_splits
-from test_train import train as train_tiny
 
 from segpipe.cli import main
 from segpipe.evaluation.evaluate import confusion_matrix
@@ -46,7 +43,10 @@ from segpipe.models.model_input import ModelInput
 from segpipe.outputs import MANIFEST
 from segpipe.reporting.run_report import infer_gallery
 
-from conftest import BIN
+from helpers.filesystems import digests
+from helpers.repo import BIN
+from helpers.train import CLASSES, make_pair, tiny_splits
+from helpers.train import train as train_tiny
 
 # --- the engine -----------------------------------------------------------------------------
 

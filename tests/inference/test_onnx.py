@@ -17,8 +17,6 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_train import CLASSES, IGNORE, IMAGE_SIZE, tiny_splits
-from test_train import train as train_tiny
 
 from segpipe.cli import main
 from segpipe.inference.engine import predict_sliding
@@ -28,7 +26,9 @@ from segpipe.models.build import build_model
 from segpipe.models.checkpoints import LEDGER, save_checkpoint
 from segpipe.models.model_input import ModelInput
 
-from conftest import BIN, REPO, TINY_MODEL, copy_workflow, planned_rules, snakemake
+from helpers.repo import BIN, REPO, TINY_MODEL, copy_workflow, planned_rules, snakemake
+from helpers.train import CLASSES, IGNORE, IMAGE_SIZE, tiny_splits
+from helpers.train import train as train_tiny
 
 SHAPES = [(1, 3, 32, 32), (2, 3, 48, 64)]
 

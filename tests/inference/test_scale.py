@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-from test_train import write_split
 
 from segpipe.data.preprocess import load_array, preprocess_split
 from segpipe.inference.folder import load_model, predict_files
 from segpipe.models.model_input import ModelInput
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
-from conftest import REPO, copy_workflow, planned_jobs, snakemake
+from helpers.repo import REPO, copy_workflow, planned_jobs, snakemake
+from helpers.train import write_split
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())

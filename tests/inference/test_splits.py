@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_train import one_epoch_checkpoint, tiny_splits
-from test_train import train as train_tiny
 
 from segpipe.data import predictions
 from segpipe.data.preprocess import preprocess_split
 from segpipe.inference.splits import predict_model, predict_split
+
+from helpers.train import one_epoch_checkpoint, tiny_splits
+from helpers.train import train as train_tiny
 
 SPLITS = ("val", "test")
 

@@ -14,9 +14,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 from PIL import Image
-from report_inputs import report_inputs, three_runs
-from test_comparison import _build, _parse
-from test_train import CLASSES, one_epoch_checkpoint, tiny_splits
 
 from segpipe.data.arrays import ArrayDataset
 from segpipe.evaluation.selection import selected_run, validation_score
@@ -28,7 +25,10 @@ from segpipe.models.device import prepare_batch
 from segpipe.reporting.run_report import ReportInputs, build_report
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
-from conftest import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
+from helpers.html import comparison_html, parse_tables
+from helpers.repo import REPO, copy_workflow, planned_jobs, planned_rules, snakemake
+from helpers.report_inputs import report_inputs, three_runs
+from helpers.train import CLASSES, one_epoch_checkpoint, tiny_splits
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
@@ -285,7 +285,7 @@ def test_run_report_shows_the_scores_with_and_without_flips_and_the_new_images(t
         out, out.parent, ReportInputs(**inputs, tta=["hflip"], no_tta=no_tta, infer_dir=infer)
     )
     html = out.read_text()
-    tables = _parse(html).tables
+    tables = parse_tables(html).tables
     assert tables["tta-metrics"][1:] == [
         ["test", "0.712", "0.701", "0.800", "0.801", "0.930", "0.900"],
         ["val", "0.650", "0.640", "0.800", "0.740", "0.930", "0.900"],
@@ -315,14 +315,14 @@ def test_run_report_without_flips_or_folder_has_neither_section(tmp_path) -> Non
 def test_comparison_report_shows_the_selected_runs_predictions(tmp_path) -> None:
     runs = three_runs(tmp_path)  # "wide" is selected
     infer = fake_infer(tmp_path / "infer", ["a.png", "b.png", "c.txt"], run="wide")
-    html = _build(tmp_path, runs, infer={"predictions": infer, "gallery_size": 4})
+    html = comparison_html(tmp_path, runs, infer={"predictions": infer, "gallery_size": 4})
     assert "New images, predicted by the selected run (wide)" in html
     assert html.count('<img class="infer"') == 2
-    assert _parse(html).tables["infer-skipped"][1:] == [["c.txt", "cannot identify"]]
-    assert 'id="infer"' not in _build(tmp_path / "plain", runs)
+    assert parse_tables(html).tables["infer-skipped"][1:] == [["c.txt", "cannot identify"]]
+    assert 'id="infer"' not in comparison_html(tmp_path / "plain", runs)
     (infer / "run.json").write_text(json.dumps({"run": "base"}))
     with pytest.raises(ValueError, match="predictions of run 'base', but the leaderboard selects"):
-        _build(tmp_path, runs, infer={"predictions": infer, "gallery_size": 4})
+        comparison_html(tmp_path, runs, infer={"predictions": infer, "gallery_size": 4})
 
 
 # --- end to end: the tiny run with flips and a folder of new images -------------------------
@@ -356,7 +356,7 @@ def test_both_evaluations_the_new_images_and_the_report(done) -> None:
     assert summary.loc["new images/notes.png", "status"] == "skipped"
     assert (summary["status"] == "predicted").sum() == 3
     html = (run / "report" / "report.html").read_text()
-    rows = _parse(html).tables["tta-metrics"][1:]
+    rows = parse_tables(html).tables["tta-metrics"][1:]
     assert [row[0] for row in rows] == ["test", "val"]
     for row, split in zip(rows, ("test", "val"), strict=True):
         with_flips, without = scores["evaluate", split], scores["evaluate_no_tta", split]

@@ -9,7 +9,6 @@ import shutil
 
 import pytest
 import torch
-from filesystems import failing_open, remount_read_only, tmpfs
 
 from segpipe.io import WriteError
 from segpipe.models import checkpoints
@@ -25,7 +24,8 @@ from segpipe.models.checkpoints import (
     save_checkpoint,
 )
 
-from conftest import TINY_MODEL
+from helpers.filesystems import failing_open, remount_read_only, tmpfs
+from helpers.repo import TINY_MODEL
 
 CONFIG = {
     "classes": ["background", "cat", "dog"],

@@ -11,7 +11,7 @@ import pytest
 
 from segpipe.models.model_input import SLIDING_NEEDS_SCALE, ModelInput
 
-from conftest import REPO
+from helpers.repo import REPO
 
 SQUASHED = {"image_size": 64, "resize": "squash", "image_scale": 0.5}
 KEPT = {"image_size": 64, "resize": "keep_aspect", "image_scale": 0.5}

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import segmentation_models_pytorch as smp
 import torch
-from fake_hub import publish, serve
 from huggingface_hub import constants
 
 from segpipe import cli
@@ -22,6 +21,8 @@ from segpipe.models.pretrained import (
     fetch_weights,
     record_path,
 )
+
+from helpers.fake_hub import publish, serve
 
 # A real smp encoder and its published weights' layout, not the tests' tiny model: the weights
 # file and its record are what these tests check.
@@ -230,7 +231,7 @@ experiments:
 def test_the_pipeline_fetches_once_and_trains_offline(published, tmp_path, monkeypatch):
     """Two runs share an encoder: one pretrained job (on the fake hub), two train jobs reading
     its cache; a config without weights plans no pretrained job."""
-    from conftest import copy_workflow, planned_rules, snakemake
+    from helpers.repo import copy_workflow, planned_rules, snakemake
 
     work = copy_workflow(tmp_path / "work")
     assert "pretrained" not in planned_rules(work, "--configfile", "config/test.yaml")
@@ -253,7 +254,7 @@ def test_the_pipeline_fetches_once_and_trains_offline(published, tmp_path, monke
 def test_cli_fetch_weights_into_a_full_read_only_or_file_cache_is_one_line(hub, tmp_path, capsys):
     """The cache a file: exit 2 before the download; a cache on a disk that fills up or is
     read-only: exit 3, one line naming the file and the cause, and no record."""
-    from filesystems import remount_read_only, tmpfs
+    from helpers.filesystems import remount_read_only, tmpfs
 
     def fetch(cache: Path) -> tuple[int, str]:
         argv = ["fetch-weights", "--encoder", ENCODER, "--weights", WEIGHTS, "--cache", str(cache)]

@@ -14,7 +14,7 @@ from PIL import Image
 from segpipe.cli import main
 from segpipe.workflow.config import load_schema, validate_config
 
-from conftest import REPO
+from helpers.repo import REPO
 
 TINY = ["--device", "cpu", "--max-size", "32", "--memory-gb", "8"]
 

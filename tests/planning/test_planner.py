@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fabricated import fingerprint, probe_model, value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +16,8 @@ from segpipe.planning.render import check_planned, render
 from segpipe.planning.rules import PlanError, Target
 from segpipe.workflow.config import load_schema
 
-from conftest import REPO
+from helpers.fabricated import fingerprint, probe_model, value
+from helpers.repo import REPO
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 

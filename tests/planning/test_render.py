@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from fabricated import fingerprint, probe_model
 
 from segpipe.planning.planner import PlanRequest, header, plan_fingerprint
 from segpipe.planning.render import WIDTH, check_planned, flow, render
 from segpipe.planning.rules import Target
 from segpipe.workflow.config import ConfigError, load_schema
 
-from conftest import REPO
+from helpers.fabricated import fingerprint, probe_model
+from helpers.repo import REPO
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from fabricated import fingerprint, value
 
 from segpipe.planning import rules
 from segpipe.planning.rules import ClassFigures, PlanError, Target
+
+from helpers.fabricated import fingerprint, value
 
 
 def planned_labels(fp: dict) -> rules.Labels:

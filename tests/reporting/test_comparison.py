@@ -10,14 +10,12 @@ import re
 import statistics
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from report_inputs import CLASSES, N_IMAGES, make_run, three_runs
 
 from segpipe.evaluation.crossval import write_crossval
 from segpipe.reporting.comparison import (
@@ -25,12 +23,13 @@ from segpipe.reporting.comparison import (
     REQUIRED_INPUTS,
     RunResult,
     bootstrap_mean,
-    build_comparison,
     most_disagreeing,
     paired_difference,
 )
 
-GALLERY_SIZE = 2
+from helpers.html import GALLERY_SIZE, comparison_html, parse_tables
+from helpers.report_inputs import CLASSES, N_IMAGES, make_run, three_runs
+
 LABELLED = 11 * 16  # report_inputs' truth masks are 12 x 16 with row 0 ignored
 POOL = 9  # images of the train+val pool that the 3 folds of _with_folds partition
 FOLDS = 3
@@ -47,59 +46,7 @@ def runs(tmp_path: Path) -> list[RunResult]:
 def built(tmp_path_factory) -> tuple[Path, str]:
     """The comparison of the three runs, built once: its folder's parent and its HTML."""
     root = tmp_path_factory.mktemp("built")
-    return root, _build(root, three_runs(root))
-
-
-class _Tables(HTMLParser):
-    """Collects the cell texts of each <table id=...> as rows, and each row's class."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tables: dict[str, list[list[str]]] = {}
-        self.row_classes: dict[str, list[str | None]] = {}
-        self._table: str | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        attrs = dict(attrs)
-        if tag == "table":
-            self._table = attrs.get("id", "")
-            self.tables.setdefault(self._table, [])
-            self.row_classes.setdefault(self._table, [])
-        elif tag == "tr" and self._table is not None:
-            self.tables[self._table].append([])
-            self.row_classes[self._table].append(attrs.get("class"))
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "table":
-            self._table = None
-        elif tag in ("td", "th") and self._table is not None and self._cell is not None:
-            self.tables[self._table][-1].append(" ".join("".join(self._cell).split()))
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def _parse(html: str) -> _Tables:
-    parser = _Tables()
-    parser.feed(html)
-    return parser
-
-
-def _build(tmp_path: Path, runs: list[RunResult], **options) -> str:
-    out = tmp_path / "compare"
-    build_comparison(
-        out / "report.html",
-        out / "figures",
-        out / "leaderboard.csv",
-        runs,
-        **{"class_names": CLASSES, "gallery_size": GALLERY_SIZE, "n_resamples": 2000, **options},
-    )
-    return (out / "report.html").read_text(encoding="utf-8")
+    return root, comparison_html(root, three_runs(root))
 
 
 def _decode(src: str) -> np.ndarray:
@@ -110,7 +57,7 @@ def _decode(src: str) -> np.ndarray:
 
 
 def test_leaderboard_ranks_and_selects_by_validation_not_test(built):
-    parsed = _parse(built[1])
+    parsed = parse_tables(built[1])
 
     board = parsed.tables["leaderboard"]
     assert board[0][:5] == ["Rank", "Run", "Val mIoU", "Test mIoU", "Test mean Dice"]
@@ -166,7 +113,7 @@ def test_leaderboard_csv_columns_and_values(built):
 
 def test_report_is_self_contained_with_overrides_links_and_figures(built):
     root, html = built
-    parsed = _parse(html)
+    parsed = parse_tables(html)
 
     assert not re.search(r'(src|href)="(https?:)?//', html)
     sources = re.findall(r'src="([^"]*)"', html)
@@ -191,8 +138,8 @@ def test_a_run_that_shares_a_training_is_shown_as_a_view_of_that_model(tmp_path)
     base, wide, deep = three_runs(tmp_path)
     flips = dataclasses.replace(base, name="flips", trained_as="base", overrides={"x.tta": 1})
     flips = dataclasses.replace(flips, report_html="../runs/flips/report/report.html")
-    html = _build(tmp_path, [base, wide, deep, flips])
-    parsed = _parse(html)
+    html = comparison_html(tmp_path, [base, wide, deep, flips])
+    parsed = parse_tables(html)
     differs = {row[0]: row[1] for row in parsed.tables["overrides"][1:]}
     assert differs["flips"] == "x.tta = 1the same trained model as base (no training of its own)"
     assert differs["base"] == "base config"
@@ -207,7 +154,7 @@ def test_a_run_that_shares_a_training_is_shown_as_a_view_of_that_model(tmp_path)
 
 
 def test_paired_table_against_the_selected_run(built):
-    parsed = _parse(built[1])
+    parsed = parse_tables(built[1])
 
     rows = {row[0]: row[1:] for row in parsed.tables["paired-differences"][1:]}
     assert set(rows) == {"deep", "base"}
@@ -243,8 +190,8 @@ def test_gallery_shows_the_images_where_predictions_disagree_most(built):
 
 
 def test_single_run_has_leaderboard_but_nothing_to_compare(tmp_path, runs):
-    html = _build(tmp_path, runs[:1])
-    parsed = _parse(html)
+    html = comparison_html(tmp_path, runs[:1])
+    parsed = parse_tables(html)
 
     assert [row[1] for row in parsed.tables["leaderboard"][1:]] == ["base selected"]
     assert "paired-differences" not in parsed.tables
@@ -257,7 +204,7 @@ def test_tied_validation_scores_keep_the_declared_order(tmp_path):
         make_run(tmp_path, name, val=0.5, test=test, overrides={})
         for name, test in (("second", 0.6), ("first", 0.9))
     ]
-    _build(tmp_path, runs)
+    comparison_html(tmp_path, runs)
 
     table = pd.read_csv(tmp_path / "compare" / "leaderboard.csv")
     assert table["run"].tolist() == ["second", "first"]
@@ -270,7 +217,7 @@ def test_missing_input_raises_naming_it_and_its_run(tmp_path, runs, field):
     runs[2] = dataclasses.replace(runs[2], **{field: missing})
 
     with pytest.raises(FileNotFoundError, match=f"{field} of run 'deep'.*missing_{field}"):
-        _build(tmp_path, runs)
+        comparison_html(tmp_path, runs)
     assert not (tmp_path / "compare").exists()
 
 
@@ -336,9 +283,9 @@ def test_most_disagreeing_orders_by_fraction_then_id_and_skips_agreement():
 
 
 def test_gallery_size_zero_keeps_the_paired_table_without_galleries(tmp_path, runs):
-    html = _build(tmp_path, runs, gallery_size=0)
+    html = comparison_html(tmp_path, runs, gallery_size=0)
 
-    assert len(_parse(html).tables["paired-differences"]) == 3
+    assert len(parse_tables(html).tables["paired-differences"]) == 3
     assert '<img class="gallery"' not in html and "disagree most" not in html
 
 
@@ -474,7 +421,7 @@ def _cv_run(tmp_path, name, *, val, out_of_fold, shift=0.0, changes=None, **opti
 
 
 def _paired_rows(html: str) -> dict[str, list[str]]:
-    return {row[0]: row[1:] for row in _parse(html).tables["paired-differences"][1:]}
+    return {row[0]: row[1:] for row in parse_tables(html).tables["paired-differences"][1:]}
 
 
 OUT_OF_FOLD = 0.5 + 0.04 * np.arange(POOL)  # the selected run's out-of-fold scores
@@ -492,7 +439,7 @@ def ranked(tmp_path: Path) -> tuple[str, pd.DataFrame]:
         make_run(tmp_path, "plain", val=0.70, test=0.8, overrides={}, shift=-0.05),
         _cv_run(tmp_path, "cv-best", val=[0.55, 0.85, 0.85], out_of_fold=OUT_OF_FOLD),
     ]
-    html = _build(tmp_path, runs)
+    html = comparison_html(tmp_path, runs)
     return html, pd.read_csv(tmp_path / "compare" / "leaderboard.csv", dtype={"model": str})
 
 
@@ -552,7 +499,7 @@ def test_fold_and_ensemble_rows_follow_their_run_unranked(ranked):
 
 def test_html_leaderboard_shows_mean_std_and_subordinate_fold_rows(ranked):
     html = ranked[0]
-    parsed = _parse(html)
+    parsed = parse_tables(html)
 
     board = parsed.tables["leaderboard"]
     header = board[0]
@@ -589,7 +536,7 @@ def test_paired_statistics_on_out_of_fold_images_when_every_run_has_folds(tmp_pa
         ),
         _cv_run(tmp_path, "picked", val=[0.7] * 3, out_of_fold=OUT_OF_FOLD),
     ]
-    html = _build(tmp_path, runs)
+    html = comparison_html(tmp_path, runs)
 
     expected = other - OUT_OF_FOLD  # by pool image; the runs' folds partition it differently
     row = _paired_rows(html)["other"]
@@ -611,7 +558,7 @@ def test_paired_statistics_on_the_test_split_when_not_every_run_has_folds(tmp_pa
         make_run(tmp_path, "plain", val=0.60, test=0.9, overrides={}, shift=-0.05),
         _cv_run(tmp_path, "picked", val=[0.7, 0.7, 0.7], out_of_fold=OUT_OF_FOLD),
     ]
-    html = _build(tmp_path, runs)
+    html = comparison_html(tmp_path, runs)
 
     row = _paired_rows(html)["plain"]
     assert row[0] == str(N_IMAGES) and row[1] == "-0.0500" and row[-1] == "worse"
@@ -625,8 +572,8 @@ def test_crossval_inputs_come_together_and_must_exist(tmp_path):
     run = _cv_run(tmp_path, "cv", val=[0.7, 0.7, 0.7], out_of_fold=OUT_OF_FOLD)
     partial = dataclasses.replace(run, crossval_folds=None)
     with pytest.raises(ValueError, match="run 'cv': the cross-validation inputs"):
-        _build(tmp_path, [partial])
+        comparison_html(tmp_path, [partial])
     gone = dataclasses.replace(run, crossval_per_image=tmp_path / "gone.csv")
     with pytest.raises(FileNotFoundError, match="crossval_per_image of run 'cv'.*gone.csv"):
-        _build(tmp_path, [gone])
+        comparison_html(tmp_path, [gone])
     assert not (tmp_path / "compare").exists()

@@ -3,7 +3,7 @@
 Chromium (Debian's ``chromium``; .ci/run installs it) talks the Chrome DevTools Protocol over a
 pipe (``--remote-debugging-pipe``: commands in on fd 3, replies and events out on fd 4, each a
 JSON message ending in a NUL byte), so no WebDriver and no port are needed. The tests open the
-run report and the comparison report, built from tiny inputs (tests/report_inputs.py), and check
+run report and the comparison report, built from tiny inputs (tests/helpers/report_inputs.py), and check
 what only a browser shows: no console errors, every image decoded, no request leaving the file, a
 page that fits 1,280 pixels, and at 1,400 pixels every table inside its own box (wide ones
 scroll there, long values wrap), none past the window's edge; for the comparison also the leaderboard's rows, the selected run's
@@ -27,10 +27,11 @@ import time
 from pathlib import Path
 
 import pytest
-from report_inputs import CLASSES, GALLERY_SIZE, make_run, report_inputs, three_runs
 
 from segpipe.reporting.comparison import RunResult, build_comparison
 from segpipe.reporting.run_report import ReportInputs, build_report
+
+from helpers.report_inputs import CLASSES, GALLERY_SIZE, make_run, report_inputs, three_runs
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH = 1280

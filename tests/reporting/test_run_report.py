@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from report_inputs import (
+
+from segpipe.reporting.run_report import NOT_A_CHECKOUT, ReportInputs, build_report
+
+from helpers.report_inputs import (
     CLASSES,
     FOLD_TEST,
     FOLD_VAL,
@@ -23,8 +26,6 @@ from report_inputs import (
     fold_report_inputs,
     report_inputs,
 )
-
-from segpipe.reporting.run_report import NOT_A_CHECKOUT, ReportInputs, build_report
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_comparison import _parse
 
 from segpipe.evaluation.rungs import write_selection
 from segpipe.logs import UserError
@@ -24,6 +23,8 @@ from segpipe.reporting.search_report import (
     SearchReportError,
     build_search_report,
 )
+
+from helpers.html import parse_tables
 
 ETA = 3
 BUDGETS = (1, 3, 9)
@@ -167,7 +168,7 @@ def test_the_synthetic_search_changes_its_ranking_between_rungs(built):
 
 
 def test_rung_summary_rows(built):
-    table = _parse(built[1]).tables["rung-summary-0"]
+    table = parse_tables(built[1]).tables["rung-summary-0"]
 
     assert table[0] == ["Rung", "Budget (epochs)", "Candidates", "Promoted"]
     expected = [
@@ -179,7 +180,7 @@ def test_rung_summary_rows(built):
 
 
 def test_candidate_rows_show_scores_promotions_stops_and_the_winner(built):
-    parsed = _parse(built[1])
+    parsed = parse_tables(built[1])
     table = parsed.tables["candidates-0"]
     rungs = built[2]
     winner = rungs[-1]["promoted"][0]
@@ -218,7 +219,7 @@ def test_cost_counts_each_candidate_up_to_its_last_rung(built):
         max(rung["epochs"] for rung in rungs if name in rung["scores"]) for name in CURVES
     )
     assert trained == 6 * 1 + 2 * 3 + 1 * 9  # the shape of a 9/3/1 search with budgets 1/3/9
-    table = dict(_parse(built[1]).tables["cost"])
+    table = dict(parse_tables(built[1]).tables["cost"])
 
     assert table["Epochs trained"] == str(trained)
     assert table[f"Full grid ({len(CURVES)} candidates × {MAX_EPOCHS} epochs)"] == str(
@@ -385,7 +386,7 @@ def two(tmp_path_factory) -> tuple[Path, str, list[dict], list[Path]]:
 
 def test_two_brackets_each_get_a_section_and_the_best_of_their_last_rungs_wins(two):
     root, html, rungs, _ = two
-    parsed = _parse(html)
+    parsed = parse_tables(html)
     bracket0, bracket1 = rungs[:3], rungs[3:]
     assert [len(r["scores"]) for r in bracket0] == [9, 3, 1]
     assert [len(r["scores"]) for r in bracket1] == [9, 3]  # 9 candidates at 3, then 3 at 9
@@ -421,7 +422,7 @@ def test_the_cost_of_brackets_counts_each_candidate_once(two):
     # Every candidate reaches rung 1 (3 epochs) in bracket 1; its best three (late, flat1,
     # flat2) and bracket 0's best (flat1) go on to 9.
     assert sorted(reached.values()) == [3] * 6 + [9] * 3
-    table = dict(_parse(html).tables["cost"])
+    table = dict(parse_tables(html).tables["cost"])
     assert table["Epochs trained"] == str(sum(reached.values())) == "45"
     assert table["Fraction of the full grid"] == f"{45 / 81:.1%}"
     assert "Alone, this bracket would train 21 epochs" in html  # 6*1 + 2*3 + 9

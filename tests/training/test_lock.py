@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_distributed_and_preemption import CLASSES, OPTIONS, make_array
 
 from segpipe.training.lock import LOCK_NAME, ResumeStateLockedError, hold_resume_state
 from segpipe.training.train import train_model
+
+from helpers.arrays import CLASSES, OPTIONS, make_array
 
 HOLDER = (
     "import sys, time\n"

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_distributed_and_preemption import make_array
 
 import segpipe.training.train
 from segpipe.logs import UserError
@@ -25,7 +24,8 @@ from segpipe.training.monitor import SCALARS, class_tag, open_monitor
 from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
 from segpipe.training.train import HISTORY_COLUMNS, train_model
 
-from conftest import TINY_MODEL, TRAIN_DEFAULTS
+from helpers.arrays import make_array
+from helpers.repo import TINY_MODEL, TRAIN_DEFAULTS
 
 CLASSES = ["pet", "background", "border/edge"]  # "/" must not make a nested scalar name
 OPTIONS = {

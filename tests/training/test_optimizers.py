@@ -8,14 +8,14 @@ import logging
 import pytest
 import torch
 import yaml
-from test_train import tiny_splits, train
 
 from segpipe.models.build import build_loss, build_model
 from segpipe.training.optimizers import OPTIMIZERS, build_optimizer
 from segpipe.training.train import train_step
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
 
-from conftest import REPO, TINY_MODEL
+from helpers.repo import REPO, TINY_MODEL
+from helpers.train import tiny_splits, train
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_schedule import STATE, assert_same_state
-from test_train import CLASSES, IGNORE, OPTIONS, tiny_splits
-from test_train import train as train_straight
 
 from segpipe.models.checkpoints import load_checkpoint
 from segpipe.training.rung import train_rung
+
+from helpers.schedule import STATE, assert_same_state
+from helpers.train import CLASSES, IGNORE, OPTIONS, tiny_splits
+from helpers.train import train as train_straight
 
 
 @pytest.fixture(autouse=True)

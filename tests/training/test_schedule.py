@@ -10,27 +10,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 import torch
-from test_train import tiny_splits, train
 
 import segpipe.training.train
 from segpipe.logs import UserError
 from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
 from segpipe.training.job import ScheduleTooShortError
 
-from conftest import TRAIN_DEFAULTS
+from helpers.repo import TRAIN_DEFAULTS
+from helpers.schedule import STATE, assert_same_state
+from helpers.train import tiny_splits, train
 
 SCHEDULES = {
     "cosine with warm-up": dict(scheduler="cosine", warmup_epochs=1.5),
     "onecycle": dict(scheduler="onecycle"),
     "constant": dict(scheduler="constant"),
 }
-# What a checkpoint holds that the rungs must reproduce bit for bit.
-STATE = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_epoch", "best_score")
 HISTORY = ["epoch", "train_loss", "val_loss", "val_miou", "val_dice", "lr"]
 
 
@@ -60,22 +58,6 @@ def step_rates(monkeypatch) -> list[float]:
 
     monkeypatch.setattr(segpipe.training.train, "train_step", recording_step)
     return rates
-
-
-def assert_same_state(a: Any, b: Any, where: str = "") -> None:
-    """Equal nested checkpoint contents, tensors bit for bit."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for key in a:
-            assert_same_state(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple):
-        assert type(a) is type(b) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_state(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES.values(), ids=SCHEDULES.keys())

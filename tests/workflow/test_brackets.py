@@ -12,7 +12,7 @@ from segpipe.workflow.brackets import bracket_problems, bracket_rungs, ladder
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
 from segpipe.workflow.search import Search, parse_search, rung_count
 
-from conftest import REPO, copy_workflow, snakemake
+from helpers.repo import REPO, copy_workflow, snakemake
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())

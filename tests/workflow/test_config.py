@@ -10,7 +10,7 @@ import yaml
 
 from segpipe.workflow.config import ConfigError, load_schema, section_defaults, validate_config
 
-from conftest import REPO, copy_workflow, snakemake
+from helpers.repo import REPO, copy_workflow, snakemake
 
 CONFIGS = ["config.yaml", "demo.yaml", "test.yaml"]
 
@@ -691,7 +691,7 @@ def test_synthetic_sizes_that_contradict_name_both(schema, base):
 
 @pytest.mark.slow
 def test_a_whole_float_on_the_command_line_gives_integer_paths(tmp_path):
-    from conftest import planned_jobs
+    from helpers.repo import planned_jobs
 
     work = copy_workflow(tmp_path)
     args = ("--configfile", "config/test.yaml", "--config", "train={image_size: 64.0}")

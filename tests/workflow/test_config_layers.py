@@ -21,7 +21,7 @@ from segpipe.workflow.config import (
     merge_config,
 )
 
-from conftest import BIN, REPO, copy_workflow, snakemake
+from helpers.repo import BIN, REPO, copy_workflow, snakemake
 
 BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 leaves = st.one_of(

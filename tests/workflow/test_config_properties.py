@@ -18,11 +18,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segpipe.workflow.config import ConfigError, load_schema, validate_config
+from segpipe.workflow.config import ConfigError, validate_config
 
-from conftest import REPO
+from helpers.config import SCHEMA, resolve
+from helpers.repo import REPO
 
-SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 BASE = yaml.safe_load((REPO / "config" / "test.yaml").read_text(encoding="utf-8"))
 BASE["dataset"]["root"] = "data"  # so that dataset.source: folder is valid on its own
 # A search, so that each of its options is drawn within a section that has the required ones.
@@ -30,15 +30,6 @@ BASE["search"] = {"min_epochs": 1, "max_epochs": 9}
 # Options with their own tests: the runs (test_experiments.py), the archives, the classes, and
 # the remap table and colours (below and in test_config.py).
 SKIPPED = {"experiments", "grid", "dataset.urls", "classes", "remap.table", "remap.colors"}
-
-
-def resolve(node: dict) -> dict:
-    while "$ref" in node:
-        target: Any = SCHEMA
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
 
 
 def types(node: dict) -> list[str]:

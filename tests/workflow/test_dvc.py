@@ -22,7 +22,7 @@ from configobj import ConfigObj
 from segpipe.evaluation.evaluate import confusion_long
 from segpipe.workflow import dvc as sdvc
 
-from conftest import BIN, REPO, copy_workflow, planned_rules, snakemake
+from helpers.repo import BIN, REPO, copy_workflow, planned_rules, snakemake
 
 TINY = "config/test.yaml"
 RECORDED = "recorded the artifacts' hashes in dvc.lock"

@@ -13,7 +13,7 @@ from segpipe.workflow.config import ConfigError, load_schema, validate_config
 from segpipe.workflow.experiments import expand_runs, model_identity
 from segpipe.workflow.experiments import main as experiments_main
 
-from conftest import REPO, copy_workflow, planned_jobs, snakemake
+from helpers.repo import REPO, copy_workflow, planned_jobs, snakemake
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())

@@ -22,7 +22,7 @@ from segpipe.workflow.config import (
 from segpipe.workflow.experiments import expand_runs
 from segpipe.workflow.layout import Layout, run_dir
 
-from conftest import REPO
+from helpers.repo import REPO
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())

@@ -15,7 +15,7 @@ from segpipe.workflow.lr_peak import (
     warmup_problems,
 )
 
-from conftest import copy_workflow, snakemake
+from helpers.repo import copy_workflow, snakemake
 
 
 def train(scheduler: str = "cosine", warmup: float = 0.0) -> dict:

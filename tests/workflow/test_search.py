@@ -22,7 +22,7 @@ from segpipe.workflow.search import (
     search_problems,
 )
 
-from conftest import REPO, copy_workflow, snakemake
+from helpers.repo import REPO, copy_workflow, snakemake
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())

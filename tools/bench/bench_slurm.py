@@ -91,7 +91,9 @@ def main() -> None:
     args = parser.parse_args()
     record = json.loads(OUT.read_text()) if OUT.exists() else {}
     record.update(machine())
-    record["command"] = "snakemake --profile profiles/slurm --configfile config/demo.yaml config/bench.yaml"
+    record["command"] = (
+        "snakemake --profile profiles/slurm --configfile config/demo.yaml config/bench.yaml"
+    )
     record["cases"] = {name: {"overrides": extra} for name, extra in CASES.items()} | {
         name: case for name, case in record.get("cases", {}).items()
     }

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import yaml
 from PIL import Image
-from test_layouts import save_palette_mask
 
 from segpipe.params import tracked
 
-from conftest import REPO, TINY_MODEL, snakemake
+from helpers.masks import save_palette_mask
+from helpers.repo import REPO, TINY_MODEL, snakemake
 
 EXAMPLES = REPO / "config" / "examples"
 NAMES = [

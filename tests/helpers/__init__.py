@@ -1,0 +1,2 @@
+"""What several test modules share: data makers, runners and fakes, imported as helpers.<module>
+(no test module imports another)."""
