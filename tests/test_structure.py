@@ -276,7 +276,7 @@ def test_no_function_in_the_package_is_longer_than_a_screen() -> None:
 # Modules whose tests live in a file of another name, and where: every other module of the
 # package has tests/<stage>/test_<module>.py (tests/test_<module>.py for the base modules).
 TESTED_ELSEWHERE = {
-    "cli": "data/test_verify.py, inference/test_folder.py, inference/test_onnx.py, "
+    "cli": "test_cli.py, data/test_verify.py, inference/test_folder.py, inference/test_onnx.py, "
     "planning/test_plan_command.py",
     "data.images": "data/test_arrays.py (every image mode), data/test_decoding_faults.py",
     "data.preprocess": "data/test_arrays.py, inference/test_scale.py",

@@ -2,15 +2,7 @@
 predict`` applies a trained model to new images; ``segpipe export`` writes a model as ONNX; ``segpipe fetch-weights`` downloads an encoder's
 pretrained weights into a cache folder, on a machine with network, for training offline.
 
-Examples::
-
-    segpipe verify --layout folder data/cells --masks-dir labels --table 0=0,255=1
-    segpipe verify --layout voc VOCdevkit/VOC2012 --table 0=0,1=1,... --ignore-value 255
-    segpipe verify --configfile config/examples/isbi_membrane_unet.yaml
-    segpipe predict results/runs/segpipe/training/train/best.pt new_images/ --out predictions/
-    segpipe export results/runs/segpipe/training/train/best.pt          # -> .../train/model.onnx
-    segpipe predict --onnx results/runs/segpipe/training/train/model.onnx new_images/ --out predictions/
-    segpipe fetch-weights --encoder resnet34 --weights imagenet --cache resources/pretrained
+Each command's --help ends with examples of it (:data:`EXAMPLES`).
 
 Exit status (the same for every command):
 
@@ -217,15 +209,59 @@ def _with_given(options: dict[str, Any], given: dict[str, Any]) -> dict[str, Any
     return options
 
 
+# What each command's --help shows as examples: commands as a user types them, with the paths the
+# pipeline really writes (results/runs/<run_name>/train/best.pt, its rules/train.smk output) and
+# configs the repository has; tests/test_cli.py parses every one.
+RUN = "results/runs/oxford-pets-unet-resnet34/train"
+EXAMPLES: dict[str, list[str]] = {
+    "verify": [
+        "segpipe verify --configfile config/examples/membrane_mini_unet.yaml",
+        "segpipe verify --layout folder data/cells --masks-dir labels --table 0=0,255=1",
+        "segpipe verify --layout voc VOCdevkit/VOC2012 --ignore-value 255 --json voc.json",
+    ],
+    "plan": [
+        "segpipe plan --layout folder data/cells --masks-dir labels --table 0=0,255=1",
+        "segpipe plan --configfile my.yaml --device cuda --hours 4 --search 8 -o config/p.yaml",
+    ],
+    "predict": [
+        f"segpipe predict {RUN}/best.pt new_images/ --out predictions/",
+        f"segpipe predict {RUN}/best.pt scan.tif --mode sliding --tta hflip vflip --out scan/",
+        f"segpipe predict --onnx {RUN}/model.onnx new_images/ --out predictions/",
+    ],
+    "export": [
+        f"segpipe export {RUN}/best.pt  # writes {RUN}/model.onnx",
+    ],
+    "fetch-weights": [
+        "segpipe fetch-weights --encoder resnet34 --weights imagenet --cache resources/pretrained",
+    ],
+}
+
+
+def _examples(*commands: str) -> str:
+    lines = [f"  {example}" for command in commands for example in EXAMPLES[command]]
+    return "Examples:\n" + "\n".join(lines)
+
+
+def _subparser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A command's parser, its --help ending with its examples."""
+    return sub.add_parser(
+        name,
+        epilog=_examples(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segpipe",
         description=__doc__.split("\n\n")[0],
-        epilog="Exit status" + __doc__.split("Exit status")[1],
+        epilog=_examples(*EXAMPLES) + "\n\nExit status" + __doc__.split("Exit status")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    verify = sub.add_parser(
+    verify = _subparser(
+        sub,
         "verify",
         help="check a dataset before training and print a summary",
         description=(
@@ -268,7 +304,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_plan(sub) -> None:
-    plan = sub.add_parser(
+    plan = _subparser(
+        sub,
         "plan",
         help="fingerprint a dataset and write a config planned for it",
         description=(
@@ -328,7 +365,8 @@ def _add_plan(sub) -> None:
 def _add_predict(sub) -> None:
     from segpipe.inference.engine import FLIPS, MODES
 
-    predict = sub.add_parser(
+    predict = _subparser(
+        sub,
         "predict",
         help="predict new images with a trained model",
         description=(
@@ -409,7 +447,8 @@ def _add_predict(sub) -> None:
 def _add_export(sub) -> None:
     from segpipe.inference.onnx import DEFAULT_OPSET
 
-    export = sub.add_parser(
+    export = _subparser(
+        sub,
         "export",
         help="write a trained model as ONNX for onnxruntime",
         description=(
@@ -433,7 +472,8 @@ def _add_export(sub) -> None:
 
 
 def _add_fetch_weights(sub) -> None:
-    fetch = sub.add_parser(
+    fetch = _subparser(
+        sub,
         "fetch-weights",
         help="download an encoder's pretrained weights into a cache folder (needs network)",
         description=(

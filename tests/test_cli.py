@@ -1,0 +1,71 @@
+"""The ``segpipe`` command's help: every example it shows is a command the parser takes, naming
+configs the repository has and output paths the pipeline writes."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+
+import pytest
+
+from segpipe import cli
+
+from helpers.repo import REPO
+
+
+def _helps() -> dict[str, str]:
+    """``segpipe --help`` and each command's --help, by command ("" for the top level)."""
+    parser = cli._parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {"": parser.format_help(), **{n: p.format_help() for n, p in sub.choices.items()}}
+
+
+def examples(help_text: str) -> list[list[str]]:
+    """The command lines of a help's ``Examples:`` block, split as a shell splits them."""
+    block = help_text.split("Examples:\n", 1)[1].split("\n\n", 1)[0]
+    return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+
+
+HELPS = _helps()
+
+
+@pytest.mark.parametrize("command", sorted(HELPS))
+def test_every_help_shows_examples_of_its_command(command: str) -> None:
+    lines = examples(HELPS[command])
+    assert lines, f"segpipe {command} --help shows no examples"
+    assert all(line[0] == "segpipe" for line in lines)
+    if command:
+        assert {line[1] for line in lines} == {command}
+
+
+def _written_patterns() -> list[re.Pattern]:
+    """The results/ paths the rules and the workflow package write, wildcards as one segment."""
+    files = [*REPO.glob("rules/*.smk"), *REPO.glob("src/segpipe/workflow/*.py")]
+    literals = {m for f in files for m in re.findall(r"\"(results/[^\"]+)\"", f.read_text())}
+    return [re.compile(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(lit)) + "$") for lit in literals]
+
+
+@pytest.mark.parametrize(
+    "line", [line for text in HELPS.values() for line in examples(text)], ids=" ".join
+)
+def test_every_example_is_a_command_the_parser_takes(line: list[str]) -> None:
+    args = cli._parser().parse_args(line[1:])
+    assert args.command == line[1]
+    configs = getattr(args, "configfile", None) or []
+    for config in configs if isinstance(configs, list) else [configs]:
+        if str(config) != "my.yaml":  # a user's own config
+            assert (REPO / config).is_file(), f"{config}: cited by the help, not in the repo"
+    results = [arg for arg in line if arg.startswith("results/")]
+    patterns = _written_patterns()
+    for path in results:
+        assert any(p.match(path) for p in patterns), f"{path}: no rule writes such a path"
+
+
+def test_a_wrong_example_is_caught() -> None:
+    """The checks above fail on an example of a path no rule writes or an unknown option."""
+    patterns = _written_patterns()
+    assert not any(p.match("results/runs/segpipe/training/train/best.pt") for p in patterns)
+    assert any(p.match("results/runs/x/train/best.pt") for p in patterns)
+    with pytest.raises(SystemExit):
+        cli._parser().parse_args(["predict", "best.pt", "in/", "--no-such-option"])
