@@ -228,3 +228,48 @@ def test_a_file_that_only_looks_like_an_old_temporary_is_kept(tmp_path):
     assert remove_stale_temporaries(tmp_path, "a.png") == []
     assert remove_stale_temporaries(tmp_path) == []
     assert all(path.read_bytes() == b"the user's" for path in mine)
+
+
+# --- the one home of reading JSON, hashing a file and copying atomically ---------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 3, 3 << 20])
+def test_file_sha256_is_the_digest_of_the_files_bytes(tmp_path: Path, size: int) -> None:
+    import hashlib
+
+    from segpipe.io import file_sha256
+
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert file_sha256(str(path)) == file_sha256(path)
+
+
+def test_read_json_reads_what_write_json_wrote(tmp_path: Path) -> None:
+    from segpipe.io import read_json, write_json
+
+    data = {"classes": ["chat", "hund", "fond é"], "score": None, "n": [1, 2.5]}
+    write_json(tmp_path / "m.json", {**data, "score": float("nan")})
+    assert read_json(tmp_path / "m.json") == data
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ValueError):
+        read_json(tmp_path / "broken.json")
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_atomic_copy_replaces_the_target_whole(tmp_path: Path, link: bool) -> None:
+    from segpipe.io import atomic_copy, copy_file
+
+    source, target = tmp_path / "a.pt", tmp_path / "out" / "b.pt"
+    target.parent.mkdir()
+    source.write_bytes(b"new" * 1000)
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_copy(source, target, link=link) as tmp:
+        assert tmp.read_bytes() == source.read_bytes() and tmp.parent == target.parent
+        raise RuntimeError("a check before the rename fails")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["b.pt"]  # no temporary left
+    copy_file(source, target, link=link)
+    assert target.read_bytes() == source.read_bytes()
+    assert (target.stat().st_ino == source.stat().st_ino) == link  # a hard link on one disk

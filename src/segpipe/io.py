@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import logging
@@ -298,6 +299,31 @@ def atomic_dir(
         raise
 
 
+@contextlib.contextmanager
+def atomic_copy(
+    source: str | os.PathLike, target: str | os.PathLike, *, link: bool = False
+) -> Iterator[Path]:
+    """Copy ``source`` to a temporary beside ``target`` (with ``link``, a hard link where the
+    file systems allow: for files replaced only by rename, never written in place), yield it to
+    check or record, then rename it onto ``target``: the one atomic copy of the package."""
+    with atomic_path(target) as tmp:
+        if link:
+            tmp.unlink()
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+        else:
+            shutil.copyfile(source, tmp)
+        yield tmp
+
+
+def copy_file(source: str | os.PathLike, target: str | os.PathLike, *, link: bool = False) -> None:
+    """:func:`atomic_copy` with nothing to do before the rename."""
+    with atomic_copy(source, target, link=link):
+        pass
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -316,6 +342,17 @@ def _nan_to_none(obj: Any) -> Any:
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write JSON atomically; NaN becomes null so the file is valid JSON for DVC and browsers."""
     write_text(path, json.dumps(_nan_to_none(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON a pipeline file holds (UTF-8), as :func:`write_json` writes it."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file's bytes, read in chunks (hashlib.file_digest)."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:

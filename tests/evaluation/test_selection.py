@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from segpipe.evaluation.selection import number, rank_key, selected_run, validation_score
 
@@ -51,3 +53,33 @@ def test_validation_score_reads_val_or_the_folds_mean(tmp_path) -> None:
         assert validation_score(val) is None
     cv.write_text('{"val": null}')
     assert validation_score(val, cv) is None
+
+
+def test_a_nan_score_ranks_last_as_a_missing_one_does() -> None:
+    from segpipe.evaluation.selection import ranked
+
+    assert rank_key(math.nan) == rank_key(None)
+    assert ranked([("a", math.nan), ("b", 0.1), ("c", None), ("d", 0.1)]) == ["b", "d", "a", "c"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.just(math.nan), st.sampled_from([0.0, 0.25, 0.5, 1.0])),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(1, 8),
+)
+def test_the_comparison_and_the_search_rank_alike(values, keep) -> None:
+    """selected_run (the comparison) and promote (the search) are one ranking: the run selected
+    is the one candidate a promotion of one keeps, and a promotion of ``keep`` keeps the best."""
+    from segpipe.evaluation.rungs import promote
+    from segpipe.evaluation.selection import ranked
+
+    names = [f"r{i}" for i in range(len(values))]
+    scores = dict(zip(names, values, strict=True))
+    as_search = [(n, math.nan if v is None else v) for n, v in scores.items()]
+    assert promote(as_search, 1) == [selected_run(scores)]
+    kept = promote(as_search, keep)
+    assert kept == [n for n in names if n in ranked(list(scores.items()))[:keep]]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import tarfile
 import time
 import urllib.parse
@@ -28,7 +27,7 @@ from typing import BinaryIO, Literal
 import requests
 import urllib3
 
-from segpipe.io import atomic_dir, atomic_path
+from segpipe.io import atomic_copy, atomic_dir
 from segpipe.logs import UserError, progress
 from segpipe.network import unreachable_reason
 
@@ -144,8 +143,7 @@ def _copy_file_url(url: str, dest: Path, known_hash: str | None) -> None:
     if not source.is_file():
         raise DownloadError(f"{url}: no such file {source}")
     logger.info("copying %s -> %s", source, dest)
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(source, tmp)
+    with atomic_copy(source, dest) as tmp:
         _verify(tmp, url, known_hash, dest)
 
 

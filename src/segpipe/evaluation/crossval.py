@@ -11,17 +11,15 @@ scores together score every pool image once, each by the model that did not trai
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from segpipe.io import read_table, write_csv, write_json
+from segpipe.io import read_json, read_table, write_csv, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +31,6 @@ FOLD_COLUMNS = [
     *(f"val_{s}" for s in SCORES),
     *(f"test_{s}" for s in SCORES),
 ]
-
-
-def _read_json(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
@@ -59,7 +53,7 @@ def fold_table(
     (:data:`FOLD_COLUMNS`; the ensemble has no validation split)."""
     rows = []
     for fold, (val, test) in enumerate(zip(val_metrics, test_metrics, strict=True)):
-        v, t = _read_json(val), _read_json(test)
+        v, t = read_json(val), read_json(test)
         rows.append(
             {
                 "model": f"fold{fold}",
@@ -69,7 +63,7 @@ def fold_table(
             }
         )
     if ensemble_test_metrics is not None:
-        t = _read_json(ensemble_test_metrics)
+        t = read_json(ensemble_test_metrics)
         rows.append({"model": "ensemble", **{f"test_{s}": t.get(s) for s in SCORES}})
     frame = pd.DataFrame.from_records(rows, columns=FOLD_COLUMNS)
     return frame.astype({"fold": "Int64"})
@@ -91,7 +85,7 @@ def summarize_folds(
     for split in ("val", "test"):
         summary[split] = {s: mean_std([_value(v) for v in singles[f"{split}_{s}"]]) for s in SCORES}
     for split, paths in (("val", val_metrics), ("test", test_metrics)):
-        per_class = [_read_json(path).get("per_class", {}) for path in paths]
+        per_class = [read_json(path).get("per_class", {}) for path in paths]
         summary[split]["per_class_iou"] = {
             name: mean_std([_value(scores.get(name, {}).get("iou")) for scores in per_class])
             for name in class_names

@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from segpipe.io import atomic_path, write_csv
+from segpipe.evaluation.selection import ranked
+from segpipe.io import copy_file, write_csv
 from segpipe.logs import UserError
 
 logger = logging.getLogger(__name__)
@@ -41,14 +41,8 @@ def promote(scores: Sequence[tuple[str, float]], keep: int) -> list[str]:
     names = [name for name, _ in scores]
     if len(set(names)) != len(names):
         raise ValueError(f"a candidate is scored twice: {names}")
-
-    def rank(item: tuple[int, tuple[str, float]]) -> tuple[bool, float, int]:
-        index, (_, score) = item
-        missing = math.isnan(score)
-        return (missing, 0.0 if missing else -score, index)
-
-    best = sorted(enumerate(scores), key=rank)[:keep]
-    return [name for _, (name, _) in sorted(best)]
+    best = set(ranked(scores)[:keep])
+    return [name for name in names if name in best]
 
 
 def rung_score(history_csv: str | os.PathLike, epochs: int) -> float:
@@ -136,6 +130,5 @@ def publish_winner(
     """Copy the winner's last-rung files (best.pt, last.pt, history.csv, model.json) to its
     run's train outputs, each atomically."""
     for source, output in zip(sources, outputs, strict=True):
-        with atomic_path(output) as tmp:
-            shutil.copyfile(source, tmp)
+        copy_file(source, output)
     logger.info("published %s as %s", Path(sources[0]).parent, Path(outputs[0]).parent)

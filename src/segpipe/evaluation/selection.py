@@ -3,12 +3,13 @@ over its folds); ties go to the first declared, a run without a score ranks last
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from segpipe.io import read_json
 
 
 def number(value: Any) -> float | None:
@@ -18,14 +19,17 @@ def number(value: Any) -> float | None:
     return float(value)
 
 
-def rank_key(val_miou: float | None) -> tuple[bool, float]:
-    """Sorts the best validation mIoU first and a run without one last."""
-    return (val_miou is None, -(val_miou or 0.0))
+def rank_key(score: float | None) -> tuple[bool, float]:
+    """Sorts the best score (validation mIoU) first and a missing one (None, NaN) last; a
+    stable sort keeps equal scores, and missing ones, in declared order."""
+    value = number(score)
+    return (True, 0.0) if value is None else (False, -value)
 
 
-def _read_json(path: str | os.PathLike) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
+def ranked(scores: Sequence[tuple[str, float | None]]) -> list[str]:
+    """The names, best score first: ties go to the first declared, missing scores last. The
+    one ranking of the comparison's selection and the search's promotions."""
+    return [name for name, _ in sorted(scores, key=lambda item: rank_key(item[1]))]
 
 
 def validation_score(
@@ -34,12 +38,12 @@ def validation_score(
     """What the leaderboard ranks a run by: its val mIoU, or a cross-validated run's mean over
     its folds (its ``crossval/metrics.json``)."""
     if crossval_metrics is not None:
-        val = _read_json(crossval_metrics).get("val") or {}
+        val = read_json(crossval_metrics).get("val") or {}
         return number((val.get("mean_iou") or {}).get("mean"))
-    return number(_read_json(val_metrics).get("mean_iou"))
+    return number(read_json(val_metrics).get("mean_iou"))
 
 
 def selected_run(scores: Mapping[str, float | None]) -> str:
     """The run the leaderboard selects, of runs and their :func:`validation_score` in declared
     order: the best (ties: the first declared; a run without a score ranks last)."""
-    return min(scores, key=lambda name: rank_key(scores[name]))
+    return ranked(list(scores.items()))[0]

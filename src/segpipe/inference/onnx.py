@@ -18,7 +18,6 @@ Linknet, MAnet, Segformer).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segpipe.io import atomic_path
+from segpipe.io import atomic_path, file_sha256
 from segpipe.logs import UserError
 from segpipe.models.argmax import class_ids
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
@@ -78,15 +77,6 @@ def metadata(config: dict[str, Any]) -> dict[str, str]:
         "encoder": str(train["encoder"]),
         "ignore_index": str(config.get("ignore_index", "")),
     }
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def checkpoint_metadata(checkpoint: str | Path) -> dict[str, str]:

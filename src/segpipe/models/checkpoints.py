@@ -13,14 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from segpipe.io import RecordingWriter, atomic_path, write_json
+from segpipe.io import (
+    RecordingWriter,
+    atomic_copy,
+    atomic_path,
+    copy_file,
+    file_sha256,
+    write_json,
+)
 from segpipe.models.build import build_model
 
 LEDGER = "checkpoints.json"
@@ -64,17 +70,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
 def copy_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """Copy ``source`` to ``target`` atomically and record it in the target folder's ledger."""
     target = Path(target)
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
-        _record(target, _sha256(tmp))
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    with atomic_copy(source, target) as tmp:
+        _record(target, file_sha256(tmp))
 
 
 def _ledger(folder: Path) -> dict[str, list[str]]:
@@ -97,7 +94,7 @@ def changed_since_saved(path: str | Path) -> str | None:
     folder saved by an older segpipe)."""
     path = Path(path)
     known = _ledger(path.parent).get(path.name)
-    if not known or not path.is_file() or _sha256(path) in known:
+    if not known or not path.is_file() or file_sha256(path) in known:
         return None
     return (
         f"{path} changed since training wrote it (its sha256 is not the one recorded in "
@@ -123,12 +120,7 @@ def publish(src: str | Path, dst: str | Path) -> None:
     over ``dst`` by hand (``cp``, which writes in place) changes ``src`` too: training tells it
     by :func:`changed_since_saved` before resuming from ``src``.
     """
-    with atomic_path(dst) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
+    copy_file(src, dst, link=True)
 
 
 def model_from_config(cfg: dict[str, Any]) -> torch.nn.Module:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import shlex
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from segpipe.io import WriteError, write_failure, write_json
+from segpipe.io import WriteError, file_sha256, write_failure, write_json
 from segpipe.logs import UserError
 from segpipe.models.names import check_model_names
 from segpipe.network import unreachable_reason
@@ -96,14 +95,6 @@ def source(encoder: str, weights: str) -> dict[str, Any]:
     return {"repo_id": settings["repo_id"], "revision": settings["revision"]}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cached_files(cache: Path, origin: dict[str, Any]) -> list[Path]:
     """The files of the weights' hub repository (its revision's snapshot, if pinned) in the
     cache, or torch.hub's checkpoints for timm weights outside the hub."""
@@ -119,7 +110,7 @@ def _cached_files(cache: Path, origin: dict[str, Any]) -> list[Path]:
 
 def _file_entries(cache: Path, files: list[Path]) -> list[dict[str, Any]]:
     return [
-        {"path": str(p.relative_to(cache)), "size": p.stat().st_size, "sha256": _sha256(p)}
+        {"path": str(p.relative_to(cache)), "size": p.stat().st_size, "sha256": file_sha256(p)}
         for p in files
     ]
 
@@ -206,7 +197,7 @@ def check_record(cache: str | os.PathLike, encoder: str, weights: str) -> str | 
         path = cache / name
         if not path.is_file():
             return f"{path}, listed in {record}, is missing"
-        if path.stat().st_size != size or _sha256(path) != sha:
+        if path.stat().st_size != size or file_sha256(path) != sha:
             return f"{path} is not the file {record} lists (size or SHA-256 differ)"
     return None
 

@@ -38,7 +38,7 @@ from segpipe.data.colors import colorize, legend
 from segpipe.data.images import load_rgb
 from segpipe.data.masks import load_mask
 from segpipe.evaluation.selection import number, rank_key
-from segpipe.io import read_table, write_csv, write_text
+from segpipe.io import read_json, read_table, write_csv, write_text
 from segpipe.reporting import plots
 from segpipe.reporting.html import (
     data_uri,
@@ -286,7 +286,7 @@ def _check_inputs(runs: Sequence[RunResult]) -> None:
 def _read_run(run: RunResult, class_names: Sequence[str]) -> _RunData:
     """Read one run's metrics, per-class IoU, history, model size and per-image scores, and for
     a cross-validated run its summary (:func:`_crossval_scores`), folds and out-of-fold scores."""
-    metrics = {split: _read_json(getattr(run, f"{split}_metrics")) for split in ("val", "test")}
+    metrics = {split: read_json(getattr(run, f"{split}_metrics")) for split in ("val", "test")}
     row: dict[str, Any] = {
         "run": run.name,
         "model": "",
@@ -310,7 +310,7 @@ def _read_run(run: RunResult, class_names: Sequence[str]) -> _RunData:
     if run.crossval_metrics is None:  # not cross-validated
         return _RunData(run, row, history, per_image)
     assert run.crossval_folds is not None and run.crossval_per_image is not None  # with metrics
-    row.update(_crossval_scores(_read_json(run.crossval_metrics), class_names))
+    row.update(_crossval_scores(read_json(run.crossval_metrics), class_names))
     fold_rows = _fold_rows(run, read_table(run.crossval_folds), class_names)
     return _RunData(run, row, history, per_image, fold_rows, read_table(run.crossval_per_image))
 
@@ -370,11 +370,6 @@ def _shared_fold(run: RunResult, model: str) -> str | None:
     return f"{run.trained_as}/{model}"
 
 
-def _read_json(path: str | os.PathLike) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
-
-
 def _parameters(path: str | os.PathLike | None) -> int | None:
     """The parameter count in ``model.json``; None (shown as "n/a") if it is not there."""
     if path is None:
@@ -383,7 +378,7 @@ def _parameters(path: str | os.PathLike | None) -> int | None:
         logger.warning("model description %s is missing; parameters shown as n/a", path)
         return None
     try:
-        value = _read_json(path).get("parameters")
+        value = read_json(path).get("parameters")
     except (ValueError, AttributeError) as exc:
         logger.warning("cannot read %s (%s); parameters shown as n/a", path, exc)
         return None
@@ -405,7 +400,7 @@ def _selected_infer(infer: Mapping[str, Any], selected: str, num_classes: int) -
     """The gallery of the selected run's predictions of new images (``infer["predictions"]``,
     :func:`segpipe.inference.selected.predict_selected`); ValueError when another run predicted them."""
     folder = Path(infer["predictions"])
-    run = _read_json(folder / "run.json")["run"]
+    run = read_json(folder / "run.json")["run"]
     if run != selected:
         raise ValueError(
             f"{folder} holds the predictions of run {run!r}, but the leaderboard selects "
