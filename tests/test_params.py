@@ -119,3 +119,22 @@ def test_run_summary_leaves_out_what_no_result_depends_on() -> None:
     }
     without_folds = {"split": {"folds": None, "val_fraction": 0.2}}
     assert run_summary(without_folds) == without_folds  # val_fraction is used without folds
+
+
+def test_dotted_options_get_set_and_tell_a_missing_one() -> None:
+    """One home for a dotted option in a nested config (experiments, search, plan, config)."""
+    from segpipe.params import get_dotted, has_dotted, set_dotted
+
+    cfg: dict = {"train": {"augment": {"hflip": 0.5}, "lr": None}, "classes": ["a"]}
+    assert get_dotted(cfg, "train.augment.hflip") == 0.5
+    assert get_dotted(cfg, "train") == {"augment": {"hflip": 0.5}, "lr": None}
+    assert has_dotted(cfg, "train.lr")  # given as null is given
+    for missing in ("train.epochs", "train.augment.vflip", "classes.name", "nope", "train.lr.x"):
+        assert not has_dotted(cfg, missing)
+        with pytest.raises(KeyError, match=missing.replace(".", r"\.")):
+            get_dotted(cfg, missing)
+    set_dotted(cfg, "train.augment.vflip", 0.25)
+    set_dotted(cfg, "resources.train.mem_mb", 4000)
+    set_dotted(cfg, "seed", 1)
+    assert cfg["train"]["augment"] == {"hflip": 0.5, "vflip": 0.25}
+    assert cfg["resources"] == {"train": {"mem_mb": 4000}} and cfg["seed"] == 1

@@ -112,6 +112,34 @@ OPTION_CLASSES: dict[str, str] = {
 DATA_OPTIONS = ("dataset", "classes", "remap", "ignore_index")
 
 
+def get_dotted(config: Mapping[str, Any], option: str) -> Any:
+    """The value of a dotted option (``train.augment.hflip``) in a nested config; KeyError
+    naming the option where a section or the option is missing."""
+    node: Any = config
+    for part in option.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise KeyError(option)
+        node = node[part]
+    return node
+
+
+def has_dotted(config: Mapping[str, Any], option: str) -> bool:
+    """Whether a nested config gives the dotted option (its value may be None)."""
+    try:
+        get_dotted(config, option)
+    except KeyError:
+        return False
+    return True
+
+
+def set_dotted(config: dict[str, Any], option: str, value: Any) -> None:
+    """Set a dotted option in a nested config, making the sections on its way."""
+    *sections, last = option.split(".")
+    for section in sections:
+        config = config.setdefault(section, {})
+    config[last] = value
+
+
 def option_class(option: str) -> str:
     """The class of a dotted option (``train.lr``, ``resources.train.mem_mb``): its own entry
     in :data:`OPTION_CLASSES`, else its nearest section's. KeyError for an option of no class."""

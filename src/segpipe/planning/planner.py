@@ -15,6 +15,7 @@ from typing import Any
 from segpipe.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from segpipe.io import write_json, write_text
 from segpipe.models.model_input import ModelInput
+from segpipe.params import set_dotted
 from segpipe.planning import rules
 from segpipe.planning.fingerprint import DEFAULT_SAMPLE, fingerprint_dataset
 from segpipe.planning.probe import ProbeSpec, run_probe
@@ -470,18 +471,10 @@ def assemble(request: PlanRequest, choices: dict[str, Choice]) -> tuple[dict, di
     for dotted in ORDER:
         if dotted not in values or (dotted == "search" and values[dotted].value is None):
             continue
-        _put(config, dotted, values[dotted].value)
+        set_dotted(config, dotted, values[dotted].value)
         if values[dotted].why:
             comments[dotted] = values[dotted].why
     return config, comments
-
-
-def _put(config: dict, dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = config
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
 
 
 def header(fp: dict, out: Path, fingerprint_path: Path) -> list[str]:

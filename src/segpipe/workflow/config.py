@@ -19,7 +19,7 @@ import yaml
 
 from segpipe.data import predictions
 from segpipe.models.model_input import ModelInput
-from segpipe.params import DATA_OPTIONS, MODEL, option_class
+from segpipe.params import DATA_OPTIONS, MODEL, has_dotted, option_class
 
 
 class ConfigError(ValueError):
@@ -752,15 +752,6 @@ DESCRIBES_THE_DATASET = (
 config that reads another dataset must give them (``a|b``: either)."""
 
 
-def _given(cfg: Mapping[str, Any], dotted: str) -> bool:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
 def changes_dataset(base: Mapping[str, Any], override: Mapping[str, Any]) -> list[str]:
     """The dataset options of ``override`` that read other images and masks than ``base``'s
     (``dataset.root: data/cells``); none when it reads the same ones."""
@@ -786,8 +777,8 @@ def borrowed_options(base: Mapping[str, Any], override: Mapping[str, Any]) -> st
         option.replace("|", " or ")
         for option in DESCRIBES_THE_DATASET
         if not (option == "run_name" and named)
-        and not any(_given(override, o) for o in option.split("|"))
-        and any(_given(base, o) for o in option.split("|"))
+        and not any(has_dotted(override, o) for o in option.split("|"))
+        and any(has_dotted(base, o) for o in option.split("|"))
     ]
     if not missing:
         return None

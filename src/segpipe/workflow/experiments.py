@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segpipe.params import DATA_OPTIONS, MODEL, option_class
+from segpipe.params import DATA_OPTIONS, MODEL, option_class, set_dotted
 from segpipe.workflow.config import ConfigError, load_config_file
 
 # Sections that declare runs, the name of the single run and the search over runs
@@ -271,7 +271,7 @@ def grid_runs(grid: Mapping[str, list]) -> list[tuple[str, dict]]:
             )
         override: dict = {}
         for option, value in zip(options, values, strict=True):
-            _set_dotted(override, option, copy.deepcopy(value))
+            set_dotted(override, option, copy.deepcopy(value))
         runs.append((name, override))
     return runs
 
@@ -293,13 +293,6 @@ def _slug(value: Any) -> str:
     else:
         text = str(value)
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "empty"
-
-
-def _set_dotted(target: dict, option: str, value: Any) -> None:
-    *parents, last = option.split(".")
-    for key in parents:
-        target = target.setdefault(key, {})
-    target[last] = value
 
 
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from segpipe.params import ASSESSMENT, DATA_OPTIONS, MODEL, NOTHING, option_class
+from segpipe.params import ASSESSMENT, DATA_OPTIONS, MODEL, NOTHING, option_class, set_dotted
 from segpipe.workflow.experiments import (
     NAME_MAX,
     RUN_SECTIONS,
@@ -278,11 +278,7 @@ def _nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
     """{"train.lr": 0.1} -> {"train": {"lr": 0.1}}."""
     nested: dict[str, Any] = {}
     for option, value in dotted.items():
-        *sections, key = option.split(".")
-        target = nested
-        for section in sections:
-            target = target.setdefault(section, {})
-        target[key] = value
+        set_dotted(nested, option, value)
     return nested
 
 
