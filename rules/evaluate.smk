@@ -28,7 +28,7 @@ rule evaluate:
         runtime=res("evaluate", "runtime", of_run=True),
     params:
         # The split's predictions with the configured flips, in the model's predict folder.
-        flips=True,
+        tta=True,
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         foreground_classes=run_option("evaluate", "foreground_classes"),
@@ -55,7 +55,7 @@ use rule evaluate as evaluate_no_tta with:
         "benchmarks/evaluate_no_tta/{model}/{split}.tsv"
     params:
         # With predict.tta: the same model's predictions without the flips (predict/no_tta).
-        flips=False,
+        tta=False,
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         foreground_classes=run_option("evaluate", "foreground_classes"),

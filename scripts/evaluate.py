@@ -8,7 +8,7 @@ setup_logging(snakemake.log[0])
 out, params, split = snakemake.output, snakemake.params, snakemake.wildcards.split
 evaluate_split(
     snakemake.input.manifest,
-    split_dir(snakemake.input.predictions, split, flips=params.flips),
+    split_dir(snakemake.input.predictions, split, tta=params.tta),
     metrics_json=out.metrics,
     per_class_csv=out.per_class,
     confusion_csv=out.confusion,

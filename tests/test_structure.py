@@ -292,6 +292,21 @@ TESTED_ELSEWHERE = {
 }
 
 
+def test_the_flip_option_has_one_name_in_the_package() -> None:
+    """predict.tta is ``tta`` in code as in the config, the CLI (--tta), the rules
+    (evaluate_no_tta) and the folders (predict/no_tta): no function or parameter calls it flips,
+    plain or views (the flips themselves, hflip and vflip, are FLIPS; the flipped copies of an
+    image are its views, :func:`segpipe.inference.engine.flip_views`)."""
+    other = {"flips", "plain", "with_flips", "with_flips_and_plain", "split_views"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef):
+                names = [node.name, *(a.arg for a in [*node.args.args, *node.args.kwonlyargs])]
+                found += [f"{path.relative_to(PACKAGE)}: {n}" for n in names if n in other]
+    assert not found, f"the flip option is called tta: {found}"
+
+
 def test_tests_mirror_the_package() -> None:
     tests = REPO / "tests"
     missing = []

@@ -12,11 +12,11 @@ from segpipe.inference.engine import (
     flip_views,
     normalized,
     predict_sliding,
-    split_views,
+    split_scores,
     tile_starts,
     tile_weight,
-    with_flips,
-    with_flips_and_plain,
+    with_and_without_tta,
+    with_tta,
 )
 
 
@@ -36,10 +36,10 @@ def test_flipped_views_are_flipped_back_before_averaging() -> None:
         return p
 
     x = torch.rand(1, 3, 4, 6)
-    assert with_flips(left_half, []) is left_half
-    averaged = with_flips(left_half, ["hflip"])(x)
+    assert with_tta(left_half, []) is left_half
+    averaged = with_tta(left_half, ["hflip"])(x)
     torch.testing.assert_close(averaged, torch.full((1, 2, 4, 6), 0.5))
-    vertical = with_flips(left_half, ["vflip"])(x)  # a vertical flip keeps the halves
+    vertical = with_tta(left_half, ["vflip"])(x)  # a vertical flip keeps the halves
     torch.testing.assert_close(vertical, left_half(x))
 
 
@@ -95,9 +95,9 @@ def test_flips_and_plain_come_from_one_forward_pass_per_view() -> None:
     x = torch.rand(2, 3, 4, 6)
     for flips in (["hflip"], ["hflip", "vflip"]):
         calls.clear()
-        both = with_flips_and_plain(counted, flips)(x)
+        both = with_and_without_tta(counted, flips)(x)
         assert len(calls) == len(flip_views(flips))  # the unflipped view is one of them
-        averaged, plain = split_views(both[0], 2)
-        assert torch.equal(averaged, with_flips(counted, flips)(x)[0])  # bit for bit
+        averaged, plain = split_scores(both[0], 2)
+        assert torch.equal(averaged, with_tta(counted, flips)(x)[0])  # bit for bit
         assert torch.equal(plain, counted(x)[0])
-    assert len(split_views(torch.zeros(3, 4, 4), 1)) == 1
+    assert len(split_scores(torch.zeros(3, 4, 4), 1)) == 1

@@ -27,7 +27,7 @@ from segpipe.inference.engine import (
     predict_resized,
     predict_sliding,
     tile_starts,
-    with_flips,
+    with_tta,
 )
 from segpipe.inference.folder import (
     InferError,
@@ -75,11 +75,11 @@ def test_flip_views_are_every_combination() -> None:
 def test_flip_tta_averages_the_probabilities_flipped_back() -> None:
     x = torch.randn(2, 3, 5, 7)
     # A position-dependent scorer: the mean of the view and its flipped-back mirror.
-    got = with_flips(ramp, ["hflip"])(x)
+    got = with_tta(ramp, ["hflip"])(x)
     assert torch.allclose(got, (ramp(x) + ramp(x.flip(3)).flip(3)) / 2)
     assert torch.allclose(got[:, 0], torch.full((2, 5, 7), 0.5))
     # A pixel-wise scorer is flip-equivariant: TTA changes nothing.
-    assert torch.allclose(with_flips(pointwise, ["hflip", "vflip"])(x), pointwise(x), atol=1e-6)
+    assert torch.allclose(with_tta(pointwise, ["hflip", "vflip"])(x), pointwise(x), atol=1e-6)
 
 
 def test_tiles_cover_the_axis_and_end_flush() -> None:

@@ -60,7 +60,7 @@ def test_flips_and_no_flips_in_one_job_equal_each_predicted_alone(data, checkpoi
                 checkpoint, data[split]["manifest"], data[split]["array"], alone[name], tta=tta
             )
         with_flips = predictions.split_dir(tmp_path / "model", split)
-        without = predictions.split_dir(tmp_path / "model", split, flips=False)
+        without = predictions.split_dir(tmp_path / "model", split, tta=False)
         assert masks(with_flips).keys() == masks(alone["tta"]).keys()
         for name, mask in masks(with_flips).items():
             assert np.array_equal(mask, masks(alone["tta"])[name]), (split, name)
@@ -109,7 +109,7 @@ def test_at_scale_both_views_equal_each_predicted_alone(kept, mode, tmp_path) ->
                 mode=mode,
                 overlap=0.5,
             )
-            together = masks(predictions.split_dir(tmp_path / "model", split, flips=flips))
+            together = masks(predictions.split_dir(tmp_path / "model", split, tta=flips))
             assert together.keys() == masks(alone).keys()
             for name, mask in together.items():
                 assert np.array_equal(mask, masks(alone)[name]), (mode, split, flips, name)
@@ -134,8 +134,8 @@ def test_without_overlays_the_same_masks_and_no_overlays_folder(
     predict_all(data, checkpoint, tmp_path / "bare", tta=["hflip"], with_overlays=False)
     for split in SPLITS:
         for flips in (True, False):
-            drawn = predictions.split_dir(tmp_path / "drawn", split, flips=flips)
-            bare = predictions.split_dir(tmp_path / "bare", split, flips=flips)
+            drawn = predictions.split_dir(tmp_path / "drawn", split, tta=flips)
+            bare = predictions.split_dir(tmp_path / "bare", split, tta=flips)
             assert (drawn / predictions.OVERLAYS).is_dir()
             assert sorted(p.name for p in bare.iterdir()) == [predictions.MASKS]
             assert masks(bare).keys() == masks(drawn).keys()

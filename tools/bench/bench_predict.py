@@ -28,7 +28,7 @@ import torch
 import yaml
 from record import machine, write_result
 
-from segpipe.inference.engine import predict_images, with_flips
+from segpipe.inference.engine import predict_images, with_tta
 from segpipe.inference.folder import Model, load_model, load_onnx_model
 from segpipe.inference.onnx import export_onnx
 from segpipe.models.checkpoints import model_from_config, save_checkpoint
@@ -54,7 +54,7 @@ def write_models(folder: Path, config: dict) -> tuple[Path, Path]:
 
 def images_per_s(model: Model, images: list[np.ndarray], tta: list[str], args) -> float:
     """Best of ``args.repeats`` timed passes over ``images``, after one untimed batch."""
-    score = with_flips(model.score, tta)
+    score = with_tta(model.score, tta)
     batches = [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)]
     predict_images(batches[0], score, model.input, mode="resize")
     best = float("inf")

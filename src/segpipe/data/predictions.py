@@ -68,11 +68,11 @@ def _checked(name: str) -> str:
     return str(name)
 
 
-def split_dir(folder: str | os.PathLike, split: str, *, flips: bool = True) -> Path:
+def split_dir(folder: str | os.PathLike, split: str, *, tta: bool = True) -> Path:
     """The predictions of ``split`` in a model's folder of predictions (rule predict):
     ``folder/<split>``, with the configured flips (predict.tta, or none), or
     ``folder/no_tta/<split>``, the same model without flips (written only with predict.tta)."""
-    return Path(folder) / split if flips else Path(folder) / NO_TTA / split
+    return Path(folder) / split if tta else Path(folder) / NO_TTA / split
 
 
 def mask_name(name: str) -> str:

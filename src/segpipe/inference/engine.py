@@ -4,10 +4,10 @@ A *scorer* maps a batch of ImageNet-normalised images (B, 3, H, W, float32) to c
 probabilities (B, C, H, W): one model's softmax, the mean of several (a fold ensemble,
 :func:`torch_scorer`), or an ONNX session's. Around a scorer:
 
-- :func:`with_flips` averages the probabilities over flipped copies of the batch (test-time
+- :func:`with_tta` averages the probabilities over flipped copies of the batch (test-time
   augmentation: ``hflip``, ``vflip``, and with both also the image flipped both ways, as
-  nnU-Net's mirroring does); :func:`with_flips_and_plain` also keeps the unflipped view's
-  probabilities, from the same forward passes;
+  nnU-Net's mirroring does); :func:`with_and_without_tta` also keeps the probabilities without
+  tta (the unflipped view's), from the same forward passes;
 - :func:`predict_resized` scores an image resized to the training size (as preprocess resized
   the training images) and resizes the probabilities back;
 - :func:`predict_sliding` scores tiles of the training size at the image's own scale, with
@@ -79,13 +79,13 @@ def onnx_scorer(session) -> Scorer:
     return score
 
 
-def flip_views(flips: Sequence[str]) -> list[tuple[int, ...]]:
-    """The tensor dimensions to reverse for each view: none (the image itself), each flip, and
-    every combination of them."""
-    unknown = sorted(set(flips) - set(FLIPS))
+def flip_views(tta: Sequence[str]) -> list[tuple[int, ...]]:
+    """The tensor dimensions to reverse for each view of the ``tta`` flips: none (the image
+    itself), each flip, and every combination of them."""
+    unknown = sorted(set(tta) - set(FLIPS))
     if unknown:
         raise ValueError(f"unknown flips {unknown}; use {sorted(FLIPS)}")
-    dims = [FLIPS[f] for f in dict.fromkeys(flips)]
+    dims = [FLIPS[f] for f in dict.fromkeys(tta)]
     return [c for n in range(len(dims) + 1) for c in itertools.combinations(dims, n)]
 
 
@@ -105,10 +105,10 @@ def _mean(scored: list[torch.Tensor]) -> torch.Tensor:
     return total / len(scored)
 
 
-def with_flips(score: Scorer, flips: Sequence[str]) -> Scorer:
-    """``score`` averaged over the flipped views of the batch (:func:`flip_views`), each view's
-    probabilities flipped back; ``score`` itself without flips."""
-    views = flip_views(flips)
+def with_tta(score: Scorer, tta: Sequence[str]) -> Scorer:
+    """``score`` averaged over the flipped views of the batch (:func:`flip_views`) of the
+    ``tta`` flips, each view's probabilities flipped back; ``score`` itself without flips."""
+    views = flip_views(tta)
     if len(views) == 1:
         return score
 
@@ -118,12 +118,12 @@ def with_flips(score: Scorer, flips: Sequence[str]) -> Scorer:
     return averaged
 
 
-def with_flips_and_plain(score: Scorer, flips: Sequence[str]) -> Scorer:
-    """The probabilities averaged over the flipped views (:func:`with_flips`) and those of the
-    image alone, concatenated on the class axis (B, 2C, H, W): the image alone is the first
-    view, so both come from one forward pass per view. Resizing and sliding windows treat the
-    classes one by one, so the halves can be split at the end (:func:`split_views`)."""
-    views = flip_views(flips)
+def with_and_without_tta(score: Scorer, tta: Sequence[str]) -> Scorer:
+    """The probabilities with the ``tta`` flips (:func:`with_tta`) and without them (the image
+    alone), concatenated on the class axis (B, 2C, H, W): the image alone is the first view, so
+    both come from one forward pass per view. Resizing and sliding windows treat the classes one
+    by one, so the halves can be split at the end (:func:`split_scores`)."""
+    views = flip_views(tta)
 
     def both(x: torch.Tensor) -> torch.Tensor:
         scored = list(_flipped_back(score, x, views))
@@ -132,10 +132,10 @@ def with_flips_and_plain(score: Scorer, flips: Sequence[str]) -> Scorer:
     return both
 
 
-def split_views(probabilities: torch.Tensor, views: int) -> list[torch.Tensor]:
-    """(views x C, ...) -> ``views`` tensors of (C, ...): the halves of
-    :func:`with_flips_and_plain`'s scores, or the one of a plain scorer."""
-    return list(probabilities.chunk(views, dim=0))
+def split_scores(probabilities: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """(count x C, ...) -> ``count`` tensors of (C, ...): the halves of
+    :func:`with_and_without_tta`'s scores (with tta, without), or the one of another scorer."""
+    return list(probabilities.chunk(count, dim=0))
 
 
 def predict_resized(images: Sequence[np.ndarray], score: Scorer, size: int) -> list[torch.Tensor]:

@@ -49,7 +49,7 @@ from PIL import Image, UnidentifiedImageError
 from segpipe.data import predictions
 from segpipe.data.images import ImageTooLargeError, load_rgb
 from segpipe.data.layouts import normalisation_twins
-from segpipe.inference.engine import Scorer, onnx_scorer, predict_images, torch_scorer, with_flips
+from segpipe.inference.engine import Scorer, onnx_scorer, predict_images, torch_scorer, with_tta
 from segpipe.inference.onnx import ExportError, onnx_session, read_metadata, stale_reason
 from segpipe.inference.writer import write_prediction
 from segpipe.io import atomic_dir, write_csv
@@ -323,7 +323,7 @@ def predict_files(
     named, left_out = walk_inputs(inputs)
     predict = functools.partial(
         predict_images,
-        score=with_flips(model.score, tta),
+        score=with_tta(model.score, tta),
         model_input=model.input,
         mode=mode,
         overlap=overlap,

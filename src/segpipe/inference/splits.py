@@ -26,10 +26,10 @@ from segpipe.inference.engine import (
     flip_views,
     normalized,
     predict_sliding,
-    split_views,
+    split_scores,
     torch_scorer,
-    with_flips,
-    with_flips_and_plain,
+    with_and_without_tta,
+    with_tta,
 )
 from segpipe.inference.writer import write_prediction
 from segpipe.io import atomic_dir
@@ -73,7 +73,7 @@ def predict_model(
         for split, manifest in manifests.items():
             folders = [predictions.split_dir(tmp, split)]
             if tta:
-                folders.append(predictions.split_dir(tmp, split, flips=False))
+                folders.append(predictions.split_dir(tmp, split, tta=False))
             data = select_rows(manifest, arrays, array_manifests)
             _predict_rows(scoring, classes, manifest, data, folders, batch_size, alpha)
     logger.info("wrote the predictions of %s to %s", ", ".join(manifests), out_dir)
@@ -110,7 +110,7 @@ def predict_split(
     """
     if isinstance(checkpoints, str | Path):
         checkpoints = [checkpoints]
-    scoring, classes = _scoring(checkpoints, threads, device, amp, tta, mode, overlap, plain=False)
+    scoring, classes = _scoring(checkpoints, threads, device, amp, tta, mode, overlap, no_tta=False)
     alpha = overlay_alpha if with_overlays else None
     with atomic_dir(out_dir) as tmp:
         _predict_rows(scoring, classes, manifest_csv, data, [tmp], batch_size, alpha)
@@ -126,10 +126,10 @@ def _scoring(
     mode: str,
     overlap: float,
     *,
-    plain: bool = True,
+    no_tta: bool = True,
 ) -> tuple[SplitScoring, list[str]]:
     """How the checkpoints' models score a split: averaged over the ``tta`` flips and, with
-    ``plain`` and flips, also unflipped (:func:`with_flips_and_plain`); and their classes."""
+    ``no_tta`` and flips, also without them (:func:`with_and_without_tta`); and their classes."""
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     models, cfg = load_models(checkpoints, dev, channels_last=dev.type == "cuda")
@@ -139,13 +139,13 @@ def _scoring(
             "mean class probabilities of %d model(s) x %d view(s)%s",
             len(models),
             len(flip_views(tta)),
-            ", and of the unflipped view alone" if plain and tta else "",
+            ", and without tta" if no_tta and tta else "",
         )
-    views = with_flips_and_plain(score, tta) if plain and tta else with_flips(score, tta)
+    scorer = with_and_without_tta(score, tta) if no_tta and tta else with_tta(score, tta)
     model_input = ModelInput.from_train(cfg["train"])
     if (problem := model_input.split_mode_problem(mode)) is not None:
         raise ValueError(f"{checkpoints[0]}: {problem}")
-    return SplitScoring(views, model_input, mode, overlap, dev), list(cfg["classes"])
+    return SplitScoring(scorer, model_input, mode, overlap, dev), list(cfg["classes"])
 
 
 def _predict_rows(
@@ -157,7 +157,7 @@ def _predict_rows(
     batch_size: int,
     overlay_alpha: float | None,
 ) -> None:
-    """Write the predictions of a manifest's rows: one view of the scores per folder, with
+    """Write the predictions of a manifest's rows: one of the scores (with tta, without) per folder, with
     overlays of ``overlay_alpha`` (None: masks only)."""
     rows = read_manifest(manifest_csv).to_dict("records")
     threads = torch.get_num_threads()
@@ -171,8 +171,8 @@ def _predict_rows(
         batch_rows = rows[start : start + len(batch.samples)]
         for one, row in zip(scoring.scores(batch, batch_rows), batch_rows, strict=True):
             full = _at_image_size(one, row)
-            for folder, view in zip(folders, split_views(full, len(folders)), strict=True):
-                _write_row(folder, row, view, classes, overlay_alpha)
+            for folder, scores in zip(folders, split_scores(full, len(folders)), strict=True):
+                _write_row(folder, row, scores, classes, overlay_alpha)
         start += len(batch.samples)
     logger.info("predicted %d images of %s", len(rows), manifest_csv)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import importlib.metadata
 import io
-import json
 import logging
 import math
 import os
@@ -37,7 +36,7 @@ from segpipe.data.layouts import SOURCE_ONLY_OPTIONS
 from segpipe.data.masks import load_mask
 from segpipe.data.split import carved_from_trainval
 from segpipe.evaluation.crossval import SCORES
-from segpipe.io import read_table, write_text
+from segpipe.io import read_json, read_table, write_text
 from segpipe.params import run_summary, tracked
 from segpipe.reporting import plots
 from segpipe.reporting.html import (
@@ -190,7 +189,7 @@ def build_report(
     and the HTML report of ``inputs`` to ``out_html``; nothing is written when a required input
     (see :class:`ReportInputs`) is missing."""
     _check_required(_required_paths(inputs))
-    test_metrics = json.loads(Path(inputs.metrics_json).read_text(encoding="utf-8"))
+    test_metrics = read_json(inputs.metrics_json)
     # Ids and class names as written: an image 'NA' or a class 'None' stays a string.
     per_class, per_image = read_table(inputs.per_class_csv), read_table(inputs.per_image_csv)
     confusion = read_table(inputs.confusion_csv, index_col="true").to_numpy()
@@ -356,7 +355,7 @@ def _crossval(
     the per-class IoU likewise; None without a summary."""
     if metrics_json is None:
         return None
-    summary = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
+    summary = read_json(metrics_json)
     rows = _crossval_rows(read_table(folds_csv, text=("model",)), histories) if folds_csv else []
     per_class = summary["val"].get("per_class_iou", {})
     return {
@@ -395,28 +394,28 @@ def _crossval_rows(folds: pd.DataFrame, histories: Sequence[pd.DataFrame]) -> li
 
 
 def tta_comparison(
-    flips: Sequence[str],
+    tta: Sequence[str],
     test_metrics: Mapping[str, Any],
     per_class: pd.DataFrame,
     no_tta: Mapping[str, Any] | None,
     folds: int | None = None,
 ) -> dict[str, Any] | None:
-    """The scores with the ``flips`` beside those without; None without flips.
+    """The scores with the ``tta`` flips beside those without; None without tta.
 
     ``no_tta`` holds ``metrics`` and ``per_class`` (the test metrics.json and per_class.csv
     without the flips, of the model the test sections show), and the val metrics.json of each
     trained model with the flips (``val_metrics``) and without (``val_metrics_no_tta``): the
     val row is their mean, over the ``folds`` in a run with folds."""
-    if not flips:
+    if not tta:
         return None
     if no_tta is None:
-        raise ValueError(f"predict.tta {list(flips)}: the scores without the flips are missing")
-    test = json.loads(Path(no_tta["metrics"]).read_text(encoding="utf-8"))
+        raise ValueError(f"predict.tta {list(tta)}: the scores without the flips are missing")
+    test = read_json(no_tta["metrics"])
     without = read_table(no_tta["per_class"]).set_index("class_name")["iou"].to_dict()
     val_label = f"val (mean of {folds} folds)" if folds else "val"
     return {
-        "flips": list(flips),
-        "views": 2 ** len(flips),
+        "flips": list(tta),
+        "views": 2 ** len(tta),
         "rows": [
             {"split": "test", "with": test_metrics, "without": test},
             {
@@ -434,7 +433,7 @@ def tta_comparison(
 
 def _mean_scores(paths: Sequence[str | os.PathLike]) -> dict[str, float | None]:
     """The mean of each score over the metrics.json files (missing where none has it)."""
-    metrics = [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths]
+    metrics = [read_json(path) for path in paths]
     means = {}
     for score in ("pixel_accuracy", "mean_iou", "mean_dice"):
         values = [m[score] for m in metrics if not is_missing(m.get(score))]
@@ -530,7 +529,7 @@ def _read_optional_json(path: str | os.PathLike) -> dict[str, Any]:
     if not Path(path).is_file():
         logger.warning("optional report input %s is missing; shown as n/a", path)
         return {}
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return read_json(path)
 
 
 def _read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:

@@ -152,17 +152,19 @@ def run_split_settings(configs: list[Mapping[str, Any]]) -> list[dict[str, Any]]
     """The split setting of each run's config (:func:`split_setting`). A run with folds does
     not use val_fraction: it shares the split of the first run without folds whose other split
     options are the same, else its split is cut at FOLDS_VAL_FRACTION."""
-    plain = [split_setting(c["split"]) for c in configs if c["split"].get(FOLDS) is None]
-    return [_fold_split(c["split"], plain) for c in configs]
+    unfolded = [split_setting(c["split"]) for c in configs if c["split"].get(FOLDS) is None]
+    return [_fold_split(c["split"], unfolded) for c in configs]
 
 
-def _fold_split(split: Mapping[str, Any], plain: list[dict[str, Any]]) -> dict[str, Any]:
+def _fold_split(split: Mapping[str, Any], unfolded: list[dict[str, Any]]) -> dict[str, Any]:
     setting = split_setting(split)
     if split.get(FOLDS) is None:
         return setting
     rest = {k: v for k, v in setting.items() if k != VAL_FRACTION}
     shared = (
-        p[VAL_FRACTION] for p in plain if {**p, VAL_FRACTION: None} == {**rest, VAL_FRACTION: None}
+        p[VAL_FRACTION]
+        for p in unfolded
+        if {**p, VAL_FRACTION: None} == {**rest, VAL_FRACTION: None}
     )
     return {**setting, VAL_FRACTION: next(shared, FOLDS_VAL_FRACTION)}
 
@@ -187,8 +189,8 @@ def expand_runs(
         for name, overrides in declared.items()
     }
     settings = run_split_settings(list(configs.values()))
-    plain = [s for s, c in zip(settings, configs.values(), strict=True) if not c["split"][FOLDS]]
-    base = _fold_split(validated["split"], plain)
+    unfolded = [s for s, c in zip(settings, configs.values(), strict=True) if not c["split"][FOLDS]]
+    base = _fold_split(validated["split"], unfolded)
     runs = [
         Run(name, cfg, flatten(declared[name]), _splitting(setting, base), setting)
         for (name, cfg), setting in zip(configs.items(), settings, strict=True)
