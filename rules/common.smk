@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.io import contains_wildcard
 
-from segpipe.data.layouts import dataset_files
+from segpipe.data.dataset_layouts import dataset_files
 from segpipe.workflow.config import (
     ConfigError,
     base_config,
@@ -191,7 +191,7 @@ def as_inputs(paths):
     return [path for path in paths if not contains_wildcard(path)]
 
 
-# The files of a user's folder that remap reads (see segpipe.data.layouts.DatasetFiles).
+# The files of a user's folder that remap reads (see segpipe.data.dataset_layouts.DatasetFiles).
 _DATASET_FILES = (
     dataset_files(
         dataset_layout(config["dataset"]),

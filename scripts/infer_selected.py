@@ -1,6 +1,6 @@
-"""Rule infer_selected: see segpipe.inference.selected.predict_selected."""
+"""Rule infer_selected: see segpipe.inference.predict_selected.predict_selected."""
 
-from segpipe.inference.selected import predict_selected
+from segpipe.inference.predict_selected import predict_selected
 from segpipe.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -1,6 +1,6 @@
-"""Rule predict: see segpipe.inference.splits.predict_model."""
+"""Rule predict: see segpipe.inference.predict_splits.predict_model."""
 
-from segpipe.inference.splits import predict_model
+from segpipe.inference.predict_splits import predict_model
 from segpipe.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -1,8 +1,8 @@
-"""Rule search_train: see segpipe.training.rung.train_rung."""
+"""Rule search_train: see segpipe.training.search_train.train_rung."""
 
 from segpipe.data.preprocess import select_rows
 from segpipe.logs import setup_logging
-from segpipe.training.rung import train_rung
+from segpipe.training.search_train import train_rung
 
 setup_logging(snakemake.log[0])
 inp, out, params = snakemake.input, snakemake.output, snakemake.params

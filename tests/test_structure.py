@@ -218,7 +218,7 @@ CHOICES = {
     "train.optimizer": ("segpipe.training.optimizers", "OPTIMIZERS"),
     "train.log_to": ("segpipe.training.monitor", "LOGGERS"),
     "remap.unmapped": ("segpipe.data.remap", "UNMAPPED_POLICIES"),
-    "dataset.layout": ("segpipe.data.layouts", "LAYOUTS"),
+    "dataset.layout": ("segpipe.data.dataset_layouts", "LAYOUTS"),
     "predict.mode": ("segpipe.inference.engine", "MODES"),
     "predict.tta": ("segpipe.inference.engine", "FLIPS"),
     "predict.overlays": ("segpipe.data.predictions", "OVERLAY_CHOICES"),
@@ -249,7 +249,7 @@ def test_schema_enum_equals_the_package_list(schema: dict, option: str) -> None:
 
 
 def test_layouts_and_split_lists_have_one_list_each(schema: dict) -> None:
-    from segpipe.data.layouts import LAYOUT_DIRS, LAYOUT_LISTS, LAYOUTS, SPLIT_LISTS
+    from segpipe.data.dataset_layouts import LAYOUT_DIRS, LAYOUT_LISTS, LAYOUTS, SPLIT_LISTS
 
     assert set(LAYOUT_DIRS) == set(LAYOUT_LISTS) == set(LAYOUTS)
     assert all(set(lists) <= set(SPLIT_LISTS) for lists in LAYOUT_LISTS.values())
@@ -281,7 +281,7 @@ TESTED_ELSEWHERE = {
     "data.images": "data/test_arrays.py (every image mode), data/test_decoding_faults.py",
     "data.preprocess": "data/test_arrays.py, inference/test_scale.py",
     "data.summary": "data/test_verify.py, data/test_remap.py (the summary verify prints)",
-    "inference.selected": "inference/test_tta_infer.py",
+    "inference.predict_selected": "inference/test_tta_infer.py",
     "evaluation.crossval": "e2e/test_folds.py, reporting/test_comparison.py",
     "training.distributed": "training/test_distributed_and_preemption.py",
     "training.job": "training/test_train.py, training/test_schedule.py",
@@ -305,6 +305,41 @@ def test_the_flip_option_has_one_name_in_the_package() -> None:
                 names = [node.name, *(a.arg for a in [*node.args.args, *node.args.kwonlyargs])]
                 found += [f"{path.relative_to(PACKAGE)}: {n}" for n in names if n in other]
     assert not found, f"the flip option is called tta: {found}"
+
+
+def confusable_names(folder: Path) -> list[str]:
+    """Module names that differ only by a trailing s (split/splits) or are one another's
+    participle (selection/selected), anywhere in the package; class names defined twice."""
+    modules = {p.stem for p in folder.rglob("*.py") if p.stem != "__init__"}
+    pairs = [f"{m}/{m}s" for m in sorted(modules) if f"{m}s" in modules]
+    pairs += [
+        f"{m}/{o}"
+        for m in sorted(modules)
+        for o in sorted(modules)
+        if m.endswith("ion") and o.endswith("ed") and m[:-3].rstrip("i") == o[:-2].rstrip("e")
+    ]
+    classes: dict[str, list[str]] = {}
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef):
+                classes.setdefault(node.name, []).append(str(path.relative_to(folder)))
+    pairs += [f"class {name}: {where}" for name, where in classes.items() if len(where) > 1]
+    return pairs
+
+
+def test_no_two_names_in_the_package_are_confusable() -> None:
+    """A name says its one job: no modules one letter apart (split/splits, rung/rungs) or
+    selection/selected, and no two classes of one name (two Model classes)."""
+    assert not confusable_names(PACKAGE)
+
+
+def test_confusable_names_are_found(tmp_path: Path) -> None:
+    for name in ("data/split", "inference/splits", "a/selection", "b/selected", "c/x", "d/x"):
+        (tmp_path / f"{name}.py").parent.mkdir(exist_ok=True)
+        (tmp_path / f"{name}.py").write_text("class Model:\n    pass\n")
+    found = confusable_names(tmp_path)
+    assert "split/splits" in found and "selection/selected" in found
+    assert any(f.startswith("class Model:") for f in found)
 
 
 def test_tests_mirror_the_package() -> None:

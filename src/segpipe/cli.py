@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segpipe.data.layouts import LAYOUTS, SPLIT_LISTS
+from segpipe.data.dataset_layouts import LAYOUTS, SPLIT_LISTS
 from segpipe.data.remap import UNMAPPED_POLICIES
 from segpipe.io import WRITE_ERRORS, WriteError, check_writable, write_text
 from segpipe.logs import UserError

@@ -27,7 +27,7 @@ from segpipe.data.preprocess import preprocess_split
 from segpipe.data.remap import UnmappedValuesError
 from segpipe.data.split import MANIFEST_COLUMNS, write_split
 from segpipe.evaluation.evaluate import evaluate_split
-from segpipe.inference.splits import predict_split
+from segpipe.inference.predict_splits import predict_split
 from segpipe.io import read_table, write_csv
 
 from helpers.checkpoints import untrained_checkpoint

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from segpipe.data.layouts import dataset_files, index_dataset, is_lost_pair
+from segpipe.data.dataset_layouts import dataset_files, index_dataset, is_lost_pair
 from segpipe.data.verify import verify_dataset
 
 from helpers.remap import half_mask, run_remap, solid

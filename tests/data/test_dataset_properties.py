@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from segpipe.data.layouts import index_dataset
+from segpipe.data.dataset_layouts import index_dataset
 from segpipe.data.remap import remap_dataset
 from segpipe.data.split import fold_assignment, split_dataset, units
 

@@ -14,13 +14,13 @@ import torch
 import yaml
 from PIL import Image
 
-from segpipe.data.layouts import SplitListError, index_dataset, list_entries
+from segpipe.data.dataset_layouts import SplitListError, index_dataset, list_entries
 from segpipe.data.preprocess import preprocess_split
 from segpipe.data.remap import remap_dataset
 from segpipe.data.split import read_manifest, write_split
 from segpipe.data.verify import verify_dataset
 from segpipe.evaluation.evaluate import evaluate_split
-from segpipe.inference.splits import predict_split
+from segpipe.inference.predict_splits import predict_split
 from segpipe.io import read_table, write_csv
 from segpipe.reporting.run_report import ReportInputs, build_report
 from segpipe.training.train import HISTORY_COLUMNS

@@ -55,8 +55,8 @@ def test_a_full_mask_path_reads_back_as_its_file_name():
 
 
 LAYOUT_WORDS = {"masks", "overlays", "probabilities", "summary.csv"}
-# data/layouts.py names a dataset's masks/ folder (its input), not the predictions'.
-LAYOUT_EXEMPT = {"data/predictions.py", "data/layouts.py"}
+# data/dataset_layouts.py names a dataset's masks/ folder (its input), not the predictions'.
+LAYOUT_EXEMPT = {"data/predictions.py", "data/dataset_layouts.py"}
 
 
 def _layout_literals(path: Path) -> list[str]:

@@ -21,7 +21,7 @@ from segpipe.data.arrays import ArrayDataset
 from segpipe.data.preprocess import select_rows
 from segpipe.data.split import FoldError, fold_assignment, write_fold
 from segpipe.evaluation.crossval import mean_std, out_of_fold, write_crossval
-from segpipe.inference.splits import predict_split
+from segpipe.inference.predict_splits import predict_split
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
 from segpipe.models.device import prepare_batch
 from segpipe.workflow.config import ConfigError, load_schema, validate_config

@@ -31,13 +31,13 @@ from segpipe.inference.engine import (
 )
 from segpipe.inference.folder import (
     InferError,
-    Model,
     OutputClashError,
+    Predictor,
     find_inputs,
     load_model,
     predict_files,
 )
-from segpipe.inference.splits import predict_split
+from segpipe.inference.predict_splits import predict_split
 from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
 from segpipe.models.model_input import ModelInput
 from segpipe.outputs import MANIFEST
@@ -325,8 +325,8 @@ def test_segpipe_predict_help_runs() -> None:
 # --- bad input to segpipe predict (a model that needs no training) --------------------------
 
 
-def fake_model() -> Model:
-    return Model(pointwise, ["background", "object"], ModelInput(32))
+def fake_model() -> Predictor:
+    return Predictor(pointwise, ["background", "object"], ModelInput(32))
 
 
 def image(path: Path, size: tuple[int, int] = (12, 10)) -> Path:
@@ -607,7 +607,7 @@ def test_an_interrupted_prediction_leaves_no_output_folder(tmp_path) -> None:
             raise KeyboardInterrupt
         return pointwise(x)
 
-    model = Model(dies_second_time, ["background", "object"], ModelInput(32))
+    model = Predictor(dies_second_time, ["background", "object"], ModelInput(32))
     with pytest.raises(KeyboardInterrupt):
         predict_files(model, [tmp_path / "in"], tmp_path / "out", batch_size=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

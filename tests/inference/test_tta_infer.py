@@ -18,8 +18,8 @@ from PIL import Image
 from segpipe.data.arrays import ArrayDataset
 from segpipe.evaluation.selection import selected_run, validation_score
 from segpipe.inference.folder import InferError, predict_folder
-from segpipe.inference.selected import predict_selected
-from segpipe.inference.splits import predict_split
+from segpipe.inference.predict_selected import predict_selected
+from segpipe.inference.predict_splits import predict_split
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
 from segpipe.models.device import prepare_batch
 from segpipe.reporting.run_report import ReportInputs, build_report
@@ -394,11 +394,11 @@ def test_what_a_change_of_the_flips_or_the_folder_reruns(done) -> None:
 def test_the_selected_runs_untracked_options_reach_the_prediction(tmp_path, monkeypatch) -> None:
     """predict.batch_size reaches infer_selected untracked (segpipe.params) and is merged with
     the selected run's own options."""
-    import segpipe.inference.selected
+    import segpipe.inference.predict_selected
 
     calls = []
     monkeypatch.setattr(
-        segpipe.inference.selected, "predict_folder", lambda *a, **kw: calls.append(kw)
+        segpipe.inference.predict_selected, "predict_folder", lambda *a, **kw: calls.append(kw)
     )
     scores = {"a": {"val_metrics": tmp_path / "a.json"}, "b": {"val_metrics": tmp_path / "b.json"}}
     scores["a"]["val_metrics"].write_text(json.dumps({"mean_iou": 0.2}))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segpipe.data.layouts import SplitListError
+from segpipe.data.dataset_layouts import SplitListError
 from segpipe.planning.fingerprint import fingerprint_dataset
 
 

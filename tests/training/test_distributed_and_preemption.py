@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segpipe.inference.splits import predict_split
+from segpipe.inference.predict_splits import predict_split
 from segpipe.training.stop_signals import EXIT_INTERRUPTED
 from segpipe.training.train import train_model
 

@@ -27,7 +27,7 @@ import segpipe.training.preflight
 import segpipe.training.train
 from segpipe.data.arrays import EpochSampler
 from segpipe.evaluation.evaluate import evaluate_split
-from segpipe.inference.splits import predict_split
+from segpipe.inference.predict_splits import predict_split
 from segpipe.io import WriteError
 from segpipe.models.build import build_model
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint

@@ -3,7 +3,7 @@ goes to assessing its models, for a commit before a change and for this checkout
 
 1. **Predict** (``--cases``): one split of synthetic Oxford-layout images (segpipe's own
    generator, the demo's data), preprocessed for the case's model, predicted by
-   ``segpipe.inference.splits.predict_model`` with the options rule predict passes (each code's
+   ``segpipe.inference.predict_splits.predict_model`` with the options rule predict passes (each code's
    own ``predict_options`` of the validated config: its default overlays), one thread, in a
    fresh interpreter whose ``PYTHONPATH`` is that code's ``src``. The model is the case's
    config's, randomly initialised (no training; masks of one class compress a little better
@@ -66,7 +66,7 @@ PREDICT = """
 import json, shutil, sys, time
 STEPS = json.loads(sys.argv[2])
 start = time.process_time()
-from segpipe.inference.splits import predict_model
+from segpipe.inference.predict_splits import predict_model
 from segpipe.workflow.config import load_schema, predict_options, validate_config
 imports = time.process_time() - start
 spec = json.loads(sys.argv[1])
@@ -108,7 +108,7 @@ STEPS = {
     "load model": [("models/checkpoints.py", "load_models", True)],
     "read arrays": [("torch/utils/data/dataloader.py", "__next__", True)],
     "forward": [("inference/engine.py", "score", True)],
-    "upsample": [("inference/splits.py", "_at_image_size", True)],
+    "upsample": [("inference/predict_splits.py", "_at_image_size", True)],
     "reduce": [
         ("~", "<method 'argmax' of 'torch._C.TensorBase' objects>", False),
         ("models/argmax.py", "class_ids", True),

@@ -7,7 +7,7 @@ scored by segpipe.evaluation.evaluate.evaluate_split, as the evaluate rule calls
 interpreter; a wrapper process reports that child's CPU seconds (user + system) and max RSS
 from ``resource.getrusage(RUSAGE_CHILDREN)``, so each figure is one job's. The code "before" is
 a checkout of the package from before the change (``--before-src``, its ``src`` folder); the
-best of ``--repeats`` runs is kept. A predict job imports at least segpipe.inference.splits
+best of ``--repeats`` runs is kept. A predict job imports at least segpipe.inference.predict_splits
 (torch, smp): the cost of that import alone is recorded as a lower bound for one predict job.
 
     git worktree add /tmp/before <commit> && \\
@@ -55,7 +55,7 @@ evaluate_split(
 )
 """
 
-PREDICT_IMPORTS = "import segpipe.inference.splits"
+PREDICT_IMPORTS = "import segpipe.inference.predict_splits"
 
 
 def write_split(folder: Path, split: str, count: int, rng: np.random.Generator) -> None:

@@ -29,7 +29,7 @@ import yaml
 from record import machine, write_result
 
 from segpipe.inference.engine import predict_images, with_tta
-from segpipe.inference.folder import Model, load_model, load_onnx_model
+from segpipe.inference.folder import Predictor, load_model, load_onnx_model
 from segpipe.inference.onnx import export_onnx
 from segpipe.models.checkpoints import model_from_config, save_checkpoint
 from segpipe.workflow.config import load_schema, validate_config
@@ -52,7 +52,7 @@ def write_models(folder: Path, config: dict) -> tuple[Path, Path]:
     return checkpoint, export_onnx(checkpoint, folder / "model.onnx")
 
 
-def images_per_s(model: Model, images: list[np.ndarray], tta: list[str], args) -> float:
+def images_per_s(model: Predictor, images: list[np.ndarray], tta: list[str], args) -> float:
     """Best of ``args.repeats`` timed passes over ``images``, after one untimed batch."""
     score = with_tta(model.score, tta)
     batches = [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)]

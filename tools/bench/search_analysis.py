@@ -1,7 +1,7 @@
 """What tools/bench/bench_search.py reports of one dataset, from its grid and its bracket search.
 
 A search's rung trains a candidate exactly as the grid trains it up to the rung's budget (the
-same schedule of max_epochs; tests/training/test_rung.py), so the grid's per-epoch validation
+same schedule of max_epochs; tests/training/test_search_train.py), so the grid's per-epoch validation
 mIoU replays any successive-halving search over the same candidates and ladder: with the
 package's own promotion (segpipe.evaluation.rungs.promote: ties to the first declared, NaN
 last). :func:`analyze` checks that replay against the rung files the real search wrote, then

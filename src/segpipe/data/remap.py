@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from segpipe.data.dataset_layouts import check_split_lists, index_dataset, is_lost_pair
 from segpipe.data.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     HIGH_BIT_MODES,
@@ -46,7 +47,6 @@ from segpipe.data.images import (
     orientation_note,
     oriented,
 )
-from segpipe.data.layouts import check_split_lists, index_dataset, is_lost_pair
 from segpipe.data.summary import (
     duplicate_warnings,
     format_summary,

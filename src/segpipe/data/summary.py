@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from segpipe.data.layouts import is_lost_pair
+from segpipe.data.dataset_layouts import is_lost_pair
 
 
 def _key(value: Any) -> str:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from segpipe.data.dataset_layouts import LAYOUT_DIRS
 from segpipe.data.images import DEFAULT_MAX_IMAGE_PIXELS
-from segpipe.data.layouts import LAYOUT_DIRS
 from segpipe.data.remap import check_pairs, index_with_spec
 from segpipe.data.summary import format_summary, logged_warnings, summarize
 

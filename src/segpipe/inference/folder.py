@@ -47,8 +47,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from segpipe.data import predictions
+from segpipe.data.dataset_layouts import normalisation_twins
 from segpipe.data.images import ImageTooLargeError, load_rgb
-from segpipe.data.layouts import normalisation_twins
 from segpipe.inference.engine import Scorer, onnx_scorer, predict_images, torch_scorer, with_tta
 from segpipe.inference.onnx import ExportError, onnx_session, read_metadata, stale_reason
 from segpipe.inference.writer import write_prediction
@@ -82,7 +82,7 @@ class OutputClashError(InferError):
 
 
 @dataclass(frozen=True)
-class Model:
+class Predictor:
     """What predicting needs of a trained model: its scorer, classes and input geometry."""
 
     score: Scorer
@@ -93,7 +93,7 @@ class Model:
 
 def load_model(
     checkpoints: Sequence[str | Path], *, device: str = "auto", amp: str = "auto"
-) -> Model:
+) -> Predictor:
     """The model of one checkpoint, or the mean of several (a fold ensemble), on the device
     training would pick. Raises InferError naming a file that is not a segpipe checkpoint."""
     dev = resolve_device(device)
@@ -103,10 +103,10 @@ def load_model(
         raise InferError(str(exc)) from None
     score = torch_scorer(models, dev, autocast=amp_dtype(amp, dev))
     files = tuple(map(Path, checkpoints))
-    return Model(score, list(cfg["classes"]), ModelInput.from_train(cfg["train"]), files)
+    return Predictor(score, list(cfg["classes"]), ModelInput.from_train(cfg["train"]), files)
 
 
-def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = False) -> Model:
+def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = False) -> Predictor:
     """The model of an ONNX file that ``segpipe export`` wrote, run by onnxruntime on the CPU
     (``threads``: 0 for onnxruntime's default); classes and training size from its metadata.
     Raises InferError naming a file that is not such a model, or (unless ``allow_stale``) one
@@ -127,7 +127,7 @@ def load_onnx_model(path: str | Path, *, threads: int = 0, allow_stale: bool = F
         if not allow_stale:
             raise InferError(reason)
         logger.warning("%s", reason.split(": re-export")[0] + " (--allow-stale-onnx)")
-    return Model(onnx_scorer(session), info["classes"], info["input"], (Path(path),))
+    return Predictor(onnx_scorer(session), info["classes"], info["input"], (Path(path),))
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -289,7 +289,7 @@ def _read(file: Path) -> np.ndarray | str:
 
 
 def predict_files(
-    model: Model,
+    model: Predictor,
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     *,

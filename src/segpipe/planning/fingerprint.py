@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from segpipe.data.dataset_layouts import check_split_lists
 from segpipe.data.images import DEFAULT_MAX_IMAGE_PIXELS, open_image
-from segpipe.data.layouts import check_split_lists
 from segpipe.data.remap import RemapSpec, check_pair, index_with_spec, map_pairs, unpack_rgb
 from segpipe.data.summary import summarize
 from segpipe.planning.rules import DEFAULT_SAMPLE, is_class_ids

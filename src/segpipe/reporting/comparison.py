@@ -212,7 +212,7 @@ def build_comparison(
     required input (:data:`REQUIRED_INPUTS`, and :data:`CROSSVAL_INPUTS` where given) raises
     :class:`FileNotFoundError` naming it and its run, before anything is written.
 
-    ``infer`` (``predictions``: the folder :func:`segpipe.inference.selected.predict_selected` wrote, ``gallery_size``,
+    ``infer`` (``predictions``: the folder :func:`segpipe.inference.predict_selected.predict_selected` wrote, ``gallery_size``,
     and ``overlay_alpha``: run -> predict.overlay_alpha) adds a gallery of the selected run's
     predictions of new images; a folder predicted by another run raises ValueError.
     """
@@ -398,7 +398,7 @@ def _rank(data: Iterable[_RunData]) -> list[_RunData]:
 
 def _selected_infer(infer: Mapping[str, Any], selected: str, num_classes: int) -> dict[str, Any]:
     """The gallery of the selected run's predictions of new images (``infer["predictions"]``,
-    :func:`segpipe.inference.selected.predict_selected`); ValueError when another run predicted them."""
+    :func:`segpipe.inference.predict_selected.predict_selected`); ValueError when another run predicted them."""
     folder = Path(infer["predictions"])
     run = read_json(folder / "run.json")["run"]
     if run != selected:

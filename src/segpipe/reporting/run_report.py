@@ -31,8 +31,8 @@ from PIL import Image
 
 from segpipe.data import predictions
 from segpipe.data.colors import colorize, legend, overlay
+from segpipe.data.dataset_layouts import SOURCE_ONLY_OPTIONS
 from segpipe.data.images import load_rgb
-from segpipe.data.layouts import SOURCE_ONLY_OPTIONS
 from segpipe.data.masks import load_mask
 from segpipe.data.split import carved_from_trainval
 from segpipe.evaluation.crossval import SCORES
@@ -615,7 +615,7 @@ def dataset_fields(dataset: Any) -> list[tuple[str, str]]:
     """``config["dataset"]`` as (label, value) rows of the run summary: its name first, then each
     option that is set and that results depend on (not :data:`segpipe.params.UNTRACKED_OPTIONS`),
     a nested mapping as ``key: value`` pairs of its set entries and a list joined by commas.
-    Options that only another source reads (:data:`segpipe.data.layouts.SOURCE_ONLY_OPTIONS`)
+    Options that only another source reads (:data:`segpipe.data.dataset_layouts.SOURCE_ONLY_OPTIONS`)
     are left out."""
     if dataset is None:
         return [("Dataset", "n/a")]

@@ -462,7 +462,7 @@ def dataset_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def _fill_layout_defaults(dataset: dict) -> None:
     """images_dir/masks_dir left null get the layout's directories (download sources: oxford)."""
-    from segpipe.data.layouts import LAYOUT_DIRS
+    from segpipe.data.dataset_layouts import LAYOUT_DIRS
 
     images, masks = LAYOUT_DIRS[dataset_layout(dataset)]
     dataset["images_dir"] = dataset["images_dir"] or images

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from segpipe.data.layouts import SplitListError, index_dataset, pair_by_stem
+from segpipe.data.dataset_layouts import SplitListError, index_dataset, pair_by_stem
 from segpipe.data.remap import UnmappedValuesError, make_spec, remap_array, remap_dataset
 from segpipe.data.split import split_dataset
 from segpipe.data.synthetic import make_oxford_like
@@ -388,7 +388,7 @@ def test_command_line_colour_table_replaces_config_yaml_table(tmp_path):
 
 
 def test_source_only_options_are_dataset_options_of_known_sources() -> None:
-    from segpipe.data.layouts import SOURCE_ONLY_OPTIONS
+    from segpipe.data.dataset_layouts import SOURCE_ONLY_OPTIONS
     from segpipe.workflow.config import load_schema
 
     from helpers.repo import REPO

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from segpipe.models.checkpoints import load_checkpoint
-from segpipe.training.rung import train_rung
+from segpipe.training.search_train import train_rung
 
 from helpers.schedule import STATE, assert_same_state
 from helpers.train import CLASSES, IGNORE, OPTIONS, tiny_splits

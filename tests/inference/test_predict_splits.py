@@ -12,7 +12,7 @@ from PIL import Image
 
 from segpipe.data import predictions
 from segpipe.data.preprocess import preprocess_split
-from segpipe.inference.splits import predict_model, predict_split
+from segpipe.inference.predict_splits import predict_model, predict_split
 
 from helpers.train import one_epoch_checkpoint, tiny_splits
 from helpers.train import train as train_tiny
@@ -130,7 +130,7 @@ def test_without_overlays_the_same_masks_and_no_overlays_folder(
     def unread(*args, **kwargs):
         raise AssertionError("an image read back without overlays")
 
-    monkeypatch.setattr("segpipe.inference.splits.load_rgb", unread)
+    monkeypatch.setattr("segpipe.inference.predict_splits.load_rgb", unread)
     predict_all(data, checkpoint, tmp_path / "bare", tta=["hflip"], with_overlays=False)
     for split in SPLITS:
         for flips in (True, False):
