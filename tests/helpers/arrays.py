@@ -9,8 +9,6 @@ import numpy as np
 from helpers.repo import TINY_MODEL, TRAIN_DEFAULTS
 
 CLASSES = ["a", "b", "c"]
-
-
 OPTIONS = {
     **TRAIN_DEFAULTS,
     **TINY_MODEL,

@@ -12,11 +12,7 @@ import pandas as pd
 from segpipe.data.remap import remap_dataset
 
 SIZE = 16
-
-
 TABLE = {0: 0, 255: 1}
-
-
 IGNORE_VALUE = 128
 
 

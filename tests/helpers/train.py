@@ -15,17 +15,9 @@ from segpipe.training.train import train_model
 from helpers.repo import TINY_MODEL, TRAIN_DEFAULTS
 
 CLASSES = ["pet", "background", "border"]
-
-
 IGNORE = 255
-
-
 IMAGE_SIZE = 32
-
-
 SIZES = [(40, 40), (36, 44), (44, 36), (48, 40)]  # (height, width)
-
-
 OPTIONS = {
     **TRAIN_DEFAULTS,
     **TINY_MODEL,

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import segpipe.training.train
 from segpipe.logs import UserError
@@ -41,13 +40,6 @@ OPTIONS = {
     ),
 }
 TAGS = [*SCALARS.values(), *(class_tag(i, name) for i, name in enumerate(CLASSES))]
-
-
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(autouse=True)

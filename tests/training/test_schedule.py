@@ -32,14 +32,6 @@ SCHEDULES = {
 HISTORY = ["epoch", "train_loss", "val_loss", "val_miou", "val_dice", "lr"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """train_model sets torch's thread count; leave it as found."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, dict[str, Path]]:
     """4 training images (2 steps per epoch at batch size 2) and 4 validation images."""

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from segpipe.models.checkpoints import load_checkpoint
 from segpipe.training.search_train import train_rung
@@ -19,13 +18,6 @@ from segpipe.training.search_train import train_rung
 from helpers.schedule import STATE, assert_same_state
 from helpers.train import CLASSES, IGNORE, OPTIONS, tiny_splits
 from helpers.train import train as train_straight
-
-
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -41,14 +41,6 @@ from helpers.train import CLASSES, IGNORE, IMAGE_SIZE, OPTIONS, TINY, train, wri
 CAPTURE = dict(capture_output=True, text=True, timeout=120)
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """train_model and predict_split set torch's thread count; leave it as found."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, dict[str, Path]]:
     root = tmp_path_factory.mktemp("data")
