@@ -60,7 +60,8 @@ LAYOUT_EXEMPT = {"data/predictions.py", "data/dataset_layouts.py"}
 
 
 def _layout_literals(path: Path) -> list[str]:
-    """String constants of a module (docstrings aside) that spell a predictions folder's
+    """String constants of a module (docstrings, dictionary keys and subscripts aside: a
+    fingerprint's ``fp["masks"]`` section is no folder) that spell a predictions folder's
     sub-folder or file: ``"masks"``, ``"masks/..."``, ``"summary.csv"``..."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     docstrings = {
@@ -70,6 +71,10 @@ def _layout_literals(path: Path) -> list[str]:
         and node.body
         and isinstance(node.body[0], ast.Expr)
         and isinstance(node.body[0].value, ast.Constant)
+    }
+    docstrings |= {id(node.slice) for node in ast.walk(tree) if isinstance(node, ast.Subscript)}
+    docstrings |= {
+        id(key) for node in ast.walk(tree) if isinstance(node, ast.Dict) for key in node.keys
     }
     found = []
     for node in ast.walk(tree):

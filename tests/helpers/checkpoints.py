@@ -13,7 +13,7 @@ from helpers.repo import TINY_MODEL
 
 def untrained_checkpoint(path: Path, classes: list[str]) -> Path:
     """A checkpoint of a random-weight mini UNet, as predict reads it (no training needed)."""
-    train = {**TINY_MODEL, "decoder_dropout": 0.0}
+    train = {**TINY_MODEL, "decoder_dropout": 0.0, "image_size": 32}  # as train records it
     torch.manual_seed(0)
     model = build_model(
         "Unet",
