@@ -23,7 +23,8 @@ from segpipe.workflow.config import (
 )
 from segpipe.models.pretrained import record_path
 from segpipe.workflow.experiments import expand_runs
-from segpipe.workflow.layout import Layout, run_dir
+from segpipe.workflow import paths
+from segpipe.workflow.layout import Layout
 from segpipe.workflow.brackets import ladder
 from segpipe.workflow.search import (
     candidate_problems,
@@ -71,10 +72,7 @@ if _problems := infer_images_problems(config, {n: r.config for n, r in RUNS.item
 # only reads (segpipe.outputs).
 if _problems := path_option_problems(
     {
-        **{
-            f"{folder}/": folder
-            for folder in ("results", "logs", "benchmarks", ".snakemake")
-        },
+        **{f"{folder}/": folder for folder in (*paths.WRITTEN, ".snakemake")},
         "config option 'pretrained.cache'": config["pretrained"]["cache"],
     },
     {
@@ -146,7 +144,7 @@ wildcard_constraints:
     run="|".join(re.escape(name) for name in RUNS),
     model="|".join(re.escape(name) for name in MODELS),
     splitting="|".join(re.escape(name) for name in SPLITTINGS),
-    size="[0-9]+|x[0-9.e+-]+",
+    size=paths.SIZE_PATTERN,
     k="[0-9]+",
     fold="[0-9]+",
 

@@ -9,11 +9,11 @@ rule infer:
             RUNS[wildcards.run].primary.name
         ),
     output:
-        predictions=directory("results/runs/{run}/infer"),
+        predictions=directory(paths.infer_dir()),
     log:
-        "logs/infer/{run}.log",
+        paths.log("infer", "{run}"),
     benchmark:
-        "benchmarks/infer/{run}.tsv"
+        paths.benchmark("infer", "{run}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("predict", "threads", of_run=True)
@@ -54,11 +54,11 @@ rule infer_selected:
             }
         ),
     output:
-        predictions=directory("results/compare/infer"),
+        predictions=directory(paths.compare_file("infer")),
     log:
-        "logs/infer_selected/infer_selected.log",
+        paths.log("infer_selected", "infer_selected"),
     benchmark:
-        "benchmarks/infer_selected/infer_selected.tsv"
+        paths.benchmark("infer_selected", "infer_selected")
     conda:
         "../envs/segpipe.yaml"
     threads: res("predict", "threads")

@@ -8,11 +8,11 @@ rule predict:
     input:
         unpack(lambda wildcards: LAYOUT.predict_inputs(wildcards.model)),
     output:
-        predictions=directory("results/runs/{model}/predict"),
+        predictions=directory(paths.predict_dir()),
     log:
-        "logs/predict/{model}.log",
+        paths.log("predict", "{model}"),
     benchmark:
-        "benchmarks/predict/{model}.tsv"
+        paths.benchmark("predict", "{model}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("predict", "threads", of_run=True)

@@ -18,9 +18,6 @@ if SEARCH and (
     raise _config_error(_problems)
 # Each bracket's rungs (indices into SEARCH_BUDGETS, rules/common.smk).
 BRACKETS = bracket_rungs(SEARCH) if SEARCH else []
-# Bracket b's decision at rung r (rule search_rung); the winner across brackets (search_select).
-RUNG_FILE = "results/search/bracket{bracket}/rung{rung}.csv"
-SELECTION_FILE = "results/search/winner.csv"
 
 
 def rung_candidates(bracket, rung):
@@ -45,18 +42,13 @@ def search_targets(wildcards):
         return []
     winner = search_winner()
     return [
-        f"{run_dir(winner)}/report/report.html",
-        *[f for f in LAYOUT.evaluations() if f.startswith(f"{run_dir(winner)}/")],
+        paths.report_file("report.html", winner),
+        *[f for f in LAYOUT.evaluations() if f.startswith(f"{paths.run_dir(winner)}/")],
     ]
 
 
 # The runs whose train outputs search_winner writes, the winner's; none without a search.
 SEARCH_RUNS = "|".join(re.escape(name) for name in RUNS) if SEARCH else "(?!)"
-
-
-def rung_dir(run, rung):
-    """Where rule search_train puts a candidate's rung (the same in every bracket)."""
-    return f"results/search/{run}/rung{rung}"
 
 
 def previous_rung(wildcards):
@@ -65,7 +57,8 @@ def previous_rung(wildcards):
     if rung == 0:
         return []
     return [
-        f"{rung_dir(wildcards.run, rung - 1)}/{name}" for name in ("last.pt", "best.pt")
+        paths.rung_file(name, wildcards.run, rung - 1)
+        for name in ("last.pt", "best.pt")
     ]
 
 
@@ -81,23 +74,23 @@ def winner_files(wildcards):
     winner = search_winner()
     if wildcards.model != winner:
         raise ValueError(
-            f"run '{wildcards.model}' was stopped by the search (see results/search/); "
+            f"run '{wildcards.model}' was stopped by the search (see {paths.SEARCH_DIR}/); "
             f"only the winner, '{winner}', is trained in full"
         )
-    folder = rung_dir(winner, len(SEARCH_BUDGETS) - 1)
+    last = len(SEARCH_BUDGETS) - 1
     names = {
         "best": "best.pt",
         "last": "last.pt",
         "history": "history.csv",
         "model": "model.json",
     }
-    return {key: f"{folder}/{name}" for key, name in names.items()}
+    return {key: paths.rung_file(name, winner, last) for key, name in names.items()}
 
 
 def last_rung_files():
     """Each bracket's last rung file, in bracket order."""
     last = len(SEARCH_BUDGETS) - 1
-    return [RUNG_FILE.format(bracket=b, rung=last) for b in range(len(BRACKETS))]
+    return [paths.RUNG_FILE.format(bracket=b, rung=last) for b in range(len(BRACKETS))]
 
 
 def search_report_inputs(wildcards):
@@ -109,11 +102,13 @@ def search_report_inputs(wildcards):
     rungs, reached = [], {}
     for bracket, numbers in enumerate(BRACKETS):
         for rung in numbers:
-            rungs.append(RUNG_FILE.format(bracket=bracket, rung=rung))
+            rungs.append(paths.RUNG_FILE.format(bracket=bracket, rung=rung))
             for run in rung_candidates(bracket, rung):
                 reached[run] = max(reached.get(run, 0), rung)
     return {
         "rungs": rungs,
-        "selection": SELECTION_FILE,
-        "histories": [f"{rung_dir(run, reached[run])}/history.csv" for run in RUNS],
+        "selection": paths.SELECTION_FILE,
+        "histories": [
+            paths.rung_file("history.csv", run, reached[run]) for run in RUNS
+        ],
     }

@@ -20,7 +20,8 @@ from segpipe.workflow.config import (
     validate_config,
 )
 from segpipe.workflow.experiments import expand_runs
-from segpipe.workflow.layout import Layout, run_dir
+from segpipe.workflow.layout import Layout
+from segpipe.workflow.paths import run_dir
 
 from conftest import REPO
 
@@ -67,7 +68,7 @@ def test_keep_aspect_arrays_are_named_by_their_scale() -> None:
 def test_fold_models_read_their_fold_and_the_ensemble_its_members() -> None:
     layout = layout_of(run_name="cv", split={"folds": 3}, predict={"ensemble": "folds"})
     assert list(layout.models) == ["cv/fold0", "cv/fold1", "cv/fold2", "cv/ensemble"]
-    assert layout.fold_dir("cv", 2) == "results/folds/base/k3/fold2"
+    assert layout.fold_manifest("cv", 2, "val") == "results/folds/base/k3/fold2/val.csv"
     assert layout.model_manifest("cv/fold1", "val") == "results/folds/base/k3/fold1/val.csv"
     assert layout.model_manifest("cv/fold1", "test") == "results/split/base/test.csv"
     assert layout.model_manifest("cv/ensemble", "test") == "results/split/base/test.csv"

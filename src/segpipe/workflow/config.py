@@ -20,6 +20,7 @@ import yaml
 from segpipe.data import predictions
 from segpipe.models.model_input import ModelInput
 from segpipe.params import DATA_OPTIONS, MODEL, option_class
+from segpipe.workflow import paths
 
 
 class ConfigError(ValueError):
@@ -812,13 +813,15 @@ def infer_images_problems(cfg: Mapping[str, Any], runs: Mapping[str, Mapping]) -
     folder = cfg["infer"]["images"]
     if folder is None:
         return []
-    path, results = Path(folder), Path("results").resolve()
+    path, results = Path(folder), Path(paths.RESULTS).resolve()
     if not path.exists():
         problem = f"folder '{folder}' not found"
     elif not path.is_dir():
         problem = f"'{folder}' is a file, not a folder of images"
     elif path.resolve() == results or path.resolve() in results.parents:
-        problem = f"folder '{folder}' holds results/, where the predictions go; move the images"
+        problem = (
+            f"folder '{folder}' holds {paths.RESULTS}/, where the predictions go; move the images"
+        )
     else:
         return []
     return [f"config option 'infer.images': {problem}"]
