@@ -45,6 +45,6 @@ rule download:
         resources=download_resources(config["dataset"]),
         cache_dir=paths.DOWNLOAD_ARCHIVES,
         # retries and timeout, untracked (segpipe.params): a change reruns nothing.
-        runtime=untracked("dataset", config["dataset"]),
+        untracked=jobs.dataset(config).untracked,
     script:
         "../scripts/download.py"

@@ -1,11 +1,6 @@
 include: "search_common.smk"
 
 
-wildcard_constraints:
-    rung="|".join(str(rung) for rung in range(len(SEARCH_BUDGETS))) or "(?!)",
-    bracket="|".join(str(bracket) for bracket in range(len(BRACKETS))) or "(?!)",
-
-
 localrules:
     search_rung,
     search_select,
@@ -44,8 +39,10 @@ rule search_train:
         nodes=1,
     params:
         # The run's train options, epochs: the rung's budget, schedule_epochs: the search's.
-        train=lambda wildcards: tracked("train", rung_options(wildcards)),
-        runtime=lambda wildcards: untracked("train", run_option("train")(wildcards)),
+        train=lambda wildcards: jobs.training(
+            RUNS[wildcards.run].config, rung_options(wildcards)
+        ).tracked,
+        untracked=untracked_of(jobs.training),
         pretrained=lambda wildcards: Untracked(
             {"weights_cache": LAYOUT.weights_cache(wildcards.run)}
         ),

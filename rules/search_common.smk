@@ -2,22 +2,7 @@
 candidates each bracket's rung trains, the winner, and each rule's inputs and params."""
 
 from segpipe.evaluation.rungs import read_promoted, read_winner
-from segpipe.workflow.brackets import bracket_problems, bracket_rungs
-from segpipe.workflow.lr_peak import warmup_problems
 from segpipe.workflow.search import rung_train_options
-
-# A search's brackets and a first rung that ends before the learning rate peaks, refused here.
-if SEARCH and (
-    _problems := bracket_problems(SEARCH)
-    + warmup_problems(
-        SEARCH.min_epochs,
-        SEARCH.max_epochs,
-        {name: run.config for name, run in RUNS.items()},
-    )
-):
-    raise _config_error(_problems)
-# Each bracket's rungs (indices into SEARCH_BUDGETS, rules/common.smk).
-BRACKETS = bracket_rungs(SEARCH) if SEARCH else []
 
 
 def rung_candidates(bracket, rung):
@@ -48,7 +33,7 @@ def search_targets(wildcards):
 
 
 # The runs whose train outputs search_winner writes, the winner's; none without a search.
-SEARCH_RUNS = "|".join(re.escape(name) for name in RUNS) if SEARCH else "(?!)"
+SEARCH_RUNS = one_of(RUNS if SEARCH else [])
 
 
 def previous_rung(wildcards):

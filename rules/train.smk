@@ -36,8 +36,8 @@ rule train:
     params:
         # What changes the model; num_workers and the loggers reach the job untracked
         # (segpipe.params): changing them reruns nothing.
-        train=lambda wildcards: tracked("train", run_option("train")(wildcards)),
-        runtime=lambda wildcards: untracked("train", run_option("train")(wildcards)),
+        train=tracked_of(jobs.training),
+        untracked=untracked_of(jobs.training),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # Not an output: Snakemake must not delete it before a rerun, so training resumes.
