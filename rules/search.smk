@@ -18,7 +18,7 @@ rule search_train:
         unpack(lambda wildcards: LAYOUT.weights_record(wildcards.run)),
         train=lambda wildcards: LAYOUT.model_manifest(wildcards.run, "train"),
         val=lambda wildcards: LAYOUT.model_manifest(wildcards.run, "val"),
-        previous=previous_rung,
+        previous=lambda wildcards: previous_rung(wildcards.run, int(wildcards.rung)),
     output:
         best=paths.rung_file("best.pt"),
         last=paths.rung_file("last.pt"),
@@ -87,7 +87,7 @@ checkpoint search_select:
     """The winner: the best by validation mIoU of the brackets' last rungs (ties: the first
     bracket's)."""
     input:
-        last=last_rung_files(),
+        last=last_rung_files(SEARCH_BUDGETS, BRACKETS),
     output:
         selection=paths.SELECTION_FILE,
     log:

@@ -2,7 +2,12 @@
 candidates each bracket's rung trains, the winner, and each rule's inputs and params."""
 
 from segpipe.evaluation.rungs import read_promoted, read_winner
-from segpipe.workflow.search import rung_train_options
+from segpipe.workflow.search import (
+    last_rung_files,
+    previous_rung,
+    rung_outputs,
+    rung_train_options,
+)
 
 
 def rung_candidates(bracket, rung):
@@ -36,17 +41,6 @@ def search_targets(wildcards):
 SEARCH_RUNS = one_of(RUNS if SEARCH else [])
 
 
-def previous_rung(wildcards):
-    """The checkpoints a candidate's rung starts from: its previous rung's; none in rung 0."""
-    rung = int(wildcards.rung)
-    if rung == 0:
-        return []
-    return [
-        paths.rung_file(name, wildcards.run, rung - 1)
-        for name in ("last.pt", "best.pt")
-    ]
-
-
 def rung_options(wildcards):
     """A candidate's train options in a rung: its run's, trained to the rung's budget on the
     schedule of the whole search (segpipe.workflow.search.rung_train_options)."""
@@ -62,20 +56,7 @@ def winner_files(wildcards):
             f"run '{wildcards.model}' was stopped by the search (see {paths.SEARCH_DIR}/); "
             f"only the winner, '{winner}', is trained in full"
         )
-    last = len(SEARCH_BUDGETS) - 1
-    names = {
-        "best": "best.pt",
-        "last": "last.pt",
-        "history": "history.csv",
-        "model": "model.json",
-    }
-    return {key: paths.rung_file(name, winner, last) for key, name in names.items()}
-
-
-def last_rung_files():
-    """Each bracket's last rung file, in bracket order."""
-    last = len(SEARCH_BUDGETS) - 1
-    return [paths.RUNG_FILE.format(bracket=b, rung=last) for b in range(len(BRACKETS))]
+    return rung_outputs(winner, len(SEARCH_BUDGETS) - 1)
 
 
 def search_report_inputs(wildcards):
