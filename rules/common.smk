@@ -1,4 +1,4 @@
-"""The pipeline of the config (segpipe.workflow.pipeline), and the getters the rules share."""
+"""The pipeline of the config (segpipe.workflow.loader), and the getters the rules share."""
 
 import os
 from pathlib import Path
@@ -14,7 +14,7 @@ from segpipe.workflow.config import (
     load_schema,
 )
 from segpipe.models.pretrained import record_path
-from segpipe.workflow.pipeline import load_pipeline, one_of
+from segpipe.workflow.loader import load_pipeline, one_of
 from segpipe.params import Untracked, run_summary
 
 try:

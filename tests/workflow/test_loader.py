@@ -1,4 +1,4 @@
-"""segpipe.workflow.pipeline: the config loaded once for the rules, every check before any job,
+"""segpipe.workflow.loader: the config loaded once for the rules, every check before any job,
 and the DAG process free of torch."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from segpipe.workflow.config import ConfigError, load_schema
-from segpipe.workflow.pipeline import load_pipeline, one_of
+from segpipe.workflow.loader import load_pipeline, one_of
 
 from conftest import BIN, REPO
 
