@@ -52,6 +52,20 @@ def test_no_path_literal_outside_the_patterns_module() -> None:
     assert not found, "paths spelled outside segpipe/workflow/paths.py:\n  " + "\n  ".join(found)
 
 
+def test_the_report_templates_show_the_paths_they_are_given() -> None:
+    templates = sorted(REPO.glob("src/segpipe/reporting/templates/*.j2"))
+    assert templates
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in templates
+        for number, line in enumerate(
+            re.sub(r"\{#.*?#\}", "", path.read_text(), flags=re.S).splitlines(), 1
+        )
+        if re.search(rf"\b{paths.RESULTS}/", line)
+    ]
+    assert not found, "paths spelled in the report templates:\n  " + "\n  ".join(found)
+
+
 @pytest.mark.parametrize(
     "code",
     [
