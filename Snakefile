@@ -41,5 +41,5 @@ rule all:
         [LAYOUT.infer_dir()] if INFER_IMAGES and not SEARCH else [],
         # The search report from the start: asked for only once its checkpoints are decided,
         # it would be left stale by a run that redecides them without a new winner.
-        "results/search/report.html" if SEARCH else [],
+        paths.SEARCH_REPORT if SEARCH else [],
         search_targets,

@@ -1,154 +1,55 @@
-"""Config loading and validation, the RUNS and MODELS tables, and small getters for the rules."""
+"""The pipeline of the config (segpipe.workflow.loader), and the getters the rules share."""
 
 import os
-import re
 from pathlib import Path
 
 from snakemake.io import contains_wildcard
 
-from segpipe.data.dataset_layouts import dataset_files
+from segpipe.workflow import paths
+from segpipe.workflow import jobs
 from segpipe.workflow.config import (
     ConfigError,
-    base_config,
-    borrowed_options,
-    dataset_layout,
     dataset_options,
     download_resources,
-    infer_images_problems,
-    infer_options,
     load_schema,
-    predict_options,
-    replace_whole_options,
-    validate_config,
 )
 from segpipe.models.pretrained import record_path
-from segpipe.workflow.experiments import expand_runs
-from segpipe.workflow.layout import Layout, run_dir
-from segpipe.workflow.brackets import ladder
-from segpipe.workflow.search import (
-    candidate_problems,
-    parse_search,
-    sampled_experiments,
-    search_candidates,
-    search_problems,
-)
-from segpipe.outputs import path_option_problems
-from segpipe.params import Untracked, run_summary, tracked, untracked
-
-replace_whole_options(config, workflow.config_settings.overwrite_config)
-# A config that reads another dataset gives the options that describe one (classes, names,
-# sizes...), or it would run with config.yaml's, chosen for Oxford-IIIT Pet.
-if _borrowed := borrowed_options(
-    base_config(), workflow.config_settings.overwrite_config
-):
-    raise ValueError(_borrowed)
-_schema = load_schema(Path(workflow.basedir) / "config/schema.yaml")
-
-
-def _validate(cfg):
-    # Jobs on a cluster node: the submitting process checked the model names already.
-    return validate_config(cfg, _schema, check_models=not workflow.remote_exec)
-
-
-def _config_error(problems):
-    return ValueError("invalid config:\n  " + "\n  ".join(problems))
-
+from segpipe.workflow.loader import load_pipeline, one_of
+from segpipe.params import Untracked, run_summary
 
 try:
-    _validated = _validate(config)
-    # The runs the config declares (experiments, grid), or the one run named by run_name; with
-    # search.sample, the search's seeded draws as named runs.
-    _sampled = sampled_experiments(_validated)
-    _declared = {**config, "experiments": _sampled} if _sampled else config
-    RUNS = {run.name: run for run in expand_runs(_declared, _validated, _validate)}
+    PIPELINE = load_pipeline(
+        config,
+        workflow.config_settings.overwrite_config,
+        load_schema(Path(workflow.basedir) / "config/schema.yaml"),
+        # Jobs on a cluster node: the submitting process checked the model names already.
+        check_models=not workflow.remote_exec,
+    )
 except ConfigError as exc:
     raise ValueError(str(exc)) from None
 config.clear()
-config.update(_validated)
-if _problems := infer_images_problems(config, {n: r.config for n, r in RUNS.items()}):
-    raise _config_error(_problems)
-# What the pipeline writes (Snakemake's outputs, the weights cache) is kept apart from what it
-# only reads (segpipe.outputs).
-if _problems := path_option_problems(
-    {
-        **{
-            f"{folder}/": folder
-            for folder in ("results", "logs", "benchmarks", ".snakemake")
-        },
-        "config option 'pretrained.cache'": config["pretrained"]["cache"],
-    },
-    {
-        "config option 'dataset.root'": (
-            config["dataset"].get("root")
-            if config["dataset"]["source"] == "folder"
-            else None
-        ),
-        "config option 'infer.images'": config["infer"]["images"],
-    },
-):
-    raise _config_error(_problems)
-# A search's budget, ranges and candidates (segpipe.workflow.search).
-_problems = search_problems(config, search_candidates(config, list(RUNS)))
-if _problems := _problems or candidate_problems(
-    parse_search(config["search"]), list(RUNS.values())
-):
-    raise _config_error(_problems)
-# A successive-halving search over the runs (rules/search.smk), or None.
-SEARCH = parse_search(config["search"])
-# The cumulative epoch budget of each rung, shared by the search's brackets.
-SEARCH_BUDGETS = ladder(SEARCH) if SEARCH else []
-# Split settings of the runs: results/split/<splitting>/, computed once each.
-SPLITTINGS = {run.splitting: run.split for run in RUNS.values()}
-# The runs' models (results/runs/<model>/): a run, its folds <run>/fold<i>, its <run>/ensemble.
-MODELS = {model.name: model for run in RUNS.values() for model in run.models}
+config.update(PIPELINE.config)
+# The runs (results/runs/<run>/), their models (a run, its folds <run>/fold<i>, its
+# <run>/ensemble) and split settings (results/split/<splitting>/).
+RUNS, MODELS, SPLITTINGS = PIPELINE.runs, PIPELINE.models, PIPELINE.splittings
+# A successive-halving search over the runs (rules/search.smk) or None, the cumulative epochs of
+# its rungs, each bracket's rungs (indices into SEARCH_BUDGETS).
+SEARCH, SEARCH_BUDGETS, BRACKETS = PIPELINE.search, PIPELINE.budgets, PIPELINE.brackets
 # Experiments and grids compare their runs in results/compare/.
-COMPARE = SEARCH is None and (
-    config["experiments"] is not None or config["grid"] is not None
-)
+COMPARE = PIPELINE.compare
 SOURCE = config["dataset"]["source"]
-
-
-def _infer_files(folder):
-    """The files of infer.images as segpipe predict finds them (recursively, hidden files left
-    out), checked before any job runs; none when it is null."""
-    if folder is None:
-        return []
-    from segpipe.inference.folder import InferError, OutputClashError, find_images
-
-    try:
-        return [str(path) for path in find_images([folder])]
-    except OutputClashError as exc:
-        problem = str(exc)
-    except InferError:
-        problem = f"folder '{folder}' holds no files"
-    raise _config_error([f"config option 'infer.images': {problem}"])
-
-
 # The images of infer.images, predicted with the trained model (rules/infer.smk); none when null.
-INFER_IMAGES = _infer_files(config["infer"]["images"])
-# Which files a run or a model reads (segpipe.workflow.layout).
+INFER_IMAGES = PIPELINE.infer_images
 # Pretrained encoder weights (rules/pretrained.smk): the cache folder, pretrained.cache.
 PRETRAINED_CACHE = config["pretrained"]["cache"]
-LAYOUT = Layout(
-    RUNS,
-    SOURCE,
-    infer=bool(INFER_IMAGES),
-    compare=COMPARE,
-    pretrained_cache=PRETRAINED_CACHE,
-    search_rungs=len(SEARCH_BUDGETS),
-)
+# Which files a run or a model reads (segpipe.workflow.layout).
+LAYOUT = PIPELINE.layout
 # The models that train as themselves (a model sharing another's training has no train job).
-TRAINED_MODELS = "|".join(re.escape(name) for name in LAYOUT.trained_models()) or "(?!)"
+TRAINED_MODELS = one_of(LAYOUT.trained_models())
 
 
 wildcard_constraints:
-    split="train|val|test",
-    run="|".join(re.escape(name) for name in RUNS),
-    model="|".join(re.escape(name) for name in MODELS),
-    splitting="|".join(re.escape(name) for name in SPLITTINGS),
-    size="[0-9]+|x[0-9.e+-]+",
-    k="[0-9]+",
-    fold="[0-9]+",
+    **PIPELINE.wildcard_constraints(),
 
 
 def res(rule_name, key, of_run=False):
@@ -177,6 +78,17 @@ def run_option(*keys):
     return get
 
 
+def tracked_of(build, **options):
+    """A per-run or per-model job's tracked options of a config section (segpipe.workflow.jobs:
+    ``build``), a param: a change reruns the job."""
+    return lambda wildcards: build(_job_run(wildcards).config, **options).tracked
+
+
+def untracked_of(build, **options):
+    """The untracked options of the same (segpipe.params.Untracked): a change reruns nothing."""
+    return lambda wildcards: build(_job_run(wildcards).config, **options).untracked
+
+
 def verbatim(value):
     """A param that Snakemake passes as it is: a plain string (or list of strings) param is
     formatted with the job's wildcards, so the braces of a dataset root or a class name such as
@@ -189,20 +101,6 @@ def as_inputs(paths):
     `data {v1}`) cannot, Snakemake takes it for a wildcard, escaped as `{{x}}` or not.
     """
     return [path for path in paths if not contains_wildcard(path)]
-
-
-# The files of a user's folder that remap reads (see segpipe.data.dataset_layouts.DatasetFiles).
-_DATASET_FILES = (
-    dataset_files(
-        dataset_layout(config["dataset"]),
-        config["dataset"]["root"],
-        images_dir=config["dataset"]["images_dir"],
-        masks_dir=config["dataset"]["masks_dir"],
-        split_lists=config["dataset"]["split_lists"],
-    )
-    if SOURCE == "folder"
-    else None
-)
 
 
 def dataset_dir():
@@ -218,7 +116,7 @@ def dataset_input():
     name cannot be an input (see as_inputs) goes into dataset_fingerprint instead."""
     if SOURCE != "folder":
         return dataset_dir()
-    return as_inputs(_DATASET_FILES.newest())
+    return as_inputs(PIPELINE.dataset_files.newest())
 
 
 def dataset_fingerprint():
@@ -228,11 +126,11 @@ def dataset_fingerprint():
     """
     if SOURCE != "folder":
         return None
-    unnamed = [p for p in _DATASET_FILES.newest() if contains_wildcard(p)]
+    unnamed = [p for p in PIPELINE.dataset_files.newest() if contains_wildcard(p)]
     stamps = "".join(
         f", newest file modified at {os.stat(p).st_mtime_ns} ns" for p in unnamed
     )
-    return _DATASET_FILES.fingerprint() + stamps
+    return PIPELINE.dataset_files.fingerprint() + stamps
 
 
 def infer_fingerprint():
@@ -243,26 +141,3 @@ def infer_fingerprint():
         for path in INFER_IMAGES
         if contains_wildcard(path)
     ]
-
-
-def infer_models():
-    """Per run, the checkpoints of the model that stands for it (Run.primary) and its
-    infer_options: what predicting infer.images takes once the comparison selects it; the
-    untracked ones (predict.batch_size) in infer_runtime."""
-    return {
-        run: {
-            "checkpoints": LAYOUT.checkpoints(RUNS[run].primary.name),
-            **tracked("predict", infer_options(RUNS[run].config)),
-        }
-        for run in RUNS
-    }
-
-
-def infer_runtime():
-    """Per run, the infer_options that reach infer_selected untracked (segpipe.params)."""
-    return Untracked(
-        {
-            run: dict(untracked("predict", infer_options(RUNS[run].config)))
-            for run in RUNS
-        }
-    )

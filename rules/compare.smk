@@ -10,22 +10,22 @@ rule compare:
     input:
         lambda wildcards: LAYOUT.compare_inputs(),
     output:
-        html="results/compare/report.html",
-        leaderboard="results/compare/leaderboard.csv",
+        html=paths.compare_file("report.html"),
+        leaderboard=paths.compare_file("leaderboard.csv"),
         curves=report(
-            "results/compare/figures/learning_curves.png",
+            paths.compare_file("figures/learning_curves.png"),
             caption="captions/compare_curves.rst",
             category="Comparison",
         ),
         per_class=report(
-            "results/compare/figures/per_class.png",
+            paths.compare_file("figures/per_class.png"),
             caption="captions/compare_per_class.rst",
             category="Comparison",
         ),
     log:
-        "logs/compare/compare.log",
+        paths.log("compare", "compare"),
     benchmark:
-        "benchmarks/compare/compare.tsv"
+        paths.benchmark("compare", "compare")
     conda:
         "../envs/segpipe.yaml"
     threads: res("report", "threads")

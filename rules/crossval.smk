@@ -9,13 +9,13 @@ rule crossval:
     input:
         unpack(lambda wildcards: LAYOUT.crossval_inputs(wildcards.run)),
     output:
-        metrics="results/runs/{run}/crossval/metrics.json",
-        folds="results/runs/{run}/crossval/folds.csv",
-        per_image="results/runs/{run}/crossval/per_image.csv",
+        metrics=paths.crossval_file("metrics.json"),
+        folds=paths.crossval_file("folds.csv"),
+        per_image=paths.crossval_file("per_image.csv"),
     log:
-        "logs/crossval/{run}.log",
+        paths.log("crossval", "{run}"),
     benchmark:
-        "benchmarks/crossval/{run}.tsv"
+        paths.benchmark("crossval", "{run}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("report", "threads", of_run=True)

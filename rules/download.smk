@@ -6,13 +6,13 @@ localrules:
 rule synthesize:
     """Generate the offline demo dataset in the Oxford layout and pack it into the two archives."""
     output:
-        images="results/synthesize/images.tar.gz",
-        annotations="results/synthesize/annotations.tar.gz",
-        resources="results/synthesize/resources.json",
+        images=paths.SYNTHESIZE_IMAGES,
+        annotations=paths.SYNTHESIZE_ANNOTATIONS,
+        resources=paths.SYNTHESIZE_RESOURCES,
     log:
-        "logs/synthesize/synthesize.log",
+        paths.log("synthesize", "synthesize"),
     benchmark:
-        "benchmarks/synthesize/synthesize.tsv"
+        paths.benchmark("synthesize", "synthesize")
     conda:
         "../envs/segpipe.yaml"
     threads: 1
@@ -30,11 +30,11 @@ rule download:
     input:
         resources=(rules.synthesize.output.resources if SOURCE == "synthetic" else []),
     output:
-        dataset=directory("results/download/dataset"),
+        dataset=directory(paths.DOWNLOAD_DATASET),
     log:
-        "logs/download/download.log",
+        paths.log("download", "download"),
     benchmark:
-        "benchmarks/download/download.tsv"
+        paths.benchmark("download", "download")
     conda:
         "../envs/segpipe.yaml"
     threads: res("download", "threads")
@@ -43,8 +43,8 @@ rule download:
         runtime=res("download", "runtime"),
     params:
         resources=download_resources(config["dataset"]),
-        cache_dir="results/download/archives",
+        cache_dir=paths.DOWNLOAD_ARCHIVES,
         # retries and timeout, untracked (segpipe.params): a change reruns nothing.
-        runtime=untracked("dataset", config["dataset"]),
+        untracked=jobs.dataset(config).untracked,
     script:
         "../scripts/download.py"

@@ -10,16 +10,16 @@ rule evaluate:
         ),
         predictions=rules.predict.output.predictions,
     output:
-        metrics="results/runs/{model}/evaluate/{split}/metrics.json",
-        per_class="results/runs/{model}/evaluate/{split}/per_class.csv",
-        confusion="results/runs/{model}/evaluate/{split}/confusion.csv",
-        confusion_normalized="results/runs/{model}/evaluate/{split}/confusion_normalized.csv",
-        confusion_counts="results/runs/{model}/evaluate/{split}/confusion_counts.csv",
-        per_image="results/runs/{model}/evaluate/{split}/per_image.csv",
+        metrics=paths.evaluated("metrics.json"),
+        per_class=paths.evaluated("per_class.csv"),
+        confusion=paths.evaluated("confusion.csv"),
+        confusion_normalized=paths.evaluated("confusion_normalized.csv"),
+        confusion_counts=paths.evaluated("confusion_counts.csv"),
+        per_image=paths.evaluated("per_image.csv"),
     log:
-        "logs/evaluate/{model}/{split}.log",
+        paths.log("evaluate", "{model}/{split}"),
     benchmark:
-        "benchmarks/evaluate/{model}/{split}.tsv"
+        paths.benchmark("evaluate", "{model}/{split}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("evaluate", "threads", of_run=True)
@@ -43,16 +43,18 @@ use rule evaluate as evaluate_no_tta with:
         ),
         predictions=rules.predict.output.predictions,
     output:
-        metrics="results/runs/{model}/evaluate_no_tta/{split}/metrics.json",
-        per_class="results/runs/{model}/evaluate_no_tta/{split}/per_class.csv",
-        confusion="results/runs/{model}/evaluate_no_tta/{split}/confusion.csv",
-        confusion_normalized="results/runs/{model}/evaluate_no_tta/{split}/confusion_normalized.csv",
-        confusion_counts="results/runs/{model}/evaluate_no_tta/{split}/confusion_counts.csv",
-        per_image="results/runs/{model}/evaluate_no_tta/{split}/per_image.csv",
+        metrics=paths.evaluated("metrics.json", "evaluate_no_tta"),
+        per_class=paths.evaluated("per_class.csv", "evaluate_no_tta"),
+        confusion=paths.evaluated("confusion.csv", "evaluate_no_tta"),
+        confusion_normalized=paths.evaluated(
+            "confusion_normalized.csv", "evaluate_no_tta"
+        ),
+        confusion_counts=paths.evaluated("confusion_counts.csv", "evaluate_no_tta"),
+        per_image=paths.evaluated("per_image.csv", "evaluate_no_tta"),
     log:
-        "logs/evaluate_no_tta/{model}/{split}.log",
+        paths.log("evaluate_no_tta", "{model}/{split}"),
     benchmark:
-        "benchmarks/evaluate_no_tta/{model}/{split}.tsv"
+        paths.benchmark("evaluate_no_tta", "{model}/{split}")
     params:
         # With predict.tta: the same model's predictions without the flips (predict/no_tta).
         tta=False,

@@ -7,11 +7,11 @@ rule export:
         # The model's training, or the one it shares (segpipe.workflow.layout).
         checkpoint=lambda wildcards: LAYOUT.checkpoints(wildcards.model)[0],
     output:
-        onnx="results/runs/{model}/train/model.onnx",
+        onnx=paths.train_file("model.onnx"),
     log:
-        "logs/export/{model}.log",
+        paths.log("export", "{model}"),
     benchmark:
-        "benchmarks/export/{model}.tsv"
+        paths.benchmark("export", "{model}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("predict", "threads", of_run=True)

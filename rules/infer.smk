@@ -1,3 +1,10 @@
+# What infer_selected receives of each run, the comparison may select any (segpipe.workflow.jobs).
+_SELECTED = jobs.selected_prediction(
+    {run: RUNS[run].config for run in RUNS},
+    {run: LAYOUT.checkpoints(RUNS[run].primary.name) for run in RUNS},
+)
+
+
 rule infer:
     """Predict every image of the infer.images folder with the run's model (with folds: the fold
     ensemble, else fold 0): class-id masks and (unless predict.overlays is none) overlays at
@@ -9,11 +16,11 @@ rule infer:
             RUNS[wildcards.run].primary.name
         ),
     output:
-        predictions=directory("results/runs/{run}/infer"),
+        predictions=directory(paths.infer_dir()),
     log:
-        "logs/infer/{run}.log",
+        paths.log("infer", "{run}"),
     benchmark:
-        "benchmarks/infer/{run}.tsv"
+        paths.benchmark("infer", "{run}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("predict", "threads", of_run=True)
@@ -29,12 +36,8 @@ rule infer:
         unlisted=verbatim(infer_fingerprint()),
         classes=verbatim(config["classes"]),
         # predict.batch_size reaches the job untracked (segpipe.params): a change reruns nothing.
-        options=lambda wildcards: tracked(
-            "predict", infer_options(RUNS[wildcards.run].config)
-        ),
-        runtime=lambda wildcards: untracked(
-            "predict", infer_options(RUNS[wildcards.run].config)
-        ),
+        predict=tracked_of(jobs.prediction, folder=True),
+        untracked=untracked_of(jobs.prediction, folder=True),
     script:
         "../scripts/infer.py"
 
@@ -46,19 +49,15 @@ rule infer_selected:
     input:
         images=as_inputs(INFER_IMAGES),
         scores=lambda wildcards: LAYOUT.selection_inputs(),
-        checkpoints=lambda wildcards: sorted(
-            {
-                path
-                for model in infer_models().values()
-                for path in model["checkpoints"]
-            }
+        checkpoints=sorted(
+            {path for model in _SELECTED[0].values() for path in model["checkpoints"]}
         ),
     output:
-        predictions=directory("results/compare/infer"),
+        predictions=directory(paths.compare_file("infer")),
     log:
-        "logs/infer_selected/infer_selected.log",
+        paths.log("infer_selected", "infer_selected"),
     benchmark:
-        "benchmarks/infer_selected/infer_selected.tsv"
+        paths.benchmark("infer_selected", "infer_selected")
     conda:
         "../envs/segpipe.yaml"
     threads: res("predict", "threads")
@@ -72,8 +71,8 @@ rule infer_selected:
         unlisted=verbatim(infer_fingerprint()),
         classes=verbatim(config["classes"]),
         runs=verbatim(LAYOUT.selection_runs()),
-        models=verbatim(infer_models()),
+        models=verbatim(_SELECTED[0]),
         # predict.batch_size of each run, untracked (segpipe.params): a change reruns nothing.
-        runtime=infer_runtime(),
+        untracked=_SELECTED[1],
     script:
         "../scripts/infer_selected.py"

@@ -8,11 +8,11 @@ rule predict:
     input:
         unpack(lambda wildcards: LAYOUT.predict_inputs(wildcards.model)),
     output:
-        predictions=directory("results/runs/{model}/predict"),
+        predictions=directory(paths.predict_dir()),
     log:
-        "logs/predict/{model}.log",
+        paths.log("predict", "{model}"),
     benchmark:
-        "benchmarks/predict/{model}.tsv"
+        paths.benchmark("predict", "{model}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("predict", "threads", of_run=True)
@@ -26,9 +26,7 @@ rule predict:
         splits=lambda wildcards: list(LAYOUT.models[wildcards.model].splits),
         # Whether to write overlays (predict.overlays: all) and their overlay_alpha, the
         # predict.tta flips the probabilities are averaged over, sliding windows.
-        predict=lambda wildcards: predict_options(run_option("predict")(wildcards)),
-        runtime=lambda wildcards: untracked("predict", run_option("predict")(wildcards)),
-        device=run_option("train", "device"),
-        amp=run_option("train", "amp"),
+        predict=tracked_of(jobs.prediction),
+        untracked=untracked_of(jobs.prediction),
     script:
         "../scripts/predict.py"

@@ -6,11 +6,11 @@ rule preprocess:
             **wildcards
         ),
     output:
-        array="results/preprocess/{splitting}/{size}/{split}.npy",
+        array=paths.preprocessed(),
     log:
-        "logs/preprocess/{splitting}/{size}/{split}.log",
+        paths.log("preprocess", "{splitting}/{size}/{split}"),
     benchmark:
-        "benchmarks/preprocess/{splitting}/{size}/{split}.tsv"
+        paths.benchmark("preprocess", "{splitting}/{size}/{split}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("preprocess", "threads")
@@ -19,12 +19,8 @@ rule preprocess:
         runtime=res("preprocess", "runtime"),
     params:
         # <size>: squashed to size x size; x<scale>: aspect kept at scale, the padding ignored.
-        image_size=lambda wildcards: (
-            0 if wildcards.size.startswith("x") else int(wildcards.size)
-        ),
-        scale=lambda wildcards: (
-            float(wildcards.size[1:]) if wildcards.size.startswith("x") else None
-        ),
+        image_size=lambda wildcards: paths.size_options(wildcards.size)[0],
+        scale=lambda wildcards: paths.size_options(wildcards.size)[1],
         ignore_index=config["ignore_index"],
     script:
         "../scripts/preprocess.py"

@@ -10,9 +10,9 @@ rule pretrained:
     output:
         record=str(record_path(PRETRAINED_CACHE, "{encoder}", "{weights}")),
     log:
-        "logs/pretrained/{encoder}/{weights}.log",
+        paths.log("pretrained", "{encoder}/{weights}"),
     benchmark:
-        "benchmarks/pretrained/{encoder}/{weights}.tsv"
+        paths.benchmark("pretrained", "{encoder}/{weights}")
     wildcard_constraints:
         encoder="[^/]+",
         weights="[^/]+",

@@ -4,13 +4,13 @@ rule remap:
         # Not a folder's root: its timestamp misses edits below it (see dataset_input).
         dataset=dataset_input(),
     output:
-        masks=directory("results/remap/masks"),
-        index="results/remap/index.csv",
-        quarantine="results/remap/quarantine.csv",
+        masks=directory(paths.REMAP_MASKS),
+        index=paths.REMAP_INDEX,
+        quarantine=paths.REMAP_QUARANTINE,
     log:
-        "logs/remap/remap.log",
+        paths.log("remap", "remap"),
     benchmark:
-        "benchmarks/remap/remap.tsv"
+        paths.benchmark("remap", "remap")
     conda:
         "../envs/segpipe.yaml"
     threads: res("remap", "threads")

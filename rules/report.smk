@@ -11,29 +11,29 @@ rule report:
         # predictions (when given, without experiments).
         unpack(lambda wildcards: LAYOUT.report_inputs(wildcards.run)),
     output:
-        html="results/runs/{run}/report/report.html",
+        html=paths.report_file("report.html"),
         confusion=report(
-            "results/runs/{run}/report/figures/confusion.png",
+            paths.report_file("figures/confusion.png"),
             caption="captions/confusion.rst",
             category="Evaluation",
             subcategory="{run}",
         ),
         curves=report(
-            "results/runs/{run}/report/figures/learning_curves.png",
+            paths.report_file("figures/learning_curves.png"),
             caption="captions/learning_curves.rst",
             category="Training",
             subcategory="{run}",
         ),
         per_class=report(
-            "results/runs/{run}/report/figures/per_class.png",
+            paths.report_file("figures/per_class.png"),
             caption="captions/per_class.rst",
             category="Evaluation",
             subcategory="{run}",
         ),
     log:
-        "logs/report/{run}.log",
+        paths.log("report", "{run}"),
     benchmark:
-        "benchmarks/report/{run}.tsv"
+        paths.benchmark("report", "{run}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("report", "threads", of_run=True)

@@ -1,11 +1,6 @@
 include: "search_common.smk"
 
 
-wildcard_constraints:
-    rung="|".join(str(rung) for rung in range(len(SEARCH_BUDGETS))) or "(?!)",
-    bracket="|".join(str(bracket) for bracket in range(len(BRACKETS))) or "(?!)",
-
-
 localrules:
     search_rung,
     search_select,
@@ -23,16 +18,16 @@ rule search_train:
         unpack(lambda wildcards: LAYOUT.weights_record(wildcards.run)),
         train=lambda wildcards: LAYOUT.model_manifest(wildcards.run, "train"),
         val=lambda wildcards: LAYOUT.model_manifest(wildcards.run, "val"),
-        previous=previous_rung,
+        previous=lambda wildcards: previous_rung(wildcards.run, int(wildcards.rung)),
     output:
-        best="results/search/{run}/rung{rung}/best.pt",
-        last="results/search/{run}/rung{rung}/last.pt",
-        history="results/search/{run}/rung{rung}/history.csv",
-        model="results/search/{run}/rung{rung}/model.json",
+        best=paths.rung_file("best.pt"),
+        last=paths.rung_file("last.pt"),
+        history=paths.rung_file("history.csv"),
+        model=paths.rung_file("model.json"),
     log:
-        "logs/search_train/{run}/rung{rung}.log",
+        paths.log("search_train", "{run}/rung{rung}"),
     benchmark:
-        "benchmarks/search_train/{run}/rung{rung}.tsv"
+        paths.benchmark("search_train", "{run}/rung{rung}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("train", "threads", of_run=True)
@@ -44,14 +39,18 @@ rule search_train:
         nodes=1,
     params:
         # The run's train options, epochs: the rung's budget, schedule_epochs: the search's.
-        train=lambda wildcards: tracked("train", rung_options(wildcards)),
-        runtime=lambda wildcards: untracked("train", run_option("train")(wildcards)),
+        train=lambda wildcards: jobs.training(
+            RUNS[wildcards.run].config, rung_options(wildcards)
+        ).tracked,
+        untracked=untracked_of(jobs.training),
         pretrained=lambda wildcards: Untracked(
             {"weights_cache": LAYOUT.weights_cache(wildcards.run)}
         ),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
-        resume_dir=lambda wildcards: f"results/search/{wildcards.run}/rung{wildcards.rung}/resume",
+        resume_dir=lambda wildcards: paths.rung_file(
+            "resume", wildcards.run, wildcards.rung
+        ),
     script:
         "../scripts/search_train.py"
 
@@ -62,15 +61,15 @@ checkpoint search_rung:
     the last rung, the bracket's best."""
     input:
         histories=lambda wildcards: [
-            f"{rung_dir(run, wildcards.rung)}/history.csv"
+            paths.rung_file("history.csv", run, wildcards.rung)
             for run in rung_candidates(int(wildcards.bracket), int(wildcards.rung))
         ],
     output:
-        rung=RUNG_FILE,
+        rung=paths.RUNG_FILE,
     log:
-        "logs/search_rung/bracket{bracket}/rung{rung}.log",
+        paths.log("search_rung", "bracket{bracket}/rung{rung}"),
     benchmark:
-        "benchmarks/search_rung/bracket{bracket}/rung{rung}.tsv"
+        paths.benchmark("search_rung", "bracket{bracket}/rung{rung}")
     conda:
         "../envs/segpipe.yaml"
     params:
@@ -88,13 +87,13 @@ checkpoint search_select:
     """The winner: the best by validation mIoU of the brackets' last rungs (ties: the first
     bracket's)."""
     input:
-        last=last_rung_files(),
+        last=last_rung_files(SEARCH_BUDGETS, BRACKETS),
     output:
-        selection=SELECTION_FILE,
+        selection=paths.SELECTION_FILE,
     log:
-        "logs/search_select/search_select.log",
+        paths.log("search_select", "search_select"),
     benchmark:
-        "benchmarks/search_select/search_select.tsv"
+        paths.benchmark("search_select", "search_select")
     conda:
         "../envs/segpipe.yaml"
     script:
@@ -107,14 +106,14 @@ rule search_winner:
     input:
         unpack(winner_files),
     output:
-        best="results/runs/{model}/train/best.pt",
-        last="results/runs/{model}/train/last.pt",
-        history="results/runs/{model}/train/history.csv",
-        model="results/runs/{model}/train/model.json",
+        best=paths.train_file("best.pt"),
+        last=paths.train_file("last.pt"),
+        history=paths.train_file("history.csv"),
+        model=paths.train_file("model.json"),
     log:
-        "logs/search_winner/{model}.log",
+        paths.log("search_winner", "{model}"),
     benchmark:
-        "benchmarks/search_winner/{model}.tsv"
+        paths.benchmark("search_winner", "{model}")
     wildcard_constraints:
         model=SEARCH_RUNS,
     conda:
@@ -133,12 +132,12 @@ rule search_report:
     input:
         unpack(search_report_inputs),
     output:
-        html="results/search/report.html",
-        figures=directory("results/search/figures"),
+        html=paths.SEARCH_REPORT,
+        figures=directory(paths.SEARCH_FIGURES),
     log:
-        "logs/search_report/search_report.log",
+        paths.log("search_report", "search_report"),
     benchmark:
-        "benchmarks/search_report/search_report.tsv"
+        paths.benchmark("search_report", "search_report")
     conda:
         "../envs/segpipe.yaml"
     params:
@@ -146,6 +145,8 @@ rule search_report:
         max_epochs=SEARCH.max_epochs if SEARCH else 0,
         eta=SEARCH.eta if SEARCH else 0,
         title=config["report"]["title"],
-        winner_report=lambda wildcards: f"../runs/{search_winner()}/report/report.html",
+        winner_report=lambda wildcards: paths.relative(
+            paths.report_file("report.html", search_winner()), paths.SEARCH_DIR
+        ),
     script:
         "../scripts/search_report.py"

@@ -2,25 +2,12 @@
 candidates each bracket's rung trains, the winner, and each rule's inputs and params."""
 
 from segpipe.evaluation.rungs import read_promoted, read_winner
-from segpipe.workflow.brackets import bracket_problems, bracket_rungs
-from segpipe.workflow.lr_peak import warmup_problems
-from segpipe.workflow.search import rung_train_options
-
-# A search's brackets and a first rung that ends before the learning rate peaks, refused here.
-if SEARCH and (
-    _problems := bracket_problems(SEARCH)
-    + warmup_problems(
-        SEARCH.min_epochs,
-        SEARCH.max_epochs,
-        {name: run.config for name, run in RUNS.items()},
-    )
-):
-    raise _config_error(_problems)
-# Each bracket's rungs (indices into SEARCH_BUDGETS, rules/common.smk).
-BRACKETS = bracket_rungs(SEARCH) if SEARCH else []
-# Bracket b's decision at rung r (rule search_rung); the winner across brackets (search_select).
-RUNG_FILE = "results/search/bracket{bracket}/rung{rung}.csv"
-SELECTION_FILE = "results/search/winner.csv"
+from segpipe.workflow.search import (
+    last_rung_files,
+    previous_rung,
+    rung_outputs,
+    rung_train_options,
+)
 
 
 def rung_candidates(bracket, rung):
@@ -45,28 +32,13 @@ def search_targets(wildcards):
         return []
     winner = search_winner()
     return [
-        f"{run_dir(winner)}/report/report.html",
-        *[f for f in LAYOUT.evaluations() if f.startswith(f"{run_dir(winner)}/")],
+        paths.report_file("report.html", winner),
+        *[f for f in LAYOUT.evaluations() if f.startswith(f"{paths.run_dir(winner)}/")],
     ]
 
 
 # The runs whose train outputs search_winner writes, the winner's; none without a search.
-SEARCH_RUNS = "|".join(re.escape(name) for name in RUNS) if SEARCH else "(?!)"
-
-
-def rung_dir(run, rung):
-    """Where rule search_train puts a candidate's rung (the same in every bracket)."""
-    return f"results/search/{run}/rung{rung}"
-
-
-def previous_rung(wildcards):
-    """The checkpoints a candidate's rung starts from: its previous rung's; none in rung 0."""
-    rung = int(wildcards.rung)
-    if rung == 0:
-        return []
-    return [
-        f"{rung_dir(wildcards.run, rung - 1)}/{name}" for name in ("last.pt", "best.pt")
-    ]
+SEARCH_RUNS = one_of(RUNS if SEARCH else [])
 
 
 def rung_options(wildcards):
@@ -81,23 +53,10 @@ def winner_files(wildcards):
     winner = search_winner()
     if wildcards.model != winner:
         raise ValueError(
-            f"run '{wildcards.model}' was stopped by the search (see results/search/); "
+            f"run '{wildcards.model}' was stopped by the search (see {paths.SEARCH_DIR}/); "
             f"only the winner, '{winner}', is trained in full"
         )
-    folder = rung_dir(winner, len(SEARCH_BUDGETS) - 1)
-    names = {
-        "best": "best.pt",
-        "last": "last.pt",
-        "history": "history.csv",
-        "model": "model.json",
-    }
-    return {key: f"{folder}/{name}" for key, name in names.items()}
-
-
-def last_rung_files():
-    """Each bracket's last rung file, in bracket order."""
-    last = len(SEARCH_BUDGETS) - 1
-    return [RUNG_FILE.format(bracket=b, rung=last) for b in range(len(BRACKETS))]
+    return rung_outputs(winner, len(SEARCH_BUDGETS) - 1)
 
 
 def search_report_inputs(wildcards):
@@ -109,11 +68,13 @@ def search_report_inputs(wildcards):
     rungs, reached = [], {}
     for bracket, numbers in enumerate(BRACKETS):
         for rung in numbers:
-            rungs.append(RUNG_FILE.format(bracket=bracket, rung=rung))
+            rungs.append(paths.RUNG_FILE.format(bracket=bracket, rung=rung))
             for run in rung_candidates(bracket, rung):
                 reached[run] = max(reached.get(run, 0), rung)
     return {
         "rungs": rungs,
-        "selection": SELECTION_FILE,
-        "histories": [f"{rung_dir(run, reached[run])}/history.csv" for run in RUNS],
+        "selection": paths.SELECTION_FILE,
+        "histories": [
+            paths.rung_file("history.csv", run, reached[run]) for run in RUNS
+        ],
     }

@@ -4,14 +4,14 @@ rule split:
     input:
         index=rules.remap.output.index,
     output:
-        train="results/split/{splitting}/train.csv",
-        val="results/split/{splitting}/val.csv",
-        test="results/split/{splitting}/test.csv",
-        classes="results/split/{splitting}/classes.csv",
+        train=paths.split_manifest("train"),
+        val=paths.split_manifest("val"),
+        test=paths.split_manifest("test"),
+        classes=paths.split_manifest("classes"),
     log:
-        "logs/split/{splitting}.log",
+        paths.log("split", "{splitting}"),
     benchmark:
-        "benchmarks/split/{splitting}.tsv"
+        paths.benchmark("split", "{splitting}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("split", "threads")
@@ -33,13 +33,13 @@ rule folds:
         index=rules.remap.output.index,
         pool=[rules.split.output.train, rules.split.output.val],
     output:
-        train="results/folds/{splitting}/k{k}/fold{fold}/train.csv",
-        val="results/folds/{splitting}/k{k}/fold{fold}/val.csv",
-        classes="results/folds/{splitting}/k{k}/fold{fold}/classes.csv",
+        train=paths.fold_manifest("train"),
+        val=paths.fold_manifest("val"),
+        classes=paths.fold_manifest("classes"),
     log:
-        "logs/folds/{splitting}/k{k}/fold{fold}.log",
+        paths.log("folds", "{splitting}/k{k}/fold{fold}"),
     benchmark:
-        "benchmarks/folds/{splitting}/k{k}/fold{fold}.tsv"
+        paths.benchmark("folds", "{splitting}/k{k}/fold{fold}")
     conda:
         "../envs/segpipe.yaml"
     threads: res("split", "threads")

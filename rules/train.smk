@@ -12,14 +12,14 @@ rule train:
         train=lambda wildcards: LAYOUT.model_manifest(wildcards.model, "train"),
         val=lambda wildcards: LAYOUT.model_manifest(wildcards.model, "val"),
     output:
-        best="results/runs/{model}/train/best.pt",
-        last="results/runs/{model}/train/last.pt",
-        history="results/runs/{model}/train/history.csv",
-        model="results/runs/{model}/train/model.json",
+        best=paths.train_file("best.pt"),
+        last=paths.train_file("last.pt"),
+        history=paths.train_file("history.csv"),
+        model=paths.train_file("model.json"),
     log:
-        "logs/train/{model}.log",
+        paths.log("train", "{model}"),
     benchmark:
-        "benchmarks/train/{model}.tsv"
+        paths.benchmark("train", "{model}")
     wildcard_constraints:
         model=TRAINED_MODELS,
     conda:
@@ -36,12 +36,12 @@ rule train:
     params:
         # What changes the model; num_workers and the loggers reach the job untracked
         # (segpipe.params): changing them reruns nothing.
-        train=lambda wildcards: tracked("train", run_option("train")(wildcards)),
-        runtime=lambda wildcards: untracked("train", run_option("train")(wildcards)),
+        train=tracked_of(jobs.training),
+        untracked=untracked_of(jobs.training),
         classes=verbatim(config["classes"]),
         ignore_index=config["ignore_index"],
         # Not an output: Snakemake must not delete it before a rerun, so training resumes.
-        resume_dir=lambda wildcards: f"{run_dir(wildcards.model)}/train/resume",
+        resume_dir=lambda wildcards: paths.train_file("resume", wildcards.model),
         # pretrained.cache, read offline; untracked: moving the cache retrains nothing.
         pretrained=lambda wildcards: Untracked(
             {"weights_cache": LAYOUT.weights_cache(wildcards.model)}

@@ -12,5 +12,5 @@ download_dataset(
     resources,
     snakemake.output.dataset,
     cache_dir=snakemake.params.cache_dir,
-    **snakemake.params.runtime,
+    **snakemake.params.untracked,
 )

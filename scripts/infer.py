@@ -11,6 +11,6 @@ predict_folder(
     snakemake.output.predictions,
     classes=params.classes,
     threads=snakemake.threads,
-    **params.options,
-    **params.runtime,
+    **params.predict,
+    **params.untracked,
 )

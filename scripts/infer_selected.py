@@ -10,7 +10,7 @@ predict_selected(
     snakemake.output.predictions,
     params.runs,
     params.models,
-    runtime=params.runtime,
+    untracked=params.untracked,
     classes=params.classes,
     threads=snakemake.threads,
 )

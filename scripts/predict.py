@@ -12,8 +12,6 @@ predict_model(
     list(inp.array_manifests),
     snakemake.output.predictions,
     threads=snakemake.threads,
-    device=params.device,
-    amp=params.amp,
     **params.predict,
-    **params.runtime,
+    **params.untracked,
 )

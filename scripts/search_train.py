@@ -20,6 +20,6 @@ train_rung(
     ignore_index=params.ignore_index,
     threads=snakemake.threads,
     **params.train,
-    **params.runtime,
+    **params.untracked,
     **params.pretrained,
 )

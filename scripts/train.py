@@ -19,6 +19,6 @@ train_model(
     ignore_index=snakemake.params.ignore_index,
     threads=snakemake.threads,
     **snakemake.params.train,
-    **snakemake.params.runtime,
+    **snakemake.params.untracked,
     **snakemake.params.pretrained,
 )

@@ -39,6 +39,7 @@ from segpipe.io import WRITE_ERRORS, WriteError, check_writable, write_text
 from segpipe.logs import UserError
 from segpipe.outputs import Read, check_file
 from segpipe.planning.rules import DEFAULT_SAMPLE
+from segpipe.workflow import paths
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_WRITE = 0, 1, 2, 3
 
@@ -383,7 +384,7 @@ def _add_predict(sub) -> None:
         "checkpoint",
         nargs="?",
         type=Path,
-        help="a run's best.pt (results/runs/.../); not with --onnx",
+        help=f"a run's best.pt ({paths.run_dir('...')}/); not with --onnx",
     )
     predict.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
     predict.add_argument(
@@ -458,7 +459,7 @@ def _add_export(sub) -> None:
             "far onnxruntime's logits are from torch's on a random batch."
         ),
     )
-    export.add_argument("checkpoint", type=Path, help="a run's best.pt (results/runs/.../)")
+    export.add_argument("checkpoint", type=Path, help=f"a run's best.pt ({paths.run_dir('...')}/)")
     export.add_argument(
         "-o",
         "--out",

@@ -404,8 +404,8 @@ def test_the_selected_runs_untracked_options_reach_the_prediction(tmp_path, monk
     scores["a"]["val_metrics"].write_text(json.dumps({"mean_iou": 0.2}))
     scores["b"]["val_metrics"].write_text(json.dumps({"mean_iou": 0.8}))
     models = {name: {"checkpoints": [f"{name}.pt"], "overlay_alpha": 0.5} for name in scores}
-    runtime = {"a": {"batch_size": 3}, "b": {"batch_size": 7}}
+    untracked = {"a": {"batch_size": 3}, "b": {"batch_size": 7}}
     out = tmp_path / "infer"
     out.mkdir()
-    assert predict_selected("new", out, scores, models, classes=CLASSES, runtime=runtime) == "b"
+    assert predict_selected("new", out, scores, models, classes=CLASSES, untracked=untracked) == "b"
     assert calls == [{"classes": CLASSES, "threads": 1, "overlay_alpha": 0.5, "batch_size": 7}]

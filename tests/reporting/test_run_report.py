@@ -325,6 +325,8 @@ def test_quarantine_list_is_shown_as_a_table(tmp_path, inputs):
         ["data/images/beagle_116.jpg", "unreadable image (OSError: image file is truncated)"],
     ]
     assert "2 file(s) were left out of the run" in html and 'href="#data"' in html
+    # The list the report points to is the file it read, not a path spelled in the template.
+    assert f"(see\n<code>{tmp_path / 'quarantine.csv'}</code>" in html
 
 
 def test_a_test_split_carved_from_the_trainval_list_is_a_visible_warning(tmp_path, inputs):

@@ -10,17 +10,17 @@ import pytest
 import yaml
 
 from segpipe.data.download import OXFORD_PETS_RESOURCES
+from segpipe.workflow import jobs
 from segpipe.workflow.config import (
     download_resources,
     infer_images_problems,
-    infer_options,
     load_schema,
-    predict_options,
     replace_whole_options,
     validate_config,
 )
 from segpipe.workflow.experiments import expand_runs
-from segpipe.workflow.layout import Layout, run_dir
+from segpipe.workflow.layout import Layout
+from segpipe.workflow.paths import run_dir
 
 from helpers.repo import REPO
 
@@ -67,7 +67,7 @@ def test_keep_aspect_arrays_are_named_by_their_scale() -> None:
 def test_fold_models_read_their_fold_and_the_ensemble_its_members() -> None:
     layout = layout_of(run_name="cv", split={"folds": 3}, predict={"ensemble": "folds"})
     assert list(layout.models) == ["cv/fold0", "cv/fold1", "cv/fold2", "cv/ensemble"]
-    assert layout.fold_dir("cv", 2) == "results/folds/base/k3/fold2"
+    assert layout.fold_manifest("cv", 2, "val") == "results/folds/base/k3/fold2/val.csv"
     assert layout.model_manifest("cv/fold1", "val") == "results/folds/base/k3/fold1/val.csv"
     assert layout.model_manifest("cv/fold1", "test") == "results/split/base/test.csv"
     assert layout.model_manifest("cv/ensemble", "test") == "results/split/base/test.csv"
@@ -336,19 +336,23 @@ def test_compare_and_selection_read_each_runs_validation_scores() -> None:
     )
 
 
-def test_predict_options_leave_out_defaults_and_the_flips_without_tta() -> None:
-    predict = {
-        "overlay_alpha": 0.4,
-        "overlays": "all",
-        "tta": ["hflip"],
-        "mode": "resize",
-        "overlap": 0.5,
-    }
-    drawn = {"with_overlays": True, "overlay_alpha": 0.4}
-    assert predict_options(predict) == {**drawn, "tta": ["hflip"]}
-    assert predict_options({**predict, "tta": []}) == drawn
-    sliding = {**predict, "tta": [], "mode": "sliding", "overlap": 0.25}
-    assert predict_options(sliding) == {**drawn, "mode": "sliding", "overlap": 0.25}
+def test_prediction_options_leave_out_defaults_and_the_flips_without_tta() -> None:
+    cfg = validate(
+        {
+            **copy.deepcopy(TINY),
+            "predict": {"overlay_alpha": 0.4, "overlays": "all", "tta": ["hflip"]},
+        }
+    )
+    device = {"device": cfg["train"]["device"], "amp": cfg["train"]["amp"]}
+    drawn = {"with_overlays": True, "overlay_alpha": 0.4, **device}
+    assert jobs.prediction(cfg).tracked == {**drawn, "tta": ["hflip"]}
+    assert jobs.prediction(cfg).untracked == {"batch_size": cfg["predict"]["batch_size"]}
+    no_flips = {**cfg, "predict": {**cfg["predict"], "tta": []}}
+    assert jobs.prediction(no_flips).tracked == drawn
+    sliding = {**no_flips, "predict": {**no_flips["predict"], "mode": "sliding", "overlap": 0.25}}
+    assert jobs.prediction(sliding).tracked == {**drawn, "mode": "sliding", "overlap": 0.25}
+    # New images are predicted whole, at the training size.
+    assert jobs.prediction(sliding, folder=True).tracked == drawn
 
 
 @pytest.mark.parametrize(
@@ -359,27 +363,23 @@ def test_overlays_of_the_splits_and_new_images_and_their_alpha_only_with_them(
     choice, splits, folder
 ) -> None:
     cfg = validate({**copy.deepcopy(TINY), "predict": {"overlays": choice, "overlay_alpha": 0.3}})
-    alpha = {"overlay_alpha": 0.3}
-    assert predict_options(cfg["predict"]) == {
-        "with_overlays": splits,
-        **(alpha if splits else {}),
-    }
-    options = infer_options(cfg)
-    assert options["with_overlays"] is folder and options.get("overlay_alpha") == (
-        0.3 if folder else None
-    )
+    for new_images, drawn in ((False, splits), (True, folder)):
+        options = jobs.prediction(cfg, folder=new_images).tracked
+        assert options["with_overlays"] is drawn
+        assert options.get("overlay_alpha") == (0.3 if drawn else None)
 
 
 def test_infer_options_and_download_resources() -> None:
     cfg = validate({**copy.deepcopy(TINY), "predict": {"batch_size": 3, "tta": ["vflip"]}})
-    assert infer_options(cfg) == {
-        "batch_size": 3,
+    options = jobs.prediction(cfg, folder=True)
+    assert options.tracked == {
         "with_overlays": True,
         "overlay_alpha": cfg["predict"]["overlay_alpha"],
         "tta": ["vflip"],
         "device": cfg["train"]["device"],
         "amp": cfg["train"]["amp"],
     }
+    assert dict(options.untracked) == {"batch_size": 3}
     assert download_resources({"source": "synthetic"}) == []
     assert download_resources({"source": "folder", "urls": ["x"]}) == []
     assert download_resources({"source": "oxford_pets", "urls": ["x"]}) == ["x"]

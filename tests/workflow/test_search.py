@@ -478,3 +478,23 @@ def test_draws_that_repeat_a_candidate_are_refused_naming_sample() -> None:
     (line,) = candidate_problems(parse_search(cfg["search"]), runs)
     assert line.startswith("config option 'search.sample': draws 's00_encoder-")
     assert "drew the same values" in line
+
+
+def test_a_rung_starts_from_the_previous_one_and_the_winner_is_its_last() -> None:
+    from segpipe.workflow.search import last_rung_files, previous_rung, rung_outputs
+
+    assert previous_rung("a", 0) == []
+    assert previous_rung("a", 2) == [
+        "results/search/a/rung1/last.pt",
+        "results/search/a/rung1/best.pt",
+    ]
+    assert rung_outputs("b", 1) == {
+        "best": "results/search/b/rung1/best.pt",
+        "last": "results/search/b/rung1/last.pt",
+        "history": "results/search/b/rung1/history.csv",
+        "model": "results/search/b/rung1/model.json",
+    }
+    assert last_rung_files([1, 2, 4], [[0, 1, 2], [1, 2]]) == [
+        "results/search/bracket0/rung2.csv",
+        "results/search/bracket1/rung2.csv",
+    ]

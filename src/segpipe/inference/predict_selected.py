@@ -24,17 +24,17 @@ def predict_selected(
     *,
     classes: Sequence[str],
     threads: int = 1,
-    runtime: Mapping[str, Mapping[str, Any]] | None = None,
+    untracked: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """Predict the images of ``folder`` into ``out_dir`` (:func:`segpipe.inference.folder.predict_folder`)
     with the run the leaderboard selects, of ``runs`` (name -> the ``val_metrics`` and
     ``crossval_metrics`` of :func:`validation_score`, in declared order); ``models[name]`` holds
-    its ``checkpoints`` and predict options, ``runtime[name]`` the options that change only
+    its ``checkpoints`` and predict options, ``untracked[name]`` the options that change only
     how fast it runs (predict.batch_size, passed untracked: segpipe.params). Writes ``run.json`` (run, val_miou, checkpoints)
     and returns the run's name."""
     scores = {name: validation_score(**paths) for name, paths in runs.items()}
     name = selected_run(scores)
-    options = {**models[name], **(runtime or {}).get(name, {})}
+    options = {**models[name], **(untracked or {}).get(name, {})}
     checkpoints = list(options.pop("checkpoints"))
     logger.info("predicting %s with the selected run %s", folder, name)
     predict_folder(

@@ -408,7 +408,7 @@ def _selected_infer(infer: Mapping[str, Any], selected: str, num_classes: int) -
         )
     alpha = infer.get("overlay_alpha", {}).get(run, 0.5)
     gallery = infer_gallery(folder, infer["gallery_size"], num_classes=num_classes, alpha=alpha)
-    return {"run": run, **gallery}
+    return {"run": run, "folder": str(folder), **gallery}
 
 
 def leaderboard_frame(

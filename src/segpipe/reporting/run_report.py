@@ -237,6 +237,13 @@ def build_report(
         if inputs.infer_dir
         else None,
         "infer_images": (config.get("infer") or {}).get("images"),
+        # Where the files a section cites lie (the rule's inputs): no path spelled twice.
+        "files": {
+            "infer": inputs.infer_dir,
+            "quarantine": inputs.quarantine_csv,
+            "classes": inputs.class_presence_csv,
+            "fold_classes": list(inputs.fold_class_presence_csvs),
+        },
     }
     write_text(out_html, template_environment().get_template("report.html.j2").render(context))
     logger.info("wrote report %s", out_html)

@@ -17,9 +17,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from segpipe.data import predictions
 from segpipe.models.model_input import ModelInput
 from segpipe.params import DATA_OPTIONS, MODEL, has_dotted, option_class
+from segpipe.workflow import paths
 
 
 class ConfigError(ValueError):
@@ -803,54 +803,18 @@ def infer_images_problems(cfg: Mapping[str, Any], runs: Mapping[str, Mapping]) -
     folder = cfg["infer"]["images"]
     if folder is None:
         return []
-    path, results = Path(folder), Path("results").resolve()
+    path, results = Path(folder), Path(paths.RESULTS).resolve()
     if not path.exists():
         problem = f"folder '{folder}' not found"
     elif not path.is_dir():
         problem = f"'{folder}' is a file, not a folder of images"
     elif path.resolve() == results or path.resolve() in results.parents:
-        problem = f"folder '{folder}' holds results/, where the predictions go; move the images"
+        problem = (
+            f"folder '{folder}' holds {paths.RESULTS}/, where the predictions go; move the images"
+        )
     else:
         return []
     return [f"config option 'infer.images': {problem}"]
-
-
-def predict_options(predict: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of a run's ``predict`` section that change the predictions of its splits
-    (rule predict): whether they get overlays (predict.overlays ``all``) and then
-    overlay_alpha, the tta flips (left out when there are none) and sliding windows' mode and
-    overlap (left out for the default whole-image mode). batch_size reaches the job untracked
-    (segpipe.params)."""
-    flips = predict["tta"]
-    sliding = predict["mode"] == "sliding"
-    return {
-        **_overlay_options(predictions.split_overlays(predict), predict),
-        **({"tta": flips} if flips else {}),
-        **({"mode": "sliding", "overlap": predict["overlap"]} if sliding else {}),
-    }
-
-
-def infer_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """How a run (its validated config) predicts new images: predict options (overlay_alpha
-    only with overlays), device and amp."""
-    predict = cfg["predict"]
-    return {
-        "batch_size": predict["batch_size"],
-        **_overlay_options(predictions.folder_overlays(predict), predict),
-        "tta": predict["tta"],
-        "device": cfg["train"]["device"],
-        "amp": cfg["train"]["amp"],
-    }
-
-
-def _overlay_options(overlays: bool, predict: Mapping[str, Any]) -> dict[str, Any]:
-    """``with_overlays`` and, with them, overlay_alpha: without overlays, no alpha is tracked,
-    so a change of it reruns nothing."""
-    return (
-        {"with_overlays": True, "overlay_alpha": predict["overlay_alpha"]}
-        if overlays
-        else {"with_overlays": False}
-    )
 
 
 def download_resources(dataset: Mapping[str, Any]) -> list:

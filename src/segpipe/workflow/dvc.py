@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from segpipe.workflow import paths
+
 logger = logging.getLogger(__name__)
 
 DVC_YAML = "dvc.yaml"
@@ -50,12 +52,12 @@ CODE = ("Snakefile", "rules", "scripts", "src/segpipe", "envs", SCHEMA_FILE)
 NOT_PARAMS = frozenset({"resources"})
 # Every run's outputs: results/runs/<run>/ (segpipe.workflow.experiments).
 # (fnmatch: * also matches the / of a fold's results/runs/<run>/fold<i>/.)
-METRICS = "results/runs/*/evaluate/*/metrics.json"
-CROSSVAL_METRICS = "results/runs/*/crossval/metrics.json"
-HISTORY = "results/runs/*/train/history.csv"
-CONFUSION_COUNTS = "results/runs/*/evaluate/*/confusion_counts.csv"
+METRICS = paths.evaluated("metrics.json", model="*", split="*")
+CROSSVAL_METRICS = paths.crossval_file("metrics.json", run="*")
+HISTORY = paths.train_file("history.csv", model="*")
+CONFUSION_COUNTS = paths.evaluated("confusion_counts.csv", model="*", split="*")
 CONFUSION_TEMPLATE = "confusion_counts"  # .dvc/plots/confusion_counts.json
-MODEL = "results/runs/*/train/best.pt"
+MODEL = paths.train_file("best.pt", model="*")
 SNAKEMAKE_CMD = "snakemake --cores all"
 
 HEADER = """\

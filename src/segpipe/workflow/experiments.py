@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from segpipe.params import DATA_OPTIONS, MODEL, option_class, set_dotted
+from segpipe.workflow import paths
 from segpipe.workflow.config import ConfigError, load_config_file
 
 # Sections that declare runs, the name of the single run and the search over runs
@@ -383,9 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     names = run_names(merged)
     for name in names:
-        print(f"Run report ({name}): results/runs/{name}/report/report.html")
+        print(f"Run report ({name}): {paths.report_file('report.html', name)}")
     if merged.get("experiments") is not None or merged.get("grid") is not None:
-        print("Comparison: results/compare/report.html")
+        print(f"Comparison: {paths.compare_file('report.html')}")
     return 0
 
 

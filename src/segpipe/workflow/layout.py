@@ -6,8 +6,8 @@ shares another's training (Model.trained_as) has no ``train/`` of its own: its c
 history are read from the model it shares. Runs share a
 split (``results/split/<splitting>/``), its folds (``results/folds/<splitting>/k<k>/fold<i>/``)
 and its arrays at one image size or scale (``results/preprocess/<splitting>/<size>/``).
-The rule files (rules/*.smk) declare these paths as their outputs; :class:`Layout` answers which
-of them a run or a model reads.
+The patterns are spelled once, in segpipe.workflow.paths: the rule files (rules/*.smk) declare
+them as their outputs; :class:`Layout` answers which of them a run or a model reads.
 """
 
 from __future__ import annotations
@@ -19,14 +19,10 @@ from dataclasses import dataclass
 from segpipe.data import predictions
 from segpipe.models.model_input import ModelInput
 from segpipe.models.pretrained import record_path
+from segpipe.workflow import paths
 from segpipe.workflow.experiments import Model, Run
 
 SPLITS = ("train", "val", "test")
-
-
-def run_dir(model: str) -> str:
-    """Where a model's train, predict and evaluate outputs go, and a run's report."""
-    return f"results/runs/{model}"
 
 
 @dataclass(frozen=True)
@@ -54,10 +50,10 @@ class Layout:
         """The models rule train trains: every single model that trains as itself."""
         return [name for name, m in self.models.items() if m.trained and m.trained_as is None]
 
-    def train_dir(self, model: str) -> str:
-        """Rule train's folder of a model: its own, or that of the model whose training it
-        shares."""
-        return f"{run_dir(self.models[model].training)}/train"
+    def trained_file(self, model: str, name: str) -> str:
+        """File ``name`` of rule train's outputs of a model: its own, or those of the model
+        whose training it shares."""
+        return paths.train_file(name, self.models[model].training)
 
     def model_run(self, model: str) -> Run:
         """The run a model (a run's, a fold's, an ensemble) belongs to."""
@@ -65,12 +61,13 @@ class Layout:
 
     def split_manifest(self, run: str, split: str) -> str:
         """The manifest of ``split`` (or ``classes``) in the split setting the run uses."""
-        return f"results/split/{self.runs[run].splitting}/{split}.csv"
+        return paths.split_manifest(split, self.runs[run].splitting)
 
-    def fold_dir(self, run: str, fold: int) -> str:
-        """Where fold ``fold`` of the run's k-fold cross-validation is listed (rule folds)."""
+    def fold_manifest(self, run: str, fold: int, part: str) -> str:
+        """The manifest of ``part`` (train, val, classes) of fold ``fold`` of the run's k-fold
+        cross-validation (rule folds)."""
         setting = self.runs[run]
-        return f"results/folds/{setting.splitting}/k{setting.folds}/fold{fold}"
+        return paths.fold_manifest(part, setting.splitting, setting.folds, fold)
 
     def model_manifest(self, model: str, split: str) -> str:
         """The images a model trains on (train), selects its epoch on (val) or is tested on: a
@@ -78,21 +75,17 @@ class Layout:
         found = self.models[model]
         if found.fold is None or split == "test":
             return self.split_manifest(found.run, split)
-        return f"{self.fold_dir(found.run, found.fold)}/{split}.csv"
+        return self.fold_manifest(found.run, found.fold, split)
 
     def preprocess_size(self, run: str) -> str:
         """How the run's images are preprocessed: to the image size (squash), or x<scale>
         (keep_aspect: x0.5 is half the size, aspect ratio kept)."""
         model_input = ModelInput.from_train(self.runs[run].config["train"])
-        if model_input.scale is not None:
-            return f"x{model_input.scale:g}"
-        return str(model_input.size)
+        return paths.preprocess_size(model_input.size, model_input.scale)
 
     def preprocessed(self, run: str, split: str) -> str:
         """The array of ``split`` at the run's image size or scale (rule preprocess)."""
-        return (
-            f"results/preprocess/{self.runs[run].splitting}/{self.preprocess_size(run)}/{split}.npy"
-        )
+        return paths.preprocessed(split, self.runs[run].splitting, self.preprocess_size(run))
 
     def model_arrays(self, model: str, split: str) -> dict[str, list[str]]:
         """The arrays holding the images of ``model_manifest(model, split)`` and the manifests
@@ -116,7 +109,7 @@ class Layout:
     def predict_dir(self, model: str) -> str:
         """Rule predict's folder of a model: a predictions folder per split it is scored on
         (segpipe.data.predictions.split_dir)."""
-        return f"{run_dir(model)}/predict"
+        return paths.predict_dir(model)
 
     def predictions(self, model: str, split: str) -> str:
         """The predictions folder of a model's split, with the configured flips."""
@@ -160,13 +153,13 @@ class Layout:
     def checkpoints(self, model: str) -> list[str]:
         """The best checkpoints a model predicts with: its own, or its fold members' (ensemble)."""
         members = self.models[model].members or (model,)
-        return [f"{self.train_dir(member)}/best.pt" for member in members]
+        return [self.trained_file(member, "best.pt") for member in members]
 
     def evaluations(self) -> list[str]:
         """Every model's metrics on each split it is evaluated on, with the configured flips
         and, for a run with predict.tta, without them (evaluate_no_tta)."""
         return [
-            f"{run_dir(name)}/{rule}/{split}/metrics.json"
+            paths.evaluated("metrics.json", rule, name, split)
             for name, model in self.models.items()
             for rule in self.evaluate_rules(name)
             for split in model.splits
@@ -174,12 +167,12 @@ class Layout:
 
     def evaluated(self, model: str, split: str, name: str, rule: str = "evaluate") -> str:
         """File ``name`` of rule evaluate (or evaluate_no_tta) for a model's split."""
-        return f"{run_dir(model)}/{rule}/{split}/{name}"
+        return paths.evaluated(name, rule, model, split)
 
     def fold_classes(self, run: str) -> list[str]:
         """Images per class in each fold's train and val parts (rule folds); none without."""
         return [
-            f"{self.fold_dir(run, fold)}/classes.csv" for fold in range(self.runs[run].folds or 0)
+            self.fold_manifest(run, fold, "classes") for fold in range(self.runs[run].folds or 0)
         ]
 
     def crossval_inputs(self, run: str) -> dict[str, str | list[str]]:
@@ -202,11 +195,10 @@ class Layout:
         """The cross-validation summary of a run with folds (rule crossval); none without."""
         if not self.runs[run].folds:
             return {}
-        out = f"{run_dir(run)}/crossval"
         return {
-            "crossval_metrics": f"{out}/metrics.json",
-            "crossval_folds": f"{out}/folds.csv",
-            "crossval_per_image": f"{out}/per_image.csv",
+            "crossval_metrics": paths.crossval_file("metrics.json", run),
+            "crossval_folds": paths.crossval_file("folds.csv", run),
+            "crossval_per_image": paths.crossval_file("per_image.csv", run),
         }
 
     def report_inputs(self, run: str) -> dict[str, str | list[str]]:
@@ -223,11 +215,11 @@ class Layout:
             "per_class": self.evaluated(primary, "test", "per_class.csv"),
             "confusion": self.evaluated(primary, "test", "confusion.csv"),
             "per_image": self.evaluated(primary, "test", "per_image.csv"),
-            "history": [f"{self.train_dir(m)}/history.csv" for m in trained],
+            "history": [self.trained_file(m, "history.csv") for m in trained],
             "manifest": self.split_manifest(run, "test"),
             "predictions": self.predict_dir(primary),
-            "quarantine": "results/remap/quarantine.csv",
-            "index": "results/remap/index.csv",
+            "quarantine": paths.REMAP_QUARANTINE,
+            "index": paths.REMAP_INDEX,
             "classes": self.split_manifest(run, "classes"),
             "fold_classes": self.fold_classes(run),
             **self.crossval_outputs(run),
@@ -263,13 +255,13 @@ class Layout:
             "name": run,
             "overrides": setting.overrides,
             "trained_as": setting.shares,
-            "report_html": f"../runs/{run}/report/report.html",
+            "report_html": paths.relative(paths.report_file("report.html", run), paths.COMPARE_DIR),
             "val_metrics": self.evaluated(first, "val", "metrics.json"),
             "test_metrics": self.evaluated(primary, "test", "metrics.json"),
             "test_per_class": self.evaluated(primary, "test", "per_class.csv"),
             "test_per_image": self.evaluated(primary, "test", "per_image.csv"),
-            "history": f"{self.train_dir(first)}/history.csv",
-            "model_json": f"{self.train_dir(first)}/model.json",
+            "history": self.trained_file(first, "history.csv"),
+            "model_json": self.trained_file(first, "model.json"),
             "test_manifest": self.split_manifest(run, "test"),
             "test_predictions": self.predictions(primary, "test"),
             **self.crossval_outputs(run),
@@ -283,7 +275,7 @@ class Layout:
             skip = ("name", "overrides", "trained_as", "report_html", "test_predictions")
             files += [v for k, v in entry.items() if k not in skip]
             files.append(self.predict_dir(self.runs[run].primary.name))
-            files.append(f"{run_dir(run)}/report/report.html")
+            files.append(paths.report_file("report.html", run))
         return sorted(set(files)) + ([self.infer_dir()] if self.infer else [])
 
     def selection_runs(self) -> dict[str, dict[str, str | None]]:
@@ -308,8 +300,8 @@ class Layout:
         run's when none is named), or with experiments by the run the comparison selects, in
         results/compare/infer."""
         if self.compare:
-            return "results/compare/infer"
-        return f"{run_dir(run or next(iter(self.runs)))}/infer"
+            return paths.compare_file("infer")
+        return paths.infer_dir(run or next(iter(self.runs)))
 
     def run_infers(self) -> bool:
         """Whether a run's own infer job predicts infer.images (given, and no comparison)."""
@@ -323,18 +315,18 @@ class Layout:
         setting, size = self.runs[run], self.preprocess_size(run)
         jobs = {}
         if self.source == "synthetic":
-            jobs["synthesize"] = "benchmarks/synthesize/synthesize.tsv"
+            jobs["synthesize"] = paths.benchmark("synthesize", "synthesize")
         if self.source != "folder":
-            jobs["download"] = "benchmarks/download/download.tsv"
-        jobs["remap"] = "benchmarks/remap/remap.tsv"
-        jobs["split"] = f"benchmarks/split/{setting.splitting}.tsv"
+            jobs["download"] = paths.benchmark("download", "download")
+        jobs["remap"] = paths.benchmark("remap", "remap")
+        jobs["split"] = paths.benchmark("split", setting.splitting)
         for fold in range(setting.folds or 0):
-            jobs[f"folds (fold {fold})"] = (
-                f"benchmarks/folds/{setting.splitting}/k{setting.folds}/fold{fold}.tsv"
+            jobs[f"folds (fold {fold})"] = paths.benchmark(
+                "folds", f"{setting.splitting}/k{setting.folds}/fold{fold}"
             )
         for split in SPLITS:
-            jobs[f"preprocess ({split})"] = (
-                f"benchmarks/preprocess/{setting.splitting}/{size}/{split}.tsv"
+            jobs[f"preprocess ({split})"] = paths.benchmark(
+                "preprocess", f"{setting.splitting}/{size}/{split}"
             )
         return jobs
 
@@ -343,15 +335,17 @@ class Layout:
         the one's whose training it shares), or a search winner's rungs and publication."""
         if self.search_rungs:
             rungs = {
-                f"{label}search_train (rung {rung})": f"benchmarks/search_train/{model.name}/rung{rung}.tsv"
+                f"{label}search_train (rung {rung})": paths.benchmark(
+                    "search_train", f"{model.name}/rung{rung}"
+                )
                 for rung in range(self.search_rungs)
             }
-            return {**rungs, f"{label}search_winner": f"benchmarks/search_winner/{model.name}.tsv"}
+            winner = paths.benchmark("search_winner", model.name)
+            return {**rungs, f"{label}search_winner": winner}
         if model.trained_as:
-            return {
-                f"{label}train (shared: {model.trained_as})": f"benchmarks/train/{model.trained_as}.tsv"
-            }
-        return {f"{label}train": f"benchmarks/train/{model.name}.tsv"}
+            shared = paths.benchmark("train", model.trained_as)
+            return {f"{label}train (shared: {model.trained_as})": shared}
+        return {f"{label}train": paths.benchmark("train", model.name)}
 
     def _model_benchmarks(self, run: str) -> dict[str, str]:
         setting = self.runs[run]
@@ -361,12 +355,14 @@ class Layout:
             label = f"{label}: " if label else ""
             if model.trained:
                 jobs.update(self._train_benchmarks(model, label))
-            jobs[f"{label}predict"] = f"benchmarks/predict/{model.name}.tsv"
+            jobs[f"{label}predict"] = paths.benchmark("predict", model.name)
             for rule in self.evaluate_rules(model.name):
                 for split in model.splits:
-                    jobs[f"{label}{rule} ({split})"] = f"benchmarks/{rule}/{model.name}/{split}.tsv"
+                    jobs[f"{label}{rule} ({split})"] = paths.benchmark(
+                        rule, f"{model.name}/{split}"
+                    )
         if setting.folds:
-            jobs["crossval"] = f"benchmarks/crossval/{setting.name}.tsv"
+            jobs["crossval"] = paths.benchmark("crossval", setting.name)
         if self.run_infers():
-            jobs["infer"] = f"benchmarks/infer/{setting.name}.tsv"
+            jobs["infer"] = paths.benchmark("infer", setting.name)
         return jobs

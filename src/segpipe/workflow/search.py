@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segpipe.params import ASSESSMENT, DATA_OPTIONS, MODEL, NOTHING, option_class, set_dotted
+from segpipe.workflow import paths
 from segpipe.workflow.experiments import (
     NAME_MAX,
     RUN_SECTIONS,
@@ -356,3 +357,31 @@ def schedule_epochs(search: Search, scheduler: str) -> int | None:
     max_epochs, so a promoted candidate continues as if it never stopped; None for a constant
     rate, which no length changes (then raising max_epochs retrains no rung that exists)."""
     return None if scheduler == "constant" else search.max_epochs
+
+
+# What rule search_train writes of a candidate's rung (segpipe.workflow.paths.rung_file), by the
+# names of rule train's outputs: search_winner publishes the winner's last rung as them.
+RUNG_OUTPUTS = {
+    "best": "best.pt",
+    "last": "last.pt",
+    "history": "history.csv",
+    "model": "model.json",
+}
+
+
+def previous_rung(run: str, rung: int) -> list[str]:
+    """The checkpoints a candidate's rung starts from: its previous rung's; none in rung 0."""
+    if rung == 0:
+        return []
+    return [paths.rung_file(name, run, rung - 1) for name in ("last.pt", "best.pt")]
+
+
+def rung_outputs(run: str, rung: int) -> dict[str, str]:
+    """A candidate's rung as rule search_train writes it (:data:`RUNG_OUTPUTS`)."""
+    return {key: paths.rung_file(name, run, rung) for key, name in RUNG_OUTPUTS.items()}
+
+
+def last_rung_files(budgets: Sequence[int], brackets: Sequence[Sequence[int]]) -> list[str]:
+    """Each bracket's decision file of the last rung, in bracket order (rule search_select)."""
+    last = len(budgets) - 1
+    return [paths.RUNG_FILE.format(bracket=b, rung=last) for b in range(len(brackets))]
