@@ -40,10 +40,29 @@ def test_every_help_shows_examples_of_its_command(command: str) -> None:
 
 
 def _written_patterns() -> list[re.Pattern]:
-    """The results/ paths the rules and the workflow package write, wildcards as one segment."""
-    files = [*REPO.glob("rules/*.smk"), *REPO.glob("src/segpipe/workflow/*.py")]
-    literals = {m for f in files for m in re.findall(r"\"(results/[^\"]+)\"", f.read_text())}
-    return [re.compile(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(lit)) + "$") for lit in literals]
+    """The results/ paths the rules write, from segpipe.workflow.paths (their one home): each
+    pattern function called with its wildcards, a required argument as a wildcard too; each
+    wildcard matches one path segment."""
+    import inspect
+
+    from segpipe.workflow import paths
+
+    spelled = set()
+    for name, function in inspect.getmembers(paths, inspect.isfunction):
+        if name.startswith("_") or function.__module__ != paths.__name__:
+            continue
+        required = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.default is inspect.Parameter.empty
+        ]
+        try:
+            found = function(**{p: "{" + p + "}" for p in required})
+        except (TypeError, ValueError, KeyError):
+            continue
+        if isinstance(found, str) and found.startswith("results/"):
+            spelled.add(found)
+    return [re.compile(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(lit)) + "$") for lit in spelled]
 
 
 @pytest.mark.parametrize(

@@ -284,7 +284,7 @@ TESTED_ELSEWHERE = {
     "inference.predict_selected": "inference/test_tta_infer.py",
     "evaluation.crossval": "e2e/test_folds.py, reporting/test_comparison.py",
     "training.distributed": "training/test_distributed_and_preemption.py",
-    "training.job": "training/test_train.py, training/test_schedule.py",
+    "training.train_job": "training/test_train.py, training/test_schedule.py",
     "training.preflight": "training/test_train.py",
     "training.previews": "training/test_train.py, training/test_monitor.py",
     "training.resume": "training/test_train.py, training/test_schedule.py",

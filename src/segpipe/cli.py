@@ -213,7 +213,7 @@ def _with_given(options: dict[str, Any], given: dict[str, Any]) -> dict[str, Any
 # What each command's --help shows as examples: commands as a user types them, with the paths the
 # pipeline really writes (results/runs/<run_name>/train/best.pt, its rules/train.smk output) and
 # configs the repository has; tests/test_cli.py parses every one.
-RUN = "results/runs/oxford-pets-unet-resnet34/train"
+RUN = paths.train_file("", "oxford-pets-unet-resnet34").rstrip("/")
 EXAMPLES: dict[str, list[str]] = {
     "verify": [
         "segpipe verify --configfile config/examples/membrane_mini_unet.yaml",

@@ -112,7 +112,7 @@ def test_val_fraction_with_folds_retrains_nothing(fold_run: Path) -> None:
 def test_speed_and_monitor_options_keep_the_resume_state() -> None:
     """A rerun for another reason resumes training rather than starting it again."""
     from segpipe.params import UNTRACKED_OPTIONS
-    from segpipe.training.job import Job, TrainConfig
+    from segpipe.training.train_job import Job, TrainConfig
 
     def recorded(**options) -> dict:
         job = Job(

@@ -18,7 +18,7 @@ import torch
 import segpipe.training.train
 from segpipe.logs import UserError
 from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
-from segpipe.training.job import ScheduleTooShortError
+from segpipe.training.train_job import ScheduleTooShortError
 
 from helpers.repo import TRAIN_DEFAULTS
 from helpers.schedule import STATE, assert_same_state
@@ -155,8 +155,8 @@ def test_the_search_knows_where_each_schedule_peaks(name, steps_per_epoch):
     before the learning rate peaks, is where the schedule training builds first reaches its
     highest rate: in a step that starts by the peak epoch and ends less than a step before it
     (a warm-up of whole steps: int(warmup_epochs * steps per epoch))."""
-    from segpipe.training.job import TrainConfig
     from segpipe.training.schedule import make_scheduler
+    from segpipe.training.train_job import TrainConfig
     from segpipe.workflow.lr_peak import peak_epoch
 
     options = {"warmup_epochs": 0.0, **SCHEDULES[name]}

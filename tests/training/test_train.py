@@ -31,9 +31,9 @@ from segpipe.inference.predict_splits import predict_split
 from segpipe.io import WriteError
 from segpipe.models.build import build_model
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
-from segpipe.training.job import UNRECORDED_OPTIONS
 from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
 from segpipe.training.train import HISTORY_COLUMNS
+from segpipe.training.train_job import UNRECORDED_OPTIONS
 
 from helpers.repo import TINY_MODEL
 from helpers.train import CLASSES, IGNORE, IMAGE_SIZE, OPTIONS, TINY, train, write_split

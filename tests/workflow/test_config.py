@@ -222,7 +222,7 @@ def test_all_errors_are_reported_together(schema, base):
 def test_every_train_option_reaches_train_model(schema):
     # scripts/train.py passes the validated train section as TrainConfig fields: a schema option
     # that TrainConfig lacks would fail only when the train rule runs.
-    from segpipe.training.job import TrainConfig
+    from segpipe.training.train_job import TrainConfig
 
     cfg = validate_config(read_config("test.yaml"), schema)
     assert set(cfg["train"]) == set(schema["properties"]["train"]["properties"])
@@ -238,7 +238,7 @@ def test_train_config_has_no_defaults_of_its_own(schema):
     (train.augment's) filled in."""
     import dataclasses
 
-    from segpipe.training.job import TrainConfig
+    from segpipe.training.train_job import TrainConfig
 
     config = read_config("test.yaml")
     del config["train"]

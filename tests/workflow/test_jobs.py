@@ -11,7 +11,7 @@ from segpipe.params import Untracked
 from segpipe.workflow import jobs
 from segpipe.workflow.config import load_schema, validate_config
 
-from conftest import REPO
+from helpers.repo import REPO
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())

@@ -12,7 +12,7 @@ import yaml
 from segpipe.workflow.config import ConfigError, load_schema
 from segpipe.workflow.loader import load_pipeline, one_of
 
-from conftest import BIN, REPO
+from helpers.repo import BIN, REPO
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from segpipe.workflow import paths
 
-from conftest import REPO
+from helpers.repo import REPO
 
 PATTERNS_MODULE = REPO / "src/segpipe/workflow/paths.py"
 # Where code spells paths: the rules, the package (reporting included) and the job scripts.

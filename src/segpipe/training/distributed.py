@@ -17,8 +17,8 @@ import torch.distributed as dist
 from segpipe.data.arrays import EpochSampler
 from segpipe.logs import inherited_log_files, setup_logging
 from segpipe.models.device import amp_dtype, resolve_device
-from segpipe.training.job import Job
 from segpipe.training.stop_signals import EXIT_INTERRUPTED, StopRequest, TrainingInterrupted
+from segpipe.training.train_job import Job
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from segpipe.logs import UserError
 from segpipe.models.build import build_model, has_batchnorm
-from segpipe.training.job import TrainConfig
+from segpipe.training.train_job import TrainConfig
 
 
 class BatchTooSmallError(UserError, ValueError):

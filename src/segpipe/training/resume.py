@@ -13,7 +13,7 @@ import torch
 
 from segpipe.models.checkpoints import changed_since_saved, load_checkpoint
 from segpipe.training.distributed import Process
-from segpipe.training.job import Job
+from segpipe.training.train_job import Job
 
 logger = logging.getLogger(__name__)
 

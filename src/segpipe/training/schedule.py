@@ -1,5 +1,5 @@
 """The learning-rate schedules of ``train.scheduler`` (:data:`SCHEDULERS`), stepped every batch
-and planned for :attr:`segpipe.training.job.TrainConfig.schedule_length` epochs."""
+and planned for :attr:`segpipe.training.train_job.TrainConfig.schedule_length` epochs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from segpipe.training.job import TrainConfig
+    from segpipe.training.train_job import TrainConfig
 
 
 def _cosine(opt, cfg: TrainConfig, steps_per_epoch: int):

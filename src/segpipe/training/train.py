@@ -24,7 +24,7 @@ With ``gpus > 1`` the same loop runs in one process per GPU under DistributedDat
 
 :func:`_train` is the loop of one process; the steps it calls follow it in this file, in the
 order it calls them. Around it, each in a module of its own: the options and what a run is
-given (:mod:`~segpipe.training.job`), the checks before training
+given (:mod:`~segpipe.training.train_job`), the checks before training
 (:mod:`~segpipe.training.preflight`), the processes and their devices
 (:mod:`~segpipe.training.distributed`), the resume state (:mod:`~segpipe.training.resume`), the
 learning-rate schedules (:mod:`~segpipe.training.schedule`), the optimisers
@@ -65,7 +65,6 @@ from segpipe.training.distributed import (
     setup_process,
     train_data_parallel,
 )
-from segpipe.training.job import Job, TrainConfig
 from segpipe.training.lock import hold_resume_state
 from segpipe.training.monitor import TrainingMonitor, open_monitor
 from segpipe.training.optimizers import build_optimizer
@@ -74,6 +73,7 @@ from segpipe.training.previews import PREVIEW_SAMPLES, preview_predictions
 from segpipe.training.resume import EpochProgress, TrainState, resume
 from segpipe.training.schedule import make_scheduler
 from segpipe.training.stop_signals import StopRequest, TrainingInterrupted
+from segpipe.training.train_job import Job, TrainConfig
 
 logger = logging.getLogger(__name__)
 HISTORY_COLUMNS = [

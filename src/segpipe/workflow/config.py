@@ -387,7 +387,7 @@ def _validator(schema: Mapping[str, Any]):
 def section_defaults(schema: Mapping[str, Any], section: str) -> dict[str, Any]:
     """What validation fills in for a config ``section`` left out: each of its options'
     default, nested sections' too (``train.augment``). The one source of the defaults that
-    callers of the package's functions pass (:class:`segpipe.training.job.TrainConfig` has
+    callers of the package's functions pass (:class:`segpipe.training.train_job.TrainConfig` has
     none of its own)."""
     values: dict[str, Any] = {}
     _validator(schema["properties"][section]).validate(values)
