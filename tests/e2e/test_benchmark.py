@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_benchmark_writes_all_figures(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--out", str(out),
+    cmd = [sys.executable, str(REPO / "tools" / "bench" / "bench_train.py"), "--out", str(out),
            "--images", "12", "--steps", "1", "--loader-steps", "2", "--repeats", "1", "--image-size", "32",
            "--batch-size", "4", "--encoder", TINY_MODEL["encoder"], "--workers", "0", "--skip-memory"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -43,7 +43,7 @@ def test_memory_benchmark_measures_two_dataset_sizes(tmp_path):
     # A full-size UNet-ResNet18, where the tests use a tiny one: the model's memory is part of what
     # this benchmark measures against the dataset's.
     out = tmp_path / "memory.json"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_memory.py"), "--out", str(out),
+    cmd = [sys.executable, str(REPO / "tools" / "bench" / "bench_memory.py"), "--out", str(out),
            "--train-samples", "16", "--val-samples", "4", "--fraction", "0.5", "--image-size", "32",
            "--batch-size", "4", "--encoder", "resnet18", "--source-images", "6"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -66,7 +66,7 @@ def test_memory_benchmark_measures_two_dataset_sizes(tmp_path):
 
 def test_dag_benchmark_measures_each_dataset_size(tmp_path):
     out = tmp_path / "dag.json"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_dag.py"), "--out", str(out),
+    cmd = [sys.executable, str(REPO / "tools" / "bench" / "bench_dag.py"), "--out", str(out),
            "--pairs", "4", "12", "--repeats", "1"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -80,7 +80,7 @@ def test_dag_benchmark_measures_each_dataset_size(tmp_path):
 def test_assessment_benchmark_records_each_code_and_its_steps(tmp_path):
     """bench_assess.py at its smallest: one predict case, this commit against itself."""
     out = tmp_path / "assess.json"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_assess.py"), "--before", "HEAD",
+    cmd = [sys.executable, str(REPO / "tools" / "bench" / "bench_assess.py"), "--before", "HEAD",
            "--quick", "--no-grid", "--cases", "demo", "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -497,13 +497,6 @@ def test_a_failed_job_names_its_slurm_log(slurm, tmp_path: Path) -> None:
     assert f"/rule_remap/{slurm_id}.log" in log
 
 
-SEARCH = {
-    "grid": {"train.lr": [0.001, 0.003, 0.01]},
-    "search": {"min_epochs": 1, "max_epochs": 3},
-    "train": {"warmup_epochs": 0},  # a 1-epoch warm-up would end with the 1-epoch rung
-}
-
-
 def search_train_spans(work: Path, search: dict, target: str) -> dict[tuple[str, str], list[str]]:
     """Run a search of the tiny config on Slurm towards ``target``: every job but the local
     rules went to Slurm, each search_train job as a GPU job; returns (candidate, rung) -> its
@@ -525,23 +518,6 @@ def search_train_spans(work: Path, search: dict, target: str) -> dict[tuple[str,
     return spans
 
 
-def test_search_on_slurm(slurm, tmp_path: Path) -> None:
-    """A search of 3 candidates in 2 rungs: the rung-0 train jobs are GPU jobs that run at the
-    same time, the rungs are decided on the submitting machine, and the promoted candidate's
-    rung-1 job resumes from its rung-0 checkpoint."""
-    work = slurm_workflow(tmp_path / "wf")
-    spans = search_train_spans(work, SEARCH, "results/search/bracket0/rung1.csv")
-    rungs = {r: [span for (_, rung), span in spans.items() if rung == r] for r in ("0", "1")}
-    assert len(rungs["0"]) == 3 and len(rungs["1"]) == 1, rungs
-    assert any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(rungs["0"], 2)), (
-        f"no two rung-0 train jobs overlapped: {rungs['0']}"
-    )
-    table = (work / "results" / "search" / "bracket0" / "rung1.csv").read_text().splitlines()
-    winner = table[1].split(",")[0]
-    log = (work / "logs" / "search_train" / winner / "rung1.log").read_text()
-    assert "at the end of epoch 1" in log and "continuing epochs 2..3" in log, log[-3000:]
-
-
 BRACKETS = {
     "grid": {"train.lr": [0.001, 0.003, 0.01]},
     "search": {"min_epochs": 1, "max_epochs": 4, "eta": 2, "brackets": 2},
@@ -549,14 +525,23 @@ BRACKETS = {
 }
 
 
-def test_bracket_search_on_slurm(slurm, tmp_path: Path) -> None:
-    """Two brackets over rungs of 1, 2 and 4 epochs (eta 2, 3 candidates): bracket 1 trains
-    every candidate to 2 epochs without waiting for bracket 0's decisions, so the rung-1 job of
-    the candidate bracket 0 stopped runs beside the jobs bracket 0 goes on with; each
-    candidate's rung is one GPU job whichever brackets need it; rungs and the selection across
-    the brackets are decided on the submitting machine."""
+def test_search_on_slurm(slurm, tmp_path: Path) -> None:
+    """A search of 3 candidates in two brackets over rungs of 1, 2 and 4 epochs (eta 2): the
+    rung-0 train jobs are GPU jobs that run at the same time; bracket 1 trains every candidate
+    to 2 epochs without waiting for bracket 0's decisions, so the rung-1 job of the candidate
+    bracket 0 stopped runs beside the jobs bracket 0 goes on with; each candidate's rung is one
+    GPU job whichever brackets need it, and resumes from its rung-0 checkpoint; rungs and the
+    selection across the brackets are decided on the submitting machine."""
     work = slurm_workflow(tmp_path / "wf")
     spans = search_train_spans(work, BRACKETS, "results/search/winner.csv")
+    rung0_spans = [span for (_, rung), span in spans.items() if rung == "0"]
+    assert len(rung0_spans) == 3, spans
+    assert any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(rung0_spans, 2)), (
+        f"no two rung-0 train jobs overlapped: {rung0_spans}"
+    )
+    for run in {run for run, rung in spans if rung == "1"}:
+        log = (work / "logs" / "search_train" / run / "rung1.log").read_text()
+        assert "at the end of epoch 1" in log and "continuing epochs 2..2" in log, log[-3000:]
     search = work / "results" / "search"
     rung0 = pd.read_csv(search / "bracket0" / "rung0.csv")
     (stopped,) = rung0.loc[rung0["promoted"] == "no", "candidate"]
@@ -570,10 +555,11 @@ def test_bracket_search_on_slurm(slurm, tmp_path: Path) -> None:
     assert selection["bracket"].tolist() == [0, 1] and (selection["winner"] == "yes").sum() == 1
 
 
-def test_a_planned_config_runs_on_slurm_with_its_planned_job_sizes(slurm, tmp_path: Path) -> None:
-    """`segpipe plan` then `snakemake --profile profiles/slurm --configfile <planned>`: the train job asks
-    Slurm for the memory and time the plan measured and estimated (one epoch on top, to keep it
-    short)."""
+def test_a_planned_config_asks_slurm_for_its_planned_job_sizes(tmp_path: Path) -> None:
+    """`segpipe plan`, then `snakemake --profile profiles/slurm --configfile <planned>`: every
+    job of the planned config goes to Slurm with the memory and time the plan measured and
+    estimated, the train job on the GPU partition (the profile's dry run: test_pipeline_on_slurm
+    runs the profile's jobs for real)."""
     from segpipe.data.synthetic import make_oxford_like
 
     work = slurm_workflow(tmp_path / "wf")
@@ -583,14 +569,13 @@ def test_a_planned_config_runs_on_slurm_with_its_planned_job_sizes(slurm, tmp_pa
     proc = subprocess.run(plan, cwd=work, capture_output=True, text=True, env=_env(), timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     planned = yaml.safe_load((work / "config" / "pets.yaml").read_text())
-    (work / "config" / "one-epoch.yaml").write_text(yaml.safe_dump({"train": {"epochs": 1}}))
-    proc, output, found, watcher = run_on_slurm(work, ["config/pets.yaml", "config/one-epoch.yaml"])
-    assert proc.returncode == 0, output[-8000:]
-    jobs = {job["jobid"]: job for job in job_blocks(output)}
-    (train,) = [i for j, (i, _) in found.items() if jobs.get(j, {}).get("rule") == "train"]
-    info = slurm_job(watcher, train, "train")
-    asked = planned["resources"]["train"]
-    assert megabytes(info["MinMemoryNode"]) == asked["mem_mb"]
-    assert minutes(info["TimeLimit"]) == asked["runtime"]
-    report = work / "results" / "runs" / planned["run_name"] / "report" / "report.html"
-    assert report.is_file() and "Oxford-IIIT Pet" not in report.read_text()
+    out = profile_dry_run(work, "config/pets.yaml")
+    jobs = {job["rule"]: job for job in job_blocks(out)}
+    for group in group_blocks(out).values():
+        jobs.update({job["rule"]: job for job in group})
+    for rule, asked in planned["resources"].items():
+        if rule in jobs and not jobs[rule]["local"]:
+            assert jobs[rule]["resources"]["mem_mb"] == str(asked["mem_mb"]), rule
+            assert jobs[rule]["resources"]["runtime"] == str(asked["runtime"]), rule
+    assert jobs["train"]["resources"]["slurm_partition"] == GPU_PARTITION
+    assert planned["run_name"] in out and "oxford-pets-unet" not in out

@@ -66,12 +66,23 @@ PREDICT = """
 import json, shutil, sys, time
 STEPS = json.loads(sys.argv[2])
 start = time.process_time()
-from segpipe.inference.predict_splits import predict_model
-from segpipe.workflow.config import load_schema, predict_options, validate_config
+from segpipe.workflow.config import load_schema, validate_config
+try:  # this code's homes; an older commit's (inference.splits, config.predict_options) below
+    from segpipe.inference.predict_splits import predict_model
+    from segpipe.workflow.jobs import prediction
+except ImportError:
+    from segpipe.inference.splits import predict_model
+    from segpipe.workflow.config import predict_options
+    prediction = None
 imports = time.process_time() - start
 spec = json.loads(sys.argv[1])
 cfg = validate_config(spec["config"], load_schema(spec["schema"]), check_models=False)
-options = {**predict_options(cfg["predict"]), "batch_size": cfg["predict"]["batch_size"]}
+if prediction is None:
+    options = {**predict_options(cfg["predict"]), "batch_size": cfg["predict"]["batch_size"]}
+else:  # as rule predict passes them; device and amp are the benchmark's own (below)
+    job = prediction(cfg)
+    options = {**job.tracked, "batch_size": job.untracked["batch_size"]}
+    options.pop("device"), options.pop("amp")
 runs = []
 for i in range(spec["repeats"]):
     out = f"{spec['out']}/{i}"

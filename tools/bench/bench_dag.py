@@ -57,7 +57,7 @@ def dry_run(pairs: int, repeats: int) -> dict:
             copy(src, work / name)
         make_folder_dataset(work / "data", pairs)
         cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-        cfg["dataset"] = {"source": "folder", "root": "data", "layout": "oxford"}
+        cfg["dataset"] = {"source": "folder", "root": "data", "layout": "oxford", "name": "bench"}
         (work / "config" / "bench.yaml").write_text(yaml.safe_dump(cfg))
         walls, cpus = [], []
         for _ in range(repeats):
