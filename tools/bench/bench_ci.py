@@ -69,6 +69,8 @@ def main() -> None:
     parent = Path(tempfile.mkdtemp(prefix="bench-ci-"))
     work, commit = clone(args.rev, parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+    # The clone is not beside ../shared/data as a checkout is: point the tests at it.
+    env.setdefault("SEGPIPE_SHARED_DATA", str(REPO.parent / "shared" / "data"))
     disk = parent / "disk.json"
     ci = timed(
         ["bash", ".ci/run"],
