@@ -478,7 +478,37 @@ def plan(record: dict) -> str:
     return head + "\n" + cases + "\n" + tail
 
 
+def _minutes(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
+def ci(record: dict) -> str:
+    run, check, disk, goals = record["ci"], record["check"], record["disk"], record["goals"]
+    peak, left = disk["peak_above_start_bytes"] / 1024**3, disk["left_behind_bytes"] / 1024**2
+    return _wrap(
+        f"`tools/bench/bench_ci.py` ({_measured(record)}, commit {record['commit'][:7]}, a fresh "
+        f"clone; Chromium and the Slurm packages already installed): `.ci/run` took "
+        f"{_minutes(run['wall_s'])} in all, building `.venv` included, of which "
+        f"{_minutes(run['pytest_s'])} for {run['passed']:,} tests on three workers "
+        f"({run.get('skipped', 0)} skipped, {run.get('failed', 0)} failed; goal: at most "
+        f"{goals['ci_s'] // 60} min, {_met(run['rc'] == 0 and run['wall_s'] <= goals['ci_s'])}). "
+        f"`make check` then took {_minutes(check['wall_s'])}, the local Slurm up "
+        f"({check['passed']:,} tests; goal: at "
+        f"most {goals['check_s'] // 60} min, "
+        f"{_met(check['rc'] == 0 and check['wall_s'] <= goals['check_s'])}). During `.ci/run` the "
+        f"temporary folder grew by at most {peak:.1f} GB (goal: at most {goals['peak_gb']} GB, "
+        f"{_met(peak <= goals['peak_gb'])}) and the run left {left:.1f} MB there (goal: at most "
+        f"{goals['left_behind_gb']} GB, {_met(left <= goals['left_behind_gb'] * 1024)})."
+    )
+
+
 FIGURES: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "ci": ("ci-cpu-2cores.json", ci),
     "demo": ("demo-cpu-2cores.json", demo),
     "runs": ("runs-cpu-2cores.json", runs),
     "compare": ("compare-cpu-2cores.json", compare),
