@@ -472,8 +472,14 @@ def plan(record: dict) -> str:
         f"{'yes' if goals['planned_train_jobs_within_their_memory'] else 'no'}. Planning "
         f"{timing['pairs']:,} synthetic pairs took {sample['wall_s']:.0f} s with `--sample 500` "
         f"({sample['fingerprint_s']:.0f} s of it reading them, the rest the probe; goal: under "
-        f"a minute) and {every['wall_s']:.0f} s reading all of them "
-        f"({every['fingerprint_s']:.0f} s)."
+        f"a minute, {'met' if sample['wall_s'] < 60 else 'not met'}) and {every['wall_s']:.0f} s "
+        f"reading all of them ({every['fingerprint_s']:.0f} s)"
+        + (
+            f", measured again on commit {timing['commit'][:7]} at a 1-minute load average of "
+            f"{timing['load_average_1min_before']} (`--timing-only`)."
+            if "commit" in timing
+            else "."
+        )
     )
     return head + "\n" + cases + "\n" + tail
 
