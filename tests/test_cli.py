@@ -88,3 +88,27 @@ def test_a_wrong_example_is_caught() -> None:
     assert any(p.match("results/runs/x/train/best.pt") for p in patterns)
     with pytest.raises(SystemExit):
         cli._parser().parse_args(["predict", "best.pt", "in/", "--no-such-option"])
+
+
+@pytest.mark.slow
+def test_help_and_verify_import_no_model_packages(tmp_path) -> None:
+    """``segpipe --help``, each command's help and ``segpipe verify`` need no model: the parser's
+    choices come from segpipe.inference.choices, so none of them pays seconds for torch."""
+    import json
+    import subprocess
+    import sys
+
+    from segpipe.data.synthetic import make_oxford_like
+
+    make_oxford_like(tmp_path / "pets", n_images=4, seed=0, min_size=40, max_size=48)
+    code = (
+        "import json, sys\n"
+        "from segpipe import cli\n"
+        "cli._parser().format_help()\n"
+        f"code = cli.main(['verify', {str(tmp_path / 'pets')!r}, '--layout', 'oxford'])\n"
+        "heavy = ('torch', 'segmentation_models_pytorch', 'timm', 'onnx')\n"
+        "print(json.dumps([code, [m for m in heavy if m in sys.modules]]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == [0, []]

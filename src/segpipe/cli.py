@@ -364,7 +364,7 @@ def _add_plan(sub) -> None:
 
 
 def _add_predict(sub) -> None:
-    from segpipe.inference.engine import FLIPS, MODES
+    from segpipe.inference.choices import FLIPS, MODES
 
     predict = _subparser(
         sub,
@@ -446,7 +446,7 @@ def _add_predict(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    from segpipe.inference.onnx import DEFAULT_OPSET
+    from segpipe.inference.choices import DEFAULT_OPSET
 
     export = _subparser(
         sub,

@@ -26,13 +26,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from segpipe.inference.choices import FLIPS, MODES
 from segpipe.models.device import autocast as amp_context
 from segpipe.models.device import normalize
 from segpipe.models.model_input import RESIZE, SLIDING, ModelInput
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
-FLIPS = {"hflip": 3, "vflip": 2}  # the tensor dimension each flip reverses
-MODES = (RESIZE, SLIDING)  # predict.mode
 
 
 def normalized(rgb: np.ndarray) -> torch.Tensor:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from segpipe.inference.choices import DEFAULT_OPSET
 from segpipe.io import atomic_path, file_sha256
 from segpipe.logs import UserError
 from segpipe.models.argmax import class_ids
@@ -38,7 +39,6 @@ from segpipe.models.model_input import ModelInput
 logger = logging.getLogger(__name__)
 INPUT, OUTPUT = "images", "logits"
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
-DEFAULT_OPSET = 17
 METADATA_KEYS = ("classes", "image_size", "arch", "encoder", "ignore_index", "image_scale")
 CHECKPOINT_KEYS = ("checkpoint", "checkpoint_sha256")
 
