@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="the JSON record to write")
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()))
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--interval", type=float, default=15.0, help="seconds between samples")
     parser.add_argument("--skip", type=Path, default=Path.cwd(), help="left out (the checkout)")
     parser.add_argument("--samples", type=int, help="stop after this many samples")
     parser.add_argument(
