@@ -174,6 +174,12 @@ SEARCH_NAMES = {
 }
 
 
+def _installed(run: dict) -> str:
+    if run.get("installed_chromium"):
+        return "the Slurm packages already installed, Chromium installed by `.ci/run` in that time"
+    return "Chromium and the Slurm packages already installed"
+
+
 def _interval(low: float | None, high: float | None) -> str:
     return "none" if low is None else f"[{low:+.3f}, {high:+.3f}]"
 
@@ -501,7 +507,7 @@ def ci(record: dict) -> str:
     peak, left = disk["peak_above_start_bytes"] / 1024**3, disk["left_behind_bytes"] / 1024**2
     return _wrap(
         f"`tools/bench/bench_ci.py` ({_measured(record)}, commit {record['commit'][:7]}, a fresh "
-        f"clone; Chromium and the Slurm packages already installed): `.ci/run` took "
+        f"clone; {_installed(run)}): `.ci/run` took "
         f"{_minutes(run['wall_s'])} in all, building `.venv` included, of which "
         f"{_minutes(run['pytest_s'])} for {run['passed']:,} tests on three workers "
         f"({run.get('skipped', 0)} skipped, {run.get('failed', 0)} failed; goal: at most "
