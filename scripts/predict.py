@@ -1,6 +1,6 @@
 """Rule predict: see segpipe.inference.predict_splits.predict_model."""
 
-from segpipe.inference.predict_splits import predict_model
+from segpipe.inference.predict_splits import PredictOptions, predict_model
 from segpipe.logs import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -11,7 +11,5 @@ predict_model(
     list(inp.arrays),
     list(inp.array_manifests),
     snakemake.output.predictions,
-    threads=snakemake.threads,
-    **params.predict,
-    **params.untracked,
+    PredictOptions(threads=snakemake.threads, **params.predict, **params.untracked),
 )

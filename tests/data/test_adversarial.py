@@ -27,7 +27,7 @@ from segpipe.data.preprocess import preprocess_split
 from segpipe.data.remap import UnmappedValuesError
 from segpipe.data.split import MANIFEST_COLUMNS, write_split
 from segpipe.evaluation.evaluate import evaluate_split
-from segpipe.inference.predict_splits import predict_split
+from segpipe.inference.predict_splits import PredictOptions, predict_split
 from segpipe.io import read_table, write_csv
 
 from helpers.checkpoints import untrained_checkpoint
@@ -339,7 +339,9 @@ def test_odd_names_and_shapes_survive_split_preprocess_predict_and_evaluate(tmp_
     array = preprocess_split(manifests["test"], out / "test.npy", image_size=32)
     threads = torch.get_num_threads()
     checkpoint = untrained_checkpoint(out / "model.pt", CLASSES)
-    predict_split(checkpoint, manifests["test"], array, out / "pred", threads=1, device="cpu")
+    predict_split(
+        checkpoint, manifests["test"], array, out / "pred", PredictOptions(threads=1, device="cpu")
+    )
     torch.set_num_threads(threads)
     for row in test.to_dict("records"):
         predicted = Image.open(out / "pred" / "masks" / f"{row['id']}.png")

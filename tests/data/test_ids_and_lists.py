@@ -20,7 +20,7 @@ from segpipe.data.remap import remap_dataset
 from segpipe.data.split import read_manifest, write_split
 from segpipe.data.verify import verify_dataset
 from segpipe.evaluation.evaluate import evaluate_split
-from segpipe.inference.predict_splits import predict_split
+from segpipe.inference.predict_splits import PredictOptions, predict_split
 from segpipe.io import read_table, write_csv
 from segpipe.reporting.run_report import ReportInputs, build_report
 from segpipe.training.train import HISTORY_COLUMNS
@@ -107,7 +107,11 @@ def test_na_like_ids_survive_index_split_predict_evaluate_and_report(tmp_path):
     checkpoint = untrained_checkpoint(out / "model.pt", classes)
     threads = torch.get_num_threads()
     predict_split(
-        checkpoint, manifests["test"], array, out / "predictions", threads=1, device="cpu"
+        checkpoint,
+        manifests["test"],
+        array,
+        out / "predictions",
+        PredictOptions(threads=1, device="cpu"),
     )
     torch.set_num_threads(threads)
     assert sorted(p.stem for p in (out / "predictions" / "masks").iterdir()) == test

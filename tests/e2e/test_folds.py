@@ -21,7 +21,7 @@ from segpipe.data.arrays import ArrayDataset
 from segpipe.data.preprocess import select_rows
 from segpipe.data.split import FoldError, fold_assignment, write_fold
 from segpipe.evaluation.crossval import mean_std, out_of_fold, write_crossval
-from segpipe.inference.predict_splits import predict_split
+from segpipe.inference.predict_splits import PredictOptions, predict_split
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
 from segpipe.models.device import prepare_batch
 from segpipe.workflow.config import ConfigError, load_schema, validate_config
@@ -181,7 +181,13 @@ def test_the_ensemble_mask_is_the_argmax_of_the_mean_probabilities(data, tmp_pat
         _, paths = train_tiny(data, tmp_path / f"fold{seed}", seed=seed, epochs=1)
         checkpoints.append(paths["best_path"])
     test = data["test"]
-    predict_split(checkpoints, test["manifest"], test["array"], tmp_path / "ensemble", device="cpu")
+    predict_split(
+        checkpoints,
+        test["manifest"],
+        test["array"],
+        tmp_path / "ensemble",
+        PredictOptions(device="cpu"),
+    )
     # Independently: each model's softmax, averaged, resized to the image, argmax.
     models = [model_from_checkpoint(load_checkpoint(c)).eval() for c in checkpoints]
     batch = ArrayDataset(test["array"]).__getitems__([0, 1, 2, 3])

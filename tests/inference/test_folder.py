@@ -37,7 +37,7 @@ from segpipe.inference.folder import (
     load_model,
     predict_files,
 )
-from segpipe.inference.predict_splits import predict_split
+from segpipe.inference.predict_splits import PredictOptions, predict_split
 from segpipe.models.checkpoints import load_checkpoint, save_checkpoint
 from segpipe.models.model_input import ModelInput
 from segpipe.outputs import MANIFEST
@@ -148,7 +148,9 @@ def test_tied_classes_go_to_the_lower_id_in_the_pipeline_and_the_cli_alike(
 ) -> None:
     tied = tied_checkpoint(checkpoint, tmp_path / "tied.pt")
     test = data["test"]
-    predict_split(tied, test["manifest"], test["array"], tmp_path / "pipeline", tta=tta)
+    predict_split(
+        tied, test["manifest"], test["array"], tmp_path / "pipeline", PredictOptions(tta=tta)
+    )
     rows = pd.read_csv(test["manifest"])
     model = load_model([tied], device="cpu")
     files = [Path(p) for p in rows["image"]]

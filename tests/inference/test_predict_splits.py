@@ -12,7 +12,7 @@ from PIL import Image
 
 from segpipe.data import predictions
 from segpipe.data.preprocess import preprocess_split
-from segpipe.inference.predict_splits import predict_model, predict_split
+from segpipe.inference.predict_splits import PredictOptions, predict_model, predict_split
 
 from helpers.train import one_epoch_checkpoint, tiny_splits
 from helpers.train import train as train_tiny
@@ -44,8 +44,7 @@ def predict_all(data: dict, checkpoint: Path, out: Path, **options) -> None:
         [data[part]["array"] for part in parts],
         [data[part]["manifest"] for part in parts],
         out,
-        device="cpu",
-        **options,
+        PredictOptions(device="cpu", **options),
     )
 
 
@@ -57,7 +56,11 @@ def test_flips_and_no_flips_in_one_job_equal_each_predicted_alone(data, checkpoi
         for name, tta in (("tta", flips), ("plain", [])):
             alone[name] = tmp_path / f"{split}-{name}"
             predict_split(
-                checkpoint, data[split]["manifest"], data[split]["array"], alone[name], tta=tta
+                checkpoint,
+                data[split]["manifest"],
+                data[split]["array"],
+                alone[name],
+                PredictOptions(tta=tta),
             )
         with_flips = predictions.split_dir(tmp_path / "model", split)
         without = predictions.split_dir(tmp_path / "model", split, tta=False)
@@ -105,9 +108,7 @@ def test_at_scale_both_views_equal_each_predicted_alone(kept, mode, tmp_path) ->
                 splits[split]["manifest"],
                 splits[split]["array"],
                 alone,
-                tta=tta,
-                mode=mode,
-                overlap=0.5,
+                PredictOptions(tta=tta, mode=mode, overlap=0.5),
             )
             together = masks(predictions.split_dir(tmp_path / "model", split, tta=flips))
             assert together.keys() == masks(alone).keys()
@@ -154,7 +155,7 @@ def test_a_failing_split_leaves_no_folder(data, checkpoint, tmp_path):
             [data["val"]["array"]],
             [data["val"]["manifest"]],
             tmp_path / "model",
-            device="cpu",
+            PredictOptions(device="cpu"),
         )
     assert not (tmp_path / "model").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["bad.csv"]
@@ -168,6 +169,10 @@ def test_sliding_windows_over_a_squashed_models_split_are_refused_before_any_out
     out = tmp_path / "val"
     with pytest.raises(ValueError, match=rf"{checkpoint.name}: sliding windows need"):
         predict_split(
-            checkpoint, data["val"]["manifest"], data["val"]["array"], out, mode="sliding"
+            checkpoint,
+            data["val"]["manifest"],
+            data["val"]["array"],
+            out,
+            PredictOptions(mode="sliding"),
         )
     assert not out.exists() and list(tmp_path.iterdir()) == []

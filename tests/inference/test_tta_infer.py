@@ -19,7 +19,7 @@ from segpipe.data.arrays import ArrayDataset
 from segpipe.evaluation.selection import selected_run, validation_score
 from segpipe.inference.folder import InferError, predict_folder
 from segpipe.inference.predict_selected import predict_selected
-from segpipe.inference.predict_splits import predict_split
+from segpipe.inference.predict_splits import PredictOptions, predict_split
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint
 from segpipe.models.device import prepare_batch
 from segpipe.reporting.run_report import ReportInputs, build_report
@@ -173,7 +173,9 @@ def checkpoint(data, tmp_path_factory) -> Path:
 
 def test_tta_masks_are_the_argmax_of_the_flip_averaged_probabilities(data, checkpoint, tmp_path):
     test = data["test"]
-    predict_split(checkpoint, test["manifest"], test["array"], tmp_path / "tta", tta=["hflip"])
+    predict_split(
+        checkpoint, test["manifest"], test["array"], tmp_path / "tta", PredictOptions(tta=["hflip"])
+    )
     model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
     batch = ArrayDataset(test["array"]).__getitems__([0, 1, 2, 3])
     x, _ = prepare_batch(batch, torch.device("cpu"), channels_last=False)

@@ -27,7 +27,7 @@ import segpipe.training.preflight
 import segpipe.training.train
 from segpipe.data.arrays import EpochSampler
 from segpipe.evaluation.evaluate import evaluate_split
-from segpipe.inference.predict_splits import predict_split
+from segpipe.inference.predict_splits import PredictOptions, predict_split
 from segpipe.io import WriteError
 from segpipe.models.build import build_model
 from segpipe.models.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -530,9 +530,7 @@ def predictions(reference, data, tmp_path_factory) -> Path:
         data["test"]["manifest"],
         data["test"]["array"],
         out,
-        batch_size=3,
-        threads=1,
-        device="cpu",
+        PredictOptions(batch_size=3, threads=1, device="cpu"),
     )
     torch.set_num_threads(n)
     return out

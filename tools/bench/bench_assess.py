@@ -74,6 +74,12 @@ except ImportError:
     from segpipe.inference.splits import predict_model
     from segpipe.workflow.config import predict_options
     prediction = None
+try:  # this code takes the options as one PredictOptions; an older commit as keywords
+    from segpipe.inference.predict_splits import PredictOptions
+    def predict(*args, **options):
+        predict_model(*args, PredictOptions(**options))
+except ImportError:
+    predict = predict_model
 imports = time.process_time() - start
 spec = json.loads(sys.argv[1])
 cfg = validate_config(spec["config"], load_schema(spec["schema"]), check_models=False)
@@ -87,7 +93,7 @@ runs = []
 for i in range(spec["repeats"]):
     out = f"{spec['out']}/{i}"
     cpu, wall = time.process_time(), time.perf_counter()
-    predict_model(
+    predict(
         [spec["checkpoint"]], {"test": spec["manifest"]}, [spec["array"]], [spec["manifest"]],
         out, threads=spec["threads"], device="cpu", amp=cfg["train"]["amp"], **options,
     )
@@ -98,7 +104,7 @@ if spec["profile"]:  # one more pass under cProfile: its time by step
     import cProfile, pstats
     profile = cProfile.Profile(time.process_time)  # CPU seconds: other work inflates less
     profile.runcall(
-        predict_model,
+        predict,
         [spec["checkpoint"]], {"test": spec["manifest"]}, [spec["array"]], [spec["manifest"]],
         f"{spec['out']}/profiled", threads=spec["threads"], device="cpu",
         amp=cfg["train"]["amp"], **options,

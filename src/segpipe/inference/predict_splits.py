@@ -41,6 +41,31 @@ from segpipe.models.model_input import SLIDING, ModelInput
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PredictOptions:
+    """How a model predicts: the config's predict section as rule predict passes it
+    (:func:`segpipe.workflow.jobs.prediction`), and the job's ``threads``. With ``tta`` flips
+    the class probabilities are the mean over the flipped views; images kept at a scale are
+    scored whole (``mode`` resize) or in sliding windows of the training size (``mode``
+    sliding, ``overlap``); ``with_overlays`` writes each image's colour overlay of
+    ``overlay_alpha`` beside its mask."""
+
+    batch_size: int = 8
+    threads: int = 1
+    device: str = "auto"
+    amp: str = "auto"
+    with_overlays: bool = True
+    overlay_alpha: float = 0.5
+    tta: Sequence[str] = ()
+    mode: str = "resize"
+    overlap: float = 0.5
+
+    @property
+    def alpha(self) -> float | None:
+        """The overlays' alpha; None: masks only."""
+        return self.overlay_alpha if self.with_overlays else None
+
+
 @torch.no_grad()
 def predict_model(
     checkpoints: Sequence[str | Path],
@@ -48,34 +73,24 @@ def predict_model(
     arrays: Sequence[str | Path],
     array_manifests: Sequence[str | Path],
     out_dir: str | Path,
-    *,
-    batch_size: int = 8,
-    threads: int = 1,
-    device: str = "auto",
-    amp: str = "auto",
-    with_overlays: bool = True,
-    overlay_alpha: float = 0.5,
-    tta: Sequence[str] = (),
-    mode: str = "resize",
-    overlap: float = 0.5,
+    options: PredictOptions = PredictOptions(),
 ) -> None:
     """Predict every split of ``manifests`` (split -> manifest) with one model (rule predict):
-    ``out_dir/<split>/`` as :func:`predict_split` writes it and, with ``tta`` flips, also
+    ``out_dir/<split>/`` as :func:`predict_split` writes it and, with ``options.tta`` flips, also
     ``out_dir/no_tta/<split>/`` without them (:func:`segpipe.data.predictions.split_dir`),
     from the same forward passes (the image unflipped is one of the views). The checkpoints are
     loaded once; each split's images are the rows of ``arrays`` (written from
     ``array_manifests``) that its manifest lists. ``out_dir`` appears atomically when every
-    split is written. Without ``with_overlays`` only the masks are written (rule predict, unless
-    predict.overlays is ``all``: :func:`segpipe.data.predictions.split_overlays`)."""
-    scoring, classes = _scoring(checkpoints, threads, device, amp, tta, mode, overlap)
-    alpha = overlay_alpha if with_overlays else None
+    split is written. Without ``options.with_overlays`` only the masks are written (rule
+    predict, unless predict.overlays is ``all``: :func:`segpipe.data.predictions.split_overlays`)."""
+    scoring, classes = _scoring(checkpoints, options)
     with atomic_dir(out_dir) as tmp:
         for split, manifest in manifests.items():
             folders = [predictions.split_dir(tmp, split)]
-            if tta:
+            if options.tta:
                 folders.append(predictions.split_dir(tmp, split, tta=False))
             data = select_rows(manifest, arrays, array_manifests)
-            _predict_rows(scoring, classes, manifest, data, folders, batch_size, alpha)
+            _predict_rows(scoring, classes, manifest, data, folders, options)
     logger.info("wrote the predictions of %s to %s", ", ".join(manifests), out_dir)
 
 
@@ -85,55 +100,38 @@ def predict_split(
     manifest_csv: str | Path,
     data: str | Path | ArrayRows,
     out_dir: str | Path,
-    *,
-    batch_size: int = 8,
-    threads: int = 1,
-    device: str = "auto",
-    amp: str = "auto",
-    with_overlays: bool = True,
-    overlay_alpha: float = 0.5,
-    tta: Sequence[str] = (),
-    mode: str = "resize",
-    overlap: float = 0.5,
+    options: PredictOptions = PredictOptions(),
 ) -> None:
     """Predict every image of a split into ``out_dir/masks/<id>.png`` (uint8 class ids, original
-    size) and, ``with_overlays``, ``out_dir/overlays/<id>.jpg``; ``out_dir`` appears atomically
+    size) and, with overlays, ``out_dir/overlays/<id>.jpg``; ``out_dir`` appears atomically
     when complete.
 
     Inputs come from the split's preprocessed array, or the rows of arrays that hold its images
     (``data``; the same data path as training). The class probabilities are the mean over
-    several ``checkpoints`` (a fold ensemble) and over the ``tta`` flips
+    several ``checkpoints`` (a fold ensemble) and over the ``options.tta`` flips
     (:mod:`segpipe.inference.engine`), resized back to each image's own size (bilinear) before the
     argmax. Images kept at a scale (``train.resize: keep_aspect`` in the checkpoint) are
-    scored whole (``mode`` resize, padded to a multiple of 32) or in sliding windows of the
-    training size (``mode`` sliding, ``overlap``), each cut out of its padded sample first.
+    scored whole or in sliding windows of the training size, each cut out of its padded
+    sample first (:class:`PredictOptions`).
     """
     if isinstance(checkpoints, str | Path):
         checkpoints = [checkpoints]
-    scoring, classes = _scoring(checkpoints, threads, device, amp, tta, mode, overlap, no_tta=False)
-    alpha = overlay_alpha if with_overlays else None
+    scoring, classes = _scoring(checkpoints, options, no_tta=False)
     with atomic_dir(out_dir) as tmp:
-        _predict_rows(scoring, classes, manifest_csv, data, [tmp], batch_size, alpha)
+        _predict_rows(scoring, classes, manifest_csv, data, [tmp], options)
     logger.info("wrote the predictions of %s to %s", manifest_csv, out_dir)
 
 
 def _scoring(
-    checkpoints: Sequence[str | Path],
-    threads: int,
-    device: str,
-    amp: str,
-    tta: Sequence[str],
-    mode: str,
-    overlap: float,
-    *,
-    no_tta: bool = True,
+    checkpoints: Sequence[str | Path], options: PredictOptions, *, no_tta: bool = True
 ) -> tuple[SplitScoring, list[str]]:
     """How the checkpoints' models score a split: averaged over the ``tta`` flips and, with
     ``no_tta`` and flips, also without them (:func:`with_and_without_tta`); and their classes."""
-    torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    torch.set_num_threads(options.threads)
+    dev = resolve_device(options.device)
     models, cfg = load_models(checkpoints, dev, channels_last=dev.type == "cuda")
-    score = torch_scorer(models, dev, autocast=amp_dtype(amp, dev))
+    score = torch_scorer(models, dev, autocast=amp_dtype(options.amp, dev))
+    tta = options.tta
     if len(models) > 1 or tta:
         logger.info(
             "mean class probabilities of %d model(s) x %d view(s)%s",
@@ -143,9 +141,10 @@ def _scoring(
         )
     scorer = with_and_without_tta(score, tta) if no_tta and tta else with_tta(score, tta)
     model_input = ModelInput.from_train(cfg["train"])
-    if (problem := model_input.split_mode_problem(mode)) is not None:
+    if (problem := model_input.split_mode_problem(options.mode)) is not None:
         raise ValueError(f"{checkpoints[0]}: {problem}")
-    return SplitScoring(scorer, model_input, mode, overlap, dev), list(cfg["classes"])
+    scoring = SplitScoring(scorer, model_input, options.mode, options.overlap, dev)
+    return scoring, list(cfg["classes"])
 
 
 def _predict_rows(
@@ -154,11 +153,11 @@ def _predict_rows(
     manifest_csv: str | Path,
     data: str | Path | ArrayRows,
     folders: list[Path],
-    batch_size: int,
-    overlay_alpha: float | None,
+    options: PredictOptions,
 ) -> None:
-    """Write the predictions of a manifest's rows: one of the scores (with tta, without) per folder, with
-    overlays of ``overlay_alpha`` (None: masks only)."""
+    """Write the predictions of a manifest's rows: one of the scores (with tta, without) per
+    folder, with overlays where ``options`` asks for them."""
+    batch_size, overlay_alpha = options.batch_size, options.alpha
     rows = read_manifest(manifest_csv).to_dict("records")
     threads = torch.get_num_threads()
     loader = _split_loader(data, len(rows), manifest_csv, batch_size, threads, scoring.device)
