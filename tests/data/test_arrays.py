@@ -8,11 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from segpipe.data.arrays import ArrayDataset, Batch, EpochSampler, batch_loader
+from segpipe.data.arrays import (
+    ArrayDataset,
+    Batch,
+    EpochSampler,
+    batch_loader,
+    replicate_padding,
+    sample_extents,
+)
 from segpipe.data.images import load_rgb
 from segpipe.data.masks import load_mask
 from segpipe.data.preprocess import load_array, preprocess_split
@@ -318,3 +328,47 @@ def test_array_rows_digest_is_of_the_arrays_bytes_and_the_rows(tmp_path, size) -
     whole = a.read_bytes() + b.read_bytes() + repr(rows.rows).encode()
     assert rows.digest() == hashlib.sha256(whole).hexdigest()
     assert ArrayRows((str(a), str(b)), ((0, 1),)).digest() != rows.digest()
+
+
+def _padded(sizes, canvas, seed=0):
+    """A batch of random images of ``sizes`` (labels 0..2, pixels 1..255), each top-left in a
+    ``canvas`` padded as preprocess pads images kept at a scale: black, labelled IGNORE."""
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.zeros(len(sizes), 3, *canvas, dtype=torch.uint8)
+    masks = torch.full((len(sizes), *canvas), IGNORE, dtype=torch.uint8)
+    for i, (h, w) in enumerate(sizes):
+        images[i, :, :h, :w] = torch.randint(1, 256, (3, h, w), generator=gen, dtype=torch.uint8)
+        masks[i, :h, :w] = torch.randint(0, 3, (h, w), generator=gen, dtype=torch.uint8)
+    return images, masks
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)), min_size=1, max_size=4),
+    st.integers(0, 3),
+)
+def test_each_samples_extent_and_padding_are_its_own(sizes, extra) -> None:
+    """The padding below and right of each sample is found, and filled with the sample's edge
+    pixels exactly as prediction pads an image alone (replicate)."""
+    canvas = (max(h for h, _ in sizes) + extra, max(w for _, w in sizes) + extra)
+    images, masks = _padded(sizes, canvas)
+    heights, widths = sample_extents(images, masks, IGNORE)
+    assert list(zip(heights.tolist(), widths.tolist(), strict=True)) == sizes
+    filled = replicate_padding(images, masks, IGNORE)
+    for i, (h, w) in enumerate(sizes):
+        alone = images[i : i + 1, :, :h, :w].float()
+        pad = (0, canvas[1] - w, 0, canvas[0] - h)
+        assert torch.equal(filled[i].float(), F.pad(alone, pad, mode="replicate")[0])
+
+
+def test_crops_fall_within_each_samples_own_image() -> None:
+    """A sample smaller than the split's largest is cropped within itself, never in the
+    padding around it; one smaller than the crop is padded with its edge, the padding ignored."""
+    images, masks = _padded([(12, 14), (7, 9), (4, 10)], (12, 14))
+    augment = BatchAugment(crop=6, ignore_index=IGNORE)
+    for seed in range(40):
+        cropped, cmasks = augment(images, masks, [seed, seed + 100, seed + 200])
+        for i in (0, 1):  # at least the crop's size: a window of the image itself
+            assert (cmasks[i] != IGNORE).all() and (cropped[i] != 0).any(0).all()
+        assert (cmasks[2, 4:] == IGNORE).all() and (cmasks[2, :4] != IGNORE).all()
+        assert torch.equal(cropped[2, :, 4:], cropped[2, :, 3:4].expand(3, 2, 6))

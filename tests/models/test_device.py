@@ -64,12 +64,14 @@ def test_uint8_and_float_images_normalise_alike(channels_last) -> None:
     "size, padded", [((32, 64), (32, 64)), ((33, 40), (64, 64)), ((1, 1), (32, 32))]
 )
 def test_padding_to_a_multiple_of_32(size, padded) -> None:
-    images = torch.ones(1, 3, *size)
+    images = torch.rand(1, 3, *size)
     masks = torch.zeros(1, *size, dtype=torch.long)
     out_images, out_masks = pad_to_multiple(images, masks, ignore_index=255)
     assert tuple(out_images.shape[-2:]) == padded and tuple(out_masks.shape[-2:]) == padded
     height, width = size
     assert torch.equal(out_images[..., :height, :width], images)
-    assert int(out_images.sum()) == images.numel()  # zeros in the padding
+    # the padding repeats the bottom row and the right column, as every padding for a model
+    assert (out_images[..., height:, :width] == images[..., height - 1 :, :]).all()
+    assert (out_images[..., :, width:] == out_images[..., :, width - 1 : width]).all()
     assert (out_masks[..., height:, :] == 255).all() and (out_masks[..., :, width:] == 255).all()
     assert (out_masks[..., :height, :width] == 0).all()

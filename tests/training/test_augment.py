@@ -169,8 +169,13 @@ def test_random_crops_are_windows_of_each_sample_drawn_from_its_seed():
     assert len(tops) > 5
 
 
-def test_a_crop_larger_than_the_sample_pads_with_ignored_pixels():
-    images, masks = torch.ones(1, 3, 3, 5, dtype=torch.uint8), torch.zeros(1, 3, 5)
+def test_a_crop_larger_than_the_sample_pads_with_its_edge_and_ignored_pixels():
+    images = torch.arange(15, dtype=torch.uint8).view(1, 1, 3, 5).expand(1, 3, 3, 5) + 1
+    masks = torch.zeros(1, 3, 5)
     cropped, cmasks = BatchAugment(crop=6, ignore_index=255)(images, masks.long(), [1])
     assert cropped.shape == (1, 3, 6, 6)
-    assert (cmasks[0, 3:] == 255).all() and (cmasks[0, :3, :5] == 0).all()
+    assert (cmasks[0, 3:] == 255).all() and (cmasks[0, :, 5] == 255).all()
+    assert (cmasks[0, :3, :5] == 0).all()
+    assert torch.equal(cropped[0, :, :3, :5], images[0])  # the sample, then its edge repeated
+    assert torch.equal(cropped[0, :, 3:, :5], images[0, :, 2:3].expand(3, 3, 5))
+    assert torch.equal(cropped[0, :, :, 5], cropped[0, :, :, 4])

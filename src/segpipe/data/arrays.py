@@ -95,6 +95,39 @@ class Batch(NamedTuple):
         return samples[..., :3].permute(0, 3, 1, 2), samples[..., 3]
 
 
+def sample_extents(
+    images: torch.Tensor, masks: torch.Tensor, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's own height and width (two (B,) long tensors) in a batch of uint8 images
+    (B, 3, H, W) and masks (B, H, W) padded as :func:`segpipe.data.preprocess.preprocess_split`
+    pads images kept at a scale: black pixels labelled ``ignore_index`` below and right of the
+    image, up to the split's largest. Rows and columns of that kind at a sample's bottom and
+    right edges count as padding; a sample made of nothing else is taken whole."""
+    content = (images != 0).any(1) | (masks != ignore_index)
+    return _extent(content.any(2)), _extent(content.any(1))
+
+
+def _extent(present: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool -> (B,): one past the last True of each row (N for a row with none)."""
+    n = present.shape[1]
+    trailing = present.flip(1).to(torch.uint8).max(1).indices  # the first True from the end
+    return torch.where(present.any(1), n - trailing, n)
+
+
+def replicate_padding(images: torch.Tensor, masks: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """``images`` with each sample's padding (:func:`sample_extents`) filled with its bottom
+    row and right column, replicated: what prediction puts around an image smaller than its
+    window or its encoder's stride, so a model validated on padded samples sees what it is
+    shown when it predicts. The masks keep ``ignore_index`` there."""
+    heights, widths = sample_extents(images, masks, ignore_index)
+    height, width = images.shape[-2:]
+    if bool((heights == height).all() and (widths == width).all()):
+        return images
+    rows = torch.minimum(torch.arange(height, device=images.device), heights[:, None] - 1)
+    cols = torch.minimum(torch.arange(width, device=images.device), widths[:, None] - 1)
+    return torch.stack([im[:, r][:, :, c] for im, r, c in zip(images, rows, cols, strict=True)])
+
+
 def keep_batch(batch: Batch) -> Batch:
     """The collate function: :meth:`ArrayDataset.__getitems__` already built the batch."""
     return batch

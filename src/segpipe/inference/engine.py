@@ -28,7 +28,7 @@ from PIL import Image
 
 from segpipe.inference.choices import FLIPS, MODES
 from segpipe.models.device import autocast as amp_context
-from segpipe.models.device import normalize
+from segpipe.models.device import normalize, pad_to_multiple
 from segpipe.models.model_input import RESIZE, SLIDING, ModelInput
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
@@ -220,7 +220,8 @@ def predict_at_scale(
 ) -> torch.Tensor:
     """Probabilities (C, H, W) of an image for a model trained on images kept at a scale
     (``train.resize: keep_aspect``): the image resized by the model's scale (PIL bilinear,
-    aspect kept, as preprocess), scored whole (``resize``, padded to a multiple of 32) or in
+    aspect kept, as preprocess), scored whole (``resize``, padded to a multiple of 32 by
+    :func:`segpipe.models.device.pad_to_multiple`) or in
     sliding windows of the model's size, and the probabilities resized back to the image's own
     size."""
     height, width = rgb.shape[:2]
@@ -231,8 +232,7 @@ def predict_at_scale(
             None
         ]
     else:
-        x = normalized(small)
-        x = F.pad(x, (0, -w % 32, 0, -h % 32))
+        x, _ = pad_to_multiple(normalized(small), torch.zeros(1, h, w), 0)
         p = score(x)[:, :, :h, :w]
     return F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)[0]
 

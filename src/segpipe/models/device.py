@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from segpipe.data.arrays import replicate_padding
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -80,10 +82,17 @@ def prepare_batch(
     device: torch.device,
     channels_last: bool,
     augment: BatchAugment | None = None,
+    *,
+    padding_label: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A loader batch -> model-ready images and long masks on the device, augmented there
-    (per-sample seeds) when ``augment`` is given."""
+    (per-sample seeds) when ``augment`` is given. ``padding_label``: the mask label of the
+    padding of samples kept at a scale (the run's ignore index); with it, the padding is filled
+    with each image's edge pixels, as prediction fills it
+    (:func:`segpipe.data.arrays.replicate_padding`)."""
     images, masks = batch.unpack(device)
+    if padding_label is not None:
+        images = replicate_padding(images, masks, padding_label)
     # One gather out of the packed RGB+mask layout into the layout the model wants; the passes
     # after it run over dense memory.
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -97,11 +106,12 @@ def pad_to_multiple(
     images: torch.Tensor, masks: torch.Tensor, ignore_index: int, multiple: int = 32
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and masks padded at the bottom and right to a multiple of ``multiple`` (what an
-    encoder's downsampling needs; whole images kept at their scale need it), the padded mask
-    pixels ``ignore_index``; unchanged when they are already."""
+    encoder's downsampling needs; whole images kept at their scale need it): the images with
+    their bottom row and right column replicated, as everywhere an image is padded for a
+    model, the masks with ``ignore_index``; unchanged when they are already."""
     height, width = images.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
     if not (pad_h or pad_w):
         return images, masks
-    images = F.pad(images, (0, pad_w, 0, pad_h))
+    images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
     return images, F.pad(masks, (0, pad_w, 0, pad_h), value=ignore_index)

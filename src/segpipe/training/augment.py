@@ -29,6 +29,8 @@ from kornia.enhance import (
 )
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 
+from segpipe.data.arrays import sample_extents
+
 # Slots in each sample's uniform draws.
 HFLIP, VFLIP, ANGLE, SHIFT_X, SHIFT_Y, SCALE, SHEAR, BRIGHTNESS, CONTRAST, SATURATION = range(10)
 CROP_Y, CROP_X = 10, 11
@@ -60,8 +62,9 @@ class BatchAugment:
     Options are those of ``train.augment`` in the config: probabilities for the flips, maximum
     rotation and shear in degrees, maximum shift as a fraction of the size, zoom ``1 ± scale``,
     and colour jitter strength; ``crop`` (``train.image_size`` when ``train.resize`` is
-    ``keep_aspect``) cuts a random ``crop`` x ``crop`` window out of each sample first (images
-    smaller than that are padded, the padding ignored). Call with uint8 images and masks and the
+    ``keep_aspect``) cuts a random ``crop`` x ``crop`` window out of each sample first, within
+    the sample's own extent (images smaller than that are padded with their edge pixels, the
+    padding ignored). Call with uint8 images and masks and the
     per-sample seeds; images come back uint8 when only crops and flips are on, else float in
     [0, 1].
     """
@@ -115,30 +118,23 @@ class BatchAugment:
         return x, masks
 
     def _crop(self, images, masks, u):
+        """Each sample's ``crop`` window, drawn within the sample's own extent (not the padding
+        that makes its array as large as the split's largest, :func:`sample_extents`); a sample
+        smaller than the window gets its edge pixels replicated, as prediction pads, and the
+        padding's mask ``ignore_index``."""
         size = self.crop
-        height, width = images.shape[-2:]
-        pad_h, pad_w = max(0, size - height), max(0, size - width)
-        if pad_h or pad_w:
-            images = torch.nn.functional.pad(images, (0, pad_w, 0, pad_h))
-            masks = torch.nn.functional.pad(masks, (0, pad_w, 0, pad_h), value=self.ignore_index)
-            height, width = height + pad_h, width + pad_w
-        tops = (u[:, CROP_Y] * (height - size + 1)).long().tolist()
-        lefts = (u[:, CROP_X] * (width - size + 1)).long().tolist()
-        crops = list(zip(tops, lefts, strict=True))
-        return (
-            torch.stack(
-                [
-                    im[:, t : t + size, left : left + size]
-                    for im, (t, left) in zip(images, crops, strict=True)
-                ]
-            ),
-            torch.stack(
-                [
-                    m[t : t + size, left : left + size]
-                    for m, (t, left) in zip(masks, crops, strict=True)
-                ]
-            ),
-        )
+        heights, widths = sample_extents(images, masks, self.ignore_index)
+        tops = (u[:, CROP_Y] * (heights - size + 1).clamp(min=1)).long()
+        lefts = (u[:, CROP_X] * (widths - size + 1).clamp(min=1)).long()
+        steps = torch.arange(size, device=images.device)
+        rows, cols = tops[:, None] + steps, lefts[:, None] + steps
+        outside = (rows >= heights[:, None])[:, :, None] | (cols >= widths[:, None])[:, None, :]
+        rows = torch.minimum(rows, heights[:, None] - 1)
+        cols = torch.minimum(cols, widths[:, None] - 1)
+        pairs = list(zip(rows, cols, strict=True))
+        images = torch.stack([im[:, r][:, :, c] for im, (r, c) in zip(images, pairs, strict=True)])
+        masks = torch.stack([m[r][:, c] for m, (r, c) in zip(masks, pairs, strict=True)])
+        return images, masks.masked_fill(outside, self.ignore_index)
 
     def _flip(self, images, masks, u):
         for p, slot, dim in ((self.hflip, HFLIP, -1), (self.vflip, VFLIP, -2)):

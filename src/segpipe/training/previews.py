@@ -25,12 +25,16 @@ def preview_predictions(
     *,
     amp=None,
     channels_last=False,
+    padded=False,
 ) -> list[np.ndarray]:
     """The first ``count`` samples of ``dataset`` as RGB uint8 (H, W, 3) panels: the image, the
-    true mask and the predicted mask side by side (class colours as in the report)."""
+    true mask and the predicted mask side by side (class colours as in the report); ``padded``
+    as :func:`segpipe.training.train.validate` takes it."""
     batch = dataset.__getitems__(list(range(min(count, len(dataset)))))
     raw_images, masks = batch.unpack("cpu")
-    images, padded_masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), 0)
+    label = ignore_index if padded else None
+    prepared = prepare_batch(batch, device, channels_last, padding_label=label)
+    images, padded_masks = pad_to_multiple(*prepared, 0)
     model.eval()
     with autocast(device, amp):
         logits = model(images)

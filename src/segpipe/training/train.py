@@ -215,6 +215,7 @@ def _train(
                 proc.device,
                 amp=proc.amp,
                 channels_last=proc.channels_last,
+                padded=job.cfg.model_input.keeps_aspect,
             )
             row = record_epoch(state, epoch, trained, val)
             if proc.is_main:
@@ -417,13 +418,18 @@ def validate(
     *,
     amp=None,
     channels_last=False,
+    padded=False,
 ) -> dict[str, Any]:
-    """Validation loss and confusion-matrix metrics, summed over all data-parallel ranks."""
+    """Validation loss and confusion-matrix metrics, summed over all data-parallel ranks.
+    ``padded``: the samples are images kept at a scale, padded to the split's largest; the
+    padding is filled as prediction fills it (:func:`prepare_batch`'s ``padding_label``)."""
     model.eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, n
+    label = ignore_index if padded else None
     for batch in loader:
-        images, masks = pad_to_multiple(*prepare_batch(batch, device, channels_last), ignore_index)
+        prepared = prepare_batch(batch, device, channels_last, padding_label=label)
+        images, masks = pad_to_multiple(*prepared, ignore_index)
         with autocast(device, amp):
             logits = model(images)
         logits = logits.float()
@@ -493,6 +499,7 @@ def report_epoch(
             proc.device,
             amp=proc.amp,
             channels_last=proc.channels_last,
+            padded=job.cfg.model_input.keeps_aspect,
         )
     per_class_iou = dict(zip(job.classes, val["per_class"]["iou"], strict=True))
     monitor.log_epoch(epoch, row, per_class_iou, images)
