@@ -258,12 +258,14 @@ def test_steps_drop_the_incomplete_last_batch_as_training_does():
 # ----------------------------------------------------------------------------- loss, data
 
 
-def test_balanced_classes_train_with_cross_entropy():
+def test_balanced_classes_train_with_cross_entropy_and_dice_unweighted():
     chosen = rules.loss(figures(None, None, shares=[0.22, 0.78]))
-    assert chosen["train.loss"].value == "ce" and chosen["train.class_weights"].value is None
+    assert chosen["train.loss"].value == "ce+dice"
+    assert chosen["train.class_weights"].value is None
+    assert "'c0' 22.0% of the pixels" in chosen["train.loss"].why
 
 
-def test_a_rare_class_adds_dice_and_a_very_rare_one_weights_the_cross_entropy():
+def test_a_very_rare_class_weights_the_cross_entropy():
     shares = [0.6, 0.3, 0.095, 0.005]
     chosen = rules.loss(figures(*[None] * 4, shares=shares))
     assert chosen["train.loss"].value == "ce+dice"

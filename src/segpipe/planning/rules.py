@@ -93,8 +93,6 @@ VAL_IMAGES = 50
 VAL_FRACTION = (0.05, 0.2)
 TEST_IMAGES = 200
 TEST_FRACTION = (0.05, 0.2)
-RARE_SHARE = 0.05
-"""A class with less than this share of the pixels makes the loss cross-entropy + Dice."""
 WEIGHT_RATIO = 50
 """Largest over smallest class share above which the cross-entropy is weighted."""
 WEIGHT_BOUNDS = (0.25, 4.0)
@@ -567,16 +565,14 @@ def _duration(minutes: float) -> str:
 
 
 def loss(classes: list[ClassFigures]) -> dict[str, Choice]:
-    """ce+dice when a class is rare (below RARE_SHARE of the pixels), plain ce otherwise; the
-    cross-entropy weighted (damped median-frequency) when the shares differ more than
-    WEIGHT_RATIO-fold."""
+    """Cross-entropy + Dice for every dataset (nnU-Net's loss); the cross-entropy weighted
+    (damped median-frequency) when the class shares differ more than WEIGHT_RATIO-fold."""
     rarest = min(classes, key=lambda c: c.share)
     commonest = max(classes, key=lambda c: c.share)
     shares = f"'{rarest.name}' {pct(rarest.share)} of the pixels"
-    name = "ce+dice" if rarest.share < RARE_SHARE else "ce"
     chosen = {
         "train.loss": Choice(
-            name, f"{shares} ({'below' if name == 'ce+dice' else 'at least'} {pct(RARE_SHARE)})"
+            "ce+dice", f"Dice weighs every class alike, whatever its share ({shares})"
         )
     }
     ratio = commonest.share / max(rarest.share, 1e-9)
