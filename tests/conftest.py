@@ -26,22 +26,29 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # catalogue), Snakemake, matplotlib and torch go to the clone's .pytest_cache, not ~/.cache.
 os.environ["XDG_CACHE_HOME"] = str(REPO / ".pytest_cache" / "xdg-cache")
 os.environ.pop("SEGPIPE_CACHE_DIR", None)
-# The modules that take longest, in the order `make test`'s two workers (pytest-xdist,
-# --dist loadfile: a module's tests, which share its fixtures, stay on one worker) start them, so
-# that neither is left alone with a long module at the end. The rest follow in collection order.
+# The modules that take longest, longest first (their summed durations in a full run on a 2-core
+# CPU), in the order `make test`'s workers (pytest-xdist, --dist loadfile: a module's tests, which
+# share its fixtures, stay on one worker) start them, so that no worker is left alone with a long
+# module at the end. The rest follow in collection order.
 LONGEST_FIRST = (
     "test_slurm",
-    "test_examples",
-    "test_examples_isbi",
-    "test_folds",
+    "test_search_brackets",
+    "test_plan_runs",
+    "test_search_runs",
     "test_dvc",
-    "test_experiments",
     "test_examples_other_layouts",
-    "test_tta_infer",
+    "test_experiments",
+    "test_examples_isbi",
+    "test_search_example",
+    "test_folds",
+    "test_examples",
     "test_adversarial",
+    "test_tta_infer",
+    "test_benchmark",
     "test_dataset_reruns",
     "test_pipeline",
-    "test_scale",
+    "test_folder",
+    "test_config_reruns",
 )
 
 
