@@ -106,7 +106,7 @@ class BatchAugment:
             return images, masks
         u = sample_draws(seeds, images.device)
         if self.crop:
-            images, masks = self._crop(images, masks, u)
+            images, masks = self._crop(images, masks, u, self.crop)
         images, masks = self._flip(images, masks, u)
         if not (self.geometric or self.color_jitter):
             return images, masks
@@ -117,12 +117,11 @@ class BatchAugment:
             x = self._color(x, u)
         return x, masks
 
-    def _crop(self, images, masks, u):
-        """Each sample's ``crop`` window, drawn within the sample's own extent (not the padding
+    def _crop(self, images, masks, u, size: int):
+        """Each sample's ``size`` x ``size`` window, drawn within the sample's own extent (not the padding
         that makes its array as large as the split's largest, :func:`sample_extents`); a sample
         smaller than the window gets its edge pixels replicated, as prediction pads, and the
         padding's mask ``ignore_index``."""
-        size = self.crop
         heights, widths = sample_extents(images, masks, self.ignore_index)
         tops = (u[:, CROP_Y] * (heights - size + 1).clamp(min=1)).long()
         lefts = (u[:, CROP_X] * (widths - size + 1).clamp(min=1)).long()
