@@ -125,7 +125,13 @@ def replicate_padding(images: torch.Tensor, masks: torch.Tensor, ignore_index: i
         return images
     rows = torch.minimum(torch.arange(height, device=images.device), heights[:, None] - 1)
     cols = torch.minimum(torch.arange(width, device=images.device), widths[:, None] - 1)
-    return torch.stack([im[:, r][:, :, c] for im, r, c in zip(images, rows, cols, strict=True)])
+    return take_windows(images, rows, cols)
+
+
+def take_windows(tensors: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Sample i of ``tensors`` (B, ..., H, W) at the rows ``rows[i]`` and the columns
+    ``cols[i]`` (index tensors (B, h) and (B, w)): (B, ..., h, w)."""
+    return torch.stack([t[..., r, :][..., c] for t, r, c in zip(tensors, rows, cols, strict=True)])
 
 
 def keep_batch(batch: Batch) -> Batch:

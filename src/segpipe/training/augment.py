@@ -29,7 +29,7 @@ from kornia.enhance import (
 )
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 
-from segpipe.data.arrays import sample_extents
+from segpipe.data.arrays import sample_extents, take_windows
 
 # Slots in each sample's uniform draws.
 HFLIP, VFLIP, ANGLE, SHIFT_X, SHIFT_Y, SCALE, SHEAR, BRIGHTNESS, CONTRAST, SATURATION = range(10)
@@ -118,10 +118,10 @@ class BatchAugment:
         return x, masks
 
     def _crop(self, images, masks, u, size: int):
-        """Each sample's ``size`` x ``size`` window, drawn within the sample's own extent (not the padding
-        that makes its array as large as the split's largest, :func:`sample_extents`); a sample
-        smaller than the window gets its edge pixels replicated, as prediction pads, and the
-        padding's mask ``ignore_index``."""
+        """Each sample's ``size`` x ``size`` window, drawn within the sample's own extent (not
+        the padding that makes its array as large as the split's largest,
+        :func:`sample_extents`); a sample smaller than the window gets its edge pixels
+        replicated, as prediction pads, and the padding's mask ``ignore_index``."""
         heights, widths = sample_extents(images, masks, self.ignore_index)
         tops = (u[:, CROP_Y] * (heights - size + 1).clamp(min=1)).long()
         lefts = (u[:, CROP_X] * (widths - size + 1).clamp(min=1)).long()
@@ -130,9 +130,7 @@ class BatchAugment:
         outside = (rows >= heights[:, None])[:, :, None] | (cols >= widths[:, None])[:, None, :]
         rows = torch.minimum(rows, heights[:, None] - 1)
         cols = torch.minimum(cols, widths[:, None] - 1)
-        pairs = list(zip(rows, cols, strict=True))
-        images = torch.stack([im[:, r][:, :, c] for im, (r, c) in zip(images, pairs, strict=True)])
-        masks = torch.stack([m[r][:, c] for m, (r, c) in zip(masks, pairs, strict=True)])
+        images, masks = take_windows(images, rows, cols), take_windows(masks, rows, cols)
         return images, masks.masked_fill(outside, self.ignore_index)
 
     def _flip(self, images, masks, u):
