@@ -15,10 +15,17 @@ PYTEST := HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loa
 
 .PHONY: venv demo run test check lint clean slurm-start slurm-stop pull record dvc-yaml bench
 
+# Bytecode is compiled on every core after the install (pip compiles one file at a time), for
+# the venv and for src/ too: with PYTHONDONTWRITEBYTECODE set, every job would otherwise compile
+# segpipe's modules again. Like pip, files that do not compile on this Python (torch's tests of
+# newer syntax) are left out quietly.
+COMPILE := $(BIN)/python -c 'import compileall, sys; [compileall.compile_dir(d, quiet=2, workers=0) for d in sys.argv[1:]]'
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-compile -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-compile --no-deps -e .
+	$(COMPILE) $(VENV)/lib src
 	touch $@
 
 venv: $(VENV)/.installed
