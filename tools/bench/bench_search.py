@@ -8,17 +8,19 @@ PYTHONPATH) under ``--work``, with ``snakemake --cores 2`` and one thread per jo
 - ``grid``: 9 candidates (3 learning rates x 3 losses or encoders) trained in full, every one
   predicted and evaluated on val and test; the winner by validation mIoU (the leaderboard);
 - ``search``: the same candidates searched with two brackets (``search.brackets: 2``) over the
-  rung budgets 1 -> 3 -> 9 -> 27 at eta 3, the winner predicted and evaluated on test.
+  rung budgets 1 -> 2 -> 4 -> 8 -> 16 -> 27 at eta 2, the winner predicted and evaluated on
+  test.
 
 Bracket b of the search is exactly the plain successive-halving search whose first rung is the
 ladder's b-th budget (same budgets, same learning-rate schedule, the same training), so the
 search's bracket 0 is plain successive halving from a short first budget (1 epoch) and its
-bracket 1 plain successive halving from 3 epochs; each is scored on its own (its own epochs, its
+bracket 1 plain successive halving from 2 epochs; each is scored on its own (its own epochs, its
 own winner) beside the brackets together. ``analyze`` checks that every rung score of the search
 equals the grid's history at that budget (rungs bit for bit as straight runs), then reports per
 search: epochs as a fraction of the grid's, whether the winner is the grid's, the regret (grid
 winner's test mIoU minus the search winner's, with the paired bootstrap interval over the test
-images of segpipe.reporting.comparison.paired_difference), and per rung the Spearman
+images of that difference, from every test image's confusion matrix; beside it the per-image
+difference of segpipe.reporting.comparison.paired_difference), and per rung the Spearman
 correlation (scipy.stats) between the candidates' scores at the rung's budget and the grid's
 final ranking; and, replaying the grid's histories, how the searches decide when promotion reads
 a rung's last epoch, its best epoch or a smoothed score.
@@ -26,7 +28,7 @@ a rung's last epoch, its best epoch or a smoothed score.
     PYTHONPATH=src nice -n 10 python tools/bench/bench_search.py --data ../shared/data
 
 ``--tiny`` validates the whole benchmark in minutes (32 px, a tiny UNet, a few images, rungs of
-1 -> 3 -> 9 epochs) and writes its JSON under the work folder instead of tools/bench/results/.
+1 -> 2 -> 4 -> 9 epochs) and writes its JSON under the work folder instead of tools/bench/results/.
 Phases can run apart (``--phase grid`` now, ``--phase search`` later): each keeps its folder
 under ``--work`` and Snakemake resumes what a killed phase left.
 """
@@ -42,18 +44,27 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from record import BIN, export, machine, write_result
+
+from segpipe.data.masks import load_mask
+from segpipe.data.predictions import split_dir
+from segpipe.data.split import read_manifest
+from segpipe.evaluation.evaluate import load_prediction
+from segpipe.evaluation.metrics import confusion_matrix, summarize
+from segpipe.workflow.config import load_config_file, load_schema, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "tools" / "bench" / "results"
 DATASETS = ("membrane", "camvid", "synthetic")
 COMMAND = "snakemake --configfile config/bench.yaml --cores 2"
 RULES = ["download", "remap", "split", "preprocess", "train", "predict", "evaluate", "report"]
-# The search: rungs of 1 -> 3 -> 9 -> 27 epochs at eta 3, two brackets (first budgets 1 and 3).
-SEARCH = {"min_epochs": 1, "max_epochs": 27, "eta": 3, "brackets": 2}
-TINY_SEARCH = {"min_epochs": 1, "max_epochs": 9, "eta": 3, "brackets": 2}
+# The search: rungs of 1 -> 2 -> 4 -> 8 -> 16 -> 27 epochs at eta 2 (half the candidates go
+# on at each rung, so the last cut is made late), two brackets (first budgets 1 and 2).
+SEARCH = {"min_epochs": 1, "max_epochs": 27, "eta": 2, "brackets": 2}
+TINY_SEARCH = {"min_epochs": 1, "max_epochs": 9, "eta": 2, "brackets": 2}
 LRS = [0.01, 0.003, 0.001]
 LOSSES = ["ce", "ce+dice", "dice"]
 CAMVID_PAIRS, CAMVID_SEED = 160, 0  # a seeded sample of CamVid's 367 training scenes
@@ -175,18 +186,43 @@ def prepared(folder: Path, rev: str, cfg: dict) -> tuple[Path, str]:
 
 
 def evaluation(work: Path, run: str) -> dict:
-    """A run's val and test mIoU (metrics.json) and its per-image test mIoU."""
+    """A run's val and test mIoU (metrics.json), its per-image test mIoU and its per-image
+    test confusion matrices (flattened, C x C counts: the paired bootstrap of the
+    dataset-level test mIoU resamples them)."""
     evaluate = work / "results" / "runs" / run / "evaluate"
     miou = {
         split: json.loads((evaluate / split / "metrics.json").read_text())["mean_iou"]
         for split in ("val", "test")
     }
     per_image = pd.read_csv(evaluate / "test" / "per_image.csv", dtype={"id": str})
+    matrices = test_confusion(work, run)
+    pooled = summarize(np.sum(list(matrices.values()), axis=0))
+    if not np.isclose(pooled["mean_iou"], miou["test"], rtol=0, atol=1e-12):
+        sys.exit(f"{run}: per-image matrices give test mIoU {pooled['mean_iou']}, not {miou}")
     return {
         "val_miou": miou["val"],
         "test_miou": miou["test"],
         "test_per_image": dict(zip(per_image["id"], per_image["mean_iou"], strict=True)),
+        "test_confusion": {name: m.reshape(-1).tolist() for name, m in matrices.items()},
     }
+
+
+def test_confusion(work: Path, run: str) -> dict[str, np.ndarray]:
+    """Per test image, the confusion matrix of rule evaluate's inputs (the split's manifest and
+    the run's predicted masks), scored as rule evaluate scores it."""
+    folder = work / "config"
+    cfg = validate_config(
+        load_config_file(folder / "bench.yaml"), load_schema(folder / "schema.yaml"),
+        check_models=False,
+    )  # fmt: skip
+    manifest = read_manifest(next((work / "results" / "split").glob("*/test.csv")))
+    predicted = split_dir(work / "results" / "runs" / run / "predict", "test")
+    out = {}
+    for row in manifest.to_dict("records"):
+        truth = load_mask(work / row["mask"])
+        pred = load_prediction(predicted, row, truth.shape)
+        out[row["id"]] = confusion_matrix(pred, truth, len(cfg["classes"]), cfg["ignore_index"])
+    return out
 
 
 def job_seconds(work: Path, rule: str) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from segpipe.evaluation.metrics import summarize
 from segpipe.evaluation.rungs import promote
 from segpipe.reporting.comparison import paired_difference
 from segpipe.workflow.search import rung_budgets
@@ -91,23 +92,56 @@ def per_image(run: Mapping) -> pd.DataFrame:
     return pd.DataFrame({"id": [k for k, _ in items], "mean_iou": [v for _, v in items]})
 
 
+def pooled_difference(
+    best: Mapping[str, Sequence[int]], other: Mapping[str, Sequence[int]], *, seed: int = 0,
+    n_resamples: int = 10_000, confidence: float = 0.95,
+) -> dict:  # fmt: skip
+    """``best``'s dataset-level mIoU minus ``other``'s over the same images (image id ->
+    flattened confusion matrix), with its paired percentile bootstrap interval: each resample
+    draws images with both models' matrices together and pools them as rule evaluate pools a
+    split's (segpipe.evaluation.metrics.summarize of the summed matrix)."""
+    ids = sorted(best)
+    assert ids == sorted(other), "the two models were scored on different images"
+    size = math.isqrt(len(best[ids[0]]))
+    a, b = (np.array([m[i] for i in ids]).reshape(len(ids), size, size) for m in (best, other))
+
+    def difference(images: np.ndarray) -> float:
+        index = images.astype(int)
+        return summarize(a[index].sum(0))["mean_iou"] - summarize(b[index].sum(0))["mean_iou"]
+
+    value = difference(np.arange(len(ids)))
+    if np.array_equal(a, b):
+        return {"difference": value, "ci95": [value, value], "n_images": len(ids)}
+    result = scipy.stats.bootstrap(
+        (np.arange(len(ids)),), difference, n_resamples=n_resamples, vectorized=False,
+        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    low, high = result.confidence_interval
+    return {"difference": value, "ci95": [float(low), float(high)], "n_images": len(ids)}
+
+
 def regret(grid: Mapping, winner: str) -> dict:
-    """Grid winner's test mIoU minus ``winner``'s, and the paired bootstrap interval of the
-    per-image difference over the test images (0 when the winners are the same)."""
+    """Grid winner's test mIoU minus ``winner``'s (the dataset-level mIoU of rule evaluate) and
+    the paired bootstrap interval of that difference over the test images (the verdict reads
+    it); beside it the mean per-image difference and its interval (the comparison report's
+    statistic, which weighs every image alike). Both 0 when the winners are the same."""
     runs, best = grid["runs"], grid["winner"]
+    pooled = pooled_difference(runs[best]["test_confusion"], runs[winner]["test_confusion"])
     diff = paired_difference(per_image(runs[winner]), per_image(runs[best]))
     return {
         "test_miou_difference": runs[best]["test_miou"] - runs[winner]["test_miou"],
+        "ci95": pooled["ci95"],
         "per_image_mean": diff.mean,
-        "ci95": [diff.low, diff.high],
+        "per_image_ci95": [diff.low, diff.high],
         "n_images": diff.n_images,
     }
 
 
 def verdict(grid: Mapping, result: Mapping, goal_ratio: float) -> dict:
-    """The winner against the grid's, the regret, the epochs against the grid's."""
+    """The winner against the grid's, the regret (``grid["regrets"]``, :func:`regret` of every
+    candidate), the epochs against the grid's."""
     full = len(grid["runs"]) * len(next(iter(grid["runs"].values()))["history_val_miou"])
-    loss = regret(grid, result["winner"])
+    loss = grid["regrets"][result["winner"]]
     low, high = loss["ci95"]
     same = result["winner"] == grid["winner"]
     inside = same or (low is not None and low <= 0 <= high)
@@ -213,7 +247,11 @@ def configurations(
 
 def analyze(record: Mapping, goal_ratio: float) -> dict:
     """Everything the benchmark reports of one dataset (see the module's docstring)."""
-    grid, search, budget = record["grid"], record["search"], record["search_budget"]
+    search, budget = record["search"], record["search_budget"]
+    grid = {
+        **record["grid"],
+        "regrets": {n: regret(record["grid"], n) for n in record["grid"]["runs"]},
+    }
     # The candidates in declared order (the first rung's), which breaks ties as the search does.
     order = [r["candidate"] for r in search["rungs"] if r["bracket"] == 0 and r["rung"] == 0]
     assert sorted(order) == sorted(grid["runs"]), "the search and the grid differ in candidates"
@@ -288,7 +326,9 @@ def summary(records: Mapping[str, Mapping]) -> dict:
         for (eta, ladder, brackets), cases in held.items()
         if len(cases) == len(records) and all(ok for ok, _ in cases)
     ]  # fmt: skip
+    searches = next(iter(records.values()))["analysis"]["searches"]
     return {
+        "first_budgets": {name: result["first_budget"] for name, result in searches.items()},
         "datasets": {
             name: {
                 search: result["within_interval"]
