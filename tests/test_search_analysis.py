@@ -54,10 +54,13 @@ def test_images_weigh_by_their_pixels_as_in_rule_evaluate_not_alike():
 
 
 def test_a_verdict_reads_the_interval_of_the_regret_itself():
+    """Held up: the grid's winner, or a winner not worse on test beyond the regret's interval,
+    including one better than the grid's (its whole interval below 0)."""
     rng = np.random.default_rng(2)
     close, worse = matrices(rng, 12, 400, 0.9), matrices(rng, 12, 400, 0.7)
+    better = matrices(rng, 12, 400, 0.97)
     grid = {"winner": "a", "runs": {}}
-    for name, images in {"a": close, "b": dict(close), "c": worse}.items():
+    for name, images in {"a": close, "b": dict(close), "c": worse, "d": better}.items():
         grid["runs"][name] = {
             "history_val_miou": [0.5, 0.6],
             "test_miou": pooled_miou(images),
@@ -67,9 +70,16 @@ def test_a_verdict_reads_the_interval_of_the_regret_itself():
             },
         }
     grid["regrets"] = {n: search_analysis.regret(grid, n) for n in grid["runs"]}
-    held = search_analysis.verdict(grid, {"winner": "b", "epochs": 1}, goal_ratio=0.5)
-    missed = search_analysis.verdict(grid, {"winner": "c", "epochs": 1}, goal_ratio=0.5)
-    assert held["within_interval"] and held["meets_goal"] and not held["same_winner"]
+    verdicts = {
+        name: search_analysis.verdict(grid, {"winner": name, "epochs": 1}, goal_ratio=0.5)
+        for name in "abcd"
+    }
+    assert verdicts["a"]["same_winner"] and verdicts["a"]["held_up"]
+    held = verdicts["b"]
+    assert held["held_up"] and held["meets_goal"] and not held["same_winner"]
     assert held["regret"]["ci95"] == [0, 0]
-    assert not missed["within_interval"] and missed["regret"]["ci95"][0] > 0
-    assert missed["epochs_ratio"] == round(1 / 6, 4)  # 1 of 3 runs x 2 epochs
+    missed = verdicts["c"]
+    assert not missed["held_up"] and missed["regret"]["ci95"][0] > 0
+    assert missed["epochs_ratio"] == round(1 / 8, 4)  # 1 of 4 runs x 2 epochs
+    ahead = verdicts["d"]
+    assert ahead["regret"]["ci95"][1] < 0 and ahead["held_up"]

@@ -170,7 +170,7 @@ def slurm(record: dict) -> str:
 SEARCH_NAMES = {
     "plain_short": "successive halving",
     "plain_long": "successive halving",
-    "brackets": "2 brackets",
+    "brackets": "{} brackets",
 }
 
 
@@ -196,21 +196,29 @@ def _training(phase: dict) -> str:
     )
 
 
-def _search_row(name: str, result: dict, budgets: list[int]) -> str:
-    first = f"{budgets[0]} and {budgets[1]}" if name == "brackets" else str(result["first_budget"])
+def _and(values: list) -> str:
+    """1 -> "1", [1, 2] -> "1 and 2", [1, 2, 4] -> "1, 2 and 4"."""
+    words = [str(v) for v in values]
+    return " and ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else words[0]
+
+
+def _search_row(name: str, result: dict, firsts: list[int]) -> str:
+    """A search's row; ``firsts``: the brackets' first budgets."""
+    first = _and(firsts) if name == "brackets" else str(result["first_budget"])
+    label = SEARCH_NAMES[name].format(len(firsts))
     loss = result["regret"]
     return (
-        f"| {SEARCH_NAMES[name]} | {first} | {result['epochs']} ({result['epochs_ratio']:.0%}) | "
+        f"| {label} | {first} | {result['epochs']} ({result['epochs_ratio']:.0%}) | "
         f"{result['winner']} | {'yes' if result['same_winner'] else 'no'} | "
-        f"{loss['test_miou_difference']:+.3f} | {loss['per_image_mean']:+.3f} "
-        f"{_interval(*loss['ci95'])} | "
-        f"{'yes' if result['within_interval'] else 'no'} |\n"
+        f"{loss['test_miou_difference']:+.3f} {_interval(*loss['ci95'])} | "
+        f"{loss['per_image_mean']:+.3f} {_interval(*loss['per_image_ci95'])} | "
+        f"{'yes' if result['held_up'] else 'no'} |\n"
     )
 
 
 def _rules_line(rules: dict) -> str:
     return "; ".join(
-        f"{rule} {r['within_interval']} of {r['searches']} (mean regret {r['mean_regret']:+.4f}"
+        f"{rule} {r['held_up']} of {r['searches']} (mean regret {r['mean_regret']:+.4f}"
         + (f", mean rho {r['mean_rho']:+.2f}" if "mean_rho" in r else "")
         + ")"
         for rule, r in rules.items()
@@ -228,13 +236,13 @@ def _replayed(analysis: dict) -> str:
     one within its interval) by each promotion rule, and the cheapest that held up."""
     configurations = analysis["configurations_replayed"]
     rules = analysis["promotion_rules"]["searches_replayed"]
-    held = [c for c in configurations if c["within_interval"]]
+    held = [c for c in configurations if c["held_up"]]
     plain = [c for c in configurations if c["brackets"] == 1]
     text = (
         f"Replayed from the grid's histories, {len(configurations)} searches (eta "
         f"{' and '.join(map(str, rules['etas']))}, first budgets "
         f"{', '.join(map(str, rules['first_budgets']))}, 1 bracket to the rungs minus 1): "
-        f"{len(held)} held up, {sum(c['within_interval'] for c in plain)} of the {len(plain)} "
+        f"{len(held)} held up, {sum(c['held_up'] for c in plain)} of the {len(plain)} "
         "plain ones"
     )
     if held:
@@ -251,7 +259,7 @@ def search(record: dict) -> str:
     rank correlations, the replay check and the replayed searches."""
     grid, analysis, scale = record["grid"], record["analysis"], record["scale"]
     budget, searches = record["search_budget"], analysis["searches"]
-    budgets = sorted({r["first_budget"] for r in searches.values()})
+    firsts = analysis["ladder"][: budget["brackets"]]
     best = grid["runs"][grid["winner"]]
     rho = ", ".join(
         f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''} "
@@ -273,15 +281,18 @@ def search(record: dict) -> str:
         f"{' → '.join(str(b) for b in analysis['ladder'])} epochs at eta {budget['eta']} "
         f"trained {searches['brackets']['epochs']} epochs ({_training(record['search'])}). Its "
         "bracket b is the plain search from the ladder's b-th budget, scored alone below; "
-        "regret: the grid winner's test mIoU minus the search winner's; per image: the mean of "
-        "the same difference taken image by image, with its paired bootstrap 95% interval (the "
-        "statistic the verdict reads); held up: the grid's winner or one whose per-image "
-        "interval holds 0:"
+        "regret: the grid winner's test mIoU minus the search winner's (the mIoU of the test "
+        "split's summed confusion matrix, as rule evaluate scores it), with its paired "
+        "bootstrap 95% interval over the test images (the statistic the verdict reads); per "
+        "image: the mean of the difference of the per-image mIoU, which weighs every image "
+        "alike, with its interval (the comparison report's statistic); held up: the grid's "
+        "winner or one whose regret interval holds 0:"
     )
     table = (
         "\n| search | first budget (epochs) | epochs (of the grid's) | winner | the grid's | "
-        "regret | per image (95% interval) | held up |\n|---|---|---|---|---|---|---|---|\n"
-        + "".join(_search_row(name, searches[name], budgets) for name in SEARCH_NAMES)
+        "regret (95% interval) | per image (95% interval) | held up |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        + "".join(_search_row(name, searches[name], firsts) for name in SEARCH_NAMES)
         + "\n"
     )
     goal = searches["brackets"]["meets_goal"]
@@ -299,10 +310,15 @@ def search(record: dict) -> str:
 def search_summary(record: dict) -> str:
     """Across the datasets of tools/bench/bench_search.py: which searches held up, the promotion
     rules, the replayed searches that held up everywhere."""
-    names = {"plain_short": "successive halving from 1 epoch", "plain_long": "from 3 epochs"}
+    short, long = (record["first_budgets"][n] for n in ("plain_short", "plain_long"))
+    names = {
+        "plain_short": f"successive halving from {short} epoch{'s' if short > 1 else ''}",
+        "plain_long": f"from {long} epochs",
+        "brackets": f"the {record['brackets']} brackets",
+    }
     datasets = "; ".join(
         f"{name}: " + ", ".join(
-            f"{names.get(search, 'the 2 brackets')} {'held up' if ok else 'did not'}"
+            f"{names[search]} {'held up' if ok else 'did not'}"
             for search, ok in result.items() if search != "goal"
         )
         for name, result in record["datasets"].items()
@@ -314,9 +330,48 @@ def search_summary(record: dict) -> str:
         if held
         else "no replayed search held up on all three"
     )
+    every_seed = record.get("held_every_seed")
+    seeds = (
+        f" The cheapest replayed search that held up on all three datasets with every seed "
+        f"({record['records']} grids): {_search_line(every_seed[0])} of the grid's epochs."
+        if every_seed
+        else " No replayed search held up on all three datasets with every seed."
+        if record.get("seeds")
+        else ""
+    )
     return _wrap(
         f"Across the three datasets ({_measured(record)}): {datasets}. Promotion rules over "
         f"every replayed search, held up: {_rules_line(record['rules'])}; {cheapest}."
+        + _seeds(record.get("seeds", {}), names)
+        + seeds
+    )
+
+
+def _seeds(seeds: dict, names: dict) -> str:
+    """The same searches on grids trained again with other seeds (replayed from their
+    histories): per seed and dataset which held up, and the brackets against the goal."""
+    if not seeds:
+        return ""
+    parts = []
+    for seed, datasets in seeds.items():
+        rows = "; ".join(
+            f"{name}: "
+            + ", ".join(
+                f"{names[search]} " + ("held up" if r["held_up"] else "did not")
+                for search, r in result["searches"].items()
+            )
+            + f" ({result['searches']['brackets']['epochs_ratio']:.0%} of the grid's epochs)"
+            for name, result in datasets.items()
+        )
+        met = sum(result["goal"] for result in datasets.values())
+        parts.append(
+            f"with `train.seed: {seed}`, {rows}; the brackets met the goal on {met} of "
+            f"{len(datasets)} datasets"
+        )
+    return (
+        " Every grid trained again with other seeds, the same searches replayed from its "
+        "histories (seed 0's search wrote the grid's histories to the last digit, so a replay "
+        f"is the search): {'. And '.join(parts)}."
     )
 
 

@@ -8,13 +8,12 @@ PYTHONPATH) under ``--work``, with ``snakemake --cores 2`` and one thread per jo
 - ``grid``: 9 candidates (3 learning rates x 3 losses or encoders) trained in full, every one
   predicted and evaluated on val and test; the winner by validation mIoU (the leaderboard);
 - ``search``: the same candidates searched with two brackets (``search.brackets: 2``) over the
-  rung budgets 1 -> 2 -> 4 -> 8 -> 16 -> 27 at eta 2, the winner predicted and evaluated on
-  test.
+  rung budgets 2 -> 4 -> 8 -> 16 -> 27 at eta 2, the winner predicted and evaluated on test.
 
 Bracket b of the search is exactly the plain successive-halving search whose first rung is the
 ladder's b-th budget (same budgets, same learning-rate schedule, the same training), so the
-search's bracket 0 is plain successive halving from a short first budget (1 epoch) and its
-bracket 1 plain successive halving from 2 epochs; each is scored on its own (its own epochs, its
+search's bracket 0 is plain successive halving from a short first budget (2 epochs) and its
+bracket 1 plain successive halving from 4 epochs; each is scored on its own (its own epochs, its
 own winner) beside the brackets together. ``analyze`` checks that every rung score of the search
 equals the grid's history at that budget (rungs bit for bit as straight runs), then reports per
 search: epochs as a fraction of the grid's, whether the winner is the grid's, the regret (grid
@@ -61,9 +60,9 @@ RESULTS = REPO / "tools" / "bench" / "results"
 DATASETS = ("membrane", "camvid", "synthetic")
 COMMAND = "snakemake --configfile config/bench.yaml --cores 2"
 RULES = ["download", "remap", "split", "preprocess", "train", "predict", "evaluate", "report"]
-# The search: rungs of 1 -> 2 -> 4 -> 8 -> 16 -> 27 epochs at eta 2 (half the candidates go
-# on at each rung, so the last cut is made late), two brackets (first budgets 1 and 2).
-SEARCH = {"min_epochs": 1, "max_epochs": 27, "eta": 2, "brackets": 2}
+# The search: rungs of 2 -> 4 -> 8 -> 16 -> 27 epochs at eta 2 (half the candidates go on at
+# each rung, so the last cut is made late), two brackets (first budgets 2 and 4).
+SEARCH = {"min_epochs": 2, "max_epochs": 27, "eta": 2, "brackets": 2}
 TINY_SEARCH = {"min_epochs": 1, "max_epochs": 9, "eta": 2, "brackets": 2}
 LRS = [0.01, 0.003, 0.001]
 LOSSES = ["ce", "ce+dice", "dice"]
@@ -98,8 +97,9 @@ def camvid_subset(data: Path, dest: Path, pairs: int) -> Path:
     return dest
 
 
-def dataset_config(name: str, data: Path, work: Path, tiny: bool) -> dict:
-    """The base config of dataset ``name`` with its grid of 9 candidates, at benchmark scale."""
+def dataset_config(name: str, data: Path, work: Path, tiny: bool, seed: int = 0) -> dict:
+    """The base config of dataset ``name`` with its grid of 9 candidates, at benchmark scale,
+    trained with ``train.seed: seed``."""
     if name == "membrane":
         base = example("config/examples/search_membrane.yaml", "search", "grid")
         extra = {
@@ -140,7 +140,7 @@ def dataset_config(name: str, data: Path, work: Path, tiny: bool) -> dict:
             "batch_size": 8 if name != "membrane" else 4,
             "device": "cpu",
             "num_workers": 0,
-            "seed": 0,
+            "seed": seed,
         },
         "report": {"title": f"search benchmark: {name}", "gallery_size": 1},
         "resources": {rule: {"threads": 1, "mem_mb": 2000, "runtime": 60} for rule in RULES},
@@ -309,7 +309,15 @@ def main() -> None:
     parser.add_argument("--phase", choices=("grid", "search", "analyze", "all"), default="all")
     parser.add_argument("--tiny", action="store_true", help="validate at a tiny scale")
     parser.add_argument("--timeout", type=int, default=4 * 3600, help="seconds per snakemake")
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="train.seed of every candidate; a seed other than 0 trains the grid again and "
+        "replays the searches from its histories (seed 0's search checks the replay)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.seed:
+        seed_replays(args)
+        return
     data, work = args.data.resolve(), args.work.resolve() / ("tiny" if args.tiny else "full")
     search = TINY_SEARCH if args.tiny else SEARCH
     for name in args.datasets:
@@ -341,13 +349,48 @@ def main() -> None:
     write_summary(work if args.tiny else RESULTS)
 
 
+def seed_replays(args: argparse.Namespace) -> None:
+    """``--seed N``: per dataset the grid trained with ``train.seed: N`` and the searches
+    replayed from its histories, in ``search-<dataset>-seed<N>-cpu-2cores.json``; the
+    candidates' declared order and the search's budget are seed 0's record's."""
+    from search_analysis import analyze
+
+    data, work = args.data.resolve(), args.work.resolve() / "full"
+    for name in args.datasets:
+        base = phase_record(RESULTS / f"search-{name}-cpu-2cores.json")
+        cfg = dataset_config(name, data, work, False, args.seed)
+        grid = run_grid(work / f"{name}-grid-seed{args.seed}", args.rev, cfg, args.timeout)
+        print(f"{name} grid, seed {args.seed}: winner {grid['winner']}", flush=True)
+        record = {
+            **machine(),
+            "dataset": name,
+            "seed": args.seed,
+            "command": COMMAND,
+            "search_budget": base["search_budget"],
+            "grid": grid,
+            # rung 0 of bracket 0 lists every candidate in declared order, as analyze reads it
+            "search": {"rungs": [r for r in base["search"]["rungs"] if r["rung"] == 0]},
+        }
+        record["analysis"] = analyze(record, goal_ratio=GOAL_RATIO, replay_only=True)
+        write_result(RESULTS / f"search-{name}-seed{args.seed}-cpu-2cores.json", record)
+    write_summary(RESULTS)
+
+
 def write_summary(folder: Path) -> None:
     """search-summary-cpu-2cores.json across the datasets, once each has its analysis."""
     records = {name: phase_record(folder / f"search-{name}-cpu-2cores.json") for name in DATASETS}
     if all("analysis" in record for record in records.values()):
-        from search_analysis import summary
+        from search_analysis import seed_summary, summary
 
-        write_result(folder / "search-summary-cpu-2cores.json", {**machine(), **summary(records)})
+        seeds: dict[int, dict] = {}
+        for path in sorted(folder.glob("search-*-seed*-cpu-2cores.json")):
+            record = json.loads(path.read_text())
+            seeds.setdefault(record["seed"], {})[record["dataset"]] = record
+        others = [record for datasets in seeds.values() for record in datasets.values()]
+        write_result(
+            folder / "search-summary-cpu-2cores.json",
+            {**machine(), **summary(records, others), "seeds": seed_summary(seeds)},
+        )
 
 
 def scale(name: str, cfg: dict, record: dict) -> dict:
