@@ -233,7 +233,7 @@ def _search_line(case: dict) -> str:
 
 def _replayed(analysis: dict) -> str:
     """The searches replayed from the grid's histories: how many held up (the grid's winner or
-    one within its interval) by each promotion rule, and the cheapest that held up."""
+    one not worse beyond its interval) by each promotion rule, and the cheapest that held up."""
     configurations = analysis["configurations_replayed"]
     rules = analysis["promotion_rules"]["searches_replayed"]
     held = [c for c in configurations if c["held_up"]]
@@ -286,7 +286,7 @@ def search(record: dict) -> str:
         "bootstrap 95% interval over the test images (the statistic the verdict reads); per "
         "image: the mean of the difference of the per-image mIoU, which weighs every image "
         "alike, with its interval (the comparison report's statistic); held up: the grid's "
-        "winner or one whose regret interval holds 0:"
+        "winner, or one not worse on test beyond the interval (its low end at or below 0):"
     )
     table = (
         "\n| search | first budget (epochs) | epochs (of the grid's) | winner | the grid's | "
@@ -330,20 +330,26 @@ def search_summary(record: dict) -> str:
         if held
         else "no replayed search held up on all three"
     )
-    every_seed = record.get("held_every_seed")
+    every_seed = record.get("held_every_seed") or []
+    brackets = [c for c in every_seed if c["brackets"] > 1]
     seeds = (
-        f" The cheapest replayed search that held up on all three datasets with every seed "
-        f"({record['records']} grids): {_search_line(every_seed[0])} of the grid's epochs."
+        f" Over the {record['records']} grids (three datasets, every seed) the cheapest "
+        f"replayed search that held up on all: {_search_line(every_seed[0])} of the grid's "
+        "epochs at most; with brackets: "
+        + (_search_line(brackets[0]) if brackets else "none")
+        + "."
         if every_seed
         else " No replayed search held up on all three datasets with every seed."
         if record.get("seeds")
         else ""
     )
+    rules = _rules_line(record["rules"])
     return _wrap(
-        f"Across the three datasets ({_measured(record)}): {datasets}. Promotion rules over "
-        f"every replayed search, held up: {_rules_line(record['rules'])}; {cheapest}."
+        f"Across the three datasets ({_measured(record)}): {datasets}; {cheapest}."
         + _seeds(record.get("seeds", {}), names)
         + seeds
+        + f" Promotion rules over every replayed search of the {record.get('records', 3)} "
+        f"grids, held up: {rules}."
     )
 
 

@@ -308,13 +308,13 @@ def analyze(record: Mapping, goal_ratio: float, replay_only: bool = False) -> di
 
 
 def summary(records: Mapping[str, Mapping], seeds: Sequence[Mapping] = ()) -> dict:
-    """Across the datasets' records (name -> record with its analysis): per dataset whether
-    each search held up; per promotion rule the replayed searches that held up and the mean
-    regret; the replayed search configurations that held up on every dataset, cheapest first
-    (each at its largest fraction of a grid's epochs), and those that held up on every dataset
-    with every seed (``seeds``: the records of ``--seed``)."""
+    """Across the datasets' records (name -> record with its analysis) and the records of
+    ``--seed`` (``seeds``): per dataset whether each search held up; per promotion rule the
+    replayed searches of every record that held up and the mean regret; the replayed search
+    configurations that held up on every dataset, cheapest first (each at its largest fraction
+    of a grid's epochs), and those that held up on every dataset with every seed."""
     rules: dict = {}
-    for record in records.values():
+    for record in [*records.values(), *seeds]:
         analysis = record["analysis"]
         for rule, result in analysis["promotion_rules"]["searches_replayed"]["rules"].items():
             total = rules.setdefault(rule, {"searches": 0, "held_up": 0, "regrets": []})
