@@ -198,7 +198,10 @@ def evaluation(work: Path, run: str) -> dict:
     matrices = test_confusion(work, run)
     pooled = summarize(np.sum(list(matrices.values()), axis=0))
     if not np.isclose(pooled["mean_iou"], miou["test"], rtol=0, atol=1e-12):
-        sys.exit(f"{run}: per-image matrices give test mIoU {pooled['mean_iou']}, not {miou}")
+        sys.exit(
+            f"{run}: its test images' confusion matrices give mIoU {pooled['mean_iou']}, "
+            f"metrics.json {miou['test']}"
+        )
     return {
         "val_miou": miou["val"],
         "test_miou": miou["test"],
