@@ -317,12 +317,9 @@ def search_summary(record: dict) -> str:
         "brackets": f"the {record['brackets']} brackets",
     }
     datasets = "; ".join(
-        f"{name}: " + ", ".join(
-            f"{names[search]} {'held up' if ok else 'did not'}"
-            for search, ok in result.items() if search != "goal"
-        )
+        f"{name}: {_held(names, {k: v for k, v in result.items() if k != 'goal'})}"
         for name, result in record["datasets"].items()
-    )  # fmt: skip
+    )
     held = record["held_everywhere"]
     cheapest = (
         f"the cheapest replayed search that held up on all three: {_search_line(held[0])} of "
@@ -330,26 +327,38 @@ def search_summary(record: dict) -> str:
         if held
         else "no replayed search held up on all three"
     )
-    every_seed = record.get("held_every_seed") or []
-    brackets = [c for c in every_seed if c["brackets"] > 1]
-    seeds = (
-        f" Over the {record['records']} grids (three datasets, every seed) the cheapest "
-        f"replayed search that held up on all: {_search_line(every_seed[0])} of the grid's "
-        "epochs at most; with brackets: "
-        + (_search_line(brackets[0]) if brackets else "none")
-        + "."
-        if every_seed
-        else " No replayed search held up on all three datasets with every seed."
-        if record.get("seeds")
-        else ""
-    )
     rules = _rules_line(record["rules"])
     return _wrap(
         f"Across the three datasets ({_measured(record)}): {datasets}; {cheapest}."
         + _seeds(record.get("seeds", {}), names)
-        + seeds
+        + _every_seed(record)
         + f" Promotion rules over every replayed search of the {record.get('records', 3)} "
         f"grids, held up: {rules}."
+    )
+
+
+def _held(names: dict, held: dict) -> str:
+    """Search name -> held up, as words: "successive halving from 2 epochs held up, ..."."""
+    return ", ".join(
+        f"{names[search]} {'held up' if ok else 'did not'}" for search, ok in held.items()
+    )
+
+
+def _every_seed(record: dict) -> str:
+    """The cheapest replayed search, and the cheapest in brackets, that held up on every grid
+    of every seed."""
+    every_seed = record.get("held_every_seed") or []
+    if not every_seed:
+        return (
+            " No replayed search held up on all three datasets with every seed."
+            if record.get("seeds")
+            else ""
+        )
+    brackets = [c for c in every_seed if c["brackets"] > 1]
+    return (
+        f" Over the {record['records']} grids (three datasets, every seed) the cheapest "
+        f"replayed search that held up on all: {_search_line(every_seed[0])} of the grid's "
+        f"epochs at most; with brackets: {_search_line(brackets[0]) if brackets else 'none'}."
     )
 
 
@@ -361,12 +370,8 @@ def _seeds(seeds: dict, names: dict) -> str:
     parts = []
     for seed, datasets in seeds.items():
         rows = "; ".join(
-            f"{name}: "
-            + ", ".join(
-                f"{names[search]} " + ("held up" if r["held_up"] else "did not")
-                for search, r in result["searches"].items()
-            )
-            + f" ({result['searches']['brackets']['epochs_ratio']:.0%} of the grid's epochs)"
+            f"{name}: {_held(names, {k: r['held_up'] for k, r in result['searches'].items()})}"
+            f" ({result['searches']['brackets']['epochs_ratio']:.0%} of the grid's epochs)"
             for name, result in datasets.items()
         )
         met = sum(result["goal"] for result in datasets.values())
