@@ -121,6 +121,17 @@ def intensities(i: int) -> np.ndarray:
     [
         (lambda root: dataset(root, n=0), "no image/mask pairs found"),
         (lambda root: dataset(root, n=1), "1 usable pair(s) of 1: at least 5 are needed"),
+        (
+            lambda root: dataset(root, mask=lambda i: np.zeros((40, 47), np.uint8)),
+            "0 usable pair(s) of 12: at least 5 are needed (2 to train, 1 to validate, 1 to "
+            "test); 12 problem(s), the first: {root}/masks/00.png: mask 47x40 and image 48x40 "
+            "differ in size (segpipe verify with the same dataset options lists them all)",
+        ),
+        (
+            lambda root: (dataset(root, n=0), (root / "images" / "notes.txt").write_text("x"))[0],
+            "no image/mask pairs found (0 unpaired files, 1 stray files); 1 problem(s), the "
+            "first: {root}/images/notes.txt: ",
+        ),
         (lambda root: dataset(root, mask=intensities), "in the median mask: intensity images"),
         (
             lambda root: dataset(root, mask=lambda i: np.zeros((40, 48), np.uint8)),
@@ -129,13 +140,23 @@ def intensities(i: int) -> np.ndarray:
         (lambda root: root, "image directory not found"),
         (lambda root: (root.write_text("x"), root)[1], "is a file, not a dataset folder"),
     ],
-    ids=["no-pairs", "one-pair", "intensities", "one-value", "missing", "a-file"],
+    ids=[
+        "no-pairs",
+        "one-pair",
+        "sizes-differ",
+        "strays-only",
+        "intensities",
+        "one-value",
+        "missing",
+        "a-file",
+    ],
 )
 def test_bad_datasets_end_in_one_line_and_write_nothing(tmp_path, capsys, make, message):
     root = make(tmp_path / "d")
     out = tmp_path / "p.yaml"
     assert main(["plan", str(root), "-o", str(out), *TINY]) == 2
     err = capsys.readouterr().err
+    message = message.format(root=root)
     assert err.count("\n") == 1 and message in err and err.startswith("segpipe plan: error:"), err
     assert not out.exists() and not (tmp_path / "p.fingerprint.json").exists()
 

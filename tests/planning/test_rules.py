@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from segpipe.planning import rules
@@ -115,6 +117,17 @@ def test_given_colours_name_the_colour_missing():
 def test_too_few_or_mostly_unusable_pairs_are_refused(pairs, unusable, found, message):
     fp = fingerprint(pairs=pairs, unusable=unusable, found=found)
     with pytest.raises(PlanError, match=message):
+        rules.usable_pairs(fp)
+
+
+def test_a_refusal_names_the_problem_count_and_the_first_problem():
+    fp = fingerprint(pairs=10, unusable=11, found=21)
+    fp["quarantine"] = [
+        {"file": f"data/cells/masks/{i}.png", "problem": "mask 8x8 and image 9x8 differ in size"}
+        for i in range(11)
+    ]
+    first = "11 problem(s), the first: data/cells/masks/0.png: mask 8x8 and image 9x8 differ"
+    with pytest.raises(PlanError, match=re.escape(f"unusable (52.4%); {first}")):
         rules.usable_pairs(fp)
 
 

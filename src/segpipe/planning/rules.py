@@ -139,27 +139,41 @@ def slug(text: str) -> str:
 
 def usable_pairs(fp: Fingerprint) -> Choice:
     """remap.max_quarantine_fraction: refuses a dataset with too few usable pairs or mostly
-    unusable ones; else room above the unusable share found (remap fails past it)."""
+    unusable ones, naming the first problem; else room above the unusable share found (remap
+    fails past it)."""
     pairs = fp["pairs"]
     read, usable = pairs["read"] + pairs["unpaired_files"], pairs["usable"]
     if pairs["found"] == 0:
         raise PlanError(
             f"{fp['dataset']['root']}: no image/mask pairs found ({pairs['unpaired_files']} "
-            f"unpaired files, {pairs['stray_files']} stray files; see the fingerprint's quarantine)"
+            f"unpaired files, {pairs['stray_files']} stray files){first_problem(fp)}"
         )
     if usable < MIN_PAIRS:
         raise PlanError(
             f"{usable} usable pair(s) of {pairs['found']}: at least {MIN_PAIRS} are needed "
-            "(2 to train, 1 to validate, 1 to test)"
+            f"(2 to train, 1 to validate, 1 to test){first_problem(fp)}"
         )
     lost = (read - usable) / read
     if lost > MAX_UNUSABLE:
         raise PlanError(
-            f"{read - usable} of {read} pairs are unusable ({pct(lost)}; see the "
-            "fingerprint's quarantine): fix them before planning"
+            f"{read - usable} of {read} pairs are unusable ({pct(lost)}){first_problem(fp)}; "
+            "fix them before planning"
         )
     fraction = max(0.1, math.ceil((lost + 0.05) * 20) / 20) if lost else 0.1
     return Choice(fraction, f"{read - usable} of {read} pairs read are unusable ({pct(lost)})")
+
+
+def first_problem(fp: Fingerprint) -> str:
+    """The fingerprint's problem count and first problem, for a refusal (a refused plan writes
+    no fingerprint; segpipe verify lists them all); empty without problems."""
+    problems = fp["quarantine"]
+    if not problems:
+        return ""
+    first = problems[0]
+    return (
+        f"; {len(problems)} problem(s), the first: {first['file']}: {first['problem']} "
+        "(segpipe verify with the same dataset options lists them all)"
+    )
 
 
 @dataclass(frozen=True)
