@@ -16,7 +16,7 @@ from PIL import Image
 
 from segpipe.data.dataset_layouts import index_dataset
 from segpipe.data.remap import remap_dataset
-from segpipe.data.split import fold_assignment, split_dataset, units
+from segpipe.data.split import SplitError, fold_assignment, split_dataset, units
 
 SIZE = 8
 FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF"}
@@ -80,8 +80,8 @@ def all_files(root: Path) -> list[str]:
 def check_split(index: pd.DataFrame) -> None:
     try:
         parts = split_dataset(index, seed=0, val_fraction=0.25, test_fraction=0.25)
-    except ValueError as exc:
-        assert "is empty" in str(exc) and "\n" not in str(exc)  # too few pairs: a clear error
+    except SplitError as exc:  # too few pairs: one line naming the options
+        assert "every split needs a pair" in str(exc) and "\n" not in str(exc)
         return
     split_of = {}
     content_split = {}

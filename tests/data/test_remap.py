@@ -19,6 +19,7 @@ from PIL import Image
 
 from segpipe.data.images import load_rgb
 from segpipe.data.remap import UnmappedValuesError
+from segpipe.logs import UserError
 
 from helpers.remap import IGNORE_VALUE, SIZE, half_mask, run_remap, solid, tree_digest
 
@@ -405,3 +406,50 @@ def test_counting_values_keeps_16_bit_values_whole(tmp_path):
     assert result["value_counts"] == {70: 2 * SIZE, 300: 14 * SIZE}
     assert keys is not None and sorted(np.unique(keys).tolist()) == [70, 300]
     assert result["class_counts"] == {70: 2 * SIZE, 300: 14 * SIZE}
+
+
+def _no_pairs(root: Path) -> dict:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "images" / "notes.txt").write_text("x")
+    return {}
+
+
+def _mostly_unusable(root: Path) -> dict:
+    _unmapped_dataset(root)
+    for mask in (root / "masks").glob("m[013].png"):
+        Image.fromarray(np.zeros((SIZE, SIZE + 1), np.uint8)).save(mask)  # a size of its own
+    return {"max_quarantine_fraction": 0.1, "unmapped": "ignore"}
+
+
+def _missing_masks_folder(root: Path) -> dict:
+    _unmapped_dataset(root)
+    return {"masks_dir": "labels"}
+
+
+def _list_line_naming_no_pair(root: Path) -> dict:
+    _unmapped_dataset(root)
+    (root / "test.txt").write_text("m0\nm9\n")
+    return {"split_lists": {"test": "test.txt"}, "unmapped": "ignore"}
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda root: _unmapped_dataset(root) and {}, "mask values [77, 78] are not in remap"),
+        (_no_pairs, "no image/mask pairs found (layout 'folder'); 1 files quarantined, see "),
+        (_mostly_unusable, "3 of 4 pairs in {root} are unusable"),
+        (_missing_masks_folder, "mask directory not found: {root}/labels"),
+        (_list_line_naming_no_pair, "1 split-list line(s) name no image/mask pair"),
+    ],
+    ids=["unmapped", "no-pairs", "mostly-unusable", "missing-folder", "list-line"],
+)
+def test_a_dataset_the_run_cannot_use_is_a_user_error_in_one_line(tmp_path, make, message):
+    """Bad data ends the remap job with its message and no traceback (segpipe.logs): the
+    errors are UserErrors, as the split's (tests/data/test_split.py) and the plan's are."""
+    root = tmp_path / "data"
+    options = make(root)
+    with pytest.raises(UserError) as err:
+        run_remap(root, tmp_path / "out", threads=1, **options)
+    assert message.format(root=root) in str(err.value)
+    assert not (tmp_path / "out" / "index.csv").exists()

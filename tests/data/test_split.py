@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from segpipe.data.split import MANIFEST_COLUMNS, split_dataset, write_split
+from segpipe.data.split import MANIFEST_COLUMNS, SplitError, split_dataset, write_split
+from segpipe.logs import UserError
 
 GROUPS = {"abyssinian": 40, "beagle": 60, "pug": 20}
 
@@ -112,10 +113,35 @@ def test_unstratified_split_uses_overall_fractions():
     assert len(parts["val"]) == round(0.2 * (120 - 30))
 
 
-def test_too_few_pairs_fail_clearly():
-    index = make_index(official=False).head(2)
-    with pytest.raises(ValueError, match="is empty"):
-        split_dataset(index, seed=0, **SPLIT_KW)
+@pytest.mark.parametrize(
+    "official, rows, fractions, message",
+    [
+        (
+            False,
+            2,
+            {},
+            "config options 'split.val_fraction' and 'split.test_fraction': 2 pairs split into "
+            "train 1, val 0, test 1 (test_fraction 0.25, val_fraction 0.2 of the rest); every "
+            "split needs a pair: add pairs (at least 3)",
+        ),
+        (
+            True,
+            120,
+            {"val_fraction": 0.999},
+            "config option 'split.val_fraction': 120 pairs split into train 0, val 90, test 30 "
+            "(the official test list, val_fraction 0.999 of the rest); every split needs a "
+            "pair: lower the fractions",
+        ),
+    ],
+    ids=["too-few-pairs", "val-takes-all"],
+)
+def test_a_split_left_empty_names_the_options_in_one_line(official, rows, fractions, message):
+    """A user error (segpipe.logs.UserError: the split job's log has no traceback) naming the
+    fractions and what they left in each split."""
+    index = make_index(official=official).head(rows)
+    with pytest.raises(SplitError) as err:
+        split_dataset(index, seed=0, **{**SPLIT_KW, **fractions})
+    assert message in str(err.value) and isinstance(err.value, UserError)
 
 
 def test_write_split_is_byte_identical(tmp_path):

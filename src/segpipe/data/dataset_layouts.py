@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from segpipe.logs import UserError
+
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm"}
@@ -75,8 +77,12 @@ LISTED_MISSING = "matches no image/mask pair"
 _LOST_PAIR = (NO_MASK, NO_IMAGE, "its image ", "its mask ")
 
 
-class SplitListError(ValueError):
+class SplitListError(UserError, ValueError):
     """A split list names an id that matches no image or mask: the split cannot be trusted."""
+
+
+class DatasetPathError(UserError, FileNotFoundError):
+    """A folder or split list that the dataset options name does not exist."""
 
 
 def is_lost_pair(problem: str) -> bool:
@@ -120,7 +126,7 @@ def _files_by_stem(
     top level is read: every file below a sub-folder is a quarantine row (:func:`_nested_rows`).
     """
     if not folder.is_dir():
-        raise FileNotFoundError(f"{what} directory not found: {folder}")
+        raise DatasetPathError(f"{what} directory not found: {folder}")
     listing = _Listing({}, {})
     for path in sorted(folder.iterdir()):
         problem = _entry_problem(path, folder, what, suffixes, name_suffix, quarantine)
@@ -392,7 +398,7 @@ def _read_lists(
         if path.is_file():
             found[name] = (path, list_entries(path, known, first_field=first_field))
         elif required:
-            raise FileNotFoundError(f"split list for '{name}' not found: {path}")
+            raise DatasetPathError(f"split list for '{name}' not found: {path}")
         else:
             logger.info("no %s list at %s", name, path)
     return found

@@ -54,7 +54,7 @@ from segpipe.data.summary import (
     summarize,
 )
 from segpipe.io import atomic_dir, remove_stale_temporaries, write_csv
-from segpipe.logs import progress
+from segpipe.logs import UserError, progress
 from segpipe.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,12 @@ MAX_FLOAT_VALUE = 2.0**31
 SHOWN_VALUES = 5  # offending float values named in a message
 
 
-class UnmappedValuesError(ValueError):
+class DatasetError(UserError, ValueError):
+    """The dataset cannot be used as configured: no pair found, too many unusable pairs, or
+    masks that stop the run; the message names the folder or files and the quarantine list."""
+
+
+class UnmappedValuesError(DatasetError):
     """A mask holds values that the remap table does not cover, or non-integer float values."""
 
 
@@ -658,7 +663,7 @@ def _fail_without_pairs(
     for file, problem in index_quarantine[:20]:
         logger.warning("quarantined %s: %s", file, problem)
     write_csv(quarantine_out, pd.DataFrame(index_quarantine, columns=["file", "problem"]))
-    raise ValueError(
+    raise DatasetError(
         f"{dataset_dir}: no image/mask pairs found (layout '{layout}'); "
         f"{len(index_quarantine)} files quarantined, see {quarantine_out}"
     )
@@ -685,7 +690,7 @@ def _check_usable(
     lost, total = lost_fraction(frame, index_quarantine, results)
     if lost > max_quarantine_fraction * total:
         problems = "\n  ".join(f"{f}: {p}" for f, p in quarantine[:5])
-        raise ValueError(
+        raise DatasetError(
             f"{lost} of {total} pairs in {dataset_dir} are unusable (more than "
             f"remap.max_quarantine_fraction={max_quarantine_fraction}); see {quarantine_out}. "
             f"First problems:\n  {problems}"

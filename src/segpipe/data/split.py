@@ -26,6 +26,10 @@ class FoldError(UserError, ValueError):
     """More folds than images to cut them from."""
 
 
+class SplitError(UserError, ValueError):
+    """The split fractions leave a split without images."""
+
+
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """A split manifest; ids, groups and paths as written (``NA`` or ``nan`` stay strings)."""
     return read_table(path)
@@ -127,11 +131,21 @@ def split_dataset(
             warn_carved_from_trainval(frame, len(test), test_fraction)
     train, val = _carve(pool, val_fraction, rng, stratify)
     parts = {"train": train, "val": val, "test": test}
-    for name, part in parts.items():
-        if part.empty:
-            raise ValueError(
-                f"split '{name}' is empty: {len(frame)} pairs are too few for the fractions"
+    if any(part.empty for part in parts.values()):
+        options, test_from = (
+            ("option 'split.val_fraction'", "the official test list")
+            if official
+            else (
+                "options 'split.val_fraction' and 'split.test_fraction'",
+                f"test_fraction {test_fraction:g}",
             )
+        )
+        sizes = ", ".join(f"{name} {len(part)}" for name, part in parts.items())
+        advice = "lower the fractions" if len(frame) >= 3 else "add pairs (at least 3)"
+        raise SplitError(
+            f"config {options}: {len(frame)} pairs split into {sizes} ({test_from}, "
+            f"val_fraction {val_fraction:g} of the rest); every split needs a pair: {advice}"
+        )
     logger.info(
         "split (%s test list, seed %d): %s",
         "official" if official else "carved",
