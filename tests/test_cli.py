@@ -14,6 +14,12 @@ from segpipe import cli
 from helpers.repo import REPO
 
 
+def torch_sees_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _helps() -> dict[str, str]:
     """``segpipe --help`` and each command's --help, by command ("" for the top level)."""
     parser = cli._parser()
@@ -112,3 +118,19 @@ def test_help_and_verify_import_no_model_packages(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == [0, []]
+
+
+@pytest.mark.skipif(torch_sees_cuda(), reason="the machine has a CUDA device")
+def test_predict_on_cuda_without_a_gpu_names_the_option_in_one_line(tmp_path, capsys) -> None:
+    """The device is resolved before the checkpoint is read: one line naming --device (not
+    the config option of the pipeline's jobs), exit 2, nothing written."""
+    checkpoint, image = tmp_path / "best.pt", tmp_path / "a.png"
+    checkpoint.write_bytes(b"x")
+    image.write_bytes(b"x")
+    out = tmp_path / "out"
+    assert (
+        cli.main(["predict", "--device", "cuda", str(checkpoint), str(image), "-o", str(out)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err == "segpipe predict: error: --device cuda: no CUDA device is visible\n"
+    assert not out.exists()

@@ -510,6 +510,7 @@ def _predict_model(args: argparse.Namespace):
     """The model ``segpipe predict`` was given and its inputs: the ONNX file's (--onnx, every
     positional an input) or the checkpoint's (the first positional)."""
     from segpipe.inference.folder import load_model, load_onnx_model
+    from segpipe.models.device import DeviceError
 
     if args.onnx is not None:
         _input_file(args.onnx, "ONNX model")
@@ -518,7 +519,10 @@ def _predict_model(args: argparse.Namespace):
     if args.checkpoint is None:
         args.usage_error("the following arguments are required: IMAGE_OR_FOLDER")
     _input_file(args.checkpoint, "checkpoint")
-    return load_model([args.checkpoint], device=args.device), args.inputs
+    try:
+        return load_model([args.checkpoint], device=args.device), args.inputs
+    except DeviceError:
+        raise DeviceError(f"--device {args.device}: no CUDA device is visible") from None
 
 
 def _beside_onnx(onnx: Path) -> list[Path]:

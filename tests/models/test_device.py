@@ -9,6 +9,7 @@ import torch
 from segpipe.models.device import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    DeviceError,
     amp_dtype,
     autocast,
     normalize,
@@ -23,7 +24,8 @@ def test_the_device_setting() -> None:
     assert resolve_device("cpu") == CPU
     assert resolve_device("auto") == (torch.device("cuda", 0) if torch.cuda.is_available() else CPU)
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="'train.device' is 'cuda' but no CUDA device"):
+        # A UserError: the train or predict job's log has the message, no traceback.
+        with pytest.raises(DeviceError, match="'train.device' is 'cuda' but no CUDA device"):
             resolve_device("cuda")
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from segpipe.data.arrays import replicate_padding
+from segpipe.logs import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 # ----------------------------------------------------------------------------- device
 
 
+class DeviceError(UserError, RuntimeError):
+    """The device asked for is not there (CUDA on a machine without a visible GPU)."""
+
+
 def resolve_device(name: str, rank: int = 0) -> torch.device:
     """The device of config option ``device``: ``auto`` is CUDA where visible, else the CPU;
     on CUDA, GPU ``rank``."""
@@ -35,7 +40,7 @@ def resolve_device(name: str, rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(
+            raise DeviceError(
                 "config option 'train.device' is 'cuda' but no CUDA device is visible"
             )
         return torch.device("cuda", rank)
