@@ -439,10 +439,20 @@ def _list_line_naming_no_pair(root: Path) -> dict:
         (lambda root: _unmapped_dataset(root) and {}, "mask values [77, 78] are not in remap"),
         (_no_pairs, "no image/mask pairs found (layout 'folder'); 1 files quarantined, see "),
         (_mostly_unusable, "3 of 4 pairs in {root} are unusable"),
-        (_missing_masks_folder, "mask directory not found: {root}/labels"),
+        (_missing_masks_folder, "mask directory not found: {root}/labels (dataset.masks_dir)"),
+        (lambda root: {}, "dataset.root {root}: no such folder"),
+        (lambda root: root.write_text("x") and {}, "dataset.root {root}: is a file, not a dataset"),
         (_list_line_naming_no_pair, "1 split-list line(s) name no image/mask pair"),
     ],
-    ids=["unmapped", "no-pairs", "mostly-unusable", "missing-folder", "list-line"],
+    ids=[
+        "unmapped",
+        "no-pairs",
+        "mostly-unusable",
+        "missing-folder",
+        "missing-root",
+        "root-a-file",
+        "list-line",
+    ],
 )
 def test_a_dataset_the_run_cannot_use_is_a_user_error_in_one_line(tmp_path, make, message):
     """Bad data ends the remap job with its message and no traceback (segpipe.logs): the

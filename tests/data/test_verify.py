@@ -119,7 +119,11 @@ def test_cli_exit_status_output_and_json(dataset, tmp_path, capsys):
 
 def test_cli_usage_errors(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "missing")]) == 2
-    assert "image directory not found" in capsys.readouterr().err
+    assert f"dataset.root {tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path)]) == 2
+    assert f"image directory not found: {tmp_path / 'images'} (dataset.images_dir)" in (
+        capsys.readouterr().err
+    )
     with pytest.raises(SystemExit) as exc:
         main(["verify", str(tmp_path), "--table", "a=b"])
     assert exc.value.code == 2

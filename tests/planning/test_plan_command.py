@@ -137,7 +137,7 @@ def intensities(i: int) -> np.ndarray:
             lambda root: dataset(root, mask=lambda i: np.zeros((40, 48), np.uint8)),
             "a single class value",
         ),
-        (lambda root: root, "image directory not found"),
+        (lambda root: root, "no such folder"),
         (lambda root: (root.write_text("x"), root)[1], "is a file, not a dataset folder"),
     ],
     ids=[

@@ -124,9 +124,10 @@ def _files_by_stem(
 
     With ``name_suffix`` (e.g. ``_mask``), stems must end with it and the key drops it. Only the
     top level is read: every file below a sub-folder is a quarantine row (:func:`_nested_rows`).
+    A missing ``folder`` is an error naming the option that places it below dataset.root.
     """
     if not folder.is_dir():
-        raise DatasetPathError(f"{what} directory not found: {folder}")
+        raise DatasetPathError(f"{what} directory not found: {folder} ({_option(what)})")
     listing = _Listing({}, {})
     for path in sorted(folder.iterdir()):
         problem = _entry_problem(path, folder, what, suffixes, name_suffix, quarantine)
@@ -460,6 +461,9 @@ def index_dataset(
     if layout not in LAYOUTS:
         raise ValueError(f"unknown dataset layout '{layout}'; valid: {list(LAYOUTS)}")
     root = Path(root)
+    if not root.is_dir():
+        problem = "is a file, not a dataset folder" if root.exists() else "no such folder"
+        raise DatasetPathError(f"dataset.root {root}: {problem}")
     default_images, default_masks = LAYOUT_DIRS[layout]
     images_path = root / (images_dir or default_images)
     masks_path = root / (masks_dir or default_masks)
