@@ -4,6 +4,7 @@ many runs with distinct colours."""
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -97,3 +98,29 @@ def test_search_curves_of_candidates_stopped_at_each_rung(tmp_path, count) -> No
     assert _is_png(tmp_path / "search.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["search.png"]  # no temporary
     assert plt.get_fignums() == []
+
+
+# Names that matplotlib would parse as mathtext: a bad expression, a lone pair of $, TeX marks.
+MATH_LIKE = ["$\\frac$ cells", "50% $ off $", "c_1^2 $x$"]
+
+
+def test_names_with_dollar_signs_are_drawn_as_written(tmp_path) -> None:
+    """A class, run or candidate named with ``$`` ends no report job (matplotlib's mathtext
+    failed on "$\\frac$"); matplotlib's own settings are left as they were."""
+    before = matplotlib.rcParams["text.parse_math"]
+    plot_confusion(np.eye(3, dtype=int), MATH_LIKE, tmp_path / "confusion.png")
+    plot_per_class(
+        pd.DataFrame({"class_name": MATH_LIKE, "iou": [0.9, 0.5, 0.1], "dice": [0.9, 0.6, 0.2]}),
+        tmp_path / "per_class.png",
+    )
+    histories = {name: history(3) for name in MATH_LIKE}
+    plot_runs_learning_curves(histories, tmp_path / "curves.png")
+    plot_runs_per_class(
+        pd.DataFrame(np.full((3, 3), 0.5), index=MATH_LIKE, columns=MATH_LIKE),
+        tmp_path / "runs_per_class.png",
+    )
+    plot_search_curves(
+        histories, tmp_path / "search.png", winner=MATH_LIKE[0], title="$\\frac$ search"
+    )
+    assert len(list(tmp_path.glob("*.png"))) == 5
+    assert matplotlib.rcParams["text.parse_math"] == before

@@ -9,9 +9,11 @@ Each PNG is written atomically.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import ParamSpec
 
 import matplotlib
 import numpy as np
@@ -23,9 +25,22 @@ from matplotlib.ticker import MaxNLocator
 from segpipe.io import atomic_path
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 DPI = 110
 _MISSING_NOTE = "n/a: class absent from both ground truth and prediction"
+
+
+def _literal_text(plot: Callable[P, None]) -> Callable[P, None]:
+    """Draw every text of ``plot``'s figure as written: a class, run or title holding ``$``
+    (``"$5 off"``, ``"$\\frac$ cells"``) is no mathtext for matplotlib to parse, or fail on."""
+
+    @functools.wraps(plot)
+    def literal(*args: P.args, **kwargs: P.kwargs) -> None:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            plot(*args, **kwargs)
+
+    return literal
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -42,6 +57,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> None:
     logger.info("wrote figure %s", path)
 
 
+@_literal_text
 def plot_confusion(
     matrix: np.ndarray | pd.DataFrame,
     class_names: Sequence[str],
@@ -100,6 +116,7 @@ def plot_confusion(
     _save(fig, path)
 
 
+@_literal_text
 def plot_learning_curves(history: pd.DataFrame, path: str | os.PathLike) -> None:
     """Three stacked panels over epochs: train/val loss, val mIoU/Dice, and the learning rate.
 
@@ -135,6 +152,7 @@ def plot_learning_curves(history: pd.DataFrame, path: str | os.PathLike) -> None
     _save(fig, path)
 
 
+@_literal_text
 def plot_per_class(per_class: pd.DataFrame, path: str | os.PathLike) -> None:
     """Grouped bars of IoU and Dice per class.
 
@@ -177,6 +195,7 @@ def run_colors(count: int) -> list:
     return [matplotlib.colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, count)]
 
 
+@_literal_text
 def plot_runs_learning_curves(
     histories: Mapping[str, pd.DataFrame],
     path: str | os.PathLike,
@@ -212,6 +231,7 @@ def plot_runs_learning_curves(
     _save(fig, path)
 
 
+@_literal_text
 def plot_runs_per_class(iou: pd.DataFrame, path: str | os.PathLike) -> None:
     """Grouped bars of test IoU: one group per class, one bar per run.
 
@@ -243,6 +263,7 @@ def plot_runs_per_class(iou: pd.DataFrame, path: str | os.PathLike) -> None:
     _save(fig, path)
 
 
+@_literal_text
 def plot_search_curves(
     histories: Mapping[str, pd.DataFrame],
     path: str | os.PathLike,
