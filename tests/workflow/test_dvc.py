@@ -170,6 +170,13 @@ def test_not_recorded_outside_a_dvc_repo(tmp_path: Path, caplog) -> None:
     assert "--touch" in caplog.text
 
 
+def test_pull_outside_a_dvc_repo_says_so(tmp_path: Path, capsys) -> None:
+    """One line naming the folder (dvc pull --quiet failed with its own message silenced)."""
+    assert sdvc.main(["-C", str(tmp_path), "pull"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: not pulling: {tmp_path.resolve()} is not a DVC repository (no .dvc/)\n"
+
+
 def test_why_not_record(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / ".dvc").mkdir()
     (tmp_path / "config").mkdir()

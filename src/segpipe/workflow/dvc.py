@@ -299,7 +299,7 @@ def record(workdir: str | Path = ".") -> None:
         )
     if generate(root, summary=rows):
         logger.info("dvc.yaml changed with the DAG's outputs")
-    _dvc(root, "commit", "--force", "--no-relink", "--quiet")
+    _dvc(root, "commit", "--force", "--no-relink")  # not --quiet: it hides DVC's errors
     logger.info("recorded the artifacts' hashes in dvc.lock (git diff dvc.lock shows the change)")
 
 
@@ -357,13 +357,17 @@ def touch(workdir: str | Path = ".") -> None:
 
 
 def pull(workdir: str | Path = ".", remote: str | None = None, jobs: int | None = None) -> None:
-    """``dvc pull`` (from ``remote``, default the configured one), then :func:`touch`."""
-    args = ["pull", "--quiet"]
+    """``dvc pull`` (from ``remote``, default the configured one), then :func:`touch`. Not
+    ``--quiet``: it would silence DVC's own error too, and the output is kept only on failure."""
+    root = Path(workdir)
+    if not (root / ".dvc").is_dir():
+        raise DvcError(f"not pulling: {root.resolve()} is not a DVC repository (no .dvc/)")
+    args = ["pull"]
     if remote:
         args += ["--remote", remote]
     if jobs:
         args += ["--jobs", str(jobs)]
-    _dvc(Path(workdir), *args)
+    _dvc(root, *args)
     touch(workdir)
 
 
