@@ -134,3 +134,35 @@ def test_predict_on_cuda_without_a_gpu_names_the_option_in_one_line(tmp_path, ca
     err = capsys.readouterr().err
     assert err == "segpipe predict: error: --device cuda: no CUDA device is visible\n"
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["verify", "d", "--threads", "0"], "argument --threads: 0 is below 1"),
+        (["verify", "d", "--max-lines", "-1"], "argument --max-lines: -1 is below 0"),
+        (["plan", "d", "--sample", "-3"], "argument --sample: -3 is below 0"),
+        (["plan", "d", "--threads", "x"], "argument --threads: 'x' is not an integer"),
+        (
+            ["predict", "ck.pt", "d", "-o", "o", "--batch-size", "0"],
+            "argument --batch-size: 0 is below 1",
+        ),
+    ],
+)
+def test_a_count_out_of_range_is_a_usage_error_naming_it(tmp_path, capsys, args, message) -> None:
+    """Counts are checked where they are parsed (a negative --sample reached pandas, whose
+    error named no option; --threads 0 and --max-lines -1 were taken)."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: {message}\n") and err.count("error:") == 1, err
+
+
+def test_a_raw_value_given_two_classes_is_refused(tmp_path, capsys) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["verify", str(tmp_path), "--table", "0=0,255=1", "--table", "255=0"])
+    assert exc.value.code == 2
+    assert "--table: raw value 255 maps to class 1 and 0" in capsys.readouterr().err

@@ -53,12 +53,32 @@ def _table(items: list[str] | None) -> dict[int, int] | None:
         for pair in filter(None, item.split(",")):
             raw, _, cls = pair.partition("=")
             try:
-                table[int(raw)] = int(cls)
+                value, class_id = int(raw), int(cls)
             except ValueError:
                 raise argparse.ArgumentTypeError(
                     f"--table: '{pair}' is not RAW=CLASS (integers)"
                 ) from None
+            if table.get(value, class_id) != class_id:
+                raise argparse.ArgumentTypeError(
+                    f"--table: raw value {value} maps to class {table[value]} and {class_id}"
+                )
+            table[value] = class_id
     return table
+
+
+def _at_least(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return count
 
 
 def _colors(items: list[str] | None) -> list[dict] | None:
@@ -174,7 +194,7 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="larger images and masks are problems, not decoded (default 89478485)",
     )
-    parser.add_argument("--threads", type=int, default=1, help="processes (default 1)")
+    parser.add_argument("--threads", type=_at_least(1), default=1, help="processes (default 1)")
 
 
 def _dataset_given(args: argparse.Namespace) -> dict[str, Any]:
@@ -295,7 +315,7 @@ def _parser() -> argparse.ArgumentParser:
         "is replaced only when it is such a summary)",
     )
     verify.add_argument(
-        "--max-lines", type=int, default=50, help="warnings/problems listed (default 50)"
+        "--max-lines", type=_at_least(0), default=50, help="warnings/problems listed (default 50)"
     )
     _add_plan(sub)
     _add_predict(sub)
@@ -335,7 +355,7 @@ def _add_plan(sub) -> None:
     plan.add_argument("--overwrite", action="store_true", help="replace OUT and the fingerprint")
     plan.add_argument(
         "--sample",
-        type=int,
+        type=_at_least(0),
         default=DEFAULT_SAMPLE,
         help=f"read a seeded sample of this many pairs at most (default {DEFAULT_SAMPLE}; 0: all)",
     )
@@ -428,7 +448,9 @@ def _add_predict(sub) -> None:
     predict.add_argument(
         "--overlap", type=float, default=0.5, help="sliding windows' overlap (default 0.5)"
     )
-    predict.add_argument("--batch-size", type=int, default=8, help="images or tiles per batch")
+    predict.add_argument(
+        "--batch-size", type=_at_least(1), default=8, help="images or tiles per batch"
+    )
     predict.add_argument(
         "--probabilities", action="store_true", help="also write probabilities/<name>.npz (uint8)"
     )
