@@ -30,6 +30,7 @@ import errno
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def _table(items: list[str] | None) -> dict[int, int] | None:
     """``["0=0,255=1", "7=2"]`` -> ``{0: 0, 255: 1, 7: 2}``."""
     if not items:
         return None
-    table = {}
+    table: dict[int, int] = {}
     for item in items:
         for pair in filter(None, item.split(",")):
             raw, _, cls = pair.partition("=")
@@ -66,7 +67,7 @@ def _table(items: list[str] | None) -> dict[int, int] | None:
     return table
 
 
-def _at_least(minimum: int):
+def _at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``minimum``."""
 
     def count(text: str) -> int:
