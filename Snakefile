@@ -5,9 +5,11 @@ from segpipe.workflow.config import config_file_problem
 min_version("9.0")
 
 
-# Snakemake's own message for a broken config file names neither the file nor the line.
-if _config_problem := config_file_problem("config/config.yaml"):
-    raise ValueError(_config_problem)
+# Snakemake's own message for a broken config file names neither the file nor the line, and it
+# keeps the last of a key given twice silently; the --configfile files are read by then.
+for _path in ["config/config.yaml", *workflow.config_settings.configfiles]:
+    if _config_problem := config_file_problem(_path):
+        raise ValueError(_config_problem)
 
 
 configfile: "config/config.yaml"

@@ -548,6 +548,18 @@ def test_a_mapped_and_ignored_value_fails_before_any_job_runs(tmp_path):
     assert "Traceback" not in out
 
 
+@pytest.mark.slow
+def test_a_key_given_twice_in_a_configfile_fails_before_any_job_runs(tmp_path):
+    """Snakemake keeps the last of the two silently; the Snakefile reads every --configfile."""
+    work = copy_workflow(tmp_path)
+    (work / "config" / "twice.yaml").write_text("train: {epochs: 1}\ntrain: {lr: 0.5}\n")
+    proc = snakemake(work, "-n", "--configfile", "config/test.yaml", "config/twice.yaml")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "twice.yaml' is not valid YAML: line 2, column 1: key 'train' given twice" in out
+    assert "Traceback" not in out
+
+
 # --- config files and paths ----------------------------------------------------------------
 
 
@@ -559,6 +571,12 @@ def test_a_mapped_and_ignored_value_fails_before_any_job_runs(tmp_path):
         ("", r"config file '.*bad.yaml' is empty"),
         ("# only a comment\n", r"config file '.*bad.yaml' is empty"),
         ("- a\n- b\n", r"config file '.*bad.yaml' holds a list, not a mapping"),
+        (
+            "train: {epochs: 1}\nrun_name: x\ntrain: {lr: 0.5}\n",
+            r"line 3, column 1: key 'train' given twice \(first on line 1\)",
+        ),
+        ("train: {lr: 1, epochs: 2, lr: 2}\n", r"line 1, column 27: key 'lr' given twice"),
+        ("remap:\n  table:\n    1: 0\n    1: 1\n", r"line 4, column 5: key 1 given twice"),
     ],
 )
 def test_bad_config_files_are_named_with_the_line(tmp_path, text, message):

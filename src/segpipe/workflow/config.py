@@ -122,6 +122,31 @@ def load_schema(path: str | Path) -> dict:
         return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML and Snakemake keep
+    the last silently, so a section written twice loses the first one's options)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if (
+                key_node.tag == "tag:yaml.org,2002:merge"
+            ):  # "<<:" merges; its keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = key in first
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"key {key!r} given twice (first on line {first[key] + 1})",
+                    problem_mark=key_node.start_mark,
+                )
+            first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_config_file(path: str | Path) -> dict:
     """The options of a YAML (or JSON) config file, or ConfigError naming the file and, for a
     syntax error, its line and column: a missing, unreadable or empty file, or one that is not
@@ -133,7 +158,7 @@ def load_config_file(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file '{path}' cannot be read: {exc}") from None
     try:
-        cfg = yaml.safe_load(text)
+        cfg = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file '{path}' is not valid YAML: {_yaml_problem(exc)}") from None
     if cfg is None:
